@@ -1,0 +1,26 @@
+//! End-to-end harness for inference-router: the real Envoy binary with the built filter, fake
+//! upstream model servers, a small HTTP/1.1 client and admin/stats helpers.
+//!
+//! ```no_run
+//! use integration::{Harness, Request};
+//! let h = Harness::demo(&serde_json::json!({
+//!     "models": [{"name": "iris", "targets": [{"name": "v1", "cluster": "iris-v1", "weight": 1}]}]
+//! }));
+//! let r = h.send(&Request::get("/v2/models/iris/ready"));
+//! assert_eq!(r.echo().cluster, "iris-v1");
+//! ```
+//!
+//! Envoy is found through `ENVOY_BIN`, `<repo>/.venv/bin/envoy` (`make setup`) or `func-e which`;
+//! the filter through `INFERENCE_ROUTER_WASM` or the release build (`make build`). Either
+//! missing is a panic, never a skipped test.
+
+pub mod client;
+pub mod envoy;
+pub mod template;
+pub mod upstream;
+
+pub use client::{Connection, Request, Response};
+pub use envoy::{
+    envoy_binary, envoy_dir, repo_root, wasm_path, Envoy, EnvoyConfig, Harness, StartFailure,
+};
+pub use upstream::{fnv64_hex, Echo, Upstreams, CLUSTERS};

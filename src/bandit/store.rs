@@ -1,0 +1,405 @@
+//! Shared state between VMs: the [`SharedStore`] trait (proxy-wasm shared data as the core sees
+//! it), [`seed`], the bounded CAS read-modify-write loop [`update_state`], and [`MemoryStore`],
+//! an in-memory store with injectable faults for tests.
+//!
+//! # Host semantics modelled here
+//! * `get` returns the value and its CAS token; a missing key is `(None, None)`.
+//! * `set` with `Some(cas)` fails with [`StoreError::CasMismatch`] when the key exists and its
+//!   token is no longer `cas`; with `None` (or `Some(0)`) it writes unconditionally.
+//! * **A `set` on a missing key ignores the CAS and inserts unconditionally.** So CAS cannot
+//!   protect the first write of a key: two writers that both saw "missing" would both write, and
+//!   the second would erase the first's update.
+//!
+//! # Seeding, and the residual race
+//! Call [`seed`] for every model key when the VM starts (`on_vm_start`/`on_configure`, not in
+//! `_initialize` where host calls are refused). It writes the initial state only if the key is
+//! absent. Two VMs seeding at the same moment can both see "absent" and both write; they write
+//! the same fresh state, so that is harmless. The one residual hazard: a seed that saw "absent"
+//! lands after another VM has already seeded *and* accepted a reward into the key, erasing that
+//! reward. That needs a reward to be fully processed inside the few microseconds between another
+//! VM's `get` and `set` at the very first start (shared data survives VM reloads, so later
+//! starts find the key present); at most the rewards of that window are lost, never the key's
+//! consistency.
+//!
+//! [`update_state`] does not trust CAS for a first write either: on a missing key it seeds the
+//! initial state (same residual race) and retries, so the update itself is always a CAS write
+//! over an existing key.
+//!
+//! # Outcomes of [`update_state`]
+//! * `Ok(UpdateOutcome)`: the new state is stored. `attempts` is the number of CAS writes tried
+//!   (1 = no contention, `retries() = attempts - 1`); `seeded` says the key was missing and was
+//!   seeded first; `discarded` carries the [`DecodeError`] when the stored bytes were undecodable.
+//! * Undecodable bytes (garbage, another format version, NaN): the closure receives a copy of
+//!   `initial` instead, and the result is written with the CAS token of the bad bytes (so a
+//!   concurrent repair is not overwritten). Learning restarts from the prior; the host should
+//!   log `discarded` at warn level.
+//! * `Err(UpdateFailure::Contention { attempts })`: every one of `max_attempts` CAS writes lost
+//!   to another writer. Nothing of this update was written; the reward is dropped (the host
+//!   should count it in a metric). `max_attempts == 0` returns this at once with 0 attempts.
+//! * `Err(UpdateFailure::Store { .. })`: the host refused a `get` or `set` with anything but a
+//!   CAS mismatch; nothing further is tried.
+//! * `Err(UpdateFailure::Rejected(e))`: the closure refused (e.g. a bad reward); nothing written.
+//!
+//! Each round reads, decodes, applies the closure and encodes, so the closure may run several
+//! times; it must be a pure function of the state it is given (plus captured inputs).
+
+use core::fmt;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+
+use super::state::{decode, encode, DecodeError, ModelState};
+
+/// Why the store refused an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The CAS token given to `set` is stale: another writer got there first.
+    CasMismatch,
+    /// Any other host failure, described for the log.
+    Host(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::CasMismatch => f.write_str("shared data CAS mismatch"),
+            StoreError::Host(why) => write!(f, "shared data host error: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Proxy-wasm shared data as the core sees it. The host adapter implements it with
+/// `proxy_wasm::hostcalls::{get_shared_data, set_shared_data}` (the `Result` forms; map
+/// `Status::CasMismatch` to [`StoreError::CasMismatch`], anything else to
+/// [`StoreError::Host`]).
+pub trait SharedStore {
+    /// The value of `key` and its CAS token; `(None, None)` when the key does not exist.
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError>;
+    /// Writes `value`; with `cas`, only if the key's token is still `cas` (but see the module
+    /// docs: a missing key is inserted whatever `cas` says).
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+}
+
+/// What [`seed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedOutcome {
+    /// The key was absent and `initial` was written.
+    Seeded,
+    /// The key already existed (another VM seeded it, or shared data survived a VM reload);
+    /// nothing was written.
+    AlreadyPresent,
+}
+
+/// Writes `initial` under `key` only if the key is absent. Call it at VM start; see the module
+/// docs for the residual race (two VMs seeding at once both write the same fresh state).
+pub fn seed<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    initial: &ModelState,
+) -> Result<SeedOutcome, StoreError> {
+    let (bytes, _) = store.get(key)?;
+    if bytes.is_some() {
+        return Ok(SeedOutcome::AlreadyPresent);
+    }
+    store.set(key, &encode(initial), None)?;
+    Ok(SeedOutcome::Seeded)
+}
+
+/// A successful [`update_state`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateOutcome {
+    /// CAS writes tried, the successful one included (at least 1).
+    pub attempts: u32,
+    /// The key was missing and was seeded with `initial` before the update.
+    pub seeded: bool,
+    /// The stored bytes could not be decoded and were replaced (the update was applied to a
+    /// copy of `initial`); the reason, for the log.
+    pub discarded: Option<DecodeError>,
+    /// The state now stored (its CAS token is unknown: the host learns it on the next read).
+    pub state: ModelState,
+}
+
+impl UpdateOutcome {
+    /// CAS writes lost to other writers before this one succeeded.
+    pub fn retries(&self) -> u32 {
+        self.attempts.saturating_sub(1)
+    }
+}
+
+/// A failed [`update_state`]; in every case nothing of this update was stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateFailure<E> {
+    /// All `attempts` CAS writes lost to other writers.
+    Contention { attempts: u32 },
+    /// The host refused an operation with something other than a CAS mismatch.
+    Store { error: StoreError, attempts: u32 },
+    /// The closure refused the update.
+    Rejected(E),
+}
+
+impl<E: fmt::Display> fmt::Display for UpdateFailure<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpdateFailure::Contention { attempts } => {
+                write!(
+                    f,
+                    "gave up after {attempts} CAS attempts lost to other writers"
+                )
+            }
+            UpdateFailure::Store { error, attempts } => {
+                write!(f, "{error} (after {attempts} CAS attempts)")
+            }
+            UpdateFailure::Rejected(e) => write!(f, "update refused: {e}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for UpdateFailure<E> {}
+
+/// Bounded CAS read-modify-write of the state under `key`: read, decode, `f`, encode, write
+/// with the CAS token just read; on a CAS mismatch, start over, at most `max_attempts` writes.
+///
+/// `f` receives the stored state, or a copy of `initial` when the bytes were undecodable
+/// (reported in [`UpdateOutcome::discarded`]). A missing key is first seeded with `initial`
+/// (reported in [`UpdateOutcome::seeded`]); seeding uses no attempt the first time, and counts
+/// as one if the key is missing again, so the loop always ends. All outcomes are listed in the
+/// module docs.
+pub fn update_state<S, E, F>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    initial: &ModelState,
+    mut f: F,
+) -> Result<UpdateOutcome, UpdateFailure<E>>
+where
+    S: SharedStore + ?Sized,
+    F: FnMut(ModelState) -> Result<ModelState, E>,
+{
+    let mut attempts = 0u32;
+    let mut seeded = false;
+    loop {
+        if attempts >= max_attempts {
+            return Err(UpdateFailure::Contention { attempts });
+        }
+        let store_failure = |error, attempts| UpdateFailure::Store { error, attempts };
+        let (bytes, cas) = store.get(key).map_err(|e| store_failure(e, attempts))?;
+        let Some(bytes) = bytes else {
+            if seeded {
+                attempts += 1;
+            }
+            match store.set(key, &encode(initial), None) {
+                Ok(()) | Err(StoreError::CasMismatch) => {}
+                Err(e) => return Err(store_failure(e, attempts)),
+            }
+            seeded = true;
+            continue;
+        };
+        if cas.is_none() {
+            // Writing without a token would be unconditional and could erase others' updates.
+            return Err(store_failure(
+                StoreError::Host("shared data returned a value without a CAS token".into()),
+                attempts,
+            ));
+        }
+        let (current, discarded) = match decode(&bytes) {
+            Ok(state) => (state, None),
+            Err(e) => (initial.clone(), Some(e)),
+        };
+        let next = f(current).map_err(UpdateFailure::Rejected)?;
+        attempts += 1;
+        match store.set(key, &encode(&next), cas) {
+            Ok(()) => {
+                return Ok(UpdateOutcome {
+                    attempts,
+                    seeded,
+                    discarded,
+                    state: next,
+                })
+            }
+            Err(StoreError::CasMismatch) => continue,
+            Err(e) => return Err(store_failure(e, attempts)),
+        }
+    }
+}
+
+/// An in-memory [`SharedStore`] with Envoy's semantics (per-key CAS tokens from one increasing
+/// counter; `None`/`Some(0)` writes unconditionally; a missing key is inserted whatever the
+/// CAS) and scripted faults, for native tests of the host logic.
+///
+/// Faults are queued per operation and consumed in order: [`fail_next_get`](Self::fail_next_get)
+/// and [`fail_next_set`](Self::fail_next_set) make the next `get`/`set` return the given error
+/// without touching the data. The store is single-threaded (`RefCell`); a re-entrant call from
+/// inside another call is reported as a [`StoreError::Host`], never a panic.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: RefCell<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    entries: BTreeMap<String, (Vec<u8>, u32)>,
+    last_cas: u32,
+    get_faults: VecDeque<StoreError>,
+    set_faults: VecDeque<StoreError>,
+    gets: u64,
+    sets: u64,
+    writes: u64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut MemoryInner) -> T) -> Result<T, StoreError> {
+        let mut inner = self
+            .inner
+            .try_borrow_mut()
+            .map_err(|_| StoreError::Host("re-entrant MemoryStore call".into()))?;
+        Ok(f(&mut inner))
+    }
+
+    /// The next `get` fails with `error` (queued after earlier injected faults).
+    pub fn fail_next_get(&self, error: StoreError) {
+        let _ = self.with(|s| s.get_faults.push_back(error));
+    }
+
+    /// The next `set` fails with `error` (queued after earlier injected faults).
+    pub fn fail_next_set(&self, error: StoreError) {
+        let _ = self.with(|s| s.set_faults.push_back(error));
+    }
+
+    /// Writes raw bytes as another writer would (new CAS token), bypassing faults and counters.
+    pub fn put_raw(&self, key: &str, value: &[u8]) {
+        let _ = self.with(|s| {
+            let cas = s.next_cas();
+            s.entries.insert(key.to_owned(), (value.to_vec(), cas));
+        });
+    }
+
+    /// Removes a key, bypassing faults and counters.
+    pub fn remove(&self, key: &str) {
+        let _ = self.with(|s| s.entries.remove(key));
+    }
+
+    /// The stored bytes and CAS token of `key`, bypassing faults and counters.
+    pub fn raw(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.with(|s| s.entries.get(key).cloned()).ok().flatten()
+    }
+
+    /// `get` calls so far (failed ones included).
+    pub fn gets(&self) -> u64 {
+        self.with(|s| s.gets).unwrap_or(0)
+    }
+
+    /// `set` calls so far (failed ones included).
+    pub fn sets(&self) -> u64 {
+        self.with(|s| s.sets).unwrap_or(0)
+    }
+
+    /// `set` calls that changed the data.
+    pub fn writes(&self) -> u64 {
+        self.with(|s| s.writes).unwrap_or(0)
+    }
+}
+
+impl MemoryInner {
+    fn next_cas(&mut self) -> u32 {
+        // Tokens are never 0 (0 means "no CAS" to the host).
+        self.last_cas = self.last_cas.checked_add(1).unwrap_or(1);
+        self.last_cas
+    }
+}
+
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        self.with(|s| {
+            s.gets += 1;
+            if let Some(fault) = s.get_faults.pop_front() {
+                return Err(fault);
+            }
+            Ok(match s.entries.get(key) {
+                Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+                None => (None, None),
+            })
+        })?
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        self.with(|s| {
+            s.sets += 1;
+            if let Some(fault) = s.set_faults.pop_front() {
+                return Err(fault);
+            }
+            if let (Some(expected), Some((_, current))) = (cas, s.entries.get(key)) {
+                if expected != 0 && expected != *current {
+                    return Err(StoreError::CasMismatch);
+                }
+            }
+            let token = s.next_cas();
+            s.entries.insert(key.to_owned(), (value.to_vec(), token));
+            s.writes += 1;
+            Ok(())
+        })?
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+    use crate::bandit::{Algorithm, Strategy, StrategyParams, UpdateError};
+
+    fn strategy() -> Strategy {
+        Strategy::new(StrategyParams::new(Algorithm::Thompson), 2).unwrap()
+    }
+
+    #[test]
+    fn memory_store_models_envoy_cas() {
+        let store = MemoryStore::new();
+        assert_eq!(store.get("k").unwrap(), (None, None));
+        // Missing key: CAS ignored.
+        store.set("k", b"one", Some(77)).unwrap();
+        let (v, cas) = store.get("k").unwrap();
+        assert_eq!(v.as_deref(), Some(&b"one"[..]));
+        let cas = cas.unwrap();
+        assert_eq!(
+            store.set("k", b"two", Some(cas + 1)),
+            Err(StoreError::CasMismatch)
+        );
+        store.set("k", b"two", Some(cas)).unwrap();
+        assert_eq!(
+            store.set("k", b"three", Some(cas)),
+            Err(StoreError::CasMismatch)
+        );
+        store.set("k", b"three", None).unwrap();
+        store.set("k", b"four", Some(0)).unwrap();
+        assert_eq!(store.raw("k").unwrap().0, b"four");
+        assert_eq!((store.gets(), store.sets(), store.writes()), (2, 6, 4));
+    }
+
+    #[test]
+    fn closure_runs_once_per_round_and_sees_the_latest_state() {
+        let s = strategy();
+        let store = MemoryStore::new();
+        let initial = s.initial_state(&["x", "y"]);
+        seed(&store, "m", &initial).unwrap();
+        store.fail_next_set(StoreError::CasMismatch);
+        let mut calls = 0;
+        let out = update_state(&store, "m", 3, &initial, |mut st| {
+            calls += 1;
+            s.update(&mut st, 1, 0.5)?;
+            Ok::<_, UpdateError>(st)
+        })
+        .unwrap();
+        assert_eq!((calls, out.attempts, out.retries()), (2, 2, 1));
+        assert_eq!(out.state.updates, 1);
+    }
+}

@@ -1,0 +1,236 @@
+//! The configuration as users write it: a serde mirror of the JSON document, nothing more.
+//! Every struct denies unknown fields so a typo is an error, not a silently ignored setting.
+//! `compile` turns this into the runtime form after validating it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigDto {
+    #[serde(default = "default_route_header")]
+    pub route_header: String,
+    #[serde(default = "default_target_header")]
+    pub target_header: String,
+    #[serde(default = "default_model_header")]
+    pub model_header: String,
+    #[serde(default = "default_true")]
+    pub response_metadata: bool,
+    #[serde(default)]
+    pub body: BodyDto,
+    #[serde(default)]
+    pub default_model: Option<String>,
+    pub models: Vec<ModelDto>,
+    #[serde(default)]
+    pub rules: Vec<RuleDto>,
+}
+
+fn default_route_header() -> String {
+    "x-inference-cluster".into()
+}
+fn default_target_header() -> String {
+    "x-inference-target".into()
+}
+fn default_model_header() -> String {
+    "x-model".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BodySource {
+    #[default]
+    Buffer,
+    Metadata,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInvalid {
+    #[default]
+    Reject,
+    Default,
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyDto {
+    #[serde(default)]
+    pub source: BodySource,
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    #[serde(default)]
+    pub on_invalid: OnInvalid,
+    #[serde(default = "default_metadata_namespace")]
+    pub metadata_namespace: String,
+}
+
+fn default_max_bytes() -> u64 {
+    DEFAULT_MAX_BODY_BYTES
+}
+fn default_metadata_namespace() -> String {
+    "inference-router".into()
+}
+
+impl Default for BodyDto {
+    fn default() -> Self {
+        BodyDto {
+            source: BodySource::default(),
+            max_bytes: DEFAULT_MAX_BODY_BYTES,
+            on_invalid: OnInvalid::default(),
+            metadata_namespace: default_metadata_namespace(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDto {
+    pub name: String,
+    pub targets: Vec<TargetDto>,
+    #[serde(default)]
+    pub strategy: StrategyDto,
+    #[serde(default)]
+    pub default_target: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetDto {
+    pub name: String,
+    pub cluster: String,
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StrategyDto {
+    Weighted {
+        #[serde(default)]
+        sticky: Option<StickyDto>,
+    },
+}
+
+impl Default for StrategyDto {
+    fn default() -> Self {
+        StrategyDto::Weighted { sticky: None }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StickyDto {
+    Header(String),
+    Cookie(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDto {
+    pub name: String,
+    #[serde(default)]
+    pub when: WhenDto,
+    pub then: ThenDto,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WhenDto {
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderCondDto>,
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub method: Option<OneOrMany>,
+    #[serde(default)]
+    pub body: BTreeMap<String, BodyCondDto>,
+    #[serde(default)]
+    pub time_utc: Option<TimeWindowDto>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderCondDto {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub present: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyCondDto {
+    /// `Some(Value::Null)` when the user wrote `"exact": null`, `None` when absent.
+    #[serde(default, deserialize_with = "explicit_value")]
+    pub exact: Option<Value>,
+    #[serde(default)]
+    pub one_of: Option<Vec<Value>>,
+    #[serde(default)]
+    pub present: Option<bool>,
+    #[serde(default)]
+    pub gt: Option<f64>,
+    #[serde(default)]
+    pub lt: Option<f64>,
+}
+
+fn explicit_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeWindowDto {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThenDto {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub reply: Option<ReplyDto>,
+    #[serde(default)]
+    pub reject: Option<RejectDto>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyDto {
+    #[serde(default = "default_reply_status")]
+    pub status: u16,
+    #[serde(default)]
+    pub echo: bool,
+    #[serde(default, deserialize_with = "explicit_value")]
+    pub body: Option<Value>,
+}
+
+fn default_reply_status() -> u16 {
+    200
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectDto {
+    pub status: u16,
+    pub message: String,
+}

@@ -1,0 +1,162 @@
+//! Configuration: parse (`dto`) → validate and compile (`compile`) → the immutable runtime form
+//! defined here. The host calls [`parse`] once per plugin start; every request reads the result.
+
+mod compile;
+pub mod dto;
+
+use std::collections::HashMap;
+
+pub use compile::parse;
+pub use dto::{BodySource, OnInvalid};
+
+use crate::payload::PointerSet;
+
+/// A configuration error: the field path (`models[0].targets[1].weight`) and why it is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.field, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The compiled configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub route_header: String,
+    pub target_header: String,
+    pub model_header: String,
+    pub response_metadata: bool,
+    pub body: BodySettings,
+    pub default_model: Option<usize>,
+    pub models: Vec<Model>,
+    model_index: HashMap<String, usize>,
+    pub rules: Vec<Rule>,
+    /// Every body field that routing may read; index 0 is always `/model`.
+    pub pointers: PointerSet,
+    /// Some rule replies with the request body, so a body may be needed whatever its type.
+    pub has_echo: bool,
+}
+
+impl Config {
+    pub fn model_by_name(&self, name: &str) -> Option<usize> {
+        self.model_index.get(name).copied()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BodySettings {
+    pub source: BodySource,
+    pub max_bytes: u64,
+    pub on_invalid: OnInvalid,
+    pub metadata_namespace: String,
+}
+
+#[derive(Debug)]
+pub struct Model {
+    pub name: String,
+    pub targets: Vec<Target>,
+    pub strategy: Strategy,
+    pub default_target: usize,
+    /// Running sums of the weights, for a binary search of a draw in `[0, total_weight)`.
+    pub cumulative_weights: Vec<u64>,
+    pub total_weight: u64,
+}
+
+impl Model {
+    pub fn target_by_name(&self, name: &str) -> Option<usize> {
+        self.targets.iter().position(|t| t.name == name)
+    }
+}
+
+#[derive(Debug)]
+pub struct Target {
+    pub name: String,
+    pub cluster: String,
+    pub weight: u32,
+}
+
+#[derive(Debug)]
+pub enum Strategy {
+    Weighted { sticky: Option<StickyKey> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyKey {
+    Header(String),
+    Cookie(String),
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    /// Conditions, cheapest first: a body condition is only reached when the others hold.
+    pub when: Vec<Condition>,
+    pub then: Action,
+}
+
+#[derive(Debug)]
+pub enum Condition {
+    Method(Vec<String>),
+    PathPrefix(String),
+    Header { name: String, test: HeaderTest },
+    TimeUtc { from_minute: u32, to_minute: u32 },
+    Body { pointer: usize, test: BodyTest },
+}
+
+#[derive(Debug)]
+pub enum HeaderTest {
+    Exact(String),
+    Prefix(String),
+    Present(bool),
+}
+
+#[derive(Debug)]
+pub enum BodyTest {
+    Exact(serde_json::Value),
+    OneOf(Vec<serde_json::Value>),
+    Present(bool),
+    Range { gt: Option<f64>, lt: Option<f64> },
+}
+
+#[derive(Debug)]
+pub enum Action {
+    /// Pin a model and/or a target. `TargetPin::Named` applies to whichever model the request
+    /// addresses; the rule matches only if that model has such a target.
+    Pin {
+        model: Option<usize>,
+        target: TargetPin,
+    },
+    Reply {
+        status: u16,
+        body: ReplyBody,
+    },
+    Reject {
+        status: u16,
+        message: String,
+    },
+}
+
+#[derive(Debug)]
+pub enum TargetPin {
+    None,
+    Index(usize),
+    Named(String),
+}
+
+#[derive(Debug)]
+pub enum ReplyBody {
+    Echo,
+    Json(Vec<u8>),
+    Empty,
+}

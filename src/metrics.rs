@@ -1,0 +1,80 @@
+//! Metric names, derived once from the configuration. The host defines them at plugin start and
+//! increments them by index; nothing is formatted per request.
+
+use crate::config::Config;
+use crate::policy::Reason;
+
+pub const PREFIX: &str = "inference_router";
+
+/// A name as one segment of a metric name: `.` would split Envoy's stat hierarchy and `:` is not
+/// valid in Prometheus names, so both become `_`.
+pub fn metric_segment(name: &str) -> String {
+    name.chars()
+        .map(|c| if c == '.' || c == ':' { '_' } else { c })
+        .collect()
+}
+
+/// Every counter the filter defines, in a fixed order the host keeps ids for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricNames {
+    /// `requests.<model>.<target>`, indexed `[model][target]`.
+    pub requests: Vec<Vec<String>>,
+    /// `decisions.<reason>` for the fixed reasons, in `Reason::FIXED` order.
+    pub decisions_fixed: Vec<String>,
+    /// `decisions.rule.<rule>`, by rule index.
+    pub decisions_rules: Vec<String>,
+    pub body_parse_failures: String,
+    pub body_too_large: String,
+    /// `local_replies.<kind>`, in `ReplyKind::ALL` order.
+    pub local_replies: Vec<String>,
+}
+
+impl MetricNames {
+    pub fn for_config(cfg: &Config) -> Self {
+        MetricNames {
+            requests: cfg
+                .models
+                .iter()
+                .map(|m| {
+                    m.targets
+                        .iter()
+                        .map(|t| {
+                            format!(
+                                "{PREFIX}.requests.{}.{}",
+                                metric_segment(&m.name),
+                                metric_segment(&t.name)
+                            )
+                        })
+                        .collect()
+                })
+                .collect(),
+            decisions_fixed: Reason::FIXED
+                .iter()
+                .map(|r| format!("{PREFIX}.decisions.{}", r.metric_segment()))
+                .collect(),
+            decisions_rules: cfg
+                .rules
+                .iter()
+                .map(|r| format!("{PREFIX}.decisions.rule.{}", metric_segment(&r.name)))
+                .collect(),
+            body_parse_failures: format!("{PREFIX}.body.parse_failures"),
+            body_too_large: format!("{PREFIX}.body.too_large"),
+            local_replies: crate::policy::ReplyKind::ALL
+                .iter()
+                .map(|k| format!("{PREFIX}.local_replies.{}", k.as_str()))
+                .collect(),
+        }
+    }
+
+    /// All names, for defining them in one loop.
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        self.requests
+            .iter()
+            .flatten()
+            .chain(&self.decisions_fixed)
+            .chain(&self.decisions_rules)
+            .chain([&self.body_parse_failures, &self.body_too_large])
+            .chain(&self.local_replies)
+            .map(String::as_str)
+    }
+}

@@ -1,0 +1,481 @@
+//! One pass over a JSON or MessagePack body that keeps only the fields in a [`PointerSet`].
+//!
+//! The walk is a serde `DeserializeSeed` driven by the pointer trie: keys on a pointer's path are
+//! followed, everything else is skipped with `IgnoredAny` (still checked for well-formedness), and
+//! only the values a pointer ends at are materialised. The same walk serves both formats because
+//! it only speaks serde's data model.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+use super::pointer::{Node, PointerSet};
+
+/// Nesting deeper than this is refused (serde_json's own limit is the same).
+const MAX_DEPTH: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    MessagePack,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "JSON",
+            Format::MessagePack => "MessagePack",
+        }
+    }
+}
+
+/// The values found for each pointer of the set, by pointer index.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields {
+    values: Vec<Option<Value>>,
+}
+
+impl Fields {
+    pub fn with_len(len: usize) -> Self {
+        Fields {
+            values: vec![None; len],
+        }
+    }
+
+    pub fn get(&self, pointer: usize) -> Option<&Value> {
+        self.values.get(pointer).and_then(Option::as_ref)
+    }
+
+    pub fn set(&mut self, pointer: usize, value: Value) {
+        if let Some(slot) = self.values.get_mut(pointer) {
+            *slot = Some(value);
+        }
+    }
+}
+
+/// Why a body could not be read. `detail` is safe to return to the client: it describes the
+/// document's shape, never echoes its content beyond a key name routing reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractError {
+    pub detail: String,
+}
+
+impl fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+pub fn extract(set: &PointerSet, format: Format, bytes: &[u8]) -> Result<Fields, ExtractError> {
+    let mut out = Fields::with_len(set.len());
+    let seed = NodeSeed {
+        set,
+        node: 0,
+        out: &mut out,
+    };
+    let result = match format {
+        // JSON is UTF-8 (RFC 8259). serde_json skips unread strings without checking them, so
+        // check the whole body once: a router must not pass on what the model server may reject
+        // differently.
+        Format::Json if std::str::from_utf8(bytes).is_err() => {
+            Err("the body is not valid UTF-8".to_string())
+        }
+        Format::Json => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            seed.deserialize(&mut de)
+                .and_then(|()| de.end())
+                .map_err(|e| e.to_string())
+        }
+        Format::MessagePack => {
+            let mut rest = bytes;
+            let mut de = rmp_serde::Deserializer::new(&mut rest);
+            de.set_max_depth(MAX_DEPTH);
+            let r = seed.deserialize(&mut de).map_err(|e| e.to_string());
+            match r {
+                Ok(()) if !rest.is_empty() => Err(format!(
+                    "{} bytes after the end of the document",
+                    rest.len()
+                )),
+                other => other,
+            }
+        }
+    };
+    match result {
+        Ok(()) => Ok(out),
+        Err(detail) => Err(ExtractError {
+            detail: format!("malformed {}: {}", format.name(), detail),
+        }),
+    }
+}
+
+struct NodeSeed<'s, 'o> {
+    set: &'s PointerSet,
+    node: usize,
+    out: &'o mut Fields,
+}
+
+impl NodeSeed<'_, '_> {
+    fn node(&self) -> Option<&Node> {
+        self.set.nodes.get(self.node)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for NodeSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let ends_here = self.node().is_some_and(|n| !n.ends.is_empty());
+        if ends_here {
+            // A pointer ends here: keep the value, and serve deeper pointers from it.
+            let value = Value::deserialize(deserializer)?;
+            fill_from_value(self.set, self.node, &value, self.out);
+            Ok(())
+        } else {
+            deserializer.deserialize_any(NodeVisitor { seed: self })
+        }
+    }
+}
+
+use serde::Deserialize;
+
+fn fill_from_value(set: &PointerSet, node: usize, value: &Value, out: &mut Fields) {
+    let Some(n) = set.nodes.get(node) else { return };
+    for &end in &n.ends {
+        out.set(end, value.clone());
+    }
+    for (token, child) in &n.children {
+        let sub = match value {
+            Value::Object(map) => map.get(token),
+            Value::Array(items) => array_index(token).and_then(|i| items.get(i)),
+            _ => None,
+        };
+        if let Some(sub) = sub {
+            fill_from_value(set, *child, sub, out);
+        }
+    }
+}
+
+/// RFC 6901 array index: digits without a leading zero (except "0").
+fn array_index(token: &str) -> Option<usize> {
+    if token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    if !token.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    token.parse().ok()
+}
+
+struct NodeVisitor<'s, 'o> {
+    seed: NodeSeed<'s, 'o>,
+}
+
+impl<'de> Visitor<'de> for NodeVisitor<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let NodeSeed { set, node, out } = self.seed;
+        let children: &[(String, usize)] = set
+            .nodes
+            .get(node)
+            .map(|n| n.children.as_slice())
+            .unwrap_or_default();
+        let mut seen = vec![false; children.len()];
+        while let Some(key) = map.next_key_seed(KeySeed { children })? {
+            match key {
+                Some(slot) => {
+                    let Some((token, child)) = children.get(slot) else {
+                        return Err(de::Error::custom("internal: key slot out of range"));
+                    };
+                    if let Some(flag) = seen.get_mut(slot) {
+                        if *flag {
+                            return Err(de::Error::custom(format!(
+                                "duplicate key \"{token}\" in one object"
+                            )));
+                        }
+                        *flag = true;
+                    }
+                    map.next_value_seed(NodeSeed {
+                        set,
+                        node: *child,
+                        out: &mut *out,
+                    })?;
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let NodeSeed { set, node, out } = self.seed;
+        let wanted: Vec<(usize, usize)> = set
+            .nodes
+            .get(node)
+            .map(|n| {
+                n.children
+                    .iter()
+                    .filter_map(|(token, child)| array_index(token).map(|i| (i, *child)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut index = 0usize;
+        loop {
+            let child = wanted.iter().find(|(i, _)| *i == index).map(|(_, c)| *c);
+            let more = match child {
+                Some(child) => seq
+                    .next_element_seed(NodeSeed {
+                        set,
+                        node: child,
+                        out: &mut *out,
+                    })?
+                    .is_some(),
+                None => seq.next_element::<IgnoredAny>()?.is_some(),
+            };
+            if !more {
+                return Ok(());
+            }
+            index = index.saturating_add(1);
+        }
+    }
+
+    // Scalars and other leaves: nothing below them can match.
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_newtype_struct<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        // MessagePack extension types surface as enums; routing never reads inside them.
+        let (_, variant) = data.variant::<IgnoredAny>()?;
+        de::VariantAccess::newtype_variant::<IgnoredAny>(variant)?;
+        Ok(())
+    }
+}
+
+/// Reads a map key and says which child of the current node it names, if any. Non-string keys
+/// (MessagePack allows them) never match a pointer token.
+struct KeySeed<'c> {
+    children: &'c [(String, usize)],
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl KeySeed<'_> {
+    fn slot(&self, key: &str) -> Option<usize> {
+        self.children.iter().position(|(token, _)| token == key)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map key")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+        Ok(self.slot(v))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Option<usize>, E> {
+        Ok(std::str::from_utf8(v).ok().and_then(|s| self.slot(s)))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<usize>, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<usize>, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<usize>, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<usize>, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<usize>, E> {
+        Ok(None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Option<usize>, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<usize>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<usize>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn set(pointers: &[&str]) -> PointerSet {
+        let mut s = PointerSet::new();
+        for p in pointers {
+            s.insert(p).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn json_reads_only_pointed_fields() {
+        let s = set(&["/temperature", "/messages/1/role", "/meta/tags/0"]);
+        let body = br#"{"model":"chat","temperature":1.5,"messages":[{"role":"system"},{"role":"user","content":"hi"}],"meta":{"tags":["a","b"]},"other":{"x":[1,2,{"y":null}]}}"#;
+        let f = extract(&s, Format::Json, body).unwrap();
+        assert_eq!(f.get(0), Some(&json!("chat")));
+        assert_eq!(f.get(1), Some(&json!(1.5)));
+        assert_eq!(f.get(2), Some(&json!("user")));
+        assert_eq!(f.get(3), Some(&json!("a")));
+    }
+
+    #[test]
+    fn missing_and_type_mismatch_are_absent() {
+        let s = set(&["/a/b", "/list/5"]);
+        let f = extract(&s, Format::Json, br#"{"a":3,"list":[1]}"#).unwrap();
+        assert_eq!(f.get(0), None);
+        assert_eq!(f.get(1), None);
+        assert_eq!(f.get(2), None);
+        let f = extract(&s, Format::Json, b"[1,2]").unwrap();
+        assert_eq!(f.get(1), None);
+        let f = extract(&s, Format::Json, b"\"scalar\"").unwrap();
+        assert_eq!(f.get(0), None);
+    }
+
+    #[test]
+    fn nested_pointer_under_leaf_pointer() {
+        let s = set(&["/a", "/a/b"]);
+        let f = extract(&s, Format::Json, br#"{"a":{"b":2}}"#).unwrap();
+        assert_eq!(f.get(1), Some(&json!({"b":2})));
+        assert_eq!(f.get(2), Some(&json!(2)));
+    }
+
+    #[test]
+    fn malformed_json_is_an_error() {
+        let s = set(&[]);
+        for bad in [
+            &b"{\"model\": "[..],
+            b"",
+            b"{}{}",
+            b"{\"a\":1,}",
+            b"\xff\xfe",
+            b"{\"model\":\"\xff\"}",
+        ] {
+            let e = extract(&s, Format::Json, bad).unwrap_err();
+            assert!(e.detail.starts_with("malformed JSON"), "{}", e.detail);
+        }
+    }
+
+    #[test]
+    fn skipped_invalid_utf8_strings_still_error() {
+        let s = set(&[]);
+        assert!(extract(&s, Format::Json, b"{\"x\":\"\xc3\x28\"}").is_err());
+    }
+
+    #[test]
+    fn duplicate_routing_key_is_an_error_but_other_duplicates_are_not() {
+        let s = set(&[]);
+        let e = extract(&s, Format::Json, br#"{"model":"a","model":"b"}"#).unwrap_err();
+        assert!(e.detail.contains("duplicate key \"model\""), "{}", e.detail);
+        assert!(extract(&s, Format::Json, br#"{"x":1,"x":2,"model":"a"}"#).is_ok());
+    }
+
+    #[test]
+    fn deep_nesting_never_overflows() {
+        let s = set(&[]);
+        // Skipped subtrees are walked iteratively by serde_json: valid, however deep.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(extract(&s, Format::Json, deep.as_bytes()).is_ok());
+        // A value routing reads is built recursively, so depth is limited there.
+        let deep_model = format!(
+            "{{\"model\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(extract(&s, Format::Json, deep_model.as_bytes()).is_err());
+        let ok = format!("{{\"model\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(extract(&s, Format::Json, ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn messagepack_same_semantics() {
+        let s = set(&["/temperature", "/messages/0/role"]);
+        let doc = json!({"model":"chat","temperature":0.2,"messages":[{"role":"user"}],"x":{"y":[1,2,3]}});
+        let bytes = rmp_serde::to_vec_named(&doc).unwrap();
+        let f = extract(&s, Format::MessagePack, &bytes).unwrap();
+        assert_eq!(f.get(0), Some(&json!("chat")));
+        assert_eq!(f.get(1), Some(&json!(0.2)));
+        assert_eq!(f.get(2), Some(&json!("user")));
+    }
+
+    #[test]
+    fn messagepack_garbage_trailing_and_bombs() {
+        let s = set(&[]);
+        let mut bytes = rmp_serde::to_vec_named(&json!({"model":"m"})).unwrap();
+        bytes.push(0xc0);
+        assert!(extract(&s, Format::MessagePack, &bytes).is_err());
+        // array32 claiming 4 billion elements, with none present
+        assert!(extract(&s, Format::MessagePack, &[0xdd, 0xff, 0xff, 0xff, 0xff]).is_err());
+        // map32 claiming 4 billion entries
+        assert!(extract(&s, Format::MessagePack, &[0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
+        // str32 claiming 4 GiB
+        assert!(extract(&s, Format::MessagePack, &[0xdb, 0xff, 0xff, 0xff, 0xff]).is_err());
+        // deep nesting
+        let deep = vec![0x91u8; 100_000];
+        assert!(extract(&s, Format::MessagePack, &deep).is_err());
+        assert!(extract(&s, Format::MessagePack, &[]).is_err());
+        assert!(extract(&s, Format::MessagePack, &[0xc1]).is_err());
+    }
+
+    #[test]
+    fn messagepack_non_string_keys_are_skipped() {
+        let s = set(&[]);
+        // {1: "x", "model": "m"}
+        let bytes = [
+            0x82, 0x01, 0xa1, b'x', 0xa5, b'm', b'o', b'd', b'e', b'l', 0xa1, b'm',
+        ];
+        let f = extract(&s, Format::MessagePack, &bytes).unwrap();
+        assert_eq!(f.get(0), Some(&json!("m")));
+    }
+}

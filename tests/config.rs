@@ -1,0 +1,372 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+//! Configuration refusals name the field and the reason; the documented examples load.
+
+use inference_router::config::parse;
+use serde_json::{json, Value};
+
+fn base() -> Value {
+    json!({
+        "models": [{ "name": "m", "targets": [{ "name": "a", "cluster": "c-a", "weight": 1 },
+                                               { "name": "b", "cluster": "c-b", "weight": 1 }] }]
+    })
+}
+
+fn with(path: &str, value: Value) -> Value {
+    let mut doc = base();
+    let mut cur = &mut doc;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, p) in parts.iter().enumerate() {
+        let last = i == parts.len() - 1;
+        if let Ok(idx) = p.parse::<usize>() {
+            if last {
+                cur[idx] = value.clone();
+            } else {
+                cur = &mut cur[idx];
+            }
+        } else if last {
+            cur[*p] = value.clone();
+        } else {
+            if cur.get(*p).is_none() {
+                cur[*p] = json!({});
+            }
+            cur = &mut cur[*p];
+        }
+    }
+    doc
+}
+
+#[test]
+fn refusals_name_field_and_reason() {
+    let rule = |when: Value, then: Value| json!([{ "name": "r", "when": when, "then": then }]);
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (json!({}), "models", "missing field"),
+        (json!({"models": []}), "models", "at least one model"),
+        (
+            with("models.0.targets", json!([])),
+            "models[0].targets",
+            "at least one target",
+        ),
+        (
+            with("models.0.targets.0.weight", json!(-1)),
+            "models[0].targets[0].weight",
+            "invalid value",
+        ),
+        (
+            with("models.0.targets.0.weight", json!(2_000_000)),
+            "models[0].targets[0].weight",
+            "at most",
+        ),
+        (
+            with("models.0.targets.1.name", json!("a")),
+            "models[0].targets[1].name",
+            "earlier target",
+        ),
+        (
+            with("models.0.targets.0.name", json!("bad name")),
+            "models[0].targets[0].name",
+            "may hold only",
+        ),
+        (
+            with("models.0.targets.0.cluster", json!("")),
+            "models[0].targets[0].cluster",
+            "non-empty",
+        ),
+        (
+            with("models.0.targets.0.colour", json!("x")),
+            "models[0].targets[0].colour",
+            "unknown field",
+        ),
+        (
+            with("models.0.strategy", json!({"type": "magic"})),
+            "models[0].strategy.type",
+            "unknown variant",
+        ),
+        (
+            with(
+                "models.0.strategy",
+                json!({"type": "weighted", "sticky": {"header": "X-User"}}),
+            ),
+            "models[0].strategy.sticky.header",
+            "lowercase",
+        ),
+        (
+            with("models.0.default_target", json!("z")),
+            "models[0].default_target",
+            "not a target",
+        ),
+        (
+            with("default_model", json!("zz")),
+            "default_model",
+            "not the name of a configured model",
+        ),
+        (
+            with("route_header", json!(":authority")),
+            "route_header",
+            "pseudo-header",
+        ),
+        (
+            with("target_header", json!("x-inference-cluster")),
+            "target_header",
+            "must differ",
+        ),
+        (
+            with("body.max_bytes", json!(0)),
+            "body.max_bytes",
+            "between 1 and",
+        ),
+        (
+            with("body.on_invalid", json!("ignore")),
+            "body.on_invalid",
+            "unknown variant",
+        ),
+        (
+            with("rules", rule(json!({}), json!({}))),
+            "rules[0].then",
+            "exactly one of",
+        ),
+        (
+            with(
+                "rules",
+                rule(
+                    json!({}),
+                    json!({"model": "m", "reject": {"status": 403, "message": "x"}}),
+                ),
+            ),
+            "rules[0].then",
+            "exactly one of",
+        ),
+        (
+            with("rules", rule(json!({}), json!({"model": "nope"}))),
+            "rules[0].then.model",
+            "not the name",
+        ),
+        (
+            with(
+                "rules",
+                rule(json!({}), json!({"model": "m", "target": "z"})),
+            ),
+            "rules[0].then.target",
+            "not a target",
+        ),
+        (
+            with("rules", rule(json!({}), json!({"target": "z"}))),
+            "rules[0].then.target",
+            "no model has",
+        ),
+        (
+            with(
+                "rules",
+                rule(
+                    json!({}),
+                    json!({"reject": {"status": 200, "message": "x"}}),
+                ),
+            ),
+            "rules[0].then.reject.status",
+            "400 to 599",
+        ),
+        (
+            with(
+                "rules",
+                rule(json!({}), json!({"reply": {"echo": true, "body": {}}})),
+            ),
+            "rules[0].then.reply",
+            "exclude",
+        ),
+        (
+            with(
+                "rules",
+                rule(json!({"headers": {"x-a": {}}}), json!({"model": "m"})),
+            ),
+            "rules[0].when.headers.x-a",
+            "exactly one",
+        ),
+        (
+            with(
+                "rules",
+                rule(
+                    json!({"headers": {"x-a": {"exact": "1", "prefix": "2"}}}),
+                    json!({"model": "m"}),
+                ),
+            ),
+            "rules[0].when.headers.x-a",
+            "exactly one",
+        ),
+        (
+            with(
+                "rules",
+                rule(
+                    json!({"body": {"temperature": {"gt": 1}}}),
+                    json!({"model": "m"}),
+                ),
+            ),
+            "rules[0].when.body.temperature",
+            "start with '/'",
+        ),
+        (
+            with(
+                "rules",
+                rule(
+                    json!({"body": {"/t": {"gt": 2, "lt": 1}}}),
+                    json!({"model": "m"}),
+                ),
+            ),
+            "rules[0].when.body./t",
+            "nothing could match",
+        ),
+        (
+            with(
+                "rules",
+                rule(
+                    json!({"body": {"/t": {"exact": 1, "gt": 0}}}),
+                    json!({"model": "m"}),
+                ),
+            ),
+            "rules[0].when.body./t",
+            "exactly one",
+        ),
+        (
+            with(
+                "rules",
+                rule(
+                    json!({"body": {"/t": {"one_of": []}}}),
+                    json!({"model": "m"}),
+                ),
+            ),
+            "rules[0].when.body./t.one_of",
+            "at least one",
+        ),
+        (
+            with(
+                "rules",
+                rule(
+                    json!({"time_utc": {"from": "25:00", "to": "01:00"}}),
+                    json!({"model": "m"}),
+                ),
+            ),
+            "rules[0].when.time_utc.from",
+            "HH:MM",
+        ),
+        (
+            with(
+                "rules",
+                rule(
+                    json!({"time_utc": {"from": "01:00", "to": "01:00"}}),
+                    json!({"model": "m"}),
+                ),
+            ),
+            "rules[0].when.time_utc",
+            "empty",
+        ),
+        (
+            with(
+                "rules",
+                rule(json!({"method": "post"}), json!({"model": "m"})),
+            ),
+            "rules[0].when.method",
+            "uppercase",
+        ),
+        (
+            with(
+                "rules",
+                rule(json!({"path_prefix": "v1"}), json!({"model": "m"})),
+            ),
+            "rules[0].when.path_prefix",
+            "start with '/'",
+        ),
+        (
+            with(
+                "rules",
+                json!([{"name": "r", "then": {"model": "m"}}, {"name": "r", "then": {"model": "m"}}]),
+            ),
+            "rules[1].name",
+            "earlier rule",
+        ),
+        (
+            with(
+                "rules",
+                json!([{"name": "a.b", "then": {"model": "m"}}, {"name": "a_b", "then": {"model": "m"}}]),
+            ),
+            "rules[1].name",
+            "same metric name",
+        ),
+    ];
+    for (doc, field, reason) in cases {
+        let e = parse(doc.to_string().as_bytes()).expect_err(&format!("accepted {doc}"));
+        assert_eq!(e.field, field, "wrong field for {doc}: {e}");
+        assert!(
+            e.reason.contains(reason),
+            "reason {:?} lacks {reason:?} for {doc}",
+            e.reason
+        );
+    }
+}
+
+#[test]
+fn echo_is_refused_in_metadata_mode() {
+    let mut doc = base();
+    doc["body"] = json!({"source": "metadata"});
+    doc["rules"] = json!([{"name": "e", "then": {"reply": {"echo": true}}}]);
+    let e = parse(doc.to_string().as_bytes()).unwrap_err();
+    assert_eq!(e.field, "rules[0].then.reply.echo");
+}
+
+#[test]
+fn empty_and_non_json_configuration() {
+    assert!(parse(b"").unwrap_err().reason.contains("empty"));
+    assert!(parse(b"  \n").unwrap_err().reason.contains("empty"));
+    assert!(parse(b"not json").is_err());
+    assert!(parse(b"[]").is_err());
+}
+
+#[test]
+fn defaults() {
+    let c = parse(base().to_string().as_bytes()).unwrap();
+    assert_eq!(c.route_header, "x-inference-cluster");
+    assert_eq!(c.target_header, "x-inference-target");
+    assert_eq!(c.model_header, "x-model");
+    assert!(c.response_metadata);
+    assert_eq!(c.body.max_bytes, 1_048_576);
+    assert_eq!(c.models[0].default_target, 0);
+}
+
+/// Every ```json block in docs/ that is a full configuration loads.
+#[test]
+fn documented_examples_load() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(format!("{root}/docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("```json\n") {
+            let after = &rest[start + 8..];
+            let end = after.find("```").unwrap();
+            let block = &after[..end];
+            rest = &after[end + 3..];
+            let v: Value = serde_json::from_str(block).unwrap_or_else(|e| {
+                panic!(
+                    "{}: a json block does not parse: {e}\n{block}",
+                    path.display()
+                )
+            });
+            if v.get("models").is_some() {
+                if let Err(e) = parse(block.as_bytes()) {
+                    panic!(
+                        "{}: documented configuration refused: {e}\n{block}",
+                        path.display()
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 1, "no documented configuration found");
+}
