@@ -31,8 +31,18 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual } from "node:util";
 
-import { loadAll, CORE_SCHEMA, YAML11_SCHEMA } from "js-yaml";
-import * as istioModels from "@kubernetes-models/istio";
+// Loaded in main(), so a missing `npm ci` gets a clear message instead of a resolver error.
+let loadAll, CORE_SCHEMA, YAML11_SCHEMA, istioModels;
+
+async function loadDependencies() {
+  try {
+    ({ loadAll, CORE_SCHEMA, YAML11_SCHEMA } = await import("js-yaml"));
+    istioModels = await import("@kubernetes-models/istio");
+  } catch (e) {
+    console.error(`error: cannot load the validator's dependencies (${e.code ?? e.message}); run: npm ci --prefix istio`);
+    process.exit(2);
+  }
+}
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MARKER = ".generated-by-istio-validate";
@@ -354,6 +364,7 @@ async function exists(p) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
+  await loadDependencies();
   const files = opts.files.length ? opts.files.map((f) => path.resolve(f)) : await listYamlFiles(HERE);
   if (files.length === 0) usage(`no YAML files in ${display(HERE)}`);
 
@@ -385,7 +396,11 @@ async function main() {
       const doc = docs12[index];
       if (doc === null || doc === undefined) continue; // empty document (comments only)
       count++;
-      const where = `${display(file)}: document ${index + 1}`;
+      const ident =
+        isObject(doc) && typeof doc.kind === "string" && typeof doc.metadata?.name === "string"
+          ? ` (${doc.kind} ${doc.metadata.namespace ?? "(none)"}/${doc.metadata.name})`
+          : "";
+      const where = `${display(file)}: document ${index + 1}${ident}`;
       if (!isObject(doc)) {
         errors.push(`${where}: is a ${Array.isArray(doc) ? "list" : typeof doc}, not a Kubernetes resource`);
         continue;
@@ -408,7 +423,7 @@ async function main() {
       const name = doc.metadata?.name;
       const namespace = doc.metadata?.namespace;
       if (typeof name !== "string" || !name) {
-        errors.push(`${where} (${kind}): metadata.name is required`);
+        errors.push(`${where}: metadata.name is required`);
         continue;
       }
       const r = { file, index, doc, name, namespace: namespace ?? "(none)", Model };
