@@ -1,8 +1,13 @@
 //! State encoding, reconciliation and the decode-on-change cache, through the public API.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use inference_router::bandit::{
-    decode, encode, Algorithm, DecodeError, Decay, MemoryStore, Prior, Reconciled, Refresh,
+    decode, encode, Algorithm, Decay, DecodeError, MemoryStore, Prior, Reconciled, Refresh,
     ResetReason, SharedStore, StateCache, Strategy, StrategyParams, STATE_VERSION,
 };
 use inference_router::rng::Rng;
@@ -39,7 +44,10 @@ fn decode_refuses_bad_input() {
     let s = thompson(Prior::default());
     let good = encode(&s.initial_state(&["a", "b", "c"]));
     assert!(matches!(decode(b""), Err(DecodeError::Malformed(_))));
-    assert!(matches!(decode(&good[..good.len() / 2]), Err(DecodeError::Malformed(_))));
+    assert!(matches!(
+        decode(&good[..good.len() / 2]),
+        Err(DecodeError::Malformed(_))
+    ));
     let mut rng = Rng::seed_from_u64(99);
     for len in 0..200 {
         let junk: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
@@ -75,7 +83,10 @@ fn reconcile_through_the_strategy() {
     );
     assert_eq!(moved.arms[0], state.arms[1]);
     assert_eq!(moved.arms[1].pulls, 0.0);
-    assert_eq!(how.to_string(), "migrated: kept 1, added 1, removed 2 targets");
+    assert_eq!(
+        how.to_string(),
+        "migrated: kept 1, added 1, removed 2 targets"
+    );
 
     // A new prior invalidates alpha/beta: reset, counter kept.
     let other = thompson(Prior {
@@ -83,7 +94,10 @@ fn reconcile_through_the_strategy() {
         beta: 2.0,
     });
     let (fresh, how) = other.reconcile(state.clone(), &["a", "b", "c"]);
-    assert!(matches!(how, Reconciled::Reset(ResetReason::ConfigChanged { .. })));
+    assert!(matches!(
+        how,
+        Reconciled::Reset(ResetReason::ConfigChanged { .. })
+    ));
     assert_eq!(fresh.updates, 1);
     assert_eq!((fresh.arms[1].alpha, fresh.arms[1].pulls), (2.0, 0.0));
 }
@@ -98,7 +112,10 @@ fn cache_decodes_only_when_the_cas_changes() {
 
     // Missing key: a fresh state to select from.
     let (bytes, cas) = store.get("k").unwrap();
-    assert_eq!(cache.refresh(bytes.as_deref(), cas, &s, &names), Refresh::Missing);
+    assert_eq!(
+        cache.refresh(bytes.as_deref(), cas, &s, &names),
+        Refresh::Missing
+    );
     assert_eq!(cache.state().unwrap(), &s.initial_state(&names));
 
     let mut learned = s.initial_state(&names);
@@ -113,14 +130,20 @@ fn cache_decodes_only_when_the_cas_changes() {
     assert!(cache.is_current(cas));
 
     // Same CAS: nothing decoded, even if we hand it garbage (proves no decode happened).
-    assert_eq!(cache.refresh(Some(b"garbage"), cas, &s, &names), Refresh::Cached);
+    assert_eq!(
+        cache.refresh(Some(b"garbage"), cas, &s, &names),
+        Refresh::Cached
+    );
     assert_eq!(cache.state().unwrap(), &learned);
 
     // Changed targets: the decoded state is reconciled before use.
     store.put_raw("k", &encode(&learned));
     let (bytes, cas) = store.get("k").unwrap();
     let how = cache.refresh(bytes.as_deref(), cas, &s, &["c", "a"]);
-    assert!(matches!(how, Refresh::Decoded(Reconciled::Migrated { kept: 2, .. })));
+    assert!(matches!(
+        how,
+        Refresh::Decoded(Reconciled::Migrated { kept: 2, .. })
+    ));
     assert_eq!(cache.state().unwrap().arms[0].name, "c");
 
     // Undecodable bytes: fresh state, reported once, not decoded again until they change.
@@ -131,7 +154,10 @@ fn cache_decodes_only_when_the_cas_changes() {
         Refresh::Undecodable(_)
     ));
     assert_eq!(cache.state().unwrap(), &s.initial_state(&names));
-    assert_eq!(cache.refresh(bytes.as_deref(), cas, &s, &names), Refresh::Cached);
+    assert_eq!(
+        cache.refresh(bytes.as_deref(), cas, &s, &names),
+        Refresh::Cached
+    );
 
     cache.clear();
     assert!(cache.state().is_none() && cache.cas().is_none());

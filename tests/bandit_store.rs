@@ -1,5 +1,10 @@
 //! The shared-state CAS loop, `seed`, and the in-memory store, through the public API.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use inference_router::bandit::{
     decode, encode, seed, update_state, Algorithm, MemoryStore, ModelState, SeedOutcome,
@@ -44,7 +49,10 @@ fn seed_writes_only_when_absent() {
     s.update(&mut learned, 0, 1.0).unwrap();
     store.put_raw(KEY, &encode(&learned));
     // A VM starting later (or reloading) keeps what was learned.
-    assert_eq!(seed(&store, KEY, &initial).unwrap(), SeedOutcome::AlreadyPresent);
+    assert_eq!(
+        seed(&store, KEY, &initial).unwrap(),
+        SeedOutcome::AlreadyPresent
+    );
     assert_eq!(stored(&store), learned);
 
     // Host errors surface.
@@ -95,7 +103,11 @@ fn persistent_mismatch_is_contention_after_exactly_max_attempts() {
     }
     let err = update_state(&store, KEY, 5, &initial, reward(&s, "small", 1.0)).unwrap_err();
     assert_eq!(err, UpdateFailure::Contention { attempts: 5 });
-    assert_eq!(store.sets() - sets_before, 5, "exactly max_attempts CAS writes");
+    assert_eq!(
+        store.sets() - sets_before,
+        5,
+        "exactly max_attempts CAS writes"
+    );
     assert_eq!(stored(&store), initial, "nothing of the update was written");
     assert_eq!(
         err.to_string(),
@@ -145,10 +157,16 @@ fn rejected_update_writes_nothing() {
     seed(&store, KEY, &initial).unwrap();
     let writes = store.writes();
     let err = update_state(&store, KEY, 3, &initial, reward(&s, "small", f64::NAN)).unwrap_err();
-    assert!(matches!(err, UpdateFailure::Rejected(UpdateError::Reward(_))));
+    assert!(matches!(
+        err,
+        UpdateFailure::Rejected(UpdateError::Reward(_))
+    ));
     assert!(err.to_string().contains("reward must be a finite number"));
     let err = update_state(&store, KEY, 3, &initial, reward(&s, "gone", 0.5)).unwrap_err();
-    assert!(matches!(err, UpdateFailure::Rejected(UpdateError::UnknownArm { .. })));
+    assert!(matches!(
+        err,
+        UpdateFailure::Rejected(UpdateError::UnknownArm { .. })
+    ));
     assert_eq!(store.writes(), writes);
 }
 
@@ -204,7 +222,10 @@ fn value_without_cas_is_not_written_blindly() {
     let s = strategy();
     let initial = s.initial_state(&NAMES);
     let err = update_state(&NoCas, KEY, 3, &initial, reward(&s, "small", 1.0)).unwrap_err();
-    assert!(matches!(err, UpdateFailure::Store { attempts: 0, .. }), "{err:?}");
+    assert!(
+        matches!(err, UpdateFailure::Store { attempts: 0, .. }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -262,26 +283,29 @@ fn many_simulated_writers_final_count_is_exact() {
     // Random nesting: each writer's closure may start other writers' updates (up to depth 3)
     // between its read and its write. Every update that reports success must be in the final
     // state, and nothing else.
-    fn writer(
-        store: &MemoryStore,
-        s: &Strategy,
-        initial: &ModelState,
-        rng: &mut Rng,
-        depth: u32,
-        ok: &mut u64,
-        failed: &mut u64,
-        per_arm: &mut [u64; 3],
-    ) {
+    struct World<'a> {
+        store: &'a MemoryStore,
+        strategy: &'a Strategy,
+        initial: &'a ModelState,
+    }
+    #[derive(Default)]
+    struct Tally {
+        ok: u64,
+        contention: u64,
+        retries: u64,
+        per_arm: [u64; 3],
+    }
+    fn writer(world: &World<'_>, rng: &mut Rng, depth: u32, tally: &mut Tally) {
+        let s = world.strategy;
         let arm = rng.below(3) as usize;
         let r = rng.next_f64();
         let interfere = depth < 3 && rng.next_f64() < 0.4;
         let mut nested_done = false;
-        let result = update_state(store, KEY, 4, initial, |state| {
+        let result = update_state(world.store, KEY, 4, world.initial, |state| {
             if interfere && !nested_done {
                 nested_done = true;
-                let n = 1 + rng.below(3);
-                for _ in 0..n {
-                    writer(store, s, initial, rng, depth + 1, ok, failed, per_arm);
+                for _ in 0..1 + rng.below(3) {
+                    writer(world, rng, depth + 1, tally);
                 }
             }
             let (mut state, _) = s.reconcile(state, &NAMES);
@@ -289,11 +313,12 @@ fn many_simulated_writers_final_count_is_exact() {
             Ok::<_, UpdateError>(state)
         });
         match result {
-            Ok(_) => {
-                *ok += 1;
-                per_arm[arm] += 1;
+            Ok(out) => {
+                tally.ok += 1;
+                tally.retries += u64::from(out.retries());
+                tally.per_arm[arm] += 1;
             }
-            Err(UpdateFailure::Contention { .. }) => *failed += 1,
+            Err(UpdateFailure::Contention { .. }) => tally.contention += 1,
             Err(e) => panic!("{e:?}"),
         }
     }
@@ -301,20 +326,31 @@ fn many_simulated_writers_final_count_is_exact() {
     let s = strategy();
     let store = MemoryStore::new();
     let initial = s.initial_state(&NAMES);
+    let world = World {
+        store: &store,
+        strategy: &s,
+        initial: &initial,
+    };
     let mut rng = Rng::seed_from_u64(2024);
-    let (mut ok, mut failed, mut per_arm) = (0u64, 0u64, [0u64; 3]);
-    // Also start without a seed: the first writer seeds.
+    let mut tally = Tally::default();
+    // No seed: the first writer seeds the key.
     for _ in 0..300 {
         // Random host-level CAS failures on top of the interleavings.
-        if rng.next_f64() < 0.1 {
+        for _ in 0..rng.below(6) {
             store.fail_next_set(StoreError::CasMismatch);
         }
-        writer(&store, &s, &initial, &mut rng, 0, &mut ok, &mut failed, &mut per_arm);
+        writer(&world, &mut rng, 0, &mut tally);
     }
     let st = stored(&store);
-    assert!(ok > 300, "nesting should add writers: {ok}");
-    assert_eq!(st.updates, ok, "failed: {failed}");
-    for (arm, n) in st.arms.iter().zip(per_arm) {
+    assert!(tally.ok > 300, "nesting should add writers: {}", tally.ok);
+    assert!(
+        tally.retries > 100,
+        "the test must exercise retries: {}",
+        tally.retries
+    );
+    assert!(tally.contention > 0, "and contention: {}", tally.contention);
+    assert_eq!(st.updates, tally.ok, "contention: {}", tally.contention);
+    for (arm, n) in st.arms.iter().zip(tally.per_arm) {
         assert!((arm.pulls - n as f64).abs() < 1e-9, "{} vs {n}", arm.pulls);
     }
 }

@@ -1,5 +1,10 @@
 //! Strategies through the public API: learning behaviour, decay, floors, validation messages.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use inference_router::bandit::{
     check_reward, sample, validate, Algorithm, Decay, ModelState, Prior, RewardError, Strategy,
@@ -132,7 +137,10 @@ fn validation_sentences() {
     };
     let err = validate(&p, 2).unwrap_err();
     assert_eq!((err.field, err.arm), ("min_share", Some(1)));
-    assert_eq!(err.to_string(), "min_share[1]: must be within [0, 1), got NaN");
+    assert_eq!(
+        err.to_string(),
+        "min_share[1]: must be within [0, 1), got NaN"
+    );
 }
 
 #[test]
@@ -140,7 +148,10 @@ fn reward_errors() {
     assert_eq!(check_reward(0.0), Ok(0.0));
     assert_eq!(check_reward(1.0), Ok(1.0));
     assert_eq!(check_reward(1.5), Err(RewardError::OutOfRange(1.5)));
-    assert!(matches!(check_reward(f64::NAN), Err(RewardError::NotFinite(_))));
+    assert!(matches!(
+        check_reward(f64::NAN),
+        Err(RewardError::NotFinite(_))
+    ));
     let s = Strategy::new(StrategyParams::new(Algorithm::Ucb1), 3).unwrap();
     let mut state = s.initial_state(&NAMES);
     let err = s.update(&mut state, 1, -0.2).unwrap_err();
@@ -159,7 +170,9 @@ fn selection_is_reproducible_from_the_seed() {
     let state = s.initial_state(&NAMES);
     let draws = |seed| {
         let mut rng = Rng::seed_from_u64(seed);
-        (0..50).map(|_| s.select(&state, &mut rng)).collect::<Vec<_>>()
+        (0..50)
+            .map(|_| s.select(&state, &mut rng))
+            .collect::<Vec<_>>()
     };
     assert_eq!(draws(1), draws(1));
     assert_ne!(draws(1), draws(2));

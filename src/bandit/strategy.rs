@@ -365,17 +365,17 @@ impl Strategy {
         ModelState::new(target_names, self.config_id(), self.prior)
     }
 
-    /// [`reconcile`](super::state::reconcile) with this strategy's config id and prior.
+    /// [`reconcile`] with this strategy's config id and prior.
     pub fn reconcile(&self, state: ModelState, target_names: &[&str]) -> (ModelState, Reconciled) {
         reconcile(state, target_names, self.config_id(), self.prior)
     }
 
     /// Chooses an arm: an index into `state.arms`.
     ///
-    /// Valid for any state, including one with no pulls at all. Reads only `state`; uses one to
-    /// `arms + 2` draws of `rng`. A state with no arms (which [`decode`](super::decode) and
-    /// [`reconcile`](super::reconcile) never produce) yields 0, which the caller must treat as
-    /// out of range like any index it looks up with `get`.
+    /// Valid for any state, including one with no pulls at all. Reads only `state` and draws
+    /// from `rng`; no allocation. A state with no arms (which [`decode`](super::decode) and
+    /// [`reconcile`] never produce) yields 0, which the caller must treat as out of range like
+    /// any index it looks up with `get`.
     pub fn select(&self, state: &ModelState, rng: &mut Rng) -> usize {
         let arms = &state.arms;
         if arms.is_empty() {
@@ -402,20 +402,15 @@ impl Strategy {
                 if rng.next_f64() < epsilon {
                     return usize::try_from(rng.below(arms.len() as u64)).unwrap_or(0);
                 }
-                argmax(arms.iter().map(|a| a.mean().unwrap_or(0.0)), rng)
+                argmax(arms, rng, |a, _| a.mean().unwrap_or(0.0))
             }
-            Algorithm::Thompson => argmax(
-                arms.iter()
-                    .map(|a| sample::beta(rng, a.alpha, a.beta))
-                    .collect::<Vec<_>>(),
-                rng,
-            ),
+            Algorithm::Thompson => argmax(arms, rng, |a, rng| sample::beta(rng, a.alpha, a.beta)),
             Algorithm::Ucb1 => {
                 if let Some(i) = unplayed(arms, rng) {
                     return i;
                 }
                 let total: f64 = arms.iter().map(|a| a.pulls).sum();
-                argmax(arms.iter().map(|a| ucb1_index(a, total)), rng)
+                argmax(arms, rng, |a, _| ucb1_index(a, total))
             }
         }
     }
@@ -489,12 +484,18 @@ fn unplayed(arms: &[ArmState], rng: &mut Rng) -> Option<usize> {
     chosen
 }
 
-/// Index of the largest value, ties broken uniformly at random; NaN never wins; 0 if empty.
-fn argmax(values: impl IntoIterator<Item = f64>, rng: &mut Rng) -> usize {
+/// Index of the arm with the highest `score`, ties broken uniformly at random; a NaN score never
+/// wins; 0 if empty. `score` gets the same `rng` (Thompson draws from it) without allocating.
+fn argmax(
+    arms: &[ArmState],
+    rng: &mut Rng,
+    mut score: impl FnMut(&ArmState, &mut Rng) -> f64,
+) -> usize {
     let mut best = 0;
     let mut best_value = f64::NEG_INFINITY;
     let mut ties = 0u64;
-    for (i, v) in values.into_iter().enumerate() {
+    for (i, arm) in arms.iter().enumerate() {
+        let v = score(arm, rng);
         if v.is_nan() {
             continue;
         }
