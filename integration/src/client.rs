@@ -69,14 +69,16 @@ impl Request {
 
     /// A raw JSON text (possibly malformed), with `content-type: application/json`.
     pub fn json_text(self, text: &str) -> Request {
-        self.header("content-type", "application/json").body(text.as_bytes().to_vec())
+        self.header("content-type", "application/json")
+            .body(text.as_bytes().to_vec())
     }
 
     /// Serializes `value` as MessagePack (maps with string keys), with
     /// `content-type: application/msgpack`.
     pub fn msgpack<T: Serialize>(self, value: &T) -> Request {
         let bytes = rmp_serde::to_vec_named(value).expect("serialize MessagePack body");
-        self.header("content-type", "application/msgpack").body(bytes)
+        self.header("content-type", "application/msgpack")
+            .body(bytes)
     }
 
     /// Send the body with chunked transfer encoding (no `content-length`).
@@ -86,7 +88,9 @@ impl Request {
     }
 
     fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -164,7 +168,11 @@ impl Response {
     /// The body as JSON; panics with the body text if it is not JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("response body is not JSON ({e}): status {} body {:?}", self.status, self.text())
+            panic!(
+                "response body is not JSON ({e}): status {} body {:?}",
+                self.status,
+                self.text()
+            )
         })
     }
 
@@ -183,7 +191,9 @@ impl Response {
 
     /// The cluster that served this response, if it came from a fake upstream.
     pub fn upstream_cluster(&self) -> Option<String> {
-        serde_json::from_slice::<Echo>(&self.body).ok().map(|e| e.cluster)
+        serde_json::from_slice::<Echo>(&self.body)
+            .ok()
+            .map(|e| e.cluster)
     }
 }
 
@@ -202,7 +212,9 @@ impl Connection {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
-        Ok(Connection { reader: BufReader::new(stream) })
+        Ok(Connection {
+            reader: BufReader::new(stream),
+        })
     }
 
     /// Sends one request and reads its response.
@@ -241,7 +253,10 @@ fn read_line(r: &mut BufReader<TcpStream>) -> io::Result<String> {
     let mut line = Vec::new();
     let n = r.by_ref().take(64 * 1024).read_until(b'\n', &mut line)?;
     if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
     }
     while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         line.pop();
@@ -275,11 +290,17 @@ fn read_response(r: &mut BufReader<TcpStream>, head: bool) -> io::Result<Respons
             .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
         headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
     }
-    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
     let mut body = Vec::new();
     let no_body = head || (100..200).contains(&status) || status == 204 || status == 304;
     if no_body {
-    } else if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+    } else if find("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
         loop {
             let size_line = read_line(r)?;
             let size_hex = size_line.split(';').next().unwrap_or("").trim();
@@ -303,14 +324,22 @@ fn read_response(r: &mut BufReader<TcpStream>, head: bool) -> io::Result<Respons
             read_line(r)?;
         }
     } else if let Some(cl) = find("content-length") {
-        let len: usize = cl.parse().map_err(|_| bad(format!("bad content-length {cl:?}")))?;
+        let len: usize = cl
+            .parse()
+            .map_err(|_| bad(format!("bad content-length {cl:?}")))?;
         if len > MAX_RESPONSE_BYTES {
             return Err(bad("response too large".into()));
         }
         body.resize(len, 0);
         r.read_exact(&mut body)?;
     } else {
-        r.by_ref().take(MAX_RESPONSE_BYTES as u64).read_to_end(&mut body)?;
+        r.by_ref()
+            .take(MAX_RESPONSE_BYTES as u64)
+            .read_to_end(&mut body)?;
     }
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }

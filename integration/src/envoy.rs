@@ -53,7 +53,11 @@ pub fn envoy_binary() -> PathBuf {
     if venv.is_file() {
         return venv;
     }
-    if let Ok(out) = Command::new("func-e").arg("which").stderr(Stdio::null()).output() {
+    if let Ok(out) = Command::new("func-e")
+        .arg("which")
+        .stderr(Stdio::null())
+        .output()
+    {
         if out.status.success() {
             let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
             if p.is_file() {
@@ -149,7 +153,14 @@ impl EnvoyConfig {
             .unwrap_or_else(|e| panic!("read template {}: {e}", path.display()));
         let vars = template::Vars {
             // Only templates that load the filter need it built.
-            wasm_path: if text.contains("WASM_PATH") { wasm_path() } else { PathBuf::new() },
+            wasm_path: if text
+                .lines()
+                .any(|l| !l.trim_start().starts_with('#') && l.contains("{{WASM_PATH}}"))
+            {
+                wasm_path()
+            } else {
+                PathBuf::new()
+            },
             plugin_config: self.plugin_config.clone(),
             ports: ports.clone(),
             extra: self.extra_vars.clone(),
@@ -176,7 +187,8 @@ fn new_instance() -> (PathBuf, u32) {
 }
 
 /// A running Envoy. Dropping it stops Envoy; if the thread is panicking (a failed test), the
-/// log's tail is printed to stderr and the working directory is kept.
+/// log's tail is printed to stderr and the working directory is kept (with `E2E_KEEP_LOGS=1`,
+/// always kept).
 pub struct Envoy {
     child: Option<Child>,
     dir: PathBuf,
@@ -212,12 +224,18 @@ fn spawn(config: &EnvoyConfig, ports: &BTreeMap<String, u16>) -> Spawned {
         .arg("--concurrency")
         .arg(config.concurrency.to_string())
         .arg("--disable-hot-restart")
+        // With hot restart disabled Envoy does not use the base id (it logs `base id=0`); a
+        // unique one still keeps parallel instances apart if a caller re-enables hot restart.
         .arg("--base-id")
         .arg(base_id.to_string())
         .arg("--admin-address-path")
         .arg(dir.join("admin-address.txt"))
         .arg("--log-path")
         .arg(dir.join("envoy.log"))
+        // Envoy flushes its log file every 10 s by default: flush often, so `Envoy::log()`
+        // sees what happened while Envoy is still running.
+        .arg("--file-flush-interval-msec")
+        .arg("100")
         .arg("--log-level")
         .arg("info");
     if config.wasm_debug {
@@ -231,7 +249,11 @@ fn spawn(config: &EnvoyConfig, ports: &BTreeMap<String, u16>) -> Spawned {
     let child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", envoy_binary().display()));
-    Spawned { child, dir, base_id }
+    Spawned {
+        child,
+        dir,
+        base_id,
+    }
 }
 
 fn read_log(dir: &Path) -> String {
@@ -269,7 +291,11 @@ impl Envoy {
     }
 
     pub fn start_with_ports(config: &EnvoyConfig, ports: &BTreeMap<String, u16>) -> Envoy {
-        let Spawned { mut child, dir, base_id } = spawn(config, ports);
+        let Spawned {
+            mut child,
+            dir,
+            base_id,
+        } = spawn(config, ports);
         let deadline = Instant::now() + START_TIMEOUT;
         let admin_port = loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -296,7 +322,13 @@ impl Envoy {
             }
             thread::sleep(Duration::from_millis(50));
         };
-        let mut envoy = Envoy { child: Some(child), dir, admin_port, listener_port: 0, base_id };
+        let mut envoy = Envoy {
+            child: Some(child),
+            dir,
+            admin_port,
+            listener_port: 0,
+            base_id,
+        };
         envoy.listener_port = envoy.find_listener_port(None);
         envoy
     }
@@ -359,7 +391,8 @@ impl Envoy {
         &self.dir
     }
 
-    /// Envoy's log so far (log file, then stdout/stderr).
+    /// Envoy's log so far (log file, then stdout/stderr). The file is flushed every 100 ms, so
+    /// allow for that before looking for a line just logged.
     pub fn log(&self) -> String {
         read_log(&self.dir)
     }
@@ -387,7 +420,10 @@ impl Envoy {
 
     fn find_listener_port(&self, name: Option<&str>) -> u16 {
         let v = self.admin_get("/listeners?format=json").json();
-        let statuses = v["listener_statuses"].as_array().cloned().unwrap_or_default();
+        let statuses = v["listener_statuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let pick = statuses
             .iter()
             .find(|l| name.is_some_and(|n| l["name"] == n))
@@ -463,12 +499,18 @@ impl Envoy {
     pub fn worker_connections(&self) -> BTreeMap<u32, u64> {
         let mut out = BTreeMap::new();
         for (k, v) in self.stats() {
-            let Some(rest) = k.strip_prefix("listener.") else { continue };
+            let Some(rest) = k.strip_prefix("listener.") else {
+                continue;
+            };
             if rest.starts_with("admin.") {
                 continue;
             }
-            let Some((_, worker)) = rest.split_once(".worker_") else { continue };
-            let Some((n, stat)) = worker.split_once('.') else { continue };
+            let Some((_, worker)) = rest.split_once(".worker_") else {
+                continue;
+            };
+            let Some((n, stat)) = worker.split_once('.') else {
+                continue;
+            };
             if stat == "downstream_cx_total" {
                 if let Ok(n) = n.parse::<u32>() {
                     *out.entry(n).or_insert(0) += v;
@@ -515,10 +557,41 @@ impl Drop for Envoy {
                 self.dir.display(),
                 tail.join("\n")
             );
+        } else if std::env::var("E2E_KEEP_LOGS").is_ok_and(|v| v == "1") {
+            eprintln!("Envoy log and bootstrap kept in {}", self.dir.display());
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Runs `envoy --mode validate` on a rendered template (from the repository root) and returns
+/// its exit status and output. Validation loads the Wasm module and runs its `on_configure`, so
+/// it also catches an invalid plugin configuration.
+pub fn validate(config: &EnvoyConfig, ports: &BTreeMap<String, u16>) -> (ExitStatus, String) {
+    let (dir, _) = new_instance();
+    let bootstrap = dir.join("envoy.yaml");
+    fs::write(&bootstrap, config.render(ports))
+        .unwrap_or_else(|e| panic!("write {}: {e}", bootstrap.display()));
+    let out = Command::new(envoy_binary())
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(&bootstrap)
+        .arg("--disable-hot-restart")
+        .arg("--log-level")
+        .arg("warning")
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {} --mode validate: {e}", envoy_binary().display()));
+    let _ = fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
 }
 
 /// Fake upstreams for every cluster plus one Envoy in front of them.

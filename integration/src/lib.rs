@@ -23,4 +23,4 @@ pub use client::{Connection, Request, Response};
 pub use envoy::{
     envoy_binary, envoy_dir, repo_root, wasm_path, Envoy, EnvoyConfig, Harness, StartFailure,
 };
-pub use upstream::{fnv64_hex, Echo, Upstreams, CLUSTERS};
+pub use upstream::{closed_port, fnv64_hex, Echo, Upstreams, CLUSTERS};

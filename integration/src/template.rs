@@ -7,8 +7,9 @@
 //! | `{{PORT:<cluster>}}` | the port of that cluster's upstream |
 //! | `{{<NAME>}}` | an extra value, verbatim |
 //!
-//! An unknown placeholder, or a port for a cluster nobody serves, is an error: a template and
-//! its callers cannot drift apart silently.
+//! Comment lines (first non-blank character `#`) are copied verbatim, so a template can document
+//! its placeholders. An unknown placeholder, or a port for a cluster nobody serves, is an error:
+//! a template and its callers cannot drift apart silently.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,9 +27,24 @@ pub fn yaml_string(s: &str) -> String {
     serde_json::to_string(s).expect("a string serializes")
 }
 
-/// Replaces every `{{...}}` placeholder of `text`.
+fn is_comment(line: &str) -> bool {
+    line.trim_start().starts_with('#')
+}
+
+/// Replaces every `{{...}}` placeholder of `text` outside comment lines.
 pub fn render(text: &str, vars: &Vars) -> Result<String, String> {
     let mut out = String::with_capacity(text.len() + vars.plugin_config.len());
+    for line in text.split_inclusive('\n') {
+        if is_comment(line) {
+            out.push_str(line);
+        } else {
+            render_line(line, vars, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn render_line(text: &str, vars: &Vars, out: &mut String) -> Result<(), String> {
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
@@ -45,7 +61,9 @@ pub fn render(text: &str, vars: &Vars) -> Result<String, String> {
             vars.ports
                 .get(cluster.trim())
                 .map(|p| p.to_string())
-                .ok_or_else(|| format!("no upstream port for cluster {cluster:?} ({{{{{name}}}}})"))?
+                .ok_or_else(|| {
+                    format!("no upstream port for cluster {cluster:?} ({{{{{name}}}}})")
+                })?
         } else if let Some(v) = vars.extra.get(name) {
             v.clone()
         } else {
@@ -55,21 +73,23 @@ pub fn render(text: &str, vars: &Vars) -> Result<String, String> {
         rest = &after[end + 2..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok(())
 }
 
 /// The clusters a template needs ports for (`{{PORT:<cluster>}}`), in order of appearance.
 pub fn port_placeholders(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{PORT:") {
-        let after = &rest[start + 7..];
-        let Some(end) = after.find("}}") else { break };
-        let c = after[..end].trim().to_string();
-        if !out.contains(&c) {
-            out.push(c);
+    for line in text.lines().filter(|l| !is_comment(l)) {
+        let mut rest = line;
+        while let Some(start) = rest.find("{{PORT:") {
+            let after = &rest[start + 7..];
+            let Some(end) = after.find("}}") else { break };
+            let c = after[..end].trim().to_string();
+            if !out.contains(&c) {
+                out.push(c);
+            }
+            rest = &after[end + 2..];
         }
-        rest = &after[end + 2..];
     }
     out
 }
@@ -86,11 +106,12 @@ mod tests {
             ..Vars::default()
         };
         vars.ports.insert("c-1".into(), 1234);
-        let t = "p: {{WASM_PATH}}\nc: {{PLUGIN_CONFIG}}\nport: {{PORT:c-1}}\n";
+        let t =
+            "# {{PORT:in-a-comment}}\np: {{WASM_PATH}}\nc: {{PLUGIN_CONFIG}}\nport: {{PORT:c-1}}\n";
         let r = render(t, &vars).unwrap();
         assert_eq!(
             r,
-            "p: \"/a b/f.wasm\"\nc: \"{\\\"a\\\": \\\"q\\\\\\\"x\\\", \\\"b\\\": [1]}\"\nport: 1234\n"
+            "# {{PORT:in-a-comment}}\np: \"/a b/f.wasm\"\nc: \"{\\\"a\\\": \\\"q\\\\\\\"x\\\", \\\"b\\\": [1]}\"\nport: 1234\n"
         );
         assert!(render("{{PORT:zz}}", &vars).is_err());
         assert!(render("{{NOPE}}", &vars).is_err());

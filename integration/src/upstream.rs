@@ -47,6 +47,13 @@ pub struct Echo {
     pub body_fnv64: String,
 }
 
+/// A 127.0.0.1 port with nothing listening on it (bound, then released), for "upstream down"
+/// scenarios.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local address").port()
+}
+
 /// FNV-1a 64-bit digest as 16 lowercase hex digits: how [`Echo::body_fnv64`] is computed.
 pub fn fnv64_hex(data: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -100,12 +107,19 @@ impl Upstreams {
             ));
             servers.insert((*name).to_string(), Server { port, hits });
         }
-        Upstreams { servers, shutdown, _runtime: runtime }
+        Upstreams {
+            servers,
+            shutdown,
+            _runtime: runtime,
+        }
     }
 
     /// Cluster name → port, for rendering a bootstrap template.
     pub fn ports(&self) -> BTreeMap<String, u16> {
-        self.servers.iter().map(|(k, s)| (k.clone(), s.port)).collect()
+        self.servers
+            .iter()
+            .map(|(k, s)| (k.clone(), s.port))
+            .collect()
     }
 
     pub fn port(&self, cluster: &str) -> u16 {
@@ -119,7 +133,10 @@ impl Upstreams {
 
     /// Requests answered by all servers together.
     pub fn total_hits(&self) -> u64 {
-        self.servers.values().map(|s| s.hits.load(Ordering::SeqCst)).sum()
+        self.servers
+            .values()
+            .map(|s| s.hits.load(Ordering::SeqCst))
+            .sum()
     }
 
     fn server(&self, cluster: &str) -> &Server {

@@ -14,17 +14,27 @@ fn malformed_json_is_rejected_then_next_request_routes() {
 
     let mut conn = h.envoy.connect();
     let r = conn
-        .send(&Request::post("/v1/chat/completions").json_text(r#"{"model": "chat", "messages": [ "#))
+        .send(
+            &Request::post("/v1/chat/completions").json_text(r#"{"model": "chat", "messages": [ "#),
+        )
         .expect("malformed request");
     let v = assert_error_reply(&r, 400, "invalid_body");
-    assert!(r.header("x-inference-decision").is_some(), "{:?}", r.headers);
+    assert!(
+        r.header("x-inference-decision").is_some(),
+        "{:?}",
+        r.headers
+    );
     assert_no_upstream(&h, before);
 
     // The next request (same connection unless Envoy closed it, and a new one) routes normally.
     let good = serde_json::to_vec(&chat_body("chat")).unwrap();
-    let next = Request::post("/v1/chat/completions").header("content-type", "application/json").body(good.clone());
+    let next = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(good.clone());
     if r.header("connection") != Some("close") {
-        let r2 = conn.send(&next).expect("request after a 400 on the same connection");
+        let r2 = conn
+            .send(&next)
+            .expect("request after a 400 on the same connection");
         assert_body_intact(&assert_upstream(&r2, "llm-small"), &good);
     }
     conn.close();
@@ -38,24 +48,40 @@ fn malformed_json_is_rejected_then_next_request_routes() {
         Request::post("/v1/chat/completions").json_text(r#"{"model": "chat"} trailing"#),
         Request::post("/v1/chat/completions").json_text(r#"{"model": "chat",}"#),
         Request::post("/v1/chat/completions").json_text(r#"{"model": "ch"#),
-        Request::post("/v1/chat/completions").header("content-type", "application/msgpack").body(vec![0x82, 0xa5, b'm', b'o']),
+        Request::post("/v1/chat/completions")
+            .header("content-type", "application/msgpack")
+            .body(vec![0x82, 0xa5, b'm', b'o']),
     ] {
         let r = h.send(&bad);
         assert_error_reply(&r, 400, "invalid_body");
     }
 
     // A key that routing reads, twice in one object: invalid (parsers could disagree).
-    let r = h.send(&Request::post("/v1/chat/completions").json_text(r#"{"model": "chat", "model": "iris"}"#));
+    let r = h.send(
+        &Request::post("/v1/chat/completions").json_text(r#"{"model": "chat", "model": "iris"}"#),
+    );
     assert_error_reply(&r, 400, "invalid_body");
 
     // A malformed body the decision does not need (the header names the model) is not read.
-    let r = h.send(&Request::post("/anything").header("x-model", "iris").json_text("{not json"));
+    let r = h.send(
+        &Request::post("/anything")
+            .header("x-model", "iris")
+            .json_text("{not json"),
+    );
     let echo = assert_upstream(&r, "iris-v1");
     assert_body_intact(&echo, b"{not json");
     assert_meta(&r, "body", None);
 
-    assert_eq!(h.envoy.wasm_counter_eventually("inference_router.body.parse_failures", 6), 6);
-    assert_eq!(h.envoy.wasm_counter_eventually("inference_router.local_replies.error", 6), 6);
+    assert_eq!(
+        h.envoy
+            .wasm_counter_eventually("inference_router.body.parse_failures", 6),
+        6
+    );
+    assert_eq!(
+        h.envoy
+            .wasm_counter_eventually("inference_router.local_replies.error", 6),
+        6
+    );
 }
 
 #[test]
@@ -72,7 +98,11 @@ fn on_invalid_default_routes_by_headers_and_path() {
 
     // The path names the model; the rule needs the body, which is malformed: routed by the path.
     let bad = br#"{"temperature": 1.5, "inputs": [1, 2"#.to_vec();
-    let r = h.send(&Request::post("/v2/models/chat/infer").header("content-type", "application/json").body(bad.clone()));
+    let r = h.send(
+        &Request::post("/v2/models/chat/infer")
+            .header("content-type", "application/json")
+            .body(bad.clone()),
+    );
     let echo = assert_upstream(&r, "llm-small");
     assert_decision(&r, "chat", "small", "weighted");
     assert_meta(&r, "body", Some("invalid"));
@@ -90,8 +120,15 @@ fn on_invalid_default_routes_by_headers_and_path() {
     assert_decision(&r, "sentiment", "v2", "rule:hot");
     assert_meta(&r, "body", None);
 
-    assert_eq!(h.envoy.wasm_counter_eventually("inference_router.body.parse_failures", 2), 2);
-    assert_eq!(h.envoy.wasm_counter("inference_router.local_replies.error"), 0);
+    assert_eq!(
+        h.envoy
+            .wasm_counter_eventually("inference_router.body.parse_failures", 2),
+        2
+    );
+    assert_eq!(
+        h.envoy.wasm_counter("inference_router.local_replies.error"),
+        0
+    );
 }
 
 #[test]
@@ -113,14 +150,23 @@ fn oversized_body_is_routed_without_it() {
     assert!(big.len() > 4000);
 
     // With content-length: known too large up front. The path names the model.
-    let r = h.send(&Request::post("/v2/models/sentiment/infer").header("content-type", "application/json").body(big.clone()));
+    let r = h.send(
+        &Request::post("/v2/models/sentiment/infer")
+            .header("content-type", "application/json")
+            .body(big.clone()),
+    );
     let echo = assert_upstream(&r, "sentiment-v1");
     assert_decision(&r, "sentiment", "v1", "weighted");
     assert_meta(&r, "body", Some("too-large"));
     assert_body_intact(&echo, &big);
 
     // Chunked: discovered while streaming. Same outcome, body still intact upstream.
-    let r = h.send(&Request::post("/v2/models/sentiment/infer").header("content-type", "application/json").body(big.clone()).chunked());
+    let r = h.send(
+        &Request::post("/v2/models/sentiment/infer")
+            .header("content-type", "application/json")
+            .body(big.clone())
+            .chunked(),
+    );
     let echo = assert_upstream(&r, "sentiment-v1");
     assert_decision(&r, "sentiment", "v1", "weighted");
     assert_meta(&r, "body", Some("too-large"));
@@ -128,7 +174,9 @@ fn oversized_body_is_routed_without_it() {
 
     // Nothing but the (too large) body names the model: the default model takes it, both ways.
     for chunked in [false, true] {
-        let mut req = Request::post("/v1/chat/completions").header("content-type", "application/json").body(big.clone());
+        let mut req = Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(big.clone());
         if chunked {
             req = req.chunked();
         }
@@ -141,11 +189,103 @@ fn oversized_body_is_routed_without_it() {
 
     // A body under the limit is used (rule matches).
     let small = serde_json::to_vec(&json!({"priority": "high", "inputs": []})).unwrap();
-    let r = h.send(&Request::post("/v2/models/sentiment/infer").header("content-type", "application/json").body(small.clone()));
+    let r = h.send(
+        &Request::post("/v2/models/sentiment/infer")
+            .header("content-type", "application/json")
+            .body(small.clone()),
+    );
     assert_upstream(&r, "sentiment-v2");
     assert_decision(&r, "sentiment", "v2", "rule:priority");
     assert_meta(&r, "body", None);
 
-    assert_eq!(h.envoy.wasm_counter_eventually("inference_router.body.too_large", 4), 4);
-    assert_eq!(h.envoy.wasm_counter("inference_router.body.parse_failures"), 0);
+    assert_eq!(
+        h.envoy
+            .wasm_counter_eventually("inference_router.body.too_large", 4),
+        4
+    );
+    assert_eq!(
+        h.envoy.wasm_counter("inference_router.body.parse_failures"),
+        0
+    );
+}
+
+#[test]
+fn max_bytes_boundary_is_inclusive() {
+    let h = Harness::demo(&json!({
+        "body": { "max_bytes": 1024 }, "default_model": "iris", "models": deterministic_models()
+    }));
+    // A JSON body of exactly `len` bytes naming `model`.
+    let body_of = |len: usize| {
+        let base = serde_json::to_vec(&json!({"model": "chat", "pad": ""})).unwrap();
+        let doc = json!({"model": "chat", "pad": "p".repeat(len - base.len())});
+        let b = serde_json::to_vec(&doc).unwrap();
+        assert_eq!(b.len(), len);
+        b
+    };
+    for chunked in [false, true] {
+        let at = body_of(1024);
+        let mut req = Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(at.clone());
+        if chunked {
+            req = req.chunked();
+        }
+        let r = h.send(&req);
+        assert_body_intact(&assert_upstream(&r, "llm-small"), &at);
+        assert_meta(&r, "body", None);
+
+        // One byte over: not inspected, so the body's model is not used; the default model is.
+        let over = body_of(1025);
+        let mut req = Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(over.clone());
+        if chunked {
+            req = req.chunked();
+        }
+        let r = h.send(&req);
+        assert_body_intact(&assert_upstream(&r, "iris-v1"), &over);
+        assert_meta(&r, "body", Some("too-large"));
+    }
+    assert_eq!(
+        h.envoy
+            .wasm_counter_eventually("inference_router.body.too_large", 2),
+        2
+    );
+}
+
+#[test]
+fn body_is_read_only_for_listed_methods_and_content_types() {
+    let h = Harness::demo(&json!({ "default_model": "iris", "models": deterministic_models() }));
+    let chat = serde_json::to_vec(&chat_body("chat")).unwrap();
+    let read = |method: &str, ct: Option<&str>| {
+        let mut req = Request::new(method, "/v1/chat/completions").body(chat.clone());
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let r = h.send(&req);
+        assert_eq!(r.status, 200, "{method} {ct:?}: {}", r.text());
+        let echo = r.echo();
+        assert_body_intact(&echo, &chat);
+        echo.cluster
+    };
+    // Read: POST, PUT, PATCH with JSON / +json / MessagePack content types.
+    assert_eq!(read("POST", Some("application/json")), "llm-small");
+    assert_eq!(read("PUT", Some("application/json")), "llm-small");
+    assert_eq!(read("PATCH", Some("application/json")), "llm-small");
+    assert_eq!(read("POST", Some("application/problem+json")), "llm-small");
+    assert_eq!(
+        read("POST", Some("Application/JSON")),
+        "llm-small",
+        "media types are case-insensitive"
+    );
+    // Not read: other methods, other or missing content types → default model.
+    assert_eq!(read("GET", Some("application/json")), "iris-v1");
+    assert_eq!(read("DELETE", Some("application/json")), "iris-v1");
+    assert_eq!(read("POST", Some("text/plain")), "iris-v1");
+    assert_eq!(read("POST", Some("application/jsonl")), "iris-v1");
+    assert_eq!(read("POST", None), "iris-v1");
+    assert_eq!(
+        h.envoy.wasm_counter("inference_router.body.parse_failures"),
+        0
+    );
 }

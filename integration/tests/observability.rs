@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use integration::{Harness, Request, Response};
+use integration::{closed_port, Envoy, EnvoyConfig, Harness, Request, Response, Upstreams};
 use serde_json::json;
 
 fn config() -> serde_json::Value {
@@ -27,9 +27,16 @@ fn response_metadata_on_upstream_and_local_replies_with_unique_decision_ids() {
     let h = Harness::demo(&config());
     let mut ids = BTreeSet::new();
     let mut record = |r: &Response| {
-        let id = r.header("x-inference-decision").unwrap_or_else(|| panic!("no x-inference-decision: {:?}", r.headers));
+        let id = r
+            .header("x-inference-decision")
+            .unwrap_or_else(|| panic!("no x-inference-decision: {:?}", r.headers));
         assert!(!id.is_empty());
-        assert_eq!(r.header_all("x-inference-decision").len(), 1, "one decision header: {:?}", r.headers);
+        assert_eq!(
+            r.header_all("x-inference-decision").len(),
+            1,
+            "one decision header: {:?}",
+            r.headers
+        );
         assert!(ids.insert(id.to_string()), "decision id {id} repeated");
     };
 
@@ -39,7 +46,11 @@ fn response_metadata_on_upstream_and_local_replies_with_unique_decision_ids() {
         assert_upstream(&r, "iris-v1");
         assert_decision(&r, "iris", "v1", "weighted");
         assert_meta(&r, "body", None);
-        assert_eq!(r.header("x-upstream-cluster"), Some("iris-v1"), "upstream headers kept");
+        assert_eq!(
+            r.header("x-upstream-cluster"),
+            Some("iris-v1"),
+            "upstream headers kept"
+        );
         record(&r);
 
         // Filter error reply: reason error, no target.
@@ -53,7 +64,11 @@ fn response_metadata_on_upstream_and_local_replies_with_unique_decision_ids() {
         assert_eq!(r.status, 403);
         assert_meta(&r, "reason", Some("rule:deny"));
         record(&r);
-        let r = h.send(&Request::post("/x").header("x-seldon-route", "none").json(&json!({"i": i})));
+        let r = h.send(
+            &Request::post("/x")
+                .header("x-seldon-route", "none")
+                .json(&json!({"i": i})),
+        );
         assert_eq!(r.status, 200);
         assert_meta(&r, "reason", Some("rule:no-child"));
         record(&r);
@@ -61,7 +76,9 @@ fn response_metadata_on_upstream_and_local_replies_with_unique_decision_ids() {
     // Keep-alive requests get their own ids too.
     let mut conn = h.envoy.connect();
     for _ in 0..20 {
-        let r = conn.send(&Request::get("/v2/models/chat/ready")).expect("request");
+        let r = conn
+            .send(&Request::get("/v2/models/chat/ready"))
+            .expect("request");
         assert_upstream(&r, "llm-small");
         record(&r);
     }
@@ -74,10 +91,18 @@ fn response_metadata_can_be_turned_off() {
     let h = Harness::demo(&json!({ "response_metadata": false, "models": deterministic_models() }));
     let r = h.send(&Request::get("/v2/models/iris/ready"));
     assert_upstream(&r, "iris-v1");
-    assert!(r.inference_headers().is_empty(), "{:?}", r.inference_headers());
+    assert!(
+        r.inference_headers().is_empty(),
+        "{:?}",
+        r.inference_headers()
+    );
     let r = h.send(&Request::get("/v2/models/nope/ready"));
     assert_eq!(r.status, 404);
-    assert!(r.inference_headers().is_empty(), "{:?}", r.inference_headers());
+    assert!(
+        r.inference_headers().is_empty(),
+        "{:?}",
+        r.inference_headers()
+    );
 }
 
 #[test]
@@ -87,26 +112,84 @@ fn metrics_on_stats_and_prometheus() {
     for _ in 0..3 {
         assert_upstream(&h.send(&Request::get("/v2/models/iris/ready")), "iris-v1");
     }
-    assert_upstream(&h.send(&Request::get("/v2/models/iris/versions/v2/ready")), "iris-v2");
-    assert_upstream(&h.send(&Request::post("/v1/chat/completions").json(&chat_body("chat"))), "llm-small");
-    assert_eq!(h.send(&Request::get("/v2/models/unknown/ready")).status, 404);
-    assert_eq!(h.send(&Request::post("/v1/chat/completions").json_text("{")).status, 400);
-    assert_eq!(h.send(&Request::get("/v2/models/iris/ready").header("x-deny", "y")).status, 403);
-    assert_eq!(h.send(&Request::post("/x").header("x-seldon-route", "none").json(&json!({}))).status, 200);
+    assert_upstream(
+        &h.send(&Request::get("/v2/models/iris/versions/v2/ready")),
+        "iris-v2",
+    );
+    assert_upstream(
+        &h.send(&Request::post("/v1/chat/completions").json(&chat_body("chat"))),
+        "llm-small",
+    );
+    assert_eq!(
+        h.send(&Request::get("/v2/models/unknown/ready")).status,
+        404
+    );
+    assert_eq!(
+        h.send(&Request::post("/v1/chat/completions").json_text("{"))
+            .status,
+        400
+    );
+    assert_eq!(
+        h.send(&Request::get("/v2/models/iris/ready").header("x-deny", "y"))
+            .status,
+        403
+    );
+    assert_eq!(
+        h.send(
+            &Request::post("/x")
+                .header("x-seldon-route", "none")
+                .json(&json!({}))
+        )
+        .status,
+        200
+    );
 
     let e = &h.envoy;
-    assert_eq!(e.wasm_counter_eventually("inference_router.requests.iris.v1", 3), 3);
-    assert_eq!(e.wasm_counter_eventually("inference_router.requests.iris.v2", 1), 1);
-    assert_eq!(e.wasm_counter_eventually("inference_router.requests.chat.small", 1), 1);
+    assert_eq!(
+        e.wasm_counter_eventually("inference_router.requests.iris.v1", 3),
+        3
+    );
+    assert_eq!(
+        e.wasm_counter_eventually("inference_router.requests.iris.v2", 1),
+        1
+    );
+    assert_eq!(
+        e.wasm_counter_eventually("inference_router.requests.chat.small", 1),
+        1
+    );
     assert_eq!(e.wasm_counter("inference_router.requests.chat.large"), 0);
-    assert_eq!(e.wasm_counter_eventually("inference_router.decisions.weighted", 4), 4);
-    assert_eq!(e.wasm_counter_eventually("inference_router.decisions.path_version", 1), 1);
-    assert_eq!(e.wasm_counter_eventually("inference_router.decisions.rule.deny", 1), 1);
-    assert_eq!(e.wasm_counter_eventually("inference_router.decisions.rule.no-child", 1), 1);
-    assert_eq!(e.wasm_counter_eventually("inference_router.body.parse_failures", 1), 1);
-    assert_eq!(e.wasm_counter_eventually("inference_router.local_replies.error", 2), 2);
-    assert_eq!(e.wasm_counter_eventually("inference_router.local_replies.reject", 1), 1);
-    assert_eq!(e.wasm_counter_eventually("inference_router.local_replies.echo", 1), 1);
+    assert_eq!(
+        e.wasm_counter_eventually("inference_router.decisions.weighted", 4),
+        4
+    );
+    assert_eq!(
+        e.wasm_counter_eventually("inference_router.decisions.path_version", 1),
+        1
+    );
+    assert_eq!(
+        e.wasm_counter_eventually("inference_router.decisions.rule.deny", 1),
+        1
+    );
+    assert_eq!(
+        e.wasm_counter_eventually("inference_router.decisions.rule.no-child", 1),
+        1
+    );
+    assert_eq!(
+        e.wasm_counter_eventually("inference_router.body.parse_failures", 1),
+        1
+    );
+    assert_eq!(
+        e.wasm_counter_eventually("inference_router.local_replies.error", 2),
+        2
+    );
+    assert_eq!(
+        e.wasm_counter_eventually("inference_router.local_replies.reject", 1),
+        1
+    );
+    assert_eq!(
+        e.wasm_counter_eventually("inference_router.local_replies.echo", 1),
+        1
+    );
     assert_eq!(e.wasm_counter("inference_router.body.too_large"), 0);
     // The requests counters agree with what the upstreams saw.
     assert_eq!(h.upstreams.hits("iris-v1"), 3);
@@ -121,7 +204,38 @@ fn metrics_on_stats_and_prometheus() {
             let ours: Vec<&str> = prom.lines().filter(|l| l.contains("inference_router")).collect();
             panic!("inference_router_requests_iris_v1 not on /stats/prometheus; lines naming inference_router: {ours:#?}")
         });
-    let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(-1.0);
+    let value: f64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0);
     assert_eq!(value, 3.0, "{line}");
-    assert!(prom.contains("# TYPE inference_router_requests_iris_v1 counter"), "TYPE line missing");
+    assert!(
+        prom.contains("# TYPE inference_router_requests_iris_v1 counter"),
+        "TYPE line missing"
+    );
+}
+
+#[test]
+fn envoy_errors_after_a_decision_still_carry_metadata() {
+    // iris-v2's server is down; `ghost` points at a cluster Envoy does not have.
+    let upstreams = Upstreams::start_default();
+    let mut ports = upstreams.ports();
+    ports.insert("iris-v2".to_string(), closed_port());
+    let mut models = deterministic_models();
+    models.as_array_mut().unwrap().push(json!(
+        { "name": "ghost", "targets": [ { "name": "g1", "cluster": "no-such-cluster", "weight": 1 } ] }
+    ));
+    let envoy = Envoy::start_with_ports(&EnvoyConfig::demo(&json!({ "models": models })), &ports);
+    let h = Harness { envoy, upstreams };
+
+    // Upstream connection refused: Envoy's own 503, after the filter decided.
+    let r = h.send(&Request::get("/v2/models/iris/versions/v2/ready"));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_decision(&r, "iris", "v2", "path-version");
+
+    // A cluster Envoy does not know: also a 503 from Envoy, with the decision.
+    let r = h.send(&Request::get("/v2/models/ghost/ready"));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_decision(&r, "ghost", "g1", "weighted");
 }

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use integration::{Connection, Harness, Request};
+use integration::{Connection, Envoy, EnvoyConfig, Harness, Request, Upstreams};
 use serde_json::json;
 
 /// Counts per cluster of `n` requests sent round-robin over `conns` keep-alive connections.
@@ -20,8 +20,14 @@ fn spread(h: &Harness, n: usize, conns: usize, req: &Request) -> BTreeMap<String
         assert_eq!(r.status, 200, "request {i}: {} {}", r.status, r.text());
         let cluster = r.echo().cluster;
         // The header the filter reports agrees with where the request went.
-        let target = r.header("x-inference-target").unwrap_or("<none>").to_string();
-        assert!(cluster.ends_with(&target), "cluster {cluster} but x-inference-target {target}");
+        let target = r
+            .header("x-inference-target")
+            .unwrap_or("<none>")
+            .to_string();
+        assert!(
+            cluster.ends_with(&target),
+            "cluster {cluster} but x-inference-target {target}"
+        );
         *counts.entry(cluster).or_insert(0) += 1;
     }
     for c in connections {
@@ -46,11 +52,25 @@ fn weighted_split_90_10_within_bounds() {
     assert_eq!(v1 + v2, N as u64, "{counts:?}");
     // Binomial(2000, 0.1): mean 200, sigma 13.4. ±6 sigma = [120, 280]: a correct filter fails
     // this about once in 10^9 runs; a 50/50 split (1000) or an ignored weight (0 or 2000) fails.
-    assert!((120..=280).contains(&v2), "v2 got {v2} of {N} requests; expected 200 ± 80: {counts:?}");
+    assert!(
+        (120..=280).contains(&v2),
+        "v2 got {v2} of {N} requests; expected 200 ± 80: {counts:?}"
+    );
 
-    assert_eq!(h.envoy.wasm_counter_eventually("inference_router.requests.sentiment.v2", v2), v2);
-    assert_eq!(h.envoy.wasm_counter_eventually("inference_router.requests.sentiment.v1", v1), v1);
-    assert_eq!(h.envoy.wasm_counter("inference_router.decisions.weighted"), N as u64);
+    assert_eq!(
+        h.envoy
+            .wasm_counter_eventually("inference_router.requests.sentiment.v2", v2),
+        v2
+    );
+    assert_eq!(
+        h.envoy
+            .wasm_counter_eventually("inference_router.requests.sentiment.v1", v1),
+        v1
+    );
+    assert_eq!(
+        h.envoy.wasm_counter("inference_router.decisions.weighted"),
+        N as u64
+    );
     assert_eq!(h.upstreams.hits("sentiment-v2"), v2);
 }
 
@@ -79,7 +99,11 @@ fn sticky_by_header_and_cookie() {
         assert_meta(&r, "reason", Some("sticky"));
         *seen.entry(r.echo().cluster).or_insert(0) += 1;
     }
-    assert_eq!(seen.len(), 1, "user alice was split across targets: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        1,
+        "user alice was split across targets: {seen:?}"
+    );
     let workers_after = h.envoy.worker_connections();
     let served: Vec<u64> = workers_after
         .iter()
@@ -106,13 +130,19 @@ fn sticky_by_header_and_cookie() {
     let mut per_target: BTreeMap<String, u64> = BTreeMap::new();
     for u in 0..400 {
         let r = conn
-            .send(&Request::get("/v2/models/sentiment/ready").header("x-user-id", &format!("customer-{u}@example.com")))
+            .send(
+                &Request::get("/v2/models/sentiment/ready")
+                    .header("x-user-id", &format!("customer-{u}@example.com")),
+            )
             .expect("request");
         *per_target.entry(r.echo().cluster).or_insert(0) += 1;
     }
     conn.close();
     let v2 = per_target.get("sentiment-v2").copied().unwrap_or(0);
-    assert!((140..=260).contains(&v2), "400 users over 50/50 sticky targets: {per_target:?}");
+    assert!(
+        (140..=260).contains(&v2),
+        "400 users over 50/50 sticky targets: {per_target:?}"
+    );
 
     // Cookie stickiness: the `session` cookie among others.
     let mut cookie_clusters = std::collections::BTreeSet::new();
@@ -125,26 +155,122 @@ fn sticky_by_header_and_cookie() {
         assert_meta(&r, "reason", Some("sticky"));
         cookie_clusters.insert(r.echo().cluster);
     }
-    assert_eq!(cookie_clusters.len(), 1, "one session split across targets: {cookie_clusters:?}");
+    assert_eq!(
+        cookie_clusters.len(),
+        1,
+        "one session split across targets: {cookie_clusters:?}"
+    );
     let mut sessions: BTreeMap<String, u64> = BTreeMap::new();
     let mut conn = h.envoy.connect();
     for s in 0..200 {
         let r = conn
-            .send(&Request::get("/v2/models/chat/ready").header("cookie", &format!("session=sess-{s}")))
+            .send(
+                &Request::get("/v2/models/chat/ready")
+                    .header("cookie", &format!("session=sess-{s}")),
+            )
             .expect("request");
         *sessions.entry(r.echo().cluster).or_insert(0) += 1;
     }
     conn.close();
     // 200 sessions, 50/50: 100 ± 6 sigma (42).
     let large = sessions.get("llm-large").copied().unwrap_or(0);
-    assert!((58..=142).contains(&large), "200 sessions over 50/50 targets: {sessions:?}");
+    assert!(
+        (58..=142).contains(&large),
+        "200 sessions over 50/50 targets: {sessions:?}"
+    );
 
-    // Without the header or cookie: a random draw.
+    // Without the header or cookie: a random draw. A cookie whose name merely ends in
+    // `session` is a different cookie.
     let r = h.send(&Request::get("/v2/models/sentiment/ready"));
+    assert_eq!(r.status, 200);
+    assert_meta(&r, "reason", Some("weighted"));
+    let r = h.send(
+        &Request::get("/v2/models/chat/ready")
+            .header("cookie", "xsession=s-12345; session_old=s-1"),
+    );
     assert_eq!(r.status, 200);
     assert_meta(&r, "reason", Some("weighted"));
 
     let sticky = 40 + 60 + 400 + 20 + 200;
-    assert_eq!(h.envoy.wasm_counter_eventually("inference_router.decisions.sticky", sticky), sticky);
-    assert_eq!(h.envoy.wasm_counter("inference_router.decisions.weighted"), 1);
+    assert_eq!(
+        h.envoy
+            .wasm_counter_eventually("inference_router.decisions.sticky", sticky),
+        sticky
+    );
+    assert_eq!(
+        h.envoy.wasm_counter("inference_router.decisions.weighted"),
+        2
+    );
+}
+
+/// Where each of `users` lands for `model` through `envoy` (one keep-alive connection).
+fn assignments(envoy: &Envoy, users: &[String]) -> Vec<String> {
+    let mut conn = envoy.connect();
+    let out = users
+        .iter()
+        .map(|u| {
+            let r = conn
+                .send(&Request::get("/v2/models/sentiment/ready").header("x-user-id", u))
+                .expect("request");
+            assert_meta(&r, "reason", Some("sticky"));
+            r.echo().cluster
+        })
+        .collect();
+    conn.close();
+    out
+}
+
+fn sticky_config(w1: u32, w2: u32) -> serde_json::Value {
+    json!({
+        "models": [
+            { "name": "sentiment",
+              "targets": [ { "name": "v1", "cluster": "sentiment-v1", "weight": w1 },
+                           { "name": "v2", "cluster": "sentiment-v2", "weight": w2 } ],
+              "strategy": { "type": "weighted", "sticky": { "header": "x-user-id" } } }
+        ]
+    })
+}
+
+#[test]
+fn sticky_assignment_survives_restart_and_reweighting_moves_few_users() {
+    let upstreams = Upstreams::start_default();
+    let users: Vec<String> = (0..300).map(|u| format!("u{u}")).collect();
+
+    // Two independent Envoy processes (fresh VMs, fresh RNG seeds), same configuration: the
+    // same user lands on the same target — stickiness is a hash, not state.
+    let a = assignments(
+        &Envoy::start(&EnvoyConfig::demo(&sticky_config(50, 50)), &upstreams),
+        &users,
+    );
+    let b = assignments(
+        &Envoy::start(&EnvoyConfig::demo(&sticky_config(50, 50)), &upstreams),
+        &users,
+    );
+    assert_eq!(
+        a, b,
+        "sticky assignment differs between two Envoy instances"
+    );
+
+    // Reweighting 50/50 → 60/40 moves only users whose bucket changes owner: nobody goes from
+    // v1 to v2, and about 10 % of all users go from v2 to v1.
+    let c = assignments(
+        &Envoy::start(&EnvoyConfig::demo(&sticky_config(60, 40)), &upstreams),
+        &users,
+    );
+    let v1_to_v2 = a
+        .iter()
+        .zip(&c)
+        .filter(|(x, y)| *x == "sentiment-v1" && *y == "sentiment-v2")
+        .count();
+    let v2_to_v1 = a
+        .iter()
+        .zip(&c)
+        .filter(|(x, y)| *x == "sentiment-v2" && *y == "sentiment-v1")
+        .count();
+    assert_eq!(v1_to_v2, 0, "growing v1 moved users from v1 to v2");
+    // Binomial(300, 0.1): 30 ± 6 sigma (31).
+    assert!(
+        (1..=61).contains(&v2_to_v1),
+        "{v2_to_v1} of 300 users moved v2 → v1; expected about 30"
+    );
 }

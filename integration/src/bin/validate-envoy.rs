@@ -20,7 +20,10 @@ use integration::{envoy_binary, envoy_dir, repo_root, wasm_path};
 /// A small valid plugin configuration for a template (metadata mode when the template runs
 /// `json_to_metadata` before the filter).
 fn plugin_config_for(template_text: &str, clusters: &[String]) -> String {
-    let cluster = clusters.first().cloned().unwrap_or_else(|| "iris-v1".to_string());
+    let cluster = clusters
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "iris-v1".to_string());
     let mut cfg = serde_json::json!({
         "models": [{ "name": "validate", "targets": [{ "name": "t", "cluster": cluster, "weight": 1 }] }]
     });
@@ -73,14 +76,19 @@ fn main() -> ExitCode {
         eprintln!("no Envoy configurations in {}", envoy_dir().display());
         return ExitCode::FAILURE;
     }
-    let out_dir = std::env::temp_dir().join(format!("inference-router-validate-{}", std::process::id()));
+    let out_dir =
+        std::env::temp_dir().join(format!("inference-router-validate-{}", std::process::id()));
     if let Err(e) = fs::create_dir_all(&out_dir) {
         eprintln!("cannot create {}: {e}", out_dir.display());
         return ExitCode::FAILURE;
     }
     let mut failed = 0;
     for file in &files {
-        let rel = file.strip_prefix(&root).unwrap_or(file).display().to_string();
+        let rel = file
+            .strip_prefix(&root)
+            .unwrap_or(file)
+            .display()
+            .to_string();
         let text = match fs::read_to_string(file) {
             Ok(t) => t,
             Err(e) => {
@@ -110,7 +118,10 @@ fn main() -> ExitCode {
                     continue;
                 }
             };
-            let name = file.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            let name = file
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
             let path = out_dir.join(name);
             if let Err(e) = fs::write(&path, rendered) {
                 eprintln!("FAIL {rel}: cannot write {}: {e}", path.display());

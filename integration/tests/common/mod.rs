@@ -31,20 +31,35 @@ pub fn deterministic_config() -> Value {
 #[track_caller]
 pub fn assert_upstream(resp: &Response, cluster: &str) -> Echo {
     assert_eq!(
-        resp.status, 200,
+        resp.status,
+        200,
         "expected an upstream answer from {cluster}, got {} headers {:?} body {}",
-        resp.status, resp.headers, resp.text()
+        resp.status,
+        resp.headers,
+        resp.text()
     );
     let echo = resp.echo();
-    assert_eq!(echo.cluster, cluster, "routed to the wrong cluster; response headers {:?}", resp.headers);
+    assert_eq!(
+        echo.cluster, cluster,
+        "routed to the wrong cluster; response headers {:?}",
+        resp.headers
+    );
     echo
 }
 
 /// Asserts the upstream received exactly `body`.
 #[track_caller]
 pub fn assert_body_intact(echo: &Echo, body: &[u8]) {
-    assert_eq!(echo.body_len, body.len() as u64, "body length changed on the way upstream");
-    assert_eq!(echo.body_fnv64, fnv64_hex(body), "body bytes changed on the way upstream");
+    assert_eq!(
+        echo.body_len,
+        body.len() as u64,
+        "body length changed on the way upstream"
+    );
+    assert_eq!(
+        echo.body_fnv64,
+        fnv64_hex(body),
+        "body bytes changed on the way upstream"
+    );
 }
 
 /// Asserts an `x-inference-*` response header.
@@ -64,22 +79,37 @@ pub fn assert_decision(resp: &Response, model: &str, target: &str, reason: &str)
     assert_meta(resp, "model", Some(model));
     assert_meta(resp, "target", Some(target));
     assert_meta(resp, "reason", Some(reason));
-    assert!(resp.header("x-inference-decision").is_some_and(|d| !d.is_empty()), "x-inference-decision missing: {:?}", resp.headers);
+    assert!(
+        resp.header("x-inference-decision")
+            .is_some_and(|d| !d.is_empty()),
+        "x-inference-decision missing: {:?}",
+        resp.headers
+    );
 }
 
 /// Asserts one of the filter's JSON error replies: status, `content-type: application/json`,
 /// `{"error": code, "detail": <non-empty string>}`, reason `error`. Returns the JSON.
 #[track_caller]
 pub fn assert_error_reply(resp: &Response, status: u16, code: &str) -> Value {
-    assert_eq!(resp.status, status, "headers {:?} body {}", resp.headers, resp.text());
+    assert_eq!(
+        resp.status,
+        status,
+        "headers {:?} body {}",
+        resp.headers,
+        resp.text()
+    );
     assert!(
-        resp.header("content-type").is_some_and(|c| c.starts_with("application/json")),
+        resp.header("content-type")
+            .is_some_and(|c| c.starts_with("application/json")),
         "content-type of an error reply: {:?}",
         resp.headers
     );
     let v = resp.json();
     assert_eq!(v["error"], code, "error body {v}");
-    assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "detail in {v}");
+    assert!(
+        v["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "detail in {v}"
+    );
     assert_meta(resp, "reason", Some("error"));
     v
 }
@@ -87,7 +117,11 @@ pub fn assert_error_reply(resp: &Response, status: u16, code: &str) -> Value {
 /// Asserts no upstream was contacted since `before` (a value of `total_hits()`).
 #[track_caller]
 pub fn assert_no_upstream(h: &Harness, before: u64) {
-    assert_eq!(h.upstreams.total_hits(), before, "a local reply must not contact any upstream");
+    assert_eq!(
+        h.upstreams.total_hits(),
+        before,
+        "a local reply must not contact any upstream"
+    );
 }
 
 /// A JSON chat-completions request body naming `model`.
