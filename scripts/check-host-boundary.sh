@@ -8,4 +8,11 @@ if [ -n "$hits" ]; then
   echo "$hits" >&2
   exit 1
 fi
-echo "host boundary: proxy_wasm only in src/host/"
+# The SDK's hostcalls panic on unexpected host statuses: all host calls go through src/host/abi.rs.
+hits=$(grep -rnE 'hostcalls::|\.(get_http_request_header|set_http_request_header|send_http_response|get_shared_data|set_shared_data|dispatch_http_call|get_property|get_plugin_configuration)\(' src --include='*.rs' | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
+if [ -n "$hits" ]; then
+  echo "SDK host calls that panic on unexpected statuses (use src/host/abi.rs):" >&2
+  echo "$hits" >&2
+  exit 1
+fi
+echo "host boundary: proxy_wasm only in src/host/, host calls only through src/host/abi.rs"

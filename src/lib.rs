@@ -8,9 +8,12 @@
 
 pub mod bandit;
 pub mod config;
+pub mod feedback;
+pub mod learning;
 pub mod metrics;
 pub mod payload;
 pub mod policy;
+pub mod reward;
 pub mod rng;
 
 #[cfg(target_arch = "wasm32")]

@@ -27,7 +27,22 @@ pub struct MetricNames {
     pub body_too_large: String,
     /// `local_replies.<kind>`, in `ReplyKind::ALL` order.
     pub local_replies: Vec<String>,
+    pub feedback_accepted: String,
+    /// `feedback.rejected.<refusal>`, in `Refusal::ALL` order.
+    pub feedback_rejected: Vec<String>,
+    pub rewards_implicit: String,
+    pub rewards_evaluator: String,
+    pub rewards_failed: String,
+    pub cas_retries: String,
+    pub cas_exhausted: String,
+    pub state_resets: String,
+    pub evaluator_failures: String,
+    /// Gauges per bandit target, `[model][target]` (empty for weighted models):
+    /// `bandit.<model>.<target>.{pulls,mean_reward_milli,alpha_milli,beta_milli}`.
+    pub bandit_gauges: Vec<Vec<[String; 4]>>,
 }
+
+pub const GAUGE_SUFFIXES: [&str; 4] = ["pulls", "mean_reward_milli", "alpha_milli", "beta_milli"];
 
 impl MetricNames {
     pub fn for_config(cfg: &Config) -> Self {
@@ -63,11 +78,44 @@ impl MetricNames {
                 .iter()
                 .map(|k| format!("{PREFIX}.local_replies.{}", k.as_str()))
                 .collect(),
+            feedback_accepted: format!("{PREFIX}.feedback.accepted"),
+            feedback_rejected: crate::learning::Refusal::ALL
+                .iter()
+                .map(|r| format!("{PREFIX}.feedback.rejected.{}", r.as_str()))
+                .collect(),
+            rewards_implicit: format!("{PREFIX}.rewards.implicit"),
+            rewards_evaluator: format!("{PREFIX}.rewards.evaluator"),
+            rewards_failed: format!("{PREFIX}.rewards.failed"),
+            cas_retries: format!("{PREFIX}.bandit.cas_retries"),
+            cas_exhausted: format!("{PREFIX}.bandit.cas_exhausted"),
+            state_resets: format!("{PREFIX}.bandit.state_resets"),
+            evaluator_failures: format!("{PREFIX}.evaluator.failures"),
+            bandit_gauges: cfg
+                .models
+                .iter()
+                .map(|m| {
+                    if !m.is_bandit() {
+                        return Vec::new();
+                    }
+                    m.targets
+                        .iter()
+                        .map(|t| {
+                            GAUGE_SUFFIXES.map(|g| {
+                                format!(
+                                    "{PREFIX}.bandit.{}.{}.{g}",
+                                    metric_segment(&m.name),
+                                    metric_segment(&t.name)
+                                )
+                            })
+                        })
+                        .collect()
+                })
+                .collect(),
         }
     }
 
-    /// All names, for defining them in one loop.
-    pub fn all(&self) -> impl Iterator<Item = &str> {
+    /// All counter names (gauges are in `bandit_gauges`).
+    pub fn counters(&self) -> impl Iterator<Item = &str> {
         self.requests
             .iter()
             .flatten()
@@ -75,6 +123,17 @@ impl MetricNames {
             .chain(&self.decisions_rules)
             .chain([&self.body_parse_failures, &self.body_too_large])
             .chain(&self.local_replies)
+            .chain([&self.feedback_accepted])
+            .chain(&self.feedback_rejected)
+            .chain([
+                &self.rewards_implicit,
+                &self.rewards_evaluator,
+                &self.rewards_failed,
+                &self.cas_retries,
+                &self.cas_exhausted,
+                &self.state_resets,
+                &self.evaluator_failures,
+            ])
             .map(String::as_str)
     }
 }

@@ -29,7 +29,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let dto: ConfigDto = serde_path_to_error::deserialize(de).map_err(|e| {
         let mut field = e.path().to_string();
-        if field == "." {
+        if field == "." || field == "?" {
             field.clear();
         }
         let reason = e.into_inner().to_string();
@@ -214,6 +214,69 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
         });
     }
 
+    let mut numeric_pointers = vec![false; pointers.len()];
+    for rule in &rules {
+        for cond in &rule.when {
+            if let Condition::Body { pointer, test } = cond {
+                let numeric = match test {
+                    BodyTest::Range { .. } => true,
+                    BodyTest::Exact(v) => v.is_number(),
+                    BodyTest::OneOf(vs) => vs.iter().all(serde_json::Value::is_number),
+                    BodyTest::Present(_) => false,
+                };
+                if let Some(slot) = numeric_pointers.get_mut(*pointer) {
+                    *slot |= numeric;
+                }
+            }
+        }
+    }
+
+    let feedback = match dto.feedback {
+        None => None,
+        Some(f) => {
+            check_path("feedback.path", &f.path)?;
+            if f.signing_key.len() < 16 {
+                return err(
+                    "feedback.signing_key",
+                    "must be at least 16 characters: it is what stops forged rewards",
+                );
+            }
+            if f.ttl_seconds == 0 || f.ttl_seconds > MAX_TTL {
+                return err(
+                    "feedback.ttl_seconds",
+                    format!(
+                        "must be between 1 and {MAX_TTL} (7 days), got {}",
+                        f.ttl_seconds
+                    ),
+                );
+            }
+            Some(FeedbackSettings {
+                path: f.path,
+                signer: crate::feedback::TokenSigner::new(f.signing_key.as_bytes()),
+                ttl_seconds: f.ttl_seconds,
+            })
+        }
+    };
+    let state_endpoint = match dto.state_endpoint {
+        None => None,
+        Some(e) => {
+            check_path("state_endpoint.path", &e.path)?;
+            if feedback.as_ref().is_some_and(|f| f.path == e.path) {
+                return err("state_endpoint.path", "must differ from feedback.path");
+            }
+            if e.token.as_ref().is_some_and(String::is_empty) {
+                return err(
+                    "state_endpoint.token",
+                    "must not be empty (omit it for no token)",
+                );
+            }
+            Some(StateEndpoint {
+                path: e.path,
+                token: e.token,
+            })
+        }
+    };
+
     Ok(Config {
         route_header: dto.route_header,
         target_header: dto.target_header,
@@ -230,7 +293,125 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
         model_index,
         rules,
         pointers,
+        numeric_pointers,
         has_echo,
+        feedback,
+        state_endpoint,
+    })
+}
+
+/// Longest accepted feedback `ttl_seconds`: spent decision ids are kept this long.
+const MAX_TTL: u64 = 7 * 24 * 3600;
+
+fn check_path(field: &str, path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+        return err(
+            field,
+            format!("{path:?} must be a path starting with '/', without query"),
+        );
+    }
+    Ok(())
+}
+
+fn check_weight(field: String, v: f64) -> Result<f64, ConfigError> {
+    if !v.is_finite() || v < 0.0 {
+        return err(
+            field,
+            format!("must be a finite number of at least 0, got {v}"),
+        );
+    }
+    Ok(v)
+}
+
+fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, ConfigError> {
+    if let Some(h) = &r.header {
+        check_header_name(&format!("{field}.header"), h)?;
+    }
+    if r.latency_target_ms == Some(0) {
+        return err(format!("{field}.latency_target_ms"), "must be above 0");
+    }
+    let evaluator = match r.evaluator {
+        None => None,
+        Some(e) => {
+            if e.cluster.is_empty() || e.cluster.chars().any(|c| c.is_ascii_control() || c == ' ') {
+                return err(
+                    format!("{field}.evaluator.cluster"),
+                    "must be a non-empty Envoy cluster name",
+                );
+            }
+            check_path(&format!("{field}.evaluator.path"), &e.path)?;
+            if e.timeout_ms == 0 || e.timeout_ms > 60_000 {
+                return err(
+                    format!("{field}.evaluator.timeout_ms"),
+                    format!("must be between 1 and 60000, got {}", e.timeout_ms),
+                );
+            }
+            Some(Evaluator {
+                authority: e.authority.unwrap_or_else(|| e.cluster.clone()),
+                cluster: e.cluster,
+                path: e.path,
+                timeout_ms: e.timeout_ms,
+            })
+        }
+    };
+    Ok(RewardSettings {
+        status: r.status,
+        latency_target_ms: r.latency_target_ms,
+        header: r.header,
+        cost_weight: check_weight(format!("{field}.cost_weight"), r.cost_weight)?,
+        latency_weight: check_weight(format!("{field}.latency_weight"), r.latency_weight)?,
+        evaluator,
+    })
+}
+
+fn compile_bandit(
+    field: &str,
+    algorithm: crate::bandit::Algorithm,
+    decay: Option<DecayDto>,
+    prior: Option<PriorDto>,
+    min_share: Option<MinShareDto>,
+    targets: &[Target],
+) -> Result<crate::bandit::Strategy, ConfigError> {
+    use crate::bandit::{Decay, Prior, Strategy as Bandit, StrategyParams};
+    let mut params = StrategyParams::new(algorithm);
+    params.decay = match decay {
+        None => Decay::None,
+        Some(DecayDto::Gamma(gamma)) => Decay::Discount { gamma },
+        Some(DecayDto::HalfLife(observations)) => Decay::HalfLife { observations },
+    };
+    if let Some(p) = prior {
+        params.prior = Prior {
+            alpha: p.alpha,
+            beta: p.beta,
+        };
+    }
+    params.min_share = match min_share {
+        None => Vec::new(),
+        Some(MinShareDto::All(share)) => vec![share; targets.len()],
+        Some(MinShareDto::PerTarget(map)) => {
+            for name in map.keys() {
+                if !targets.iter().any(|t| &t.name == name) {
+                    return err(
+                        format!("{field}.min_share.{name}"),
+                        "is not a target of this model",
+                    );
+                }
+            }
+            targets
+                .iter()
+                .map(|t| map.get(&t.name).copied().unwrap_or(0.0))
+                .collect()
+        }
+    };
+    Bandit::new(params, targets.len()).map_err(|e| {
+        let sub = match e.arm.and_then(|a| targets.get(a)) {
+            Some(t) => format!("{}.{}", e.field, t.name),
+            None => e.field.to_string(),
+        };
+        ConfigError {
+            field: format!("{field}.{sub}"),
+            reason: e.reason,
+        }
     })
 }
 
@@ -307,10 +488,18 @@ fn compile_model(
             }
             (None, false) => 0,
         };
+        let price = match t.price {
+            None => Price::default(),
+            Some(p) => Price {
+                input_per_1k: check_weight(format!("{tf}.price.input_per_1k"), p.input_per_1k)?,
+                output_per_1k: check_weight(format!("{tf}.price.output_per_1k"), p.output_per_1k)?,
+            },
+        };
         targets.push(Target {
             name: t.name,
             cluster: t.cluster,
             weight,
+            price,
         });
     }
 
@@ -337,6 +526,53 @@ fn compile_model(
             };
             Strategy::Weighted { sticky }
         }
+        StrategyDto::EpsilonGreedy {
+            epsilon,
+            decay,
+            prior,
+            min_share,
+        } => Strategy::Bandit(compile_bandit(
+            &format!("{field}.strategy"),
+            crate::bandit::Algorithm::EpsilonGreedy { epsilon },
+            decay,
+            prior,
+            min_share,
+            &targets,
+        )?),
+        StrategyDto::Thompson {
+            decay,
+            prior,
+            min_share,
+        } => Strategy::Bandit(compile_bandit(
+            &format!("{field}.strategy"),
+            crate::bandit::Algorithm::Thompson,
+            decay,
+            prior,
+            min_share,
+            &targets,
+        )?),
+        StrategyDto::Ucb1 {
+            decay,
+            prior,
+            min_share,
+        } => Strategy::Bandit(compile_bandit(
+            &format!("{field}.strategy"),
+            crate::bandit::Algorithm::Ucb1,
+            decay,
+            prior,
+            min_share,
+            &targets,
+        )?),
+    };
+    let reward = match m.reward {
+        None => None,
+        Some(_) if matches!(strategy, Strategy::Weighted { .. }) => {
+            return err(
+                format!("{field}.reward"),
+                "only bandit strategies (epsilon_greedy, thompson, ucb1) learn from rewards",
+            )
+        }
+        Some(r) => Some(compile_reward(&format!("{field}.reward"), r)?),
     };
 
     let mut cumulative_weights = Vec::with_capacity(targets.len());
@@ -372,6 +608,7 @@ fn compile_model(
         default_target,
         cumulative_weights,
         total_weight: total,
+        reward,
     })
 }
 

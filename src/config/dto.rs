@@ -25,6 +25,35 @@ pub struct ConfigDto {
     pub models: Vec<ModelDto>,
     #[serde(default)]
     pub rules: Vec<RuleDto>,
+    #[serde(default)]
+    pub feedback: Option<FeedbackDto>,
+    #[serde(default)]
+    pub state_endpoint: Option<StateEndpointDto>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackDto {
+    #[serde(default = "default_feedback_path")]
+    pub path: String,
+    pub signing_key: String,
+    #[serde(default = "default_ttl")]
+    pub ttl_seconds: u64,
+}
+
+fn default_feedback_path() -> String {
+    "/feedback".into()
+}
+fn default_ttl() -> u64 {
+    3600
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateEndpointDto {
+    pub path: String,
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 fn default_route_header() -> String {
@@ -98,6 +127,8 @@ pub struct ModelDto {
     pub strategy: StrategyDto,
     #[serde(default)]
     pub default_target: Option<String>,
+    #[serde(default)]
+    pub reward: Option<RewardDto>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +138,54 @@ pub struct TargetDto {
     pub cluster: String,
     #[serde(default)]
     pub weight: Option<u32>,
+    #[serde(default)]
+    pub price: Option<PriceDto>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceDto {
+    #[serde(default)]
+    pub input_per_1k: f64,
+    #[serde(default)]
+    pub output_per_1k: f64,
+}
+
+/// Rewards the filter computes from the responses it sees (and, optionally, an evaluator).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardDto {
+    #[serde(default = "default_true")]
+    pub status: bool,
+    #[serde(default)]
+    pub latency_target_ms: Option<u64>,
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub cost_weight: f64,
+    #[serde(default)]
+    pub latency_weight: f64,
+    #[serde(default)]
+    pub evaluator: Option<EvaluatorDto>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluatorDto {
+    pub cluster: String,
+    #[serde(default = "default_evaluator_path")]
+    pub path: String,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "default_evaluator_timeout")]
+    pub timeout_ms: u32,
+}
+
+fn default_evaluator_path() -> String {
+    "/evaluate".into()
+}
+fn default_evaluator_timeout() -> u32 {
+    1000
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +195,53 @@ pub enum StrategyDto {
         #[serde(default)]
         sticky: Option<StickyDto>,
     },
+    EpsilonGreedy {
+        epsilon: f64,
+        #[serde(default)]
+        decay: Option<DecayDto>,
+        #[serde(default)]
+        prior: Option<PriorDto>,
+        #[serde(default)]
+        min_share: Option<MinShareDto>,
+    },
+    Thompson {
+        #[serde(default)]
+        decay: Option<DecayDto>,
+        #[serde(default)]
+        prior: Option<PriorDto>,
+        #[serde(default)]
+        min_share: Option<MinShareDto>,
+    },
+    Ucb1 {
+        #[serde(default)]
+        decay: Option<DecayDto>,
+        #[serde(default)]
+        prior: Option<PriorDto>,
+        #[serde(default)]
+        min_share: Option<MinShareDto>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum DecayDto {
+    Gamma(f64),
+    HalfLife(f64),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorDto {
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+/// One floor for every target, or a floor per target name.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum MinShareDto {
+    All(f64),
+    PerTarget(BTreeMap<String, f64>),
 }
 
 impl Default for StrategyDto {

@@ -44,8 +44,28 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// Every body field that routing may read; index 0 is always `/model`.
     pub pointers: PointerSet,
+    /// By pointer index: some condition compares the field as a number (decides how an
+    /// untyped metadata value is read).
+    pub numeric_pointers: Vec<bool>,
     /// Some rule replies with the request body, so a body may be needed whatever its type.
     pub has_echo: bool,
+    pub feedback: Option<FeedbackSettings>,
+    pub state_endpoint: Option<StateEndpoint>,
+}
+
+/// Explicit rewards: the path the filter answers, and how decision ids are signed.
+#[derive(Debug)]
+pub struct FeedbackSettings {
+    pub path: String,
+    pub signer: crate::feedback::TokenSigner,
+    pub ttl_seconds: u64,
+}
+
+/// The read-only state endpoint.
+#[derive(Debug)]
+pub struct StateEndpoint {
+    pub path: String,
+    pub token: Option<String>,
 }
 
 impl Config {
@@ -71,9 +91,57 @@ pub struct Model {
     /// Running sums of the weights, for a binary search of a draw in `[0, total_weight)`.
     pub cumulative_weights: Vec<u64>,
     pub total_weight: u64,
+    /// Rewards computed from responses (bandit models only).
+    pub reward: Option<RewardSettings>,
 }
 
 impl Model {
+    pub fn bandit(&self) -> Option<&crate::bandit::Strategy> {
+        match &self.strategy {
+            Strategy::Bandit(b) => Some(b),
+            Strategy::Weighted { .. } => None,
+        }
+    }
+
+    pub fn target_names(&self) -> Vec<&str> {
+        self.targets.iter().map(|t| t.name.as_str()).collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RewardSettings {
+    /// 5xx and 429 are failures (quality 0), anything else success (quality 1).
+    pub status: bool,
+    /// Slower than this (to the response headers) counts as a failure.
+    pub latency_target_ms: Option<u64>,
+    /// An upstream response header carrying the quality in `[0, 1]`.
+    pub header: Option<String>,
+    /// λ: reward lost per unit of cost (target prices × token usage).
+    pub cost_weight: f64,
+    /// μ: reward lost per second of latency.
+    pub latency_weight: f64,
+    pub evaluator: Option<Evaluator>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Evaluator {
+    pub cluster: String,
+    pub path: String,
+    pub authority: String,
+    pub timeout_ms: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Price {
+    pub input_per_1k: f64,
+    pub output_per_1k: f64,
+}
+
+impl Model {
+    pub fn is_bandit(&self) -> bool {
+        self.bandit().is_some()
+    }
+
     pub fn target_by_name(&self, name: &str) -> Option<usize> {
         self.targets.iter().position(|t| t.name == name)
     }
@@ -84,11 +152,13 @@ pub struct Target {
     pub name: String,
     pub cluster: String,
     pub weight: u32,
+    pub price: Price,
 }
 
 #[derive(Debug)]
 pub enum Strategy {
     Weighted { sticky: Option<StickyKey> },
+    Bandit(crate::bandit::Strategy),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,34 +1,37 @@
-//! One HTTP stream: build the request view, let the core decide, apply the decision, and tag the
-//! response with what was decided.
+//! One HTTP stream: build the request view, let the core decide, apply the decision, tag the
+//! response with what was decided, and turn what the response shows into a reward.
 
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::Action;
 
 use super::metrics::Metrics;
-use super::{Plugin, VmState};
+use super::store::HostStore;
+use super::{abi, now_secs, EvalJob, HostBandits, Plugin, VmState, MAX_PENDING_EVALUATIONS};
 use crate::config::{BodySource, Config, OnInvalid};
-use crate::payload::{extract, format_of_content_type, Fields, Format};
-use crate::policy::{decide, Body, Outcome, Reply, ReplyContent, RequestView, Route};
+use crate::feedback::DecisionToken;
+use crate::learning::{self, FeedbackInput};
+use crate::payload::{
+    decode_pairs, extract, fields_from_metadata, format_of_content_type, Fields, Format,
+};
+use crate::policy::{decide, Body, Outcome, Reason, Reply, ReplyContent, RequestView, Route};
+use crate::reward::{implicit_reward, usage_from_json, Observation, SseUsageScanner};
+
+/// Largest feedback body read.
+const MAX_FEEDBACK_BYTES: usize = 64 * 1024;
+/// Largest non-streamed response body copied to read token usage from.
+const MAX_USAGE_BODY: usize = 1024 * 1024;
 
 /// Request headers read through the host, one call per header asked for.
 struct HostRequest;
 
 impl RequestView for HostRequest {
     fn header(&self, name: &str) -> Option<String> {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        abi::get_header(abi::MAP_REQUEST_HEADERS, name)
             .ok()
             .flatten()
     }
-}
-
-fn now_unix_secs() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
 }
 
 /// What the response will say about the decision.
@@ -39,16 +42,89 @@ struct ResponseMeta {
     decision: String,
 }
 
+/// What this stream is, once its headers are seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Route,
+    /// A feedback request whose body is being read.
+    Feedback,
+}
+
+/// The response, as far as a reward needs it.
+#[derive(Default)]
+struct Watch {
+    status: u16,
+    latency_ms: u64,
+    header: Option<String>,
+    first_byte_ms: Option<u64>,
+    sse: Option<SseUsageScanner>,
+    json: Option<Vec<u8>>,
+    streaming: bool,
+}
+
 pub(crate) struct Http {
     context_id: u32,
     plugin: Rc<Plugin>,
     vm: VmState,
+    role: Role,
+    started_ns: u64,
     /// The headers phase paused for the body.
     awaiting_body: bool,
     format: Option<Format>,
     /// `x-inference-body`: why the body was not used, when it was not.
     body_note: Option<&'static str>,
     meta: Option<ResponseMeta>,
+    /// The upstream route of a model that learns from responses.
+    learning_route: Option<Route>,
+    watch: Option<Watch>,
+}
+
+fn elapsed_ms(started_ns: u64) -> u64 {
+    abi::now_nanos().map_or(0, |n| n.saturating_sub(started_ns) / 1_000_000)
+}
+
+fn request_path() -> String {
+    let path = HostRequest.header(":path").unwrap_or_default();
+    match path.split_once('?') {
+        Some((p, _)) => p.to_string(),
+        None => path,
+    }
+}
+
+/// Applies a reward to shared state and counts it (or its failure).
+pub(crate) fn record_reward(
+    plugin: &Plugin,
+    model: usize,
+    target: &str,
+    reward: f64,
+    counter: u32,
+) {
+    match learning::apply_reward(&HostStore, &plugin.name, &plugin.cfg, model, target, reward) {
+        Ok(applied) => {
+            Metrics::bump(counter);
+            Metrics::add(plugin.metrics.cas_retries, u64::from(applied.retries));
+            if applied.reset {
+                Metrics::bump(plugin.metrics.state_resets);
+                log::warn!(
+                    "inference-router: bandit state of {:?} was undecodable and was reset",
+                    applied.model
+                );
+            }
+            plugin
+                .metrics
+                .publish_state(&plugin.cfg, model, &applied.state);
+        }
+        Err(e) => {
+            Metrics::bump(plugin.metrics.rewards_failed);
+            if matches!(e, learning::ApplyError::Contention { .. }) {
+                Metrics::bump(plugin.metrics.cas_exhausted);
+            }
+            log::warn!(
+                "inference-router: reward for {target:?} not applied: {}",
+                e.describe()
+            );
+        }
+    }
 }
 
 impl Http {
@@ -57,10 +133,14 @@ impl Http {
             context_id,
             plugin,
             vm,
+            role: Role::Route,
+            started_ns: 0,
             awaiting_body: false,
             format: None,
             body_note: None,
             meta: None,
+            learning_route: None,
+            watch: None,
         }
     }
 
@@ -71,11 +151,32 @@ impl Http {
     fn run(&mut self, body: Body<'_>) -> Outcome {
         let plugin = Rc::clone(&self.plugin);
         let mut rng = self.vm.rng.borrow_mut();
-        decide(&plugin.cfg, &HostRequest, body, now_unix_secs(), &mut rng)
+        let mut bandits = HostBandits::new(&plugin);
+        decide(
+            &plugin.cfg,
+            &HostRequest,
+            body,
+            now_secs(),
+            &mut rng,
+            &mut bandits,
+        )
     }
 
-    fn next_decision_id(&self) -> String {
-        self.vm.ids.borrow_mut().next_id()
+    /// A signed token when feedback is on (it names model and target, and expires), else a
+    /// unique id.
+    fn decision_id(&self, model: &str, target: &str) -> String {
+        match &self.cfg().feedback {
+            Some(fb) => {
+                let nonce = self.vm.rng.borrow_mut().next_u64();
+                fb.signer.sign(&DecisionToken {
+                    model: model.to_string(),
+                    target: target.to_string(),
+                    expires: now_secs().saturating_add(fb.ttl_seconds),
+                    nonce,
+                })
+            }
+            None => self.vm.ids.borrow_mut().next_id(),
+        }
     }
 
     /// Applies a decision; returns the action for the current callback.
@@ -117,28 +218,29 @@ impl Http {
             return;
         };
         // Setting replaces whatever the client sent: a client cannot pick its own cluster.
-        let set = |name: &str, value: &str| {
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-        };
+        let set = |name: &str, value: &str| abi::set_header(abi::MAP_REQUEST_HEADERS, name, value);
         if let Err(status) = set(&cfg.route_header, &target.cluster)
             .and_then(|()| set(&cfg.target_header, &target.name))
         {
             log::error!(
-                "inference-router[{}]: cannot set routing headers: {status:?}",
+                "inference-router[{}]: cannot set routing headers: host status {status}",
                 self.context_id
             );
         }
         // Envoy re-selects the route after a header change today, but upstream Envoy is
         // removing that implicit refresh: ask for it explicitly.
-        let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+        let _ = abi::call_foreign_function("clear_route_cache");
         plugin.metrics.request(route.model, route.target);
         plugin.metrics.decision(route.reason);
-        if cfg.response_metadata {
+        if model.reward.is_some() {
+            self.learning_route = Some(route);
+        }
+        if cfg.response_metadata || cfg.feedback.is_some() {
             self.meta = Some(ResponseMeta {
                 model: Some(model.name.clone()),
                 target: Some(target.name.clone()),
                 reason: route.reason.header_value(cfg),
-                decision: self.next_decision_id(),
+                decision: self.decision_id(&model.name, &target.name),
             });
         }
     }
@@ -148,7 +250,20 @@ impl Http {
         let cfg = &plugin.cfg;
         plugin.metrics.local_reply(reply.kind);
         if let Some(rule) = reply.rule {
-            plugin.metrics.decision(crate::policy::Reason::Rule(rule));
+            plugin.metrics.decision(Reason::Rule(rule));
+        }
+        if reply.content == ReplyContent::Echo
+            && raw_body.is_none()
+            && self.body_note == Some("too-large")
+        {
+            // The body was not held (over body.max_bytes): an empty echo would lose it silently.
+            let detail = format!(
+                "the echo reply returns the request body, which is over body.max_bytes ({})",
+                cfg.body.max_bytes
+            );
+            let mut error = Reply::error(413, "too_large", &detail, None);
+            error.rule = reply.rule;
+            return self.reply(&error, None);
         }
         let echo_type;
         let (content_type, body): (Option<&str>, Option<&[u8]>) = match &reply.content {
@@ -170,44 +285,64 @@ impl Http {
                 .map(|m| m.name.clone()),
             target: None,
             reason: reply.reason_header(cfg),
-            decision: self.next_decision_id(),
+            decision: self.vm.ids.borrow_mut().next_id(),
         });
         if let Some(m) = &meta {
             push_meta(&mut headers, m, self.body_note);
         }
-        if let Err(status) = hostcalls::send_http_response(u32::from(reply.status), headers, body) {
+        if let Err(status) = abi::send_local_response(u32::from(reply.status), &headers, body) {
             log::error!(
-                "inference-router[{}]: cannot send local reply: {status:?}",
+                "inference-router[{}]: cannot send local reply: host status {status}",
                 self.context_id
             );
         }
         self.meta = meta;
     }
 
-    /// The body fields from dynamic metadata that `json_to_metadata` wrote (metadata mode).
+    /// A local JSON reply that is not a routing decision (feedback, state endpoint).
+    fn json_reply(&mut self, status: u16, body: &serde_json::Value) {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let headers = [("content-type", "application/json")];
+        if let Err(s) = abi::send_local_response(u32::from(status), &headers, Some(&bytes)) {
+            log::error!(
+                "inference-router[{}]: cannot send reply: host status {s}",
+                self.context_id
+            );
+        }
+    }
+
+    /// The body fields that `json_to_metadata` wrote into dynamic metadata (metadata mode):
+    /// the whole namespace in one host call.
     fn metadata_fields(&self) -> Fields {
         let cfg = self.cfg();
-        let mut fields = Fields::with_len(cfg.pointers.len());
-        for (i, pointer) in cfg.pointers.iter().enumerate() {
-            let key = pointer.trim_start_matches('/').replace('/', ".");
-            let path = vec![
-                "metadata",
-                "filter_metadata",
-                cfg.body.metadata_namespace.as_str(),
-                key.as_str(),
-            ];
-            if let Ok(Some(bytes)) = hostcalls::get_property(path) {
-                if let Some(v) = decode_metadata_value(&bytes) {
-                    fields.set(i, v);
+        let path = [
+            "metadata",
+            "filter_metadata",
+            cfg.body.metadata_namespace.as_str(),
+        ];
+        match abi::get_property(&path) {
+            Ok(Some(bytes)) => match decode_pairs(&bytes) {
+                Some(ns) => fields_from_metadata(&cfg.pointers, &cfg.numeric_pointers, &ns),
+                None => {
+                    log::warn!(
+                        "inference-router[{}]: metadata namespace {:?} is not in the expected encoding; body fields ignored",
+                        self.context_id,
+                        cfg.body.metadata_namespace
+                    );
+                    Fields::with_len(cfg.pointers.len())
                 }
-            }
+            },
+            _ => Fields::with_len(cfg.pointers.len()),
         }
-        fields
     }
 
     /// Decides with the final body bytes (or none).
     fn finish_with_body(&mut self, bytes: &[u8]) -> Action {
         self.awaiting_body = false;
+        if self.role == Role::Feedback {
+            self.answer_feedback(bytes);
+            return Action::Pause;
+        }
         let plugin = Rc::clone(&self.plugin);
         let cfg = &plugin.cfg;
         let parsed = match self.format {
@@ -230,6 +365,174 @@ impl Http {
         };
         self.apply(outcome, Some(bytes))
     }
+
+    fn answer_feedback(&mut self, body: &[u8]) {
+        let plugin = Rc::clone(&self.plugin);
+        let decision = HostRequest.header("x-inference-decision");
+        let reward = HostRequest.header("x-inference-reward");
+        let input = FeedbackInput {
+            body,
+            header_decision: decision.as_deref(),
+            header_reward: reward.as_deref(),
+        };
+        let mut spent_reset = false;
+        let reply = learning::process_feedback(
+            &HostStore,
+            &plugin.name,
+            &plugin.cfg,
+            now_secs(),
+            &input,
+            &mut spent_reset,
+        );
+        if spent_reset {
+            log::warn!("inference-router: a spent-decision bucket was undecodable and was reset");
+        }
+        match &reply.result {
+            Ok(applied) => {
+                Metrics::bump(plugin.metrics.feedback_accepted);
+                Metrics::add(plugin.metrics.cas_retries, u64::from(applied.retries));
+                if let Some(i) = plugin.cfg.model_by_name(&applied.model) {
+                    plugin.metrics.publish_state(&plugin.cfg, i, &applied.state);
+                }
+            }
+            Err(refusal) => {
+                plugin.metrics.feedback_rejected(*refusal);
+                if *refusal == learning::Refusal::Unavailable {
+                    Metrics::bump(plugin.metrics.cas_exhausted);
+                }
+            }
+        }
+        self.json_reply(reply.status, &reply.body);
+    }
+
+    /// Feedback and the state endpoint are answered by the filter itself. Returns the action
+    /// when the request was one of them.
+    fn own_endpoints(&mut self, end_of_stream: bool) -> Option<Action> {
+        let plugin = Rc::clone(&self.plugin);
+        let cfg = &plugin.cfg;
+        if cfg.feedback.is_none() && cfg.state_endpoint.is_none() {
+            return None;
+        }
+        let path = request_path();
+        if let Some(fb) = &cfg.feedback {
+            if path == fb.path {
+                let method = HostRequest.header(":method").unwrap_or_default();
+                if method != "POST" {
+                    self.json_reply(405, &serde_json::json!({"error": "method_not_allowed", "detail": "feedback is POSTed"}));
+                    return Some(Action::Pause);
+                }
+                self.role = Role::Feedback;
+                if end_of_stream || cfg.body.source == BodySource::Metadata {
+                    // No body to read (or none this host lets us read): header-only feedback.
+                    self.answer_feedback(&[]);
+                    return Some(Action::Pause);
+                }
+                self.awaiting_body = true;
+                return Some(Action::Pause);
+            }
+        }
+        if let Some(ep) = &cfg.state_endpoint {
+            if path == ep.path {
+                if HostRequest.header(":method").as_deref() != Some("GET") {
+                    self.json_reply(405, &serde_json::json!({"error": "method_not_allowed", "detail": "the state endpoint answers GET"}));
+                    return Some(Action::Pause);
+                }
+                if let Some(token) = &ep.token {
+                    let given = HostRequest.header("authorization");
+                    let ok = given
+                        .as_deref()
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
+                    if !ok {
+                        self.json_reply(401, &serde_json::json!({"error": "unauthorized", "detail": "send Authorization: Bearer <state_endpoint.token>"}));
+                        return Some(Action::Pause);
+                    }
+                }
+                let doc = learning::state_document(&HostStore, &plugin.name, cfg);
+                self.json_reply(200, &doc);
+                return Some(Action::Pause);
+            }
+        }
+        None
+    }
+
+    /// The reward for this stream's response, applied now or handed to the evaluator.
+    fn learn_from_response(&mut self) {
+        let (Some(route), Some(watch)) = (self.learning_route.take(), self.watch.take()) else {
+            return;
+        };
+        let plugin = Rc::clone(&self.plugin);
+        let Some(model) = plugin.cfg.models.get(route.model) else {
+            return;
+        };
+        let (Some(settings), Some(target)) = (&model.reward, model.targets.get(route.target))
+        else {
+            return;
+        };
+        let usage = match (&watch.sse, &watch.json) {
+            (Some(sse), _) => sse.usage(),
+            (None, Some(json)) => usage_from_json(json),
+            _ => None,
+        };
+        // A streamed answer's latency is its time to first byte; headers come at once.
+        let latency_ms = if watch.streaming {
+            watch.first_byte_ms.unwrap_or(watch.latency_ms)
+        } else {
+            watch.latency_ms
+        };
+        let obs = Observation {
+            status: watch.status,
+            latency_ms,
+            header: watch.header,
+            usage,
+        };
+        let reward = implicit_reward(settings, &target.price, &obs);
+        if settings.evaluator.is_some() {
+            let summary = serde_json::json!({
+                "model": model.name,
+                "target": target.name,
+                "decision": self.meta.as_ref().map(|m| m.decision.as_str()),
+                "status": obs.status,
+                "latency_ms": obs.latency_ms,
+                "ttfb_ms": watch.first_byte_ms,
+                "usage": obs.usage.map(|u| serde_json::json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens})),
+                "implicit_reward": reward.as_ref().ok(),
+            });
+            let Ok(mut outbox) = plugin.outbox.try_borrow_mut() else {
+                return;
+            };
+            if outbox.len() >= MAX_PENDING_EVALUATIONS {
+                outbox.pop_front();
+                Metrics::bump(plugin.metrics.evaluator_failures);
+            }
+            outbox.push_back(EvalJob {
+                model: route.model,
+                target: target.name.clone(),
+                body: serde_json::to_vec(&summary).unwrap_or_default(),
+            });
+            return;
+        }
+        match reward {
+            Ok(r) => record_reward(
+                &plugin,
+                route.model,
+                &target.name,
+                r,
+                plugin.metrics.rewards_implicit,
+            ),
+            Err(e) => {
+                Metrics::bump(plugin.metrics.rewards_failed);
+                log::warn!(
+                    "inference-router[{}]: no implicit reward: {e}",
+                    self.context_id
+                );
+            }
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn push_meta<'a>(
@@ -250,26 +553,14 @@ fn push_meta<'a>(
     }
 }
 
-/// Envoy hands a metadata value to wasm as the bytes of a CEL value: a string as its UTF-8
-/// bytes, a number as an 8-byte little-endian double, a bool as one byte. `json_to_metadata`
-/// should be configured with `type: STRING` for string fields; numbers stay numbers.
-fn decode_metadata_value(bytes: &[u8]) -> Option<serde_json::Value> {
-    if let Ok(s) = std::str::from_utf8(bytes) {
-        if !s.is_empty() && s.chars().all(|c| !c.is_control()) {
-            return Some(serde_json::Value::String(s.to_string()));
-        }
-    }
-    if let Ok(arr) = <[u8; 8]>::try_from(bytes) {
-        let f = f64::from_le_bytes(arr);
-        return serde_json::Number::from_f64(f).map(serde_json::Value::Number);
-    }
-    None
-}
-
 impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.started_ns = abi::now_nanos().unwrap_or(0);
+        if let Some(action) = self.own_endpoints(end_of_stream) {
+            return action;
+        }
         let plugin = Rc::clone(&self.plugin);
         let cfg = &plugin.cfg;
         let metadata_fields;
@@ -311,7 +602,12 @@ impl HttpContext for Http {
         if !self.awaiting_body {
             return Action::Continue;
         }
-        if body_size as u64 > self.cfg().body.max_bytes {
+        if self.role == Role::Feedback && body_size > MAX_FEEDBACK_BYTES {
+            self.awaiting_body = false;
+            self.json_reply(413, &serde_json::json!({"error": "too_large", "detail": format!("feedback bodies are limited to {MAX_FEEDBACK_BYTES} bytes")}));
+            return Action::Pause;
+        }
+        if self.role == Role::Route && body_size as u64 > self.cfg().body.max_bytes {
             self.awaiting_body = false;
             self.body_note = Some("too-large");
             Metrics::bump(self.plugin.metrics.body_too_large);
@@ -322,11 +618,11 @@ impl HttpContext for Http {
             // Keep buffering until the whole body is here.
             return Action::Pause;
         }
-        let bytes = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+        let bytes = match abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, body_size) {
             Ok(b) => b.unwrap_or_default(),
             Err(status) => {
                 log::warn!(
-                    "inference-router[{}]: cannot read the request body: {status:?}",
+                    "inference-router[{}]: cannot read the request body: host status {status}",
                     self.context_id
                 );
                 Vec::new()
@@ -340,22 +636,104 @@ impl HttpContext for Http {
             return Action::Continue;
         }
         // Trailers end the request: the body buffered so far is all of it.
-        let bytes = hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX)
+        let bytes = abi::get_buffer(abi::BUFFER_REQUEST_BODY, 0, usize::MAX)
             .ok()
             .flatten()
             .unwrap_or_default();
         self.finish_with_body(&bytes)
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if let Some(route) = self.learning_route {
+            let reward_header = self
+                .cfg()
+                .models
+                .get(route.model)
+                .and_then(|m| m.reward.as_ref())
+                .and_then(|r| r.header.clone());
+            let get = |name: &str| {
+                abi::get_header(abi::MAP_RESPONSE_HEADERS, name)
+                    .ok()
+                    .flatten()
+            };
+            let content_type = get("content-type").unwrap_or_default();
+            let wants_usage = self
+                .cfg()
+                .models
+                .get(route.model)
+                .and_then(|m| m.reward.as_ref())
+                .is_some_and(|r| r.cost_weight > 0.0 || r.evaluator.is_some());
+            let streaming = content_type.starts_with("text/event-stream");
+            self.watch = Some(Watch {
+                status: get(":status").and_then(|s| s.parse().ok()).unwrap_or(0),
+                latency_ms: elapsed_ms(self.started_ns),
+                header: reward_header.and_then(|h| get(&h)),
+                first_byte_ms: None,
+                sse: (wants_usage && streaming).then(SseUsageScanner::default),
+                json: (wants_usage
+                    && !end_of_stream
+                    && format_of_content_type(&content_type) == Some(Format::Json))
+                .then(Vec::new),
+                streaming,
+            });
+        }
         if let Some(meta) = &self.meta {
-            let mut headers = Vec::with_capacity(5);
-            push_meta(&mut headers, meta, self.body_note);
-            for (name, value) in headers {
-                // Replace: an upstream cannot forge what the router decided.
-                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+            if self.cfg().response_metadata {
+                let mut headers = Vec::with_capacity(5);
+                push_meta(&mut headers, meta, self.body_note);
+                for (name, value) in headers {
+                    // Replace: an upstream cannot forge what the router decided.
+                    let _ = abi::set_header(abi::MAP_RESPONSE_HEADERS, name, value);
+                }
+            } else {
+                // Feedback needs the decision id even when the other metadata is off.
+                let _ = abi::set_header(
+                    abi::MAP_RESPONSE_HEADERS,
+                    "x-inference-decision",
+                    &meta.decision,
+                );
             }
         }
         Action::Continue
     }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        let started = self.started_ns;
+        let Some(watch) = self.watch.as_mut() else {
+            return Action::Continue;
+        };
+        if watch.first_byte_ms.is_none() && body_size > 0 {
+            watch.first_byte_ms = Some(elapsed_ms(started));
+        }
+        if watch.sse.is_none() && watch.json.is_none() {
+            return Action::Continue;
+        }
+        // Streaming: each callback sees the chunk passing through; nothing is held back.
+        let chunk = abi::get_buffer(abi::BUFFER_RESPONSE_BODY, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if let Some(sse) = watch.sse.as_mut() {
+            sse.feed(&chunk);
+        }
+        if let Some(json) = watch.json.as_mut() {
+            if json.len() + chunk.len() > MAX_USAGE_BODY {
+                watch.json = None;
+            } else {
+                json.extend_from_slice(&chunk);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.learn_from_response();
+    }
 }
+
+/// The context of a plugin that has no configuration: every stream passes untouched.
+pub(crate) struct PassThrough;
+
+impl Context for PassThrough {}
+
+impl HttpContext for PassThrough {}

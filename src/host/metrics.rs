@@ -1,9 +1,9 @@
-//! Counter ids, defined once per VM from the names the core derives.
+//! Counter and gauge ids, defined once per VM from the names the core derives.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
-
+use super::abi;
+use crate::bandit::ModelState;
 use crate::config::Config;
+use crate::learning::Refusal;
 use crate::metrics::MetricNames;
 use crate::policy::{Reason, ReplyKind};
 
@@ -14,36 +14,78 @@ pub(crate) struct Metrics {
     pub body_parse_failures: u32,
     pub body_too_large: u32,
     local_replies: Vec<u32>,
+    pub feedback_accepted: u32,
+    feedback_rejected: Vec<u32>,
+    pub rewards_implicit: u32,
+    pub rewards_evaluator: u32,
+    pub rewards_failed: u32,
+    pub cas_retries: u32,
+    pub cas_exhausted: u32,
+    pub state_resets: u32,
+    pub evaluator_failures: u32,
+    bandit_gauges: Vec<Vec<[u32; 4]>>,
 }
 
-fn define(name: &str) -> Result<u32, String> {
-    hostcalls::define_metric(MetricType::Counter, name).map_err(|s| format!("{name}: {s:?}"))
+fn define(kind: u32, name: &str) -> Result<u32, String> {
+    abi::define_metric(kind, name).map_err(|s| format!("{name}: host status {s}"))
 }
 
-fn define_all(names: &[String]) -> Result<Vec<u32>, String> {
-    names.iter().map(|n| define(n)).collect()
+fn counter(name: &str) -> Result<u32, String> {
+    define(abi::METRIC_COUNTER, name)
+}
+
+fn counters(names: &[String]) -> Result<Vec<u32>, String> {
+    names.iter().map(|n| counter(n)).collect()
 }
 
 impl Metrics {
     pub fn define(cfg: &Config) -> Result<Self, String> {
-        let names = MetricNames::for_config(cfg);
+        let n = MetricNames::for_config(cfg);
+        let mut bandit_gauges = Vec::with_capacity(n.bandit_gauges.len());
+        for per_model in &n.bandit_gauges {
+            let mut ids = Vec::with_capacity(per_model.len());
+            for names in per_model {
+                let mut four = [0u32; 4];
+                for (slot, name) in four.iter_mut().zip(names) {
+                    *slot = define(abi::METRIC_GAUGE, name)?;
+                }
+                ids.push(four);
+            }
+            bandit_gauges.push(ids);
+        }
         Ok(Metrics {
-            requests: names
+            requests: n
                 .requests
                 .iter()
-                .map(|per_model| define_all(per_model))
+                .map(|m| counters(m))
                 .collect::<Result<_, _>>()?,
-            decisions_fixed: define_all(&names.decisions_fixed)?,
-            decisions_rules: define_all(&names.decisions_rules)?,
-            body_parse_failures: define(&names.body_parse_failures)?,
-            body_too_large: define(&names.body_too_large)?,
-            local_replies: define_all(&names.local_replies)?,
+            decisions_fixed: counters(&n.decisions_fixed)?,
+            decisions_rules: counters(&n.decisions_rules)?,
+            body_parse_failures: counter(&n.body_parse_failures)?,
+            body_too_large: counter(&n.body_too_large)?,
+            local_replies: counters(&n.local_replies)?,
+            feedback_accepted: counter(&n.feedback_accepted)?,
+            feedback_rejected: counters(&n.feedback_rejected)?,
+            rewards_implicit: counter(&n.rewards_implicit)?,
+            rewards_evaluator: counter(&n.rewards_evaluator)?,
+            rewards_failed: counter(&n.rewards_failed)?,
+            cas_retries: counter(&n.cas_retries)?,
+            cas_exhausted: counter(&n.cas_exhausted)?,
+            state_resets: counter(&n.state_resets)?,
+            evaluator_failures: counter(&n.evaluator_failures)?,
+            bandit_gauges,
         })
     }
 
     pub fn bump(id: u32) {
-        // A failed increment loses one count; it must never fail the request.
-        let _ = hostcalls::increment_metric(id, 1);
+        Self::add(id, 1);
+    }
+
+    pub fn add(id: u32, n: u64) {
+        // A failed increment loses a count; it must never fail the request.
+        if n > 0 {
+            let _ = abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn request(&self, model: usize, target: usize) {
@@ -67,6 +109,35 @@ impl Metrics {
     pub fn local_reply(&self, kind: ReplyKind) {
         if let Some(&id) = self.local_replies.get(kind.index()) {
             Self::bump(id);
+        }
+    }
+
+    pub fn feedback_rejected(&self, refusal: Refusal) {
+        if let Some(&id) = self.feedback_rejected.get(refusal.index()) {
+            Self::bump(id);
+        }
+    }
+
+    /// Publishes a model's learned state: pulls, and mean reward and posterior parameters in
+    /// thousandths (gauges hold integers).
+    pub fn publish_state(&self, cfg: &Config, model: usize, state: &ModelState) {
+        let (Some(m), Some(ids)) = (cfg.models.get(model), self.bandit_gauges.get(model)) else {
+            return;
+        };
+        for (target, four) in m.targets.iter().zip(ids) {
+            let Some(arm) = state.arms.iter().find(|a| a.name == target.name) else {
+                continue;
+            };
+            let milli = |v: f64| (v * 1000.0).round().max(0.0) as u64;
+            let values = [
+                arm.pulls.round().max(0.0) as u64,
+                milli(arm.mean().unwrap_or(0.0)),
+                milli(arm.alpha),
+                milli(arm.beta),
+            ];
+            for (id, v) in four.iter().zip(values) {
+                let _ = abi::record_metric(*id, v);
+            }
         }
     }
 }

@@ -1,53 +1,85 @@
 //! The proxy-wasm adapter: the only module that calls the host. It translates host callbacks
-//! into calls of the pure core (`config`, `policy`, `payload`) and applies what the core decides.
-//! Host calls go through `hostcalls` directly: the SDK's convenience methods unwrap host errors,
-//! and a panic here would kill the VM.
+//! into calls of the pure core (`config`, `policy`, `payload`, `learning`) and applies what the
+//! core decides. Host calls go through `abi`, never the SDK's `hostcalls` or context convenience
+//! methods: those panic on statuses they do not expect, and a panic here would kill the VM.
 
+mod abi;
 mod http;
 mod metrics;
+mod root;
+mod store;
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel};
+use proxy_wasm::traits::RootContext;
 
-use crate::config::{self, Config};
-use crate::policy::DecisionIds;
+use crate::bandit::{ModelState, StateCache};
+use crate::config::Config;
+use crate::policy::{BanditStates, DecisionIds};
 use crate::rng::Rng;
 
 proxy_wasm::main! {{
-    // Also installs a panic hook that logs at critical level before the VM aborts.
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    // Our own logger and panic hook: the SDK's unwrap the host's status. A panic still aborts
+    // the VM; the hook makes sure the reason reaches the Envoy log first.
+    let _ = log::set_logger(&abi::HostLogger);
+    log::set_max_level(log::LevelFilter::Info);
+    std::panic::set_hook(Box::new(|info| {
+        let _ = abi::log(abi::LOG_CRITICAL, &format!("inference-router: panic: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::Root::default()) });
 }}
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const GIT_SHA: &str = env!("INFERENCE_ROUTER_GIT_SHA");
 
-/// What every HTTP context of one plugin instance shares.
+/// A response summary waiting for the root context to send it to the evaluator.
+pub(crate) struct EvalJob {
+    pub model: usize,
+    pub target: String,
+    pub body: Vec<u8>,
+}
+
+/// Bounded: a slow or absent evaluator must not grow memory without limit.
+pub(crate) const MAX_PENDING_EVALUATIONS: usize = 1024;
+
+/// What every HTTP context of one plugin instance shares (one VM is one thread: Rc is enough).
 pub(crate) struct Plugin {
     pub cfg: Config,
     pub metrics: metrics::Metrics,
+    /// The Envoy plugin name: the identity under which bandit state is kept.
+    pub name: String,
+    /// Shared-data key per model (`None` for models that do not learn).
+    pub state_keys: Vec<Option<String>>,
+    /// Decoded bandit state per model, refreshed only when the shared value's CAS changes.
+    pub caches: RefCell<Vec<StateCache>>,
+    pub outbox: RefCell<VecDeque<EvalJob>>,
 }
 
-/// Per-VM state shared by the root and its HTTP contexts (one VM is one thread: Rc is enough).
+/// Per-VM state that outlives a configuration.
 #[derive(Clone)]
 pub(crate) struct VmState {
     pub rng: Rc<RefCell<Rng>>,
     pub ids: Rc<RefCell<DecisionIds>>,
 }
 
-#[derive(Default)]
-struct Root {
-    plugin: Option<Rc<Plugin>>,
-    vm: Option<VmState>,
+impl VmState {
+    pub fn new() -> Self {
+        VmState {
+            rng: Rc::new(RefCell::new(Rng::seed_from_u64(entropy_u64()))),
+            ids: Rc::new(RefCell::new(DecisionIds::new(entropy_u64()))),
+        }
+    }
 }
 
 /// `log` has no critical level; configuration refusals use the host's directly.
-fn critical(message: &str) {
-    let _ = hostcalls::log(LogLevel::Critical, message);
+pub(crate) fn critical(message: &str) {
+    let _ = abi::log(abi::LOG_CRITICAL, message);
+}
+
+pub(crate) fn now_secs() -> u64 {
+    abi::now_nanos().map_or(0, |n| n / 1_000_000_000)
 }
 
 fn entropy_u64() -> u64 {
@@ -55,75 +87,57 @@ fn entropy_u64() -> u64 {
     match getrandom::fill(&mut buf) {
         Ok(()) => u64::from_le_bytes(buf),
         Err(e) => {
-            // Still unique enough per VM to keep decision ids apart; logged because weighted
-            // draws would then repeat across restarts.
+            // Still distinct per VM start; logged because draws would repeat across restarts.
             log::warn!("inference-router: getrandom failed ({e}); seeding from the clock");
-            hostcalls::get_current_time()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0x5eed)
+            abi::now_nanos().unwrap_or(0x5eed)
         }
     }
 }
 
-impl Context for Root {}
+/// The core's view of bandit state: the shared value read fresh (one host call), decoded only
+/// when its CAS token changed since this VM last decoded it.
+pub(crate) struct HostBandits<'a> {
+    plugin: &'a Plugin,
+    caches: Option<std::cell::RefMut<'a, Vec<StateCache>>>,
+}
 
-impl RootContext for Root {
-    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        log::info!("inference-router {VERSION} ({GIT_SHA}) starting");
-        self.vm = Some(VmState {
-            rng: Rc::new(RefCell::new(Rng::seed_from_u64(entropy_u64()))),
-            ids: Rc::new(RefCell::new(DecisionIds::new(entropy_u64()))),
-        });
-        true
+impl<'a> HostBandits<'a> {
+    pub fn new(plugin: &'a Plugin) -> Self {
+        HostBandits {
+            plugin,
+            caches: None,
+        }
     }
+}
 
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(Some(b)) => b,
-            Ok(None) => Vec::new(),
+impl BanditStates for HostBandits<'_> {
+    fn state(&mut self, model: usize) -> Option<&ModelState> {
+        let plugin = self.plugin;
+        let m = plugin.cfg.models.get(model)?;
+        let strategy = m.bandit()?;
+        let key = plugin.state_keys.get(model)?.as_ref()?;
+        let (bytes, cas) = match abi::get_shared_data(key) {
+            Ok(v) => v,
             Err(status) => {
-                critical(&format!(
-                    "inference-router: cannot read the plugin configuration: {status:?}"
-                ));
-                return false;
+                log::warn!(
+                    "inference-router: reading bandit state {key:?} failed: host status {status}"
+                );
+                return None;
             }
         };
-        let cfg = match config::parse(&bytes) {
-            Ok(cfg) => cfg,
-            Err(e) => {
-                critical(&format!("inference-router: invalid configuration: {e}"));
-                return false;
+        if self.caches.is_none() {
+            self.caches = plugin.caches.try_borrow_mut().ok();
+        }
+        let cache = self.caches.as_mut()?.get_mut(model)?;
+        match cache.refresh(bytes.as_deref(), cas, strategy, &m.target_names()) {
+            crate::bandit::Refresh::Undecodable(e) => {
+                log::warn!("inference-router: bandit state {key:?} is undecodable ({e}); using a fresh state until the next reward replaces it");
             }
-        };
-        let metrics = match metrics::Metrics::define(&cfg) {
-            Ok(m) => m,
-            Err(e) => {
-                critical(&format!("inference-router: cannot define metrics: {e}"));
-                return false;
+            crate::bandit::Refresh::Decoded(how) if how != crate::bandit::Reconciled::Unchanged => {
+                log::info!("inference-router: bandit state {key:?}: {how}");
             }
-        };
-        log::info!(
-            "inference-router: configured {} model(s), {} rule(s), body source {:?}",
-            cfg.models.len(),
-            cfg.rules.len(),
-            cfg.body.source
-        );
-        self.plugin = Some(Rc::new(Plugin { cfg, metrics }));
-        true
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let plugin = self.plugin.clone()?;
-        let vm = self.vm.clone().unwrap_or_else(|| VmState {
-            rng: Rc::new(RefCell::new(Rng::seed_from_u64(entropy_u64()))),
-            ids: Rc::new(RefCell::new(DecisionIds::new(entropy_u64()))),
-        });
-        Some(Box::new(http::Http::new(context_id, plugin, vm)))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+            _ => {}
+        }
+        cache.state()
     }
 }

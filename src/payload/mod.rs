@@ -2,9 +2,11 @@
 //! of a JSON or MessagePack body in one pass (`extract`), without building a document tree.
 
 mod extract;
+mod metadata;
 mod pointer;
 
 pub use extract::{extract, ExtractError, Fields, Format};
+pub use metadata::{decode_pairs, decode_value, fields_from_metadata, metadata_key};
 pub use pointer::{parse_pointer, PointerSet};
 
 /// Which payload format a `content-type` names, if the filter reads it.

@@ -12,6 +12,7 @@ use serde_json::Value;
 pub use path::{model_from_path, PathModel};
 pub use sticky::{bucket, cookie_value, sticky_hash};
 
+use crate::bandit::ModelState;
 use crate::config::{
     Action, BodyTest, Condition, Config, HeaderTest, Model, ReplyBody, StickyKey, Strategy,
     TargetPin,
@@ -23,6 +24,21 @@ use crate::rng::Rng;
 /// `:method`) are included.
 pub trait RequestView {
     fn header(&self, name: &str) -> Option<String>;
+}
+
+/// The learned state of bandit models, as the host has it cached. `None`: not available (the
+/// host could not read or decode it); the model's `default_target` serves the request then.
+pub trait BanditStates {
+    fn state(&mut self, model: usize) -> Option<&ModelState>;
+}
+
+/// For configurations and tests without bandit models.
+pub struct NoBandits;
+
+impl BanditStates for NoBandits {
+    fn state(&mut self, _model: usize) -> Option<&ModelState> {
+        None
+    }
 }
 
 /// What the core knows about the body.
@@ -42,15 +58,17 @@ pub enum Reason {
     PathVersion,
     Sticky,
     Weighted,
+    Bandit,
     Default,
 }
 
 impl Reason {
     /// The reasons that do not name a rule, in metric order.
-    pub const FIXED: [Reason; 4] = [
+    pub const FIXED: [Reason; 5] = [
         Reason::Weighted,
         Reason::Sticky,
         Reason::PathVersion,
+        Reason::Bandit,
         Reason::Default,
     ];
 
@@ -64,6 +82,7 @@ impl Reason {
             Reason::Weighted => "weighted",
             Reason::Sticky => "sticky",
             Reason::PathVersion => "path_version",
+            Reason::Bandit => "bandit",
             Reason::Default => "default",
             Reason::Rule(_) => "rule",
         }
@@ -82,6 +101,7 @@ impl Reason {
             Reason::PathVersion => "path-version".into(),
             Reason::Sticky => "sticky".into(),
             Reason::Weighted => "weighted".into(),
+            Reason::Bandit => "bandit".into(),
             Reason::Default => "default".into(),
         }
     }
@@ -203,6 +223,7 @@ struct Decider<'a, R: RequestView> {
     body: Body<'a>,
     now_unix_secs: u64,
     path: Option<Option<String>>,
+    bandits: &'a mut dyn BanditStates,
 }
 
 impl<R: RequestView> Decider<'_, R> {
@@ -349,7 +370,7 @@ impl<R: RequestView> Decider<'_, R> {
                             Some(ti) => ti,
                             None => continue,
                         },
-                        TargetPin::None => self.strategy_pick(model, rng).0,
+                        TargetPin::None => self.strategy_pick(*mi, model, rng).0,
                     };
                     return Outcome::Route(Route {
                         model: *mi,
@@ -420,7 +441,7 @@ impl<R: RequestView> Decider<'_, R> {
                             )),
                         };
                     }
-                    let (target, reason) = self.strategy_pick(model, rng);
+                    let (target, reason) = self.strategy_pick(mi, model, rng);
                     Outcome::Route(Route {
                         model: mi,
                         target,
@@ -443,7 +464,7 @@ impl<R: RequestView> Decider<'_, R> {
             },
             Requested::Unnamed => match cfg.default_model.and_then(|mi| cfg.models.get(mi).map(|m| (mi, m))) {
                 Some((mi, model)) => {
-                    let (target, reason) = self.strategy_pick(model, rng);
+                    let (target, reason) = self.strategy_pick(mi, model, rng);
                     Outcome::Route(Route {
                         model: mi,
                         target,
@@ -463,9 +484,33 @@ impl<R: RequestView> Decider<'_, R> {
         }
     }
 
-    /// The model's strategy: a sticky bucket when the key is present, else a random draw.
-    fn strategy_pick(&self, model: &Model, rng: &mut Rng) -> (usize, Reason) {
+    /// The model's strategy: a bandit's choice from its learned state; for weighted models a
+    /// sticky bucket when the key is present, else a random draw.
+    fn strategy_pick(
+        &mut self,
+        model_index: usize,
+        model: &Model,
+        rng: &mut Rng,
+    ) -> (usize, Reason) {
         match &model.strategy {
+            Strategy::Bandit(bandit) => {
+                match self.bandits.state(model_index) {
+                    Some(state) => {
+                        // The state's arms follow the configured targets (the host reconciles
+                        // them); look the chosen arm up by name to be safe.
+                        let arm = bandit.select(state, rng);
+                        match state
+                            .arms
+                            .get(arm)
+                            .and_then(|a| model.target_by_name(&a.name))
+                        {
+                            Some(t) => (t, Reason::Bandit),
+                            None => (model.default_target, Reason::Default),
+                        }
+                    }
+                    None => (model.default_target, Reason::Default),
+                }
+            }
             Strategy::Weighted { sticky } => {
                 let key = sticky.as_ref().and_then(|k| match k {
                     StickyKey::Header(h) => self.req.header(h).filter(|v| !v.is_empty()),
@@ -532,6 +577,7 @@ pub fn decide<R: RequestView>(
     body: Body<'_>,
     now_unix_secs: u64,
     rng: &mut Rng,
+    bandits: &mut dyn BanditStates,
 ) -> Outcome {
     Decider {
         cfg,
@@ -539,6 +585,7 @@ pub fn decide<R: RequestView>(
         body,
         now_unix_secs,
         path: None,
+        bandits,
     }
     .decide(rng)
 }
