@@ -214,6 +214,11 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
         });
     }
 
+    let has_time_rules = rules.iter().any(|r| {
+        r.when
+            .iter()
+            .any(|c| matches!(c, Condition::TimeUtc { .. }))
+    });
     let mut numeric_pointers = vec![false; pointers.len()];
     for rule in &rules {
         for cond in &rule.when {
@@ -292,6 +297,7 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
         models,
         model_index,
         rules,
+        has_time_rules,
         pointers,
         numeric_pointers,
         has_echo,

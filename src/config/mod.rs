@@ -49,6 +49,8 @@ pub struct Config {
     pub numeric_pointers: Vec<bool>,
     /// Some rule replies with the request body, so a body may be needed whatever its type.
     pub has_echo: bool,
+    /// Some rule has a `time_utc` condition (else the clock is not read per request).
+    pub has_time_rules: bool,
     pub feedback: Option<FeedbackSettings>,
     pub state_endpoint: Option<StateEndpoint>,
 }

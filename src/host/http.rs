@@ -557,7 +557,10 @@ impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.started_ns = abi::now_nanos().unwrap_or(0);
+        if self.plugin.learns {
+            // Latency is measured only for models that learn from it.
+            self.started_ns = abi::now_nanos().unwrap_or(0);
+        }
         if let Some(action) = self.own_endpoints(end_of_stream) {
             return action;
         }

@@ -55,6 +55,8 @@ pub(crate) struct Plugin {
     /// Decoded bandit state per model, refreshed only when the shared value's CAS changes.
     pub caches: RefCell<Vec<StateCache>>,
     pub outbox: RefCell<VecDeque<EvalJob>>,
+    /// Some model learns from responses (its latency is measured).
+    pub learns: bool,
 }
 
 /// Per-VM state that outlives a configuration.

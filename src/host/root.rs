@@ -256,7 +256,9 @@ impl RootContext for Root {
             if cfg.feedback.is_some() { "on" } else { "off" }
         );
         let periodic = cfg.feedback.is_some() || cfg.models.iter().any(|m| m.is_bandit());
+        let learns = cfg.models.iter().any(|m| m.reward.is_some());
         let plugin = Rc::new(Plugin {
+            learns,
             cfg,
             metrics,
             name,
