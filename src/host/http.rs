@@ -557,6 +557,11 @@ impl Context for Http {}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "test-trap")]
+        #[allow(clippy::panic)]
+        if HostRequest.header("x-inference-test-trap").is_some() {
+            panic!("test-trap build: trap requested by x-inference-test-trap");
+        }
         if self.plugin.learns {
             // Latency is measured only for models that learn from it.
             self.started_ns = abi::now_nanos().unwrap_or(0);

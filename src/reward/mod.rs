@@ -36,7 +36,7 @@ pub fn implicit_reward(
             let v: f64 = raw
                 .trim()
                 .parse()
-                .map_err(|_| format!("reward header value {raw:?} is not a number"))?;
+                .map_err(|_| "the reward header's value is not a number".to_string())?;
             crate::bandit::check_reward(v).map_err(|e| format!("reward header: {e}"))?
         }
         None if settings.status && (obs.status >= 500 || obs.status == 429) => 0.0,
