@@ -3,6 +3,11 @@
 //! for the admin port, readiness from the admin `/ready` endpoint (`LIVE`), listener ports from
 //! `/listeners?format=json`, stop by `POST /quitquitquit` then kill. Envoy's log goes to a file
 //! (never an unread pipe) and is printed when a test fails.
+//!
+//! A bootstrap may take its listener from LDS instead ([`EnvoyConfig::lds`], `envoy/lds.yaml`):
+//! the listener template is rendered into a watched directory, and [`Envoy::reload_listener`]
+//! replaces it by an atomic rename and waits for `listener_manager.lds.update_success` (or
+//! `update_rejected`), so a test can change the plugin configuration without a restart.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -103,7 +108,19 @@ pub struct EnvoyConfig {
     pub extra_vars: BTreeMap<String, String>,
     /// Extra command-line arguments.
     pub extra_args: Vec<String>,
+    /// For a bootstrap whose listener comes from LDS (`{{LDS_PATH}}`, `{{LDS_DIR}}`): the
+    /// listener template (absolute, or relative to `envoy/`), rendered with the same values into
+    /// the watched directory. See [`Envoy::reload_listener`].
+    pub listener_template: Option<PathBuf>,
 }
+
+/// The listener template of `envoy/lds.yaml`, relative to `envoy/`.
+pub const LDS_LISTENER_TEMPLATE: &str = "lds/listener.yaml";
+/// Where the listener file lives inside an instance's working directory.
+const LDS_SUBDIR: &str = "lds";
+const LDS_FILE: &str = "listeners.yaml";
+/// How long a listener reload may take to be applied.
+pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl EnvoyConfig {
     /// `envoy/<template>` with a plugin configuration, 2 workers.
@@ -115,7 +132,18 @@ impl EnvoyConfig {
             wasm_debug: std::env::var("E2E_WASM_DEBUG").is_ok_and(|v| v == "1"),
             extra_vars: BTreeMap::new(),
             extra_args: Vec::new(),
+            listener_template: None,
         }
+    }
+
+    /// `envoy/lds.yaml` (static clusters, the listener of `envoy/demo.yaml` served by LDS from
+    /// a watched file) with this plugin configuration. Drain time 1 s, so a replaced listener
+    /// goes away quickly.
+    pub fn lds(plugin_config: &serde_json::Value) -> EnvoyConfig {
+        let mut c = EnvoyConfig::new("lds.yaml", plugin_config.to_string());
+        c.listener_template = Some(PathBuf::from(LDS_LISTENER_TEMPLATE));
+        c.extra_args = vec!["--drain-time-s".into(), "1".into()];
+        c
     }
 
     /// `envoy/demo.yaml` (body mode `buffer`) with this plugin configuration.
@@ -139,19 +167,11 @@ impl EnvoyConfig {
     }
 
     fn template_path(&self) -> PathBuf {
-        if self.template.is_absolute() {
-            self.template.clone()
-        } else {
-            envoy_dir().join(&self.template)
-        }
+        resolve_template(&self.template)
     }
 
-    /// Renders the template for these upstream ports, with the built filter.
-    pub fn render(&self, ports: &BTreeMap<String, u16>) -> String {
-        let path = self.template_path();
-        let text = fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("read template {}: {e}", path.display()));
-        let vars = template::Vars {
+    fn vars(&self, text: &str, ports: &BTreeMap<String, u16>) -> template::Vars {
+        template::Vars {
             // Only templates that load the filter need it built.
             wasm_path: if text
                 .lines()
@@ -164,10 +184,77 @@ impl EnvoyConfig {
             plugin_config: self.plugin_config.clone(),
             ports: ports.clone(),
             extra: self.extra_vars.clone(),
-        };
+        }
+    }
+
+    /// Renders the template for these upstream ports, with the built filter. A bootstrap that
+    /// takes its listener from LDS needs [`EnvoyConfig::write_files`] instead (the listener file
+    /// must exist).
+    pub fn render(&self, ports: &BTreeMap<String, u16>) -> String {
+        let path = self.template_path();
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read template {}: {e}", path.display()));
+        let vars = self.vars(&text, ports);
         template::render(&text, &vars)
             .unwrap_or_else(|e| panic!("render template {}: {e}", path.display()))
     }
+
+    /// Renders the listener template (if any) with this plugin configuration.
+    pub fn render_listener(&self, ports: &BTreeMap<String, u16>) -> Option<String> {
+        let path = resolve_template(self.listener_template.as_ref()?);
+        let text = fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read template {}: {e}", path.display()));
+        let vars = self.vars(&text, ports);
+        Some(
+            template::render(&text, &vars)
+                .unwrap_or_else(|e| panic!("render template {}: {e}", path.display())),
+        )
+    }
+
+    /// Writes what Envoy needs into `dir`: the listener file (when the bootstrap uses LDS) into
+    /// `dir/lds/listeners.yaml`, then the bootstrap `dir/envoy.yaml`, whose `{{LDS_PATH}}` and
+    /// `{{LDS_DIR}}` point there. Returns the bootstrap's path.
+    pub fn write_files(&self, dir: &Path, ports: &BTreeMap<String, u16>) -> PathBuf {
+        let mut config = self.clone();
+        if let Some(listener) = self.render_listener(ports) {
+            let lds_dir = dir.join(LDS_SUBDIR);
+            fs::create_dir_all(&lds_dir)
+                .unwrap_or_else(|e| panic!("create {}: {e}", lds_dir.display()));
+            replace_atomically(dir, &lds_dir.join(LDS_FILE), &listener);
+            config.extra_vars.insert(
+                "LDS_PATH".into(),
+                template::yaml_string(&lds_dir.join(LDS_FILE).to_string_lossy()),
+            );
+            config.extra_vars.insert(
+                "LDS_DIR".into(),
+                template::yaml_string(&lds_dir.to_string_lossy()),
+            );
+        }
+        let bootstrap = dir.join("envoy.yaml");
+        fs::write(&bootstrap, config.render(ports))
+            .unwrap_or_else(|e| panic!("write {}: {e}", bootstrap.display()));
+        bootstrap
+    }
+}
+
+fn resolve_template(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        envoy_dir().join(p)
+    }
+}
+
+static RENAME_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Writes `text` to a temporary file in `scratch` (outside the watched directory, same file
+/// system), then renames it to `target`: readers see the old file or the new one, never half.
+fn replace_atomically(scratch: &Path, target: &Path, text: &str) {
+    let n = RENAME_SEQ.fetch_add(1, Ordering::SeqCst);
+    let tmp = scratch.join(format!(".listener-{n}.tmp"));
+    fs::write(&tmp, text).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+    fs::rename(&tmp, target)
+        .unwrap_or_else(|e| panic!("rename {} → {}: {e}", tmp.display(), target.display()));
 }
 
 static INSTANCE: AtomicU32 = AtomicU32::new(0);
@@ -195,6 +282,17 @@ pub struct Envoy {
     admin_port: u16,
     listener_port: u16,
     base_id: u32,
+    /// What it was started with, to render listener reloads.
+    config: EnvoyConfig,
+    ports: BTreeMap<String, u16>,
+}
+
+/// Envoy's LDS counters, to tell when a listener file was applied or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LdsCounters {
+    pub update_success: u64,
+    pub update_rejected: u64,
+    pub update_attempt: u64,
 }
 
 /// The outcome of an Envoy start that was expected to fail.
@@ -213,9 +311,7 @@ struct Spawned {
 
 fn spawn(config: &EnvoyConfig, ports: &BTreeMap<String, u16>) -> Spawned {
     let (dir, base_id) = new_instance();
-    let bootstrap = dir.join("envoy.yaml");
-    fs::write(&bootstrap, config.render(ports))
-        .unwrap_or_else(|e| panic!("write {}: {e}", bootstrap.display()));
+    let bootstrap = config.write_files(&dir, ports);
     let out = File::create(dir.join("stdout.log")).expect("create stdout.log");
     let err = out.try_clone().expect("clone stdout.log handle");
     let mut cmd = Command::new(envoy_binary());
@@ -328,6 +424,8 @@ impl Envoy {
             admin_port,
             listener_port: 0,
             base_id,
+            config: config.clone(),
+            ports: ports.clone(),
         };
         envoy.listener_port = envoy.find_listener_port(None);
         envoy
@@ -366,6 +464,58 @@ impl Envoy {
                 );
             }
             thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `listener_manager.lds.*` counters.
+    pub fn lds_counters(&self) -> LdsCounters {
+        let stats = self.stats();
+        let get = |n: &str| {
+            stats
+                .get(&format!("listener_manager.lds.{n}"))
+                .copied()
+                .unwrap_or(0)
+        };
+        LdsCounters {
+            update_success: get("update_success"),
+            update_rejected: get("update_rejected"),
+            update_attempt: get("update_attempt"),
+        }
+    }
+
+    /// Replaces the LDS listener file with the listener template rendered for
+    /// `plugin_config` (written beside the watched directory, then renamed into it), and waits
+    /// at most [`RELOAD_TIMEOUT`] until Envoy applied it (`listener_manager.lds.update_success`
+    /// rose and no listener is warming; the listener port is then read again) or refused it
+    /// (`update_rejected` rose: `Err` with the counters). Only for an Envoy started with a
+    /// listener template ([`EnvoyConfig::lds`]). Panics if neither happens in time.
+    pub fn reload_listener(&mut self, plugin_config: &str) -> Result<LdsCounters, LdsCounters> {
+        let mut config = self.config.clone();
+        config.plugin_config = plugin_config.to_string();
+        let text = config.render_listener(&self.ports).unwrap_or_else(|| {
+            panic!("reload_listener: this Envoy was not started with a listener template")
+        });
+        let before = self.lds_counters();
+        replace_atomically(&self.dir, &self.dir.join(LDS_SUBDIR).join(LDS_FILE), &text);
+        let deadline = Instant::now() + RELOAD_TIMEOUT;
+        loop {
+            let now = self.lds_counters();
+            if now.update_rejected > before.update_rejected {
+                return Err(now);
+            }
+            if now.update_success > before.update_success
+                && self.counter("listener_manager.total_listeners_warming") == 0
+            {
+                self.config = config;
+                self.listener_port = self.find_listener_port(None);
+                return Ok(now);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy neither applied nor refused the new listener file within {RELOAD_TIMEOUT:?} \
+                 (before {before:?}, now {now:?})"
+            );
+            thread::sleep(Duration::from_millis(25));
         }
     }
 
@@ -570,9 +720,7 @@ impl Drop for Envoy {
 /// it also catches an invalid plugin configuration.
 pub fn validate(config: &EnvoyConfig, ports: &BTreeMap<String, u16>) -> (ExitStatus, String) {
     let (dir, _) = new_instance();
-    let bootstrap = dir.join("envoy.yaml");
-    fs::write(&bootstrap, config.render(ports))
-        .unwrap_or_else(|e| panic!("write {}: {e}", bootstrap.display()));
+    let bootstrap = config.write_files(&dir, ports);
     let out = Command::new(envoy_binary())
         .arg("--mode")
         .arg("validate")
@@ -602,7 +750,8 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Starts the six fake model servers and Envoy with this configuration.
+    /// Starts a fake server for every cluster of [`CLUSTERS`](crate::CLUSTERS) (model servers
+    /// and evaluators) and Envoy with this configuration.
     pub fn start(config: &EnvoyConfig) -> Harness {
         let upstreams = Upstreams::start_default();
         let envoy = Envoy::start(config, &upstreams);

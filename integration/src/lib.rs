@@ -1,5 +1,7 @@
 //! End-to-end harness for inference-router: the real Envoy binary with the built filter, fake
-//! upstream model servers, a small HTTP/1.1 client and admin/stats helpers.
+//! upstream model servers (each with a configurable [`Behaviour`]: injected failures, delays,
+//! reward headers, OpenAI JSON / SSE answers with `usage`, fake evaluators), a small HTTP/1.1
+//! client, admin/stats helpers, and listener reloads through LDS.
 //!
 //! ```no_run
 //! use integration::{Harness, Request};
@@ -21,6 +23,9 @@ pub mod upstream;
 
 pub use client::{Connection, Request, Response};
 pub use envoy::{
-    envoy_binary, envoy_dir, repo_root, wasm_path, Envoy, EnvoyConfig, Harness, StartFailure,
+    envoy_binary, envoy_dir, repo_root, wasm_path, Envoy, EnvoyConfig, Harness, LdsCounters,
+    StartFailure, LDS_LISTENER_TEMPLATE,
 };
-pub use upstream::{closed_port, fnv64_hex, Echo, Upstreams, CLUSTERS};
+pub use upstream::{
+    closed_port, fnv64_hex, Answer, Behaviour, Echo, Received, Upstreams, CLUSTERS,
+};

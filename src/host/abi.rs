@@ -9,6 +9,8 @@
 
 use std::ptr::{null, null_mut};
 
+use proxy_wasm::hostcalls::dispatch_http_call as sdk_dispatch_http_call; // sdk-call: see http_call
+
 /// Raw proxy-wasm status (`0` is OK).
 pub type Status = u32;
 pub const OK: Status = 0;
@@ -86,18 +88,6 @@ extern "C" {
         value_size: usize,
         cas: u32,
     ) -> Status;
-    fn proxy_http_call(
-        upstream_data: *const u8,
-        upstream_size: usize,
-        headers_data: *const u8,
-        headers_size: usize,
-        body_data: *const u8,
-        body_size: usize,
-        trailers_data: *const u8,
-        trailers_size: usize,
-        timeout: u32,
-        return_token: *mut u32,
-    ) -> Status;
     fn proxy_call_foreign_function(
         function_name_data: *const u8,
         function_name_size: usize,
@@ -169,8 +159,9 @@ pub fn get_header(map_type: u32, name: &str) -> Result<Option<String>, Status> {
     match unsafe {
         proxy_get_header_map_value(map_type, name.as_ptr(), name.len(), &mut data, &mut size)
     } {
-        // Header values are bytes on the wire; a non-UTF-8 value is treated as absent.
-        OK => Ok(unsafe { take(data, size) }.and_then(|b| String::from_utf8(b).ok())),
+        // An empty value comes back as OK with a null pointer: present, and empty. Header
+        // values are bytes on the wire; a non-UTF-8 value is treated as absent.
+        OK => Ok(String::from_utf8(unsafe { take(data, size) }.unwrap_or_default()).ok()),
         NOT_FOUND => Ok(None),
         s => Err(s),
     }
@@ -252,7 +243,11 @@ pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Stat
     let mut cas = 0u32;
     match unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) }
     {
-        OK => Ok((unsafe { take(data, size) }, (cas != 0).then_some(cas))),
+        // An existing empty value comes back as OK with a null pointer: it exists, empty.
+        OK => Ok((
+            Some(unsafe { take(data, size) }.unwrap_or_default()),
+            (cas != 0).then_some(cas),
+        )),
         NOT_FOUND => Ok((None, None)),
         s => Err(s),
     }
@@ -272,30 +267,25 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), 
 }
 
 /// Starts an HTTP callout to `cluster`; returns its token.
+///
+/// The one SDK host call used: the SDK must register the token, or its dispatcher panics on
+/// the answer ("invalid token_id"), and registration is private to it. It handles the statuses
+/// Envoy's `httpCall` returns (OK, BadArgument for an unknown cluster or missing pseudo-header,
+/// InternalFailure when the call cannot start).
 pub fn http_call(
     cluster: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
     timeout_ms: u32,
 ) -> Result<u32, Status> {
-    let headers = serialize_headers(headers);
-    let (body_ptr, body_len) = body.map_or((null(), 0), |b| (b.as_ptr(), b.len()));
-    let mut token = 0u32;
-    status(unsafe {
-        proxy_http_call(
-            cluster.as_ptr(),
-            cluster.len(),
-            headers.as_ptr(),
-            headers.len(),
-            body_ptr,
-            body_len,
-            null(),
-            0,
-            timeout_ms,
-            &mut token,
-        )
-    })
-    .map(|()| token)
+    sdk_dispatch_http_call(
+        cluster,
+        headers.to_vec(),
+        body,
+        Vec::new(),
+        std::time::Duration::from_millis(u64::from(timeout_ms)),
+    )
+    .map_err(|s| s as u32)
 }
 
 pub fn call_foreign_function(name: &str) -> Result<(), Status> {

@@ -398,7 +398,16 @@ impl Http {
             Err(refusal) => {
                 plugin.metrics.feedback_rejected(*refusal);
                 if *refusal == learning::Refusal::Unavailable {
-                    Metrics::bump(plugin.metrics.cas_exhausted);
+                    // The sender is told to retry; say why in the log (no request data in it).
+                    log::warn!(
+                        "inference-router[{}]: feedback not recorded: {}",
+                        self.context_id,
+                        reply
+                            .body
+                            .get("detail")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or_default()
+                    );
                 }
             }
         }

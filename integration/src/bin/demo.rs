@@ -2,12 +2,17 @@
 //! and what the router decided. `cargo run -p integration --bin demo` (needs `make setup` and
 //! `make build`). Bounded: a few hundred requests on loopback, then Envoy is stopped.
 //!
-//! Exits 0 when every sample request was routed as expected, 1 otherwise.
+//! Then a bandit section: a second Envoy, a Thompson-sampling model learning from response
+//! status (implicit rewards) over two fake deployments whose success rates differ, and a live
+//! table of where traffic goes as rewards arrive. Bounded: 1,200 requests.
+//!
+//! Exits 0 when every sample request was routed as expected and the bandit moved most traffic
+//! to the better deployment, 1 otherwise.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use integration::{fnv64_hex, Envoy, EnvoyConfig, Request, Response, Upstreams};
+use integration::{fnv64_hex, Behaviour, Envoy, EnvoyConfig, Request, Response, Upstreams};
 use serde_json::json;
 
 fn demo_config() -> serde_json::Value {
@@ -242,9 +247,164 @@ fn main() -> ExitCode {
     );
     if ok {
         println!("demo: all samples routed as expected");
+    }
+
+    let bandit_ok = bandit_section(&upstreams);
+    ok &= bandit_ok;
+    if ok {
+        println!("demo: all samples routed as expected; the bandit learned");
         ExitCode::SUCCESS
     } else {
-        println!("demo: some samples were not routed as expected (see ✗ above)");
+        println!("demo: something was not as expected (see ✗ above)");
         ExitCode::FAILURE
     }
+}
+
+const STATE_PATH: &str = "/inference-router/state";
+const STATE_TOKEN: &str = "demo-ops";
+/// Requests of the bandit section. The table gets a row every 10 requests while the bandit is
+/// still exploring (the first 100), then every 100.
+const BANDIT_REQUESTS: usize = 1200;
+
+fn row_due(done: usize) -> bool {
+    if done <= 100 {
+        done.is_multiple_of(10)
+    } else {
+        done.is_multiple_of(100)
+    }
+}
+
+fn bandit_config() -> serde_json::Value {
+    json!({
+        "models": [
+            { "name": "sentiment",
+              "targets": [ { "name": "v1", "cluster": "sentiment-v1" },
+                           { "name": "v2", "cluster": "sentiment-v2" } ],
+              "strategy": { "type": "thompson", "min_share": 0.02 },
+              "reward": { "status": true } }
+        ],
+        "state_endpoint": { "path": STATE_PATH, "token": STATE_TOKEN }
+    })
+}
+
+/// The learned state of `sentiment`: target → (pulls, mean reward).
+fn learned(envoy: &Envoy) -> BTreeMap<String, (f64, Option<f64>)> {
+    let r = envoy
+        .send(&Request::get(STATE_PATH).header("authorization", &format!("Bearer {STATE_TOKEN}")));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    v["models"]["sentiment"]["targets"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    (
+                        t["name"].as_str().unwrap_or("?").to_string(),
+                        (
+                            t["pulls"].as_f64().unwrap_or(0.0),
+                            t["mean_reward"].as_f64(),
+                        ),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A second Envoy with a Thompson-sampling model: v1 answers 200 70 % of the time, v2 (the new
+/// deployment) 95 %. Every response is a reward (status: 5xx = 0, else 1).
+fn bandit_section(upstreams: &Upstreams) -> bool {
+    println!("\n━━━━━━━━ bandit: learning from responses ━━━━━━━━");
+    upstreams.set_behaviour("sentiment-v1", Behaviour::success_rate(0.70).with_seed(7));
+    upstreams.set_behaviour("sentiment-v2", Behaviour::success_rate(0.95).with_seed(8));
+    let config = EnvoyConfig::demo(&bandit_config());
+    let mut envoy = Envoy::start(&config, upstreams);
+    println!(
+        "Envoy (pid {}) on 127.0.0.1:{}; plugin configuration:\n{}",
+        envoy.pid().unwrap_or(0),
+        envoy.port(),
+        serde_json::to_string_pretty(&bandit_config()).unwrap_or_default()
+    );
+    println!("fake upstreams: sentiment-v1 succeeds 70 %, sentiment-v2 succeeds 95 % (else 500)");
+    println!("shares and 200s are over the requests since the previous row; pulls and mean reward are\nthe learned state (state endpoint) when the row is printed\n");
+    println!(
+        "{:>8} │ {:<17} {:<17} │ {:>9} │ {:>17} {:>17}",
+        "requests", "v1 share", "v2 share", "200s", "v1 pulls / mean", "v2 pulls / mean"
+    );
+    println!("{}", "─".repeat(97));
+
+    let mut conns: Vec<_> = (0..4).map(|_| envoy.connect()).collect();
+    let req = Request::get("/v2/models/sentiment/ready");
+    let mut window: Vec<String> = Vec::with_capacity(100);
+    let mut window_ok = 0usize;
+    let mut last_300: Vec<String> = Vec::new();
+    let mut ok = true;
+    for i in 0..BANDIT_REQUESTS {
+        let k = conns.len();
+        let r = match conns[i % k].send(&req) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("✗ request {i} failed: {e}");
+                ok = false;
+                break;
+            }
+        };
+        let target = r.header("x-inference-target").unwrap_or("?").to_string();
+        window_ok += usize::from(r.status == 200);
+        if i + 300 >= BANDIT_REQUESTS {
+            last_300.push(target.clone());
+        }
+        window.push(target);
+        if row_due(i + 1) {
+            let share = |t: &str| {
+                100.0 * window.iter().filter(|w| *w == t).count() as f64 / window.len() as f64
+            };
+            let state = learned(&envoy);
+            let col = |t: &str| match state.get(t) {
+                Some((pulls, Some(mean))) => format!("{pulls:>6.0} / {mean:.3}"),
+                Some((pulls, None)) => format!("{pulls:>6.0} / -"),
+                None => "-".into(),
+            };
+            let bar = |p: f64| "█".repeat((p / 10.0).round() as usize);
+            println!(
+                "{:>8} │ {:>5.1}% {:<10} {:>5.1}% {:<10} │ {:>8.1}% │ {:>17} {:>17}",
+                i + 1,
+                share("v1"),
+                bar(share("v1")),
+                share("v2"),
+                bar(share("v2")),
+                100.0 * window_ok as f64 / window.len() as f64,
+                col("v1"),
+                col("v2")
+            );
+            window.clear();
+            window_ok = 0;
+        }
+    }
+    for c in conns {
+        c.close();
+    }
+    let final_share = if last_300.is_empty() {
+        0.0
+    } else {
+        last_300.iter().filter(|t| *t == "v2").count() as f64 / last_300.len() as f64
+    };
+    println!(
+        "\n▶ final: v2 got {:.1} % of the last {} requests (a uniform router: 50 % ± 2.9 %)",
+        100.0 * final_share,
+        last_300.len()
+    );
+    println!("▶ gauges on /stats:");
+    for (name, v) in envoy.wasm_stats() {
+        if name.starts_with("inference_router.bandit.")
+            || name.starts_with("inference_router.rewards.")
+        {
+            println!("    wasmcustom.{name} = {v}");
+        }
+    }
+    let _ = envoy.stop();
+    if final_share <= 0.70 {
+        println!("✗ the bandit did not favour the better deployment (expected > 70 %)");
+        ok = false;
+    }
+    ok
 }

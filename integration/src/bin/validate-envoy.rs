@@ -2,7 +2,9 @@
 //!
 //! - Templates (files with `{{...}}` placeholders) are rendered with harmless values: the built
 //!   filter's path (it must exist: `make build`), a small valid plugin configuration for the
-//!   template's body mode, and placeholder ports for every `{{PORT:<cluster>}}`.
+//!   template's body mode, and placeholder ports for every `{{PORT:<cluster>}}`. A bootstrap
+//!   whose listener comes from LDS (`{{LDS_PATH}}`, `envoy/lds.yaml`) gets its listener template
+//!   (`envoy/lds/listener.yaml`) rendered into the watched directory first.
 //! - Concrete files (`envoy/minimal.yaml`) are validated as they are, from the repository root,
 //!   so their relative wasm path resolves as documented.
 //!
@@ -14,8 +16,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
-use integration::template::{self, Vars};
-use integration::{envoy_binary, envoy_dir, repo_root, wasm_path};
+use integration::template;
+use integration::{envoy_binary, envoy_dir, repo_root, EnvoyConfig, LDS_LISTENER_TEMPLATE};
 
 /// A small valid plugin configuration for a template (metadata mode when the template runs
 /// `json_to_metadata` before the filter).
@@ -58,6 +60,54 @@ fn validate(envoy: &Path, config: &Path) -> Result<(), String> {
     }
 }
 
+/// Writes `static.yaml` beside `bootstrap`: the bootstrap without `dynamic_resources`, with the
+/// LDS file's listeners (`resources: [{"@type": ...Listener, ...}]`) as static listeners.
+fn inline_listener(bootstrap: &Path, lds_file: &Path) -> Result<PathBuf, String> {
+    let boot = fs::read_to_string(bootstrap).map_err(|e| e.to_string())?;
+    let lds = fs::read_to_string(lds_file).map_err(|e| e.to_string())?;
+    let (before, rest) = boot
+        .split_once("\ndynamic_resources:\n")
+        .ok_or("no dynamic_resources block")?;
+    let (_, after) = rest
+        .split_once("\nstatic_resources:\n")
+        .ok_or("no static_resources after dynamic_resources")?;
+    let mut listeners = String::from("  listeners:\n");
+    let mut started = false;
+    for line in lds.lines() {
+        if line.trim_start().starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        if line == "resources:" {
+            started = true;
+            continue;
+        }
+        if !started {
+            return Err(format!(
+                "unexpected line before `resources:` in the LDS file: {line:?}"
+            ));
+        }
+        // The `@type` of each resource opens a list item; a static listener has none.
+        if let Some(rest) = line.strip_prefix("- \"@type\": ") {
+            if rest != "type.googleapis.com/envoy.config.listener.v3.Listener" {
+                return Err(format!("not a listener: {rest}"));
+            }
+            listeners.push_str("  - ");
+            continue;
+        }
+        if listeners.ends_with("- ") {
+            listeners.push_str(line.trim_start());
+        } else {
+            listeners.push_str("  ");
+            listeners.push_str(line);
+        }
+        listeners.push('\n');
+    }
+    let text = format!("{before}\nstatic_resources:\n{listeners}{after}");
+    let out = bootstrap.with_file_name("static.yaml");
+    fs::write(&out, text).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 fn main() -> ExitCode {
     let envoy = envoy_binary();
     let root = repo_root();
@@ -98,41 +148,77 @@ fn main() -> ExitCode {
             }
         };
         let (config, kind) = if text.contains("{{") {
+            let lds = text
+                .lines()
+                .any(|l| !l.trim_start().starts_with('#') && l.contains("{{LDS_PATH}}"));
+            // A bootstrap that takes its listener from LDS: the listener template holds the
+            // filter (and decides the body mode), and is rendered into the watched directory.
+            let listener_text = if lds {
+                match fs::read_to_string(envoy_dir().join(LDS_LISTENER_TEMPLATE)) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("FAIL {rel}: cannot read {LDS_LISTENER_TEMPLATE}: {e}");
+                        failed += 1;
+                        continue;
+                    }
+                }
+            } else {
+                String::new()
+            };
             let clusters = template::port_placeholders(&text);
             let ports: BTreeMap<String, u16> = clusters
                 .iter()
                 .enumerate()
                 .map(|(i, c)| (c.clone(), 20001 + i as u16))
                 .collect();
-            let vars = Vars {
-                wasm_path: wasm_path(),
-                plugin_config: plugin_config_for(&text, &clusters),
-                ports,
-                extra: BTreeMap::new(),
-            };
-            let rendered = match template::render(&text, &vars) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("FAIL {rel}: cannot render: {e}");
-                    failed += 1;
-                    continue;
-                }
-            };
             let name = file
-                .file_name()
-                .map(|n| n.to_os_string())
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let path = out_dir.join(name);
-            if let Err(e) = fs::write(&path, rendered) {
-                eprintln!("FAIL {rel}: cannot write {}: {e}", path.display());
+            let dir = out_dir.join(name);
+            if let Err(e) = fs::create_dir_all(&dir) {
+                eprintln!("FAIL {rel}: cannot create {}: {e}", dir.display());
                 failed += 1;
                 continue;
             }
-            (path, "template, rendered")
+            let mut config = EnvoyConfig::new(
+                file.clone(),
+                plugin_config_for(&format!("{text}{listener_text}"), &clusters),
+            );
+            if lds {
+                config.listener_template = Some(PathBuf::from(LDS_LISTENER_TEMPLATE));
+            }
+            // Rendering panics on an unknown placeholder or a missing port: report, go on.
+            let written = std::panic::catch_unwind(|| config.write_files(&dir, &ports));
+            match written {
+                Ok(path) => (
+                    path,
+                    if lds {
+                        "template, rendered, with its LDS listener file"
+                    } else {
+                        "template, rendered"
+                    },
+                ),
+                Err(_) => {
+                    eprintln!("FAIL {rel}: cannot render (see the message above)");
+                    failed += 1;
+                    continue;
+                }
+            }
         } else {
             (PathBuf::from(&rel), "as is, from the repository root")
         };
-        match validate(&envoy, &config) {
+        let mut result = validate(&envoy, &config);
+        // `envoy --mode validate` does not read LDS files: validate the listener too, inlined
+        // into the same bootstrap as a static listener.
+        let lds_dir = config.parent().map(|d| d.join("lds"));
+        if let Some(listener) = lds_dir
+            .map(|d| d.join("listeners.yaml"))
+            .filter(|p| result.is_ok() && p.is_file())
+        {
+            result = inline_listener(&config, &listener).and_then(|p| validate(&envoy, &p));
+        }
+        match result {
             Ok(()) => println!("ok   {rel} ({kind})"),
             Err(e) => {
                 eprintln!("FAIL {rel} ({kind}): {e}");

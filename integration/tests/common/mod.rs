@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: plugin configurations and response assertions.
 #![allow(dead_code)]
 
+pub mod learning;
+
 use integration::{fnv64_hex, Echo, Harness, Response};
 use serde_json::{json, Value};
 
