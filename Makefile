@@ -49,7 +49,10 @@ test: lint test-native test-e2e
 test-native:
 	cargo test -p inference-router
 
+# The fault suite also needs a test-only build whose VM traps on request (feature test-trap),
+# kept in its own target directory so it can never be mistaken for the real module.
 test-e2e: build
+	cargo build --release --target wasm32-wasip1 -p inference-router --lib --features test-trap --target-dir target/test-trap
 	cargo test -p integration -- --test-threads $(CARGO_TEST_THREADS)
 
 lint: setup

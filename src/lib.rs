@@ -9,6 +9,7 @@
 pub mod bandit;
 pub mod config;
 pub mod feedback;
+pub mod inspect;
 pub mod learning;
 pub mod metrics;
 pub mod payload;

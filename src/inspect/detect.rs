@@ -1,0 +1,230 @@
+//! Sensitive-data detectors over prompt text. A detector says *that* it fired, never what it
+//! matched: the matched text must not leave this function (not in headers, logs or metrics).
+
+use regex_lite::Regex;
+
+#[derive(Debug)]
+pub enum Detector {
+    /// An e-mail address (local@domain.tld).
+    Email,
+    /// A payment card number: 13–19 digits (spaces or dashes allowed) passing the Luhn check.
+    Card,
+    /// An IBAN: country code, check digits, up to 30 alphanumerics, passing the mod-97 check.
+    Iban,
+    Regex(Regex),
+}
+
+impl Detector {
+    pub fn builtin(name: &str) -> Option<Detector> {
+        match name {
+            "email" => Some(Detector::Email),
+            "card" => Some(Detector::Card),
+            "iban" => Some(Detector::Iban),
+            _ => None,
+        }
+    }
+
+    /// Compiles a user pattern; the error is a sentence for the configuration error.
+    pub fn regex(pattern: &str) -> Result<Detector, String> {
+        if pattern.len() > 1024 {
+            return Err("the pattern is longer than 1024 characters".into());
+        }
+        Regex::new(pattern)
+            .map(Detector::Regex)
+            .map_err(|e| format!("invalid regular expression: {e}"))
+    }
+
+    pub fn fires(&self, text: &str) -> bool {
+        match self {
+            Detector::Email => has_email(text),
+            Detector::Card => has_card(text),
+            Detector::Iban => has_iban(text),
+            Detector::Regex(re) => re.is_match(text),
+        }
+    }
+}
+
+fn has_email(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let local = |b: u8| b.is_ascii_alphanumeric() || b"._%+-".contains(&b);
+    let domain = |b: u8| b.is_ascii_alphanumeric() || b".-".contains(&b);
+    bytes.iter().enumerate().any(|(i, &b)| {
+        if b != b'@' || i == 0 {
+            return false;
+        }
+        let before = bytes.get(i - 1).is_some_and(|&c| local(c));
+        let after: Vec<u8> = bytes
+            .get(i + 1..)
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .take_while(|&c| domain(c))
+            .collect();
+        let dom = String::from_utf8_lossy(&after);
+        let dom = dom.trim_end_matches('.');
+        let labels: Vec<&str> = dom.split('.').collect();
+        before
+            && labels.len() >= 2
+            && labels.iter().all(|l| !l.is_empty())
+            && labels
+                .last()
+                .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
+    })
+}
+
+fn luhn(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+fn has_card(text: &str) -> bool {
+    // Runs of digits where single spaces or dashes may separate groups.
+    let mut digits: Vec<u8> = Vec::new();
+    let mut last_sep = false;
+    let check = |d: &[u8]| (13..=19).contains(&d.len()) && luhn(d);
+    for c in text.bytes() {
+        if c.is_ascii_digit() {
+            digits.push(c - b'0');
+            last_sep = false;
+        } else if (c == b' ' || c == b'-') && !digits.is_empty() && !last_sep {
+            last_sep = true;
+        } else {
+            if check(&digits) {
+                return true;
+            }
+            digits.clear();
+            last_sep = false;
+        }
+        if digits.len() > 19 {
+            // Longer than any card: slide so a card inside a longer run is still seen.
+            if (13..=19).any(|n| {
+                digits.len() >= n && luhn(digits.get(digits.len() - n..).unwrap_or_default())
+            }) {
+                return true;
+            }
+            digits.remove(0);
+        }
+    }
+    check(&digits)
+}
+
+fn iban_valid(candidate: &[u8]) -> bool {
+    if !(15..=34).contains(&candidate.len()) {
+        return false;
+    }
+    // Move the first four characters to the end, letters → 10..35, then mod 97 == 1.
+    let rearranged = candidate.iter().skip(4).chain(candidate.iter().take(4));
+    let mut rem: u32 = 0;
+    for &c in rearranged {
+        let v = match c {
+            b'0'..=b'9' => u32::from(c - b'0'),
+            b'A'..=b'Z' => u32::from(c - b'A') + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+fn has_iban(text: &str) -> bool {
+    // Candidates: two letters, two digits, then alphanumerics, optionally grouped by spaces.
+    let bytes: Vec<u8> = text.bytes().collect();
+    let mut i = 0;
+    while i + 4 <= bytes.len() {
+        let start_ok = i == 0 || !bytes.get(i - 1).is_some_and(u8::is_ascii_alphanumeric);
+        let head = bytes.get(i..i + 4).unwrap_or_default();
+        if start_ok
+            && head.first().is_some_and(u8::is_ascii_uppercase)
+            && head.get(1).is_some_and(u8::is_ascii_uppercase)
+            && head.get(2).is_some_and(u8::is_ascii_digit)
+            && head.get(3).is_some_and(u8::is_ascii_digit)
+        {
+            let mut candidate: Vec<u8> = Vec::with_capacity(34);
+            let mut j = i;
+            while let Some(&c) = bytes.get(j) {
+                if c.is_ascii_uppercase() || c.is_ascii_digit() {
+                    candidate.push(c);
+                } else if c == b' ' && bytes.get(j + 1).is_some_and(|n| n.is_ascii_alphanumeric()) {
+                } else {
+                    break;
+                }
+                if candidate.len() > 34 {
+                    break;
+                }
+                j += 1;
+                // Try every prefix length: a grouped IBAN may be followed by other words.
+                if candidate.len() >= 15 && iban_valid(&candidate) {
+                    return true;
+                }
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email() {
+        let d = Detector::Email;
+        assert!(d.fires("write to jane.doe+x@example.co.uk please"));
+        assert!(d.fires("a@b.io"));
+        assert!(!d.fires("no at sign here"));
+        assert!(!d.fires("user@localhost"));
+        assert!(!d.fires("@handle on social"));
+        assert!(!d.fires("x@y.1"));
+    }
+
+    #[test]
+    fn card_with_luhn() {
+        let d = Detector::Card;
+        assert!(d.fires("card 4111 1111 1111 1111 exp 12/29"));
+        assert!(d.fires("4111-1111-1111-1111"));
+        assert!(d.fires("5500005555555559"));
+        assert!(!d.fires("4111 1111 1111 1112")); // Luhn fails
+        assert!(!d.fires("order 1234567890")); // too short
+        assert!(!d.fires("phone +1 415 555 0100"));
+    }
+
+    #[test]
+    fn iban_mod97() {
+        let d = Detector::Iban;
+        assert!(d.fires("pay to DE89 3704 0044 0532 0130 00 today"));
+        assert!(d.fires("GB82WEST12345698765432"));
+        assert!(!d.fires("DE89 3704 0044 0532 0130 01")); // check fails
+        assert!(!d.fires("AB12 not an iban"));
+    }
+
+    #[test]
+    fn user_regex() {
+        let d = Detector::regex(r"EMP-[0-9]{6}").unwrap();
+        assert!(d.fires("employee EMP-123456"));
+        assert!(!d.fires("EMP-12"));
+        assert!(Detector::regex("(").is_err());
+        assert!(Detector::builtin("ssn").is_none());
+    }
+}

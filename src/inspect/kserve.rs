@@ -1,0 +1,205 @@
+//! KServe v2 / Open Inference Protocol request validation against a model's declared inputs.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The datatypes of the Open Inference Protocol.
+pub const DATATYPES: [&str; 13] = [
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16",
+    "FP32", "FP64", "BYTES",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSpec {
+    pub name: String,
+    pub datatype: String,
+    /// Dimensions; -1 matches any size.
+    pub shape: Vec<i64>,
+}
+
+#[derive(Deserialize)]
+struct Request {
+    inputs: Vec<Input>,
+}
+
+#[derive(Deserialize)]
+struct Input {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+/// Why a request does not fit the spec: the input it concerns (empty for the request as a
+/// whole) and a sentence naming what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub input: String,
+    pub detail: String,
+}
+
+fn err(input: &str, detail: String) -> SpecError {
+    SpecError {
+        input: input.to_string(),
+        detail,
+    }
+}
+
+fn count_values(v: &Value) -> u64 {
+    match v {
+        Value::Array(items) => items.iter().map(count_values).sum(),
+        _ => 1,
+    }
+}
+
+fn shape_text(shape: &[i64]) -> String {
+    let dims: Vec<String> = shape.iter().map(i64::to_string).collect();
+    format!("[{}]", dims.join(", "))
+}
+
+/// Checks a JSON KServe v2 inference request against `spec`.
+pub fn validate(spec: &[InputSpec], body: &[u8]) -> Result<(), SpecError> {
+    let req: Request = serde_json::from_slice(body).map_err(|e| {
+        err(
+            "",
+            format!("not a KServe v2 inference request (expected {{\"inputs\": [{{\"name\", \"shape\", \"datatype\", \"data\"}}]}}): {e}"),
+        )
+    })?;
+    for input in &req.inputs {
+        if !spec.iter().any(|s| s.name == input.name) {
+            let names: Vec<&str> = spec.iter().map(|s| s.name.as_str()).collect();
+            return Err(err(
+                &input.name,
+                format!(
+                    "input {:?} is not an input of this model (inputs: {})",
+                    input.name,
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    for s in spec {
+        let Some(input) = req.inputs.iter().find(|i| i.name == s.name) else {
+            return Err(err(&s.name, format!("input {:?} is missing", s.name)));
+        };
+        if input.datatype != s.datatype {
+            return Err(err(
+                &s.name,
+                format!(
+                    "input {:?} has datatype {}, expected {}",
+                    s.name, input.datatype, s.datatype
+                ),
+            ));
+        }
+        let fits = input.shape.len() == s.shape.len()
+            && input
+                .shape
+                .iter()
+                .zip(&s.shape)
+                .all(|(&got, &want)| got >= 0 && (want < 0 || got == want));
+        if !fits {
+            return Err(err(
+                &s.name,
+                format!(
+                    "input {:?} has shape {}, expected {}",
+                    s.name,
+                    shape_text(&input.shape),
+                    shape_text(&s.shape)
+                ),
+            ));
+        }
+        if let Some(data) = &input.data {
+            let expected = input
+                .shape
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?));
+            let got = count_values(data);
+            if expected != Some(got) {
+                return Err(err(
+                    &s.name,
+                    format!(
+                        "input {:?} has {got} values, expected {} for shape {}",
+                        s.name,
+                        expected
+                            .map_or_else(|| "a countable number".to_string(), |e| e.to_string()),
+                        shape_text(&input.shape)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec() -> Vec<InputSpec> {
+        vec![InputSpec {
+            name: "input-0".into(),
+            datatype: "FP32".into(),
+            shape: vec![-1, 4],
+        }]
+    }
+
+    fn check(v: Value) -> Result<(), SpecError> {
+        validate(&spec(), v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn valid() {
+        assert_eq!(
+            check(
+                json!({"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [[1,2,3,4],[5,6,7,8]]}]})
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                json!({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32", "data": [1,2,3,4]}]})
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn refusals_name_input_and_expectation() {
+        let e = check(json!({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [1,2,3,4]}]})).unwrap_err();
+        assert_eq!(e.input, "input-0");
+        assert!(
+            e.detail.contains("datatype FP64, expected FP32"),
+            "{}",
+            e.detail
+        );
+        let e = check(json!({"inputs": [{"name": "input-0", "shape": [1, 3], "datatype": "FP32", "data": [1,2,3]}]})).unwrap_err();
+        assert!(
+            e.detail.contains("shape [1, 3], expected [-1, 4]"),
+            "{}",
+            e.detail
+        );
+        let e = check(json!({"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [1,2,3]}]})).unwrap_err();
+        assert!(e.detail.contains("3 values, expected 8"), "{}", e.detail);
+        let e = check(json!({"inputs": []})).unwrap_err();
+        assert!(e.detail.contains("\"input-0\" is missing"), "{}", e.detail);
+        let e = check(json!({"inputs": [{"name": "other", "shape": [1], "datatype": "FP32"}]}))
+            .unwrap_err();
+        assert!(
+            e.detail.contains("not an input of this model"),
+            "{}",
+            e.detail
+        );
+        let e = check(json!({"instances": [[1,2,3,4]]})).unwrap_err();
+        assert!(
+            e.detail.contains("not a KServe v2 inference request"),
+            "{}",
+            e.detail
+        );
+        let e =
+            check(json!({"inputs": [{"name": "input-0", "shape": [-2, 4], "datatype": "FP32"}]}))
+                .unwrap_err();
+        assert!(e.detail.contains("shape [-2, 4]"), "{}", e.detail);
+    }
+}

@@ -1,0 +1,209 @@
+//! What an OpenAI-style request asks of a model: images, tools, JSON output, streaming, and how
+//! much context it needs. Read in one pass with typed serde structs; fields the summary does not
+//! need are skipped, not built.
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::payload::Format;
+
+/// Prompt text kept for detectors; longer prompts are scanned up to this many bytes.
+pub const MAX_SCANNED_TEXT: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatSummary {
+    pub has_image: bool,
+    pub has_tools: bool,
+    pub json_mode: bool,
+    pub stream: bool,
+    /// `max_tokens` / `max_completion_tokens`, when given.
+    pub max_tokens: Option<u64>,
+    /// Characters of prompt text (message contents, `prompt`, `input`).
+    pub prompt_chars: u64,
+    pub messages: u64,
+    /// The prompt text, joined by newlines, at most `MAX_SCANNED_TEXT` bytes.
+    pub text: String,
+}
+
+impl ChatSummary {
+    /// Estimated prompt tokens: one per four characters, plus four per message for the chat
+    /// template, rounded up. A deliberately simple, tokenizer-free estimate: good to a few tens
+    /// of percent for English text, enough to keep a long prompt off a short-context model.
+    pub fn estimated_prompt_tokens(&self) -> u64 {
+        self.prompt_chars.div_ceil(4) + 4 * self.messages
+    }
+
+    /// Tokens the request needs from a model's context: prompt estimate plus requested output.
+    pub fn needed_context(&self) -> u64 {
+        self.estimated_prompt_tokens() + self.max_tokens.unwrap_or(0)
+    }
+
+    fn add_text(&mut self, s: &str) {
+        self.prompt_chars += s.chars().count() as u64;
+        if self.text.len() < MAX_SCANNED_TEXT {
+            if !self.text.is_empty() {
+                self.text.push('\n');
+            }
+            let room = MAX_SCANNED_TEXT - self.text.len();
+            let mut end = s.len().min(room);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.text.push_str(s.get(..end).unwrap_or_default());
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Request {
+    #[serde(default)]
+    messages: Option<Vec<Message>>,
+    #[serde(default)]
+    prompt: Option<Value>,
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default)]
+    tools: Option<IgnoredAny>,
+    #[serde(default)]
+    functions: Option<IgnoredAny>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    stream: Option<Value>,
+    #[serde(default)]
+    max_tokens: Option<Value>,
+    #[serde(default)]
+    max_completion_tokens: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    content: Option<Value>,
+}
+
+fn walk_text(v: &Value, out: &mut ChatSummary) {
+    match v {
+        Value::String(s) => out.add_text(s),
+        Value::Array(items) => items.iter().for_each(|i| walk_text(i, out)),
+        _ => {}
+    }
+}
+
+/// Summarises a chat/completions/embeddings request. `None` if the body is not such an object.
+pub fn summarize(format: Format, body: &[u8]) -> Option<ChatSummary> {
+    let req: Request = match format {
+        Format::Json => serde_json::from_slice(body).ok()?,
+        Format::MessagePack => rmp_serde::from_slice(body).ok()?,
+    };
+    let mut s = ChatSummary::default();
+    for m in req.messages.iter().flatten() {
+        s.messages += 1;
+        match &m.content {
+            Some(Value::String(text)) => s.add_text(text),
+            Some(Value::Array(parts)) => {
+                for part in parts {
+                    let kind = part.get("type").and_then(Value::as_str).unwrap_or_default();
+                    if matches!(kind, "image_url" | "input_image" | "image")
+                        || part.get("image_url").is_some()
+                    {
+                        s.has_image = true;
+                    }
+                    if let Some(Value::String(text)) = part.get("text") {
+                        s.add_text(text);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for v in [&req.prompt, &req.input].into_iter().flatten() {
+        walk_text(v, &mut s);
+    }
+    s.has_tools = req.tools.is_some() || req.functions.is_some();
+    s.json_mode = req
+        .response_format
+        .as_ref()
+        .and_then(|r| r.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|t| t == "json_object" || t == "json_schema");
+    s.stream = req
+        .stream
+        .as_ref()
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    s.max_tokens = req
+        .max_completion_tokens
+        .as_ref()
+        .or(req.max_tokens.as_ref())
+        .and_then(Value::as_u64);
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sum(v: Value) -> ChatSummary {
+        summarize(Format::Json, v.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn capabilities() {
+        let s = sum(json!({
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:..."}}
+                ]}
+            ],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "response_format": {"type": "json_object"},
+            "stream": true,
+            "max_tokens": 100
+        }));
+        assert!(s.has_image && s.has_tools && s.json_mode && s.stream);
+        assert_eq!(s.max_tokens, Some(100));
+        assert_eq!(s.messages, 2);
+        assert_eq!(s.prompt_chars, 8 + 13);
+        assert_eq!(s.text, "be brief\nwhat is this?");
+        // ceil(21/4) = 6, + 4·2 messages = 14, + 100 requested
+        assert_eq!(s.estimated_prompt_tokens(), 14);
+        assert_eq!(s.needed_context(), 114);
+    }
+
+    #[test]
+    fn plain_and_legacy() {
+        let s = sum(
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": null}),
+        );
+        assert!(!s.has_image && !s.has_tools && !s.json_mode && !s.stream);
+        let s = sum(json!({"model": "m", "prompt": ["a", "bc"], "functions": []}));
+        assert_eq!(s.prompt_chars, 3);
+        assert!(s.has_tools);
+        let s = sum(json!({"input": "embed me"}));
+        assert_eq!(s.prompt_chars, 8);
+        assert!(summarize(Format::Json, b"[1,2]").is_none());
+        assert!(summarize(Format::Json, b"{").is_none());
+    }
+
+    #[test]
+    fn messagepack() {
+        let v =
+            json!({"messages": [{"role": "user", "content": "hello"}], "max_completion_tokens": 5});
+        let s = summarize(Format::MessagePack, &rmp_serde::to_vec_named(&v).unwrap()).unwrap();
+        assert_eq!((s.prompt_chars, s.max_tokens), (5, Some(5)));
+    }
+
+    #[test]
+    fn text_is_capped_on_a_char_boundary() {
+        let long = "é".repeat(MAX_SCANNED_TEXT);
+        let s = sum(json!({"messages": [{"content": long}]}));
+        assert!(s.text.len() <= MAX_SCANNED_TEXT);
+        assert_eq!(s.prompt_chars, MAX_SCANNED_TEXT as u64);
+    }
+}
