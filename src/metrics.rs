@@ -40,6 +40,8 @@ pub struct MetricNames {
     /// Gauges per bandit target, `[model][target]` (empty for weighted models):
     /// `bandit.<model>.<target>.{pulls,mean_reward_milli,alpha_milli,beta_milli}`.
     pub bandit_gauges: Vec<Vec<[String; 4]>>,
+    /// `detectors.<name>`: decisions in which that detector fired.
+    pub detectors: Vec<String>,
 }
 
 pub const GAUGE_SUFFIXES: [&str; 4] = ["pulls", "mean_reward_milli", "alpha_milli", "beta_milli"];
@@ -90,6 +92,11 @@ impl MetricNames {
             cas_exhausted: format!("{PREFIX}.bandit.cas_exhausted"),
             state_resets: format!("{PREFIX}.bandit.state_resets"),
             evaluator_failures: format!("{PREFIX}.evaluator.failures"),
+            detectors: cfg
+                .detectors
+                .iter()
+                .map(|d| format!("{PREFIX}.detectors.{}", metric_segment(&d.name)))
+                .collect(),
             bandit_gauges: cfg
                 .models
                 .iter()
@@ -134,6 +141,7 @@ impl MetricNames {
                 &self.state_resets,
                 &self.evaluator_failures,
             ])
+            .chain(&self.detectors)
             .map(String::as_str)
     }
 }

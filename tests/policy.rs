@@ -12,7 +12,7 @@ use common::Req;
 use inference_router::config::{parse, Config};
 use inference_router::payload::{extract, Format};
 use inference_router::policy::{
-    decide, Body, NoBandits, Outcome, Reason, ReplyContent, ReplyKind, Route,
+    decide, Body, NoShared, Outcome, Reason, ReplyContent, ReplyKind, Route,
 };
 use inference_router::rng::Rng;
 use serde_json::json;
@@ -48,7 +48,7 @@ fn base() -> serde_json::Value {
 }
 
 fn run(c: &Config, req: &Req, body: Body) -> Outcome {
-    decide(c, req, body, 0, &mut Rng::seed_from_u64(1), &mut NoBandits)
+    decide(c, req, body, 0, &mut Rng::seed_from_u64(1), &mut NoShared)
 }
 
 fn route(o: Outcome) -> Route {
@@ -237,7 +237,7 @@ fn weighted_split_matches_weights() {
     let req = Req::new("POST", "/x").h("x-model", "sentiment");
     let mut v2 = 0;
     for _ in 0..20_000 {
-        if route(decide(&c, &req, Body::Absent, 0, &mut rng, &mut NoBandits)).target == 1 {
+        if route(decide(&c, &req, Body::Absent, 0, &mut rng, &mut NoShared)).target == 1 {
             v2 += 1;
         }
     }
@@ -252,7 +252,7 @@ fn zero_weight_target_only_when_pinned() {
     let req = Req::new("POST", "/x").h("x-model", "chat");
     for _ in 0..1000 {
         assert_eq!(
-            route(decide(&c, &req, Body::Absent, 0, &mut rng, &mut NoBandits)).target,
+            route(decide(&c, &req, Body::Absent, 0, &mut rng, &mut NoShared)).target,
             0
         );
     }
@@ -272,7 +272,7 @@ fn sticky_is_deterministic_and_spreads() {
             Body::Absent,
             0,
             &mut Rng::seed_from_u64(1),
-            &mut NoBandits,
+            &mut NoShared,
         ));
         let again = route(decide(
             &c,
@@ -280,7 +280,7 @@ fn sticky_is_deterministic_and_spreads() {
             Body::Absent,
             0,
             &mut Rng::seed_from_u64(777),
-            &mut NoBandits,
+            &mut NoShared,
         ));
         assert_eq!(first, again);
         assert_eq!(first.reason, Reason::Sticky);
@@ -323,7 +323,7 @@ fn time_window_wraps_midnight() {
             Body::Absent,
             86_400 * 20_000 + h * 3600 + m * 60,
             &mut Rng::seed_from_u64(1),
-            &mut NoBandits,
+            &mut NoShared,
         ))
         .target
     };

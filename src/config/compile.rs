@@ -170,6 +170,38 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
         },
     };
 
+    let mut detectors: Vec<NamedDetector> = Vec::with_capacity(dto.detectors.len());
+    for (di, d) in dto.detectors.into_iter().enumerate() {
+        let field = format!("detectors[{di}]");
+        check_name(&format!("{field}.name"), &d.name)?;
+        if detectors.iter().any(|x| x.name == d.name) {
+            return err(
+                format!("{field}.name"),
+                format!("{:?} is used by an earlier detector", d.name),
+            );
+        }
+        let detector = match (d.builtin, d.regex) {
+            (Some(b), None) => {
+                crate::inspect::detect::Detector::builtin(&b).ok_or_else(|| ConfigError {
+                    field: format!("{field}.builtin"),
+                    reason: format!("{b:?} is not a built-in detector (email, card, iban)"),
+                })?
+            }
+            (None, Some(re)) => {
+                crate::inspect::detect::Detector::regex(&re).map_err(|reason| ConfigError {
+                    field: format!("{field}.regex"),
+                    reason,
+                })?
+            }
+            _ => return err(field, "needs exactly one of \"builtin\" or \"regex\""),
+        };
+        detectors.push(NamedDetector {
+            name: d.name,
+            detector,
+        });
+    }
+    let detector_names: Vec<&str> = detectors.iter().map(|d| d.name.as_str()).collect();
+
     let mut pointers = PointerSet::new();
     let mut rules = Vec::with_capacity(dto.rules.len());
     let mut rule_names = HashSet::new();
@@ -190,7 +222,12 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
                 format!("{:?} gives the same metric name as an earlier rule", r.name),
             );
         }
-        let when = compile_when(&format!("{field}.when"), r.when, &mut pointers)?;
+        let when = compile_when(
+            &format!("{field}.when"),
+            r.when,
+            &mut pointers,
+            &detector_names,
+        )?;
         let then = compile_then(
             &format!("{field}.then"),
             r.then,
@@ -282,7 +319,109 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
         }
     };
 
+    let tenants = match dto.tenants {
+        None => None,
+        Some(t) => Some(compile_tenants(t, &models, &model_index)?),
+    };
+    let residency_header = match dto.residency {
+        None => None,
+        Some(r) => match r.header {
+            Some(h) => {
+                check_header_name("residency.header", &h)?;
+                Some(h)
+            }
+            None => return err("residency.header", "is required"),
+        },
+    };
+    let budget = match dto.budget {
+        None => None,
+        Some(b) => {
+            check_header_name("budget.cost_header", &b.cost_header)?;
+            check_header_name("budget.latency_header", &b.latency_header)?;
+            check_header_name("budget.escalate_header", &b.escalate_header)?;
+            Some(Budget {
+                cost_header: b.cost_header,
+                latency_header: b.latency_header,
+                escalate_header: b.escalate_header,
+                default_output_tokens: b.default_output_tokens,
+            })
+        }
+    };
+    let mut shadows = Vec::with_capacity(dto.shadows.len());
+    for (si, sh) in dto.shadows.into_iter().enumerate() {
+        let field = format!("shadows[{si}]");
+        let Some(&model) = model_index.get(&sh.model) else {
+            return err(
+                format!("{field}.model"),
+                format!("{:?} is not the name of a configured model", sh.model),
+            );
+        };
+        let Some(target) = models.get(model).and_then(|m| m.target_by_name(&sh.target)) else {
+            return err(
+                format!("{field}.target"),
+                format!("{:?} is not a target of model {:?}", sh.target, sh.model),
+            );
+        };
+        if !(sh.percent > 0.0 && sh.percent <= 100.0) {
+            return err(
+                format!("{field}.percent"),
+                format!("must be above 0 and at most 100, got {}", sh.percent),
+            );
+        }
+        if sh.timeout_ms == 0 || sh.timeout_ms > 60_000 {
+            return err(
+                format!("{field}.timeout_ms"),
+                format!("must be between 1 and 60000, got {}", sh.timeout_ms),
+            );
+        }
+        if body.source == BodySource::Metadata {
+            return err(field, "mirrors the request body, which body.source \"metadata\" does not give; use \"buffer\"");
+        }
+        let when = compile_when(
+            &format!("{field}.when"),
+            sh.when,
+            &mut pointers,
+            &detector_names,
+        )?;
+        shadows.push(Shadow {
+            model,
+            when,
+            target,
+            percent: sh.percent,
+            rewrite_model: sh.rewrite_model,
+            timeout_ms: sh.timeout_ms,
+        });
+    }
+    if body.source == BodySource::Metadata {
+        if !detectors.is_empty() {
+            return err("detectors", "scan the prompt text, which body.source \"metadata\" does not give; use \"buffer\"");
+        }
+        for (mi, m) in models.iter().enumerate() {
+            let needs_body = [
+                (
+                    m.capability_routing,
+                    "targets[].capabilities / max_context_tokens",
+                ),
+                (m.input_spec.is_some(), "input_spec"),
+                (m.retry, "retry"),
+                (m.fan_out.is_some(), "fan_out"),
+                (m.router.is_some(), "router"),
+            ];
+            if let Some((_, what)) = needs_body.iter().find(|(on, _)| *on) {
+                return err(
+                    format!("models[{mi}]"),
+                    format!("{what} needs the request body, which body.source \"metadata\" does not give; use \"buffer\""),
+                );
+            }
+        }
+    }
+
     Ok(Config {
+        tenants,
+        residency_header,
+        detectors,
+        budget,
+        shadows,
         route_header: dto.route_header,
         target_header: dto.target_header,
         model_header: dto.model_header,
@@ -501,11 +640,33 @@ fn compile_model(
                 output_per_1k: check_weight(format!("{tf}.price.output_per_1k"), p.output_per_1k)?,
             },
         };
+        for (ci, c) in t.capabilities.iter().enumerate() {
+            if !CAPABILITIES.contains(&c.as_str()) {
+                return err(
+                    format!("{tf}.capabilities[{ci}]"),
+                    format!("{c:?} is not a capability ({})", CAPABILITIES.join(", ")),
+                );
+            }
+        }
+        if t.max_context_tokens == Some(0) {
+            return err(format!("{tf}.max_context_tokens"), "must be above 0");
+        }
+        if t.region.as_ref().is_some_and(String::is_empty) {
+            return err(format!("{tf}.region"), "must not be empty");
+        }
+        if t.tags.iter().any(String::is_empty) {
+            return err(format!("{tf}.tags"), "tags must not be empty");
+        }
         targets.push(Target {
             name: t.name,
             cluster: t.cluster,
             weight,
             price,
+            capabilities: t.capabilities,
+            max_context_tokens: t.max_context_tokens,
+            region: t.region,
+            tags: t.tags,
+            rank: t.rank,
         });
     }
 
@@ -607,6 +768,136 @@ fn compile_model(
         },
     };
 
+    let input_spec = match m.input_spec {
+        None => None,
+        Some(spec) => {
+            let mut out = Vec::with_capacity(spec.len());
+            for (ii, i) in spec.into_iter().enumerate() {
+                let f = format!("{field}.input_spec[{ii}]");
+                if i.name.is_empty()
+                    || out
+                        .iter()
+                        .any(|o: &crate::inspect::kserve::InputSpec| o.name == i.name)
+                {
+                    return err(
+                        format!("{f}.name"),
+                        "must be a non-empty name, unique among the inputs",
+                    );
+                }
+                if !crate::inspect::kserve::DATATYPES.contains(&i.datatype.as_str()) {
+                    return err(
+                        format!("{f}.datatype"),
+                        format!(
+                            "{:?} is not a KServe v2 datatype ({})",
+                            i.datatype,
+                            crate::inspect::kserve::DATATYPES.join(", ")
+                        ),
+                    );
+                }
+                if i.shape.iter().any(|&d| d < -1) {
+                    return err(
+                        format!("{f}.shape"),
+                        "dimensions are sizes, or -1 for any size",
+                    );
+                }
+                out.push(crate::inspect::kserve::InputSpec {
+                    name: i.name,
+                    datatype: i.datatype,
+                    shape: i.shape,
+                });
+            }
+            if out.is_empty() {
+                return err(
+                    format!("{field}.input_spec"),
+                    "must declare at least one input",
+                );
+            }
+            Some(out)
+        }
+    };
+    let mut fallback = Vec::with_capacity(m.fallback.len());
+    for (fi, name) in m.fallback.iter().enumerate() {
+        match targets.iter().position(|t| &t.name == name) {
+            Some(i) if !fallback.contains(&i) => fallback.push(i),
+            Some(_) => {
+                return err(
+                    format!("{field}.fallback[{fi}]"),
+                    format!("{name:?} is listed twice"),
+                )
+            }
+            None => {
+                return err(
+                    format!("{field}.fallback[{fi}]"),
+                    format!("{name:?} is not a target of this model"),
+                )
+            }
+        }
+    }
+    if m.cooldown_seconds > 3600 {
+        return err(
+            format!("{field}.cooldown_seconds"),
+            format!("must be at most 3600, got {}", m.cooldown_seconds),
+        );
+    }
+    if m.retry && fallback.is_empty() {
+        return err(
+            format!("{field}.retry"),
+            "needs a fallback list: a retry goes to the next fallback target",
+        );
+    }
+    let router = match m.router {
+        None => None,
+        Some(r) => {
+            let rf = format!("{field}.router");
+            if r.cluster.is_empty() || r.cluster.chars().any(|c| c.is_ascii_control() || c == ' ') {
+                return err(
+                    format!("{rf}.cluster"),
+                    "must be a non-empty Envoy cluster name",
+                );
+            }
+            check_path(&format!("{rf}.path"), &r.path)?;
+            if let Some(p) = &r.feedback_path {
+                check_path(&format!("{rf}.feedback_path"), p)?;
+            }
+            if r.timeout_ms == 0 || r.timeout_ms > 60_000 {
+                return err(
+                    format!("{rf}.timeout_ms"),
+                    format!("must be between 1 and 60000, got {}", r.timeout_ms),
+                );
+            }
+            Some(ExternalRouter {
+                authority: r.authority.unwrap_or_else(|| r.cluster.clone()),
+                cluster: r.cluster,
+                path: r.path,
+                timeout_ms: r.timeout_ms,
+                feedback_path: r.feedback_path,
+            })
+        }
+    };
+    let fan_out = match m.fan_out {
+        None => None,
+        Some(f) => {
+            if f.timeout_ms == 0 || f.timeout_ms > 60_000 {
+                return err(
+                    format!("{field}.fan_out.timeout_ms"),
+                    format!("must be between 1 and 60000, got {}", f.timeout_ms),
+                );
+            }
+            if router.is_some() {
+                return err(
+                    format!("{field}.fan_out"),
+                    "excludes \"router\": a fan-out sends to every target",
+                );
+            }
+            Some(FanOut {
+                timeout_ms: f.timeout_ms,
+            })
+        }
+    };
+    let capability_routing = targets
+        .iter()
+        .any(|t| !t.capabilities.is_empty() || t.max_context_tokens.is_some());
+
     Ok(Model {
         name: m.name,
         targets,
@@ -615,15 +906,74 @@ fn compile_model(
         cumulative_weights,
         total_weight: total,
         reward,
+        input_spec,
+        fallback,
+        cooldown_seconds: m.cooldown_seconds,
+        retry: m.retry,
+        router,
+        fan_out,
+        capability_routing,
     })
+}
+
+fn one_or_many(v: OneOrMany) -> Vec<String> {
+    match v {
+        OneOrMany::One(x) => vec![x],
+        OneOrMany::Many(xs) => xs,
+    }
 }
 
 fn compile_when(
     field: &str,
     w: WhenDto,
     pointers: &mut PointerSet,
+    detectors: &[&str],
 ) -> Result<Vec<Condition>, ConfigError> {
     let mut conds = Vec::new();
+    for (name, list, make) in [
+        (
+            "tenant",
+            w.tenant,
+            Condition::Tenant as fn(Vec<String>) -> Condition,
+        ),
+        (
+            "tier",
+            w.tier,
+            Condition::Tier as fn(Vec<String>) -> Condition,
+        ),
+    ] {
+        if let Some(v) = list {
+            let values = one_or_many(v);
+            if values.is_empty() || values.iter().any(String::is_empty) {
+                return err(
+                    format!("{field}.{name}"),
+                    "must name at least one non-empty value",
+                );
+            }
+            conds.push(make(values));
+        }
+    }
+    if let Some(v) = w.detected {
+        let mut idx = Vec::new();
+        for name in one_or_many(v) {
+            match detectors.iter().position(|d| *d == name) {
+                Some(i) => idx.push(i),
+                None => {
+                    return err(
+                        format!("{field}.detected"),
+                        format!("{name:?} is not a configured detector"),
+                    )
+                }
+            }
+        }
+        if idx.is_empty() {
+            return err(
+                format!("{field}.detected"),
+                "must name at least one detector",
+            );
+        }
+        conds.push(Condition::Detected(idx));
+    }
     if let Some(method) = w.method {
         let methods = match method {
             OneOrMany::One(m) => vec![m],
@@ -720,6 +1070,7 @@ fn compile_when(
         };
         conds.push(Condition::Body { pointer, test });
     }
+    conds.sort_by_key(Condition::cost);
     Ok(conds)
 }
 
@@ -732,12 +1083,25 @@ fn compile_then(
 ) -> Result<Action, ConfigError> {
     let forms = usize::from(t.model.is_some() || t.target.is_some())
         + usize::from(t.reply.is_some())
-        + usize::from(t.reject.is_some());
+        + usize::from(t.reject.is_some())
+        + usize::from(t.restrict.is_some());
     if forms != 1 {
         return err(
             field,
-            "needs exactly one of: \"model\"/\"target\" (pin), \"reply\", or \"reject\"",
+            "needs exactly one of: \"model\"/\"target\" (pin), \"reply\", \"reject\", or \"restrict\"",
         );
+    }
+    if let Some(r) = t.restrict {
+        if r.region.is_none() && r.tags.is_empty() {
+            return err(
+                format!("{field}.restrict"),
+                "needs \"region\" and/or \"tags\"",
+            );
+        }
+        return Ok(Action::Restrict {
+            region: r.region,
+            tags: r.tags,
+        });
     }
     if let Some(reply) = t.reply {
         let rf = format!("{field}.reply");
@@ -818,4 +1182,109 @@ fn compile_then(
         }
     };
     Ok(Action::Pin { model, target })
+}
+
+fn compile_tenants(
+    t: TenantsDto,
+    models: &[Model],
+    index: &HashMap<String, usize>,
+) -> Result<Tenants, ConfigError> {
+    let source = match (t.header, t.jwt) {
+        (Some(h), None) => {
+            check_header_name("tenants.header", &h)?;
+            TenantSource::Header(h)
+        }
+        (None, Some(j)) => {
+            if j.namespace.is_empty() || j.payload_key.is_empty() || j.claim.is_empty() {
+                return err(
+                    "tenants.jwt",
+                    "namespace, payload_key and claim must not be empty",
+                );
+            }
+            TenantSource::Jwt {
+                namespace: j.namespace,
+                payload_key: j.payload_key,
+                claim: j.claim,
+            }
+        }
+        _ => return err("tenants", "needs exactly one of \"header\" or \"jwt\""),
+    };
+    let mut list = Vec::with_capacity(t.list.len());
+    for (ti, d) in t.list.into_iter().enumerate() {
+        let f = format!("tenants.list[{ti}]");
+        if d.name.is_empty() || list.iter().any(|x: &Tenant| x.name == d.name) {
+            return err(
+                format!("{f}.name"),
+                "must be a non-empty name, unique among the tenants",
+            );
+        }
+        let default_model = match &d.default_model {
+            None => None,
+            Some(n) => match index.get(n) {
+                Some(&i) => Some(i),
+                None => {
+                    return err(
+                        format!("{f}.default_model"),
+                        format!("{n:?} is not the name of a configured model"),
+                    )
+                }
+            },
+        };
+        let allow = match d.allow {
+            None => None,
+            Some(map) => {
+                let mut per_model = vec![ModelAllow::Denied; models.len()];
+                for (model_name, targets) in map {
+                    let Some(&mi) = index.get(&model_name) else {
+                        return err(
+                            format!("{f}.allow.{model_name}"),
+                            "is not the name of a configured model",
+                        );
+                    };
+                    let Some(m) = models.get(mi) else { continue };
+                    let entry = if targets.is_empty() {
+                        ModelAllow::All
+                    } else {
+                        let mut idx = Vec::new();
+                        for tn in &targets {
+                            match m.target_by_name(tn) {
+                                Some(i) => idx.push(i),
+                                None => {
+                                    return err(
+                                        format!("{f}.allow.{model_name}"),
+                                        format!("{tn:?} is not a target of model {model_name:?}"),
+                                    )
+                                }
+                            }
+                        }
+                        ModelAllow::Targets(idx)
+                    };
+                    if let Some(slot) = per_model.get_mut(mi) {
+                        *slot = entry;
+                    }
+                }
+                if let Some(dm) = default_model {
+                    if matches!(per_model.get(dm), Some(ModelAllow::Denied) | None) {
+                        return err(
+                            format!("{f}.default_model"),
+                            "is not in the tenant's allow list",
+                        );
+                    }
+                }
+                Some(per_model)
+            }
+        };
+        list.push(Tenant {
+            name: d.name,
+            tier: d.tier,
+            region: d.region,
+            default_model,
+            allow,
+        });
+    }
+    Ok(Tenants {
+        source,
+        required: t.required,
+        list,
+    })
 }

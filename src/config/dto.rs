@@ -29,6 +29,120 @@ pub struct ConfigDto {
     pub feedback: Option<FeedbackDto>,
     #[serde(default)]
     pub state_endpoint: Option<StateEndpointDto>,
+    #[serde(default)]
+    pub tenants: Option<TenantsDto>,
+    #[serde(default)]
+    pub residency: Option<ResidencyDto>,
+    #[serde(default)]
+    pub detectors: Vec<DetectorDto>,
+    #[serde(default)]
+    pub budget: Option<BudgetDto>,
+    #[serde(default)]
+    pub shadows: Vec<ShadowDto>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantsDto {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub jwt: Option<JwtClaimDto>,
+    /// A request without a known tenant is refused (403).
+    #[serde(default)]
+    pub required: bool,
+    pub list: Vec<TenantDto>,
+}
+
+/// A claim that Envoy's `jwt_authn` filter put in dynamic metadata (`payload_in_metadata`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtClaimDto {
+    #[serde(default = "default_jwt_namespace")]
+    pub namespace: String,
+    pub payload_key: String,
+    pub claim: String,
+}
+
+fn default_jwt_namespace() -> String {
+    "envoy.filters.http.jwt_authn".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantDto {
+    pub name: String,
+    #[serde(default)]
+    pub tier: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub default_model: Option<String>,
+    /// Model → allowed targets (an empty list allows every target). Absent: every model.
+    #[serde(default)]
+    pub allow: Option<BTreeMap<String, Vec<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResidencyDto {
+    #[serde(default)]
+    pub header: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorDto {
+    pub name: String,
+    #[serde(default)]
+    pub builtin: Option<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetDto {
+    #[serde(default = "default_cost_header")]
+    pub cost_header: String,
+    #[serde(default = "default_latency_header")]
+    pub latency_header: String,
+    #[serde(default = "default_escalate_header")]
+    pub escalate_header: String,
+    /// Output tokens assumed when a request does not say `max_tokens`.
+    #[serde(default = "default_output_tokens")]
+    pub default_output_tokens: u64,
+}
+
+fn default_cost_header() -> String {
+    "x-max-cost".into()
+}
+fn default_latency_header() -> String {
+    "x-latency-budget-ms".into()
+}
+fn default_escalate_header() -> String {
+    "x-escalate".into()
+}
+fn default_output_tokens() -> u64 {
+    256
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowDto {
+    pub model: String,
+    #[serde(default)]
+    pub when: WhenDto,
+    pub target: String,
+    pub percent: f64,
+    #[serde(default)]
+    pub rewrite_model: Option<String>,
+    #[serde(default = "default_shadow_timeout")]
+    pub timeout_ms: u32,
+}
+
+fn default_shadow_timeout() -> u32 {
+    5000
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +243,64 @@ pub struct ModelDto {
     pub default_target: Option<String>,
     #[serde(default)]
     pub reward: Option<RewardDto>,
+    #[serde(default)]
+    pub input_spec: Option<Vec<InputSpecDto>>,
+    #[serde(default)]
+    pub fallback: Vec<String>,
+    #[serde(default = "default_cooldown")]
+    pub cooldown_seconds: u64,
+    #[serde(default)]
+    pub retry: bool,
+    #[serde(default)]
+    pub router: Option<RouterDto>,
+    #[serde(default)]
+    pub fan_out: Option<FanOutDto>,
+}
+
+fn default_cooldown() -> u64 {
+    30
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpecDto {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+/// An external router speaking Seldon's router API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterDto {
+    pub cluster: String,
+    #[serde(default = "default_route_path")]
+    pub path: String,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default = "default_router_timeout")]
+    pub timeout_ms: u32,
+    /// Where rewards are forwarded (Seldon's `/send-feedback`); none: not forwarded.
+    #[serde(default)]
+    pub feedback_path: Option<String>,
+}
+
+fn default_route_path() -> String {
+    "/route".into()
+}
+fn default_router_timeout() -> u32 {
+    200
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FanOutDto {
+    #[serde(default = "default_fan_out_timeout")]
+    pub timeout_ms: u32,
+}
+
+fn default_fan_out_timeout() -> u32 {
+    5000
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +312,17 @@ pub struct TargetDto {
     pub weight: Option<u32>,
     #[serde(default)]
     pub price: Option<PriceDto>,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub max_context_tokens: Option<u64>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Strength for escalation: the highest rank serves an escalated request.
+    #[serde(default)]
+    pub rank: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,6 +462,13 @@ pub struct WhenDto {
     pub body: BTreeMap<String, BodyCondDto>,
     #[serde(default)]
     pub time_utc: Option<TimeWindowDto>,
+    #[serde(default)]
+    pub tenant: Option<OneOrMany>,
+    #[serde(default)]
+    pub tier: Option<OneOrMany>,
+    /// Any of these detectors fired on the prompt text.
+    #[serde(default)]
+    pub detected: Option<OneOrMany>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -337,6 +527,18 @@ pub struct ThenDto {
     pub reply: Option<ReplyDto>,
     #[serde(default)]
     pub reject: Option<RejectDto>,
+    /// Keep only targets in this region / with all these tags.
+    #[serde(default)]
+    pub restrict: Option<RestrictDto>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictDto {
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -53,7 +53,143 @@ pub struct Config {
     pub has_time_rules: bool,
     pub feedback: Option<FeedbackSettings>,
     pub state_endpoint: Option<StateEndpoint>,
+    pub tenants: Option<Tenants>,
+    /// Header carrying the region a request's data must stay in.
+    pub residency_header: Option<String>,
+    /// Sensitive-data detectors, by index (rules name them in `when.detected`).
+    pub detectors: Vec<NamedDetector>,
+    pub budget: Option<Budget>,
+    pub shadows: Vec<Shadow>,
 }
+
+impl Condition {
+    /// Evaluation order: header-phase facts first, body reads last, prompt scans after that.
+    pub fn cost(&self) -> u8 {
+        match self {
+            Condition::Method(_) | Condition::PathPrefix(_) => 0,
+            Condition::Header { .. } | Condition::TimeUtc { .. } => 1,
+            Condition::Tenant(_) | Condition::Tier(_) => 2,
+            Condition::Body { .. } => 3,
+            Condition::Detected(_) => 4,
+        }
+    }
+}
+
+impl Config {
+    /// Whether some decision may need the OpenAI request summary (capabilities, detectors).
+    pub fn needs_summary(&self, model: Option<usize>) -> bool {
+        !self.detectors.is_empty()
+            || self.budget.is_some()
+            || match model {
+                Some(m) => self.models.get(m).is_some_and(|m| m.capability_routing),
+                None => self.models.iter().any(|m| m.capability_routing),
+            }
+    }
+}
+
+#[derive(Debug)]
+pub struct NamedDetector {
+    pub name: String,
+    pub detector: crate::inspect::detect::Detector,
+}
+
+#[derive(Debug)]
+pub enum TenantSource {
+    Header(String),
+    Jwt {
+        namespace: String,
+        payload_key: String,
+        claim: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct Tenants {
+    pub source: TenantSource,
+    pub required: bool,
+    pub list: Vec<Tenant>,
+}
+
+impl Tenants {
+    pub fn by_name(&self, name: &str) -> Option<usize> {
+        self.list.iter().position(|t| t.name == name)
+    }
+}
+
+#[derive(Debug)]
+pub struct Tenant {
+    pub name: String,
+    pub tier: Option<String>,
+    pub region: Option<String>,
+    pub default_model: Option<usize>,
+    /// By model index; `None` for the whole field: every model and target is allowed.
+    pub allow: Option<Vec<ModelAllow>>,
+}
+
+impl Tenant {
+    pub fn model_allowed(&self, model: usize) -> bool {
+        match &self.allow {
+            None => true,
+            Some(per_model) => !matches!(per_model.get(model), None | Some(ModelAllow::Denied)),
+        }
+    }
+
+    pub fn target_allowed(&self, model: usize, target: usize) -> bool {
+        match &self.allow {
+            None => true,
+            Some(per_model) => match per_model.get(model) {
+                None | Some(ModelAllow::Denied) => false,
+                Some(ModelAllow::All) => true,
+                Some(ModelAllow::Targets(ts)) => ts.contains(&target),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelAllow {
+    Denied,
+    All,
+    Targets(Vec<usize>),
+}
+
+#[derive(Debug)]
+pub struct Budget {
+    pub cost_header: String,
+    pub latency_header: String,
+    pub escalate_header: String,
+    pub default_output_tokens: u64,
+}
+
+/// Mirrors a share of a model's requests to a shadow target, from the root context.
+#[derive(Debug)]
+pub struct Shadow {
+    pub model: usize,
+    pub when: Vec<Condition>,
+    pub target: usize,
+    /// Share of matching requests mirrored, in `(0, 100]`.
+    pub percent: f64,
+    pub rewrite_model: Option<String>,
+    pub timeout_ms: u32,
+}
+
+/// An external router speaking Seldon's router API.
+#[derive(Debug, Clone)]
+pub struct ExternalRouter {
+    pub cluster: String,
+    pub path: String,
+    pub authority: String,
+    pub timeout_ms: u32,
+    pub feedback_path: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FanOut {
+    pub timeout_ms: u32,
+}
+
+/// Capabilities a target may declare.
+pub const CAPABILITIES: [&str; 4] = ["vision", "tools", "json_mode", "streaming"];
 
 /// Explicit rewards: the path the filter answers, and how decision ids are signed.
 #[derive(Debug)]
@@ -95,6 +231,17 @@ pub struct Model {
     pub total_weight: u64,
     /// Rewards computed from responses (bandit models only).
     pub reward: Option<RewardSettings>,
+    /// KServe v2 inputs requests must match.
+    pub input_spec: Option<Vec<crate::inspect::kserve::InputSpec>>,
+    /// Target indices to try, in order, when the chosen one is cooling down or failed.
+    pub fallback: Vec<usize>,
+    pub cooldown_seconds: u64,
+    /// Retry a failed non-streamed request on the next fallback target, by callout.
+    pub retry: bool,
+    pub router: Option<ExternalRouter>,
+    pub fan_out: Option<FanOut>,
+    /// Some target declares capabilities or a context size: requests are matched to them.
+    pub capability_routing: bool,
 }
 
 impl Model {
@@ -155,6 +302,17 @@ pub struct Target {
     pub cluster: String,
     pub weight: u32,
     pub price: Price,
+    pub capabilities: Vec<String>,
+    pub max_context_tokens: Option<u64>,
+    pub region: Option<String>,
+    pub tags: Vec<String>,
+    pub rank: u32,
+}
+
+impl Target {
+    pub fn has_capability(&self, c: &str) -> bool {
+        self.capabilities.iter().any(|x| x == c)
+    }
 }
 
 #[derive(Debug)]
@@ -181,9 +339,22 @@ pub struct Rule {
 pub enum Condition {
     Method(Vec<String>),
     PathPrefix(String),
-    Header { name: String, test: HeaderTest },
-    TimeUtc { from_minute: u32, to_minute: u32 },
-    Body { pointer: usize, test: BodyTest },
+    Header {
+        name: String,
+        test: HeaderTest,
+    },
+    TimeUtc {
+        from_minute: u32,
+        to_minute: u32,
+    },
+    Tenant(Vec<String>),
+    Tier(Vec<String>),
+    /// Any of these detectors (indices into `Config::detectors`) fired.
+    Detected(Vec<usize>),
+    Body {
+        pointer: usize,
+        test: BodyTest,
+    },
 }
 
 #[derive(Debug)]
@@ -216,6 +387,11 @@ pub enum Action {
     Reject {
         status: u16,
         message: String,
+    },
+    /// Keep only targets in `region` and carrying every tag; the strategy picks among them.
+    Restrict {
+        region: Option<String>,
+        tags: Vec<String>,
     },
 }
 

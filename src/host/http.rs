@@ -8,7 +8,7 @@ use proxy_wasm::types::Action;
 
 use super::metrics::Metrics;
 use super::store::HostStore;
-use super::{abi, now_secs, EvalJob, HostBandits, Plugin, VmState, MAX_PENDING_EVALUATIONS};
+use super::{abi, now_secs, EvalJob, HostShared, Plugin, VmState, MAX_PENDING_EVALUATIONS};
 use crate::config::{BodySource, Config, OnInvalid};
 use crate::feedback::DecisionToken;
 use crate::learning::{self, FeedbackInput};
@@ -32,6 +32,10 @@ impl RequestView for HostRequest {
             .ok()
             .flatten()
     }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        abi::get_property(path).ok().flatten()
+    }
 }
 
 /// What the response will say about the decision.
@@ -40,6 +44,8 @@ struct ResponseMeta {
     target: Option<String>,
     reason: String,
     decision: String,
+    /// The detector whose firing decided (never what it matched).
+    detector: Option<String>,
 }
 
 /// What this stream is, once its headers are seen.
@@ -77,6 +83,10 @@ pub(crate) struct Http {
     /// The upstream route of a model that learns from responses.
     learning_route: Option<Route>,
     watch: Option<Watch>,
+    /// The upstream route of a model whose target health is tracked, and what its response
+    /// said (status, `Retry-After`, latency), applied when the stream ends.
+    health_route: Option<Route>,
+    health_sample: Option<(u16, Option<String>, u64)>,
 }
 
 fn elapsed_ms(started_ns: u64) -> u64 {
@@ -141,6 +151,8 @@ impl Http {
             meta: None,
             learning_route: None,
             watch: None,
+            health_route: None,
+            health_sample: None,
         }
     }
 
@@ -151,15 +163,10 @@ impl Http {
     fn run(&mut self, body: Body<'_>) -> Outcome {
         let plugin = Rc::clone(&self.plugin);
         let mut rng = self.vm.rng.borrow_mut();
-        let mut bandits = HostBandits::new(&plugin);
-        decide(
-            &plugin.cfg,
-            &HostRequest,
-            body,
-            now_secs(),
-            &mut rng,
-            &mut bandits,
-        )
+        let mut shared = HostShared::new(&plugin);
+        // One host call saved per request when nothing looks at the time.
+        let now = if plugin.needs_clock { now_secs() } else { 0 };
+        decide(&plugin.cfg, &HostRequest, body, now, &mut rng, &mut shared)
     }
 
     /// A signed token when feedback is on (it names model and target, and expires), else a
@@ -232,6 +239,16 @@ impl Http {
         let _ = abi::call_foreign_function("clear_route_cache");
         plugin.metrics.request(route.model, route.target);
         plugin.metrics.decision(route.reason);
+        if let Some(d) = route.detector {
+            plugin.metrics.detector(d);
+        }
+        if plugin
+            .health_keys
+            .get(route.model)
+            .is_some_and(Option::is_some)
+        {
+            self.health_route = Some(route);
+        }
         if model.reward.is_some() {
             self.learning_route = Some(route);
         }
@@ -241,6 +258,10 @@ impl Http {
                 target: Some(target.name.clone()),
                 reason: route.reason.header_value(cfg),
                 decision: self.decision_id(&model.name, &target.name),
+                detector: route
+                    .detector
+                    .and_then(|d| cfg.detectors.get(d))
+                    .map(|d| d.name.clone()),
             });
         }
     }
@@ -249,6 +270,9 @@ impl Http {
         let plugin = Rc::clone(&self.plugin);
         let cfg = &plugin.cfg;
         plugin.metrics.local_reply(reply.kind);
+        if let Some(d) = reply.detector {
+            plugin.metrics.detector(d);
+        }
         if let Some(rule) = reply.rule {
             plugin.metrics.decision(Reason::Rule(rule));
         }
@@ -286,6 +310,10 @@ impl Http {
             target: None,
             reason: reply.reason_header(cfg),
             decision: self.vm.ids.borrow_mut().next_id(),
+            detector: reply
+                .detector
+                .and_then(|d| cfg.detectors.get(d))
+                .map(|d| d.name.clone()),
         });
         if let Some(m) = &meta {
             push_meta(&mut headers, m, self.body_note);
@@ -349,9 +377,13 @@ impl Http {
             Some(format) if !bytes.is_empty() => Some(extract(&cfg.pointers, format, bytes)),
             _ => None,
         };
-        let outcome = match parsed {
-            Some(Ok(fields)) => self.run(Body::Fields(&fields)),
-            Some(Err(e)) => {
+        let outcome = match (parsed, self.format) {
+            (Some(Ok(fields)), Some(format)) => self.run(Body::Full {
+                fields: &fields,
+                raw: bytes,
+                format,
+            }),
+            (Some(Err(e)), _) => {
                 Metrics::bump(plugin.metrics.body_parse_failures);
                 match cfg.body.on_invalid {
                     OnInvalid::Reject => Outcome::Reply(Reply::invalid_body(&e.detail)),
@@ -361,7 +393,7 @@ impl Http {
                     }
                 }
             }
-            None => self.run(Body::Absent),
+            _ => self.run(Body::Absent),
         };
         self.apply(outcome, Some(bytes))
     }
@@ -540,6 +572,43 @@ impl Http {
     }
 }
 
+impl Http {
+    /// Cooldown after a failure (5xx, 429, or Envoy's own 503 for an unreachable upstream) and
+    /// the latency sample, into the model's shared health.
+    fn record_health(&mut self) {
+        let (Some(route), Some((status, retry_after, latency))) =
+            (self.health_route.take(), self.health_sample.take())
+        else {
+            return;
+        };
+        let plugin = Rc::clone(&self.plugin);
+        let (Some(model), Some(Some(key))) = (
+            plugin.cfg.models.get(route.model),
+            plugin.health_keys.get(route.model),
+        ) else {
+            return;
+        };
+        let failed = status >= 500 || status == 429;
+        let cool_until = failed.then(|| {
+            now_secs().saturating_add(learning::health::cooldown_seconds(
+                retry_after.as_deref(),
+                model.cooldown_seconds,
+            ))
+        });
+        let sample = learning::health::Sample {
+            target: route.target,
+            cool_until,
+            latency_ms: (!failed).then_some(latency as f64),
+        };
+        if let Err(e) = learning::health::record(&HostStore, key, model.targets.len(), sample) {
+            log::warn!(
+                "inference-router[{}]: target health not recorded: {e}",
+                self.context_id
+            );
+        }
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -557,6 +626,9 @@ fn push_meta<'a>(
     }
     headers.push(("x-inference-reason", &m.reason));
     headers.push(("x-inference-decision", &m.decision));
+    if let Some(d) = &m.detector {
+        headers.push(("x-inference-detector", d));
+    }
     if let Some(note) = note {
         headers.push(("x-inference-body", note));
     }
@@ -571,7 +643,7 @@ impl HttpContext for Http {
         if HostRequest.header("x-inference-test-trap").is_some() {
             panic!("test-trap build: trap requested by x-inference-test-trap");
         }
-        if self.plugin.learns {
+        if self.plugin.learns || self.plugin.health_keys.iter().any(Option::is_some) {
             // Latency is measured only for models that learn from it.
             self.started_ns = abi::now_nanos().unwrap_or(0);
         }
@@ -661,6 +733,18 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.health_route.is_some() {
+            let get = |name: &str| {
+                abi::get_header(abi::MAP_RESPONSE_HEADERS, name)
+                    .ok()
+                    .flatten()
+            };
+            let status = get(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let retry_after = (status >= 500 || status == 429)
+                .then(|| get("retry-after"))
+                .flatten();
+            self.health_sample = Some((status, retry_after, elapsed_ms(self.started_ns)));
+        }
         if let Some(route) = self.learning_route {
             let reward_header = self
                 .cfg()
@@ -745,6 +829,7 @@ impl HttpContext for Http {
 
     fn on_log(&mut self) {
         self.learn_from_response();
+        self.record_health();
     }
 }
 

@@ -24,6 +24,7 @@ pub(crate) struct Metrics {
     pub state_resets: u32,
     pub evaluator_failures: u32,
     bandit_gauges: Vec<Vec<[u32; 4]>>,
+    detectors: Vec<u32>,
 }
 
 fn define(kind: u32, name: &str) -> Result<u32, String> {
@@ -74,6 +75,7 @@ impl Metrics {
             state_resets: counter(&n.state_resets)?,
             evaluator_failures: counter(&n.evaluator_failures)?,
             bandit_gauges,
+            detectors: counters(&n.detectors)?,
         })
     }
 
@@ -108,6 +110,12 @@ impl Metrics {
 
     pub fn local_reply(&self, kind: ReplyKind) {
         if let Some(&id) = self.local_replies.get(kind.index()) {
+            Self::bump(id);
+        }
+    }
+
+    pub fn detector(&self, index: usize) {
+        if let Some(&id) = self.detectors.get(index) {
             Self::bump(id);
         }
     }

@@ -17,7 +17,8 @@ use proxy_wasm::traits::RootContext;
 
 use crate::bandit::{ModelState, StateCache};
 use crate::config::Config;
-use crate::policy::{BanditStates, DecisionIds};
+use crate::learning::health::Health;
+use crate::policy::{DecisionIds, Shared};
 use crate::rng::Rng;
 
 proxy_wasm::main! {{
@@ -57,7 +58,17 @@ pub(crate) struct Plugin {
     pub outbox: RefCell<VecDeque<EvalJob>>,
     /// Some model learns from responses (its latency is measured).
     pub learns: bool,
+    /// Shared-data key of each model's target health, for models that use it (fallback
+    /// cooldowns, latency budgets).
+    pub health_keys: Vec<Option<String>>,
+    /// Decoded health per model, with the CAS it was read at.
+    pub health: RefCell<Vec<Option<CachedHealth>>>,
+    /// The clock is read for each decision (time rules, cooldowns).
+    pub needs_clock: bool,
 }
+
+/// A model's decoded health and the CAS token it was read at.
+pub(crate) type CachedHealth = (Option<u32>, Health);
 
 /// Per-VM state that outlives a configuration.
 #[derive(Clone)]
@@ -96,24 +107,41 @@ fn entropy_u64() -> u64 {
     }
 }
 
-/// The core's view of bandit state: the shared value read fresh (one host call), decoded only
-/// when its CAS token changed since this VM last decoded it.
-pub(crate) struct HostBandits<'a> {
+/// The core's view of shared state: each value read fresh (one host call) and decoded only when
+/// its CAS token changed since this VM last decoded it.
+pub(crate) struct HostShared<'a> {
     plugin: &'a Plugin,
     caches: Option<std::cell::RefMut<'a, Vec<StateCache>>>,
 }
 
-impl<'a> HostBandits<'a> {
+impl<'a> HostShared<'a> {
     pub fn new(plugin: &'a Plugin) -> Self {
-        HostBandits {
+        HostShared {
             plugin,
             caches: None,
         }
     }
+
+    fn health(&mut self, model: usize) -> Option<Health> {
+        let key = self.plugin.health_keys.get(model)?.as_ref()?;
+        let targets = self.plugin.cfg.models.get(model)?.targets.len();
+        let (bytes, cas) = abi::get_shared_data(key).ok()?;
+        let mut cache = self.plugin.health.try_borrow_mut().ok()?;
+        let slot = cache.get_mut(model)?;
+        match (slot.as_ref(), bytes) {
+            (Some((cached, h)), _) if cas.is_some() && *cached == cas => Some(h.clone()),
+            (_, None) => None,
+            (_, Some(b)) => {
+                let h = Health::decode(&b, targets);
+                *slot = Some((cas, h.clone()));
+                Some(h)
+            }
+        }
+    }
 }
 
-impl BanditStates for HostBandits<'_> {
-    fn state(&mut self, model: usize) -> Option<&ModelState> {
+impl Shared for HostShared<'_> {
+    fn bandit_state(&mut self, model: usize) -> Option<&ModelState> {
         let plugin = self.plugin;
         let m = plugin.cfg.models.get(model)?;
         let strategy = m.bandit()?;
@@ -141,5 +169,13 @@ impl BanditStates for HostBandits<'_> {
             _ => {}
         }
         cache.state()
+    }
+
+    fn cooling_until(&mut self, model: usize, target: usize) -> u64 {
+        self.health(model).map_or(0, |h| h.cooling(target))
+    }
+
+    fn latency_ms(&mut self, model: usize, target: usize) -> Option<f64> {
+        self.health(model)?.latency(target)
     }
 }

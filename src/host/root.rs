@@ -9,12 +9,12 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use super::store::HostStore;
-use super::{abi, critical, http, metrics, now_secs, HostBandits, Plugin, VmState};
+use super::{abi, critical, http, metrics, now_secs, HostShared, Plugin, VmState};
 use super::{GIT_SHA, VERSION};
 use crate::bandit::{seed, update_state, Reconciled, SeedOutcome, StateCache};
 use crate::config;
 use crate::learning::{self, spent};
-use crate::policy::BanditStates;
+use crate::policy::Shared;
 
 const TICK_MS: u32 = 200;
 /// Gauges are republished every this many ticks.
@@ -158,9 +158,9 @@ impl Root {
     }
 
     fn publish_gauges(plugin: &Plugin) {
-        let mut bandits = HostBandits::new(plugin);
+        let mut shared = HostShared::new(plugin);
         for i in 0..plugin.cfg.models.len() {
-            if let Some(state) = bandits.state(i) {
+            if let Some(state) = shared.bandit_state(i) {
                 let state = state.clone();
                 plugin.metrics.publish_state(&plugin.cfg, i, &state);
             }
@@ -257,8 +257,20 @@ impl RootContext for Root {
         );
         let periodic = cfg.feedback.is_some() || cfg.models.iter().any(|m| m.is_bandit());
         let learns = cfg.models.iter().any(|m| m.reward.is_some());
+        let health_keys: Vec<Option<String>> = cfg
+            .models
+            .iter()
+            .map(|m| {
+                (!m.fallback.is_empty() || cfg.budget.is_some())
+                    .then(|| learning::health::health_key(&name, &m.name))
+            })
+            .collect();
+        let needs_clock = cfg.has_time_rules || cfg.models.iter().any(|m| !m.fallback.is_empty());
         let plugin = Rc::new(Plugin {
             learns,
+            health: RefCell::new(vec![None; cfg.models.len()]),
+            health_keys,
+            needs_clock,
             cfg,
             metrics,
             name,

@@ -1,6 +1,7 @@
 //! Learning from rewards: where bandit state lives in shared data, how a reward is applied, and
 //! how a feedback request becomes a reward. Pure: the host passes its [`SharedStore`].
 
+pub mod health;
 pub mod spent;
 
 use serde_json::{json, Value};

@@ -1,42 +1,66 @@
 //! The decision: which model and target serve a request, or which local reply answers it.
 //!
 //! `decide` is pure: it reads the request through [`RequestView`], the body through [`Body`],
-//! and draws from the caller's RNG. When it cannot decide without the body it says so
-//! ([`Outcome::NeedBody`]); the host buffers the body and calls it again.
+//! shared state (bandits, cooldowns, latency estimates) through [`Shared`], and draws from the
+//! caller's RNG. When it cannot decide without the body it says so ([`Outcome::NeedBody`]);
+//! the host buffers the body and calls it again.
+//!
+//! One request, in order: tenant → rules (first match: pin, reply, reject or restrict) → model
+//! (header, path, body, tenant default, default) → tenant allow-list → KServe input spec →
+//! candidate targets (tenant, restriction, residency, capabilities) → choice (pinned, budget,
+//! or the model's strategy among candidates) → cooldown fallback.
 
 mod path;
+mod select;
 mod sticky;
 
 use serde_json::Value;
 
 pub use path::{model_from_path, PathModel};
+pub use select::{estimated_cost, Candidates, Exclusion};
 pub use sticky::{bucket, cookie_value, sticky_hash};
 
 use crate::bandit::ModelState;
 use crate::config::{
-    Action, BodyTest, Condition, Config, HeaderTest, Model, ReplyBody, StickyKey, Strategy,
-    TargetPin,
+    Action, BodyTest, Condition, Config, HeaderTest, ReplyBody, TargetPin, TenantSource,
 };
-use crate::payload::Fields;
+use crate::inspect::openai::{summarize, ChatSummary};
+use crate::payload::{Fields, Format};
 use crate::rng::Rng;
 
 /// Request headers as the core sees them. Names are lowercase; pseudo-headers (`:path`,
-/// `:method`) are included.
+/// `:method`) are included. `property` reads proxy properties (dynamic metadata).
 pub trait RequestView {
     fn header(&self, name: &str) -> Option<String>;
+
+    fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
+        None
+    }
 }
 
-/// The learned state of bandit models, as the host has it cached. `None`: not available (the
-/// host could not read or decode it); the model's `default_target` serves the request then.
-pub trait BanditStates {
-    fn state(&mut self, model: usize) -> Option<&ModelState>;
+/// Shared state as the host has it: bandit state (`None`: unavailable, the model's
+/// `default_target` serves), until when a target cools down (Unix seconds, 0 = not cooling), and
+/// a target's latency estimate.
+pub trait Shared {
+    fn bandit_state(&mut self, model: usize) -> Option<&ModelState>;
+
+    fn cooling_until(&mut self, _model: usize, _target: usize) -> u64 {
+        0
+    }
+
+    fn latency_ms(&mut self, _model: usize, _target: usize) -> Option<f64> {
+        None
+    }
 }
 
-/// For configurations and tests without bandit models.
-pub struct NoBandits;
+/// For configurations and tests without shared state.
+pub struct NoShared;
 
-impl BanditStates for NoBandits {
-    fn state(&mut self, _model: usize) -> Option<&ModelState> {
+/// Former name of [`NoShared`], kept while the bench and fuzz crates move over.
+pub use NoShared as NoBandits;
+
+impl Shared for NoShared {
+    fn bandit_state(&mut self, _model: usize) -> Option<&ModelState> {
         None
     }
 }
@@ -46,8 +70,14 @@ impl BanditStates for NoBandits {
 pub enum Body<'a> {
     /// The request has a body that can still be read.
     Pending,
-    /// The fields routing reads, extracted from the body (or from metadata).
+    /// The fields routing reads (from metadata: the raw body is not available).
     Fields(&'a Fields),
+    /// The body as read, and the fields extracted from it.
+    Full {
+        fields: &'a Fields,
+        raw: &'a [u8],
+        format: Format,
+    },
     /// No body, or one that is not inspected (type, size, or invalid with `on_invalid: default`).
     Absent,
 }
@@ -59,16 +89,26 @@ pub enum Reason {
     Sticky,
     Weighted,
     Bandit,
+    Budget,
+    Escalated,
+    Fallback,
+    Router,
+    FanOut,
     Default,
 }
 
 impl Reason {
     /// The reasons that do not name a rule, in metric order.
-    pub const FIXED: [Reason; 5] = [
+    pub const FIXED: [Reason; 10] = [
         Reason::Weighted,
         Reason::Sticky,
         Reason::PathVersion,
         Reason::Bandit,
+        Reason::Budget,
+        Reason::Escalated,
+        Reason::Fallback,
+        Reason::Router,
+        Reason::FanOut,
         Reason::Default,
     ];
 
@@ -83,6 +123,11 @@ impl Reason {
             Reason::Sticky => "sticky",
             Reason::PathVersion => "path_version",
             Reason::Bandit => "bandit",
+            Reason::Budget => "budget",
+            Reason::Escalated => "escalated",
+            Reason::Fallback => "fallback",
+            Reason::Router => "router",
+            Reason::FanOut => "fan_out",
             Reason::Default => "default",
             Reason::Rule(_) => "rule",
         }
@@ -99,10 +144,8 @@ impl Reason {
                     .unwrap_or_default()
             ),
             Reason::PathVersion => "path-version".into(),
-            Reason::Sticky => "sticky".into(),
-            Reason::Weighted => "weighted".into(),
-            Reason::Bandit => "bandit".into(),
-            Reason::Default => "default".into(),
+            Reason::FanOut => "fan-out".into(),
+            other => other.metric_segment().into(),
         }
     }
 }
@@ -112,6 +155,19 @@ pub struct Route {
     pub model: usize,
     pub target: usize,
     pub reason: Reason,
+    /// The detector whose firing decided (through a rule), for `x-inference-detector`.
+    pub detector: Option<usize>,
+}
+
+impl Route {
+    pub fn new(model: usize, target: usize, reason: Reason) -> Route {
+        Route {
+            model,
+            target,
+            reason,
+            detector: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,18 +220,27 @@ pub struct Reply {
     pub model: Option<usize>,
     /// The rule that produced it; `None` for the filter's own errors.
     pub rule: Option<usize>,
+    pub detector: Option<usize>,
 }
 
 impl Reply {
     /// A JSON error reply: `{"error": code, "detail": detail}`.
     pub fn error(status: u16, code: &str, detail: &str, model: Option<usize>) -> Reply {
-        let body = serde_json::json!({ "error": code, "detail": detail });
+        Reply::error_with(
+            status,
+            serde_json::json!({ "error": code, "detail": detail }),
+            model,
+        )
+    }
+
+    fn error_with(status: u16, body: Value, model: Option<usize>) -> Reply {
         Reply {
             status,
             kind: ReplyKind::Error,
             content: ReplyContent::Json(serde_json::to_vec(&body).unwrap_or_default()),
             model,
             rule: None,
+            detector: None,
         }
     }
 
@@ -217,21 +282,123 @@ enum Requested {
     Unnamed,
 }
 
-struct Decider<'a, R: RequestView> {
-    cfg: &'a Config,
-    req: &'a R,
-    body: Body<'a>,
-    now_unix_secs: u64,
-    path: Option<Option<String>>,
-    bandits: &'a mut dyn BanditStates,
+/// A rule's restriction of the candidate targets.
+struct Restriction<'c> {
+    rule: usize,
+    region: Option<&'c str>,
+    tags: &'c [String],
 }
 
-impl<R: RequestView> Decider<'_, R> {
+pub(crate) struct Decider<'a, R: RequestView> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) req: &'a R,
+    pub(crate) body: Body<'a>,
+    pub(crate) now_unix_secs: u64,
+    pub(crate) shared: &'a mut dyn Shared,
+    path: Option<Option<String>>,
+    tenant: Option<Option<(String, Option<usize>)>>,
+    summary: Option<Option<ChatSummary>>,
+    /// By detector index: fired on this request's prompt, once computed.
+    detected: Vec<Option<bool>>,
+    fired: Option<usize>,
+}
+
+impl<'a, R: RequestView> Decider<'a, R> {
+    fn new(
+        cfg: &'a Config,
+        req: &'a R,
+        body: Body<'a>,
+        now_unix_secs: u64,
+        shared: &'a mut dyn Shared,
+    ) -> Self {
+        Decider {
+            cfg,
+            req,
+            body,
+            now_unix_secs,
+            shared,
+            path: None,
+            tenant: None,
+            summary: None,
+            detected: vec![None; cfg.detectors.len()],
+            fired: None,
+        }
+    }
+
     fn path(&mut self) -> Option<&str> {
         if self.path.is_none() {
             self.path = Some(self.req.header(":path"));
         }
         self.path.as_ref().and_then(|p| p.as_deref())
+    }
+
+    /// The tenant's name as sent, and its index if it is configured.
+    fn tenant(&mut self) -> Option<(&str, Option<usize>)> {
+        if self.tenant.is_none() {
+            let resolved = self.cfg.tenants.as_ref().and_then(|t| {
+                let name = match &t.source {
+                    TenantSource::Header(h) => self.req.header(h),
+                    TenantSource::Jwt {
+                        namespace,
+                        payload_key,
+                        claim,
+                    } => self
+                        .req
+                        .property(&["metadata", "filter_metadata", namespace, payload_key, claim])
+                        .and_then(|b| String::from_utf8(b).ok()),
+                }
+                .filter(|n| !n.is_empty())?;
+                let index = t.by_name(&name);
+                Some((name, index))
+            });
+            self.tenant = Some(resolved);
+        }
+        self.tenant
+            .as_ref()
+            .and_then(|t| t.as_ref())
+            .map(|(n, i)| (n.as_str(), *i))
+    }
+
+    fn tenant_index(&mut self) -> Option<usize> {
+        self.tenant().and_then(|(_, i)| i)
+    }
+
+    /// The OpenAI-style summary of the body: `Err(())` while the body is pending.
+    pub(crate) fn summary(&mut self) -> Result<Option<&ChatSummary>, ()> {
+        if self.summary.is_none() {
+            let s = match self.body {
+                Body::Pending => return Err(()),
+                Body::Full { raw, format, .. } => summarize(format, raw),
+                Body::Fields(_) | Body::Absent => None,
+            };
+            self.summary = Some(s);
+        }
+        Ok(self.summary.as_ref().and_then(|s| s.as_ref()))
+    }
+
+    fn detector_fired(&mut self, index: usize) -> Truth {
+        if let Some(Some(done)) = self.detected.get(index) {
+            return if *done { Truth::Yes } else { Truth::No };
+        }
+        let fired = match self.summary() {
+            Err(()) => return Truth::NeedBody,
+            Ok(None) => false,
+            Ok(Some(s)) => {
+                let text = s.text.clone();
+                self.cfg
+                    .detectors
+                    .get(index)
+                    .is_some_and(|d| d.detector.fires(&text))
+            }
+        };
+        if let Some(slot) = self.detected.get_mut(index) {
+            *slot = Some(fired);
+        }
+        if fired {
+            Truth::Yes
+        } else {
+            Truth::No
+        }
     }
 
     fn condition(&mut self, cond: &Condition) -> Truth {
@@ -266,10 +433,35 @@ impl<R: RequestView> Decider<'_, R> {
                     minute >= *from_minute || minute < *to_minute
                 })
             }
+            Condition::Tenant(names) => {
+                let name = self.tenant().map(|(n, _)| n.to_string());
+                yes(name.is_some_and(|n| names.contains(&n)))
+            }
+            Condition::Tier(tiers) => {
+                let tier = self
+                    .tenant_index()
+                    .and_then(|i| self.cfg.tenants.as_ref()?.list.get(i)?.tier.clone());
+                yes(tier.is_some_and(|t| tiers.contains(&t)))
+            }
+            Condition::Detected(indices) => {
+                for &i in indices {
+                    match self.detector_fired(i) {
+                        Truth::Yes => {
+                            self.fired = Some(i);
+                            return Truth::Yes;
+                        }
+                        Truth::NeedBody => return Truth::NeedBody,
+                        Truth::No => {}
+                    }
+                }
+                Truth::No
+            }
             Condition::Body { pointer, test } => match self.body {
                 Body::Pending => Truth::NeedBody,
                 Body::Absent => yes(body_test(test, None)),
-                Body::Fields(fields) => yes(body_test(test, fields.get(*pointer))),
+                Body::Fields(fields) | Body::Full { fields, .. } => {
+                    yes(body_test(test, fields.get(*pointer)))
+                }
             },
         }
     }
@@ -303,7 +495,7 @@ impl<R: RequestView> Decider<'_, R> {
         match self.body {
             Body::Pending => Err(Outcome::NeedBody),
             Body::Absent => Ok(Requested::Unnamed),
-            Body::Fields(fields) => match fields.get(0) {
+            Body::Fields(fields) | Body::Full { fields, .. } => match fields.get(0) {
                 None | Some(Value::Null) => Ok(Requested::Unnamed),
                 Some(Value::String(s)) if !s.is_empty() => Ok(Requested::Named {
                     name: s.clone(),
@@ -316,9 +508,35 @@ impl<R: RequestView> Decider<'_, R> {
         }
     }
 
+    fn with_detector(&self, mut outcome: Outcome) -> Outcome {
+        match &mut outcome {
+            Outcome::Route(r) => r.detector = self.fired,
+            Outcome::Reply(r) => r.detector = self.fired,
+            Outcome::NeedBody => {}
+        }
+        outcome
+    }
+
     fn decide(&mut self, rng: &mut Rng) -> Outcome {
+        let outcome = self.decide_inner(rng);
+        self.with_detector(outcome)
+    }
+
+    fn decide_inner(&mut self, rng: &mut Rng) -> Outcome {
         let cfg = self.cfg;
+        if cfg.tenants.as_ref().is_some_and(|t| t.required) && self.tenant_index().is_none() {
+            return Outcome::Reply(Reply::error(
+                403,
+                "forbidden",
+                "the request names no known tenant",
+                None,
+            ));
+        }
+
+        // Rules: the first that matches decides, pins, or restricts.
         let mut requested: Option<Requested> = None;
+        let mut pinned: Option<(usize, Option<usize>, Reason)> = None;
+        let mut restriction: Option<Restriction<'_>> = None;
         for (ri, rule) in cfg.rules.iter().enumerate() {
             match self.rule_matches(&rule.when) {
                 Truth::No => continue,
@@ -345,17 +563,32 @@ impl<R: RequestView> Decider<'_, R> {
                         content,
                         model: None,
                         rule: Some(ri),
+                        detector: None,
                     });
                 }
                 Action::Reject { status, message } => {
-                    let body = serde_json::json!({ "error": "rejected", "detail": message, "rule": rule.name });
+                    let mut body = serde_json::json!({ "error": "rejected", "detail": message, "rule": rule.name });
+                    if let Some(d) = self.fired.and_then(|d| cfg.detectors.get(d)) {
+                        if let Some(obj) = body.as_object_mut() {
+                            obj.insert("detector".into(), Value::String(d.name.clone()));
+                        }
+                    }
                     return Outcome::Reply(Reply {
                         status: *status,
                         kind: ReplyKind::Reject,
                         content: ReplyContent::Json(serde_json::to_vec(&body).unwrap_or_default()),
                         model: None,
                         rule: Some(ri),
+                        detector: None,
                     });
+                }
+                Action::Restrict { region, tags } => {
+                    restriction = Some(Restriction {
+                        rule: ri,
+                        region: region.as_deref(),
+                        tags,
+                    });
+                    break;
                 }
                 Action::Pin {
                     model: Some(mi),
@@ -365,18 +598,15 @@ impl<R: RequestView> Decider<'_, R> {
                         continue;
                     };
                     let target = match target {
-                        TargetPin::Index(ti) => *ti,
+                        TargetPin::Index(ti) => Some(*ti),
                         TargetPin::Named(name) => match model.target_by_name(name) {
-                            Some(ti) => ti,
+                            Some(ti) => Some(ti),
                             None => continue,
                         },
-                        TargetPin::None => self.strategy_pick(*mi, model, rng).0,
+                        TargetPin::None => None,
                     };
-                    return Outcome::Route(Route {
-                        model: *mi,
-                        target,
-                        reason: Reason::Rule(ri),
-                    });
+                    pinned = Some((*mi, target, Reason::Rule(ri)));
+                    break;
                 }
                 Action::Pin {
                     model: None,
@@ -402,146 +632,207 @@ impl<R: RequestView> Decider<'_, R> {
                         TargetPin::Index(ti) => Some(*ti),
                         TargetPin::None => None,
                     };
-                    if let Some(target) = ti {
-                        return Outcome::Route(Route {
-                            model: mi,
-                            target,
-                            reason: Reason::Rule(ri),
-                        });
+                    if let Some(ti) = ti {
+                        pinned = Some((mi, Some(ti), Reason::Rule(ri)));
+                        break;
                     }
                 }
             }
         }
 
-        let requested = match requested {
-            Some(r) => r,
-            None => match self.requested() {
-                Ok(r) => r,
+        // The model, and a target pinned by a rule, the path, or the default route.
+        let (mi, pinned_target, hint) = match pinned {
+            Some((m, t, r)) => (m, t, Some(r)),
+            None => {
+                let requested = match requested {
+                    Some(r) => r,
+                    None => match self.requested() {
+                        Ok(r) => r,
+                        Err(outcome) => return outcome,
+                    },
+                };
+                match self.resolve_model(requested) {
+                    Ok(p) => p,
+                    Err(outcome) => return outcome,
+                }
+            }
+        };
+        let hint = hint.or(restriction.as_ref().map(|r| Reason::Rule(r.rule)));
+        let Some(model) = cfg.models.get(mi) else {
+            return Outcome::Reply(Reply::error(500, "internal", "model index", None));
+        };
+
+        if let Some(ti) = self.tenant_index() {
+            let allowed = cfg
+                .tenants
+                .as_ref()
+                .and_then(|t| t.list.get(ti))
+                .is_none_or(|t| t.model_allowed(mi));
+            if !allowed {
+                let name = self
+                    .tenant()
+                    .map(|(n, _)| n.to_string())
+                    .unwrap_or_default();
+                return Outcome::Reply(Reply::error(
+                    403,
+                    "forbidden",
+                    &format!("tenant {name:?} may not use model {:?}", model.name),
+                    Some(mi),
+                ));
+            }
+        }
+
+        if let Some(spec) = &model.input_spec {
+            if self.is_kserve_infer() {
+                match self.body {
+                    Body::Pending => return Outcome::NeedBody,
+                    Body::Full {
+                        raw,
+                        format: Format::Json,
+                        ..
+                    } => {
+                        if let Err(e) = crate::inspect::kserve::validate(spec, raw) {
+                            let body = serde_json::json!({ "error": "invalid_input", "detail": e.detail, "input": e.input });
+                            return Outcome::Reply(Reply::error_with(400, body, Some(mi)));
+                        }
+                    }
+                    _ => return Outcome::Reply(Reply::error(
+                        400,
+                        "invalid_input",
+                        "this model's inputs are checked: send a JSON KServe v2 inference request",
+                        Some(mi),
+                    )),
+                }
+            }
+        }
+
+        let candidates = match self.candidates(mi, restriction.as_ref()) {
+            Ok(c) => c,
+            Err(outcome) => return outcome,
+        };
+        if let Some(t) = pinned_target {
+            if let Some(why) = candidates.exclusion(t) {
+                return Outcome::Reply(self.excluded_reply(mi, why));
+            }
+        }
+        if candidates.is_empty() {
+            let why = candidates.main_exclusion();
+            return Outcome::Reply(self.excluded_reply(mi, why));
+        }
+
+        let (target, reason) = match pinned_target {
+            Some(t) => (t, hint.unwrap_or(Reason::Default)),
+            None => match self.budget_pick(mi, &candidates) {
                 Err(outcome) => return outcome,
+                Ok(Some(pick)) => pick,
+                Ok(None) => {
+                    let (t, r) = self.strategy_pick(mi, &candidates, rng);
+                    (t, hint.unwrap_or(r))
+                }
             },
         };
+        let (target, reason) = self.avoid_cooling(mi, target, reason, &candidates);
+        Outcome::Route(Route::new(mi, target, reason))
+    }
+
+    /// A named or unnamed request → (model, pinned target, reason hint).
+    fn resolve_model(
+        &mut self,
+        requested: Requested,
+    ) -> Result<(usize, Option<usize>, Option<Reason>), Outcome> {
+        let cfg = self.cfg;
         match requested {
             Requested::Named { name, version } => match cfg.model_by_name(&name) {
                 Some(mi) => {
                     let Some(model) = cfg.models.get(mi) else {
-                        return Outcome::Reply(Reply::error(500, "internal", "model index", None));
+                        return Err(Outcome::Reply(Reply::error(
+                            500,
+                            "internal",
+                            "model index",
+                            None,
+                        )));
                     };
-                    if let Some(v) = version {
-                        return match model.target_by_name(&v) {
-                            Some(ti) => Outcome::Route(Route {
-                                model: mi,
-                                target: ti,
-                                reason: Reason::PathVersion,
-                            }),
-                            None => Outcome::Reply(Reply::error(
+                    match version {
+                        None => Ok((mi, None, None)),
+                        Some(v) => match model.target_by_name(&v) {
+                            Some(ti) => Ok((mi, Some(ti), Some(Reason::PathVersion))),
+                            None => Err(Outcome::Reply(Reply::error(
                                 404,
                                 "unknown_version",
                                 &format!("model {name:?} has no version {v:?}"),
                                 Some(mi),
-                            )),
-                        };
+                            ))),
+                        },
                     }
-                    let (target, reason) = self.strategy_pick(mi, model, rng);
-                    Outcome::Route(Route {
-                        model: mi,
-                        target,
-                        reason,
-                    })
                 }
-                None => match cfg.default_model.and_then(|mi| cfg.models.get(mi).map(|m| (mi, m))) {
-                    Some((mi, model)) => Outcome::Route(Route {
-                        model: mi,
-                        target: model.default_target,
-                        reason: Reason::Default,
-                    }),
-                    None => Outcome::Reply(Reply::error(
+                None => match cfg
+                    .default_model
+                    .and_then(|mi| cfg.models.get(mi).map(|m| (mi, m)))
+                {
+                    Some((mi, model)) => {
+                        Ok((mi, Some(model.default_target), Some(Reason::Default)))
+                    }
+                    None => Err(Outcome::Reply(Reply::error(
                         404,
                         "unknown_model",
                         &format!("no model named {name:?} is configured"),
                         None,
-                    )),
+                    ))),
                 },
             },
-            Requested::Unnamed => match cfg.default_model.and_then(|mi| cfg.models.get(mi).map(|m| (mi, m))) {
-                Some((mi, model)) => {
-                    let (target, reason) = self.strategy_pick(mi, model, rng);
-                    Outcome::Route(Route {
-                        model: mi,
-                        target,
-                        reason,
-                    })
-                }
-                None => Outcome::Reply(Reply::error(
-                    404,
-                    "unknown_model",
-                    &format!(
-                        "the request names no model: send the {:?} header, use a /v2/models/{{name}}/ or /v1/models/{{name}} path, or a JSON body with \"model\"",
-                        cfg.model_header
-                    ),
-                    None,
-                )),
-            },
-        }
-    }
-
-    /// The model's strategy: a bandit's choice from its learned state; for weighted models a
-    /// sticky bucket when the key is present, else a random draw.
-    fn strategy_pick(
-        &mut self,
-        model_index: usize,
-        model: &Model,
-        rng: &mut Rng,
-    ) -> (usize, Reason) {
-        match &model.strategy {
-            Strategy::Bandit(bandit) => {
-                match self.bandits.state(model_index) {
-                    Some(state) => {
-                        // The state's arms follow the configured targets (the host reconciles
-                        // them); look the chosen arm up by name to be safe.
-                        let arm = bandit.select(state, rng);
-                        match state
-                            .arms
-                            .get(arm)
-                            .and_then(|a| model.target_by_name(&a.name))
-                        {
-                            Some(t) => (t, Reason::Bandit),
-                            None => (model.default_target, Reason::Default),
-                        }
-                    }
-                    None => (model.default_target, Reason::Default),
-                }
-            }
-            Strategy::Weighted { sticky } => {
-                let key = sticky.as_ref().and_then(|k| match k {
-                    StickyKey::Header(h) => self.req.header(h).filter(|v| !v.is_empty()),
-                    StickyKey::Cookie(c) => self.req.header("cookie").and_then(|h| {
-                        cookie_value(&h, c)
-                            .filter(|v| !v.is_empty())
-                            .map(str::to_string)
-                    }),
-                });
-                match key {
-                    Some(key) => (
-                        weighted_index(
-                            model,
-                            bucket(sticky_hash(&model.name, &key), model.total_weight),
+            Requested::Unnamed => {
+                let tenant_default = self
+                    .tenant_index()
+                    .and_then(|ti| cfg.tenants.as_ref()?.list.get(ti)?.default_model);
+                match tenant_default.or(cfg.default_model) {
+                    Some(mi) => Ok((mi, None, None)),
+                    None => Err(Outcome::Reply(Reply::error(
+                        404,
+                        "unknown_model",
+                        &format!(
+                            "the request names no model: send the {:?} header, use a /v2/models/{{name}}/ or /v1/models/{{name}} path, or a JSON body with \"model\"",
+                            cfg.model_header
                         ),
-                        Reason::Sticky,
-                    ),
-                    None => (
-                        weighted_index(model, rng.below(model.total_weight)),
-                        Reason::Weighted,
-                    ),
+                        None,
+                    ))),
                 }
             }
         }
     }
-}
 
-/// The target whose weight range holds `point` (in `[0, total_weight)`).
-fn weighted_index(model: &Model, point: u64) -> usize {
-    let i = model.cumulative_weights.partition_point(|&c| c <= point);
-    i.min(model.targets.len().saturating_sub(1))
+    fn is_kserve_infer(&mut self) -> bool {
+        let post = self.req.header(":method").as_deref() == Some("POST");
+        post && self
+            .path()
+            .map(|p| p.split('?').next().unwrap_or_default())
+            .is_some_and(|p| p.starts_with("/v2/models/") && p.ends_with("/infer"))
+    }
+
+    fn excluded_reply(&mut self, mi: usize, why: Exclusion) -> Reply {
+        let model = self
+            .cfg
+            .models
+            .get(mi)
+            .map(|m| m.name.as_str())
+            .unwrap_or_default();
+        let (status, code, detail) = match why {
+            Exclusion::Tenant => {
+                let t = self.tenant().map(|(n, _)| n.to_string()).unwrap_or_default();
+                (403, "forbidden", format!("tenant {t:?} may not use this target of model {model:?}"))
+            }
+            Exclusion::Restricted => (403, "forbidden", format!("no target of model {model:?} satisfies the matching rule's restriction")),
+            Exclusion::Region(region) => (403, "forbidden", format!("no target of model {model:?} keeps data in region {region:?}")),
+            Exclusion::Capability(c) => (422, "capability_unavailable", format!("no target of model {model:?} offers {c}")),
+            Exclusion::Context(needed) => (
+                422,
+                "capability_unavailable",
+                format!("no target of model {model:?} has a context of {needed} tokens (estimated prompt + max_tokens)"),
+            ),
+        };
+        let mut reply = Reply::error(status, code, &detail, Some(mi));
+        reply.rule = None;
+        reply
+    }
 }
 
 fn numbers_equal(a: &Value, b: &Value) -> bool {
@@ -570,24 +861,38 @@ fn body_test(test: &BodyTest, value: Option<&Value>) -> bool {
     }
 }
 
-/// Decides a request. `now_unix_secs` feeds `time_utc` conditions.
+/// Decides a request. `now_unix_secs` feeds `time_utc` conditions and cooldowns.
 pub fn decide<R: RequestView>(
     cfg: &Config,
     req: &R,
     body: Body<'_>,
     now_unix_secs: u64,
     rng: &mut Rng,
-    bandits: &mut dyn BanditStates,
+    shared: &mut dyn Shared,
 ) -> Outcome {
-    Decider {
-        cfg,
-        req,
-        body,
-        now_unix_secs,
-        path: None,
-        bandits,
+    Decider::new(cfg, req, body, now_unix_secs, shared).decide(rng)
+}
+
+/// Whether shadow `index` applies to a request routed to `model`: its conditions hold and the
+/// percentage draw falls in. A shadow never needs more of the body than the decision read.
+pub fn shadow_applies<R: RequestView>(
+    cfg: &Config,
+    index: usize,
+    model: usize,
+    req: &R,
+    body: Body<'_>,
+    now_unix_secs: u64,
+    rng: &mut Rng,
+) -> bool {
+    let Some(shadow) = cfg.shadows.get(index) else {
+        return false;
+    };
+    if shadow.model != model {
+        return false;
     }
-    .decide(rng)
+    let mut shared = NoShared;
+    let mut d = Decider::new(cfg, req, body, now_unix_secs, &mut shared);
+    d.rule_matches(&shadow.when) == Truth::Yes && rng.next_f64() * 100.0 < shadow.percent
 }
 
 /// Unique decision ids: a random per-VM prefix and a counter.
