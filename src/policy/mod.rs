@@ -662,6 +662,15 @@ impl<'a, R: RequestView> Decider<'a, R> {
             return Outcome::Reply(Reply::error(500, "internal", "model index", None));
         };
 
+        // Routers, fan-outs, retries and shadows send the request again by callout: hold its body.
+        let resends = model.router.is_some()
+            || model.fan_out.is_some()
+            || model.retry
+            || cfg.shadows.iter().any(|s| s.model == mi);
+        if resends && matches!(self.body, Body::Pending) {
+            return Outcome::NeedBody;
+        }
+
         if let Some(ti) = self.tenant_index() {
             let allowed = cfg
                 .tenants
