@@ -93,6 +93,12 @@ impl Request {
             .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 
+    /// The exact bytes this request is sent as (to send them altered, with
+    /// [`Connection::send_raw`]).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode()
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(format!("{} {} HTTP/1.1\r\n", self.method, self.path).as_bytes());
@@ -228,6 +234,65 @@ impl Connection {
                 return Ok(resp);
             }
         }
+    }
+
+    /// Writes raw bytes (a hand-made request, possibly malformed: a wrong `content-length`, a
+    /// truncated body) without reading anything back.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.reader.get_mut().write_all(bytes)?;
+        self.reader.get_mut().flush()
+    }
+
+    /// Sends one request while reading its response, for a server that may answer (and close)
+    /// before the whole body is sent — e.g. Envoy's 413 on a body over its buffer limit. The
+    /// bytes are written from another thread, so an early answer is read rather than lost to a
+    /// reset while still writing. Returns the response and the outcome of writing the request.
+    pub fn send_streaming(&mut self, req: &Request) -> (io::Result<Response>, io::Result<()>) {
+        let bytes = req.encode();
+        let mut writer = match self.reader.get_ref().try_clone() {
+            Ok(w) => w,
+            Err(e) => return (Err(e), Ok(())),
+        };
+        std::thread::scope(|s| {
+            let written = s.spawn(move || writer.write_all(&bytes).and_then(|()| writer.flush()));
+            let resp = self.read_response();
+            if resp.is_err() {
+                // Unblock the writer if the server stopped reading.
+                let _ = self.reader.get_ref().shutdown(Shutdown::Both);
+            }
+            let written = written
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("writer thread panicked")));
+            (resp, written)
+        })
+    }
+
+    /// Reads the next response on this connection (after [`Connection::send_raw`]), skipping
+    /// interim 1xx responses. An error when the connection closes (or the read times out) first.
+    pub fn read_response(&mut self) -> io::Result<Response> {
+        loop {
+            let resp = read_response(&mut self.reader, false)?;
+            if !(100..200).contains(&resp.status) || resp.status == 101 {
+                return Ok(resp);
+            }
+        }
+    }
+
+    /// A second handle on this connection's socket, to write from another thread (e.g. a body
+    /// paced in pieces) while this one reads the response.
+    pub fn writer(&self) -> io::Result<TcpStream> {
+        self.reader.get_ref().try_clone()
+    }
+
+    /// Closes the sending half: the server reads end-of-stream, and may still answer.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.reader.get_ref().shutdown(Shutdown::Write)
+    }
+
+    /// Changes the read timeout of this connection (e.g. shorter, to wait for an answer that
+    /// may never come).
+    pub fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        self.reader.get_ref().set_read_timeout(Some(timeout))
     }
 
     pub fn close(self) {

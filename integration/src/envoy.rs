@@ -93,6 +93,26 @@ pub fn wasm_path() -> PathBuf {
     p
 }
 
+/// The TEST-ONLY filter whose VM traps (panics) when a request carries `x-inference-test-trap`
+/// (cargo feature `test-trap`): `$INFERENCE_ROUTER_TEST_TRAP_WASM`, else
+/// `<repo>/target/test-trap/wasm32-wasip1/release/inference_router.wasm`, a target directory of
+/// its own so it is never mistaken for the real module. Panics, naming the build command, when
+/// it is missing.
+pub fn test_trap_wasm_path() -> PathBuf {
+    let p = match std::env::var_os("INFERENCE_ROUTER_TEST_TRAP_WASM").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => repo_root().join("target/test-trap/wasm32-wasip1/release/inference_router.wasm"),
+    };
+    assert!(
+        p.is_file(),
+        "the test-trap build of the filter {} does not exist: run `cargo build --release --target \
+         wasm32-wasip1 -p inference-router --lib --features test-trap --target-dir \
+         target/test-trap` (part of `make test-e2e`) or set INFERENCE_ROUTER_TEST_TRAP_WASM",
+        p.display()
+    );
+    p
+}
+
 /// What to start: a bootstrap template, the plugin configuration and command-line knobs.
 #[derive(Debug, Clone)]
 pub struct EnvoyConfig {
@@ -112,6 +132,8 @@ pub struct EnvoyConfig {
     /// listener template (absolute, or relative to `envoy/`), rendered with the same values into
     /// the watched directory. See [`Envoy::reload_listener`].
     pub listener_template: Option<PathBuf>,
+    /// The filter to load instead of [`wasm_path`] (e.g. [`test_trap_wasm_path`]).
+    pub wasm: Option<PathBuf>,
 }
 
 /// The listener template of `envoy/lds.yaml`, relative to `envoy/`.
@@ -133,6 +155,7 @@ impl EnvoyConfig {
             extra_vars: BTreeMap::new(),
             extra_args: Vec::new(),
             listener_template: None,
+            wasm: None,
         }
     }
 
@@ -166,6 +189,12 @@ impl EnvoyConfig {
         self
     }
 
+    /// Loads this filter module instead of the release build.
+    pub fn with_wasm(mut self, path: impl Into<PathBuf>) -> EnvoyConfig {
+        self.wasm = Some(path.into());
+        self
+    }
+
     fn template_path(&self) -> PathBuf {
         resolve_template(&self.template)
     }
@@ -177,7 +206,7 @@ impl EnvoyConfig {
                 .lines()
                 .any(|l| !l.trim_start().starts_with('#') && l.contains("{{WASM_PATH}}"))
             {
-                wasm_path()
+                self.wasm.clone().unwrap_or_else(wasm_path)
             } else {
                 PathBuf::new()
             },
@@ -545,6 +574,18 @@ impl Envoy {
     /// allow for that before looking for a line just logged.
     pub fn log(&self) -> String {
         read_log(&self.dir)
+    }
+
+    /// Envoy's own log so far (`--log-path`: every component, the filter's log lines included),
+    /// without the access log. Flushed every 100 ms.
+    pub fn app_log(&self) -> String {
+        fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// What Envoy wrote to stdout/stderr so far: the templates' access log (`[access] …` lines,
+    /// which print the request path by design) and anything logged before the log file opened.
+    pub fn stdout_log(&self) -> String {
+        fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
     }
 
     /// Sends a request to the listener on a new connection; panics on I/O errors.

@@ -23,9 +23,9 @@ pub mod upstream;
 
 pub use client::{Connection, Request, Response};
 pub use envoy::{
-    envoy_binary, envoy_dir, repo_root, wasm_path, Envoy, EnvoyConfig, Harness, LdsCounters,
-    StartFailure, LDS_LISTENER_TEMPLATE,
+    envoy_binary, envoy_dir, repo_root, test_trap_wasm_path, wasm_path, Envoy, EnvoyConfig,
+    Harness, LdsCounters, StartFailure, LDS_LISTENER_TEMPLATE,
 };
 pub use upstream::{
-    closed_port, fnv64_hex, Answer, Behaviour, Echo, Received, Upstreams, CLUSTERS,
+    closed_port, fnv64_hex, Answer, Behaviour, Echo, Received, RefusedPort, Upstreams, CLUSTERS,
 };

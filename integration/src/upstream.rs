@@ -36,7 +36,9 @@ use tokio::sync::{mpsc, watch};
 /// The clusters of `envoy/demo.yaml`, `envoy/metadata-mode.yaml` and `envoy/lds.yaml`: one fake
 /// server each. `evaluator` and `evaluator-stall` are where `reward.evaluator` callouts go; give
 /// them a [`Behaviour`] (e.g. [`Behaviour::evaluator`], [`Behaviour::stall`]) before use.
-pub const CLUSTERS: [&str; 8] = [
+/// `router` is where `models[].router` callouts go (demo.yaml only; a test may point it at a
+/// real Seldon router instead).
+pub const CLUSTERS: [&str; 9] = [
     "sentiment-v1",
     "sentiment-v2",
     "llm-small",
@@ -45,6 +47,7 @@ pub const CLUSTERS: [&str; 8] = [
     "iris-v2",
     "evaluator",
     "evaluator-stall",
+    "router",
 ];
 
 /// What a fake model server answers by default: a description of the request it received.
@@ -188,6 +191,39 @@ const RECEIVED_KEPT: usize = 1024;
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
     l.local_addr().expect("local address").port()
+}
+
+/// A 127.0.0.1 port that refuses connections for as long as this value lives: a socket bound to
+/// it that never listens, so the kernel answers every connection attempt with a reset
+/// (`ECONNREFUSED`) and no other process can take the port meanwhile (unlike [`closed_port`]).
+/// Put its port in an Envoy cluster for "upstream down" scenarios.
+pub struct RefusedPort {
+    port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+impl RefusedPort {
+    pub fn new() -> RefusedPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("create a TCP socket");
+        socket
+            .bind(([127, 0, 0, 1], 0).into())
+            .expect("bind 127.0.0.1:0");
+        let port = socket.local_addr().expect("local address").port();
+        RefusedPort {
+            port,
+            _socket: socket,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Default for RefusedPort {
+    fn default() -> Self {
+        RefusedPort::new()
+    }
 }
 
 /// FNV-1a 64-bit digest as 16 lowercase hex digits: how [`Echo::body_fnv64`] is computed.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod learning;
+pub mod vm;
 
 use integration::{fnv64_hex, Echo, Harness, Response};
 use serde_json::{json, Value};
