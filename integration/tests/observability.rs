@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use integration::{closed_port, Envoy, EnvoyConfig, Harness, Request, Response, Upstreams};
+use integration::{Envoy, EnvoyConfig, Harness, Request, Response, Upstreams};
 use serde_json::json;
 
 fn config() -> serde_json::Value {
@@ -221,7 +221,10 @@ fn envoy_errors_after_a_decision_still_carry_metadata() {
     // iris-v2's server is down; `ghost` points at a cluster Envoy does not have.
     let upstreams = Upstreams::start_default();
     let mut ports = upstreams.ports();
-    ports.insert("iris-v2".to_string(), closed_port());
+    // A port held bound but never listening: refused, and no other socket (Envoy's own
+    // listener included) can take it while the test runs.
+    let refused = integration::RefusedPort::new();
+    ports.insert("iris-v2".to_string(), refused.port());
     let mut models = deterministic_models();
     models.as_array_mut().unwrap().push(json!(
         { "name": "ghost", "targets": [ { "name": "g1", "cluster": "no-such-cluster", "weight": 1 } ] }

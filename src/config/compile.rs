@@ -392,6 +392,37 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
             timeout_ms: sh.timeout_ms,
         });
     }
+    // A router's pick or a fan-out reaches targets the policy did not choose: refuse the
+    // combinations where the policy could have excluded some of them.
+    let excluding_tenants = tenants.as_ref().is_some_and(|t| {
+        t.list
+            .iter()
+            .any(|x| x.region.is_some() || x.allow.is_some())
+    });
+    for (mi, m) in models.iter().enumerate() {
+        let what = if m.router.is_some() {
+            "router"
+        } else if m.fan_out.is_some() {
+            "fan_out"
+        } else {
+            continue;
+        };
+        let conflict = if m.capability_routing {
+            Some("capability routing (targets[].capabilities / max_context_tokens)")
+        } else if residency_header.is_some() {
+            Some("residency")
+        } else if excluding_tenants {
+            Some("tenant allow-lists or regions")
+        } else {
+            None
+        };
+        if let Some(conflict) = conflict {
+            return err(
+                format!("models[{mi}].{what}"),
+                format!("cannot be combined with {conflict}: it would reach targets the policy may exclude"),
+            );
+        }
+    }
     if body.source == BodySource::Metadata {
         if !detectors.is_empty() {
             return err("detectors", "scan the prompt text, which body.source \"metadata\" does not give; use \"buffer\"");

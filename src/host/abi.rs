@@ -26,6 +26,10 @@ pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 pub const METRIC_COUNTER: u32 = 0;
 pub const METRIC_GAUGE: u32 = 1;
+pub const METRIC_HISTOGRAM: u32 = 2;
+/// `proxy_continue_stream` stream types.
+pub const STREAM_REQUEST: u32 = 0;
+pub const STREAM_RESPONSE: u32 = 1;
 
 pub const LOG_INFO: u32 = 2;
 pub const LOG_WARN: u32 = 3;
@@ -104,6 +108,9 @@ extern "C" {
     ) -> Status;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> Status;
     fn proxy_record_metric(metric_id: u32, value: u64) -> Status;
+    fn proxy_continue_stream(stream_type: u32) -> Status;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize)
+        -> Status;
 }
 
 fn status(s: Status) -> Result<(), Status> {
@@ -310,6 +317,20 @@ pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
 
 pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
     status(unsafe { proxy_record_metric(id, value) })
+}
+
+/// Removes a header (every value of it); a missing header is not an error.
+pub fn remove_header(map_type: u32, name: &str) -> Result<(), Status> {
+    match unsafe { proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) } {
+        OK | NOT_FOUND => Ok(()),
+        s => Err(s),
+    }
+}
+
+/// Resumes a stream the filter paused (`STREAM_REQUEST` / `STREAM_RESPONSE`), e.g. after a
+/// callout answered. ABI 0.2.1 `proxy_continue_stream`.
+pub fn continue_stream(stream_type: u32) -> Result<(), Status> {
+    status(unsafe { proxy_continue_stream(stream_type) })
 }
 
 /// The `log` facade over `proxy_log`, never failing: a lost log line must not trap the VM.

@@ -1,6 +1,8 @@
 //! One HTTP stream: build the request view, let the core decide, apply the decision, tag the
 //! response with what was decided, and turn what the response shows into a reward.
 
+mod callouts;
+
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
@@ -8,7 +10,11 @@ use proxy_wasm::types::Action;
 
 use super::metrics::Metrics;
 use super::store::HostStore;
-use super::{abi, now_secs, EvalJob, HostShared, Plugin, VmState, MAX_PENDING_EVALUATIONS};
+use super::{
+    abi, now_secs, EvalJob, HostShared, MirrorJob, MirrorKind, Plugin, VmState,
+    MAX_PENDING_EVALUATIONS,
+};
+use crate::callout::{forward_message, router_feedback, target_child};
 use crate::config::{BodySource, Config, OnInvalid};
 use crate::feedback::DecisionToken;
 use crate::learning::{self, FeedbackInput};
@@ -20,6 +26,8 @@ use crate::reward::{implicit_reward, usage_from_json, Observation, SseUsageScann
 
 /// Largest feedback body read.
 const MAX_FEEDBACK_BYTES: usize = 64 * 1024;
+/// Rewards forwarded to a router wait at least this long for its answer.
+const FEEDBACK_FORWARD_MIN_TIMEOUT_MS: u32 = 1000;
 /// Largest non-streamed response body copied to read token usage from.
 const MAX_USAGE_BODY: usize = 1024 * 1024;
 
@@ -87,6 +95,14 @@ pub(crate) struct Http {
     /// said (status, `Retry-After`, latency), applied when the stream ends.
     health_route: Option<Route>,
     health_sample: Option<(u16, Option<String>, u64)>,
+    /// The request as the filter may resend it (router, fan-out, retry, shadows).
+    held: Option<callouts::Held>,
+    /// Shadows drawn for this request, copied once it goes upstream.
+    shadows: Vec<usize>,
+    /// Callouts this stream waits for.
+    waiting: callouts::Waiting,
+    /// The retry of a failed answer (models with `retry`).
+    retry: Option<callouts::Retry>,
 }
 
 fn elapsed_ms(started_ns: u64) -> u64 {
@@ -153,6 +169,10 @@ impl Http {
             watch: None,
             health_route: None,
             health_sample: None,
+            held: None,
+            shadows: Vec::new(),
+            waiting: callouts::Waiting::Nothing,
+            retry: None,
         }
     }
 
@@ -189,10 +209,7 @@ impl Http {
     /// Applies a decision; returns the action for the current callback.
     fn apply(&mut self, outcome: Outcome, raw_body: Option<&[u8]>) -> Action {
         match outcome {
-            Outcome::Route(route) => {
-                self.route(route);
-                Action::Continue
-            }
+            Outcome::Route(route) => self.route_request(route, raw_body),
             Outcome::Reply(reply) => {
                 self.reply(&reply, raw_body);
                 Action::Pause
@@ -318,6 +335,7 @@ impl Http {
         if let Some(m) = &meta {
             push_meta(&mut headers, m, self.body_note);
         }
+        forget_client_route_headers(cfg);
         if let Err(status) = abi::send_local_response(u32::from(reply.status), &headers, body) {
             log::error!(
                 "inference-router[{}]: cannot send local reply: host status {status}",
@@ -331,6 +349,7 @@ impl Http {
     fn json_reply(&mut self, status: u16, body: &serde_json::Value) {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
         let headers = [("content-type", "application/json")];
+        forget_client_route_headers(self.cfg());
         if let Err(s) = abi::send_local_response(u32::from(status), &headers, Some(&bytes)) {
             log::error!(
                 "inference-router[{}]: cannot send reply: host status {s}",
@@ -378,22 +397,33 @@ impl Http {
             _ => None,
         };
         let outcome = match (parsed, self.format) {
-            (Some(Ok(fields)), Some(format)) => self.run(Body::Full {
-                fields: &fields,
-                raw: bytes,
-                format,
-            }),
+            (Some(Ok(fields)), Some(format)) => {
+                let body = Body::Full {
+                    fields: &fields,
+                    raw: bytes,
+                    format,
+                };
+                let outcome = self.run(body);
+                self.pick_shadows(&outcome, body);
+                outcome
+            }
             (Some(Err(e)), _) => {
                 Metrics::bump(plugin.metrics.body_parse_failures);
                 match cfg.body.on_invalid {
                     OnInvalid::Reject => Outcome::Reply(Reply::invalid_body(&e.detail)),
                     OnInvalid::Default => {
                         self.body_note = Some("invalid");
-                        self.run(Body::Absent)
+                        let outcome = self.run(Body::Absent);
+                        self.pick_shadows(&outcome, Body::Absent);
+                        outcome
                     }
                 }
             }
-            _ => self.run(Body::Absent),
+            _ => {
+                let outcome = self.run(Body::Absent);
+                self.pick_shadows(&outcome, Body::Absent);
+                outcome
+            }
         };
         self.apply(outcome, Some(bytes))
     }
@@ -408,16 +438,45 @@ impl Http {
             header_reward: reward.as_deref(),
         };
         let mut spent_reset = false;
+        let now = now_secs();
         let reply = learning::process_feedback(
             &HostStore,
             &plugin.name,
             &plugin.cfg,
-            now_secs(),
+            now,
             &input,
             &mut spent_reset,
         );
+        // A model that does not learn itself may still have a router that does.
+        let routed = match reply.result {
+            Err(learning::Refusal::NotLearning) => router_feedback(
+                &HostStore,
+                &plugin.name,
+                &plugin.cfg,
+                now,
+                &input,
+                &mut spent_reset,
+            ),
+            _ => None,
+        };
         if spent_reset {
             log::warn!("inference-router: a spent-decision bucket was undecodable and was reset");
+        }
+        match routed {
+            Some(Ok(fwd)) => {
+                Metrics::bump(plugin.metrics.feedback_accepted);
+                self.forward_reward(fwd.model, fwd.child, fwd.reward, body);
+                let model = plugin.cfg.models.get(fwd.model).map(|m| m.name.as_str());
+                let doc = serde_json::json!({"forwarded": {"model": model, "target": fwd.target, "reward": fwd.reward}});
+                return self.json_reply(200, &doc);
+            }
+            Some(Err(refused)) => {
+                if let Err(refusal) = refused.result {
+                    plugin.metrics.feedback_rejected(refusal);
+                }
+                return self.json_reply(refused.status, &refused.body);
+            }
+            None => {}
         }
         match &reply.result {
             Ok(applied) => {
@@ -425,6 +484,9 @@ impl Http {
                 Metrics::add(plugin.metrics.cas_retries, u64::from(applied.retries));
                 if let Some(i) = plugin.cfg.model_by_name(&applied.model) {
                     plugin.metrics.publish_state(&plugin.cfg, i, &applied.state);
+                    if let Some(child) = target_child(&plugin.cfg, i, &applied.target) {
+                        self.forward_reward(i, child, applied.reward, body);
+                    }
                 }
             }
             Err(refusal) => {
@@ -444,6 +506,34 @@ impl Http {
             }
         }
         self.json_reply(reply.status, &reply.body);
+    }
+
+    /// Queues a reward for the model's router (`router.feedback_path`), if it has one.
+    fn forward_reward(&self, model: usize, child: i64, reward: f64, client_body: &[u8]) {
+        let plugin = Rc::clone(&self.plugin);
+        let Some(m) = plugin.cfg.models.get(model) else {
+            return;
+        };
+        let Some(router) = &m.router else {
+            return;
+        };
+        let Some(path) = &router.feedback_path else {
+            return;
+        };
+        let headers = vec![
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), path.clone()),
+            (":authority".to_string(), router.authority.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        plugin.enqueue_mirror(MirrorJob {
+            kind: MirrorKind::Feedback { model },
+            cluster: router.cluster.clone(),
+            headers,
+            body: forward_message(&m.name, child, reward, client_body),
+            // Feedback is not on anyone's request path: give the router time.
+            timeout_ms: router.timeout_ms.max(FEEDBACK_FORWARD_MIN_TIMEOUT_MS),
+        });
     }
 
     /// Feedback and the state endpoint are answered by the filter itself. Returns the action
@@ -609,6 +699,13 @@ impl Http {
     }
 }
 
+/// A request the filter answers itself never gets routing headers set; drop what the client
+/// sent in them, so access logs and later filters do not show a cluster the client chose.
+pub(crate) fn forget_client_route_headers(cfg: &Config) {
+    let _ = abi::remove_header(abi::MAP_REQUEST_HEADERS, &cfg.route_header);
+    let _ = abi::remove_header(abi::MAP_REQUEST_HEADERS, &cfg.target_header);
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -634,7 +731,17 @@ fn push_meta<'a>(
     }
 }
 
-impl Context for Http {}
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        self.on_callout_answer(token_id, body_size);
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -668,7 +775,8 @@ impl HttpContext for Http {
                 .header("content-length")
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .is_some_and(|len| len > cfg.body.max_bytes);
-            if !has_body_method || (self.format.is_none() && !cfg.has_echo) {
+            // Echo replies and requests the filter resends need the body whatever its type.
+            if !has_body_method || (self.format.is_none() && !cfg.has_echo && !plugin.resends) {
                 Body::Absent
             } else if too_large {
                 self.body_note = Some("too-large");
@@ -682,6 +790,11 @@ impl HttpContext for Http {
             Outcome::NeedBody => {
                 self.awaiting_body = true;
                 Action::Pause
+            }
+            Outcome::Route(route) => {
+                self.pick_shadows(&Outcome::Route(route), body);
+                // A request without a body is whole already: it can be resent.
+                self.route_request(route, end_of_stream.then_some(&[][..]))
             }
             outcome => self.apply(outcome, None),
         }
@@ -780,11 +893,18 @@ impl HttpContext for Http {
         }
         if let Some(meta) = &self.meta {
             if self.cfg().response_metadata {
-                let mut headers = Vec::with_capacity(5);
+                let mut headers = Vec::with_capacity(6);
                 push_meta(&mut headers, meta, self.body_note);
                 for (name, value) in headers {
                     // Replace: an upstream cannot forge what the router decided.
                     let _ = abi::set_header(abi::MAP_RESPONSE_HEADERS, name, value);
+                }
+                // The optional ones are ours too: drop an upstream's when we set none.
+                if self.body_note.is_none() {
+                    let _ = abi::remove_header(abi::MAP_RESPONSE_HEADERS, "x-inference-body");
+                }
+                if meta.detector.is_none() {
+                    let _ = abi::remove_header(abi::MAP_RESPONSE_HEADERS, "x-inference-detector");
                 }
             } else {
                 // Feedback needs the decision id even when the other metadata is off.
@@ -795,10 +915,17 @@ impl HttpContext for Http {
                 );
             }
         }
+        if let Some(action) = self.retry_on_response_headers() {
+            return action;
+        }
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        if self.retry_holds_response() {
+            // Envoy buffers the failed answer while the retry runs.
+            return Action::Pause;
+        }
         let started = self.started_ns;
         let Some(watch) = self.watch.as_mut() else {
             return Action::Continue;

@@ -2,9 +2,10 @@
 
 use super::abi;
 use crate::bandit::ModelState;
+use crate::callout::StatusClass;
 use crate::config::Config;
 use crate::learning::Refusal;
-use crate::metrics::MetricNames;
+use crate::metrics::{metric_segment, MetricNames, PREFIX};
 use crate::policy::{Reason, ReplyKind};
 
 pub(crate) struct Metrics {
@@ -25,6 +26,27 @@ pub(crate) struct Metrics {
     pub evaluator_failures: u32,
     bandit_gauges: Vec<Vec<[u32; 4]>>,
     detectors: Vec<u32>,
+    /// External routers: answers that could not be used (down, slow, malformed, out of range).
+    pub router_failures: u32,
+    /// Rewards forwarded to a router's `feedback_path` that it accepted (2xx) / that failed.
+    pub router_feedback_forwarded: u32,
+    pub router_feedback_failures: u32,
+    /// Fan-out replies in which some target failed.
+    pub fan_out_partial: u32,
+    /// Retries started on a fallback target / that gave the client a good answer / that failed.
+    pub retry_attempts: u32,
+    pub retry_recovered: u32,
+    pub retry_failed: u32,
+    /// Shadow copies dropped before they were sent (queue full, callout refused).
+    pub shadow_dropped: u32,
+    /// By model index, for models that have shadows: counters by status class and the latency
+    /// histogram.
+    shadow: Vec<Option<ShadowIds>>,
+}
+
+struct ShadowIds {
+    classes: [u32; 5],
+    latency_ms: u32,
 }
 
 fn define(kind: u32, name: &str) -> Result<u32, String> {
@@ -76,7 +98,52 @@ impl Metrics {
             evaluator_failures: counter(&n.evaluator_failures)?,
             bandit_gauges,
             detectors: counters(&n.detectors)?,
+            router_failures: counter(&format!("{PREFIX}.router.failures"))?,
+            router_feedback_forwarded: counter(&format!("{PREFIX}.router.feedback_forwarded"))?,
+            router_feedback_failures: counter(&format!("{PREFIX}.router.feedback_failures"))?,
+            fan_out_partial: counter(&format!("{PREFIX}.fan_out.partial"))?,
+            retry_attempts: counter(&format!("{PREFIX}.retry.attempts"))?,
+            retry_recovered: counter(&format!("{PREFIX}.retry.recovered"))?,
+            retry_failed: counter(&format!("{PREFIX}.retry.failed"))?,
+            shadow_dropped: counter(&format!("{PREFIX}.shadow.dropped"))?,
+            shadow: Self::define_shadows(cfg)?,
         })
+    }
+
+    /// `shadow.<model>.<class>` counters and the `shadow.<model>.latency_ms` histogram, once
+    /// per model that some shadow mirrors.
+    fn define_shadows(cfg: &Config) -> Result<Vec<Option<ShadowIds>>, String> {
+        let mut out = Vec::with_capacity(cfg.models.len());
+        for (mi, m) in cfg.models.iter().enumerate() {
+            if !cfg.shadows.iter().any(|s| s.model == mi) {
+                out.push(None);
+                continue;
+            }
+            let base = format!("{PREFIX}.shadow.{}", metric_segment(&m.name));
+            let mut classes = [0u32; 5];
+            for (slot, class) in classes.iter_mut().zip(StatusClass::ALL) {
+                *slot = counter(&format!("{base}.{}", class.as_str()))?;
+            }
+            let latency_ms = define(abi::METRIC_HISTOGRAM, &format!("{base}.latency_ms"))?;
+            out.push(Some(ShadowIds {
+                classes,
+                latency_ms,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Counts a shadow answer by status class and records its latency (only for answers).
+    pub fn shadow(&self, model: usize, class: StatusClass, latency_ms: Option<u64>) {
+        let Some(Some(ids)) = self.shadow.get(model) else {
+            return;
+        };
+        if let Some(&id) = ids.classes.get(class.index()) {
+            Self::bump(id);
+        }
+        if let Some(ms) = latency_ms {
+            let _ = abi::record_metric(ids.latency_ms, ms);
+        }
     }
 
     pub fn bump(id: u32) {

@@ -45,6 +45,28 @@ pub(crate) struct EvalJob {
 /// Bounded: a slow or absent evaluator must not grow memory without limit.
 pub(crate) const MAX_PENDING_EVALUATIONS: usize = 1024;
 
+/// A request the root context sends on its tick, fire-and-forget: a shadow copy of a user's
+/// request, or a reward forwarded to an external router. Sent from the root context because a
+/// callout made from an HTTP context is cancelled when that stream ends.
+pub(crate) struct MirrorJob {
+    pub kind: MirrorKind,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MirrorKind {
+    /// A copy for `shadows[index]`, whose answer is counted and discarded.
+    Shadow { index: usize },
+    /// A reward for the router of `models[model]`.
+    Feedback { model: usize },
+}
+
+/// Bounded like the evaluator outbox: the oldest job is dropped (and counted) first.
+pub(crate) const MAX_PENDING_MIRRORS: usize = 1024;
+
 /// What every HTTP context of one plugin instance shares (one VM is one thread: Rc is enough).
 pub(crate) struct Plugin {
     pub cfg: Config,
@@ -56,6 +78,11 @@ pub(crate) struct Plugin {
     /// Decoded bandit state per model, refreshed only when the shared value's CAS changes.
     pub caches: RefCell<Vec<StateCache>>,
     pub outbox: RefCell<VecDeque<EvalJob>>,
+    /// Shadow copies and router feedback waiting for the root context's tick.
+    pub mirror: RefCell<VecDeque<MirrorJob>>,
+    /// Some model resends requests by callout (router, fan-out, retry) or is shadowed: bodies
+    /// of any content type are held for them.
+    pub resends: bool,
     /// Some model learns from responses (its latency is measured).
     pub learns: bool,
     /// Shared-data key of each model's target health, for models that use it (fallback
@@ -65,6 +92,30 @@ pub(crate) struct Plugin {
     pub health: RefCell<Vec<Option<CachedHealth>>>,
     /// The clock is read for each decision (time rules, cooldowns).
     pub needs_clock: bool,
+}
+
+impl Plugin {
+    /// Queues a job for the root context; when the queue is full the oldest is dropped.
+    pub fn enqueue_mirror(&self, job: MirrorJob) {
+        let Ok(mut queue) = self.mirror.try_borrow_mut() else {
+            self.mirror_lost(job.kind);
+            return;
+        };
+        if queue.len() >= MAX_PENDING_MIRRORS {
+            if let Some(old) = queue.pop_front() {
+                self.mirror_lost(old.kind);
+            }
+        }
+        queue.push_back(job);
+    }
+
+    /// Counts a job that was never sent.
+    pub fn mirror_lost(&self, kind: MirrorKind) {
+        metrics::Metrics::bump(match kind {
+            MirrorKind::Shadow { .. } => self.metrics.shadow_dropped,
+            MirrorKind::Feedback { .. } => self.metrics.router_feedback_failures,
+        });
+    }
 }
 
 /// A model's decoded health and the CAS token it was read at.

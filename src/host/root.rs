@@ -1,5 +1,6 @@
 //! The root context: configuration, seeding shared state, and the periodic work that must not
-//! run on a request's path (spent-id buckets, evaluator callouts, state gauges).
+//! run on a request's path (spent-id buckets, evaluator callouts, shadow copies, rewards
+//! forwarded to external routers, state gauges).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -9,9 +10,10 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use super::store::HostStore;
-use super::{abi, critical, http, metrics, now_secs, HostShared, Plugin, VmState};
+use super::{abi, critical, http, metrics, now_secs, HostShared, MirrorKind, Plugin, VmState};
 use super::{GIT_SHA, VERSION};
 use crate::bandit::{seed, update_state, Reconciled, SeedOutcome, StateCache};
+use crate::callout::{classify, status_class, CalloutAnswer};
 use crate::config;
 use crate::learning::{self, spent};
 use crate::policy::Shared;
@@ -21,6 +23,9 @@ const TICK_MS: u32 = 200;
 const GAUGE_TICKS: u32 = 5;
 /// Evaluator callouts started per tick, so a burst cannot monopolise a tick.
 const CALLOUTS_PER_TICK: usize = 64;
+/// Shadow copies and router rewards started per tick (up to 1,280/s per worker at 200 ms);
+/// beyond that the queue (`MAX_PENDING_MIRRORS`) fills and the oldest copies are dropped.
+const MIRRORS_PER_TICK: usize = 256;
 
 #[derive(Default)]
 pub(crate) struct Root {
@@ -29,9 +34,19 @@ pub(crate) struct Root {
     /// Spent-id buckets below this are known emptied; up to `seeded_to` known to exist.
     spent_cleared_below: u64,
     spent_seeded_to: u64,
-    /// Evaluator callouts in flight: token → (model, target).
-    callouts: HashMap<u32, (usize, String)>,
+    /// Callouts in flight, by token.
+    callouts: HashMap<u32, Pending>,
     ticks: u32,
+}
+
+/// What a root-context callout was for.
+enum Pending {
+    /// An evaluation of a response of (model, target).
+    Evaluator(usize, String),
+    /// A shadow copy, sent at this time (ns).
+    Shadow { index: usize, started_ns: u64 },
+    /// A reward forwarded to a model's router.
+    Feedback { model: usize },
 }
 
 fn plugin_name() -> String {
@@ -144,7 +159,8 @@ impl Root {
             ];
             match abi::http_call(&eval.cluster, &headers, Some(&job.body), eval.timeout_ms) {
                 Ok(token) => {
-                    self.callouts.insert(token, (job.model, job.target));
+                    self.callouts
+                        .insert(token, Pending::Evaluator(job.model, job.target));
                 }
                 Err(status) => {
                     metrics::Metrics::bump(plugin.metrics.evaluator_failures);
@@ -153,6 +169,65 @@ impl Root {
                         eval.cluster
                     );
                 }
+            }
+        }
+    }
+
+    /// Sends queued shadow copies and router feedback; their answers are only counted.
+    fn send_mirrors(&mut self, plugin: &Plugin) {
+        let Ok(mut queue) = plugin.mirror.try_borrow_mut() else {
+            return;
+        };
+        for _ in 0..MIRRORS_PER_TICK {
+            let Some(job) = queue.pop_front() else { break };
+            let headers: Vec<(&str, &str)> = job
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let started_ns = abi::now_nanos().unwrap_or(0);
+            match abi::http_call(&job.cluster, &headers, Some(&job.body), job.timeout_ms) {
+                Ok(token) => {
+                    let pending = match job.kind {
+                        MirrorKind::Shadow { index } => Pending::Shadow { index, started_ns },
+                        MirrorKind::Feedback { model } => Pending::Feedback { model },
+                    };
+                    self.callouts.insert(token, pending);
+                }
+                Err(status) => {
+                    plugin.mirror_lost(job.kind);
+                    log::warn!(
+                        "inference-router: callout to cluster {:?} not started: host status {status}",
+                        job.cluster
+                    );
+                }
+            }
+        }
+    }
+
+    fn shadow_answered(plugin: &Plugin, index: usize, started_ns: u64, answer: &CalloutAnswer) {
+        let Some(shadow) = plugin.cfg.shadows.get(index) else {
+            return;
+        };
+        let latency_ms = abi::now_nanos()
+            .ok()
+            .map(|n| n.saturating_sub(started_ns) / 1_000_000);
+        plugin
+            .metrics
+            .shadow(shadow.model, status_class(answer), latency_ms);
+    }
+
+    fn feedback_answered(plugin: &Plugin, model: usize, answer: &CalloutAnswer) {
+        match answer {
+            CalloutAnswer::Status(s) if (200..300).contains(s) => {
+                metrics::Metrics::bump(plugin.metrics.router_feedback_forwarded);
+            }
+            other => {
+                metrics::Metrics::bump(plugin.metrics.router_feedback_failures);
+                let name = plugin.cfg.models.get(model).map(|m| m.name.as_str());
+                log::warn!(
+                    "inference-router: the router of model {name:?} did not take the reward: {other:?}"
+                );
             }
         }
     }
@@ -176,7 +251,7 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let Some((model, target)) = self.callouts.remove(&token_id) else {
+        let Some(pending) = self.callouts.remove(&token_id) else {
             return;
         };
         let Some(plugin) = self.plugin.clone() else {
@@ -189,6 +264,17 @@ impl Context for Root {
             .ok()
             .flatten()
             .unwrap_or_default();
+        let (model, target) = match pending {
+            Pending::Evaluator(model, target) => (model, target),
+            Pending::Shadow { index, started_ns } => {
+                let answer = classify(status.as_deref(), &body);
+                return Self::shadow_answered(&plugin, index, started_ns, &answer);
+            }
+            Pending::Feedback { model } => {
+                let answer = classify(status.as_deref(), &body);
+                return Self::feedback_answered(&plugin, model, &answer);
+            }
+        };
         let reward = match status.as_deref() {
             Some("200") => serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -255,7 +341,20 @@ impl RootContext for Root {
             cfg.body.source,
             if cfg.feedback.is_some() { "on" } else { "off" }
         );
-        let periodic = cfg.feedback.is_some() || cfg.models.iter().any(|m| m.is_bandit());
+        let forwards_feedback = cfg.feedback.is_some()
+            && cfg
+                .models
+                .iter()
+                .any(|m| m.router.as_ref().is_some_and(|r| r.feedback_path.is_some()));
+        let periodic = cfg.feedback.is_some()
+            || cfg.models.iter().any(|m| m.is_bandit())
+            || !cfg.shadows.is_empty()
+            || forwards_feedback;
+        let resends = !cfg.shadows.is_empty()
+            || cfg
+                .models
+                .iter()
+                .any(|m| m.router.is_some() || m.fan_out.is_some() || m.retry);
         let learns = cfg.models.iter().any(|m| m.reward.is_some());
         let health_keys: Vec<Option<String>> = cfg
             .models
@@ -277,6 +376,8 @@ impl RootContext for Root {
             state_keys,
             caches,
             outbox: RefCell::new(VecDeque::new()),
+            mirror: RefCell::new(VecDeque::new()),
+            resends,
         });
         Self::prepare_state(&plugin);
         self.spent_cleared_below = 0;
@@ -297,6 +398,7 @@ impl RootContext for Root {
         };
         self.maintain_spent(&plugin);
         self.send_evaluations(&plugin);
+        self.send_mirrors(&plugin);
         self.ticks = self.ticks.wrapping_add(1);
         if self.ticks % GAUGE_TICKS == 0 {
             Self::publish_gauges(&plugin);

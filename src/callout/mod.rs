@@ -1,0 +1,44 @@
+//! Requests the filter sends itself — an external router's decision, a fan-out to every target,
+//! a retry on a fallback target, shadow copies, rewards forwarded to a router — and what their
+//! answers mean. Pure: the host (`src/host/`) dispatches the callouts and hands the answers here.
+//!
+//! - [`answer`]: a callout's answer, or why there was none (Envoy's own timeout / connect-failure
+//!   replies are failures, not upstream answers).
+//! - [`router`]: Seldon's router contract (the child index it answers) and the feedback message
+//!   forwarded to it.
+//! - [`fanout`]: every target's answer combined into one reply.
+//! - [`body`]: the request body as resent (model field rewritten for shadows; streamed or not).
+
+pub mod answer;
+pub mod body;
+pub mod fanout;
+pub mod router;
+
+pub use answer::{classify, is_failure, status_class, CalloutAnswer, StatusClass};
+pub use body::{is_streamed, rewrite_model};
+pub use fanout::{fan_out_reply, FanOutReply, TargetResult};
+pub use router::{
+    forward_message, parse_router_answer, router_feedback, target_child, RouterChoice,
+    RouterForward, ALL_CHILDREN, NO_CHILD,
+};
+
+/// Request headers copied onto a resent request besides `:method`, `:path`, `:authority`.
+pub const RESENT_HEADERS: [&str; 3] = ["content-type", "accept", "authorization"];
+
+/// The first fallback target of a model that is not `failed`: where a retry goes.
+pub fn retry_target(fallback: &[usize], failed: usize) -> Option<usize> {
+    fallback.iter().copied().find(|&t| t != failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_target_skips_the_failed_one() {
+        assert_eq!(retry_target(&[1, 2], 1), Some(2));
+        assert_eq!(retry_target(&[1, 2], 0), Some(1));
+        assert_eq!(retry_target(&[1], 1), None);
+        assert_eq!(retry_target(&[], 0), None);
+    }
+}

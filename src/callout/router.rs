@@ -1,0 +1,447 @@
+//! An external router speaking Seldon's router contract.
+//!
+//! The filter POSTs the client's request body (a SeldonMessage such as
+//! `{"data":{"ndarray":[[1,2]]}}`) to the router, which answers the child to use as a
+//! SeldonMessage holding one number: `{"data":{"names":["t:0"],"ndarray":[[N]]},"meta":{}}`
+//! (also accepted: `{"data":{"ndarray":[N]}}` and `{"data":{"tensor":{"values":[N]}}}`).
+//! `N ≥ 0` is the index of a target, `-1` all of them (fan-out), `-2` none (the request body is
+//! the answer). Rewards for a router's decisions are forwarded to its `/send-feedback` as Seldon's
+//! Feedback message, `meta.routing` naming the child under the model's name (which is the
+//! router's predictive-unit id, `PREDICTIVE_UNIT_ID`, in a Seldon graph).
+
+use serde_json::{json, Value};
+
+use crate::bandit::SharedStore;
+use crate::config::Config;
+use crate::feedback::{parse_feedback, TokenError};
+use crate::learning::{
+    spent, spent_prefix, FeedbackInput, FeedbackReply, Refusal, MAX_CAS_ATTEMPTS,
+};
+
+/// Seldon's child index for "every child"; also the decision token's target for a fan-out the
+/// router chose (target names start with a letter or digit, so it names no target).
+pub const ALL_CHILDREN: &str = "-1";
+/// Seldon's child index for "no child": the request body is the answer.
+pub const NO_CHILD: &str = "-2";
+
+/// What the router decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouterChoice {
+    Child(usize),
+    All,
+    None,
+}
+
+/// Reads a router's answer for a model with `children` targets. `Err` says why the answer
+/// cannot be used (the request then falls back to the model's own strategy).
+pub fn parse_router_answer(body: &[u8], children: usize) -> Result<RouterChoice, String> {
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("the router's answer is not JSON: {e}"))?;
+    let data = doc
+        .get("data")
+        .ok_or("the router's answer has no \"data\"")?;
+    let values = if let Some(nd) = data.get("ndarray") {
+        flatten(nd)
+    } else if let Some(t) = data.get("tensor") {
+        t.get("values").map(flatten).unwrap_or_default()
+    } else {
+        return Err("the router's answer has neither data.ndarray nor data.tensor".into());
+    };
+    let [n] = values.as_slice() else {
+        return Err(if values.is_empty() {
+            "the router's answer holds no child index".to_string()
+        } else {
+            "the router's answer holds more than one value, not one child index".to_string()
+        });
+    };
+    let n = n
+        .as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                .map(|f| f as i64)
+        })
+        .ok_or("the router's child index is not an integer")?;
+    match n {
+        -1 => Ok(RouterChoice::All),
+        -2 => Ok(RouterChoice::None),
+        n => match usize::try_from(n) {
+            Ok(i) if i < children => Ok(RouterChoice::Child(i)),
+            _ => Err(format!(
+                "the router chose child {n}, out of range for {children} targets"
+            )),
+        },
+    }
+}
+
+/// The leaves of a nested JSON array (a lone value is its own leaf), stopping at the second:
+/// a child index is one number.
+fn flatten(v: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items.iter().rev()),
+            leaf => {
+                out.push(leaf);
+                if out.len() > 1 {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Seldon's child index of a decision token's target: a target's index, or the router's own
+/// `-1` / `-2`.
+pub fn target_child(cfg: &Config, model: usize, target: &str) -> Option<i64> {
+    match target {
+        ALL_CHILDREN => Some(-1),
+        NO_CHILD => Some(-2),
+        t => cfg
+            .models
+            .get(model)?
+            .target_by_name(t)
+            .and_then(|i| i64::try_from(i).ok()),
+    }
+}
+
+/// The Feedback message forwarded to a router: the client's `request` and `truth` when its
+/// feedback carried them (Seldon's form), `meta.routing` naming the child, and the reward.
+pub fn forward_message(model: &str, child: i64, reward: f64, client_body: &[u8]) -> Vec<u8> {
+    let client: Option<Value> = serde_json::from_slice(client_body).ok();
+    let field = |name: &str| {
+        client
+            .as_ref()
+            .and_then(|c| c.get(name))
+            .filter(|v| v.is_object())
+            .cloned()
+    };
+    let mut msg = json!({
+        "request": field("request").unwrap_or_else(|| json!({"data": {"ndarray": []}})),
+        "response": { "meta": { "routing": { model: child } } },
+        "reward": reward,
+    });
+    if let (Some(truth), Some(obj)) = (field("truth"), msg.as_object_mut()) {
+        obj.insert("truth".into(), truth);
+    }
+    serde_json::to_vec(&msg).unwrap_or_default()
+}
+
+/// A reward to forward to a model's router.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouterForward {
+    pub model: usize,
+    pub target: String,
+    pub child: i64,
+    pub reward: f64,
+}
+
+fn refuse(refusal: Refusal, detail: &str) -> FeedbackReply {
+    FeedbackReply {
+        status: refusal.status(),
+        body: json!({ "error": refusal.as_str(), "detail": detail }),
+        result: Err(refusal),
+    }
+}
+
+/// Feedback for a decision of a model that does not learn itself but has a router with a
+/// `feedback_path`: verified (signature, expiry, `meta.routing` agreement) and spent (each
+/// decision counts once, across workers) like any feedback, then forwarded. `None`: the
+/// feedback is not for such a model (the caller keeps the core's answer).
+pub fn router_feedback<S: SharedStore + ?Sized>(
+    store: &S,
+    plugin: &str,
+    cfg: &Config,
+    now: u64,
+    input: &FeedbackInput<'_>,
+    spent_reset: &mut bool,
+) -> Option<Result<RouterForward, FeedbackReply>> {
+    let settings = cfg.feedback.as_ref()?;
+    let (decision, reward, routing) = if input.body.iter().all(u8::is_ascii_whitespace) {
+        let reward = input.header_reward?.trim().parse::<f64>().ok()?;
+        (input.header_decision?.to_string(), reward, None)
+    } else {
+        let f = parse_feedback(input.body, input.header_decision).ok()?;
+        (f.decision, f.reward, f.routing)
+    };
+    let reward = crate::bandit::check_reward(reward).ok()?;
+    let token = match settings.signer.verify(&decision, now) {
+        Ok(t) => t,
+        Err(TokenError::Expired) => {
+            return Some(Err(refuse(
+                Refusal::Expired,
+                TokenError::Expired.describe(),
+            )))
+        }
+        Err(e) => return Some(Err(refuse(Refusal::Forged, e.describe()))),
+    };
+    let model = cfg.model_by_name(&token.model)?;
+    let m = cfg.models.get(model)?;
+    m.router.as_ref()?.feedback_path.as_ref()?;
+    let Some(child) = target_child(cfg, model, &token.target) else {
+        return Some(Err(refuse(
+            Refusal::NotLearning,
+            "the decision's target is no longer configured",
+        )));
+    };
+    if let Some(said) = routing.as_ref().and_then(|r| r.get(&m.name)) {
+        if said.as_i64() != Some(child) {
+            return Some(Err(refuse(
+                Refusal::Invalid,
+                "response.meta.routing disagrees with the decision's target",
+            )));
+        }
+    }
+    let key = spent::bucket_key(
+        &spent_prefix(plugin),
+        spent::bucket_of(token.expires, spent::bucket_seconds(settings.ttl_seconds)),
+    );
+    match spent::spend(store, &key, token.nonce, MAX_CAS_ATTEMPTS, spent_reset) {
+        Ok(spent::Spend::Fresh) => Some(Ok(RouterForward {
+            model,
+            target: token.target,
+            child,
+            reward,
+        })),
+        Ok(spent::Spend::Replayed) => Some(Err(refuse(
+            Refusal::Replayed,
+            "this decision's feedback was already accepted",
+        ))),
+        Err(_) => Some(Err(refuse(
+            Refusal::Unavailable,
+            "could not record the decision as used; try again",
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bandit::StoreError;
+    use crate::feedback::DecisionToken;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    #[test]
+    fn seldon_answers() {
+        let p = |b: &str| parse_router_answer(b.as_bytes(), 3);
+        assert_eq!(
+            p(r#"{"data":{"names":["t:0"],"ndarray":[[1]]},"meta":{}}"#),
+            Ok(RouterChoice::Child(1))
+        );
+        assert_eq!(p(r#"{"data":{"ndarray":[2]}}"#), Ok(RouterChoice::Child(2)));
+        assert_eq!(
+            p(r#"{"data":{"tensor":{"shape":[1,1],"values":[0]}}}"#),
+            Ok(RouterChoice::Child(0))
+        );
+        assert_eq!(p(r#"{"data":{"ndarray":[[-1]]}}"#), Ok(RouterChoice::All));
+        assert_eq!(
+            p(r#"{"data":{"ndarray":[[-2.0]]}}"#),
+            Ok(RouterChoice::None)
+        );
+        assert_eq!(
+            p(r#"{"data":{"ndarray":[[1.0]]}}"#),
+            Ok(RouterChoice::Child(1))
+        );
+    }
+
+    #[test]
+    fn unusable_answers() {
+        for b in [
+            r#"{"data":{"ndarray":[[3]]}}"#,
+            r#"{"data":{"ndarray":[[-3]]}}"#,
+            r#"{"data":{"ndarray":[[1.5]]}}"#,
+            r#"{"data":{"ndarray":[[1,2]]}}"#,
+            r#"{"data":{"ndarray":[]}}"#,
+            r#"{"data":{"ndarray":[["1"]]}}"#,
+            r#"{"data":{"tensor":{}}}"#,
+            r#"{"data":{}}"#,
+            r#"{"status":{"code":500,"info":"boom"}}"#,
+            "not json",
+            "",
+        ] {
+            assert!(parse_router_answer(b.as_bytes(), 3).is_err(), "{b}");
+        }
+        let big: String = format!(r#"{{"data":{{"ndarray":[{}1]}}}}"#, "[1],".repeat(10_000));
+        assert!(parse_router_answer(big.as_bytes(), 3).is_err());
+    }
+
+    fn cfg() -> Config {
+        crate::config::parse(
+            serde_json::to_vec(&json!({
+                "models": [
+                    { "name": "iris",
+                      "targets": [ { "name": "a", "cluster": "c1", "weight": 1 },
+                                   { "name": "b", "cluster": "c2", "weight": 1 } ],
+                      "router": { "cluster": "router", "feedback_path": "/send-feedback" } },
+                    { "name": "plain",
+                      "targets": [ { "name": "a", "cluster": "c1", "weight": 1 } ] }
+                ],
+                "feedback": { "signing_key": "0123456789abcdef0123456789abcdef" }
+            }))
+            .unwrap()
+            .as_slice(),
+        )
+        .unwrap()
+    }
+
+    #[derive(Default)]
+    struct Mem(RefCell<HashMap<String, (Vec<u8>, u32)>>);
+
+    impl SharedStore for Mem {
+        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+            Ok(match self.0.borrow().get(key) {
+                Some((v, c)) => (Some(v.clone()), Some(*c)),
+                None => (None, None),
+            })
+        }
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            let mut m = self.0.borrow_mut();
+            let cur = m.get(key).map(|(_, c)| *c);
+            if let (Some(want), Some(have)) = (cas, cur) {
+                if want != have {
+                    return Err(StoreError::CasMismatch);
+                }
+            }
+            m.insert(key.to_string(), (value.to_vec(), cur.unwrap_or(0) + 1));
+            Ok(())
+        }
+    }
+
+    fn token(cfg: &Config, model: &str, target: &str, expires: u64, nonce: u64) -> String {
+        cfg.feedback.as_ref().unwrap().signer.sign(&DecisionToken {
+            model: model.into(),
+            target: target.into(),
+            expires,
+            nonce,
+        })
+    }
+
+    fn run(
+        store: &Mem,
+        cfg: &Config,
+        body: &[u8],
+        hd: Option<&str>,
+        hr: Option<&str>,
+    ) -> Option<Result<RouterForward, FeedbackReply>> {
+        let input = FeedbackInput {
+            body,
+            header_decision: hd,
+            header_reward: hr,
+        };
+        let mut reset = false;
+        router_feedback(store, "p", cfg, 100, &input, &mut reset)
+    }
+
+    #[test]
+    fn router_feedback_is_verified_spent_and_forwarded_once() {
+        let cfg = cfg();
+        let store = Mem::default();
+        let t = token(&cfg, "iris", "b", 1000, 7);
+        let body = serde_json::to_vec(&json!({"decision": t, "reward": 0.5})).unwrap();
+        let fwd = run(&store, &cfg, &body, None, None).unwrap().unwrap();
+        assert_eq!(
+            fwd,
+            RouterForward {
+                model: 0,
+                target: "b".into(),
+                child: 1,
+                reward: 0.5
+            }
+        );
+        let again = run(&store, &cfg, &body, None, None).unwrap().unwrap_err();
+        assert_eq!(again.result, Err(Refusal::Replayed));
+
+        // Seldon's form, routing agreeing; header-only form; the router's own -1.
+        let t2 = token(&cfg, "iris", "a", 1000, 8);
+        let seldon = json!({"request": {"data": {"ndarray": [[1]]}},
+                            "response": {"meta": {"routing": {"iris": 0}, "tags": {"x-inference-decision": t2}}},
+                            "reward": 1});
+        let fwd = run(
+            &store,
+            &cfg,
+            &serde_json::to_vec(&seldon).unwrap(),
+            None,
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(fwd.child, 0);
+        let t3 = token(&cfg, "iris", ALL_CHILDREN, 1000, 9);
+        let fwd = run(&store, &cfg, b"", Some(&t3), Some("0.25"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((fwd.child, fwd.reward), (-1, 0.25));
+    }
+
+    #[test]
+    fn router_feedback_refusals() {
+        let cfg = cfg();
+        let store = Mem::default();
+        // Disagreeing routing.
+        let t = token(&cfg, "iris", "a", 1000, 1);
+        let body = json!({"response": {"meta": {"routing": {"iris": 1}, "tags": {"x-inference-decision": t}}}, "reward": 1});
+        let r = run(
+            &store,
+            &cfg,
+            &serde_json::to_vec(&body).unwrap(),
+            None,
+            None,
+        )
+        .unwrap()
+        .unwrap_err();
+        assert_eq!(r.result, Err(Refusal::Invalid));
+        // Expired, forged.
+        let old = token(&cfg, "iris", "a", 50, 2);
+        let r = run(&store, &cfg, b"", Some(&old), Some("1"))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(r.result, Err(Refusal::Expired));
+        let forged = format!("{}0", token(&cfg, "iris", "a", 1000, 3));
+        let r = run(&store, &cfg, b"", Some(&forged), Some("1"))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(r.result, Err(Refusal::Forged));
+        // Unknown target.
+        let gone = token(&cfg, "iris", "zz", 1000, 4);
+        let r = run(&store, &cfg, b"", Some(&gone), Some("1"))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(r.result, Err(Refusal::NotLearning));
+        // Not a router model, malformed input: not ours to answer.
+        let plain = token(&cfg, "plain", "a", 1000, 5);
+        assert!(run(&store, &cfg, b"", Some(&plain), Some("1")).is_none());
+        assert!(run(&store, &cfg, b"", Some(&t), Some("x")).is_none());
+        assert!(run(&store, &cfg, b"", Some(&t), Some("1.5")).is_none());
+        assert!(run(&store, &cfg, b"[]", None, None).is_none());
+    }
+
+    #[test]
+    fn forwarded_message() {
+        let client = br#"{"request":{"data":{"ndarray":[[5,6]]}},"truth":{"data":{"ndarray":[[1]]}},"response":{},"reward":1}"#;
+        let m: Value = serde_json::from_slice(&forward_message("iris", 1, 1.0, client)).unwrap();
+        assert_eq!(
+            m,
+            json!({"request": {"data": {"ndarray": [[5, 6]]}},
+                   "truth": {"data": {"ndarray": [[1]]}},
+                   "response": {"meta": {"routing": {"iris": 1}}}, "reward": 1.0})
+        );
+        let m: Value = serde_json::from_slice(&forward_message("iris", -1, 0.5, b"")).unwrap();
+        assert_eq!(
+            m,
+            json!({"request": {"data": {"ndarray": []}},
+                   "response": {"meta": {"routing": {"iris": -1}}}, "reward": 0.5})
+        );
+    }
+
+    #[test]
+    fn children() {
+        let cfg = cfg();
+        assert_eq!(target_child(&cfg, 0, "b"), Some(1));
+        assert_eq!(target_child(&cfg, 0, "-1"), Some(-1));
+        assert_eq!(target_child(&cfg, 0, "-2"), Some(-2));
+        assert_eq!(target_child(&cfg, 0, "zz"), None);
+    }
+}
