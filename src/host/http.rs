@@ -136,9 +136,7 @@ pub(crate) fn record_reward(
                     applied.model
                 );
             }
-            plugin
-                .metrics
-                .publish_state(&plugin.cfg, model, &applied.state);
+            // Gauges are republished by the root context's timer: no per-reward host calls.
         }
         Err(e) => {
             Metrics::bump(plugin.metrics.rewards_failed);
@@ -483,7 +481,6 @@ impl Http {
                 Metrics::bump(plugin.metrics.feedback_accepted);
                 Metrics::add(plugin.metrics.cas_retries, u64::from(applied.retries));
                 if let Some(i) = plugin.cfg.model_by_name(&applied.model) {
-                    plugin.metrics.publish_state(&plugin.cfg, i, &applied.state);
                     if let Some(child) = target_child(&plugin.cfg, i, &applied.target) {
                         self.forward_reward(i, child, applied.reward, body);
                     }

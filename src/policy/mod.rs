@@ -56,9 +56,6 @@ pub trait Shared {
 /// For configurations and tests without shared state.
 pub struct NoShared;
 
-/// Former name of [`NoShared`], kept while the bench and fuzz crates move over.
-pub use NoShared as NoBandits;
-
 impl Shared for NoShared {
     fn bandit_state(&mut self, _model: usize) -> Option<&ModelState> {
         None

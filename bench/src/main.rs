@@ -1,0 +1,492 @@
+//! Native micro-benchmark of the decision core: `policy::decide` per decision and
+//! `payload::extract` per KiB, built with the filter's release profile.
+//!
+//! `core-bench` prints a Markdown table of median nanoseconds (each case is calibrated so one
+//! sample takes `BENCH_MICRO_SAMPLE_MS`, default 20 ms, then `BENCH_MICRO_SAMPLES`, default 21,
+//! samples are taken; the table shows the median and the spread of the samples).
+//! `core-bench --write-bodies DIR` writes the request bodies the Envoy benchmark sends
+//! (`chat-1k.json`, `chat-64k.json`), so both benchmarks use the same documents.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use inference_router::bandit::ModelState;
+use inference_router::config::{parse, Config};
+use inference_router::feedback::DecisionToken;
+use inference_router::payload::{extract, Fields, Format};
+use inference_router::policy::{decide, Body, NoShared, Outcome, RequestView, Shared};
+use inference_router::rng::Rng;
+
+/// A request as the core sees it: a header list, looked up by name (the host adapter makes one
+/// host call per header instead).
+struct Req(Vec<(String, String)>);
+
+impl Req {
+    fn new(method: &str, path: &str, headers: &[(&str, &str)]) -> Req {
+        let mut h = vec![
+            (":method".to_string(), method.to_string()),
+            (":path".to_string(), path.to_string()),
+            (":authority".to_string(), "127.0.0.1".to_string()),
+        ];
+        h.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Req(h)
+    }
+}
+
+impl RequestView for Req {
+    fn header(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+const SUFFIX: &str = r#"],"model":"chat","temperature":0.7,"max_tokens":256,"stream":false}"#;
+
+fn paragraph(i: usize) -> String {
+    let words = [
+        "the",
+        "model",
+        "router",
+        "reads",
+        "only",
+        "what",
+        "routing",
+        "needs",
+        "and",
+        "skips",
+        "everything",
+        "else",
+        "in",
+        "one",
+        "pass",
+        "over",
+        "bytes",
+        "latency",
+        "matters",
+        "tokens",
+        "answer",
+        "question",
+        "context",
+        "window",
+    ];
+    let mut s = format!("Turn {i}: ");
+    for k in 0..60 {
+        s.push_str(words[(i * 7 + k * 3) % words.len()]);
+        s.push(' ');
+    }
+    // Escapes a JSON string skipper must handle.
+    s.push_str(r#"\"quoted\" caf\u00e9\nend."#);
+    s
+}
+
+/// An OpenAI chat/completions request of exactly `size` bytes. Like the OpenAI Python SDK's,
+/// `messages` comes before `model`, so the whole conversation is read before the model name.
+pub fn chat_body(size: usize) -> Vec<u8> {
+    let mut s = String::from(
+        r#"{"messages":[{"role":"system","content":"You are a helpful assistant.\nAnswer briefly."}"#,
+    );
+    let open = r#",{"role":"user","content":""#;
+    let close = r#""}"#;
+    let reserve = open.len() + close.len() + SUFFIX.len();
+    let mut i = 0;
+    loop {
+        let role = if i % 2 == 0 { "user" } else { "assistant" };
+        let msg = format!(r#",{{"role":"{role}","content":"{}"}}"#, paragraph(i));
+        if s.len() + msg.len() + reserve > size {
+            break;
+        }
+        s.push_str(&msg);
+        i += 1;
+    }
+    let fill = size.saturating_sub(s.len() + reserve);
+    s.push_str(open);
+    s.extend("lorem ipsum dolor sit amet ".chars().cycle().take(fill));
+    s.push_str(close);
+    s.push_str(SUFFIX);
+    s.into_bytes()
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Sampling {
+    samples: usize,
+    sample_time: Duration,
+}
+
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+/// Nanoseconds per call of `f`: calibrated batch size, then `samples` timed batches.
+fn measure(s: &Sampling, mut f: impl FnMut()) -> Stat {
+    let mut iters: u64 = 1;
+    loop {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        let e = t.elapsed();
+        if e >= s.sample_time / 2 {
+            let scale = s.sample_time.as_secs_f64() / e.as_secs_f64().max(1e-9);
+            iters = ((iters as f64) * scale).ceil().max(1.0) as u64;
+            break;
+        }
+        iters *= 2;
+    }
+    let mut per: Vec<f64> = (0..s.samples)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .collect();
+    per.sort_by(f64::total_cmp);
+    Stat {
+        median: per[per.len() / 2],
+        min: per[0],
+        max: per[per.len() - 1],
+    }
+}
+
+fn cfg(v: serde_json::Value) -> Config {
+    match parse(v.to_string().as_bytes()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("core-bench: configuration refused: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn two_models() -> serde_json::Value {
+    serde_json::json!({ "models": [
+        { "name": "chat", "targets": [ { "name": "stable", "cluster": "chat", "weight": 1 } ] },
+        { "name": "chat-large", "targets": [ { "name": "stable", "cluster": "chat-canary", "weight": 1 } ] }
+    ] })
+}
+
+fn weighted(sticky: bool) -> serde_json::Value {
+    let mut m = serde_json::json!({ "name": "chat",
+        "targets": [ { "name": "stable", "cluster": "chat", "weight": 90 },
+                     { "name": "canary", "cluster": "chat-canary", "weight": 10 } ] });
+    if sticky {
+        m["strategy"] =
+            serde_json::json!({ "type": "weighted", "sticky": { "header": "x-user-id" } });
+    }
+    serde_json::json!({ "models": [m] })
+}
+
+fn body_rule() -> serde_json::Value {
+    serde_json::json!({
+        "models": [ { "name": "chat",
+                      "targets": [ { "name": "small", "cluster": "chat", "weight": 1 },
+                                   { "name": "large", "cluster": "chat-canary", "weight": 0 } ] } ],
+        "rules": [ { "name": "long-answers",
+                     "when": { "path_prefix": "/v1/chat/", "body": { "/max_tokens": { "gt": 1024 } } },
+                     "then": { "model": "chat", "target": "large" } } ]
+    })
+}
+
+/// The learned state of one bandit model, as the host has it cached.
+struct OneState(ModelState);
+
+impl Shared for OneState {
+    fn bandit_state(&mut self, _model: usize) -> Option<&ModelState> {
+        Some(&self.0)
+    }
+}
+
+fn thompson() -> serde_json::Value {
+    serde_json::json!({
+        "models": [ { "name": "chat",
+                      "targets": [ { "name": "stable", "cluster": "chat" },
+                                   { "name": "canary", "cluster": "chat-canary" } ],
+                      "strategy": { "type": "thompson", "min_share": 0.05 } } ],
+        "feedback": { "path": "/feedback", "signing_key": "bench-signing-key-not-a-secret-0123" }
+    })
+}
+
+fn expect_route(o: &Outcome, what: &str) {
+    if !matches!(o, Outcome::Route(_)) {
+        eprintln!("core-bench: {what}: expected a route, got {o:?}");
+        std::process::exit(2);
+    }
+}
+
+fn write_bodies(dir: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(format!("{dir}/chat-1k.json"), chat_body(1024))?;
+    std::fs::write(format!("{dir}/chat-64k.json"), chat_body(64 * 1024))?;
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {}
+        [flag, dir] if flag == "--write-bodies" => {
+            if let Err(e) = write_bodies(dir) {
+                eprintln!("core-bench: writing bodies into {dir}: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        _ => {
+            eprintln!("usage: core-bench [--write-bodies DIR]");
+            std::process::exit(2);
+        }
+    }
+    let s = Sampling {
+        samples: env_num("BENCH_MICRO_SAMPLES", 21).max(3) as usize,
+        sample_time: Duration::from_millis(env_num("BENCH_MICRO_SAMPLE_MS", 20).max(1)),
+    };
+    let mut rows: Vec<(String, Stat, Option<f64>)> = Vec::new();
+    let common = [
+        ("x-inference-cluster", "chat"),
+        ("x-user-id", "user-000042"),
+    ];
+
+    // Header routing: the model named by `x-model`, one target.
+    let c = cfg(two_models());
+    let req = Req::new(
+        "GET",
+        "/v1/chat/completions",
+        &[("x-model", "chat"), common[0], common[1]],
+    );
+    let mut rng = Rng::seed_from_u64(1);
+    expect_route(
+        &decide(&c, &req, Body::Absent, 0, &mut rng, &mut NoShared),
+        "header",
+    );
+    let st = measure(&s, || {
+        black_box(decide(
+            &c,
+            black_box(&req),
+            Body::Absent,
+            0,
+            &mut rng,
+            &mut NoShared,
+        ));
+    });
+    rows.push(("decide: header routing (x-model)".into(), st, None));
+
+    // Weighted 90/10, no stickiness: one random draw.
+    let c = cfg(weighted(false));
+    let st = measure(&s, || {
+        black_box(decide(
+            &c,
+            black_box(&req),
+            Body::Absent,
+            0,
+            &mut rng,
+            &mut NoShared,
+        ));
+    });
+    rows.push(("decide: weighted 90/10".into(), st, None));
+
+    // Sticky by x-user-id over 10,000 distinct users.
+    let c = cfg(weighted(true));
+    let users: Vec<Req> = (0..10_000)
+        .map(|u| {
+            let id = format!("user-{u:06}");
+            Req::new(
+                "GET",
+                "/v1/chat/completions",
+                &[("x-model", "chat"), common[0], ("x-user-id", &id)],
+            )
+        })
+        .collect();
+    let mut u = 0usize;
+    let st = measure(&s, || {
+        u = (u + 1) % users.len();
+        black_box(decide(
+            &c,
+            black_box(&users[u]),
+            Body::Absent,
+            0,
+            &mut rng,
+            &mut NoShared,
+        ));
+    });
+    rows.push((
+        "decide: weighted 90/10, sticky (x-user-id, 10k users)".into(),
+        st,
+        None,
+    ));
+
+    // Thompson sampling over two targets from a cached state (the host reads the shared value
+    // and decodes it only when it changed), and the signed decision id every answer carries
+    // when feedback is on.
+    let c = cfg(thompson());
+    let Some(strategy) = c.models[0].bandit() else {
+        eprintln!("core-bench: the thompson model is not a bandit");
+        std::process::exit(2);
+    };
+    let mut states = OneState(strategy.initial_state(&c.models[0].target_names()));
+    expect_route(
+        &decide(&c, &req, Body::Absent, 0, &mut rng, &mut states),
+        "thompson",
+    );
+    let st = measure(&s, || {
+        black_box(decide(
+            &c,
+            black_box(&req),
+            Body::Absent,
+            0,
+            &mut rng,
+            &mut states,
+        ));
+    });
+    rows.push(("decide: Thompson sampling, 2 targets".into(), st, None));
+    let Some(fb) = &c.feedback else {
+        eprintln!("core-bench: no feedback settings");
+        std::process::exit(2);
+    };
+    let mut nonce = 0u64;
+    let st = measure(&s, || {
+        nonce = nonce.wrapping_add(1);
+        black_box(fb.signer.sign(black_box(&DecisionToken {
+            model: "chat".into(),
+            target: "stable".into(),
+            expires: 1_800_000_000,
+            nonce,
+        })));
+    });
+    rows.push((
+        "feedback: sign a decision id (HMAC-SHA256, per routed request)".into(),
+        st,
+        None,
+    ));
+    let id = fb.signer.sign(&DecisionToken {
+        model: "chat".into(),
+        target: "stable".into(),
+        expires: 1_800_000_000,
+        nonce: 7,
+    });
+    let st = measure(&s, || {
+        black_box(fb.signer.verify(black_box(&id), 1_700_000_000).ok());
+    });
+    rows.push((
+        "feedback: verify a decision id (per feedback request)".into(),
+        st,
+        None,
+    ));
+
+    // A rule with a body condition, model from the body: the headers pass (→ NeedBody) and the
+    // body pass, on fields already extracted from the 1 KiB document.
+    let c = cfg(body_rule());
+    let body_1k = chat_body(1024);
+    let fields: Fields = match extract(&c.pointers, Format::Json, &body_1k) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("core-bench: extract: {e}");
+            std::process::exit(2);
+        }
+    };
+    let post = Req::new(
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json"), common[0], common[1]],
+    );
+    expect_route(
+        &decide(
+            &c,
+            &post,
+            Body::Fields(&fields),
+            0,
+            &mut rng,
+            &mut NoShared,
+        ),
+        "body rule",
+    );
+    let st = measure(&s, || {
+        black_box(decide(
+            &c,
+            black_box(&post),
+            Body::Pending,
+            0,
+            &mut rng,
+            &mut NoShared,
+        ));
+        black_box(decide(
+            &c,
+            black_box(&post),
+            Body::Fields(black_box(&fields)),
+            0,
+            &mut rng,
+            &mut NoShared,
+        ));
+    });
+    rows.push((
+        "decide: rule with a body condition (both passes, fields given)".into(),
+        st,
+        None,
+    ));
+
+    // Extraction of `/model` and `/max_tokens` (the body-rule configuration's pointers).
+    for size in [1024usize, 64 * 1024] {
+        let json = chat_body(size);
+        let doc: serde_json::Value = match serde_json::from_slice(&json) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("core-bench: generated body is not JSON: {e}");
+                std::process::exit(2);
+            }
+        };
+        let msgpack = match rmp_serde::to_vec_named(&doc) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("core-bench: MessagePack encoding: {e}");
+                std::process::exit(2);
+            }
+        };
+        for (format, bytes) in [(Format::Json, &json), (Format::MessagePack, &msgpack)] {
+            if let Err(e) = extract(&c.pointers, format, bytes) {
+                eprintln!("core-bench: extract {}: {e}", format.name());
+                std::process::exit(2);
+            }
+            let st = measure(&s, || {
+                black_box(extract(&c.pointers, format, black_box(bytes)).ok());
+            });
+            let kib = bytes.len() as f64 / 1024.0;
+            rows.push((
+                format!(
+                    "extract: {} chat body, {} bytes ({} KiB JSON document)",
+                    format.name(),
+                    bytes.len(),
+                    size / 1024
+                ),
+                st,
+                Some(kib),
+            ));
+        }
+    }
+
+    println!(
+        "| case | median ns per call | ns per KiB | samples min–max (ns) |\n|---|---:|---:|---:|"
+    );
+    for (name, st, kib) in &rows {
+        let per_kib = kib.map_or("".to_string(), |k| format!("{:.0}", st.median / k));
+        println!(
+            "| {name} | {:.0} | {per_kib} | {:.0}–{:.0} |",
+            st.median, st.min, st.max
+        );
+    }
+    println!(
+        "\n{} samples of ~{} ms per case; medians. Release profile of the filter (opt-level z, LTO), native {}.",
+        s.samples,
+        s.sample_time.as_millis(),
+        std::env::consts::ARCH
+    );
+}
