@@ -394,6 +394,23 @@ fn a_cooling_target_gives_way_to_the_fallback_order() {
 }
 
 #[test]
+fn max_tokens_near_u64_max_do_not_wrap_the_context_check() {
+    let c = cfg(llm());
+    let req = Req::new("POST", "/v1/chat/completions");
+    for max in [u64::MAX, u64::MAX - 1] {
+        let b = body(
+            &c,
+            &json!({ "model": "chat", "prompt": "x", "max_tokens": max }),
+        );
+        let (status, e) = error(&run(&c, &req, Some(&b)));
+        assert_eq!(
+            (status, e["error"].as_str()),
+            (422, Some("capability_unavailable"))
+        );
+    }
+}
+
+#[test]
 fn policy_config_errors_name_the_field() {
     let cases = [
         (

@@ -31,12 +31,17 @@ impl ChatSummary {
     /// template, rounded up. A deliberately simple, tokenizer-free estimate: good to a few tens
     /// of percent for English text, enough to keep a long prompt off a short-context model.
     pub fn estimated_prompt_tokens(&self) -> u64 {
-        self.prompt_chars.div_ceil(4) + 4 * self.messages
+        self.prompt_chars
+            .div_ceil(4)
+            .saturating_add(self.messages.saturating_mul(4))
     }
 
     /// Tokens the request needs from a model's context: prompt estimate plus requested output.
     pub fn needed_context(&self) -> u64 {
-        self.estimated_prompt_tokens() + self.max_tokens.unwrap_or(0)
+        // Saturating: a client may send max_tokens near u64::MAX (found by fuzzing); wrapping
+        // would make a huge request look small enough for any context.
+        self.estimated_prompt_tokens()
+            .saturating_add(self.max_tokens.unwrap_or(0))
     }
 
     fn add_text(&mut self, s: &str) {
@@ -95,7 +100,13 @@ fn walk_text(v: &Value, out: &mut ChatSummary) {
 pub fn summarize(format: Format, body: &[u8]) -> Option<ChatSummary> {
     let req: Request = match format {
         Format::Json => serde_json::from_slice(body).ok()?,
-        Format::MessagePack => rmp_serde::from_slice(body).ok()?,
+        Format::MessagePack => {
+            // The same nesting limit as body extraction: the wasm stack is 1 MiB.
+            let mut rest = body;
+            let mut de = rmp_serde::Deserializer::new(&mut rest);
+            de.set_max_depth(128);
+            Request::deserialize(&mut de).ok()?
+        }
     };
     let mut s = ChatSummary::default();
     for m in req.messages.iter().flatten() {
@@ -197,6 +208,18 @@ mod tests {
             json!({"messages": [{"role": "user", "content": "hello"}], "max_completion_tokens": 5});
         let s = summarize(Format::MessagePack, &rmp_serde::to_vec_named(&v).unwrap()).unwrap();
         assert_eq!((s.prompt_chars, s.max_tokens), (5, Some(5)));
+    }
+
+    #[test]
+    fn huge_max_tokens_saturate_the_context_estimate() {
+        // fuzz/regressions/inspect/needed-context-overflow.json
+        let s = summarize(
+            Format::Json,
+            br#"{"prompt":"x","max_tokens":18446744073709551615}"#,
+        )
+        .unwrap();
+        assert_eq!(s.estimated_prompt_tokens(), 1);
+        assert_eq!(s.needed_context(), u64::MAX);
     }
 
     #[test]

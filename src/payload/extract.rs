@@ -314,8 +314,10 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
         Ok(self.slot(v))
     }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Option<usize>, E> {
-        Ok(std::str::from_utf8(v).ok().and_then(|s| self.slot(s)))
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Option<usize>, E> {
+        // A MessagePack binary key is not a field name: only string keys match, as in every
+        // other reader of the body (shadow and retry copies rewrite string keys only).
+        Ok(None)
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<usize>, E> {
         Ok(None)
