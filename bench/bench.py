@@ -110,6 +110,8 @@ ROWS = [
     Row("plain-header-1k", "plain Envoy, cluster_header (baseline)", "plain-header", "body-1k"),
     Row("minimal-1k", "minimal wasm filter (floor)", "minimal-wasm", "body-1k", wasm=True),
     Row("ir-body-1k", "inference-router: model from body", "ir-body", "body-1k", wasm=True),
+    Row("ir-policy-1k", "inference-router: policy-heavy (tenants, residency, capabilities, "
+        "4 detectors, budget, fallback health)", "ir-policy", "body-1k", wasm=True),
     Row("ext-proc-body-1k", "no-op ext_proc, headers + buffered body", "ext-proc-body",
         "body-1k"),
     Row("plain-header-64k", "plain Envoy, cluster_header (baseline)", "plain-header", "body-64k"),
@@ -150,7 +152,8 @@ EXT_PROC_PEER = {"headers": "ext-proc-headers", "feedback": "ext-proc-headers",
 CANARY_SHARE = {"plain-fixed": (0, 0), "plain-header": (0, 0), "plain-weighted": (5, 15),
                 "lua-weighted": (5, 15), "minimal-wasm": (0, 0), "ir-header": (0, 0),
                 "ir-weighted": (5, 15), "ir-sticky": (5, 15), "ir-thompson": (0, 100),
-                "ir-body": (0, 0), "ext-proc-headers": (0, 0), "ext-proc-body": (0, 0),
+                "ir-body": (0, 0), "ir-policy": (5, 15), "ext-proc-headers": (0, 0),
+                "ext-proc-body": (0, 0),
                 "minimal-analysis": (0, 0), "ir-header-nometa": (0, 0)}
 
 
