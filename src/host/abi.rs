@@ -295,6 +295,18 @@ pub fn http_call(
     .map_err(|s| s as u32)
 }
 
+/// The answer to the callout being delivered: its `:status` (none after a reset) and body.
+pub fn callout_answer(body_size: usize) -> (Option<String>, Vec<u8>) {
+    let status = get_header(MAP_HTTP_CALL_RESPONSE_HEADERS, ":status")
+        .ok()
+        .flatten();
+    let body = get_buffer(BUFFER_HTTP_CALL_RESPONSE_BODY, 0, body_size)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    (status, body)
+}
+
 pub fn call_foreign_function(name: &str) -> Result<(), Status> {
     let mut data = null_mut();
     let mut size = 0usize;

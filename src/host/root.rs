@@ -257,13 +257,7 @@ impl Context for Root {
         let Some(plugin) = self.plugin.clone() else {
             return;
         };
-        let status = abi::get_header(abi::MAP_HTTP_CALL_RESPONSE_HEADERS, ":status")
-            .ok()
-            .flatten();
-        let body = abi::get_buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let (status, body) = abi::callout_answer(body_size);
         let (model, target) = match pending {
             Pending::Evaluator(model, target) => (model, target),
             Pending::Shadow { index, started_ns } => {

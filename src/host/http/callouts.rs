@@ -461,13 +461,7 @@ impl Http {
 
     /// A callout of this stream answered (or failed: no `:status`).
     pub(super) fn on_callout_answer(&mut self, token: u32, body_size: usize) {
-        let status = abi::get_header(abi::MAP_HTTP_CALL_RESPONSE_HEADERS, ":status")
-            .ok()
-            .flatten();
-        let body = abi::get_buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let (status, body) = abi::callout_answer(body_size);
         if let Some(retry) = &self.retry {
             if let RetryState::Calling { token: t, next } = retry.state {
                 if t == token {
