@@ -52,7 +52,7 @@ build: setup
 test: lint test-native test-e2e
 
 test-native:
-	cargo test -p inference-router
+	cargo test -p inference-router-core
 
 # The fault suite also needs a test-only build whose VM traps on request (feature test-trap),
 # kept in its own target directory so it can never be mistaken for the real module.
@@ -62,8 +62,8 @@ test-e2e: build
 
 lint: setup
 	cargo fmt --all -- --check
-	cargo clippy -p inference-router --lib --bins --tests -- -D warnings
-	cargo clippy -p inference-router --lib --target wasm32-wasip1 -- -D warnings
+	cargo clippy -p inference-router-core --lib --bins --tests -- -D warnings
+	cargo clippy -p inference-router-core -p inference-router --lib --target wasm32-wasip1 -- -D warnings
 	cargo clippy -p integration --all-targets -- -D warnings
 	@scripts/check-host-boundary.sh
 
@@ -75,7 +75,7 @@ validate: build
 	npm ci --prefix istio --no-audit --no-fund --silent
 	rm -rf target/istio-configs
 	node istio/validate.mjs --plugin-configs-out target/istio-configs
-	cargo run -q -p inference-router --bin inference-router-check -- target/istio-configs/*.json
+	cargo run -q -p inference-router-core --bin inference-router-check -- target/istio-configs/*.json
 
 size: build
 	@size=$$(stat -c %s $(WASM)); \
@@ -86,7 +86,7 @@ demo: build
 	cargo run -q -p integration --bin demo
 
 simulate:
-	cargo run -q --release -p inference-router --bin simulate -- --out target/simulate
+	cargo run -q --release -p inference-router-core --bin simulate -- --out target/simulate
 
 bench: setup
 	bench/run.sh
@@ -110,7 +110,7 @@ soak: build
 
 check-config:
 	@test -n "$(FILE)" || { echo "usage: make check-config FILE=config.json" >&2; exit 2; }
-	cargo run -q -p inference-router --bin inference-router-check -- $(FILE)
+	cargo run -q -p inference-router-core --bin inference-router-check -- $(FILE)
 
 clean:
 	cargo clean

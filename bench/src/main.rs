@@ -10,12 +10,12 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use inference_router::bandit::ModelState;
-use inference_router::config::{parse, Config};
-use inference_router::feedback::DecisionToken;
-use inference_router::payload::{extract, Fields, Format};
-use inference_router::policy::{decide, Body, NoShared, Outcome, RequestView, Shared};
-use inference_router::rng::Rng;
+use inference_router_core::bandit::ModelState;
+use inference_router_core::config::{parse, Config};
+use inference_router_core::feedback::DecisionToken;
+use inference_router_core::payload::{extract, Fields, Format};
+use inference_router_core::policy::{decide, Body, NoShared, Outcome, RequestView, Shared};
+use inference_router_core::rng::Rng;
 
 /// A request as the core sees it: a header list, looked up by name (the host adapter makes one
 /// host call per header instead).

@@ -10,9 +10,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use fuzz_support::{coverage_fixture, doc_example, COVERAGE_SIGNING_KEY, NOW};
-use inference_router::bandit::{self, ModelState};
-use inference_router::feedback::{DecisionToken, TokenSigner};
-use inference_router::learning::health::Health;
+use inference_router_core::bandit::{self, ModelState};
+use inference_router_core::feedback::{DecisionToken, TokenSigner};
+use inference_router_core::learning::health::Health;
 use serde_json::{json, Value};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,9 +6,9 @@
 #![no_main]
 
 use fuzz_support::{fixtures, PLUGIN};
-use inference_router::bandit::{self, MemoryStore, StateCache};
-use inference_router::learning::{apply_reward, state_document, state_key};
-use inference_router::rng::Rng;
+use inference_router_core::bandit::{self, MemoryStore, StateCache};
+use inference_router_core::learning::{apply_reward, state_document, state_key};
+use inference_router_core::rng::Rng;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,11 +6,11 @@
 //! untrusted bytes (`forward_message`, `fan_out_reply`) staying valid JSON.
 #![no_main]
 
-use inference_router::callout::answer::classify;
-use inference_router::callout::body::{is_streamed, rewrite_model};
-use inference_router::callout::fanout::{fan_out_reply, TargetResult};
-use inference_router::callout::router::{forward_message, parse_router_answer, RouterChoice};
-use inference_router::payload::Format;
+use inference_router_core::callout::answer::classify;
+use inference_router_core::callout::body::{is_streamed, rewrite_model};
+use inference_router_core::callout::fanout::{fan_out_reply, TargetResult};
+use inference_router_core::callout::router::{forward_message, parse_router_answer, RouterChoice};
+use inference_router_core::payload::Format;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

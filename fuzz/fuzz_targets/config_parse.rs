@@ -4,12 +4,12 @@
 #![no_main]
 
 use fuzz_support::{bandit_states, canned_requests, route_request, FixedShared, NOWS};
-use inference_router::bandit;
-use inference_router::rng::Rng;
+use inference_router_core::bandit;
+use inference_router_core::rng::Rng;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = match inference_router::config::parse(data) {
+    let cfg = match inference_router_core::config::parse(data) {
         Ok(cfg) => cfg,
         Err(e) => {
             let _ = e.to_string();

@@ -6,7 +6,7 @@
 #![no_main]
 
 use fuzz_support::pointer_set_and_body;
-use inference_router::payload::{extract, Format};
+use inference_router_core::payload::{extract, Format};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

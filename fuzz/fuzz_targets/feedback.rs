@@ -7,9 +7,9 @@
 #![no_main]
 
 use fuzz_support::{coverage_fixture, COVERAGE_SIGNING_KEY, NOW, PLUGIN};
-use inference_router::bandit::MemoryStore;
-use inference_router::feedback::{parse_feedback, DecisionToken, TokenSigner};
-use inference_router::learning::{process_feedback, state_document, FeedbackInput};
+use inference_router_core::bandit::MemoryStore;
+use inference_router_core::feedback::{parse_feedback, DecisionToken, TokenSigner};
+use inference_router_core::learning::{process_feedback, state_document, FeedbackInput};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

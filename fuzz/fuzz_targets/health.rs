@@ -6,9 +6,11 @@
 #![no_main]
 
 use fuzz_support::{canned_requests, fixtures, route_request, HealthShared, NOW, PLUGIN};
-use inference_router::bandit::MemoryStore;
-use inference_router::learning::health::MAX_COOLDOWN_SECONDS;
-use inference_router::learning::health::{cooldown_seconds, health_key, record, Health, Sample};
+use inference_router_core::bandit::MemoryStore;
+use inference_router_core::learning::health::MAX_COOLDOWN_SECONDS;
+use inference_router_core::learning::health::{
+    cooldown_seconds, health_key, record, Health, Sample,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,10 +4,10 @@
 //! user regex detectors (input `re:<pattern>` on the first line, the text after it).
 #![no_main]
 
-use inference_router::inspect::detect::Detector;
-use inference_router::inspect::kserve::{validate, InputSpec};
-use inference_router::inspect::openai::{summarize, MAX_SCANNED_TEXT};
-use inference_router::payload::Format;
+use inference_router_core::inspect::detect::Detector;
+use inference_router_core::inspect::kserve::{validate, InputSpec};
+use inference_router_core::inspect::openai::{summarize, MAX_SCANNED_TEXT};
+use inference_router_core::payload::Format;
 use libfuzzer_sys::fuzz_target;
 
 fn spec() -> Vec<InputSpec> {

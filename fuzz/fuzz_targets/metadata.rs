@@ -4,7 +4,7 @@
 #![no_main]
 
 use fuzz_support::{metadata_fixture, route_request, Req, NOWS};
-use inference_router::payload::{decode_pairs, decode_value, fields_from_metadata};
+use inference_router_core::payload::{decode_pairs, decode_value, fields_from_metadata};
 use libfuzzer_sys::fuzz_target;
 
 fn encode_pairs(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {

@@ -5,8 +5,8 @@
 //! checked too: after a successful spend, the same nonce is a replay.
 #![no_main]
 
-use inference_router::bandit::MemoryStore;
-use inference_router::learning::spent::{clear_bucket, seed_bucket, spend, unspend, Spend};
+use inference_router_core::bandit::MemoryStore;
+use inference_router_core::learning::spent::{clear_bucket, seed_bucket, spend, unspend, Spend};
 use libfuzzer_sys::fuzz_target;
 
 const KEY: &str = "inference-router/v1/fuzz/spent/28333333";

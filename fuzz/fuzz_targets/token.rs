@@ -3,7 +3,7 @@
 #![no_main]
 
 use fuzz_support::{COVERAGE_SIGNING_KEY, NOW};
-use inference_router::feedback::{DecisionToken, TokenError, TokenSigner};
+use inference_router_core::feedback::{DecisionToken, TokenError, TokenSigner};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

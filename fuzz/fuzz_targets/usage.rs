@@ -4,8 +4,10 @@
 //! through `implicit_reward` as a reward header value.
 #![no_main]
 
-use inference_router::config::{Price, RewardSettings};
-use inference_router::reward::{implicit_reward, usage_from_json, Observation, SseUsageScanner};
+use inference_router_core::config::{Price, RewardSettings};
+use inference_router_core::reward::{
+    implicit_reward, usage_from_json, Observation, SseUsageScanner,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn scan<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> SseUsageScanner {

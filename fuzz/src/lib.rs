@@ -7,12 +7,12 @@
 
 use std::sync::OnceLock;
 
-use inference_router::bandit::ModelState;
-use inference_router::config::{self, BodySource, Config, OnInvalid};
-use inference_router::learning::health::Health;
-use inference_router::payload::{extract, format_of_content_type, Fields, PointerSet};
-use inference_router::policy::{decide, Body, Outcome, Reason, RequestView, Shared};
-use inference_router::rng::Rng;
+use inference_router_core::bandit::ModelState;
+use inference_router_core::config::{self, BodySource, Config, OnInvalid};
+use inference_router_core::learning::health::Health;
+use inference_router_core::payload::{extract, format_of_content_type, Fields, PointerSet};
+use inference_router_core::policy::{decide, Body, Outcome, Reason, RequestView, Shared};
+use inference_router_core::rng::Rng;
 
 /// The configuration reference and the policy guide; their examples are the fixtures, so they
 /// cannot drift.
@@ -400,9 +400,9 @@ pub fn route_request(
             decide(cfg, req, body, now, &mut rng, shared)
         }
         (Some(Err(e)), _) => match cfg.body.on_invalid {
-            OnInvalid::Reject => {
-                Outcome::Reply(inference_router::policy::Reply::invalid_body(&e.detail))
-            }
+            OnInvalid::Reject => Outcome::Reply(
+                inference_router_core::policy::Reply::invalid_body(&e.detail),
+            ),
             OnInvalid::Default => decide(cfg, req, Body::Absent, now, &mut rng, shared),
         },
         _ => decide(cfg, req, Body::Absent, now, &mut rng, shared),

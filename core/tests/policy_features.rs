@@ -10,13 +10,13 @@
 mod common;
 
 use common::Req;
-use inference_router::bandit::ModelState;
-use inference_router::config::{parse, Config};
-use inference_router::payload::{extract, Fields, Format};
-use inference_router::policy::{
+use inference_router_core::bandit::ModelState;
+use inference_router_core::config::{parse, Config};
+use inference_router_core::payload::{extract, Fields, Format};
+use inference_router_core::policy::{
     decide, Body, NoShared, Outcome, Reason, ReplyContent, Route, Shared,
 };
-use inference_router::rng::Rng;
+use inference_router_core::rng::Rng;
 use serde_json::{json, Value};
 
 fn cfg(v: Value) -> Config {

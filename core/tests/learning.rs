@@ -6,10 +6,10 @@
 )]
 //! Feedback and rewards through the core's public API, against the in-memory shared store.
 
-use inference_router::bandit::{decode, MemoryStore, StoreError};
-use inference_router::config::{parse, Config};
-use inference_router::feedback::DecisionToken;
-use inference_router::learning::{
+use inference_router_core::bandit::{decode, MemoryStore, StoreError};
+use inference_router_core::config::{parse, Config};
+use inference_router_core::feedback::DecisionToken;
+use inference_router_core::learning::{
     apply_reward, process_feedback, spent, spent_prefix, state_document, state_key, FeedbackInput,
     Refusal,
 };
@@ -111,13 +111,14 @@ fn refusals_change_nothing() {
     let store = seeded_store(&c, now);
     let good = token(&c, "chat", "small", now + 600, 1);
     let forged_target = good.replacen("~small~", "~large~", 1);
-    let other_key =
-        inference_router::feedback::TokenSigner::new(b"another-key-of-16+").sign(&DecisionToken {
+    let other_key = inference_router_core::feedback::TokenSigner::new(b"another-key-of-16+").sign(
+        &DecisionToken {
             model: "chat".into(),
             target: "small".into(),
             expires: now + 600,
             nonce: 2,
-        });
+        },
+    );
     let expired = token(&c, "chat", "small", now - 1, 3);
     let weighted = token(&c, "fixed", "v1", now + 600, 4);
     let cases = [
@@ -216,7 +217,7 @@ fn contention_is_a_503_and_retry_is_safe() {
         header_reward: None,
     };
     // Every CAS write loses: the id cannot be recorded, nothing is applied.
-    for _ in 0..inference_router::learning::MAX_CAS_ATTEMPTS {
+    for _ in 0..inference_router_core::learning::MAX_CAS_ATTEMPTS {
         store.fail_next_set(StoreError::CasMismatch);
     }
     let mut reset = false;
@@ -237,14 +238,14 @@ fn state_contention_is_reported_and_loses_nothing_else() {
     let c = cfg();
     let store = MemoryStore::new();
     apply_reward(&store, PLUGIN, &c, 0, "small", 1.0).unwrap();
-    for _ in 0..inference_router::learning::MAX_CAS_ATTEMPTS {
+    for _ in 0..inference_router_core::learning::MAX_CAS_ATTEMPTS {
         store.fail_next_set(StoreError::CasMismatch);
     }
     let e = apply_reward(&store, PLUGIN, &c, 0, "small", 1.0).unwrap_err();
     assert!(
         matches!(
             e,
-            inference_router::learning::ApplyError::Contention { attempts: 32 }
+            inference_router_core::learning::ApplyError::Contention { attempts: 32 }
         ),
         "{e:?}"
     );

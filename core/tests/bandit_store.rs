@@ -6,11 +6,11 @@
     clippy::panic
 )]
 
-use inference_router::bandit::{
+use inference_router_core::bandit::{
     decode, encode, seed, update_state, Algorithm, MemoryStore, ModelState, SeedOutcome,
     SharedStore, StoreError, Strategy, StrategyParams, UpdateError, UpdateFailure,
 };
-use inference_router::rng::Rng;
+use inference_router_core::rng::Rng;
 
 const KEY: &str = "inference-router/bandit/chat";
 const NAMES: [&str; 3] = ["small", "medium", "large"];

@@ -6,11 +6,11 @@
     clippy::panic
 )]
 
-use inference_router::bandit::{
+use inference_router_core::bandit::{
     check_reward, sample, validate, Algorithm, Decay, ModelState, Prior, RewardError, Strategy,
     StrategyParams, UpdateError,
 };
-use inference_router::rng::Rng;
+use inference_router_core::rng::Rng;
 
 const NAMES: [&str; 3] = ["v1", "v2", "v3"];
 

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        match inference_router::config::parse(&bytes) {
+        match inference_router_core::config::parse(&bytes) {
             Ok(cfg) => println!(
                 "{file}: ok ({} model(s), {} rule(s))",
                 cfg.models.len(),

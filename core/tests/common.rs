@@ -7,7 +7,7 @@
 )]
 //! Helpers shared by the native tests: a request made of a header list.
 
-use inference_router::policy::RequestView;
+use inference_router_core::policy::RequestView;
 
 #[derive(Default, Clone)]
 pub struct Req(pub Vec<(String, String)>);

@@ -6,7 +6,7 @@
 )]
 //! Configuration refusals name the field and the reason; the documented examples load.
 
-use inference_router::config::parse;
+use inference_router_core::config::parse;
 use serde_json::{json, Value};
 
 fn base() -> Value {
@@ -337,7 +337,8 @@ fn defaults() {
 /// Every ```json block in docs/ that is a full configuration loads.
 #[test]
 fn documented_examples_load() {
-    let root = env!("CARGO_MANIFEST_DIR");
+    // The docs are the workspace's, one level above this crate.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let mut checked = 0;
     for entry in std::fs::read_dir(format!("{root}/docs")).unwrap() {
         let path = entry.unwrap().path();

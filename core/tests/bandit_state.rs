@@ -6,11 +6,11 @@
     clippy::panic
 )]
 
-use inference_router::bandit::{
+use inference_router_core::bandit::{
     decode, encode, Algorithm, Decay, DecodeError, MemoryStore, Prior, Reconciled, Refresh,
     ResetReason, SharedStore, StateCache, Strategy, StrategyParams, STATE_VERSION,
 };
-use inference_router::rng::Rng;
+use inference_router_core::rng::Rng;
 
 fn thompson(prior: Prior) -> Strategy {
     let params = StrategyParams {

@@ -9,12 +9,12 @@
 mod common;
 
 use common::Req;
-use inference_router::config::{parse, Config};
-use inference_router::payload::{extract, Format};
-use inference_router::policy::{
+use inference_router_core::config::{parse, Config};
+use inference_router_core::payload::{extract, Format};
+use inference_router_core::policy::{
     decide, Body, NoShared, Outcome, Reason, ReplyContent, ReplyKind, Route,
 };
-use inference_router::rng::Rng;
+use inference_router_core::rng::Rng;
 use serde_json::json;
 
 fn cfg(v: serde_json::Value) -> Config {
@@ -58,7 +58,7 @@ fn route(o: Outcome) -> Route {
     }
 }
 
-fn json_body(c: &Config, v: serde_json::Value) -> inference_router::payload::Fields {
+fn json_body(c: &Config, v: serde_json::Value) -> inference_router_core::payload::Fields {
     extract(&c.pointers, Format::Json, v.to_string().as_bytes()).unwrap()
 }
 

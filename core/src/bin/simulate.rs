@@ -21,8 +21,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use inference_router::bandit::{sample, Algorithm, Decay, Strategy, StrategyParams};
-use inference_router::rng::Rng;
+use inference_router_core::bandit::{sample, Algorithm, Decay, Strategy, StrategyParams};
+use inference_router_core::rng::Rng;
 
 const USAGE: &str = "usage: simulate --out <dir> [--steps N (10000)] [--seed N (1)] \
 [--runs N (20)] [--half-life OBSERVATIONS (500)] [--epsilon E (0.1)]";
