@@ -12,7 +12,7 @@ ENVOY         ?= $(VENV)/bin/envoy
 WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # Size budget for the .wasm (bytes). Every Envoy worker compiles the module when it starts (~2 s
 # per Envoy start here with V8, measured by the e2e harness) and every sidecar downloads it.
-# ~290 KB is the floor for serde + rmp-serde + proxy-wasm (shared/ENVOY-FACTS.md); routing,
+# ~290 KB is the floor for serde + rmp-serde + proxy-wasm (docs/envoy-notes.md); routing,
 # bandits, HMAC feedback, policy and callouts bring it to ~1.05 MB (wasm-opt -Oz saves ~20 %).
 # 1.25 MiB catches a dependency that bloats the module; Go-built proxy-wasm filters are several MB.
 SIZE_BUDGET   := 1310720

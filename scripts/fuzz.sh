@@ -50,7 +50,7 @@ fi
 dict_of() {
     case "$1" in
         config_parse) echo fuzz/dict/config.dict ;;
-        decide) echo fuzz/dict/request.dict ;;
+        decide | lifecycle) echo fuzz/dict/request.dict ;;
         extract_msgpack | bandit_state | spent | health) echo fuzz/dict/msgpack.dict ;;
         extract_json | feedback | usage | inspect | callout) echo fuzz/dict/json.dict ;;
         *) echo "" ;;

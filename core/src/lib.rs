@@ -1,18 +1,33 @@
 //! The decision and learning core of inference-router. It has no proxy-wasm dependency: the
 //! compiler keeps host calls out of it, and everything here runs in native tests.
 //!
-//! `config` (parse → validate → compile), `payload` (body fields), `policy` (the decision),
-//! `metrics` (names), `bandit` (learning strategies), `callout` (what the filter resends and
-//! what the answers mean: external router, fan-out, retry, shadows), `rng`.
+//! A request reads as one path: the host shell hands each proxy event to a `stream::Stream`
+//! (view → decide → apply → observe → reward), and root-context events to `root::Root`; both
+//! act on the proxy only through the `host::Host` interface.
+//!
+//! - `host`: the interface to the proxy; `testing` (feature `testing`): an in-memory host;
+//! - `root`, `plugin`, `stream`: the request lifecycle, the configured plugin instance;
+//! - `config` (parse → validate → compile), `payload` (body fields), `policy` (the decision),
+//!   `inspect` (what a payload asks for, sensitive data), `bandit` (learning strategies),
+//!   `feedback`, `learning`, `reward` (signed rewards, spent ids, health, implicit rewards),
+//!   `callout` (what the filter resends, what the answers mean, the pending-callout mechanism),
+//!   `metrics` (names) and `telemetry` (ids and what counts), `rng`.
 
 pub mod bandit;
 pub mod callout;
 pub mod config;
 pub mod feedback;
+pub mod host;
 pub mod inspect;
 pub mod learning;
 pub mod metrics;
 pub mod payload;
+pub mod plugin;
 pub mod policy;
 pub mod reward;
 pub mod rng;
+pub mod root;
+pub mod stream;
+pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -7,8 +7,9 @@
 )]
 
 use inference_router_core::bandit::{
-    decode, encode, seed, update_state, Algorithm, MemoryStore, ModelState, SeedOutcome,
-    SharedStore, StoreError, Strategy, StrategyParams, UpdateError, UpdateFailure,
+    cas_update, decode, encode, seed, update_state, Algorithm, Change, Codec, MemoryStore,
+    ModelState, SeedOutcome, SharedStore, StoreError, Strategy, StrategyParams, UpdateError,
+    UpdateFailure,
 };
 use inference_router_core::rng::Rng;
 
@@ -353,4 +354,127 @@ fn many_simulated_writers_final_count_is_exact() {
     for (arm, n) in st.arms.iter().zip(tally.per_arm) {
         assert!((arm.pulls - n as f64).abs() < 1e-9, "{} vs {n}", arm.pulls);
     }
+}
+
+// --- The generic loop, as spent ids and health use it ------------------------------------------
+
+/// A store holding one value the host reports without a CAS token; writes are recorded.
+#[derive(Default)]
+struct NoCasToken {
+    writes: std::cell::Cell<u32>,
+}
+
+impl SharedStore for NoCasToken {
+    fn get(&self, _: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
+        Ok((Some(Vec::new()), None))
+    }
+    fn set(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
+        self.writes.set(self.writes.get() + 1);
+        Ok(())
+    }
+}
+
+#[test]
+fn every_cas_user_refuses_a_value_without_a_cas_token() {
+    use inference_router_core::learning::{health, spent};
+    let refused = StoreError::Host("shared data returned a value without a CAS token".into());
+
+    let store = NoCasToken::default();
+    let mut reset = false;
+    assert_eq!(
+        spent::spend(&store, "k", 1, 8, &mut reset),
+        Err(spent::SpendError::Store(refused.clone()))
+    );
+    assert_eq!(
+        spent::unspend(&store, "k", 1, 8),
+        Err(spent::SpendError::Store(refused.clone()))
+    );
+    let sample = health::Sample {
+        target: 0,
+        cool_until: Some(10),
+        latency_ms: None,
+    };
+    assert_eq!(health::record(&store, "h", 1, sample), Err(refused));
+    let s = strategy();
+    let initial = s.initial_state(&NAMES);
+    assert!(update_state(&store, KEY, 3, &initial, reward(&s, "small", 1.0)).is_err());
+    assert_eq!(store.writes.get(), 0, "nothing was written blindly");
+}
+
+/// Counters as a codec: the smallest value the loop can carry.
+struct Counter;
+
+impl Codec for Counter {
+    type Value = u64;
+    type Error = String;
+    fn decode(&self, bytes: &[u8]) -> Result<u64, String> {
+        let arr: [u8; 8] = bytes
+            .try_into()
+            .map_err(|_| format!("{} bytes", bytes.len()))?;
+        Ok(u64::from_le_bytes(arr))
+    }
+    fn encode(&self, value: &u64) -> Vec<u8> {
+        value.to_le_bytes().to_vec()
+    }
+}
+
+#[test]
+fn cas_update_is_generic_and_may_write_nothing() {
+    let store = MemoryStore::new();
+    let bump = |n: u64| Ok::<_, ()>(Change::Write(n + 1));
+    let out = cas_update(&store, "n", 3, &Counter, &10, bump).unwrap();
+    assert_eq!(
+        (out.value, out.wrote, out.seeded, out.attempts),
+        (11, true, true, 1)
+    );
+    store.fail_next_set(StoreError::CasMismatch);
+    let out = cas_update(&store, "n", 3, &Counter, &10, bump).unwrap();
+    assert_eq!((out.value, out.attempts), (12, 2));
+
+    // Keep: nothing written, no attempt used.
+    let writes = store.writes();
+    let out = cas_update(&store, "n", 3, &Counter, &10, |n| {
+        Ok::<_, ()>(Change::Keep(n))
+    })
+    .unwrap();
+    assert_eq!((out.value, out.wrote, out.attempts), (12, false, 0));
+    assert_eq!(store.writes(), writes);
+
+    // Undecodable: the closure gets `initial`, the reason is reported.
+    store.put_raw("n", b"xyz");
+    let out = cas_update(&store, "n", 3, &Counter, &10, bump).unwrap();
+    assert_eq!(
+        (out.value, out.discarded),
+        (11, Some("3 bytes".to_string()))
+    );
+
+    // Refused by the closure: nothing written.
+    let writes = store.writes();
+    let err = cas_update(&store, "n", 3, &Counter, &10, |_| {
+        Err::<Change<u64>, _>("no")
+    })
+    .unwrap_err();
+    assert_eq!(err, UpdateFailure::Rejected("no"));
+    assert_eq!(store.writes(), writes);
+}
+
+#[test]
+fn health_on_a_missing_key_is_seeded_then_written_with_cas() {
+    use inference_router_core::learning::health::{record, Health, Sample};
+    let store = MemoryStore::new();
+    let sample = Sample {
+        target: 1,
+        cool_until: Some(100),
+        latency_ms: Some(40.0),
+    };
+    record(&store, "h", 2, sample).unwrap();
+    // get (missing) → seed → get → CAS write.
+    assert_eq!((store.gets(), store.sets()), (2, 2));
+    let h = Health::decode(&store.raw("h").unwrap().0, 2);
+    assert_eq!((h.cooling(1), h.latency(1)), (100, Some(40.0)));
+    // Contention drops the sample as a CAS mismatch.
+    for _ in 0..inference_router_core::learning::health::MAX_ATTEMPTS {
+        store.fail_next_set(StoreError::CasMismatch);
+    }
+    assert_eq!(record(&store, "h", 2, sample), Err(StoreError::CasMismatch));
 }

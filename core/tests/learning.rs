@@ -7,11 +7,12 @@
 //! Feedback and rewards through the core's public API, against the in-memory shared store.
 
 use inference_router_core::bandit::{decode, MemoryStore, StoreError};
+use inference_router_core::callout::{ALL_CHILDREN, NO_CHILD};
 use inference_router_core::config::{parse, Config};
 use inference_router_core::feedback::DecisionToken;
 use inference_router_core::learning::{
-    apply_reward, process_feedback, spent, spent_prefix, state_document, state_key, FeedbackInput,
-    Refusal,
+    apply_reward, process_feedback, spent, spent_prefix, state_document, state_key, Accepted,
+    FeedbackInput, FeedbackReply, Refusal, RouterForward,
 };
 use serde_json::json;
 
@@ -272,4 +273,277 @@ fn apply_reward_refuses_unknown_and_weighted() {
     assert!(apply_reward(&store, PLUGIN, &c, 1, "v1", 1.0).is_err());
     assert!(apply_reward(&store, PLUGIN, &c, 0, "small", 2.0).is_err());
     assert_eq!(observations(&store, "chat"), 0);
+}
+
+// --- Models that learn through an external router (`router.feedback_path`) -----------------
+
+/// `iris` and `plain` do not learn themselves; `iris` and `routed` have a router that does.
+fn router_cfg() -> Config {
+    parse(
+        json!({
+            "models": [
+                { "name": "iris",
+                  "targets": [ { "name": "a", "cluster": "c1", "weight": 1 },
+                               { "name": "b", "cluster": "c2", "weight": 1 } ],
+                  "router": { "cluster": "router", "feedback_path": "/send-feedback" } },
+                { "name": "plain",
+                  "targets": [ { "name": "a", "cluster": "c1", "weight": 1 } ] },
+                { "name": "routed",
+                  "targets": [ { "name": "x", "cluster": "c1" }, { "name": "y", "cluster": "c2" } ],
+                  "strategy": { "type": "thompson" },
+                  "router": { "cluster": "router", "feedback_path": "/send-feedback" } },
+                { "name": "routed-quiet",
+                  "targets": [ { "name": "x", "cluster": "c1", "weight": 1 } ],
+                  "router": { "cluster": "router" } }
+            ],
+            "feedback": { "signing_key": "0123456789abcdef0123456789abcdef" }
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+fn send(
+    store: &MemoryStore,
+    c: &Config,
+    body: &[u8],
+    hd: Option<&str>,
+    hr: Option<&str>,
+) -> FeedbackReply {
+    let input = FeedbackInput {
+        body,
+        header_decision: hd,
+        header_reward: hr,
+    };
+    let mut reset = false;
+    process_feedback(store, PLUGIN, c, 100, &input, &mut reset)
+}
+
+fn forwarded(r: &FeedbackReply) -> RouterForward {
+    match &r.result {
+        Ok(Accepted {
+            applied: None,
+            forward: Some(f),
+        }) => f.clone(),
+        other => panic!("not forwarded: {other:?} {}", r.body),
+    }
+}
+
+#[test]
+fn router_feedback_is_verified_spent_and_forwarded_once() {
+    let c = router_cfg();
+    let store = MemoryStore::new();
+    let t = token(&c, "iris", "b", 1000, 7);
+    let body = json!({"decision": t, "reward": 0.5}).to_string();
+    let r = send(&store, &c, body.as_bytes(), None, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        json!({"forwarded": {"model": "iris", "target": "b", "reward": 0.5}})
+    );
+    assert_eq!(
+        forwarded(&r),
+        RouterForward {
+            model: 0,
+            target: "b".into(),
+            child: 1,
+            reward: 0.5
+        }
+    );
+    let again = send(&store, &c, body.as_bytes(), None, None);
+    assert_eq!(
+        (again.status, again.body),
+        (
+            409,
+            json!({"error": "replayed", "detail": "this decision's feedback was already accepted"})
+        )
+    );
+
+    // Seldon's form, routing agreeing; header-only form; the router's own -1 (routing -1 too).
+    let t2 = token(&c, "iris", "a", 1000, 8);
+    let seldon = json!({"request": {"data": {"ndarray": [[1]]}},
+                        "response": {"meta": {"routing": {"iris": 0}, "tags": {"x-inference-decision": t2}}},
+                        "reward": 1});
+    let r = send(&store, &c, seldon.to_string().as_bytes(), None, None);
+    assert_eq!(forwarded(&r).child, 0);
+    let t3 = token(&c, "iris", ALL_CHILDREN, 1000, 9);
+    let fwd = forwarded(&send(&store, &c, b"", Some(&t3), Some("0.25")));
+    assert_eq!((fwd.child, fwd.reward), (-1, 0.25));
+    let t4 = token(&c, "iris", NO_CHILD, 1000, 10);
+    let seldon = json!({"response": {"meta": {"routing": {"iris": -2}, "tags": {"x-inference-decision": t4}}}, "reward": 0});
+    let fwd = forwarded(&send(&store, &c, seldon.to_string().as_bytes(), None, None));
+    assert_eq!((fwd.child, fwd.target.as_str()), (-2, NO_CHILD));
+    // Nothing learnt in the core's own state.
+    assert_eq!(observations(&store, "iris"), 0);
+}
+
+#[test]
+fn router_feedback_refusals() {
+    let c = router_cfg();
+    let store = MemoryStore::new();
+    let err = |r: FeedbackReply| (r.status, r.body["error"].clone(), r.body["detail"].clone());
+    // Disagreeing routing.
+    let t = token(&c, "iris", "a", 1000, 1);
+    let body = json!({"response": {"meta": {"routing": {"iris": 1}, "tags": {"x-inference-decision": t}}}, "reward": 1});
+    assert_eq!(
+        err(send(&store, &c, body.to_string().as_bytes(), None, None)),
+        (
+            400,
+            json!("invalid"),
+            json!("response.meta.routing disagrees with the decision's target")
+        )
+    );
+    // Expired, forged.
+    let old = token(&c, "iris", "a", 50, 2);
+    assert_eq!(
+        err(send(&store, &c, b"", Some(&old), Some("1"))),
+        (410, json!("expired"), json!("the decision id has expired"))
+    );
+    let forged = format!("{}0", token(&c, "iris", "a", 1000, 3));
+    assert_eq!(send(&store, &c, b"", Some(&forged), Some("1")).status, 403);
+    // Unknown target.
+    let gone = token(&c, "iris", "zz", 1000, 4);
+    assert_eq!(
+        err(send(&store, &c, b"", Some(&gone), Some("1"))),
+        (
+            422,
+            json!("not_learning"),
+            json!("the decision's target is no longer configured")
+        )
+    );
+    // Neither a bandit nor a router with a feedback path.
+    for model in ["plain", "routed-quiet"] {
+        let t = token(&c, model, if model == "plain" { "a" } else { "x" }, 1000, 5);
+        assert_eq!(
+            err(send(&store, &c, b"", Some(&t), Some("1"))),
+            (
+                422,
+                json!("not_learning"),
+                json!("the decision's model does not learn from rewards")
+            ),
+            "{model}"
+        );
+    }
+    let unknown = token(&c, "nope", "a", 1000, 6);
+    assert_eq!(
+        err(send(&store, &c, b"", Some(&unknown), Some("1"))),
+        (
+            422,
+            json!("not_learning"),
+            json!("the decision's model is no longer configured")
+        )
+    );
+    // Malformed input.
+    assert_eq!(
+        err(send(&store, &c, b"", Some(&t), Some("x"))),
+        (
+            400,
+            json!("invalid"),
+            json!("x-inference-reward is not a number")
+        )
+    );
+    assert_eq!(send(&store, &c, b"", Some(&t), Some("1.5")).status, 400);
+    assert_eq!(send(&store, &c, b"", None, Some("1")).status, 400);
+    assert_eq!(
+        err(send(&store, &c, b"[]", None, None)),
+        (
+            400,
+            json!("invalid"),
+            json!("the feedback body is not a JSON object")
+        )
+    );
+    // None of the refusals spent the id.
+    assert_eq!(send(&store, &c, b"", Some(&t), Some("1")).status, 200);
+}
+
+#[test]
+fn router_feedback_spend_failure_is_a_503_and_spends_nothing() {
+    let c = router_cfg();
+    let store = MemoryStore::new();
+    let t = token(&c, "iris", "a", 1000, 1);
+    seeded_bucket_for(&store, &c, 1000);
+    for _ in 0..inference_router_core::learning::MAX_CAS_ATTEMPTS {
+        store.fail_next_set(StoreError::CasMismatch);
+    }
+    let r = send(&store, &c, b"", Some(&t), Some("1"));
+    assert_eq!(
+        (r.status, r.body["detail"].as_str()),
+        (
+            503,
+            Some("could not record the decision as used; try again")
+        )
+    );
+    assert_eq!(r.result, Err(Refusal::Unavailable));
+    assert_eq!(send(&store, &c, b"", Some(&t), Some("1")).status, 200);
+}
+
+fn seeded_bucket_for(store: &MemoryStore, c: &Config, expires: u64) {
+    let ttl = c.feedback.as_ref().unwrap().ttl_seconds;
+    let key = spent::bucket_key(
+        &spent_prefix(PLUGIN),
+        spent::bucket_of(expires, spent::bucket_seconds(ttl)),
+    );
+    spent::seed_bucket(store, &key).unwrap();
+}
+
+#[test]
+fn bandit_with_a_router_learns_and_forwards() {
+    let c = router_cfg();
+    let store = MemoryStore::new();
+    let t = token(&c, "routed", "y", 1000, 1);
+    let r = send(&store, &c, b"", Some(&t), Some("0.75"));
+    assert_eq!(
+        r.body,
+        json!({"updated": {"model": "routed", "target": "y", "reward": 0.75, "observations": 1}})
+    );
+    let Ok(Accepted {
+        applied: Some(applied),
+        forward: Some(forward),
+    }) = &r.result
+    else {
+        panic!("{:?}", r.result);
+    };
+    assert_eq!((applied.model.as_str(), applied.updates), ("routed", 1));
+    assert_eq!(
+        forward,
+        &RouterForward {
+            model: 2,
+            target: "y".into(),
+            child: 1,
+            reward: 0.75
+        }
+    );
+    // A fan-out the router chose (`-1`) is not one of the bandit's targets: forwarded only.
+    let all = token(&c, "routed", ALL_CHILDREN, 1000, 2);
+    let r = send(&store, &c, b"", Some(&all), Some("1"));
+    assert_eq!(
+        r.body,
+        json!({"forwarded": {"model": "routed", "target": "-1", "reward": 1.0}})
+    );
+    assert_eq!(forwarded(&r).child, -1);
+    assert_eq!(observations(&store, "routed"), 1);
+    // The bandit path compares meta.routing as a target index.
+    let t3 = token(&c, "routed", "x", 1000, 3);
+    let body = json!({"response": {"meta": {"routing": {"routed": -1}, "tags": {"x-inference-decision": t3}}}, "reward": 1});
+    assert_eq!(
+        send(&store, &c, body.to_string().as_bytes(), None, None).status,
+        400
+    );
+    // A bandit without a router: applied, nothing to forward.
+    let c = cfg();
+    let store = seeded_store(&c, 100);
+    let t = token(&c, "chat", "small", 700, 4);
+    let r = send(&store, &c, b"", Some(&t), Some("1"));
+    assert!(
+        matches!(
+            &r.result,
+            Ok(Accepted {
+                applied: Some(_),
+                forward: None
+            })
+        ),
+        "{:?}",
+        r.result
+    );
 }

@@ -1,6 +1,7 @@
 //! Support shared by the fuzz targets: fixed configurations, a request view parsed from fuzz
-//! bytes, and the host's decision flow (`src/host/http.rs`) replayed natively, with the
-//! invariants the host relies on checked as assertions.
+//! bytes, and the decision flow of one request (headers, then the body if asked for) with the
+//! invariants the stream relies on checked as assertions. The `lifecycle` target drives the
+//! core's real `Stream` instead, against the in-memory `TestHost`.
 //!
 //! A failed assertion here is reported by libFuzzer as a crash, like a panic inside the filter:
 //! the message says which invariant broke.
@@ -117,6 +118,18 @@ pub fn fixtures() -> &'static [Fixture] {
         }
         all
     })
+}
+
+/// The JSON of every fixture, by name: the buffer-mode ones, then `configs/metadata.json`.
+pub fn fixture_sources() -> Vec<(&'static str, &'static str)> {
+    let mut all = vec![("configs/coverage.json", COVERAGE_CONFIG)];
+    all.extend(
+        DOC_EXAMPLES
+            .iter()
+            .filter_map(|&n| Some((n, doc_example(n)?))),
+    );
+    all.push(("configs/metadata.json", METADATA_CONFIG));
+    all
 }
 
 /// `configs/coverage.json` (feedback on, three bandit models).

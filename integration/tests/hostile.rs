@@ -1,9 +1,10 @@
-//! Hostile requests, against the real Envoy at `--concurrency 2` (envoy/demo.yaml, default
-//! `body.max_bytes` of 1 MiB = Envoy's default buffer limit): each gets a clear answer — the
-//! exact status, and for the filter's own replies its JSON `error` code — and the next request,
-//! on a fresh connection, is routed normally. At the end the Wasm VMs are the ones Envoy started
-//! (`wasm.*` stats: nothing created, reloaded or failed) and Envoy's log has no panic, critical
-//! or Wasm runtime error line. Run with `--nocapture` to see what a user gets for each input.
+//! Hostile requests, against the real Envoy at `--concurrency 2` (envoy/demo.yaml: default
+//! `body.max_bytes` of 1 MiB under the listener's 4 MiB buffer limit): each gets a clear
+//! answer — the exact status, and for the filter's own replies its JSON `error` code — and the
+//! next request, on a fresh connection, is routed normally. At the end the Wasm VMs are the
+//! ones Envoy started (`wasm.*` stats: nothing created, reloaded or failed) and Envoy's log has
+//! no panic, critical or Wasm runtime error line. Run with `--nocapture` to see what a user gets
+//! for each input.
 
 mod common;
 
@@ -483,13 +484,13 @@ fn hostile_framing_and_headers_get_a_clear_answer_and_the_vm_survives() {
     assert_vm_never_crashed(&h.envoy, &vm_before);
 }
 
-/// Was a misbehaviour with Envoy's default 1 MiB buffer limit: documented (docs/configuration.md, `body`): "A
-/// body larger than max_bytes (by content-length, or while it streams) is not inspected: the
-/// request is routed by headers and path alone and the response carries x-inference-body:
-/// too-large", and `max_bytes` may be "at or below Envoy's buffer limit". With the defaults
-/// (both 1 MiB) a chunked body over 1 MiB that arrives in pieces is answered 413 by Envoy every
-/// time: the filter lets go of a body only once it holds more than max_bytes, which is already
-/// over Envoy's limit. Run with `cargo test -p integration --test hostile -- --ignored`.
+/// docs/configuration.md (`body`): "A body larger than max_bytes (by content-length, or while it
+/// streams) is not inspected: the request is routed by headers and path alone and the response
+/// carries x-inference-body: too-large". A chunked body over the default `max_bytes` (1 MiB)
+/// is only found to be too large while it is buffered: the filter lets go at the first chunk
+/// past `max_bytes`, and that chunk still counts against Envoy's buffer limit. With Envoy's
+/// default limit (also 1 MiB) Envoy answered 413 every time; the shipped listener's 4 MiB limit
+/// leaves room for that chunk, so the request is routed without inspection with its body intact.
 #[test]
 fn chunked_body_over_default_max_bytes_is_routed_without_it() {
     let h = Harness::demo(&config());

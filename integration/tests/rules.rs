@@ -352,10 +352,12 @@ fn rule_order_model_only_pointer_escapes_and_numeric_equality() {
 }
 
 #[test]
-fn echo_of_a_body_over_max_bytes_is_never_an_empty_200() {
-    // The echo reply "answers with the request body itself". When the body is over max_bytes
-    // the filter may either still echo it or refuse with an error; a 200 whose body is not the
-    // request body would silently lose the payload.
+fn echo_of_a_body_over_max_bytes_is_refused_with_413() {
+    // The echo reply "answers with the request body itself". A body over max_bytes is not held
+    // (by content-length at the headers, or at the chunk that crosses the limit), so there is
+    // nothing to echo: the filter refuses with its JSON 413 `too_large` rather than answer an
+    // empty 200 that would silently lose the payload. The answer still names the rule that
+    // asked for the echo (`x-inference-reason: rule:no-child`).
     let h = Harness::demo(&json!({
         "body": { "max_bytes": 64 },
         "models": deterministic_models(),
@@ -373,13 +375,39 @@ fn echo_of_a_body_over_max_bytes_is_never_an_empty_200() {
             req = req.chunked();
         }
         let r = h.send(&req);
+        assert_eq!(
+            r.status,
+            413,
+            "chunked={chunked}: headers {:?} body {}",
+            r.headers,
+            r.text()
+        );
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
+            "chunked={chunked}: {:?}",
+            r.headers
+        );
+        let v = r.json();
+        assert_eq!(v["error"], "too_large", "chunked={chunked}: {v}");
+        assert!(
+            v["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("body.max_bytes (64)")),
+            "chunked={chunked}: {v}"
+        );
         assert_meta(&r, "reason", Some("rule:no-child"));
-        if r.status == 200 {
-            assert_eq!(r.body, body, "chunked={chunked}: echo answered 200 with {} bytes instead of the {}-byte request body; headers {:?}", r.body.len(), body.len(), r.headers);
-        } else {
-            assert!(r.status >= 400, "chunked={chunked}: status {}", r.status);
-            assert_meta(&r, "body", Some("too-large"));
-        }
+        assert_meta(&r, "body", Some("too-large"));
     }
     assert_eq!(h.upstreams.total_hits(), 0);
+    assert_eq!(
+        h.envoy
+            .wasm_counter_eventually("inference_router.body.too_large", 2),
+        2
+    );
+    assert_eq!(
+        h.envoy
+            .wasm_counter_eventually("inference_router.local_replies.error", 2),
+        2
+    );
 }

@@ -142,10 +142,10 @@ fn forged_route_headers_are_ignored_and_upstream_metadata_is_replaced() {
     assert_vm_never_crashed(&h.envoy, &vm_before);
 }
 
-/// KNOWN MISBEHAVIOUR (see the final report): `x-inference-body` is the router's statement that
-/// it did not use the body; the filter sets it only when it has something to say and leaves an
-/// upstream's `x-inference-body` in place otherwise, so an upstream can make a client believe
-/// its body was ignored. Run with `cargo test -p integration --test security -- --ignored`.
+/// `x-inference-body` is the router's statement that it did not use the body. The filter sets it
+/// only when it has something to say, and with `response_metadata` on it removes an upstream's
+/// `x-inference-body` otherwise (when it writes the response headers), so an upstream cannot make
+/// a client believe its body was ignored.
 #[test]
 fn upstream_cannot_forge_x_inference_body() {
     let h = Harness::demo(&json!({ "models": deterministic_models() }));
@@ -163,11 +163,11 @@ fn upstream_cannot_forge_x_inference_body() {
     );
 }
 
-/// KNOWN MISBEHAVIOUR (see the final report): docs/configuration.md says a client's
-/// `route_header` / `target_header` values are "removed before anything else". They are replaced
-/// when the filter routes, but stay on requests the filter answers itself, so Envoy still
-/// resolves the route from the client's cluster and the access log (`%REQ(X-INFERENCE-TARGET)%`,
-/// `%UPSTREAM_CLUSTER%`) reports the client's values for those answers. Run with `--ignored`.
+/// docs/configuration.md says a client's `route_header` / `target_header` values are "removed
+/// before anything else". They are replaced when the filter routes, and removed before the
+/// filter sends a local reply, so the access log of envoy/demo.yaml
+/// (`cluster=%UPSTREAM_CLUSTER% target=%REQ(X-INFERENCE-TARGET)%`) shows `cluster=- target=-`
+/// for such answers, not the client's values.
 #[test]
 fn client_route_headers_are_removed_even_when_the_filter_answers_itself() {
     let h = Harness::demo(&json!({ "models": deterministic_models() }));
@@ -512,9 +512,8 @@ fn no_request_data_reaches_the_envoy_log_at_info() {
         "request data in Envoy's log at info level:\n{}",
         leaked.join("\n")
     );
-    // The access log (stdout) prints the path by design (and, for local replies, whatever the
-    // client sent as x-inference-target: see the ignored test above): excluded, but nothing
-    // else on stdout may carry the marker.
+    // The access log (stdout) prints the path by design: excluded, but nothing else on stdout
+    // may carry the marker.
     let stdout = h.envoy.stdout_log();
     let access = stdout.lines().filter(|l| l.contains(s)).count();
     let other: Vec<&str> = stdout

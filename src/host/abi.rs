@@ -15,7 +15,6 @@ use proxy_wasm::hostcalls::dispatch_http_call as sdk_dispatch_http_call; // sdk-
 pub type Status = u32;
 pub const OK: Status = 0;
 pub const NOT_FOUND: Status = 1;
-pub const CAS_MISMATCH: Status = 8;
 
 pub const MAP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_RESPONSE_HEADERS: u32 = 2;
@@ -129,20 +128,24 @@ unsafe fn take(data: *mut u8, size: usize) -> Option<Vec<u8>> {
     if data.is_null() {
         None
     } else {
-        Some(Vec::from_raw_parts(data, size, size))
+        // SAFETY: the caller guarantees `data` is a host-returned allocation of `size` bytes.
+        Some(unsafe { Vec::from_raw_parts(data, size, size) })
     }
 }
 
 pub fn log(level: u32, message: &str) -> Result<(), Status> {
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
     status(unsafe { proxy_log(level, message.as_ptr(), message.len()) })
 }
 
 pub fn now_nanos() -> Result<u64, Status> {
     let mut t = 0u64;
+    // SAFETY: the out-param is a live local.
     status(unsafe { proxy_get_current_time_nanoseconds(&mut t) }).map(|()| t)
 }
 
 pub fn set_tick_period_ms(ms: u32) -> Result<(), Status> {
+    // SAFETY: an ABI import that takes scalars only.
     status(unsafe { proxy_set_tick_period_milliseconds(ms) })
 }
 
@@ -153,7 +156,9 @@ pub fn get_buffer(
 ) -> Result<Option<Vec<u8>>, Status> {
     let mut data = null_mut();
     let mut size = 0usize;
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
     match unsafe { proxy_get_buffer_bytes(buffer_type, start, max_size, &mut data, &mut size) } {
+        // SAFETY: the host filled `data` / `size` with its allocation (or null).
         OK => Ok(unsafe { take(data, size) }),
         NOT_FOUND => Ok(None),
         s => Err(s),
@@ -163,11 +168,13 @@ pub fn get_buffer(
 pub fn get_header(map_type: u32, name: &str) -> Result<Option<String>, Status> {
     let mut data = null_mut();
     let mut size = 0usize;
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
     match unsafe {
         proxy_get_header_map_value(map_type, name.as_ptr(), name.len(), &mut data, &mut size)
     } {
         // An empty value comes back as OK with a null pointer: present, and empty. Header
         // values are bytes on the wire; a non-UTF-8 value is treated as absent.
+        // SAFETY: the host filled `data` / `size` with its allocation (or null).
         OK => Ok(String::from_utf8(unsafe { take(data, size) }.unwrap_or_default()).ok()),
         NOT_FOUND => Ok(None),
         s => Err(s),
@@ -176,6 +183,7 @@ pub fn get_header(map_type: u32, name: &str) -> Result<Option<String>, Status> {
 
 /// Sets (replacing any existing values) a header.
 pub fn set_header(map_type: u32, name: &str, value: &str) -> Result<(), Status> {
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
     status(unsafe {
         proxy_replace_header_map_value(
             map_type,
@@ -191,8 +199,10 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
     let serialized = path.join("\0");
     let mut data = null_mut();
     let mut size = 0usize;
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
     match unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) }
     {
+        // SAFETY: the host filled `data` / `size` with its allocation (or null).
         OK => Ok(unsafe { take(data, size) }),
         NOT_FOUND => Ok(None),
         s => Err(s),
@@ -229,6 +239,7 @@ pub fn send_local_response(
     let headers = serialize_headers(headers);
     let details = "inference_router";
     let (body_ptr, body_len) = body.map_or((null(), 0), |b| (b.as_ptr(), b.len()));
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
     status(unsafe {
         proxy_send_local_response(
             status_code,
@@ -248,10 +259,12 @@ pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Stat
     let mut data = null_mut();
     let mut size = 0usize;
     let mut cas = 0u32;
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
     match unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) }
     {
         // An existing empty value comes back as OK with a null pointer: it exists, empty.
         OK => Ok((
+            // SAFETY: the host filled `data` / `size` with its allocation (or null).
             Some(unsafe { take(data, size) }.unwrap_or_default()),
             (cas != 0).then_some(cas),
         )),
@@ -262,6 +275,7 @@ pub fn get_shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Stat
 
 /// Sets a shared-data key; `cas` 0/None writes unconditionally. `Err(CAS_MISMATCH)` on a race.
 pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
     status(unsafe {
         proxy_set_shared_data(
             key.as_ptr(),
@@ -295,44 +309,38 @@ pub fn http_call(
     .map_err(|s| s as u32)
 }
 
-/// The answer to the callout being delivered: its `:status` (none after a reset) and body.
-pub fn callout_answer(body_size: usize) -> (Option<String>, Vec<u8>) {
-    let status = get_header(MAP_HTTP_CALL_RESPONSE_HEADERS, ":status")
-        .ok()
-        .flatten();
-    let body = get_buffer(BUFFER_HTTP_CALL_RESPONSE_BODY, 0, body_size)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    (status, body)
-}
-
 pub fn call_foreign_function(name: &str) -> Result<(), Status> {
     let mut data = null_mut();
     let mut size = 0usize;
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
     let s = unsafe {
         proxy_call_foreign_function(name.as_ptr(), name.len(), null(), 0, &mut data, &mut size)
     };
+    // SAFETY: the host filled `data` / `size` with its allocation (or null).
     drop(unsafe { take(data, size) });
     status(s)
 }
 
 pub fn define_metric(metric_type: u32, name: &str) -> Result<u32, Status> {
     let mut id = 0u32;
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
     status(unsafe { proxy_define_metric(metric_type, name.as_ptr(), name.len(), &mut id) })
         .map(|()| id)
 }
 
 pub fn increment_metric(id: u32, offset: i64) -> Result<(), Status> {
+    // SAFETY: an ABI import that takes scalars only.
     status(unsafe { proxy_increment_metric(id, offset) })
 }
 
 pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
+    // SAFETY: an ABI import that takes scalars only.
     status(unsafe { proxy_record_metric(id, value) })
 }
 
 /// Removes a header (every value of it); a missing header is not an error.
 pub fn remove_header(map_type: u32, name: &str) -> Result<(), Status> {
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
     match unsafe { proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) } {
         OK | NOT_FOUND => Ok(()),
         s => Err(s),
@@ -342,6 +350,7 @@ pub fn remove_header(map_type: u32, name: &str) -> Result<(), Status> {
 /// Resumes a stream the filter paused (`STREAM_REQUEST` / `STREAM_RESPONSE`), e.g. after a
 /// callout answered. ABI 0.2.1 `proxy_continue_stream`.
 pub fn continue_stream(stream_type: u32) -> Result<(), Status> {
+    // SAFETY: an ABI import that takes scalars only.
     status(unsafe { proxy_continue_stream(stream_type) })
 }
 

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | [`strategy`] | [`StrategyParams`] → [`validate`] / [`Strategy::new`]; [`Strategy::select`] and [`Strategy::update`] for epsilon-greedy, Thompson sampling and UCB1, with optional decay, prior and minimum shares |
 //! | [`state`] | [`ModelState`] / [`ArmState`], [`encode`] / [`decode`] (MessagePack), [`reconcile`] with the configured targets, [`StateCache`] |
-//! | [`store`] | the [`SharedStore`] trait, [`seed`], the bounded CAS loop [`update_state`], and [`MemoryStore`] for tests |
+//! | [`store`] | the [`SharedStore`] trait, [`seed`], the bounded CAS loop [`cas_update`] (any [`Codec`]) and its bandit form [`update_state`], and [`MemoryStore`] for tests |
 //! | [`sample`] | normal, Gamma (Marsaglia–Tsang) and Beta variates from [`Rng`](crate::rng::Rng) |
 //!
 //! # How the host uses it
@@ -50,8 +50,8 @@ pub use state::{
     StateCache, STATE_VERSION,
 };
 pub use store::{
-    seed, update_state, MemoryStore, SeedOutcome, SharedStore, StoreError, UpdateFailure,
-    UpdateOutcome,
+    cas_update, seed, update_state, CasOutcome, Change, Codec, MemoryStore, SeedOutcome,
+    SharedStore, StateCodec, StoreError, UpdateFailure, UpdateOutcome,
 };
 pub use strategy::{
     check_reward, half_life_to_gamma, ucb1_index, validate, Algorithm, Decay, ParamError, Prior,

@@ -1,6 +1,8 @@
 //! Shared state between VMs: the [`SharedStore`] trait (proxy-wasm shared data as the core sees
-//! it), [`seed`], the bounded CAS read-modify-write loop [`update_state`], and [`MemoryStore`],
-//! an in-memory store with injectable faults for tests.
+//! it), [`seed`], the crate's one bounded CAS read-modify-write loop [`cas_update`] (generic over
+//! the stored value through a [`Codec`]; bandit state, spent decision ids and target health all
+//! use it), its bandit-state form [`update_state`], and [`MemoryStore`], an in-memory store with
+//! injectable faults for tests.
 //!
 //! # Host semantics modelled here
 //! * `get` returns the value and its CAS token; a missing key is `(None, None)`.
@@ -157,14 +159,141 @@ impl<E: fmt::Display> fmt::Display for UpdateFailure<E> {
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for UpdateFailure<E> {}
 
-/// Bounded CAS read-modify-write of the state under `key`: read, decode, `f`, encode, write
-/// with the CAS token just read; on a CAS mismatch, start over, at most `max_attempts` writes.
+/// How a value is kept in shared data, for [`cas_update`].
+pub trait Codec {
+    type Value;
+    /// Why stored bytes could not be read (the caller logs it).
+    type Error;
+    fn decode(&self, bytes: &[u8]) -> Result<Self::Value, Self::Error>;
+    fn encode(&self, value: &Self::Value) -> Vec<u8>;
+}
+
+/// Bandit state: [`encode`] / [`decode`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StateCodec;
+
+impl Codec for StateCodec {
+    type Value = ModelState;
+    type Error = DecodeError;
+    fn decode(&self, bytes: &[u8]) -> Result<ModelState, DecodeError> {
+        decode(bytes)
+    }
+    fn encode(&self, value: &ModelState) -> Vec<u8> {
+        encode(value)
+    }
+}
+
+/// What the closure of [`cas_update`] made of the value it was given.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change<T> {
+    /// Store this value (a CAS write).
+    Write(T),
+    /// The value needs no change: nothing is written.
+    Keep(T),
+}
+
+/// A successful [`cas_update`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CasOutcome<T, D> {
+    /// CAS writes tried (the successful one included; 0 when nothing needed writing at once).
+    pub attempts: u32,
+    /// The key was missing and was seeded with `initial` first.
+    pub seeded: bool,
+    /// The stored bytes could not be decoded and the closure was given a copy of `initial`.
+    pub discarded: Option<D>,
+    /// The value now stored (written, or kept as it was).
+    pub value: T,
+    /// Whether a write happened ([`Change::Write`]).
+    pub wrote: bool,
+}
+
+/// The one bounded CAS read-modify-write loop of the crate (bandit state, spent decision ids,
+/// target health): read `(bytes, cas)`, decode, `f`, encode, write with the CAS token just
+/// read; on a CAS mismatch, start over, at most `max_attempts` writes.
 ///
-/// `f` receives the stored state, or a copy of `initial` when the bytes were undecodable
-/// (reported in [`UpdateOutcome::discarded`]). A missing key is first seeded with `initial`
-/// (reported in [`UpdateOutcome::seeded`]); seeding uses no attempt the first time, and counts
-/// as one if the key is missing again, so the loop always ends. All outcomes are listed in the
-/// module docs.
+/// * A missing key is first seeded with `initial` (the host ignores CAS on a missing key, so
+///   the update itself must be a CAS write over an existing key). Seeding uses no attempt the
+///   first time and one each time the key is missing again, so the loop always ends.
+/// * An existing value without a CAS token is refused ([`UpdateFailure::Store`]): writing it
+///   would be unconditional and could erase other workers' updates.
+/// * Undecodable bytes: `f` gets a copy of `initial`, reported in [`CasOutcome::discarded`];
+///   the result is written with the CAS token of the bad bytes (a concurrent repair wins).
+/// * `f` may run several times (once per round): it must be a pure function of the value it is
+///   given (plus captured inputs).
+pub fn cas_update<S, C, E, F>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    codec: &C,
+    initial: &C::Value,
+    mut f: F,
+) -> Result<CasOutcome<C::Value, C::Error>, UpdateFailure<E>>
+where
+    S: SharedStore + ?Sized,
+    C: Codec + ?Sized,
+    C::Value: Clone,
+    F: FnMut(C::Value) -> Result<Change<C::Value>, E>,
+{
+    let mut attempts = 0u32;
+    let mut seeded = false;
+    let store_failure = |error, attempts| UpdateFailure::Store { error, attempts };
+    loop {
+        if attempts >= max_attempts {
+            return Err(UpdateFailure::Contention { attempts });
+        }
+        let (bytes, cas) = store.get(key).map_err(|e| store_failure(e, attempts))?;
+        let Some(bytes) = bytes else {
+            if seeded {
+                attempts = attempts.saturating_add(1);
+            }
+            match store.set(key, &codec.encode(initial), None) {
+                Ok(()) | Err(StoreError::CasMismatch) => {}
+                Err(e) => return Err(store_failure(e, attempts)),
+            }
+            seeded = true;
+            continue;
+        };
+        if cas.is_none() {
+            return Err(store_failure(
+                StoreError::Host("shared data returned a value without a CAS token".into()),
+                attempts,
+            ));
+        }
+        let (current, discarded) = match codec.decode(&bytes) {
+            Ok(value) => (value, None),
+            Err(e) => (initial.clone(), Some(e)),
+        };
+        let next = match f(current).map_err(UpdateFailure::Rejected)? {
+            Change::Write(next) => next,
+            Change::Keep(value) => {
+                return Ok(CasOutcome {
+                    attempts,
+                    seeded,
+                    discarded,
+                    value,
+                    wrote: false,
+                })
+            }
+        };
+        attempts = attempts.saturating_add(1);
+        match store.set(key, &codec.encode(&next), cas) {
+            Ok(()) => {
+                return Ok(CasOutcome {
+                    attempts,
+                    seeded,
+                    discarded,
+                    value: next,
+                    wrote: true,
+                })
+            }
+            Err(StoreError::CasMismatch) => continue,
+            Err(e) => return Err(store_failure(e, attempts)),
+        }
+    }
+}
+
+/// Bounded CAS read-modify-write of the bandit state under `key`: [`cas_update`] with
+/// [`StateCodec`], `f` always writing. All outcomes are listed in the module docs.
 pub fn update_state<S, E, F>(
     store: &S,
     key: &str,
@@ -176,51 +305,15 @@ where
     S: SharedStore + ?Sized,
     F: FnMut(ModelState) -> Result<ModelState, E>,
 {
-    let mut attempts = 0u32;
-    let mut seeded = false;
-    loop {
-        if attempts >= max_attempts {
-            return Err(UpdateFailure::Contention { attempts });
-        }
-        let store_failure = |error, attempts| UpdateFailure::Store { error, attempts };
-        let (bytes, cas) = store.get(key).map_err(|e| store_failure(e, attempts))?;
-        let Some(bytes) = bytes else {
-            if seeded {
-                attempts += 1;
-            }
-            match store.set(key, &encode(initial), None) {
-                Ok(()) | Err(StoreError::CasMismatch) => {}
-                Err(e) => return Err(store_failure(e, attempts)),
-            }
-            seeded = true;
-            continue;
-        };
-        if cas.is_none() {
-            // Writing without a token would be unconditional and could erase others' updates.
-            return Err(store_failure(
-                StoreError::Host("shared data returned a value without a CAS token".into()),
-                attempts,
-            ));
-        }
-        let (current, discarded) = match decode(&bytes) {
-            Ok(state) => (state, None),
-            Err(e) => (initial.clone(), Some(e)),
-        };
-        let next = f(current).map_err(UpdateFailure::Rejected)?;
-        attempts += 1;
-        match store.set(key, &encode(&next), cas) {
-            Ok(()) => {
-                return Ok(UpdateOutcome {
-                    attempts,
-                    seeded,
-                    discarded,
-                    state: next,
-                })
-            }
-            Err(StoreError::CasMismatch) => continue,
-            Err(e) => return Err(store_failure(e, attempts)),
-        }
-    }
+    let out = cas_update(store, key, max_attempts, &StateCodec, initial, |state| {
+        f(state).map(Change::Write)
+    })?;
+    Ok(UpdateOutcome {
+        attempts: out.attempts,
+        seeded: out.seeded,
+        discarded: out.discarded,
+        state: out.value,
+    })
 }
 
 /// An in-memory [`SharedStore`] with Envoy's semantics (per-key CAS tokens from one increasing

@@ -32,11 +32,10 @@ pub fn classify(status: Option<&str>, body: &[u8]) -> CalloutAnswer {
     }
 }
 
-/// 5xx and 429: the answers a retry or a fan-out counts as failures (the same as health and
-/// implicit rewards do).
-pub fn is_failure(status: u16) -> bool {
-    status >= 500 || status == 429
-}
+/// 5xx and 429: the answers a retry or a fan-out counts as failures. Defined with the implicit
+/// reward (which callouts may depend on, not the other way round), so health, rewards and
+/// callouts share one predicate.
+pub use crate::reward::is_failure;
 
 /// Status classes of shadow metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Requests the filter sends itself — an external router's decision, a fan-out to every target,
 //! a retry on a fallback target, shadow copies, rewards forwarded to a router — and what their
-//! answers mean. Pure: the host (`src/host/`) dispatches the callouts and hands the answers here.
+//! answers mean. [`pending`] is the one mechanism by which the stream and the root context
+//! dispatch callouts and continue when they answer.
 //!
 //! - [`answer`]: a callout's answer, or why there was none (Envoy's own timeout / connect-failure
 //!   replies are failures, not upstream answers).
@@ -12,14 +13,16 @@
 pub mod answer;
 pub mod body;
 pub mod fanout;
+pub mod pending;
 pub mod router;
 
 pub use answer::{classify, is_failure, status_class, CalloutAnswer, StatusClass};
 pub use body::{is_streamed, rewrite_model};
 pub use fanout::{fan_out_reply, FanOutReply, TargetResult};
+pub use pending::{Answer, Pending};
 pub use router::{
-    forward_message, parse_router_answer, router_feedback, target_child, RouterChoice,
-    RouterForward, ALL_CHILDREN, NO_CHILD,
+    forward_message, parse_router_answer, target_child, RouterChoice, RouterForward, ALL_CHILDREN,
+    NO_CHILD,
 };
 
 /// Request headers copied onto a resent request besides `:method`, `:path`, `:authority`.

@@ -11,12 +11,9 @@
 
 use serde_json::{json, Value};
 
-use crate::bandit::SharedStore;
 use crate::config::Config;
-use crate::feedback::{parse_feedback, TokenError};
-use crate::learning::{
-    spent, spent_prefix, FeedbackInput, FeedbackReply, Refusal, MAX_CAS_ATTEMPTS,
-};
+/// Where it always was; the reward's pipeline is [`crate::learning::process_feedback`].
+pub use crate::learning::RouterForward;
 
 /// Seldon's child index for "every child"; also the decision token's target for a fan-out the
 /// router chose (target names start with a letter or digit, so it names no target).
@@ -129,100 +126,9 @@ pub fn forward_message(model: &str, child: i64, reward: f64, client_body: &[u8])
     serde_json::to_vec(&msg).unwrap_or_default()
 }
 
-/// A reward to forward to a model's router.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouterForward {
-    pub model: usize,
-    pub target: String,
-    pub child: i64,
-    pub reward: f64,
-}
-
-fn refuse(refusal: Refusal, detail: &str) -> FeedbackReply {
-    FeedbackReply {
-        status: refusal.status(),
-        body: json!({ "error": refusal.as_str(), "detail": detail }),
-        result: Err(refusal),
-    }
-}
-
-/// Feedback for a decision of a model that does not learn itself but has a router with a
-/// `feedback_path`: verified (signature, expiry, `meta.routing` agreement) and spent (each
-/// decision counts once, across workers) like any feedback, then forwarded. `None`: the
-/// feedback is not for such a model (the caller keeps the core's answer).
-pub fn router_feedback<S: SharedStore + ?Sized>(
-    store: &S,
-    plugin: &str,
-    cfg: &Config,
-    now: u64,
-    input: &FeedbackInput<'_>,
-    spent_reset: &mut bool,
-) -> Option<Result<RouterForward, FeedbackReply>> {
-    let settings = cfg.feedback.as_ref()?;
-    let (decision, reward, routing) = if input.body.iter().all(u8::is_ascii_whitespace) {
-        let reward = input.header_reward?.trim().parse::<f64>().ok()?;
-        (input.header_decision?.to_string(), reward, None)
-    } else {
-        let f = parse_feedback(input.body, input.header_decision).ok()?;
-        (f.decision, f.reward, f.routing)
-    };
-    let reward = crate::bandit::check_reward(reward).ok()?;
-    let token = match settings.signer.verify(&decision, now) {
-        Ok(t) => t,
-        Err(TokenError::Expired) => {
-            return Some(Err(refuse(
-                Refusal::Expired,
-                TokenError::Expired.describe(),
-            )))
-        }
-        Err(e) => return Some(Err(refuse(Refusal::Forged, e.describe()))),
-    };
-    let model = cfg.model_by_name(&token.model)?;
-    let m = cfg.models.get(model)?;
-    m.router.as_ref()?.feedback_path.as_ref()?;
-    let Some(child) = target_child(cfg, model, &token.target) else {
-        return Some(Err(refuse(
-            Refusal::NotLearning,
-            "the decision's target is no longer configured",
-        )));
-    };
-    if let Some(said) = routing.as_ref().and_then(|r| r.get(&m.name)) {
-        if said.as_i64() != Some(child) {
-            return Some(Err(refuse(
-                Refusal::Invalid,
-                "response.meta.routing disagrees with the decision's target",
-            )));
-        }
-    }
-    let key = spent::bucket_key(
-        &spent_prefix(plugin),
-        spent::bucket_of(token.expires, spent::bucket_seconds(settings.ttl_seconds)),
-    );
-    match spent::spend(store, &key, token.nonce, MAX_CAS_ATTEMPTS, spent_reset) {
-        Ok(spent::Spend::Fresh) => Some(Ok(RouterForward {
-            model,
-            target: token.target,
-            child,
-            reward,
-        })),
-        Ok(spent::Spend::Replayed) => Some(Err(refuse(
-            Refusal::Replayed,
-            "this decision's feedback was already accepted",
-        ))),
-        Err(_) => Some(Err(refuse(
-            Refusal::Unavailable,
-            "could not record the decision as used; try again",
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bandit::StoreError;
-    use crate::feedback::DecisionToken;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
 
     #[test]
     fn seldon_answers() {
@@ -285,137 +191,6 @@ mod tests {
             .as_slice(),
         )
         .unwrap()
-    }
-
-    #[derive(Default)]
-    struct Mem(RefCell<HashMap<String, (Vec<u8>, u32)>>);
-
-    impl SharedStore for Mem {
-        fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
-            Ok(match self.0.borrow().get(key) {
-                Some((v, c)) => (Some(v.clone()), Some(*c)),
-                None => (None, None),
-            })
-        }
-        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-            let mut m = self.0.borrow_mut();
-            let cur = m.get(key).map(|(_, c)| *c);
-            if let (Some(want), Some(have)) = (cas, cur) {
-                if want != have {
-                    return Err(StoreError::CasMismatch);
-                }
-            }
-            m.insert(key.to_string(), (value.to_vec(), cur.unwrap_or(0) + 1));
-            Ok(())
-        }
-    }
-
-    fn token(cfg: &Config, model: &str, target: &str, expires: u64, nonce: u64) -> String {
-        cfg.feedback.as_ref().unwrap().signer.sign(&DecisionToken {
-            model: model.into(),
-            target: target.into(),
-            expires,
-            nonce,
-        })
-    }
-
-    fn run(
-        store: &Mem,
-        cfg: &Config,
-        body: &[u8],
-        hd: Option<&str>,
-        hr: Option<&str>,
-    ) -> Option<Result<RouterForward, FeedbackReply>> {
-        let input = FeedbackInput {
-            body,
-            header_decision: hd,
-            header_reward: hr,
-        };
-        let mut reset = false;
-        router_feedback(store, "p", cfg, 100, &input, &mut reset)
-    }
-
-    #[test]
-    fn router_feedback_is_verified_spent_and_forwarded_once() {
-        let cfg = cfg();
-        let store = Mem::default();
-        let t = token(&cfg, "iris", "b", 1000, 7);
-        let body = serde_json::to_vec(&json!({"decision": t, "reward": 0.5})).unwrap();
-        let fwd = run(&store, &cfg, &body, None, None).unwrap().unwrap();
-        assert_eq!(
-            fwd,
-            RouterForward {
-                model: 0,
-                target: "b".into(),
-                child: 1,
-                reward: 0.5
-            }
-        );
-        let again = run(&store, &cfg, &body, None, None).unwrap().unwrap_err();
-        assert_eq!(again.result, Err(Refusal::Replayed));
-
-        // Seldon's form, routing agreeing; header-only form; the router's own -1.
-        let t2 = token(&cfg, "iris", "a", 1000, 8);
-        let seldon = json!({"request": {"data": {"ndarray": [[1]]}},
-                            "response": {"meta": {"routing": {"iris": 0}, "tags": {"x-inference-decision": t2}}},
-                            "reward": 1});
-        let fwd = run(
-            &store,
-            &cfg,
-            &serde_json::to_vec(&seldon).unwrap(),
-            None,
-            None,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(fwd.child, 0);
-        let t3 = token(&cfg, "iris", ALL_CHILDREN, 1000, 9);
-        let fwd = run(&store, &cfg, b"", Some(&t3), Some("0.25"))
-            .unwrap()
-            .unwrap();
-        assert_eq!((fwd.child, fwd.reward), (-1, 0.25));
-    }
-
-    #[test]
-    fn router_feedback_refusals() {
-        let cfg = cfg();
-        let store = Mem::default();
-        // Disagreeing routing.
-        let t = token(&cfg, "iris", "a", 1000, 1);
-        let body = json!({"response": {"meta": {"routing": {"iris": 1}, "tags": {"x-inference-decision": t}}}, "reward": 1});
-        let r = run(
-            &store,
-            &cfg,
-            &serde_json::to_vec(&body).unwrap(),
-            None,
-            None,
-        )
-        .unwrap()
-        .unwrap_err();
-        assert_eq!(r.result, Err(Refusal::Invalid));
-        // Expired, forged.
-        let old = token(&cfg, "iris", "a", 50, 2);
-        let r = run(&store, &cfg, b"", Some(&old), Some("1"))
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(r.result, Err(Refusal::Expired));
-        let forged = format!("{}0", token(&cfg, "iris", "a", 1000, 3));
-        let r = run(&store, &cfg, b"", Some(&forged), Some("1"))
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(r.result, Err(Refusal::Forged));
-        // Unknown target.
-        let gone = token(&cfg, "iris", "zz", 1000, 4);
-        let r = run(&store, &cfg, b"", Some(&gone), Some("1"))
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(r.result, Err(Refusal::NotLearning));
-        // Not a router model, malformed input: not ours to answer.
-        let plain = token(&cfg, "plain", "a", 1000, 5);
-        assert!(run(&store, &cfg, b"", Some(&plain), Some("1")).is_none());
-        assert!(run(&store, &cfg, b"", Some(&t), Some("x")).is_none());
-        assert!(run(&store, &cfg, b"", Some(&t), Some("1.5")).is_none());
-        assert!(run(&store, &cfg, b"[]", None, None).is_none());
     }
 
     #[test]

@@ -286,6 +286,15 @@ pub struct Price {
     pub output_per_1k: f64,
 }
 
+impl Price {
+    /// Cost of a request: tokens per 1,000 × these prices. The one formula for the budget's
+    /// estimate (before) and the implicit reward's cost (after, from the reported usage).
+    pub fn cost(&self, prompt_tokens: u64, output_tokens: u64) -> f64 {
+        prompt_tokens as f64 / 1000.0 * self.input_per_1k
+            + output_tokens as f64 / 1000.0 * self.output_per_1k
+    }
+}
+
 impl Model {
     pub fn is_bandit(&self) -> bool {
         self.bandit().is_some()

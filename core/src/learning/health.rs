@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bandit::{SharedStore, StoreError};
+use std::convert::Infallible;
+
+use crate::bandit::{cas_update, Change, Codec, SharedStore, StoreError, UpdateFailure};
 
 /// Weight of a new latency sample in the moving average.
 pub const LATENCY_ALPHA: f64 = 0.2;
@@ -70,24 +72,30 @@ pub fn cooldown_seconds(retry_after: Option<&str>, default: u64) -> u64 {
         .map_or(default, |s| s.min(MAX_COOLDOWN_SECONDS))
 }
 
-/// Applies a sample (bounded CAS loop; a missing key is created — a lost first write only
-/// drops a sample).
-pub fn record<S: SharedStore + ?Sized>(
-    store: &S,
-    key: &str,
-    targets: usize,
-    sample: Sample,
-) -> Result<(), StoreError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let (bytes, cas) = store.get(key)?;
-        let mut h = bytes.map_or_else(|| Health::new(targets), |b| Health::decode(&b, targets));
+/// Health of a model with this many targets ([`Health::decode`] never fails: bytes of another
+/// shape give a fresh health).
+struct HealthCodec(usize);
+
+impl Codec for HealthCodec {
+    type Value = Health;
+    type Error = Infallible;
+    fn decode(&self, bytes: &[u8]) -> Result<Health, Infallible> {
+        Ok(Health::decode(bytes, self.0))
+    }
+    fn encode(&self, value: &Health) -> Vec<u8> {
+        value.encode()
+    }
+}
+
+impl Health {
+    fn apply(&mut self, sample: Sample) {
         if let Some(until) = sample.cool_until {
-            if let Some(slot) = h.cooling_until.get_mut(sample.target) {
+            if let Some(slot) = self.cooling_until.get_mut(sample.target) {
                 *slot = (*slot).max(until);
             }
         }
         if let Some(l) = sample.latency_ms {
-            if let Some(slot) = h.latency_ms.get_mut(sample.target) {
+            if let Some(slot) = self.latency_ms.get_mut(sample.target) {
                 *slot = if *slot < 0.0 {
                     l
                 } else {
@@ -95,13 +103,35 @@ pub fn record<S: SharedStore + ?Sized>(
                 };
             }
         }
-        match store.set(key, &h.encode(), cas) {
-            Ok(()) => return Ok(()),
-            Err(StoreError::CasMismatch) => continue,
-            Err(e) => return Err(e),
-        }
     }
-    Err(StoreError::CasMismatch)
+}
+
+/// Applies a sample ([`cas_update`]; a missing key is seeded with a fresh health first). All
+/// `MAX_ATTEMPTS` writes lost is [`StoreError::CasMismatch`]: the sample is dropped.
+pub fn record<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    targets: usize,
+    sample: Sample,
+) -> Result<(), StoreError> {
+    let fresh = Health::new(targets);
+    cas_update(
+        store,
+        key,
+        MAX_ATTEMPTS,
+        &HealthCodec(targets),
+        &fresh,
+        |mut h| {
+            h.apply(sample);
+            Ok::<_, Infallible>(Change::Write(h))
+        },
+    )
+    .map(|_| ())
+    .map_err(|e| match e {
+        UpdateFailure::Contention { .. } => StoreError::CasMismatch,
+        UpdateFailure::Store { error, .. } => error,
+        UpdateFailure::Rejected(never) => match never {},
+    })
 }
 
 #[cfg(test)]

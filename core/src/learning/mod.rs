@@ -1,14 +1,16 @@
 //! Learning from rewards: where bandit state lives in shared data, how a reward is applied, and
 //! how a feedback request becomes a reward. Pure: the host passes its [`SharedStore`].
 
+pub mod feedback;
 pub mod health;
 pub mod spent;
 
 use serde_json::{json, Value};
 
+pub use feedback::{process_feedback, Accepted, FeedbackInput, FeedbackReply, RouterForward};
+
 use crate::bandit::{update_state, ModelState, SharedStore, UpdateFailure};
 use crate::config::Config;
-use crate::feedback::{parse_feedback, Feedback, TokenError};
 
 /// CAS attempts before a reward is given up as lost to contention (counted in a metric).
 pub const MAX_CAS_ATTEMPTS: u32 = 32;
@@ -158,160 +160,6 @@ impl Refusal {
             .iter()
             .position(|r| *r == self)
             .unwrap_or_default()
-    }
-}
-
-/// The answer to a feedback request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeedbackReply {
-    pub status: u16,
-    pub body: Value,
-    pub result: Result<Applied, Refusal>,
-}
-
-fn refuse(refusal: Refusal, detail: &str) -> FeedbackReply {
-    FeedbackReply {
-        status: refusal.status(),
-        body: json!({ "error": refusal.as_str(), "detail": detail }),
-        result: Err(refusal),
-    }
-}
-
-/// What a feedback request carried, as the host read it.
-pub struct FeedbackInput<'a> {
-    pub body: &'a [u8],
-    /// `x-inference-decision` of the feedback request.
-    pub header_decision: Option<&'a str>,
-    /// `x-inference-reward` of the feedback request (header-only feedback, no body).
-    pub header_reward: Option<&'a str>,
-}
-
-/// Verifies, spends and applies one feedback request. `spent_reset` is set when a spent-id
-/// bucket held undecodable bytes (the host logs it).
-pub fn process_feedback<S: SharedStore + ?Sized>(
-    store: &S,
-    plugin: &str,
-    cfg: &Config,
-    now: u64,
-    input: &FeedbackInput<'_>,
-    spent_reset: &mut bool,
-) -> FeedbackReply {
-    let Some(settings) = &cfg.feedback else {
-        return refuse(Refusal::Invalid, "feedback is not configured");
-    };
-    let feedback = if input.body.iter().all(u8::is_ascii_whitespace) {
-        match (input.header_decision, input.header_reward) {
-            (Some(d), Some(r)) => match r.trim().parse::<f64>() {
-                Ok(reward) => match crate::bandit::check_reward(reward) {
-                    Ok(reward) => Feedback {
-                        decision: d.to_string(),
-                        reward,
-                        routing: None,
-                    },
-                    Err(e) => return refuse(Refusal::Invalid, &e.to_string()),
-                },
-                Err(_) => return refuse(Refusal::Invalid, "x-inference-reward is not a number"),
-            },
-            _ => {
-                return refuse(
-                    Refusal::Invalid,
-                    "send a JSON body {\"decision\": ..., \"reward\": ...}, Seldon's Feedback message, or the x-inference-decision and x-inference-reward headers",
-                )
-            }
-        }
-    } else {
-        match parse_feedback(input.body, input.header_decision) {
-            Ok(f) => f,
-            Err(e) => return refuse(Refusal::Invalid, &e.0),
-        }
-    };
-    let token = match settings.signer.verify(&feedback.decision, now) {
-        Ok(t) => t,
-        Err(e) => {
-            let refusal = match e {
-                TokenError::Expired => Refusal::Expired,
-                TokenError::BadSignature => Refusal::Forged,
-                TokenError::Malformed => Refusal::Forged,
-            };
-            return refuse(refusal, e.describe());
-        }
-    };
-    let Some(model) = cfg.model_by_name(&token.model) else {
-        return refuse(
-            Refusal::NotLearning,
-            "the decision's model is no longer configured",
-        );
-    };
-    let Some(m) = cfg.models.get(model) else {
-        return refuse(
-            Refusal::NotLearning,
-            "the decision's model is no longer configured",
-        );
-    };
-    if !m.is_bandit() {
-        return refuse(
-            Refusal::NotLearning,
-            "the decision's model does not learn from rewards",
-        );
-    }
-    let Some(target_index) = m.target_by_name(&token.target) else {
-        return refuse(
-            Refusal::NotLearning,
-            "the decision's target is no longer configured",
-        );
-    };
-    // Seldon's meta.routing names the child by index: it must agree with the signed decision.
-    if let Some(child) = feedback.routing.as_ref().and_then(|r| r.get(&m.name)) {
-        if child.as_u64() != Some(target_index as u64) {
-            return refuse(
-                Refusal::Invalid,
-                "response.meta.routing disagrees with the decision's target",
-            );
-        }
-    }
-
-    let prefix = spent_prefix(plugin);
-    let key = spent::bucket_key(
-        &prefix,
-        spent::bucket_of(token.expires, spent::bucket_seconds(settings.ttl_seconds)),
-    );
-    match spent::spend(store, &key, token.nonce, MAX_CAS_ATTEMPTS, spent_reset) {
-        Ok(spent::Spend::Fresh) => {}
-        Ok(spent::Spend::Replayed) => {
-            return refuse(
-                Refusal::Replayed,
-                "this decision's feedback was already accepted",
-            )
-        }
-        Err(_) => {
-            return refuse(
-                Refusal::Unavailable,
-                "could not record the decision as used; try again",
-            )
-        }
-    }
-    match apply_reward(store, plugin, cfg, model, &token.target, feedback.reward) {
-        Ok(applied) => FeedbackReply {
-            status: 200,
-            body: json!({
-                "updated": {
-                    "model": applied.model,
-                    "target": applied.target,
-                    "reward": applied.reward,
-                    "observations": applied.updates,
-                }
-            }),
-            result: Ok(applied),
-        },
-        Err(e) => {
-            // Not applied: release the id so the sender may retry.
-            let _ = spent::unspend(store, &key, token.nonce, MAX_CAS_ATTEMPTS);
-            let refusal = match e {
-                ApplyError::NotBandit | ApplyError::UnknownTarget => Refusal::NotLearning,
-                _ => Refusal::Unavailable,
-            };
-            refuse(refusal, &e.describe())
-        }
     }
 }
 

@@ -7,7 +7,9 @@
 //! another worker spends into it could drop a spent id. Buckets whose tokens have all expired
 //! are emptied; a late spend cannot reach them, since expired tokens are refused first.
 
-use crate::bandit::{SharedStore, StoreError};
+use std::convert::Infallible;
+
+use crate::bandit::{cas_update, Change, Codec, SharedStore, StoreError, UpdateFailure};
 
 /// Seconds covered by one bucket: at least a minute, and at most ~64 buckets for any TTL.
 pub fn bucket_seconds(ttl_seconds: u64) -> u64 {
@@ -28,15 +30,21 @@ pub fn live_buckets(now: u64, ttl_seconds: u64) -> std::ops::RangeInclusive<u64>
     bucket_of(now, b)..=bucket_of(now.saturating_add(ttl_seconds), b).saturating_add(1)
 }
 
-fn decode(bytes: &[u8]) -> Option<Vec<u64>> {
-    if bytes.is_empty() {
-        return Some(Vec::new());
-    }
-    rmp_serde::from_slice(bytes).ok()
-}
+/// A bucket: the sorted spent nonces, MessagePack (no bytes: empty, as seeded).
+struct Nonces;
 
-fn encode(nonces: &[u64]) -> Vec<u8> {
-    rmp_serde::to_vec(nonces).unwrap_or_default()
+impl Codec for Nonces {
+    type Value = Vec<u64>;
+    type Error = ();
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u64>, ()> {
+        if bytes.is_empty() {
+            return Ok(Vec::new());
+        }
+        rmp_serde::from_slice(bytes).map_err(|_| ())
+    }
+    fn encode(&self, nonces: &Vec<u64>) -> Vec<u8> {
+        rmp_serde::to_vec(nonces).unwrap_or_default()
+    }
 }
 
 /// Creates a bucket if it does not exist. Returns whether it wrote.
@@ -106,7 +114,9 @@ pub fn unspend<S: SharedStore + ?Sized>(
     .map(|_| ())
 }
 
-/// CAS read-modify-write of a bucket; `edit` returns `None` to write nothing.
+/// CAS read-modify-write of a bucket ([`cas_update`]); `edit` returns `None` to write nothing.
+/// A missing bucket should have been seeded ahead of time: it is seeded here and the (logged)
+/// race accepted.
 fn change<S: SharedStore + ?Sized>(
     store: &S,
     key: &str,
@@ -114,37 +124,28 @@ fn change<S: SharedStore + ?Sized>(
     reset: &mut bool,
     mut edit: impl FnMut(&mut Vec<u64>) -> Option<()>,
 ) -> Result<bool, SpendError> {
-    let mut seeded = false;
-    for _ in 0..max_attempts {
-        let (bytes, cas) = store.get(key).map_err(SpendError::Store)?;
-        let Some(bytes) = bytes else {
-            // Should have been seeded ahead of time; seed once and accept the (logged) race.
-            if seeded {
-                return Err(SpendError::Store(StoreError::Host(
-                    "bucket vanished".into(),
-                )));
-            }
-            seeded = true;
-            seed_bucket(store, key).map_err(SpendError::Store)?;
-            continue;
-        };
-        let mut list = match decode(&bytes) {
-            Some(l) => l,
-            None => {
-                *reset = true;
-                Vec::new()
-            }
-        };
-        if edit(&mut list).is_none() {
-            return Ok(false);
+    let outcome = cas_update(
+        store,
+        key,
+        max_attempts,
+        &Nonces,
+        &Vec::new(),
+        |mut list| {
+            Ok::<_, Infallible>(match edit(&mut list) {
+                Some(()) => Change::Write(list),
+                None => Change::Keep(list),
+            })
+        },
+    );
+    match outcome {
+        Ok(out) => {
+            *reset |= out.discarded.is_some();
+            Ok(out.wrote)
         }
-        match store.set(key, &encode(&list), cas) {
-            Ok(()) => return Ok(true),
-            Err(StoreError::CasMismatch) => continue,
-            Err(e) => return Err(SpendError::Store(e)),
-        }
+        Err(UpdateFailure::Contention { .. }) => Err(SpendError::Contention),
+        Err(UpdateFailure::Store { error, .. }) => Err(SpendError::Store(error)),
+        Err(UpdateFailure::Rejected(never)) => match never {},
     }
-    Err(SpendError::Contention)
 }
 
 #[cfg(test)]

@@ -17,12 +17,12 @@ mod sticky;
 use serde_json::Value;
 
 pub use path::{model_from_path, PathModel};
-pub use select::{estimated_cost, Candidates, Exclusion};
+pub use select::{Candidates, Exclusion};
 pub use sticky::{bucket, cookie_value, sticky_hash};
 
 use crate::bandit::ModelState;
 use crate::config::{
-    Action, BodyTest, Condition, Config, HeaderTest, ReplyBody, TargetPin, TenantSource,
+    Action, BodyTest, Condition, Config, HeaderTest, Model, ReplyBody, TargetPin, TenantSource,
 };
 use crate::inspect::openai::{summarize, ChatSummary};
 use crate::payload::{Fields, Format};
@@ -286,6 +286,31 @@ struct Restriction<'c> {
     tags: &'c [String],
 }
 
+/// A decision step's result; `Err` is the decision already made (a reply, or "the body is
+/// needed first"), which ends the decision there.
+type Step<T> = Result<T, Outcome>;
+
+/// What the rules left to the later steps.
+#[derive(Default)]
+struct Matched<'c> {
+    /// The model the request names, if a pin without a model had to read it.
+    requested: Option<Requested>,
+    /// (model, target, reason) of a matching pin.
+    pinned: Option<(usize, Option<usize>, Reason)>,
+    restriction: Option<Restriction<'c>>,
+}
+
+/// The target a pin with a model names: `Some(None)` for the model alone, `None` when the
+/// pin does not apply (a named target the model does not have).
+fn pin_target(cfg: &Config, model: usize, target: &TargetPin) -> Option<Option<usize>> {
+    let model = cfg.models.get(model)?;
+    match target {
+        TargetPin::Index(ti) => Some(Some(*ti)),
+        TargetPin::Named(name) => model.target_by_name(name).map(Some),
+        TargetPin::None => Some(None),
+    }
+}
+
 pub(crate) struct Decider<'a, R: RequestView> {
     pub(crate) cfg: &'a Config,
     pub(crate) req: &'a R,
@@ -520,67 +545,69 @@ impl<'a, R: RequestView> Decider<'a, R> {
     }
 
     fn decide_inner(&mut self, rng: &mut Rng) -> Outcome {
-        let cfg = self.cfg;
-        if cfg.tenants.as_ref().is_some_and(|t| t.required) && self.tenant_index().is_none() {
-            return Outcome::Reply(Reply::error(
+        match self.route(rng) {
+            Ok(route) => Outcome::Route(route),
+            Err(decided) => decided,
+        }
+    }
+
+    /// The decision's steps, in order. Each `Err` ends the decision: a reply, or the body
+    /// is needed first.
+    fn route(&mut self, rng: &mut Rng) -> Step<Route> {
+        self.check_tenant_required()?;
+        let matched = self.apply_rules()?;
+        let (mi, pinned_target, hint) = self.pick_model(matched.pinned, matched.requested)?;
+        let restriction = matched.restriction;
+        let hint = hint.or(restriction.as_ref().map(|r| Reason::Rule(r.rule)));
+        let Some(model) = self.cfg.models.get(mi) else {
+            return Err(Outcome::Reply(Reply::error(
+                500,
+                "internal",
+                "model index",
+                None,
+            )));
+        };
+        self.hold_body_for_resends(mi, model)?;
+        self.check_tenant_allows(mi, model)?;
+        self.check_input_spec(mi, model)?;
+        let candidates = self.candidates(mi, restriction.as_ref())?;
+        self.check_candidates(mi, pinned_target, &candidates)?;
+        let (target, reason) = self.choose(mi, pinned_target, hint, &candidates, rng)?;
+        let (target, reason) = self.avoid_cooling(mi, target, reason, &candidates);
+        Ok(Route::new(mi, target, reason))
+    }
+
+    /// Tenant step: with `tenants.required`, a request must name a configured tenant.
+    fn check_tenant_required(&mut self) -> Step<()> {
+        let required = self.cfg.tenants.as_ref().is_some_and(|t| t.required);
+        if required && self.tenant_index().is_none() {
+            return Err(Outcome::Reply(Reply::error(
                 403,
                 "forbidden",
                 "the request names no known tenant",
                 None,
-            ));
+            )));
         }
+        Ok(())
+    }
 
-        // Rules: the first that matches decides, pins, or restricts.
-        let mut requested: Option<Requested> = None;
-        let mut pinned: Option<(usize, Option<usize>, Reason)> = None;
-        let mut restriction: Option<Restriction<'_>> = None;
+    /// Rules step: the first rule that matches replies, rejects, pins or restricts.
+    fn apply_rules(&mut self) -> Step<Matched<'a>> {
+        let cfg = self.cfg;
+        let mut matched = Matched::default();
         for (ri, rule) in cfg.rules.iter().enumerate() {
             match self.rule_matches(&rule.when) {
                 Truth::No => continue,
-                Truth::NeedBody => return Outcome::NeedBody,
+                Truth::NeedBody => return Err(Outcome::NeedBody),
                 Truth::Yes => {}
             }
             match &rule.then {
-                Action::Reply { status, body } => {
-                    let (kind, content) = match body {
-                        ReplyBody::Echo => {
-                            if matches!(self.body, Body::Pending) {
-                                return Outcome::NeedBody;
-                            }
-                            (ReplyKind::Echo, ReplyContent::Echo)
-                        }
-                        ReplyBody::Json(bytes) => {
-                            (ReplyKind::Reply, ReplyContent::Json(bytes.clone()))
-                        }
-                        ReplyBody::Empty => (ReplyKind::Reply, ReplyContent::Empty),
-                    };
-                    return Outcome::Reply(Reply {
-                        status: *status,
-                        kind,
-                        content,
-                        model: None,
-                        rule: Some(ri),
-                        detector: None,
-                    });
-                }
+                Action::Reply { status, body } => return Err(self.rule_reply(ri, *status, body)),
                 Action::Reject { status, message } => {
-                    let mut body = serde_json::json!({ "error": "rejected", "detail": message, "rule": rule.name });
-                    if let Some(d) = self.fired.and_then(|d| cfg.detectors.get(d)) {
-                        if let Some(obj) = body.as_object_mut() {
-                            obj.insert("detector".into(), Value::String(d.name.clone()));
-                        }
-                    }
-                    return Outcome::Reply(Reply {
-                        status: *status,
-                        kind: ReplyKind::Reject,
-                        content: ReplyContent::Json(serde_json::to_vec(&body).unwrap_or_default()),
-                        model: None,
-                        rule: Some(ri),
-                        detector: None,
-                    });
+                    return Err(self.rule_reject(ri, &rule.name, *status, message))
                 }
                 Action::Restrict { region, tags } => {
-                    restriction = Some(Restriction {
+                    matched.restriction = Some(Restriction {
                         rule: ri,
                         region: region.as_deref(),
                         tags,
@@ -591,154 +618,207 @@ impl<'a, R: RequestView> Decider<'a, R> {
                     model: Some(mi),
                     target,
                 } => {
-                    let Some(model) = cfg.models.get(*mi) else {
-                        continue;
-                    };
-                    let target = match target {
-                        TargetPin::Index(ti) => Some(*ti),
-                        TargetPin::Named(name) => match model.target_by_name(name) {
-                            Some(ti) => Some(ti),
-                            None => continue,
-                        },
-                        TargetPin::None => None,
-                    };
-                    pinned = Some((*mi, target, Reason::Rule(ri)));
-                    break;
+                    if let Some(target) = pin_target(cfg, *mi, target) {
+                        matched.pinned = Some((*mi, target, Reason::Rule(ri)));
+                        break;
+                    }
                 }
                 Action::Pin {
                     model: None,
                     target,
                 } => {
-                    if requested.is_none() {
-                        requested = Some(match self.requested() {
-                            Ok(r) => r,
-                            Err(outcome) => return outcome,
-                        });
-                    }
-                    let Some(Requested::Named { name, .. }) = &requested else {
-                        continue;
-                    };
-                    let Some(mi) = cfg.model_by_name(name) else {
-                        continue;
-                    };
-                    let Some(model) = cfg.models.get(mi) else {
-                        continue;
-                    };
-                    let ti = match target {
-                        TargetPin::Named(t) => model.target_by_name(t),
-                        TargetPin::Index(ti) => Some(*ti),
-                        TargetPin::None => None,
-                    };
-                    if let Some(ti) = ti {
-                        pinned = Some((mi, Some(ti), Reason::Rule(ri)));
+                    if let Some((mi, ti)) = self.pin_requested(target, &mut matched.requested)? {
+                        matched.pinned = Some((mi, Some(ti), Reason::Rule(ri)));
                         break;
                     }
                 }
             }
         }
+        Ok(matched)
+    }
 
-        // The model, and a target pinned by a rule, the path, or the default route.
-        let (mi, pinned_target, hint) = match pinned {
-            Some((m, t, r)) => (m, t, Some(r)),
-            None => {
-                let requested = match requested {
-                    Some(r) => r,
-                    None => match self.requested() {
-                        Ok(r) => r,
-                        Err(outcome) => return outcome,
-                    },
-                };
-                match self.resolve_model(requested) {
-                    Ok(p) => p,
-                    Err(outcome) => return outcome,
+    fn rule_reply(&self, rule: usize, status: u16, body: &ReplyBody) -> Outcome {
+        let (kind, content) = match body {
+            ReplyBody::Echo => {
+                if matches!(self.body, Body::Pending) {
+                    return Outcome::NeedBody;
                 }
+                (ReplyKind::Echo, ReplyContent::Echo)
             }
+            ReplyBody::Json(bytes) => (ReplyKind::Reply, ReplyContent::Json(bytes.clone())),
+            ReplyBody::Empty => (ReplyKind::Reply, ReplyContent::Empty),
         };
-        let hint = hint.or(restriction.as_ref().map(|r| Reason::Rule(r.rule)));
-        let Some(model) = cfg.models.get(mi) else {
-            return Outcome::Reply(Reply::error(500, "internal", "model index", None));
-        };
+        Outcome::Reply(Reply {
+            status,
+            kind,
+            content,
+            model: None,
+            rule: Some(rule),
+            detector: None,
+        })
+    }
 
-        // Routers, fan-outs, retries and shadows send the request again by callout: hold its body.
+    /// A rule's rejection, naming the rule and the detector that fired, if one did.
+    fn rule_reject(&self, rule: usize, name: &str, status: u16, message: &str) -> Outcome {
+        let mut body = serde_json::json!({ "error": "rejected", "detail": message, "rule": name });
+        if let Some(d) = self.fired.and_then(|d| self.cfg.detectors.get(d)) {
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("detector".into(), Value::String(d.name.clone()));
+            }
+        }
+        Outcome::Reply(Reply {
+            status,
+            kind: ReplyKind::Reject,
+            content: ReplyContent::Json(serde_json::to_vec(&body).unwrap_or_default()),
+            model: None,
+            rule: Some(rule),
+            detector: None,
+        })
+    }
+
+    /// A pin without a model applies to the model the request names (read once, kept in
+    /// `requested` for the model step): `None` when that model has no such target.
+    fn pin_requested(
+        &mut self,
+        target: &TargetPin,
+        requested: &mut Option<Requested>,
+    ) -> Step<Option<(usize, usize)>> {
+        if requested.is_none() {
+            *requested = Some(self.requested()?);
+        }
+        let Some(Requested::Named { name, .. }) = requested else {
+            return Ok(None);
+        };
+        let cfg = self.cfg;
+        let Some(mi) = cfg.model_by_name(name) else {
+            return Ok(None);
+        };
+        let Some(model) = cfg.models.get(mi) else {
+            return Ok(None);
+        };
+        let ti = match target {
+            TargetPin::Named(t) => model.target_by_name(t),
+            TargetPin::Index(ti) => Some(*ti),
+            TargetPin::None => None,
+        };
+        Ok(ti.map(|ti| (mi, ti)))
+    }
+
+    /// Model step: the model (and a target pinned by a rule, the path, or the default route).
+    fn pick_model(
+        &mut self,
+        pinned: Option<(usize, Option<usize>, Reason)>,
+        requested: Option<Requested>,
+    ) -> Step<(usize, Option<usize>, Option<Reason>)> {
+        if let Some((m, t, r)) = pinned {
+            return Ok((m, t, Some(r)));
+        }
+        let requested = match requested {
+            Some(r) => r,
+            None => self.requested()?,
+        };
+        self.resolve_model(requested)
+    }
+
+    /// Routers, fan-outs, retries and shadows send the request again by callout: hold its body.
+    fn hold_body_for_resends(&self, mi: usize, model: &Model) -> Step<()> {
         let resends = model.router.is_some()
             || model.fan_out.is_some()
             || model.retry
-            || cfg.shadows.iter().any(|s| s.model == mi);
+            || self.cfg.shadows.iter().any(|s| s.model == mi);
         if resends && matches!(self.body, Body::Pending) {
-            return Outcome::NeedBody;
+            return Err(Outcome::NeedBody);
         }
+        Ok(())
+    }
 
-        if let Some(ti) = self.tenant_index() {
-            let allowed = cfg
-                .tenants
-                .as_ref()
-                .and_then(|t| t.list.get(ti))
-                .is_none_or(|t| t.model_allowed(mi));
-            if !allowed {
-                let name = self
-                    .tenant()
-                    .map(|(n, _)| n.to_string())
-                    .unwrap_or_default();
-                return Outcome::Reply(Reply::error(
-                    403,
-                    "forbidden",
-                    &format!("tenant {name:?} may not use model {:?}", model.name),
-                    Some(mi),
-                ));
-            }
-        }
-
-        if let Some(spec) = &model.input_spec {
-            if self.is_kserve_infer() {
-                match self.body {
-                    Body::Pending => return Outcome::NeedBody,
-                    Body::Full {
-                        raw,
-                        format: Format::Json,
-                        ..
-                    } => {
-                        if let Err(e) = crate::inspect::kserve::validate(spec, raw) {
-                            let body = serde_json::json!({ "error": "invalid_input", "detail": e.detail, "input": e.input });
-                            return Outcome::Reply(Reply::error_with(400, body, Some(mi)));
-                        }
-                    }
-                    _ => return Outcome::Reply(Reply::error(
-                        400,
-                        "invalid_input",
-                        "this model's inputs are checked: send a JSON KServe v2 inference request",
-                        Some(mi),
-                    )),
-                }
-            }
-        }
-
-        let candidates = match self.candidates(mi, restriction.as_ref()) {
-            Ok(c) => c,
-            Err(outcome) => return outcome,
+    /// Tenant allow-list step: the tenant may use the model.
+    fn check_tenant_allows(&mut self, mi: usize, model: &Model) -> Step<()> {
+        let Some(ti) = self.tenant_index() else {
+            return Ok(());
         };
-        if let Some(t) = pinned_target {
-            if let Some(why) = candidates.exclusion(t) {
-                return Outcome::Reply(self.excluded_reply(mi, why));
-            }
+        let allowed = (self.cfg.tenants.as_ref())
+            .and_then(|t| t.list.get(ti))
+            .is_none_or(|t| t.model_allowed(mi));
+        if allowed {
+            return Ok(());
+        }
+        let name = self
+            .tenant()
+            .map(|(n, _)| n.to_string())
+            .unwrap_or_default();
+        Err(Outcome::Reply(Reply::error(
+            403,
+            "forbidden",
+            &format!("tenant {name:?} may not use model {:?}", model.name),
+            Some(mi),
+        )))
+    }
+
+    /// KServe input spec step: a v2 inference request must match the model's declared inputs.
+    fn check_input_spec(&mut self, mi: usize, model: &Model) -> Step<()> {
+        let Some(spec) = &model.input_spec else {
+            return Ok(());
+        };
+        if !self.is_kserve_infer() {
+            return Ok(());
+        }
+        match self.body {
+            Body::Pending => Err(Outcome::NeedBody),
+            Body::Full {
+                raw,
+                format: Format::Json,
+                ..
+            } => match crate::inspect::kserve::validate(spec, raw) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    let body = serde_json::json!({ "error": "invalid_input", "detail": e.detail, "input": e.input });
+                    Err(Outcome::Reply(Reply::error_with(400, body, Some(mi))))
+                }
+            },
+            _ => Err(Outcome::Reply(Reply::error(
+                400,
+                "invalid_input",
+                "this model's inputs are checked: send a JSON KServe v2 inference request",
+                Some(mi),
+            ))),
+        }
+    }
+
+    /// Candidates step: a pinned target must be a candidate, and some target must be.
+    fn check_candidates(
+        &mut self,
+        mi: usize,
+        pinned_target: Option<usize>,
+        candidates: &Candidates,
+    ) -> Step<()> {
+        if let Some(why) = pinned_target.and_then(|t| candidates.exclusion(t)) {
+            return Err(Outcome::Reply(self.excluded_reply(mi, why)));
         }
         if candidates.is_empty() {
             let why = candidates.main_exclusion();
-            return Outcome::Reply(self.excluded_reply(mi, why));
+            return Err(Outcome::Reply(self.excluded_reply(mi, why)));
         }
+        Ok(())
+    }
 
-        let (target, reason) = match pinned_target {
-            Some(t) => (t, hint.unwrap_or(Reason::Default)),
-            None => match self.budget_pick(mi, &candidates) {
-                Err(outcome) => return outcome,
-                Ok(Some(pick)) => pick,
-                Ok(None) => {
-                    let (t, r) = self.strategy_pick(mi, &candidates, rng);
-                    (t, hint.unwrap_or(r))
-                }
-            },
-        };
-        let (target, reason) = self.avoid_cooling(mi, target, reason, &candidates);
-        Outcome::Route(Route::new(mi, target, reason))
+    /// Choice step: the pinned target, else the budget's pick, else the model's strategy.
+    fn choose(
+        &mut self,
+        mi: usize,
+        pinned_target: Option<usize>,
+        hint: Option<Reason>,
+        candidates: &Candidates,
+        rng: &mut Rng,
+    ) -> Step<(usize, Reason)> {
+        if let Some(t) = pinned_target {
+            return Ok((t, hint.unwrap_or(Reason::Default)));
+        }
+        if let Some(pick) = self.budget_pick(mi, candidates)? {
+            return Ok(pick);
+        }
+        let (t, r) = self.strategy_pick(mi, candidates, rng);
+        Ok((t, hint.unwrap_or(r)))
     }
 
     /// A named or unnamed request → (model, pinned target, reason hint).

@@ -3,7 +3,7 @@
 //! when the choice is cooling down.
 
 use super::{cookie_value, sticky_hash, Decider, Outcome, Reason, Reply, RequestView, Restriction};
-use crate::config::{Model, Price, StickyKey, Strategy};
+use crate::config::{Model, StickyKey, Strategy};
 use crate::rng::Rng;
 
 /// Why a target cannot serve a request.
@@ -71,12 +71,6 @@ impl Candidates {
             .filter(|(_, e)| e.is_none())
             .map(|(i, _)| i)
     }
-}
-
-/// Estimated cost of a request on a target: tokens per 1,000 × the target's prices.
-pub fn estimated_cost(price: &Price, prompt_tokens: u64, output_tokens: u64) -> f64 {
-    prompt_tokens as f64 / 1000.0 * price.input_per_1k
-        + output_tokens as f64 / 1000.0 * price.output_per_1k
 }
 
 fn weighted_index(model: &Model, cands: &Candidates, point: u64) -> usize {
@@ -240,7 +234,7 @@ impl<R: RequestView> Decider<'_, R> {
             let Some(target) = model.targets.get(t) else {
                 continue;
             };
-            let cost = estimated_cost(&target.price, prompt_tokens, output_tokens);
+            let cost = target.price.cost(prompt_tokens, output_tokens);
             if max_cost.is_some_and(|m| cost > m) {
                 continue;
             }

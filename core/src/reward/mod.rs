@@ -7,6 +7,12 @@ pub use usage::{usage_from_json, SseUsageScanner, Usage};
 
 use crate::config::{Price, RewardSettings};
 
+/// 5xx and 429 are failures: quality 0 for an implicit reward, a cooldown for health, a retry
+/// or a partial fan-out for callouts ([`crate::callout::is_failure`] is this function).
+pub fn is_failure(status: u16) -> bool {
+    status >= 500 || status == 429
+}
+
 /// What the host observed of one response.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observation {
@@ -39,7 +45,7 @@ pub fn implicit_reward(
                 .map_err(|_| "the reward header's value is not a number".to_string())?;
             crate::bandit::check_reward(v).map_err(|e| format!("reward header: {e}"))?
         }
-        None if settings.status && (obs.status >= 500 || obs.status == 429) => 0.0,
+        None if settings.status && is_failure(obs.status) => 0.0,
         None => 1.0,
     };
     if settings
@@ -48,10 +54,9 @@ pub fn implicit_reward(
     {
         quality = 0.0;
     }
-    let cost = obs.usage.map_or(0.0, |u| {
-        u.prompt_tokens as f64 / 1000.0 * price.input_per_1k
-            + u.completion_tokens as f64 / 1000.0 * price.output_per_1k
-    });
+    let cost = obs
+        .usage
+        .map_or(0.0, |u| price.cost(u.prompt_tokens, u.completion_tokens));
     let r = quality
         - settings.cost_weight * cost
         - settings.latency_weight * (obs.latency_ms as f64 / 1000.0);

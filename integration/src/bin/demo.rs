@@ -6,11 +6,13 @@
 //! status (implicit rewards) over two fake deployments whose success rates differ, and a live
 //! table of where traffic goes as rewards arrive. Bounded: 1,200 requests.
 //!
-//! Exits 0 when every sample request was routed as expected and the bandit moved most traffic
-//! to the better deployment, 1 otherwise.
+//! Exits 0 when every sample request was routed as expected, the bandit moved most traffic to
+//! the better deployment and its `/stats` gauges caught up with the learned state (within 5 s),
+//! 1 otherwise.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use integration::{fnv64_hex, Behaviour, Envoy, EnvoyConfig, Request, Response, Upstreams};
 use serde_json::json;
@@ -310,6 +312,46 @@ fn learned(envoy: &Envoy) -> BTreeMap<String, (f64, Option<f64>)> {
         .unwrap_or_default()
 }
 
+/// How long the demo waits for the bandit gauges to be republished (they are every ~1 s).
+const GAUGE_WAIT: Duration = Duration::from_secs(5);
+
+/// Polls `/stats` until every `inference_router.bandit.sentiment.<target>.pulls` gauge equals the
+/// state endpoint's pulls for that target (rounded, as the filter publishes them), and returns
+/// the `wasmcustom.*` stats of that moment. Both are read again on every poll, in case a last
+/// reward is still being recorded. After `wait`, the last mismatch as text.
+fn gauges_caught_up(envoy: &Envoy, wait: Duration) -> Result<BTreeMap<String, u64>, String> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let state = learned(envoy);
+        let stats = envoy.wasm_stats();
+        let mismatches: Vec<String> = if state.is_empty() {
+            vec!["the state endpoint reports no targets".into()]
+        } else {
+            state
+                .iter()
+                .filter_map(|(target, (pulls, _))| {
+                    let name = format!("inference_router.bandit.sentiment.{target}.pulls");
+                    let want = pulls.round() as u64;
+                    let got = stats.get(&name).copied();
+                    (got != Some(want)).then(|| {
+                        format!(
+                            "{name} = {} (state: {want})",
+                            got.map_or("missing".into(), |g| g.to_string())
+                        )
+                    })
+                })
+                .collect()
+        };
+        if mismatches.is_empty() {
+            return Ok(stats);
+        }
+        if Instant::now() >= deadline {
+            return Err(mismatches.join(", "));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A second Envoy with a Thompson-sampling model: v1 answers 200 70 % of the time, v2 (the new
 /// deployment) 95 %. Every response is a reward (status: 5xx = 0, else 1).
 fn bandit_section(upstreams: &Upstreams) -> bool {
@@ -393,12 +435,27 @@ fn bandit_section(upstreams: &Upstreams) -> bool {
         100.0 * final_share,
         last_300.len()
     );
-    println!("▶ gauges on /stats:");
-    for (name, v) in envoy.wasm_stats() {
-        if name.starts_with("inference_router.bandit.")
-            || name.starts_with("inference_router.rewards.")
-        {
-            println!("    wasmcustom.{name} = {v}");
+    // The root contexts republish the bandit gauges on a timer (every 5th tick of 200 ms), not
+    // per reward: right after the traffic they may still show older values. Wait (bounded) for
+    // them to match the state endpoint's pulls before printing them.
+    match gauges_caught_up(&envoy, GAUGE_WAIT) {
+        Ok(stats) => {
+            println!("▶ gauges on /stats (they match the state endpoint's pulls):");
+            for (name, v) in stats {
+                if name.starts_with("inference_router.bandit.")
+                    || name.starts_with("inference_router.rewards.")
+                {
+                    println!("    wasmcustom.{name} = {v}");
+                }
+            }
+        }
+        Err(mismatch) => {
+            println!(
+                "✗ after {} s the bandit gauges on /stats still differ from the state endpoint: \
+                 {mismatch}",
+                GAUGE_WAIT.as_secs()
+            );
+            ok = false;
         }
     }
     let _ = envoy.stop();

@@ -1,14 +1,15 @@
-//! Counter and gauge ids, defined once per VM from the names the core derives.
+//! Counter, gauge and histogram ids, defined through the host once per configuration from the
+//! names `metrics` derives, and what each event counts.
 
-use super::abi;
 use crate::bandit::ModelState;
 use crate::callout::StatusClass;
 use crate::config::Config;
+use crate::host::{Host, MetricKind};
 use crate::learning::Refusal;
 use crate::metrics::{metric_segment, MetricNames, PREFIX};
 use crate::policy::{Reason, ReplyKind};
 
-pub(crate) struct Metrics {
+pub struct Metrics {
     requests: Vec<Vec<u32>>,
     decisions_fixed: Vec<u32>,
     decisions_rules: Vec<u32>,
@@ -49,20 +50,20 @@ struct ShadowIds {
     latency_ms: u32,
 }
 
-fn define(kind: u32, name: &str) -> Result<u32, String> {
-    abi::define_metric(kind, name).map_err(|s| format!("{name}: host status {s}"))
+fn define(host: &dyn Host, kind: MetricKind, name: &str) -> Result<u32, String> {
+    host.define_metric(kind, name)
+        .map_err(|s| format!("{name}: host status {s}"))
 }
 
-fn counter(name: &str) -> Result<u32, String> {
-    define(abi::METRIC_COUNTER, name)
-}
-
-fn counters(names: &[String]) -> Result<Vec<u32>, String> {
-    names.iter().map(|n| counter(n)).collect()
+fn counters(host: &dyn Host, names: &[String]) -> Result<Vec<u32>, String> {
+    names
+        .iter()
+        .map(|n| define(host, MetricKind::Counter, n))
+        .collect()
 }
 
 impl Metrics {
-    pub fn define(cfg: &Config) -> Result<Self, String> {
+    pub fn define(host: &dyn Host, cfg: &Config) -> Result<Self, String> {
         let n = MetricNames::for_config(cfg);
         let mut bandit_gauges = Vec::with_capacity(n.bandit_gauges.len());
         for per_model in &n.bandit_gauges {
@@ -70,7 +71,7 @@ impl Metrics {
             for names in per_model {
                 let mut four = [0u32; 4];
                 for (slot, name) in four.iter_mut().zip(names) {
-                    *slot = define(abi::METRIC_GAUGE, name)?;
+                    *slot = define(host, MetricKind::Gauge, name)?;
                 }
                 ids.push(four);
             }
@@ -80,39 +81,67 @@ impl Metrics {
             requests: n
                 .requests
                 .iter()
-                .map(|m| counters(m))
+                .map(|m| counters(host, m))
                 .collect::<Result<_, _>>()?,
-            decisions_fixed: counters(&n.decisions_fixed)?,
-            decisions_rules: counters(&n.decisions_rules)?,
-            body_parse_failures: counter(&n.body_parse_failures)?,
-            body_too_large: counter(&n.body_too_large)?,
-            local_replies: counters(&n.local_replies)?,
-            feedback_accepted: counter(&n.feedback_accepted)?,
-            feedback_rejected: counters(&n.feedback_rejected)?,
-            rewards_implicit: counter(&n.rewards_implicit)?,
-            rewards_evaluator: counter(&n.rewards_evaluator)?,
-            rewards_failed: counter(&n.rewards_failed)?,
-            cas_retries: counter(&n.cas_retries)?,
-            cas_exhausted: counter(&n.cas_exhausted)?,
-            state_resets: counter(&n.state_resets)?,
-            evaluator_failures: counter(&n.evaluator_failures)?,
+            decisions_fixed: counters(host, &n.decisions_fixed)?,
+            decisions_rules: counters(host, &n.decisions_rules)?,
+            body_parse_failures: define(host, MetricKind::Counter, &n.body_parse_failures)?,
+            body_too_large: define(host, MetricKind::Counter, &n.body_too_large)?,
+            local_replies: counters(host, &n.local_replies)?,
+            feedback_accepted: define(host, MetricKind::Counter, &n.feedback_accepted)?,
+            feedback_rejected: counters(host, &n.feedback_rejected)?,
+            rewards_implicit: define(host, MetricKind::Counter, &n.rewards_implicit)?,
+            rewards_evaluator: define(host, MetricKind::Counter, &n.rewards_evaluator)?,
+            rewards_failed: define(host, MetricKind::Counter, &n.rewards_failed)?,
+            cas_retries: define(host, MetricKind::Counter, &n.cas_retries)?,
+            cas_exhausted: define(host, MetricKind::Counter, &n.cas_exhausted)?,
+            state_resets: define(host, MetricKind::Counter, &n.state_resets)?,
+            evaluator_failures: define(host, MetricKind::Counter, &n.evaluator_failures)?,
             bandit_gauges,
-            detectors: counters(&n.detectors)?,
-            router_failures: counter(&format!("{PREFIX}.router.failures"))?,
-            router_feedback_forwarded: counter(&format!("{PREFIX}.router.feedback_forwarded"))?,
-            router_feedback_failures: counter(&format!("{PREFIX}.router.feedback_failures"))?,
-            fan_out_partial: counter(&format!("{PREFIX}.fan_out.partial"))?,
-            retry_attempts: counter(&format!("{PREFIX}.retry.attempts"))?,
-            retry_recovered: counter(&format!("{PREFIX}.retry.recovered"))?,
-            retry_failed: counter(&format!("{PREFIX}.retry.failed"))?,
-            shadow_dropped: counter(&format!("{PREFIX}.shadow.dropped"))?,
-            shadow: Self::define_shadows(cfg)?,
+            detectors: counters(host, &n.detectors)?,
+            router_failures: define(
+                host,
+                MetricKind::Counter,
+                &format!("{PREFIX}.router.failures"),
+            )?,
+            router_feedback_forwarded: define(
+                host,
+                MetricKind::Counter,
+                &format!("{PREFIX}.router.feedback_forwarded"),
+            )?,
+            router_feedback_failures: define(
+                host,
+                MetricKind::Counter,
+                &format!("{PREFIX}.router.feedback_failures"),
+            )?,
+            fan_out_partial: define(
+                host,
+                MetricKind::Counter,
+                &format!("{PREFIX}.fan_out.partial"),
+            )?,
+            retry_attempts: define(
+                host,
+                MetricKind::Counter,
+                &format!("{PREFIX}.retry.attempts"),
+            )?,
+            retry_recovered: define(
+                host,
+                MetricKind::Counter,
+                &format!("{PREFIX}.retry.recovered"),
+            )?,
+            retry_failed: define(host, MetricKind::Counter, &format!("{PREFIX}.retry.failed"))?,
+            shadow_dropped: define(
+                host,
+                MetricKind::Counter,
+                &format!("{PREFIX}.shadow.dropped"),
+            )?,
+            shadow: Self::define_shadows(host, cfg)?,
         })
     }
 
     /// `shadow.<model>.<class>` counters and the `shadow.<model>.latency_ms` histogram, once
     /// per model that some shadow mirrors.
-    fn define_shadows(cfg: &Config) -> Result<Vec<Option<ShadowIds>>, String> {
+    fn define_shadows(host: &dyn Host, cfg: &Config) -> Result<Vec<Option<ShadowIds>>, String> {
         let mut out = Vec::with_capacity(cfg.models.len());
         for (mi, m) in cfg.models.iter().enumerate() {
             if !cfg.shadows.iter().any(|s| s.model == mi) {
@@ -122,9 +151,13 @@ impl Metrics {
             let base = format!("{PREFIX}.shadow.{}", metric_segment(&m.name));
             let mut classes = [0u32; 5];
             for (slot, class) in classes.iter_mut().zip(StatusClass::ALL) {
-                *slot = counter(&format!("{base}.{}", class.as_str()))?;
+                *slot = define(
+                    host,
+                    MetricKind::Counter,
+                    &format!("{base}.{}", class.as_str()),
+                )?;
             }
-            let latency_ms = define(abi::METRIC_HISTOGRAM, &format!("{base}.latency_ms"))?;
+            let latency_ms = define(host, MetricKind::Histogram, &format!("{base}.latency_ms"))?;
             out.push(Some(ShadowIds {
                 classes,
                 latency_ms,
@@ -134,36 +167,31 @@ impl Metrics {
     }
 
     /// Counts a shadow answer by status class and records its latency (only for answers).
-    pub fn shadow(&self, model: usize, class: StatusClass, latency_ms: Option<u64>) {
+    pub fn shadow(
+        &self,
+        host: &dyn Host,
+        model: usize,
+        class: StatusClass,
+        latency_ms: Option<u64>,
+    ) {
         let Some(Some(ids)) = self.shadow.get(model) else {
             return;
         };
         if let Some(&id) = ids.classes.get(class.index()) {
-            Self::bump(id);
+            host.bump(id);
         }
         if let Some(ms) = latency_ms {
-            let _ = abi::record_metric(ids.latency_ms, ms);
+            let _ = host.record_metric(ids.latency_ms, ms);
         }
     }
 
-    pub fn bump(id: u32) {
-        Self::add(id, 1);
-    }
-
-    pub fn add(id: u32, n: u64) {
-        // A failed increment loses a count; it must never fail the request.
-        if n > 0 {
-            let _ = abi::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
-        }
-    }
-
-    pub fn request(&self, model: usize, target: usize) {
+    pub fn request(&self, host: &dyn Host, model: usize, target: usize) {
         if let Some(&id) = self.requests.get(model).and_then(|m| m.get(target)) {
-            Self::bump(id);
+            host.bump(id);
         }
     }
 
-    pub fn decision(&self, reason: Reason) {
+    pub fn decision(&self, host: &dyn Host, reason: Reason) {
         let id = match reason {
             Reason::Rule(i) => self.decisions_rules.get(i),
             fixed => fixed
@@ -171,31 +199,31 @@ impl Metrics {
                 .and_then(|i| self.decisions_fixed.get(i)),
         };
         if let Some(&id) = id {
-            Self::bump(id);
+            host.bump(id);
         }
     }
 
-    pub fn local_reply(&self, kind: ReplyKind) {
+    pub fn local_reply(&self, host: &dyn Host, kind: ReplyKind) {
         if let Some(&id) = self.local_replies.get(kind.index()) {
-            Self::bump(id);
+            host.bump(id);
         }
     }
 
-    pub fn detector(&self, index: usize) {
+    pub fn detector(&self, host: &dyn Host, index: usize) {
         if let Some(&id) = self.detectors.get(index) {
-            Self::bump(id);
+            host.bump(id);
         }
     }
 
-    pub fn feedback_rejected(&self, refusal: Refusal) {
+    pub fn feedback_rejected(&self, host: &dyn Host, refusal: Refusal) {
         if let Some(&id) = self.feedback_rejected.get(refusal.index()) {
-            Self::bump(id);
+            host.bump(id);
         }
     }
 
     /// Publishes a model's learned state: pulls, and mean reward and posterior parameters in
     /// thousandths (gauges hold integers).
-    pub fn publish_state(&self, cfg: &Config, model: usize, state: &ModelState) {
+    pub fn publish_state(&self, host: &dyn Host, cfg: &Config, model: usize, state: &ModelState) {
         let (Some(m), Some(ids)) = (cfg.models.get(model), self.bandit_gauges.get(model)) else {
             return;
         };
@@ -211,7 +239,7 @@ impl Metrics {
                 milli(arm.beta),
             ];
             for (id, v) in four.iter().zip(values) {
-                let _ = abi::record_metric(*id, v);
+                let _ = host.record_metric(*id, v);
             }
         }
     }

@@ -1,0 +1,134 @@
+//! Requests the filter sends itself: an external router, a fan-out, shadows, an evaluator;
+//! and the policies such a resend could bypass.
+
+use super::checks::{check_cluster, check_path, check_timeout, err, model_named, target_named};
+use super::rules::{compile_when, Context};
+use crate::config::dto::{BodySource, EvaluatorDto, FanOutDto, RouterDto, ShadowDto};
+use crate::config::{ConfigError, Evaluator, ExternalRouter, FanOut, Model, Shadow, Tenants};
+use crate::payload::PointerSet;
+
+pub(super) fn compile_router(
+    field: &str,
+    dto: Option<RouterDto>,
+) -> Result<Option<ExternalRouter>, ConfigError> {
+    let Some(r) = dto else { return Ok(None) };
+    let rf = format!("{field}.router");
+    check_cluster(format!("{rf}.cluster"), &r.cluster)?;
+    check_path(&format!("{rf}.path"), &r.path)?;
+    if let Some(p) = &r.feedback_path {
+        check_path(&format!("{rf}.feedback_path"), p)?;
+    }
+    let timeout_ms = check_timeout(format!("{rf}.timeout_ms"), r.timeout_ms)?;
+    Ok(Some(ExternalRouter {
+        authority: r.authority.unwrap_or_else(|| r.cluster.clone()),
+        cluster: r.cluster,
+        path: r.path,
+        timeout_ms,
+        feedback_path: r.feedback_path,
+    }))
+}
+
+pub(super) fn compile_fan_out(
+    field: &str,
+    dto: Option<FanOutDto>,
+    has_router: bool,
+) -> Result<Option<FanOut>, ConfigError> {
+    let Some(f) = dto else { return Ok(None) };
+    let timeout_ms = check_timeout(format!("{field}.fan_out.timeout_ms"), f.timeout_ms)?;
+    if has_router {
+        return err(
+            format!("{field}.fan_out"),
+            "excludes \"router\": a fan-out sends to every target",
+        );
+    }
+    Ok(Some(FanOut { timeout_ms }))
+}
+
+pub(super) fn compile_evaluator(
+    field: &str,
+    dto: Option<EvaluatorDto>,
+) -> Result<Option<Evaluator>, ConfigError> {
+    let Some(e) = dto else { return Ok(None) };
+    check_cluster(format!("{field}.evaluator.cluster"), &e.cluster)?;
+    check_path(&format!("{field}.evaluator.path"), &e.path)?;
+    let timeout_ms = check_timeout(format!("{field}.evaluator.timeout_ms"), e.timeout_ms)?;
+    Ok(Some(Evaluator {
+        authority: e.authority.unwrap_or_else(|| e.cluster.clone()),
+        cluster: e.cluster,
+        path: e.path,
+        timeout_ms,
+    }))
+}
+
+pub(super) fn compile_shadows(
+    dtos: Vec<ShadowDto>,
+    ctx: &Context<'_>,
+    pointers: &mut PointerSet,
+) -> Result<Vec<Shadow>, ConfigError> {
+    let mut shadows = Vec::with_capacity(dtos.len());
+    for (si, sh) in dtos.into_iter().enumerate() {
+        let field = format!("shadows[{si}]");
+        let model = model_named(format!("{field}.model"), ctx.index, &sh.model)?;
+        let targets = ctx.models.get(model).map_or(&[][..], |m| &m.targets);
+        let target = target_named(format!("{field}.target"), targets, &sh.model, &sh.target)?;
+        if !(sh.percent > 0.0 && sh.percent <= 100.0) {
+            return err(
+                format!("{field}.percent"),
+                format!("must be above 0 and at most 100, got {}", sh.percent),
+            );
+        }
+        let timeout_ms = check_timeout(format!("{field}.timeout_ms"), sh.timeout_ms)?;
+        if ctx.source == BodySource::Metadata {
+            return err(field, "mirrors the request body, which body.source \"metadata\" does not give; use \"buffer\"");
+        }
+        let when = compile_when(&format!("{field}.when"), sh.when, ctx.detectors, pointers)?;
+        shadows.push(Shadow {
+            model,
+            when,
+            target,
+            percent: sh.percent,
+            rewrite_model: sh.rewrite_model,
+            timeout_ms,
+        });
+    }
+    Ok(shadows)
+}
+
+/// A router's pick or a fan-out reaches targets the policy did not choose: refuse the
+/// combinations where the policy could have excluded some of them.
+pub(super) fn check_resends(
+    models: &[Model],
+    tenants: Option<&Tenants>,
+    residency: bool,
+) -> Result<(), ConfigError> {
+    let excluding_tenants = tenants.is_some_and(|t| {
+        t.list
+            .iter()
+            .any(|x| x.region.is_some() || x.allow.is_some())
+    });
+    for (mi, m) in models.iter().enumerate() {
+        let what = if m.router.is_some() {
+            "router"
+        } else if m.fan_out.is_some() {
+            "fan_out"
+        } else {
+            continue;
+        };
+        let conflict = if m.capability_routing {
+            Some("capability routing (targets[].capabilities / max_context_tokens)")
+        } else if residency {
+            Some("residency")
+        } else if excluding_tenants {
+            Some("tenant allow-lists or regions")
+        } else {
+            None
+        };
+        if let Some(conflict) = conflict {
+            return err(
+                format!("models[{mi}].{what}"),
+                format!("cannot be combined with {conflict}: it would reach targets the policy may exclude"),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Field checks and name lookups shared by the sections; each error names the field.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::config::{ConfigError, Target};
+use crate::metrics::metric_segment;
+
+const MAX_NAME_LEN: usize = 128;
+/// Longest callout timeout (router, fan-out, shadow, evaluator).
+const MAX_TIMEOUT_MS: u32 = 60_000;
+
+pub(super) fn err<T>(
+    field: impl Into<String>,
+    reason: impl Into<String>,
+) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        field: field.into(),
+        reason: reason.into(),
+    })
+}
+
+pub(super) fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return err(field, format!("must be 1 to {MAX_NAME_LEN} characters"));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+    if !first_ok || !rest_ok {
+        return err(
+            field,
+            format!("{name:?} may hold only letters, digits, '.', '_', ':' and '-', and must start with a letter or digit"),
+        );
+    }
+    Ok(())
+}
+
+/// The names of one list (models, the targets of a model, rules) and the metric segments
+/// they give: two different names may still give the same metric name.
+#[derive(Default)]
+pub(super) struct Names {
+    names: HashSet<String>,
+    metrics: HashSet<String>,
+}
+
+impl Names {
+    /// Checks `name` and records it. `earlier` / `earlier_metric`: how the messages call an
+    /// earlier entry of the list ("target of this model" / "target").
+    pub(super) fn add(
+        &mut self,
+        field: &str,
+        name: &str,
+        earlier: &str,
+        earlier_metric: &str,
+    ) -> Result<(), ConfigError> {
+        check_name(field, name)?;
+        if !self.names.insert(name.to_string()) {
+            return err(field, format!("{name:?} is used by an earlier {earlier}"));
+        }
+        if !self.metrics.insert(metric_segment(name)) {
+            return err(
+                field,
+                format!("{name:?} gives the same metric name as an earlier {earlier_metric}"),
+            );
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn check_header_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return err(field, "must not be empty");
+    }
+    if name.starts_with(':') {
+        return err(
+            field,
+            format!("{name:?} is a pseudo-header; name a regular header"),
+        );
+    }
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !name.chars().all(token) {
+        return err(field, format!("{name:?} is not a valid HTTP header name"));
+    }
+    if name.chars().any(|c| c.is_ascii_uppercase()) {
+        return err(
+            field,
+            format!("{name:?} must be lowercase (Envoy and HTTP/2 use lowercase header names)"),
+        );
+    }
+    Ok(())
+}
+
+/// `HH:MM` → minute of the day.
+pub(super) fn parse_hhmm(field: &str, s: &str) -> Result<u32, ConfigError> {
+    let parsed = s.split_once(':').and_then(|(h, m)| {
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let h: u32 = h.parse().ok()?;
+        let m: u32 = m.parse().ok()?;
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    });
+    match parsed {
+        Some(minute) => Ok(minute),
+        None => err(
+            field,
+            format!("{s:?} is not a UTC time of day as \"HH:MM\" (00:00 to 23:59)"),
+        ),
+    }
+}
+
+pub(super) fn check_path(field: &str, path: &str) -> Result<(), ConfigError> {
+    if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+        return err(
+            field,
+            format!("{path:?} must be a path starting with '/', without query"),
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn check_weight(field: String, v: f64) -> Result<f64, ConfigError> {
+    if !v.is_finite() || v < 0.0 {
+        return err(
+            field,
+            format!("must be a finite number of at least 0, got {v}"),
+        );
+    }
+    Ok(v)
+}
+
+/// An Envoy cluster name: not empty, no spaces or control characters.
+pub(super) fn is_cluster_name(cluster: &str) -> bool {
+    !cluster.is_empty() && !cluster.chars().any(|c| c.is_ascii_control() || c == ' ')
+}
+
+/// The cluster a callout (router, evaluator) is sent to.
+pub(super) fn check_cluster(field: String, cluster: &str) -> Result<(), ConfigError> {
+    if !is_cluster_name(cluster) {
+        return err(field, "must be a non-empty Envoy cluster name");
+    }
+    Ok(())
+}
+
+/// A callout's timeout: 1 ms to a minute.
+pub(super) fn check_timeout(field: String, timeout_ms: u32) -> Result<u32, ConfigError> {
+    if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
+        return err(
+            field,
+            format!("must be between 1 and {MAX_TIMEOUT_MS}, got {timeout_ms}"),
+        );
+    }
+    Ok(timeout_ms)
+}
+
+/// The index of a model another section names.
+pub(super) fn model_named(
+    field: impl Into<String>,
+    index: &HashMap<String, usize>,
+    name: &str,
+) -> Result<usize, ConfigError> {
+    match index.get(name) {
+        Some(&i) => Ok(i),
+        None => err(
+            field,
+            format!("{name:?} is not the name of a configured model"),
+        ),
+    }
+}
+
+/// [`model_named`] for an optional name.
+pub(super) fn optional_model(
+    field: impl Into<String>,
+    index: &HashMap<String, usize>,
+    name: Option<&String>,
+) -> Result<Option<usize>, ConfigError> {
+    name.map(|n| model_named(field, index, n)).transpose()
+}
+
+/// The index of a target of model `model` (its name, for the message) another field names.
+pub(super) fn target_named(
+    field: impl Into<String>,
+    targets: &[Target],
+    model: &str,
+    name: &str,
+) -> Result<usize, ConfigError> {
+    match targets.iter().position(|t| t.name == name) {
+        Some(i) => Ok(i),
+        None => err(
+            field,
+            format!("{name:?} is not a target of model {model:?}"),
+        ),
+    }
+}

@@ -1,0 +1,185 @@
+//! Validation and compilation of [`ConfigDto`] into [`Config`]. Every check names the field,
+//! and the sections are checked in document order, so the first error reported stays the same
+//! whatever the split:
+//!
+//! - [`checks`]: field checks and name lookups shared by the sections;
+//! - [`model`]: models, their targets, strategy, reward, input spec and fallback;
+//! - [`rules`]: rules (`when` conditions, `then` actions);
+//! - [`policy`]: detectors, tenants, residency, budget;
+//! - [`callouts`]: router, fan-out, shadows, evaluator, and what a resend may not bypass;
+//! - [`endpoints`]: the feedback and state endpoints.
+
+mod callouts;
+mod checks;
+mod endpoints;
+mod model;
+mod policy;
+mod rules;
+
+use checks::{check_header_name, err};
+
+use crate::config::dto::*;
+use crate::config::*;
+
+/// Largest accepted `body.max_bytes` (64 MiB): beyond that a sidecar's memory is at risk.
+pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Parses, validates and compiles a configuration document.
+pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return err(
+            "",
+            "the plugin configuration is empty; a JSON object with `models` is required",
+        );
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let dto: ConfigDto = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut field = e.path().to_string();
+        if field == "." || field == "?" {
+            field.clear();
+        }
+        let reason = e.into_inner().to_string();
+        // serde reports a missing field at its parent: name the field itself.
+        if let Some(missing) = reason
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            field = if field.is_empty() {
+                missing.to_string()
+            } else {
+                format!("{field}.{missing}")
+            };
+        }
+        ConfigError { field, reason }
+    })?;
+    compile(dto)
+}
+
+fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
+    check_headers(&dto)?;
+    let body = check_body(&dto.body)?;
+    let (models, model_index) = model::compile_models(dto.models)?;
+    let default_model =
+        checks::optional_model("default_model", &model_index, dto.default_model.as_ref())?;
+    let detectors = policy::compile_detectors(dto.detectors)?;
+    let detector_names: Vec<&str> = detectors.iter().map(|d| d.name.as_str()).collect();
+    let mut pointers = PointerSet::new();
+    let ctx = rules::Context {
+        models: &models,
+        index: &model_index,
+        detectors: &detector_names,
+        source: body.source,
+    };
+    let rules = rules::compile_rules(dto.rules, &ctx, &mut pointers)?;
+    // Sized before shadows add pointers: only metadata bodies read it, and they refuse shadows.
+    let numeric_pointers = rules::numeric_pointers(&rules, pointers.len());
+    let feedback = endpoints::compile_feedback(dto.feedback)?;
+    let state_endpoint = endpoints::compile_state_endpoint(dto.state_endpoint, feedback.as_ref())?;
+    let tenants = dto
+        .tenants
+        .map(|t| policy::compile_tenants(t, &models, &model_index))
+        .transpose()?;
+    let residency_header = policy::compile_residency(dto.residency)?;
+    let budget = policy::compile_budget(dto.budget)?;
+    let shadows = callouts::compile_shadows(dto.shadows, &ctx, &mut pointers)?;
+    callouts::check_resends(&models, tenants.as_ref(), residency_header.is_some())?;
+    check_metadata_body(body.source, &detectors, &models)?;
+    Ok(Config {
+        has_echo: rules::has_echo(&rules),
+        has_time_rules: rules::has_time_rules(&rules),
+        tenants,
+        residency_header,
+        detectors,
+        budget,
+        shadows,
+        route_header: dto.route_header,
+        target_header: dto.target_header,
+        model_header: dto.model_header,
+        response_metadata: dto.response_metadata,
+        body,
+        default_model,
+        models,
+        model_index,
+        rules,
+        pointers,
+        numeric_pointers,
+        feedback,
+        state_endpoint,
+    })
+}
+
+fn check_headers(dto: &ConfigDto) -> Result<(), ConfigError> {
+    check_header_name("route_header", &dto.route_header)?;
+    check_header_name("target_header", &dto.target_header)?;
+    check_header_name("model_header", &dto.model_header)?;
+    if dto.route_header == dto.target_header {
+        return err("target_header", "must differ from route_header");
+    }
+    if dto.model_header == dto.route_header || dto.model_header == dto.target_header {
+        return err(
+            "model_header",
+            "must differ from route_header and target_header",
+        );
+    }
+    Ok(())
+}
+
+fn check_body(body: &BodyDto) -> Result<BodySettings, ConfigError> {
+    if body.max_bytes == 0 || body.max_bytes > MAX_BODY_LIMIT {
+        return err(
+            "body.max_bytes",
+            format!(
+                "must be between 1 and {MAX_BODY_LIMIT}, got {}",
+                body.max_bytes
+            ),
+        );
+    }
+    if body.source == BodySource::Metadata && body.metadata_namespace.trim().is_empty() {
+        return err(
+            "body.metadata_namespace",
+            "must not be empty when body.source is \"metadata\"",
+        );
+    }
+    Ok(BodySettings {
+        source: body.source,
+        max_bytes: body.max_bytes,
+        on_invalid: body.on_invalid,
+        metadata_namespace: body.metadata_namespace.clone(),
+    })
+}
+
+/// With `body.source: "metadata"` there is no raw body: refuse what needs one.
+fn check_metadata_body(
+    source: BodySource,
+    detectors: &[NamedDetector],
+    models: &[Model],
+) -> Result<(), ConfigError> {
+    if source != BodySource::Metadata {
+        return Ok(());
+    }
+    if !detectors.is_empty() {
+        return err(
+            "detectors",
+            "scan the prompt text, which body.source \"metadata\" does not give; use \"buffer\"",
+        );
+    }
+    for (mi, m) in models.iter().enumerate() {
+        let needs_body = [
+            (
+                m.capability_routing,
+                "targets[].capabilities / max_context_tokens",
+            ),
+            (m.input_spec.is_some(), "input_spec"),
+            (m.retry, "retry"),
+            (m.fan_out.is_some(), "fan_out"),
+            (m.router.is_some(), "router"),
+        ];
+        if let Some((_, what)) = needs_body.iter().find(|(on, _)| *on) {
+            return err(
+                format!("models[{mi}]"),
+                format!("{what} needs the request body, which body.source \"metadata\" does not give; use \"buffer\""),
+            );
+        }
+    }
+    Ok(())
+}

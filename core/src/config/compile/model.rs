@@ -1,0 +1,398 @@
+//! Models: names, targets, strategy (weighted or bandit), implicit rewards, the default
+//! target, the KServe input spec, fallback, retry, and their router or fan-out.
+
+use std::collections::HashMap;
+
+use super::callouts::{compile_evaluator, compile_fan_out, compile_router};
+use super::checks::{check_header_name, check_weight, err, is_cluster_name, target_named, Names};
+use crate::bandit::Algorithm;
+use crate::config::dto::*;
+use crate::config::{
+    ConfigError, Model, Price, RewardSettings, StickyKey, Strategy, Target, CAPABILITIES,
+};
+use crate::inspect::kserve::{InputSpec, DATATYPES};
+
+const MAX_WEIGHT: u32 = 1_000_000;
+/// Longest cooldown of a failed target.
+const MAX_COOLDOWN_SECONDS: u64 = 3600;
+
+/// The models, and their index by name.
+pub(super) fn compile_models(
+    dtos: Vec<ModelDto>,
+) -> Result<(Vec<Model>, HashMap<String, usize>), ConfigError> {
+    if dtos.is_empty() {
+        return err("models", "at least one model is required");
+    }
+    let mut models = Vec::with_capacity(dtos.len());
+    let mut index = HashMap::new();
+    let mut names = Names::default();
+    for (mi, m) in dtos.into_iter().enumerate() {
+        let field = format!("models[{mi}]");
+        names.add(&format!("{field}.name"), &m.name, "model", "model")?;
+        index.insert(m.name.clone(), mi);
+        models.push(compile_model(&field, m)?);
+    }
+    Ok((models, index))
+}
+
+fn compile_model(field: &str, m: ModelDto) -> Result<Model, ConfigError> {
+    let weighted = matches!(m.strategy, StrategyDto::Weighted { .. });
+    let targets = compile_targets(field, m.targets, weighted)?;
+    let strategy = compile_strategy(field, m.strategy, &targets)?;
+    let reward = match m.reward {
+        None => None,
+        Some(_) if matches!(strategy, Strategy::Weighted { .. }) => {
+            return err(
+                format!("{field}.reward"),
+                "only bandit strategies (epsilon_greedy, thompson, ucb1) learn from rewards",
+            )
+        }
+        Some(r) => Some(compile_reward(&format!("{field}.reward"), r)?),
+    };
+    let (cumulative_weights, total_weight) = cumulative_weights(field, &targets, weighted)?;
+    let default_target = match &m.default_target {
+        None => 0,
+        Some(name) => target_named(format!("{field}.default_target"), &targets, &m.name, name)?,
+    };
+    let input_spec = m
+        .input_spec
+        .map(|spec| compile_input_spec(&format!("{field}.input_spec"), spec))
+        .transpose()?;
+    let fallback = compile_fallback(field, &m.fallback, &targets)?;
+    if m.cooldown_seconds > MAX_COOLDOWN_SECONDS {
+        return err(
+            format!("{field}.cooldown_seconds"),
+            format!(
+                "must be at most {MAX_COOLDOWN_SECONDS}, got {}",
+                m.cooldown_seconds
+            ),
+        );
+    }
+    if m.retry && fallback.is_empty() {
+        return err(
+            format!("{field}.retry"),
+            "needs a fallback list: a retry goes to the next fallback target",
+        );
+    }
+    let router = compile_router(field, m.router)?;
+    let fan_out = compile_fan_out(field, m.fan_out, router.is_some())?;
+    let capability_routing = targets
+        .iter()
+        .any(|t| !t.capabilities.is_empty() || t.max_context_tokens.is_some());
+    Ok(Model {
+        name: m.name,
+        targets,
+        strategy,
+        default_target,
+        cumulative_weights,
+        total_weight,
+        reward,
+        input_spec,
+        fallback,
+        cooldown_seconds: m.cooldown_seconds,
+        retry: m.retry,
+        router,
+        fan_out,
+        capability_routing,
+    })
+}
+
+/// Running sums of the weights (for a binary search of a draw) and their total.
+fn cumulative_weights(
+    field: &str,
+    targets: &[Target],
+    weighted: bool,
+) -> Result<(Vec<u64>, u64), ConfigError> {
+    let sums: Vec<u64> = targets
+        .iter()
+        .scan(0u64, |total, t| {
+            *total = total.saturating_add(u64::from(t.weight));
+            Some(*total)
+        })
+        .collect();
+    let total = sums.last().copied().unwrap_or(0);
+    if weighted && total == 0 {
+        return err(
+            format!("{field}.targets"),
+            "at least one target needs a weight above 0",
+        );
+    }
+    Ok((sums, total))
+}
+
+fn compile_targets(
+    field: &str,
+    dtos: Vec<TargetDto>,
+    weighted: bool,
+) -> Result<Vec<Target>, ConfigError> {
+    if dtos.is_empty() {
+        return err(
+            format!("{field}.targets"),
+            "at least one target is required",
+        );
+    }
+    let mut names = Names::default();
+    let mut targets = Vec::with_capacity(dtos.len());
+    for (ti, t) in dtos.into_iter().enumerate() {
+        let tf = format!("{field}.targets[{ti}]");
+        names.add(
+            &format!("{tf}.name"),
+            &t.name,
+            "target of this model",
+            "target",
+        )?;
+        targets.push(compile_target(&tf, t, weighted)?);
+    }
+    Ok(targets)
+}
+
+fn compile_target(tf: &str, t: TargetDto, weighted: bool) -> Result<Target, ConfigError> {
+    if !is_cluster_name(&t.cluster) {
+        return err(
+            format!("{tf}.cluster"),
+            "must be a non-empty Envoy cluster name without spaces",
+        );
+    }
+    let weight = match (t.weight, weighted) {
+        (Some(w), _) if w > MAX_WEIGHT => {
+            return err(
+                format!("{tf}.weight"),
+                format!("must be at most {MAX_WEIGHT}, got {w}"),
+            )
+        }
+        (Some(w), _) => w,
+        (None, true) => {
+            return err(
+                format!("{tf}.weight"),
+                "is required by the \"weighted\" strategy",
+            )
+        }
+        (None, false) => 0,
+    };
+    let price = match t.price {
+        None => Price::default(),
+        Some(p) => Price {
+            input_per_1k: check_weight(format!("{tf}.price.input_per_1k"), p.input_per_1k)?,
+            output_per_1k: check_weight(format!("{tf}.price.output_per_1k"), p.output_per_1k)?,
+        },
+    };
+    if let Some((ci, c)) =
+        (t.capabilities.iter().enumerate()).find(|(_, c)| !CAPABILITIES.contains(&c.as_str()))
+    {
+        return err(
+            format!("{tf}.capabilities[{ci}]"),
+            format!("{c:?} is not a capability ({})", CAPABILITIES.join(", ")),
+        );
+    }
+    if t.max_context_tokens == Some(0) {
+        return err(format!("{tf}.max_context_tokens"), "must be above 0");
+    }
+    if t.region.as_ref().is_some_and(String::is_empty) {
+        return err(format!("{tf}.region"), "must not be empty");
+    }
+    if t.tags.iter().any(String::is_empty) {
+        return err(format!("{tf}.tags"), "tags must not be empty");
+    }
+    Ok(Target {
+        name: t.name,
+        cluster: t.cluster,
+        weight,
+        price,
+        capabilities: t.capabilities,
+        max_context_tokens: t.max_context_tokens,
+        region: t.region,
+        tags: t.tags,
+        rank: t.rank,
+    })
+}
+
+fn compile_strategy(
+    field: &str,
+    dto: StrategyDto,
+    targets: &[Target],
+) -> Result<Strategy, ConfigError> {
+    let bandit = match dto {
+        StrategyDto::Weighted { sticky } => {
+            let sticky = sticky.map(|s| compile_sticky(field, s)).transpose()?;
+            return Ok(Strategy::Weighted { sticky });
+        }
+        StrategyDto::EpsilonGreedy {
+            epsilon,
+            decay,
+            prior,
+            min_share,
+        } => (
+            Algorithm::EpsilonGreedy { epsilon },
+            decay,
+            prior,
+            min_share,
+        ),
+        StrategyDto::Thompson {
+            decay,
+            prior,
+            min_share,
+        } => (Algorithm::Thompson, decay, prior, min_share),
+        StrategyDto::Ucb1 {
+            decay,
+            prior,
+            min_share,
+        } => (Algorithm::Ucb1, decay, prior, min_share),
+    };
+    let bandit = compile_bandit(&format!("{field}.strategy"), bandit, targets)?;
+    Ok(Strategy::Bandit(bandit))
+}
+
+fn compile_sticky(field: &str, dto: StickyDto) -> Result<StickyKey, ConfigError> {
+    match dto {
+        StickyDto::Header(h) => {
+            check_header_name(&format!("{field}.strategy.sticky.header"), &h)?;
+            Ok(StickyKey::Header(h))
+        }
+        StickyDto::Cookie(c) => {
+            let bad = |ch: char| ch.is_ascii_control() || " ;=,".contains(ch);
+            if c.is_empty() || c.chars().any(bad) {
+                return err(
+                    format!("{field}.strategy.sticky.cookie"),
+                    "must be a valid cookie name",
+                );
+            }
+            Ok(StickyKey::Cookie(c))
+        }
+    }
+}
+
+/// A bandit strategy's algorithm and its optional decay, prior and minimum shares.
+type BanditDto = (
+    Algorithm,
+    Option<DecayDto>,
+    Option<PriorDto>,
+    Option<MinShareDto>,
+);
+
+fn compile_bandit(
+    field: &str,
+    (algorithm, decay, prior, min_share): BanditDto,
+    targets: &[Target],
+) -> Result<crate::bandit::Strategy, ConfigError> {
+    use crate::bandit::{Decay, Prior, Strategy as Bandit, StrategyParams};
+    let mut params = StrategyParams::new(algorithm);
+    params.decay = match decay {
+        None => Decay::None,
+        Some(DecayDto::Gamma(gamma)) => Decay::Discount { gamma },
+        Some(DecayDto::HalfLife(observations)) => Decay::HalfLife { observations },
+    };
+    if let Some(p) = prior {
+        params.prior = Prior {
+            alpha: p.alpha,
+            beta: p.beta,
+        };
+    }
+    params.min_share = match min_share {
+        None => Vec::new(),
+        Some(MinShareDto::All(share)) => vec![share; targets.len()],
+        Some(MinShareDto::PerTarget(map)) => {
+            if let Some(name) = map.keys().find(|n| !targets.iter().any(|t| &t.name == *n)) {
+                return err(
+                    format!("{field}.min_share.{name}"),
+                    "is not a target of this model",
+                );
+            }
+            (targets.iter())
+                .map(|t| map.get(&t.name).copied().unwrap_or(0.0))
+                .collect()
+        }
+    };
+    Bandit::new(params, targets.len()).map_err(|e| {
+        let sub = match e.arm.and_then(|a| targets.get(a)) {
+            Some(t) => format!("{}.{}", e.field, t.name),
+            None => e.field.to_string(),
+        };
+        ConfigError {
+            field: format!("{field}.{sub}"),
+            reason: e.reason,
+        }
+    })
+}
+
+fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, ConfigError> {
+    if let Some(h) = &r.header {
+        check_header_name(&format!("{field}.header"), h)?;
+    }
+    if r.latency_target_ms == Some(0) {
+        return err(format!("{field}.latency_target_ms"), "must be above 0");
+    }
+    let evaluator = compile_evaluator(field, r.evaluator)?;
+    Ok(RewardSettings {
+        status: r.status,
+        latency_target_ms: r.latency_target_ms,
+        header: r.header,
+        cost_weight: check_weight(format!("{field}.cost_weight"), r.cost_weight)?,
+        latency_weight: check_weight(format!("{field}.latency_weight"), r.latency_weight)?,
+        evaluator,
+    })
+}
+
+fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputSpec>, ConfigError> {
+    let mut out: Vec<InputSpec> = Vec::with_capacity(spec.len());
+    for (ii, i) in spec.into_iter().enumerate() {
+        let f = format!("{field}[{ii}]");
+        if i.name.is_empty() || out.iter().any(|o| o.name == i.name) {
+            return err(
+                format!("{f}.name"),
+                "must be a non-empty name, unique among the inputs",
+            );
+        }
+        if !DATATYPES.contains(&i.datatype.as_str()) {
+            return err(
+                format!("{f}.datatype"),
+                format!(
+                    "{:?} is not a KServe v2 datatype ({})",
+                    i.datatype,
+                    DATATYPES.join(", ")
+                ),
+            );
+        }
+        if i.shape.iter().any(|&d| d < -1) {
+            return err(
+                format!("{f}.shape"),
+                "dimensions are sizes, or -1 for any size",
+            );
+        }
+        out.push(InputSpec {
+            name: i.name,
+            datatype: i.datatype,
+            shape: i.shape,
+        });
+    }
+    if out.is_empty() {
+        return err(field, "must declare at least one input");
+    }
+    Ok(out)
+}
+
+/// Fallback target names → indices, each once.
+fn compile_fallback(
+    field: &str,
+    names: &[String],
+    targets: &[Target],
+) -> Result<Vec<usize>, ConfigError> {
+    let mut fallback = Vec::with_capacity(names.len());
+    for (fi, name) in names.iter().enumerate() {
+        match targets.iter().position(|t| &t.name == name) {
+            Some(i) if !fallback.contains(&i) => fallback.push(i),
+            Some(_) => {
+                return err(
+                    format!("{field}.fallback[{fi}]"),
+                    format!("{name:?} is listed twice"),
+                )
+            }
+            None => {
+                return err(
+                    format!("{field}.fallback[{fi}]"),
+                    format!("{name:?} is not a target of this model"),
+                )
+            }
+        }
+    }
+    Ok(fallback)
+}

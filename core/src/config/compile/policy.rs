@@ -1,0 +1,170 @@
+//! Policy sections: sensitive-data detectors, tenants, residency, budget.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::checks::{check_header_name, check_name, err, optional_model, target_named};
+use crate::config::dto::{BudgetDto, DetectorDto, ResidencyDto, TenantDto, TenantsDto};
+use crate::config::{
+    Budget, ConfigError, Model, ModelAllow, NamedDetector, Tenant, TenantSource, Tenants,
+};
+use crate::inspect::detect::Detector;
+
+pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetector>, ConfigError> {
+    let mut detectors: Vec<NamedDetector> = Vec::with_capacity(dtos.len());
+    for (di, d) in dtos.into_iter().enumerate() {
+        let field = format!("detectors[{di}]");
+        check_name(&format!("{field}.name"), &d.name)?;
+        if detectors.iter().any(|x| x.name == d.name) {
+            return err(
+                format!("{field}.name"),
+                format!("{:?} is used by an earlier detector", d.name),
+            );
+        }
+        let detector = match (d.builtin, d.regex) {
+            (Some(b), None) => Detector::builtin(&b).ok_or_else(|| ConfigError {
+                field: format!("{field}.builtin"),
+                reason: format!("{b:?} is not a built-in detector (email, card, iban)"),
+            })?,
+            (None, Some(re)) => Detector::regex(&re).map_err(|reason| ConfigError {
+                field: format!("{field}.regex"),
+                reason,
+            })?,
+            _ => return err(field, "needs exactly one of \"builtin\" or \"regex\""),
+        };
+        detectors.push(NamedDetector {
+            name: d.name,
+            detector,
+        });
+    }
+    Ok(detectors)
+}
+
+pub(super) fn compile_tenants(
+    t: TenantsDto,
+    models: &[Model],
+    index: &HashMap<String, usize>,
+) -> Result<Tenants, ConfigError> {
+    let source = match (t.header, t.jwt) {
+        (Some(h), None) => {
+            check_header_name("tenants.header", &h)?;
+            TenantSource::Header(h)
+        }
+        (None, Some(j)) => {
+            if j.namespace.is_empty() || j.payload_key.is_empty() || j.claim.is_empty() {
+                return err(
+                    "tenants.jwt",
+                    "namespace, payload_key and claim must not be empty",
+                );
+            }
+            TenantSource::Jwt {
+                namespace: j.namespace,
+                payload_key: j.payload_key,
+                claim: j.claim,
+            }
+        }
+        _ => return err("tenants", "needs exactly one of \"header\" or \"jwt\""),
+    };
+    let mut list = Vec::with_capacity(t.list.len());
+    for (ti, d) in t.list.into_iter().enumerate() {
+        let tenant = compile_tenant(&format!("tenants.list[{ti}]"), d, &list, models, index)?;
+        list.push(tenant);
+    }
+    Ok(Tenants {
+        source,
+        required: t.required,
+        list,
+    })
+}
+
+fn compile_tenant(
+    f: &str,
+    d: TenantDto,
+    earlier: &[Tenant],
+    models: &[Model],
+    index: &HashMap<String, usize>,
+) -> Result<Tenant, ConfigError> {
+    if d.name.is_empty() || earlier.iter().any(|x| x.name == d.name) {
+        return err(
+            format!("{f}.name"),
+            "must be a non-empty name, unique among the tenants",
+        );
+    }
+    let default_model = optional_model(
+        format!("{f}.default_model"),
+        index,
+        d.default_model.as_ref(),
+    )?;
+    let allow = match d.allow {
+        None => None,
+        Some(map) => {
+            let per_model = tenant_allow(f, map, models, index)?;
+            if let Some(dm) = default_model {
+                if matches!(per_model.get(dm), Some(ModelAllow::Denied) | None) {
+                    return err(
+                        format!("{f}.default_model"),
+                        "is not in the tenant's allow list",
+                    );
+                }
+            }
+            Some(per_model)
+        }
+    };
+    Ok(Tenant {
+        name: d.name,
+        tier: d.tier,
+        region: d.region,
+        default_model,
+        allow,
+    })
+}
+
+/// A tenant's `allow` map → by model index: denied, every target, or these targets.
+fn tenant_allow(
+    f: &str,
+    map: BTreeMap<String, Vec<String>>,
+    models: &[Model],
+    index: &HashMap<String, usize>,
+) -> Result<Vec<ModelAllow>, ConfigError> {
+    let mut per_model = vec![ModelAllow::Denied; models.len()];
+    for (model_name, targets) in map {
+        let field = format!("{f}.allow.{model_name}");
+        let Some(&mi) = index.get(&model_name) else {
+            return err(field, "is not the name of a configured model");
+        };
+        let Some(m) = models.get(mi) else { continue };
+        let entry = if targets.is_empty() {
+            ModelAllow::All
+        } else {
+            let named = |tn: &String| target_named(field.as_str(), &m.targets, &model_name, tn);
+            ModelAllow::Targets(targets.iter().map(named).collect::<Result<_, _>>()?)
+        };
+        if let Some(slot) = per_model.get_mut(mi) {
+            *slot = entry;
+        }
+    }
+    Ok(per_model)
+}
+
+pub(super) fn compile_residency(dto: Option<ResidencyDto>) -> Result<Option<String>, ConfigError> {
+    let Some(r) = dto else { return Ok(None) };
+    match r.header {
+        Some(h) => {
+            check_header_name("residency.header", &h)?;
+            Ok(Some(h))
+        }
+        None => err("residency.header", "is required"),
+    }
+}
+
+pub(super) fn compile_budget(dto: Option<BudgetDto>) -> Result<Option<Budget>, ConfigError> {
+    let Some(b) = dto else { return Ok(None) };
+    check_header_name("budget.cost_header", &b.cost_header)?;
+    check_header_name("budget.latency_header", &b.latency_header)?;
+    check_header_name("budget.escalate_header", &b.escalate_header)?;
+    Ok(Some(Budget {
+        cost_header: b.cost_header,
+        latency_header: b.latency_header,
+        escalate_header: b.escalate_header,
+        default_output_tokens: b.default_output_tokens,
+    }))
+}

@@ -1,0 +1,336 @@
+//! Rules: `when` conditions (also a shadow's) and `then` actions.
+
+use std::collections::HashMap;
+
+use super::checks::{check_header_name, err, optional_model, parse_hhmm, target_named, Names};
+use crate::config::dto::*;
+use crate::config::{
+    Action, BodyTest, Condition, ConfigError, HeaderTest, Model, ReplyBody, Rule, TargetPin,
+};
+use crate::payload::PointerSet;
+
+/// What the rules and shadows may name, compiled before them.
+pub(super) struct Context<'a> {
+    pub(super) models: &'a [Model],
+    pub(super) index: &'a HashMap<String, usize>,
+    pub(super) detectors: &'a [&'a str],
+    pub(super) source: BodySource,
+}
+
+pub(super) fn compile_rules(
+    dtos: Vec<RuleDto>,
+    ctx: &Context<'_>,
+    pointers: &mut PointerSet,
+) -> Result<Vec<Rule>, ConfigError> {
+    let mut rules = Vec::with_capacity(dtos.len());
+    let mut names = Names::default();
+    for (ri, r) in dtos.into_iter().enumerate() {
+        let field = format!("rules[{ri}]");
+        names.add(&format!("{field}.name"), &r.name, "rule", "rule")?;
+        let when = compile_when(&format!("{field}.when"), r.when, ctx.detectors, pointers)?;
+        let then = compile_then(&format!("{field}.then"), r.then, ctx)?;
+        rules.push(Rule {
+            name: r.name,
+            when,
+            then,
+        });
+    }
+    Ok(rules)
+}
+
+/// By pointer index: some rule compares the field as a number.
+pub(super) fn numeric_pointers(rules: &[Rule], pointers: usize) -> Vec<bool> {
+    let mut numeric_pointers = vec![false; pointers];
+    for cond in rules.iter().flat_map(|r| &r.when) {
+        if let Condition::Body { pointer, test } = cond {
+            let numeric = match test {
+                BodyTest::Range { .. } => true,
+                BodyTest::Exact(v) => v.is_number(),
+                BodyTest::OneOf(vs) => vs.iter().all(serde_json::Value::is_number),
+                BodyTest::Present(_) => false,
+            };
+            if let Some(slot) = numeric_pointers.get_mut(*pointer) {
+                *slot |= numeric;
+            }
+        }
+    }
+    numeric_pointers
+}
+
+/// Some rule replies with the request body (so a body may be needed whatever its type).
+pub(super) fn has_echo(rules: &[Rule]) -> bool {
+    rules.iter().any(|r| {
+        matches!(
+            r.then,
+            Action::Reply {
+                body: ReplyBody::Echo,
+                ..
+            }
+        )
+    })
+}
+
+/// Some rule has a `time_utc` condition (else the clock is not read per request).
+pub(super) fn has_time_rules(rules: &[Rule]) -> bool {
+    (rules.iter().flat_map(|r| &r.when)).any(|c| matches!(c, Condition::TimeUtc { .. }))
+}
+
+fn one_or_many(v: OneOrMany) -> Vec<String> {
+    match v {
+        OneOrMany::One(x) => vec![x],
+        OneOrMany::Many(xs) => xs,
+    }
+}
+
+/// Conditions, cheapest first (a body condition is reached only when the others hold).
+pub(super) fn compile_when(
+    field: &str,
+    w: WhenDto,
+    detectors: &[&str],
+    pointers: &mut PointerSet,
+) -> Result<Vec<Condition>, ConfigError> {
+    let mut conds = Vec::new();
+    type Make = fn(Vec<String>) -> Condition;
+    for (name, list, make) in [
+        ("tenant", w.tenant, Condition::Tenant as Make),
+        ("tier", w.tier, Condition::Tier as Make),
+    ] {
+        if let Some(v) = list {
+            let values = one_or_many(v);
+            if values.is_empty() || values.iter().any(String::is_empty) {
+                return err(
+                    format!("{field}.{name}"),
+                    "must name at least one non-empty value",
+                );
+            }
+            conds.push(make(values));
+        }
+    }
+    if let Some(v) = w.detected {
+        conds.push(detected(&format!("{field}.detected"), v, detectors)?);
+    }
+    if let Some(v) = w.method {
+        conds.push(method(&format!("{field}.method"), v)?);
+    }
+    if let Some(prefix) = w.path_prefix {
+        if !prefix.starts_with('/') {
+            return err(
+                format!("{field}.path_prefix"),
+                format!("{prefix:?} must start with '/'"),
+            );
+        }
+        conds.push(Condition::PathPrefix(prefix));
+    }
+    for (name, c) in w.headers {
+        conds.push(header(&format!("{field}.headers.{name}"), name, c)?);
+    }
+    if let Some(t) = w.time_utc {
+        conds.push(time_utc(&format!("{field}.time_utc"), t)?);
+    }
+    for (ptr, c) in w.body {
+        let bf = format!("{field}.body.{ptr}");
+        let pointer = pointers
+            .insert(&ptr)
+            .or_else(|reason| err(bf.clone(), reason))?;
+        let test = body_test(&bf, c)?;
+        conds.push(Condition::Body { pointer, test });
+    }
+    conds.sort_by_key(Condition::cost);
+    Ok(conds)
+}
+
+fn detected(field: &str, v: OneOrMany, detectors: &[&str]) -> Result<Condition, ConfigError> {
+    let mut idx = Vec::new();
+    for name in one_or_many(v) {
+        match detectors.iter().position(|d| *d == name) {
+            Some(i) => idx.push(i),
+            None => return err(field, format!("{name:?} is not a configured detector")),
+        }
+    }
+    if idx.is_empty() {
+        return err(field, "must name at least one detector");
+    }
+    Ok(Condition::Detected(idx))
+}
+
+fn method(field: &str, v: OneOrMany) -> Result<Condition, ConfigError> {
+    let methods = one_or_many(v);
+    if methods.is_empty() {
+        return err(field, "must name at least one method");
+    }
+    for m in &methods {
+        if m.is_empty() || !m.chars().all(|c| c.is_ascii_uppercase()) {
+            return err(field, format!("{m:?} is not an uppercase HTTP method"));
+        }
+    }
+    Ok(Condition::Method(methods))
+}
+
+fn header(hf: &str, name: String, c: HeaderCondDto) -> Result<Condition, ConfigError> {
+    check_header_name(hf, &name)?;
+    let test = match (c.exact, c.prefix, c.present) {
+        (Some(v), None, None) => HeaderTest::Exact(v),
+        (None, Some(p), None) => HeaderTest::Prefix(p),
+        (None, None, Some(b)) => HeaderTest::Present(b),
+        _ => {
+            return err(
+                hf,
+                "needs exactly one of \"exact\", \"prefix\" or \"present\"",
+            )
+        }
+    };
+    Ok(Condition::Header { name, test })
+}
+
+fn time_utc(field: &str, t: TimeWindowDto) -> Result<Condition, ConfigError> {
+    let from_minute = parse_hhmm(&format!("{field}.from"), &t.from)?;
+    let to_minute = parse_hhmm(&format!("{field}.to"), &t.to)?;
+    if from_minute == to_minute {
+        return err(
+            field,
+            "\"from\" and \"to\" are equal: the window would be empty",
+        );
+    }
+    Ok(Condition::TimeUtc {
+        from_minute,
+        to_minute,
+    })
+}
+
+fn body_test(bf: &str, c: BodyCondDto) -> Result<BodyTest, ConfigError> {
+    Ok(match (c.exact, c.one_of, c.present, c.gt, c.lt) {
+        (Some(v), None, None, None, None) => BodyTest::Exact(v),
+        (None, Some(vs), None, None, None) => {
+            if vs.is_empty() {
+                return err(format!("{bf}.one_of"), "must list at least one value");
+            }
+            BodyTest::OneOf(vs)
+        }
+        (None, None, Some(b), None, None) => BodyTest::Present(b),
+        (None, None, None, gt, lt) if gt.is_some() || lt.is_some() => {
+            for (name, v) in [("gt", gt), ("lt", lt)] {
+                if v.is_some_and(|v| !v.is_finite()) {
+                    return err(format!("{bf}.{name}"), "must be a finite number");
+                }
+            }
+            if let (Some(g), Some(l)) = (gt, lt) {
+                if g >= l {
+                    return err(
+                        bf,
+                        format!("\"gt\" ({g}) must be below \"lt\" ({l}): nothing could match"),
+                    );
+                }
+            }
+            BodyTest::Range { gt, lt }
+        }
+        _ => {
+            return err(
+                bf,
+                "needs exactly one of \"exact\", \"one_of\", \"present\", or \"gt\"/\"lt\"",
+            )
+        }
+    })
+}
+
+fn compile_then(field: &str, t: ThenDto, ctx: &Context<'_>) -> Result<Action, ConfigError> {
+    let forms = usize::from(t.model.is_some() || t.target.is_some())
+        + usize::from(t.reply.is_some())
+        + usize::from(t.reject.is_some())
+        + usize::from(t.restrict.is_some());
+    if forms != 1 {
+        return err(
+            field,
+            "needs exactly one of: \"model\"/\"target\" (pin), \"reply\", \"reject\", or \"restrict\"",
+        );
+    }
+    if let Some(r) = t.restrict {
+        if r.region.is_none() && r.tags.is_empty() {
+            return err(
+                format!("{field}.restrict"),
+                "needs \"region\" and/or \"tags\"",
+            );
+        }
+        return Ok(Action::Restrict {
+            region: r.region,
+            tags: r.tags,
+        });
+    }
+    if let Some(reply) = t.reply {
+        return then_reply(&format!("{field}.reply"), reply, ctx.source);
+    }
+    if let Some(reject) = t.reject {
+        return then_reject(&format!("{field}.reject"), reject);
+    }
+    then_pin(field, t.model, t.target, ctx)
+}
+
+fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, ConfigError> {
+    if !(200..=599).contains(&reply.status) {
+        return err(
+            format!("{rf}.status"),
+            format!("must be 200 to 599, got {}", reply.status),
+        );
+    }
+    let body = match (reply.echo, reply.body) {
+        (true, Some(_)) => return err(rf, "\"echo\" and \"body\" exclude each other"),
+        (true, None) => {
+            if source == BodySource::Metadata {
+                return err(
+                    format!("{rf}.echo"),
+                    "needs the raw body, which body.source \"metadata\" does not give; use \"buffer\"",
+                );
+            }
+            ReplyBody::Echo
+        }
+        (false, Some(v)) => ReplyBody::Json(serde_json::to_vec(&v).unwrap_or_default()),
+        (false, None) => ReplyBody::Empty,
+    };
+    Ok(Action::Reply {
+        status: reply.status,
+        body,
+    })
+}
+
+fn then_reject(rf: &str, reject: RejectDto) -> Result<Action, ConfigError> {
+    if !(400..=599).contains(&reject.status) {
+        return err(
+            format!("{rf}.status"),
+            format!("must be 400 to 599, got {}", reject.status),
+        );
+    }
+    if reject.message.is_empty() {
+        return err(format!("{rf}.message"), "must not be empty");
+    }
+    Ok(Action::Reject {
+        status: reject.status,
+        message: reject.message,
+    })
+}
+
+/// A pin: a model, a target of it, or a target name for whichever model the request names.
+fn then_pin(
+    field: &str,
+    model_name: Option<String>,
+    target: Option<String>,
+    ctx: &Context<'_>,
+) -> Result<Action, ConfigError> {
+    let model = optional_model(format!("{field}.model"), ctx.index, model_name.as_ref())?;
+    let target = match (target, model) {
+        (None, _) => TargetPin::None,
+        (Some(name), Some(mi)) => {
+            let targets = ctx.models.get(mi).map_or(&[][..], |m| &m.targets);
+            let of = model_name.as_deref().unwrap_or_default();
+            TargetPin::Index(target_named(format!("{field}.target"), targets, of, &name)?)
+        }
+        (Some(name), None) => {
+            if !ctx.models.iter().any(|m| m.target_by_name(&name).is_some()) {
+                return err(
+                    format!("{field}.target"),
+                    format!("no model has a target named {name:?}"),
+                );
+            }
+            TargetPin::Named(name)
+        }
+    };
+    Ok(Action::Pin { model, target })
+}

@@ -1,0 +1,307 @@
+//! One configured plugin instance: the compiled configuration, its metric ids, the shared-data
+//! keys it owns, and the queues its streams hand to the root context. Everything a stream of
+//! this plugin shares with the others (one VM is one thread: `Rc` and `RefCell` are enough).
+
+use std::cell::{RefCell, RefMut};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use crate::bandit::{ModelState, Reconciled, Refresh, StateCache};
+use crate::config::{self, Config};
+use crate::host::{Host, HostStore};
+use crate::learning::{self, health::Health};
+use crate::policy::{DecisionIds, Shared};
+use crate::rng::Rng;
+use crate::telemetry::Metrics;
+
+/// Bounded: a slow or absent evaluator must not grow memory without limit.
+pub const MAX_PENDING_EVALUATIONS: usize = 1024;
+/// Bounded like the evaluator outbox: the oldest job is dropped (and counted) first.
+pub const MAX_PENDING_MIRRORS: usize = 1024;
+
+/// A response summary waiting for the root context to send it to the evaluator.
+pub struct EvalJob {
+    pub model: usize,
+    pub target: String,
+    pub body: Vec<u8>,
+}
+
+/// A request the root context sends on its tick, fire-and-forget: a shadow copy of a user's
+/// request, or a reward forwarded to an external router. Sent from the root context because a
+/// callout made from an HTTP context is cancelled when that stream ends.
+pub struct MirrorJob {
+    pub kind: MirrorKind,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorKind {
+    /// A copy for `shadows[index]`, whose answer is counted and discarded.
+    Shadow { index: usize },
+    /// A reward for the router of `models[model]`.
+    Feedback { model: usize },
+}
+
+/// A model's decoded health and the CAS token it was read at.
+type CachedHealth = (Option<u32>, Health);
+
+pub struct Plugin {
+    pub cfg: Config,
+    pub metrics: Metrics,
+    /// The Envoy plugin name: the identity under which bandit state is kept.
+    pub name: String,
+    /// Shared-data key per model (`None` for models that do not learn).
+    pub state_keys: Vec<Option<String>>,
+    /// Decoded bandit state per model, refreshed only when the shared value's CAS changes.
+    caches: RefCell<Vec<StateCache>>,
+    pub outbox: RefCell<VecDeque<EvalJob>>,
+    /// Shadow copies and router feedback waiting for the root context's tick.
+    pub mirror: RefCell<VecDeque<MirrorJob>>,
+    /// Some model resends requests by callout (router, fan-out, retry) or is shadowed: bodies
+    /// of any content type are held for them.
+    pub resends: bool,
+    /// Some model learns from responses, or tracks target health: the request start is read.
+    pub times_requests: bool,
+    /// Shared-data key of each model's target health, for models that use it (fallback
+    /// cooldowns, latency budgets).
+    pub health_keys: Vec<Option<String>>,
+    health: RefCell<Vec<Option<CachedHealth>>>,
+    /// The clock is read for each decision (time rules, cooldowns).
+    pub needs_clock: bool,
+    /// The root context has periodic work (spent ids, gauges, queued callouts).
+    pub periodic: bool,
+}
+
+impl Plugin {
+    /// Parses and compiles the configuration and defines the metrics; the error is the
+    /// sentence the host logs before refusing to start.
+    pub fn configure(host: &dyn Host, name: String, bytes: &[u8]) -> Result<Plugin, String> {
+        let cfg = config::parse(bytes).map_err(|e| format!("invalid configuration: {e}"))?;
+        let metrics =
+            Metrics::define(host, &cfg).map_err(|e| format!("cannot define metrics: {e}"))?;
+        let state_keys = cfg
+            .models
+            .iter()
+            .map(|m| m.is_bandit().then(|| learning::state_key(&name, &m.name)))
+            .collect();
+        let health_keys: Vec<Option<String>> = cfg
+            .models
+            .iter()
+            .map(|m| {
+                (!m.fallback.is_empty() || cfg.budget.is_some())
+                    .then(|| learning::health::health_key(&name, &m.name))
+            })
+            .collect();
+        let forwards_feedback = cfg.feedback.is_some()
+            && cfg
+                .models
+                .iter()
+                .any(|m| m.router.as_ref().is_some_and(|r| r.feedback_path.is_some()));
+        let periodic = cfg.feedback.is_some()
+            || cfg.models.iter().any(|m| m.is_bandit())
+            || !cfg.shadows.is_empty()
+            || forwards_feedback;
+        let resends = !cfg.shadows.is_empty()
+            || cfg
+                .models
+                .iter()
+                .any(|m| m.router.is_some() || m.fan_out.is_some() || m.retry);
+        let times_requests = cfg.models.iter().any(|m| m.reward.is_some())
+            || health_keys.iter().any(Option::is_some);
+        let needs_clock = cfg.has_time_rules || cfg.models.iter().any(|m| !m.fallback.is_empty());
+        Ok(Plugin {
+            caches: RefCell::new(vec![StateCache::new(); cfg.models.len()]),
+            health: RefCell::new(vec![None; cfg.models.len()]),
+            outbox: RefCell::new(VecDeque::new()),
+            mirror: RefCell::new(VecDeque::new()),
+            state_keys,
+            health_keys,
+            resends,
+            times_requests,
+            needs_clock,
+            periodic,
+            metrics,
+            name,
+            cfg,
+        })
+    }
+
+    /// Queues a job for the root context; when the queue is full the oldest is dropped.
+    pub fn enqueue_mirror(&self, host: &dyn Host, job: MirrorJob) {
+        let Ok(mut queue) = self.mirror.try_borrow_mut() else {
+            self.mirror_lost(host, job.kind);
+            return;
+        };
+        if queue.len() >= MAX_PENDING_MIRRORS {
+            if let Some(old) = queue.pop_front() {
+                self.mirror_lost(host, old.kind);
+            }
+        }
+        queue.push_back(job);
+    }
+
+    /// Counts a job that was never sent.
+    pub fn mirror_lost(&self, host: &dyn Host, kind: MirrorKind) {
+        host.bump(match kind {
+            MirrorKind::Shadow { .. } => self.metrics.shadow_dropped,
+            MirrorKind::Feedback { .. } => self.metrics.router_feedback_failures,
+        });
+    }
+
+    /// Queues a response summary for the evaluator; when full, the oldest is dropped (counted).
+    pub fn enqueue_evaluation(&self, host: &dyn Host, job: EvalJob) {
+        let Ok(mut outbox) = self.outbox.try_borrow_mut() else {
+            host.bump(self.metrics.evaluator_failures);
+            return;
+        };
+        if outbox.len() >= MAX_PENDING_EVALUATIONS {
+            outbox.pop_front();
+            host.bump(self.metrics.evaluator_failures);
+        }
+        outbox.push_back(job);
+    }
+
+    /// Applies a reward to shared state and counts it under `counter` (or counts its failure).
+    pub fn record_reward(
+        &self,
+        host: &dyn Host,
+        model: usize,
+        target: &str,
+        reward: f64,
+        counter: u32,
+    ) {
+        let store = HostStore(host);
+        match learning::apply_reward(&store, &self.name, &self.cfg, model, target, reward) {
+            Ok(applied) => {
+                host.bump(counter);
+                host.add(self.metrics.cas_retries, u64::from(applied.retries));
+                if applied.reset {
+                    host.bump(self.metrics.state_resets);
+                    log::warn!(
+                        "inference-router: bandit state of {:?} was undecodable and was reset",
+                        applied.model
+                    );
+                }
+                // Gauges are republished by the root context's timer: no per-reward host calls.
+            }
+            Err(e) => {
+                host.bump(self.metrics.rewards_failed);
+                if matches!(e, learning::ApplyError::Contention { .. }) {
+                    host.bump(self.metrics.cas_exhausted);
+                }
+                log::warn!(
+                    "inference-router: reward for {target:?} not applied: {}",
+                    e.describe()
+                );
+            }
+        }
+    }
+
+    /// The shared state a decision reads, through the host.
+    pub fn shared<'a>(&'a self, host: &'a dyn Host) -> HostShared<'a> {
+        HostShared {
+            plugin: self,
+            host,
+            caches: None,
+        }
+    }
+}
+
+/// Per-VM state that outlives a configuration.
+#[derive(Clone)]
+pub struct VmState {
+    pub rng: Rc<RefCell<Rng>>,
+    pub ids: Rc<RefCell<DecisionIds>>,
+}
+
+impl VmState {
+    /// `rng_seed` and `id_seed` come from the host's entropy: distinct per VM start.
+    pub fn new(rng_seed: u64, id_seed: u64) -> Self {
+        VmState {
+            rng: Rc::new(RefCell::new(Rng::seed_from_u64(rng_seed))),
+            ids: Rc::new(RefCell::new(DecisionIds::new(id_seed))),
+        }
+    }
+
+    pub fn next_u64(&self) -> u64 {
+        self.rng.try_borrow_mut().map_or(0, |mut r| r.next_u64())
+    }
+
+    /// A unique decision id (for decisions that need no signature).
+    pub fn next_id(&self) -> String {
+        self.ids
+            .try_borrow_mut()
+            .map_or_else(|_| String::new(), |mut ids| ids.next_id())
+    }
+}
+
+/// The core's view of shared state: each value read fresh (one host call) and decoded only when
+/// its CAS token changed since this VM last decoded it.
+pub struct HostShared<'a> {
+    plugin: &'a Plugin,
+    host: &'a dyn Host,
+    /// Borrowed on the first bandit read and held for the decision, which reads by reference.
+    caches: Option<RefMut<'a, Vec<StateCache>>>,
+}
+
+impl HostShared<'_> {
+    fn health(&mut self, model: usize) -> Option<Health> {
+        let key = self.plugin.health_keys.get(model)?.as_ref()?;
+        let targets = self.plugin.cfg.models.get(model)?.targets.len();
+        let (bytes, cas) = self.host.shared_data(key).ok()?;
+        let mut cache = self.plugin.health.try_borrow_mut().ok()?;
+        let slot = cache.get_mut(model)?;
+        match (slot.as_ref(), bytes) {
+            (Some((cached, h)), _) if cas.is_some() && *cached == cas => Some(h.clone()),
+            (_, None) => None,
+            (_, Some(b)) => {
+                let h = Health::decode(&b, targets);
+                *slot = Some((cas, h.clone()));
+                Some(h)
+            }
+        }
+    }
+}
+
+impl Shared for HostShared<'_> {
+    fn bandit_state(&mut self, model: usize) -> Option<&ModelState> {
+        let plugin = self.plugin;
+        let m = plugin.cfg.models.get(model)?;
+        let strategy = m.bandit()?;
+        let key = plugin.state_keys.get(model)?.as_ref()?;
+        let (bytes, cas) = match self.host.shared_data(key) {
+            Ok(v) => v,
+            Err(status) => {
+                log::warn!(
+                    "inference-router: reading bandit state {key:?} failed: host status {status}"
+                );
+                return None;
+            }
+        };
+        if self.caches.is_none() {
+            self.caches = plugin.caches.try_borrow_mut().ok();
+        }
+        let cache = self.caches.as_mut()?.get_mut(model)?;
+        match cache.refresh(bytes.as_deref(), cas, strategy, &m.target_names()) {
+            Refresh::Undecodable(e) => {
+                log::warn!("inference-router: bandit state {key:?} is undecodable ({e}); using a fresh state until the next reward replaces it");
+            }
+            Refresh::Decoded(how) if how != Reconciled::Unchanged => {
+                log::info!("inference-router: bandit state {key:?}: {how}");
+            }
+            _ => {}
+        }
+        cache.state()
+    }
+
+    fn cooling_until(&mut self, model: usize, target: usize) -> u64 {
+        self.health(model).map_or(0, |h| h.cooling(target))
+    }
+
+    fn latency_ms(&mut self, model: usize, target: usize) -> Option<f64> {
+        self.health(model)?.latency(target)
+    }
+}

@@ -1,0 +1,180 @@
+//! The filter's own endpoints: feedback (`feedback.path`, POST) and the state endpoint
+//! (`state_endpoint.path`, GET, optionally behind a bearer token).
+
+use std::rc::Rc;
+
+use super::{Role, Stream};
+use crate::callout::forward_message;
+use crate::config::BodySource;
+use crate::host::{Action, Host, HostStore};
+use crate::learning::{self, FeedbackInput, Refusal};
+use crate::plugin::{MirrorJob, MirrorKind};
+use crate::policy::Reply;
+
+/// Rewards forwarded to a router wait at least this long for its answer.
+const FEEDBACK_FORWARD_MIN_TIMEOUT_MS: u32 = 1000;
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The path without its query.
+fn request_path(host: &dyn Host) -> String {
+    let path = host.request_header(":path").unwrap_or_default();
+    match path.split_once('?') {
+        Some((p, _)) => p.to_string(),
+        None => path,
+    }
+}
+
+impl Stream {
+    /// Feedback and the state endpoint are answered by the filter itself. Returns the action
+    /// when the request was one of them.
+    pub(super) fn own_endpoints(&mut self, host: &dyn Host, end_of_stream: bool) -> Option<Action> {
+        let plugin = Rc::clone(&self.plugin);
+        let cfg = &plugin.cfg;
+        if cfg.feedback.is_none() && cfg.state_endpoint.is_none() {
+            return None;
+        }
+        let path = request_path(host);
+        let method = host.request_header(":method").unwrap_or_default();
+        if cfg.feedback.as_ref().is_some_and(|fb| path == fb.path) {
+            if method != "POST" {
+                let reply = Reply::error(405, "method_not_allowed", "feedback is POSTed", None);
+                self.send_error(host, &reply);
+                return Some(Action::Pause);
+            }
+            self.role = Role::Feedback;
+            if end_of_stream || cfg.body.source == BodySource::Metadata {
+                // No body to read (or none this host lets us read): header-only feedback.
+                self.answer_feedback(host, &[]);
+            } else {
+                self.awaiting_body = true;
+            }
+            return Some(Action::Pause);
+        }
+        let ep = cfg.state_endpoint.as_ref().filter(|ep| path == ep.path)?;
+        let refusal = if method != "GET" {
+            Some(Reply::error(
+                405,
+                "method_not_allowed",
+                "the state endpoint answers GET",
+                None,
+            ))
+        } else {
+            let given = host.request_header("authorization");
+            let authorized = ep.token.as_ref().is_none_or(|token| {
+                given
+                    .as_deref()
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+            });
+            (!authorized).then(|| {
+                let detail = "send Authorization: Bearer <state_endpoint.token>";
+                Reply::error(401, "unauthorized", detail, None)
+            })
+        };
+        match refusal {
+            Some(reply) => self.send_error(host, &reply),
+            None => {
+                let doc = learning::state_document(&HostStore(host), &plugin.name, cfg);
+                self.send_json(host, 200, &serde_json::to_vec(&doc).unwrap_or_default());
+            }
+        }
+        Some(Action::Pause)
+    }
+
+    /// Verifies, spends and applies (or forwards) one feedback, and answers it.
+    pub(super) fn answer_feedback(&mut self, host: &dyn Host, body: &[u8]) {
+        let plugin = Rc::clone(&self.plugin);
+        let decision = host.request_header("x-inference-decision");
+        let reward = host.request_header("x-inference-reward");
+        let input = FeedbackInput {
+            body,
+            header_decision: decision.as_deref(),
+            header_reward: reward.as_deref(),
+        };
+        let mut spent_reset = false;
+        let now = host.now_secs();
+        let store = HostStore(host);
+        let reply = learning::process_feedback(
+            &store,
+            &plugin.name,
+            &plugin.cfg,
+            now,
+            &input,
+            &mut spent_reset,
+        );
+        if spent_reset {
+            log::warn!("inference-router: a spent-decision bucket was undecodable and was reset");
+        }
+        match &reply.result {
+            Ok(accepted) => {
+                host.bump(plugin.metrics.feedback_accepted);
+                if let Some(applied) = &accepted.applied {
+                    host.add(plugin.metrics.cas_retries, u64::from(applied.retries));
+                }
+                if let Some(fwd) = &accepted.forward {
+                    self.forward_reward(host, fwd.model, fwd.child, fwd.reward, body);
+                }
+            }
+            Err(refusal) => {
+                plugin.metrics.feedback_rejected(host, *refusal);
+                if *refusal == Refusal::Unavailable {
+                    // The sender is told to retry; say why in the log (no request data in it).
+                    log::warn!(
+                        "inference-router[{}]: feedback not recorded: {}",
+                        self.context_id,
+                        reply
+                            .body
+                            .get("detail")
+                            .and_then(serde_json::Value::as_str)
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        self.send_json(
+            host,
+            reply.status,
+            &serde_json::to_vec(&reply.body).unwrap_or_default(),
+        );
+    }
+
+    /// Queues a reward for the model's router (`router.feedback_path`), if it has one.
+    fn forward_reward(
+        &self,
+        host: &dyn Host,
+        model: usize,
+        child: i64,
+        reward: f64,
+        client_body: &[u8],
+    ) {
+        let plugin = &self.plugin;
+        let Some(m) = plugin.cfg.models.get(model) else {
+            return;
+        };
+        let Some((router, path)) = m
+            .router
+            .as_ref()
+            .and_then(|r| Some((r, r.feedback_path.as_ref()?)))
+        else {
+            return;
+        };
+        let headers = vec![
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), path.clone()),
+            (":authority".to_string(), router.authority.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        let job = MirrorJob {
+            kind: MirrorKind::Feedback { model },
+            cluster: router.cluster.clone(),
+            headers,
+            body: forward_message(&m.name, child, reward, client_body),
+            // Feedback is not on anyone's request path: give the router time.
+            timeout_ms: router.timeout_ms.max(FEEDBACK_FORWARD_MIN_TIMEOUT_MS),
+        };
+        plugin.enqueue_mirror(host, job);
+    }
+}

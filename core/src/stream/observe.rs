@@ -1,0 +1,245 @@
+//! What the upstream's response shows, turned into a reward (models that learn from responses)
+//! and into target health (fallback cooldowns, latency estimates) when the stream is done.
+
+use crate::callout::is_failure;
+use crate::config::{Config, Model};
+use crate::host::Host;
+use crate::learning::health;
+use crate::payload::{format_of_content_type, Format};
+use crate::plugin::{EvalJob, Plugin};
+use crate::policy::Route;
+use crate::reward::{implicit_reward, usage_from_json, Observation, SseUsageScanner};
+
+/// Largest non-streamed response body copied to read token usage from.
+const MAX_USAGE_BODY: usize = 1024 * 1024;
+
+/// The response, as far as a reward needs it.
+struct Watch {
+    status: u16,
+    latency_ms: u64,
+    header: Option<String>,
+    first_byte_ms: Option<u64>,
+    sse: Option<SseUsageScanner>,
+    json: Option<Vec<u8>>,
+    streaming: bool,
+}
+
+/// What one stream's response is watched for.
+#[derive(Default)]
+pub(super) struct Observed {
+    /// The upstream route of a model that learns from responses, and what its response said.
+    learning: Option<Route>,
+    watch: Option<Watch>,
+    /// The upstream route of a model whose target health is tracked, and what its response
+    /// said (status, `Retry-After`, latency).
+    health: Option<Route>,
+    health_sample: Option<(u16, Option<String>, u64)>,
+}
+
+fn model_of<'a>(cfg: &'a Config, route: &Route) -> Option<&'a Model> {
+    cfg.models.get(route.model)
+}
+
+impl Observed {
+    /// A request went upstream on `route`.
+    pub(super) fn watch(&mut self, plugin: &Plugin, route: Route) {
+        if plugin
+            .health_keys
+            .get(route.model)
+            .is_some_and(Option::is_some)
+        {
+            self.health = Some(route);
+        }
+        if model_of(&plugin.cfg, &route).is_some_and(|m| m.reward.is_some()) {
+            self.learning = Some(route);
+        }
+    }
+
+    pub(super) fn response_headers(
+        &mut self,
+        host: &dyn Host,
+        cfg: &Config,
+        elapsed_ms: u64,
+        end_of_stream: bool,
+    ) {
+        if self.health.is_none() && self.learning.is_none() {
+            return;
+        }
+        let status: u16 = host
+            .response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if self.health.is_some() {
+            let retry_after = is_failure(status)
+                .then(|| host.response_header("retry-after"))
+                .flatten();
+            self.health_sample = Some((status, retry_after, elapsed_ms));
+        }
+        let Some(settings) = self
+            .learning
+            .and_then(|r| model_of(cfg, &r)?.reward.as_ref())
+        else {
+            return;
+        };
+        let content_type = host.response_header("content-type").unwrap_or_default();
+        let wants_usage = settings.cost_weight > 0.0 || settings.evaluator.is_some();
+        let streaming = content_type.starts_with("text/event-stream");
+        let json = wants_usage
+            && !end_of_stream
+            && format_of_content_type(&content_type) == Some(Format::Json);
+        self.watch = Some(Watch {
+            status,
+            latency_ms: elapsed_ms,
+            header: settings
+                .header
+                .as_deref()
+                .and_then(|h| host.response_header(h)),
+            first_byte_ms: None,
+            sse: (wants_usage && streaming).then(SseUsageScanner::default),
+            json: json.then(Vec::new),
+            streaming,
+        });
+    }
+
+    /// A response body chunk passing through: nothing is held back.
+    pub(super) fn response_body(&mut self, host: &dyn Host, body_size: usize, elapsed_ms: u64) {
+        let Some(watch) = self.watch.as_mut() else {
+            return;
+        };
+        if watch.first_byte_ms.is_none() && body_size > 0 {
+            watch.first_byte_ms = Some(elapsed_ms);
+        }
+        if watch.sse.is_none() && watch.json.is_none() {
+            return;
+        }
+        let chunk = host
+            .buffer(crate::host::Buffer::ResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if let Some(sse) = watch.sse.as_mut() {
+            sse.feed(&chunk);
+        }
+        if let Some(json) = watch.json.as_mut() {
+            if json.len().saturating_add(chunk.len()) > MAX_USAGE_BODY {
+                watch.json = None;
+            } else {
+                json.extend_from_slice(&chunk);
+            }
+        }
+    }
+
+    /// The stream is done: the reward (applied now or handed to the evaluator) and the health.
+    pub(super) fn learn(
+        &mut self,
+        host: &dyn Host,
+        plugin: &Plugin,
+        decision: Option<&str>,
+        ctx: u32,
+    ) {
+        if let (Some(route), Some(watch)) = (self.learning.take(), self.watch.take()) {
+            reward(host, plugin, route, watch, decision, ctx);
+        }
+        if let (Some(route), Some(sample)) = (self.health.take(), self.health_sample.take()) {
+            record_health(host, plugin, route, sample, ctx);
+        }
+    }
+}
+
+fn reward(
+    host: &dyn Host,
+    plugin: &Plugin,
+    route: Route,
+    watch: Watch,
+    decision: Option<&str>,
+    ctx: u32,
+) {
+    let Some(model) = plugin.cfg.models.get(route.model) else {
+        return;
+    };
+    let (Some(settings), Some(target)) = (&model.reward, model.targets.get(route.target)) else {
+        return;
+    };
+    let usage = match (&watch.sse, &watch.json) {
+        (Some(sse), _) => sse.usage(),
+        (None, Some(json)) => usage_from_json(json),
+        _ => None,
+    };
+    // A streamed answer's latency is its time to first byte; headers come at once.
+    let latency_ms = match (watch.streaming, watch.first_byte_ms) {
+        (true, Some(ttfb)) => ttfb,
+        _ => watch.latency_ms,
+    };
+    let obs = Observation {
+        status: watch.status,
+        latency_ms,
+        header: watch.header,
+        usage,
+    };
+    let reward = implicit_reward(settings, &target.price, &obs);
+    if settings.evaluator.is_some() {
+        let summary = serde_json::json!({
+            "model": model.name,
+            "target": target.name,
+            "decision": decision,
+            "status": obs.status,
+            "latency_ms": obs.latency_ms,
+            "ttfb_ms": watch.first_byte_ms,
+            "usage": obs.usage.map(|u| serde_json::json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens})),
+            "implicit_reward": reward.as_ref().ok(),
+        });
+        let job = EvalJob {
+            model: route.model,
+            target: target.name.clone(),
+            body: serde_json::to_vec(&summary).unwrap_or_default(),
+        };
+        return plugin.enqueue_evaluation(host, job);
+    }
+    match reward {
+        Ok(r) => plugin.record_reward(
+            host,
+            route.model,
+            &target.name,
+            r,
+            plugin.metrics.rewards_implicit,
+        ),
+        Err(e) => {
+            host.bump(plugin.metrics.rewards_failed);
+            log::warn!("inference-router[{ctx}]: no implicit reward: {e}");
+        }
+    }
+}
+
+/// Cooldown after a failure (5xx, 429, or Envoy's own 503 for an unreachable upstream) and
+/// the latency sample, into the model's shared health.
+fn record_health(
+    host: &dyn Host,
+    plugin: &Plugin,
+    route: Route,
+    sample: (u16, Option<String>, u64),
+    ctx: u32,
+) {
+    let (status, retry_after, latency) = sample;
+    let (Some(model), Some(Some(key))) = (
+        plugin.cfg.models.get(route.model),
+        plugin.health_keys.get(route.model),
+    ) else {
+        return;
+    };
+    let failed = is_failure(status);
+    let cool_until = failed.then(|| {
+        host.now_secs().saturating_add(health::cooldown_seconds(
+            retry_after.as_deref(),
+            model.cooldown_seconds,
+        ))
+    });
+    let sample = health::Sample {
+        target: route.target,
+        cool_until,
+        latency_ms: (!failed).then_some(latency as f64),
+    };
+    let store = crate::host::HostStore(host);
+    if let Err(e) = health::record(&store, key, model.targets.len(), sample) {
+        log::warn!("inference-router[{ctx}]: target health not recorded: {e}");
+    }
+}

@@ -1,0 +1,281 @@
+//! What the response says about the decision (`x-inference-*`), and the one way the filter
+//! answers a request itself.
+
+use super::Stream;
+use crate::config::Config;
+use crate::feedback::DecisionToken;
+use crate::host::{Host, Map};
+use crate::policy::{Reason, Reply, ReplyContent, Route};
+
+const MODEL: &str = "x-inference-model";
+const TARGET: &str = "x-inference-target";
+const REASON: &str = "x-inference-reason";
+pub(super) const DECISION: &str = "x-inference-decision";
+const DETECTOR: &str = "x-inference-detector";
+const BODY: &str = "x-inference-body";
+
+/// What the response will say about the decision.
+pub(super) struct ResponseMeta {
+    model: Option<String>,
+    target: Option<String>,
+    reason: String,
+    pub decision: String,
+    /// The detector whose firing decided (never what it matched).
+    detector: Option<String>,
+}
+
+impl ResponseMeta {
+    fn new(
+        cfg: &Config,
+        model: Option<usize>,
+        target: Option<usize>,
+        reason: String,
+        decision: String,
+        detector: Option<usize>,
+    ) -> Self {
+        let m = model.and_then(|m| cfg.models.get(m));
+        ResponseMeta {
+            model: m.map(|m| m.name.clone()),
+            target: target
+                .and_then(|t| m.and_then(|m| m.targets.get(t)))
+                .map(|t| t.name.clone()),
+            reason,
+            decision,
+            detector: detector
+                .and_then(|d| cfg.detectors.get(d))
+                .map(|d| d.name.clone()),
+        }
+    }
+
+    /// The headers, in order; `full` false: the decision id alone (feedback needs it even when
+    /// the other metadata is off).
+    fn headers<'a>(
+        &'a self,
+        full: bool,
+        note: Option<&'static str>,
+    ) -> Vec<(&'static str, &'a str)> {
+        if !full {
+            return vec![(DECISION, self.decision.as_str())];
+        }
+        let mut h = Vec::with_capacity(6);
+        if let Some(model) = &self.model {
+            h.push((MODEL, model.as_str()));
+        }
+        if let Some(target) = &self.target {
+            h.push((TARGET, target.as_str()));
+        }
+        h.push((REASON, self.reason.as_str()));
+        h.push((DECISION, self.decision.as_str()));
+        if let Some(d) = &self.detector {
+            h.push((DETECTOR, d.as_str()));
+        }
+        if let Some(note) = note {
+            h.push((BODY, note));
+        }
+        h
+    }
+
+    /// Tags the upstream's response. Replaces: an upstream cannot forge what the router decided.
+    pub(super) fn tag_response(&self, host: &dyn Host, cfg: &Config, note: Option<&'static str>) {
+        for (name, value) in self.headers(cfg.response_metadata, note) {
+            let _ = host.set_header(Map::ResponseHeaders, name, value);
+        }
+        if cfg.response_metadata {
+            // The optional ones are ours too: drop an upstream's when we set none.
+            if note.is_none() {
+                let _ = host.remove_header(Map::ResponseHeaders, BODY);
+            }
+            if self.detector.is_none() {
+                let _ = host.remove_header(Map::ResponseHeaders, DETECTOR);
+            }
+        }
+    }
+}
+
+/// A request the filter answers itself never gets routing headers set; drop what the client
+/// sent in them, so access logs and later filters do not show a cluster the client chose.
+fn forget_client_route_headers(host: &dyn Host, cfg: &Config) {
+    let _ = host.remove_header(Map::RequestHeaders, &cfg.route_header);
+    let _ = host.remove_header(Map::RequestHeaders, &cfg.target_header);
+}
+
+/// A local reply: status, body, and the headers beside the metadata.
+pub(super) struct LocalReply<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a str>,
+    pub body: Option<&'a [u8]>,
+    pub extra: &'a [(&'a str, &'a str)],
+}
+
+impl Stream {
+    /// A signed token when feedback is on (it names model and target, and expires), else a
+    /// unique id.
+    pub(super) fn decision_id(&self, host: &dyn Host, model: &str, target: &str) -> String {
+        match &self.plugin.cfg.feedback {
+            Some(fb) => fb.signer.sign(&DecisionToken {
+                model: model.to_string(),
+                target: target.to_string(),
+                expires: host.now_secs().saturating_add(fb.ttl_seconds),
+                nonce: self.vm.next_u64(),
+            }),
+            None => self.vm.next_id(),
+        }
+    }
+
+    /// Metadata of a request routed upstream.
+    pub(super) fn routed_meta(&self, host: &dyn Host, route: Route) -> ResponseMeta {
+        let cfg = &self.plugin.cfg;
+        let (model, target) = names(cfg, route.model, Some(route.target));
+        let decision = self.decision_id(host, model, target.unwrap_or_default());
+        let reason = route.reason.header_value(cfg);
+        ResponseMeta::new(
+            cfg,
+            Some(route.model),
+            Some(route.target),
+            reason,
+            decision,
+            route.detector,
+        )
+    }
+
+    /// Metadata of a reply the filter sends for a model (fan-out, router echo, retry);
+    /// `decision_target` names the decision when no target served (fan-out, router echo).
+    /// `None` when neither response metadata nor feedback is on.
+    pub(super) fn callout_meta(
+        &self,
+        host: &dyn Host,
+        model: usize,
+        target: Option<usize>,
+        reason: Reason,
+        decision_target: &str,
+    ) -> Option<ResponseMeta> {
+        let cfg = &self.plugin.cfg;
+        if !cfg.response_metadata && cfg.feedback.is_none() {
+            return None;
+        }
+        let (model_name, target_name) = names(cfg, model, target);
+        let decision = self.decision_id(host, model_name, target_name.unwrap_or(decision_target));
+        Some(ResponseMeta::new(
+            cfg,
+            Some(model),
+            target,
+            reason.header_value(cfg),
+            decision,
+            None,
+        ))
+    }
+
+    /// Answers with a decision's reply (a rule's, or the filter's own error).
+    pub(super) fn reply(&mut self, host: &dyn Host, reply: &Reply, raw_body: Option<&[u8]>) {
+        let plugin = std::rc::Rc::clone(&self.plugin);
+        let cfg = &plugin.cfg;
+        if reply.content == ReplyContent::Echo
+            && raw_body.is_none()
+            && self.body_note == Some("too-large")
+        {
+            // The body was not held (over body.max_bytes): an empty echo would lose it silently.
+            let detail = format!(
+                "the echo reply returns the request body, which is over body.max_bytes ({})",
+                cfg.body.max_bytes
+            );
+            let mut error = Reply::error(413, "too_large", &detail, None);
+            error.rule = reply.rule;
+            // Counted once, as the error it became (the detector still fired).
+            if let Some(d) = reply.detector {
+                plugin.metrics.detector(host, d);
+            }
+            return self.reply(host, &error, None);
+        }
+        plugin.metrics.local_reply(host, reply.kind);
+        if let Some(d) = reply.detector {
+            plugin.metrics.detector(host, d);
+        }
+        if let Some(rule) = reply.rule {
+            plugin.metrics.decision(host, Reason::Rule(rule));
+        }
+        let echo_type;
+        let (content_type, body) = match &reply.content {
+            ReplyContent::Json(bytes) => (Some("application/json"), Some(bytes.as_slice())),
+            ReplyContent::Empty => (None, None),
+            ReplyContent::Echo => {
+                echo_type = host.request_header("content-type");
+                (echo_type.as_deref(), raw_body)
+            }
+        };
+        // Replies carry no decision id of their own unless the metadata is on.
+        let meta = cfg.response_metadata.then(|| {
+            let reason = reply.reason_header(cfg);
+            ResponseMeta::new(
+                cfg,
+                reply.model,
+                None,
+                reason,
+                self.vm.next_id(),
+                reply.detector,
+            )
+        });
+        let local = LocalReply {
+            status: reply.status,
+            content_type,
+            body,
+            extra: &[],
+        };
+        self.send_local(host, &local, meta);
+    }
+
+    /// An error of the filter's own endpoints: no routing metadata.
+    pub(super) fn send_error(&mut self, host: &dyn Host, reply: &Reply) {
+        let body = match &reply.content {
+            ReplyContent::Json(bytes) => Some(bytes.as_slice()),
+            _ => None,
+        };
+        self.send_json(host, reply.status, body.unwrap_or_default());
+    }
+
+    pub(super) fn send_json(&mut self, host: &dyn Host, status: u16, body: &[u8]) {
+        let local = LocalReply {
+            status,
+            content_type: Some("application/json"),
+            body: Some(body),
+            extra: &[],
+        };
+        self.send_local(host, &local, None);
+    }
+
+    /// The one local-reply sender. `meta` (when given) becomes the reply's `x-inference-*`
+    /// headers, in full when response metadata is on, else the decision id alone.
+    pub(super) fn send_local(
+        &mut self,
+        host: &dyn Host,
+        reply: &LocalReply<'_>,
+        meta: Option<ResponseMeta>,
+    ) {
+        let cfg = &self.plugin.cfg;
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(8);
+        if let Some(ct) = reply.content_type {
+            headers.push(("content-type", ct));
+        }
+        if let Some(m) = &meta {
+            headers.extend(m.headers(cfg.response_metadata, self.body_note));
+        }
+        headers.extend_from_slice(reply.extra);
+        forget_client_route_headers(host, cfg);
+        if let Err(s) = host.send_local_response(reply.status, &headers, reply.body) {
+            log::error!(
+                "inference-router[{}]: cannot send a local reply: host status {s}",
+                self.context_id
+            );
+        }
+        self.meta = meta;
+    }
+}
+
+/// The names of a model and (optionally) one of its targets; empty when out of range.
+fn names(cfg: &Config, model: usize, target: Option<usize>) -> (&str, Option<&str>) {
+    let m = cfg.models.get(model);
+    let t = target.and_then(|t| m.and_then(|m| m.targets.get(t)));
+    (
+        m.map_or("", |m| m.name.as_str()),
+        t.map(|t| t.name.as_str()),
+    )
+}
