@@ -224,18 +224,7 @@ fn extract(s: &mut Seeds) -> std::io::Result<()> {
 }
 
 fn pairs(items: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = (items.len() as u32).to_le_bytes().to_vec();
-    for (k, v) in items {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in items {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
-    }
-    out
+    inference_router_core::payload::encode_pairs(items)
 }
 
 fn metadata(s: &mut Seeds) -> std::io::Result<()> {

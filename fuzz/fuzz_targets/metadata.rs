@@ -4,23 +4,10 @@
 #![no_main]
 
 use fuzz_support::{metadata_fixture, route_request, Req, NOWS};
-use inference_router_core::payload::{decode_pairs, decode_value, fields_from_metadata};
+use inference_router_core::payload::{
+    decode_pairs, decode_value, encode_pairs, fields_from_metadata,
+};
 use libfuzzer_sys::fuzz_target;
-
-fn encode_pairs(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-    for (k, v) in pairs {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
-    }
-    out
-}
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode_value(data, true);

@@ -84,24 +84,31 @@ pub fn fields_from_metadata(
     fields
 }
 
+/// The proxy-wasm pairs encoding of a namespace, the inverse of [`decode_pairs`]: how Envoy hands
+/// dynamic metadata to wasm (tests, fuzzing and seeds build it with this).
+pub fn encode_pairs<K: AsRef<str>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> {
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    let mut out = len(pairs.len()).to_vec();
+    for (k, v) in pairs {
+        out.extend_from_slice(&len(k.as_ref().len()));
+        out.extend_from_slice(&len(v.as_ref().len()));
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_ref().as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_ref());
+        out.push(0);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     fn pairs(items: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut out = (items.len() as u32).to_le_bytes().to_vec();
-        for (k, v) in items {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (k, v) in items {
-            out.extend_from_slice(k.as_bytes());
-            out.push(0);
-            out.extend_from_slice(v);
-            out.push(0);
-        }
-        out
+        encode_pairs(items)
     }
 
     #[test]

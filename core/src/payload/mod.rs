@@ -6,7 +6,7 @@ mod metadata;
 mod pointer;
 
 pub use extract::{extract, ExtractError, Fields, Format};
-pub use metadata::{decode_pairs, decode_value, fields_from_metadata, metadata_key};
+pub use metadata::{decode_pairs, decode_value, encode_pairs, fields_from_metadata, metadata_key};
 pub use pointer::{parse_pointer, PointerSet};
 
 /// Which payload format a `content-type` names, if the filter reads it.

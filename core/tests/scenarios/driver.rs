@@ -53,13 +53,10 @@ impl Vm {
     /// Sends a request's headers and (when there is one) its whole body, as Envoy does for a
     /// buffered request: headers, then one body callback with end of stream.
     pub fn send(&mut self, headers: &[(&str, &str)], body: &[u8]) -> Sent {
-        self.next_context += 1;
-        let mut stream = self
-            .root
-            .stream(self.next_context)
-            .expect("a configured plugin");
-        self.host.request(headers, body);
-        let mut action = stream.on_request_headers(&self.host, body.is_empty());
+        let Sent {
+            mut stream,
+            mut action,
+        } = self.open(headers, body, body.is_empty());
         if !body.is_empty() && self.host.reply().is_none() {
             action = stream.on_request_body(&self.host, body.len(), true);
         }
@@ -180,13 +177,18 @@ impl Vm {
 
     /// Request headers only, leaving the stream open for body chunks (`body_chunk`).
     pub fn start_request(&mut self, headers: &[(&str, &str)], body: &[u8]) -> Sent {
+        self.open(headers, body, false)
+    }
+
+    /// A new stream of the current root, and its request headers.
+    fn open(&mut self, headers: &[(&str, &str)], body: &[u8], end_of_stream: bool) -> Sent {
         self.next_context += 1;
         let mut stream = self
             .root
             .stream(self.next_context)
             .expect("a configured plugin");
         self.host.request(headers, body);
-        let action = stream.on_request_headers(&self.host, false);
+        let action = stream.on_request_headers(&self.host, end_of_stream);
         Sent { stream, action }
     }
 
@@ -427,22 +429,7 @@ pub fn state_key(model: &str) -> String {
     format!("inference-router/v1/inference-router/state/{model}")
 }
 
-/// Dynamic metadata as Envoy hands a namespace to wasm: the proxy-wasm pairs encoding.
-pub fn encode_pairs(pairs: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&u32::try_from(pairs.len()).expect("count").to_le_bytes());
-    for (k, v) in pairs {
-        out.extend_from_slice(&u32::try_from(k.len()).expect("len").to_le_bytes());
-        out.extend_from_slice(&u32::try_from(v.len()).expect("len").to_le_bytes());
-    }
-    for (k, v) in pairs {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v);
-        out.push(0);
-    }
-    out
-}
+pub use inference_router_core::payload::encode_pairs;
 
 /// Headers as a test writes them.
 pub type Headers<'a> = &'a [(&'a str, &'a str)];
