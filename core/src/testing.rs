@@ -92,6 +92,8 @@ pub struct TestHost {
     route_cache_cleared: Cell<u32>,
     /// Calls that fail with this status (by name: "dispatch", "set_shared_data", …).
     failing: RefCell<HashMap<&'static str, Status>>,
+    /// Host calls of the current stream, by the same names.
+    calls: RefCell<HashMap<&'static str, u32>>,
     critical: RefCell<Vec<String>>,
 }
 
@@ -125,6 +127,17 @@ impl TestHost {
         self.dispatched.borrow_mut().clear();
         self.resumed.borrow_mut().clear();
         self.route_cache_cleared.set(0);
+        self.calls.borrow_mut().clear();
+    }
+
+    /// How often the current stream made host call `name` ("header", "now_nanos", …).
+    pub fn host_calls(&self, name: &str) -> u32 {
+        self.calls.borrow().get(name).copied().unwrap_or(0)
+    }
+
+    /// Every host call of the current stream.
+    pub fn host_calls_total(&self) -> u32 {
+        self.calls.borrow().values().sum()
     }
 
     /// The upstream's response headers and body, for the response events.
@@ -170,7 +183,9 @@ impl TestHost {
         self.failing.borrow_mut().remove(call);
     }
 
+    /// Counts a host call, and fails it if the test asked for that.
     fn check(&self, call: &'static str) -> Result<(), Status> {
+        *self.calls.borrow_mut().entry(call).or_insert(0) += 1;
         match self.failing.borrow().get(call) {
             Some(&s) => Err(s),
             None => Ok(()),
@@ -291,6 +306,7 @@ impl Host for TestHost {
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+        self.check("property")?;
         let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
         Ok(self.properties.borrow().get(&key).cloned())
     }
@@ -314,6 +330,7 @@ impl Host for TestHost {
     }
 
     fn clear_route_cache(&self) -> Result<(), Status> {
+        self.check("clear_route_cache")?;
         self.route_cache_cleared
             .set(self.route_cache_cleared.get().saturating_add(1));
         Ok(())
@@ -382,6 +399,7 @@ impl Host for TestHost {
     }
 
     fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
+        self.check("increment_metric")?;
         let mut metrics = self.metrics.borrow_mut();
         let m = metrics.get_mut(id as usize).ok_or(NOT_FOUND)?;
         m.value = m.value.saturating_add_signed(offset);
@@ -389,6 +407,7 @@ impl Host for TestHost {
     }
 
     fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
+        self.check("record_metric")?;
         let mut metrics = self.metrics.borrow_mut();
         let m = metrics.get_mut(id as usize).ok_or(NOT_FOUND)?;
         if m.kind == MetricKind::Histogram {
@@ -400,6 +419,7 @@ impl Host for TestHost {
     }
 
     fn now_nanos(&self) -> Result<u64, Status> {
+        self.check("now_nanos")?;
         Ok(self.now_ns.get())
     }
 

@@ -47,8 +47,16 @@ impl Seeds {
     fn put(&mut self, target: &str, name: &str, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
         let dir = self.root.join(target);
         fs::create_dir_all(&dir)?;
-        fs::write(dir.join(name), bytes)?;
+        fs::write(dir.join(name), &bytes)?;
         self.written += 1;
+        if target == "decide" {
+            // The same requests through the whole lifecycle: an upstream 200 with callouts
+            // answering 200, and an upstream 500 with callouts answering 429.
+            for (prefix, tag) in [([0u8, 0], "ok"), ([3, 2], "failing")] {
+                let seed = [&prefix[..], bytes.as_ref()].concat();
+                self.put("lifecycle", &format!("{tag}-{name}"), seed)?;
+            }
+        }
         Ok(())
     }
 }

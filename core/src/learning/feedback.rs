@@ -1,7 +1,7 @@
 //! One feedback request, one pipeline: parse (body or headers) → verify the decision token once
 //! → find the model → spend the decision id (each counts once, across workers) → apply the
 //! reward to the model's bandit state and/or forward it to the model's router
-//! (`router.feedback_path`). The host sends the reply and queues the forward.
+//! (`router.feedback_path`). The stream (`stream::endpoints`) sends the reply and queues the forward.
 
 use serde_json::{json, Value};
 
@@ -82,7 +82,7 @@ struct Verified<'c> {
 }
 
 /// Verifies, spends and applies (or forwards) one feedback request. `spent_reset` is set when a
-/// spent-id bucket held undecodable bytes (the host logs it).
+/// spent-id bucket held undecodable bytes (the stream logs it).
 pub fn process_feedback<S: SharedStore + ?Sized>(
     store: &S,
     plugin: &str,

@@ -3,7 +3,7 @@
 //! `decide` is pure: it reads the request through [`RequestView`], the body through [`Body`],
 //! shared state (bandits, cooldowns, latency estimates) through [`Shared`], and draws from the
 //! caller's RNG. When it cannot decide without the body it says so ([`Outcome::NeedBody`]);
-//! the host buffers the body and calls it again.
+//! the stream waits for the body and calls it again.
 //!
 //! One request, in order: tenant → rules (first match: pin, reply, reject or restrict) → model
 //! (header, path, body, tenant default, default) → tenant allow-list → KServe input spec →

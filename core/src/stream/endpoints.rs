@@ -37,9 +37,10 @@ impl Stream {
             return None;
         }
         let path = request_path(host);
-        let method = host.request_header(":method").unwrap_or_default();
+        // Read only for the filter's own paths: one host call saved on every routed request.
+        let method = || host.request_header(":method").unwrap_or_default();
         if cfg.feedback.as_ref().is_some_and(|fb| path == fb.path) {
-            if method != "POST" {
+            if method() != "POST" {
                 let reply = Reply::error(405, "method_not_allowed", "feedback is POSTed", None);
                 self.send_error(host, &reply);
                 return Some(Action::Pause);
@@ -54,7 +55,7 @@ impl Stream {
             return Some(Action::Pause);
         }
         let ep = cfg.state_endpoint.as_ref().filter(|ep| path == ep.path)?;
-        let refusal = if method != "GET" {
+        let refusal = if method() != "GET" {
             Some(Reply::error(
                 405,
                 "method_not_allowed",

@@ -180,9 +180,8 @@ impl Stream {
     }
 
     pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
-        let elapsed = self.elapsed_ms(host);
         self.observed
-            .response_headers(host, &self.plugin.cfg, elapsed, end_of_stream);
+            .response_headers(host, &self.plugin.cfg, self.started_ns, end_of_stream);
         if let Some(meta) = &self.meta {
             meta.tag_response(host, &self.plugin.cfg, self.body_note);
         }
@@ -195,8 +194,8 @@ impl Stream {
             // Envoy buffers the failed answer while the retry runs.
             return Action::Pause;
         }
-        let elapsed = self.elapsed_ms(host);
-        self.observed.response_body(host, body_size, elapsed);
+        self.observed
+            .response_body(host, body_size, self.started_ns);
         Action::Continue
     }
 
@@ -218,11 +217,6 @@ impl Stream {
         let decision = self.meta.as_ref().map(|m| m.decision.as_str());
         self.observed
             .learn(host, &self.plugin, decision, self.context_id);
-    }
-
-    fn elapsed_ms(&self, host: &dyn Host) -> u64 {
-        host.now_nanos()
-            .map_or(0, |n| n.saturating_sub(self.started_ns) / 1_000_000)
     }
 
     /// Whether the headers phase should wait for the body: only for methods that carry one,

@@ -36,6 +36,12 @@ pub(super) struct Observed {
     health_sample: Option<(u16, Option<String>, u64)>,
 }
 
+/// Milliseconds since `started_ns`: read only when a response is watched (one host call).
+fn elapsed_ms(host: &dyn Host, started_ns: u64) -> u64 {
+    host.now_nanos()
+        .map_or(0, |n| n.saturating_sub(started_ns) / 1_000_000)
+}
+
 fn model_of<'a>(cfg: &'a Config, route: &Route) -> Option<&'a Model> {
     cfg.models.get(route.model)
 }
@@ -59,12 +65,13 @@ impl Observed {
         &mut self,
         host: &dyn Host,
         cfg: &Config,
-        elapsed_ms: u64,
+        started_ns: u64,
         end_of_stream: bool,
     ) {
         if self.health.is_none() && self.learning.is_none() {
             return;
         }
+        let elapsed_ms = elapsed_ms(host, started_ns);
         let status: u16 = host
             .response_header(":status")
             .and_then(|s| s.parse().ok())
@@ -102,12 +109,12 @@ impl Observed {
     }
 
     /// A response body chunk passing through: nothing is held back.
-    pub(super) fn response_body(&mut self, host: &dyn Host, body_size: usize, elapsed_ms: u64) {
+    pub(super) fn response_body(&mut self, host: &dyn Host, body_size: usize, started_ns: u64) {
         let Some(watch) = self.watch.as_mut() else {
             return;
         };
         if watch.first_byte_ms.is_none() && body_size > 0 {
-            watch.first_byte_ms = Some(elapsed_ms);
+            watch.first_byte_ms = Some(elapsed_ms(host, started_ns));
         }
         if watch.sse.is_none() && watch.json.is_none() {
             return;

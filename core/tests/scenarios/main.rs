@@ -19,6 +19,7 @@ mod external_router;
 mod fan_out;
 mod faults;
 mod feedback;
+mod host_calls;
 mod hostile;
 mod learning;
 mod metadata_mode;
