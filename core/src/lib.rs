@@ -17,6 +17,7 @@ pub mod bandit;
 pub mod callout;
 pub mod config;
 pub mod feedback;
+pub mod fleet;
 pub mod host;
 pub mod inspect;
 pub mod learning;

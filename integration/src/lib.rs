@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod envoy;
+pub mod etcd;
 pub mod template;
 pub mod upstream;
 
@@ -26,6 +27,7 @@ pub use envoy::{
     envoy_binary, envoy_dir, repo_root, test_trap_wasm_path, wasm_path, Envoy, EnvoyConfig,
     Harness, LdsCounters, StartFailure, LDS_LISTENER_TEMPLATE,
 };
+pub use etcd::EtcdCluster;
 pub use upstream::{
     closed_port, fnv64_hex, Answer, Behaviour, Echo, Received, RefusedPort, Upstreams, CLUSTERS,
 };
