@@ -56,10 +56,6 @@ impl Root {
         }
     }
 
-    pub fn plugin(&self) -> Option<&Rc<Plugin>> {
-        self.plugin.as_ref()
-    }
-
     /// Reads and compiles the plugin configuration; `false` (logged as critical) refuses it.
     pub fn configure(&mut self, host: &dyn Host) -> bool {
         let bytes = match host.buffer(Buffer::PluginConfiguration, 0, usize::MAX) {

@@ -2,8 +2,9 @@
 //! the current stream's headers and bodies, and records every effect (headers set and removed,
 //! local replies, callouts dispatched, streams resumed) for tests to assert on.
 //!
-//! Shared data follows proxy-wasm's rules as Envoy implements them: a CAS token per write, a
-//! stale token is `CAS_MISMATCH`, and a write to a missing key ignores the token.
+//! Shared data is the core's `MemoryStore`, which follows proxy-wasm's rules as Envoy implements
+//! them: a CAS token per write, a stale token is `CAS_MISMATCH`, and a write to a missing key
+//! ignores the token.
 //!
 //! Test-only (feature `testing`): its assertions panic, as a failing test should.
 #![allow(clippy::panic)]
@@ -11,6 +12,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+use crate::bandit::{MemoryStore, SharedStore, StoreError};
 use crate::host::{Buffer, Call, Host, Map, MetricKind, Status, Stream, CAS_MISMATCH, NOT_FOUND};
 
 /// A local reply the filter sent.
@@ -69,6 +71,15 @@ fn set(headers: &mut Vec<(String, String)>, name: &str, value: &str) {
     headers.push((name.to_string(), value.to_string()));
 }
 
+/// The host status a `MemoryStore` error stands for.
+fn status_of(e: StoreError) -> Status {
+    match e {
+        StoreError::CasMismatch => CAS_MISMATCH,
+        // proxy-wasm's InternalFailure.
+        _ => 10,
+    }
+}
+
 #[derive(Default)]
 pub struct TestHost {
     request_headers: RefCell<Vec<(String, String)>>,
@@ -79,8 +90,7 @@ pub struct TestHost {
     callout_body: RefCell<Vec<u8>>,
     configuration: RefCell<Vec<u8>>,
     properties: RefCell<HashMap<Vec<String>, Vec<u8>>>,
-    shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    next_cas: Cell<u32>,
+    shared: MemoryStore,
     metrics: RefCell<Vec<Metric>>,
     now_ns: Cell<u64>,
     tick_ms: Cell<Option<u32>>,
@@ -252,13 +262,12 @@ impl TestHost {
     }
 
     pub fn shared_value(&self, key: &str) -> Option<Vec<u8>> {
-        self.shared.borrow().get(key).map(|(v, _)| v.clone())
+        self.shared.raw(key).map(|(v, _)| v)
     }
 
+    /// Every shared-data key, sorted.
     pub fn shared_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.shared.borrow().keys().cloned().collect();
-        keys.sort();
-        keys
+        self.shared.keys()
     }
 
     fn map(&self, map: Map) -> &RefCell<Vec<(String, String)>> {
@@ -344,24 +353,12 @@ impl Host for TestHost {
 
     fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
         self.check("shared_data")?;
-        Ok(match self.shared.borrow().get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        })
+        self.shared.get(key).map_err(status_of)
     }
 
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
         self.check("set_shared_data")?;
-        let mut shared = self.shared.borrow_mut();
-        if let (Some(expected), Some((_, current))) = (cas, shared.get(key)) {
-            if expected != *current {
-                return Err(CAS_MISMATCH);
-            }
-        }
-        let next = self.next_cas.get().wrapping_add(1).max(1);
-        self.next_cas.set(next);
-        shared.insert(key.to_string(), (value.to_vec(), next));
-        Ok(())
+        self.shared.set(key, value, cas).map_err(status_of)
     }
 
     fn dispatch(&self, call: &Call<'_>) -> Result<u32, Status> {

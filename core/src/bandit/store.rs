@@ -382,6 +382,12 @@ impl MemoryStore {
         self.with(|s| s.entries.get(key).cloned()).ok().flatten()
     }
 
+    /// Every key, in order, bypassing faults and counters.
+    pub fn keys(&self) -> Vec<String> {
+        self.with(|s| s.entries.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// `get` calls so far (failed ones included).
     pub fn gets(&self) -> u64 {
         self.with(|s| s.gets).unwrap_or(0)

@@ -31,14 +31,6 @@ impl<K> Pending<K> {
     pub fn take(&mut self, token: u32) -> Option<K> {
         self.calls.remove(&token)
     }
-
-    pub fn len(&self) -> usize {
-        self.calls.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.calls.is_empty()
-    }
 }
 
 /// A callout's answer as the host delivered it: its `:status` (none after a reset), content

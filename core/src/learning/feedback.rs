@@ -46,14 +46,6 @@ pub struct FeedbackReply {
     pub result: Result<Accepted, Refusal>,
 }
 
-fn refuse(refusal: Refusal, detail: &str) -> FeedbackReply {
-    FeedbackReply {
-        status: refusal.status(),
-        body: json!({ "error": refusal.as_str(), "detail": detail }),
-        result: Err(refusal),
-    }
-}
-
 /// A refusal on its way out of a step (small, unlike the reply it becomes).
 struct Refused(Refusal, String);
 
@@ -63,7 +55,12 @@ impl Refused {
     }
 
     fn reply(self) -> FeedbackReply {
-        refuse(self.0, &self.1)
+        let Refused(refusal, detail) = self;
+        FeedbackReply {
+            status: refusal.status(),
+            body: json!({ "error": refusal.as_str(), "detail": detail }),
+            result: Err(refusal),
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use crate::callout::{Answer, Pending};
 use crate::config::{BodySource, OnInvalid};
-use crate::host::{Action, Buffer, Host};
+use crate::host::{Action, Buffer, Host, Map};
 use crate::payload::{decode_pairs, extract, fields_from_metadata, format_of_content_type};
 use crate::payload::{Fields, Format};
 use crate::plugin::{Plugin, VmState};
@@ -113,17 +113,13 @@ impl Stream {
         } else {
             self.body_wanted(host)
         };
-        match self.run(host, body) {
+        match self.decide_and_draw(host, body) {
             Outcome::NeedBody => {
                 self.awaiting_body = true;
                 Action::Pause
             }
-            Outcome::Route(route) => {
-                self.pick_shadows(host, route, body);
-                // A request without a body is whole already: it can be resent.
-                self.route_request(host, route, end_of_stream.then_some(&[][..]))
-            }
-            outcome => self.apply(host, outcome, None),
+            // A request without a body is whole already: it can be resent.
+            outcome => self.apply(host, outcome, end_of_stream.then_some(&[][..])),
         }
     }
 
@@ -371,9 +367,7 @@ impl Stream {
             return;
         };
         // Setting replaces whatever the client sent: a client cannot pick its own cluster.
-        let set = |name: &str, value: &str| {
-            host.set_header(crate::host::Map::RequestHeaders, name, value)
-        };
+        let set = |name: &str, value: &str| host.set_header(Map::RequestHeaders, name, value);
         if let Err(status) = set(&cfg.route_header, &target.cluster)
             .and_then(|()| set(&cfg.target_header, &target.name))
         {
