@@ -2,11 +2,13 @@
 //! keys it owns, and the queues its streams hand to the root context. Everything a stream of
 //! this plugin shares with the others (one VM is one thread: `Rc` and `RefCell` are enough).
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
 use crate::bandit::{ModelState, Reconciled, Refresh, StateCache};
+use crate::callout::forward_message;
+use crate::learning::RouterForward;
 use crate::config::{self, Config};
 use crate::host::{Host, HostStore};
 use crate::learning::{self, health::Health};
@@ -18,6 +20,8 @@ use crate::telemetry::Metrics;
 pub const MAX_PENDING_EVALUATIONS: usize = 1024;
 /// Bounded like the evaluator outbox: the oldest job is dropped (and counted) first.
 pub const MAX_PENDING_MIRRORS: usize = 1024;
+/// Rewards forwarded to a router wait at least this long for its answer.
+const FEEDBACK_FORWARD_MIN_TIMEOUT_MS: u32 = 1000;
 
 /// A response summary waiting for the root context to send it to the evaluator.
 pub struct EvalJob {
@@ -43,6 +47,8 @@ pub enum MirrorKind {
     Shadow { index: usize },
     /// A reward for the router of `models[model]`.
     Feedback { model: usize },
+    /// The release of a spent decision id (fleet) whose reward could not be applied.
+    Unspend,
 }
 
 /// A model's decoded health and the CAS token it was read at.
@@ -71,8 +77,36 @@ pub struct Plugin {
     health: RefCell<Vec<Option<CachedHealth>>>,
     /// The clock is read for each decision (time rules, cooldowns).
     pub needs_clock: bool,
-    /// The root context has periodic work (spent ids, gauges, queued callouts).
+    /// The root context has periodic work (spent ids, gauges, queued callouts, fleet sync).
     pub periodic: bool,
+    /// Envoy's node id as one etcd key part (fleet only): the default replica id's first half.
+    pub node: String,
+    /// This VM has seen the fleet's first view merged (or given up on it): requests stop
+    /// checking for it.
+    pub warm: Cell<bool>,
+}
+
+/// The longest node id kept in a replica id.
+const MAX_NODE_LEN: usize = 96;
+
+/// Envoy's node id (`xds.node.id`) made safe as an etcd key part; `envoy` when there is none.
+fn node_id(host: &dyn Host) -> String {
+    let raw = host
+        .property(&["xds", "node", "id"])
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let safe: String = raw
+        .chars()
+        .take(MAX_NODE_LEN)
+        .map(|c| if c.is_ascii_graphic() && c != '/' { c } else { '_' })
+        .collect();
+    if safe.is_empty() {
+        "envoy".into()
+    } else {
+        safe
+    }
 }
 
 impl Plugin {
@@ -103,7 +137,13 @@ impl Plugin {
         let periodic = cfg.feedback.is_some()
             || cfg.models.iter().any(|m| m.is_bandit())
             || !cfg.shadows.is_empty()
-            || forwards_feedback;
+            || forwards_feedback
+            || cfg.fleet.is_some();
+        let node = if cfg.fleet.is_some() {
+            node_id(host)
+        } else {
+            String::new()
+        };
         let resends = !cfg.shadows.is_empty()
             || cfg
                 .models
@@ -123,6 +163,8 @@ impl Plugin {
             times_requests,
             needs_clock,
             periodic,
+            node,
+            warm: Cell::new(false),
             metrics,
             name,
             cfg,
@@ -143,12 +185,43 @@ impl Plugin {
         queue.push_back(job);
     }
 
+    /// Queues a reward for the router of `fwd.model` (its `router.feedback_path`), carrying the
+    /// client's Seldon `request` and `truth` when its feedback had them.
+    pub fn forward_reward(&self, host: &dyn Host, fwd: &RouterForward, client_body: &[u8]) {
+        let Some(m) = self.cfg.models.get(fwd.model) else {
+            return;
+        };
+        let Some((router, path)) = m
+            .router
+            .as_ref()
+            .and_then(|r| Some((r, r.feedback_path.as_ref()?)))
+        else {
+            return;
+        };
+        let headers = vec![
+            (":method".to_string(), "POST".to_string()),
+            (":path".to_string(), path.clone()),
+            (":authority".to_string(), router.authority.clone()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        let job = MirrorJob {
+            kind: MirrorKind::Feedback { model: fwd.model },
+            cluster: router.cluster.clone(),
+            headers,
+            body: forward_message(&m.name, fwd.child, fwd.reward, client_body),
+            // Feedback is not on anyone's request path: give the router time.
+            timeout_ms: router.timeout_ms.max(FEEDBACK_FORWARD_MIN_TIMEOUT_MS),
+        };
+        self.enqueue_mirror(host, job);
+    }
+
     /// Counts a job that was never sent.
     pub fn mirror_lost(&self, host: &dyn Host, kind: MirrorKind) {
-        host.bump(match kind {
-            MirrorKind::Shadow { .. } => self.metrics.shadow_dropped,
-            MirrorKind::Feedback { .. } => self.metrics.router_feedback_failures,
-        });
+        match kind {
+            MirrorKind::Shadow { .. } => host.bump(self.metrics.shadow_dropped),
+            MirrorKind::Feedback { .. } => host.bump(self.metrics.router_feedback_failures),
+            MirrorKind::Unspend => log::warn!("inference-router: fleet: the release of a spent decision id whose reward was not applied was dropped"),
+        }
     }
 
     /// Queues a response summary for the evaluator; when full, the oldest is dropped (counted).
@@ -174,7 +247,12 @@ impl Plugin {
         counter: u32,
     ) {
         let store = HostStore(host);
-        match learning::apply_reward(&store, &self.name, &self.cfg, model, target, reward) {
+        // The clock only matters to time decay: one host call saved per reward otherwise.
+        let timed = (self.cfg.models.get(model))
+            .and_then(|m| m.bandit())
+            .is_some_and(|b| b.half_life_ms().is_some());
+        let now_ms = if timed { now_ms(host) } else { 0 };
+        match learning::apply_reward(&store, &self.name, &self.cfg, model, target, reward, now_ms) {
             Ok(applied) => {
                 host.bump(counter);
                 host.add(self.metrics.cas_retries, u64::from(applied.retries));
@@ -208,6 +286,11 @@ impl Plugin {
             caches: None,
         }
     }
+}
+
+/// The host's clock in Unix milliseconds (0 when it cannot be read).
+pub fn now_ms(host: &dyn Host) -> u64 {
+    host.now_nanos().map_or(0, |n| n / 1_000_000)
 }
 
 /// Per-VM state that outlives a configuration.

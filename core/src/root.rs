@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use crate::bandit::{seed, update_state, Reconciled, Refresh, SeedOutcome, StateCache};
 use crate::callout::{status_class, Answer, CalloutAnswer, Pending};
+use crate::fleet::{self, sync::Outgoing};
 use crate::host::{Buffer, Call, Host, HostStore};
 use crate::learning::{self, spent};
 use crate::plugin::{MirrorKind, Plugin, VmState};
@@ -32,6 +33,10 @@ enum Then {
     Shadow { index: usize, started_ns: u64 },
     /// A reward forwarded to a model's router.
     Feedback { model: usize },
+    /// A fleet request to etcd (sync round, lease, retirement, resolution of feedback in doubt).
+    Fleet(fleet::sync::Call),
+    /// The release of a spent id whose reward could not be applied.
+    Unspend,
 }
 
 pub struct Root {
@@ -88,9 +93,17 @@ impl Root {
         self.spent_seeded_to = 0;
         self.maintain_spent(host, &plugin);
         if plugin.periodic {
-            if let Err(status) = host.set_tick_period_ms(TICK_MS) {
+            if let Err(status) = host.set_tick_period_ms(tick_ms(&plugin)) {
                 log::warn!("inference-router: no tick (host status {status}): spent ids and gauges are not maintained");
             }
+        }
+        if plugin.cfg.fleet.is_some() {
+            if fleet::local::incarnation(host, &plugin.name, self.vm.next_u64()).is_none() {
+                log::warn!("inference-router: fleet: no incarnation could be recorded in shared data; sync waits for it");
+            }
+            // The first round right away: a replica that starts routes from the fleet's view
+            // as soon as possible (a request that comes earlier waits for it, see warm_start).
+            self.fleet_round(host, &plugin);
         }
         self.plugin = Some(plugin);
         true
@@ -107,6 +120,7 @@ impl Root {
             return;
         };
         self.maintain_spent(host, &plugin);
+        self.fleet_round(host, &plugin);
         self.send_evaluations(host, &plugin);
         self.send_mirrors(host, &plugin);
         self.ticks = self.ticks.wrapping_add(1);
@@ -139,6 +153,52 @@ impl Root {
             Then::Feedback { model } => {
                 feedback_forwarded(host, &plugin, model, &answer.classify())
             }
+            Then::Fleet(call) => {
+                let now = fleet::now_ms(host);
+                for next in fleet::sync::answered(host, &plugin, call, &answer, now) {
+                    self.send_fleet(host, &plugin, next);
+                }
+            }
+            Then::Unspend => {
+                if fleet::outcome(&answer) != fleet::Outcome::Answered {
+                    log::warn!("inference-router: fleet: a spent decision id whose reward was not applied could not be released; its sender will be told it was replayed");
+                }
+            }
+        }
+    }
+
+    /// A sync round when one is due (and this VM wins it).
+    fn fleet_round(&mut self, host: &dyn Host, plugin: &Plugin) {
+        if plugin.cfg.fleet.is_none() {
+            return;
+        }
+        for out in fleet::sync::tick(host, plugin, fleet::now_ms(host)) {
+            self.send_fleet(host, plugin, out);
+        }
+    }
+
+    fn send_fleet(&mut self, host: &dyn Host, plugin: &Plugin, out: Outgoing<fleet::sync::Call>) {
+        let Some(settings) = &plugin.cfg.fleet else {
+            return;
+        };
+        let token = fleet::local::token(&plugin.name).read(host);
+        let token = (!token.is_empty()).then_some(token.as_str());
+        let headers = fleet::headers(settings, out.request.path, token);
+        let call = Call {
+            cluster: &settings.cluster,
+            headers: &headers,
+            body: &out.request.body,
+            timeout_ms: settings.timeout_ms,
+        };
+        if let Some(ids) = &plugin.metrics.fleet {
+            host.bump(ids.etcd_requests);
+        }
+        if let Err(status) = self.pending.send(host, &call, Then::Fleet(out.call.clone())) {
+            log::warn!(
+                "inference-router: fleet: request to cluster {:?} not started: host status {status}",
+                settings.cluster
+            );
+            fleet::sync::not_sent(host, plugin, out.call, fleet::now_ms(host));
         }
     }
 
@@ -235,6 +295,7 @@ impl Root {
                     started_ns: host.now_nanos().unwrap_or(0),
                 },
                 MirrorKind::Feedback { model } => Then::Feedback { model },
+                MirrorKind::Unspend => Then::Unspend,
             };
             if let Err(status) = self.pending.send(host, &call, then) {
                 plugin.mirror_lost(host, job.kind);
@@ -244,6 +305,14 @@ impl Root {
                 );
             }
         }
+    }
+}
+
+/// Ticks come every 200 ms, or twice per sync period when the fleet syncs faster.
+fn tick_ms(plugin: &Plugin) -> u32 {
+    match &plugin.cfg.fleet {
+        Some(f) => TICK_MS.min(f.sync_ms / 2).max(1),
+        None => TICK_MS,
     }
 }
 
@@ -336,6 +405,11 @@ fn publish_gauges(host: &dyn Host, plugin: &Plugin) {
     for i in 0..plugin.cfg.models.len() {
         if let Some(state) = shared.bandit_state(i) {
             plugin.metrics.publish_state(host, &plugin.cfg, i, state);
+        }
+    }
+    if let Some(ids) = &plugin.metrics.fleet {
+        if let Some(lag) = fleet::sync::lag_ms(host, plugin, fleet::now_ms(host)) {
+            let _ = host.record_metric(ids.lag_ms, lag);
         }
     }
 }

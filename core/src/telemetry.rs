@@ -43,6 +43,56 @@ pub struct Metrics {
     /// By model index, for models that have shadows: counters by status class and the latency
     /// histogram.
     shadow: Vec<Option<ShadowIds>>,
+    /// Defined only when `fleet` is configured.
+    pub fleet: Option<FleetIds>,
+}
+
+/// The fleet's counters and gauges (`inference_router.fleet.*`).
+pub struct FleetIds {
+    /// Reads of the fleet merged / failed (etcd down, slow, refusing).
+    pub sync_success: u32,
+    pub sync_failures: u32,
+    /// Contributions etcd took / did not.
+    pub publish_success: u32,
+    pub publish_failures: u32,
+    /// Every request sent to etcd (sync rounds, spends, leases, retirements).
+    pub etcd_requests: u32,
+    /// Gauges: replicas in the last merge (this one included), ms since it.
+    pub replicas: u32,
+    pub lag_ms: u32,
+    /// Departed replicas this one folded into the retired document.
+    pub retired: u32,
+    /// Times this replica found itself retired and took the folded part away.
+    pub rebased: u32,
+    /// Another live Envoy writes this replica's key.
+    pub conflicts: u32,
+    /// Contributions ignored because they did not decode or hold unusable numbers.
+    pub invalid: u32,
+    /// Spends whose answer was lost, and those later applied once etcd showed them.
+    pub in_doubt: u32,
+    pub in_doubt_applied: u32,
+}
+
+impl FleetIds {
+    fn define(host: &dyn Host) -> Result<Self, String> {
+        let c = |name: &str| define(host, MetricKind::Counter, &format!("{PREFIX}.fleet.{name}"));
+        let g = |name: &str| define(host, MetricKind::Gauge, &format!("{PREFIX}.fleet.{name}"));
+        Ok(FleetIds {
+            sync_success: c("sync.success")?,
+            sync_failures: c("sync.failures")?,
+            publish_success: c("publish.success")?,
+            publish_failures: c("publish.failures")?,
+            etcd_requests: c("etcd_requests")?,
+            replicas: g("replicas")?,
+            lag_ms: g("lag_ms")?,
+            retired: c("retired")?,
+            rebased: c("rebased")?,
+            conflicts: c("replica_conflicts")?,
+            invalid: c("invalid_contributions")?,
+            in_doubt: c("feedback.in_doubt")?,
+            in_doubt_applied: c("feedback.in_doubt_applied")?,
+        })
+    }
 }
 
 struct ShadowIds {
@@ -136,6 +186,7 @@ impl Metrics {
                 &format!("{PREFIX}.shadow.dropped"),
             )?,
             shadow: Self::define_shadows(host, cfg)?,
+            fleet: cfg.fleet.as_ref().map(|_| FleetIds::define(host)).transpose()?,
         })
     }
 

@@ -393,6 +393,7 @@ fn every_cas_user_refuses_a_value_without_a_cas_token() {
         target: 0,
         cool_until: Some(10),
         latency_ms: None,
+        at_ms: 0,
     };
     assert_eq!(health::record(&store, "h", 1, sample), Err(refused));
     let s = strategy();
@@ -466,6 +467,7 @@ fn health_on_a_missing_key_is_seeded_then_written_with_cas() {
         target: 1,
         cool_until: Some(100),
         latency_ms: Some(40.0),
+        at_ms: 0,
     };
     record(&store, "h", 2, sample).unwrap();
     // get (missing) → seed → get → CAS write.

@@ -209,7 +209,7 @@ fn contention_is_a_503_and_retry_is_safe() {
     let c = cfg();
     let now = 1_000_000;
     let store = seeded_store(&c, now);
-    apply_reward(&store, PLUGIN, &c, 0, "small", 1.0).unwrap();
+    apply_reward(&store, PLUGIN, &c, 0, "small", 1.0, 0).unwrap();
     let t = token(&c, "chat", "small", now + 600, 21);
     let body = json!({"decision": t, "reward": 1}).to_string();
     let input = FeedbackInput {
@@ -238,11 +238,11 @@ fn contention_is_a_503_and_retry_is_safe() {
 fn state_contention_is_reported_and_loses_nothing_else() {
     let c = cfg();
     let store = MemoryStore::new();
-    apply_reward(&store, PLUGIN, &c, 0, "small", 1.0).unwrap();
+    apply_reward(&store, PLUGIN, &c, 0, "small", 1.0, 0).unwrap();
     for _ in 0..inference_router_core::learning::MAX_CAS_ATTEMPTS {
         store.fail_next_set(StoreError::CasMismatch);
     }
-    let e = apply_reward(&store, PLUGIN, &c, 0, "small", 1.0).unwrap_err();
+    let e = apply_reward(&store, PLUGIN, &c, 0, "small", 1.0, 0).unwrap_err();
     assert!(
         matches!(
             e,
@@ -257,7 +257,7 @@ fn state_contention_is_reported_and_loses_nothing_else() {
 fn state_document_lists_bandit_models() {
     let c = cfg();
     let store = MemoryStore::new();
-    apply_reward(&store, PLUGIN, &c, 0, "large", 1.0).unwrap();
+    apply_reward(&store, PLUGIN, &c, 0, "large", 1.0, 0).unwrap();
     let doc = state_document(&store, PLUGIN, &c);
     assert_eq!(doc["models"]["chat"]["observations"], 1);
     assert_eq!(doc["models"]["chat"]["targets"][1]["name"], "large");
@@ -269,9 +269,9 @@ fn state_document_lists_bandit_models() {
 fn apply_reward_refuses_unknown_and_weighted() {
     let c = cfg();
     let store = MemoryStore::new();
-    assert!(apply_reward(&store, PLUGIN, &c, 0, "nope", 1.0).is_err());
-    assert!(apply_reward(&store, PLUGIN, &c, 1, "v1", 1.0).is_err());
-    assert!(apply_reward(&store, PLUGIN, &c, 0, "small", 2.0).is_err());
+    assert!(apply_reward(&store, PLUGIN, &c, 0, "nope", 1.0, 0).is_err());
+    assert!(apply_reward(&store, PLUGIN, &c, 1, "v1", 1.0, 0).is_err());
+    assert!(apply_reward(&store, PLUGIN, &c, 0, "small", 2.0, 0).is_err());
     assert_eq!(observations(&store, "chat"), 0);
 }
 

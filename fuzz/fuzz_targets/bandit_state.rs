@@ -49,7 +49,7 @@ fuzz_target!(|data: &[u8]| {
 
             store.put_raw(&state_key(PLUGIN, &m.name), data);
             let target = names.get(arm).copied().unwrap_or_default();
-            match apply_reward(&store, PLUGIN, cfg, mi, target, 0.5) {
+            match apply_reward(&store, PLUGIN, cfg, mi, target, 0.5, 0) {
                 Ok(applied) => assert!(bandit::decode(&bandit::encode(&applied.state)).is_ok()),
                 Err(e) => panic!("reward not applied over stored bytes: {}", e.describe()),
             }

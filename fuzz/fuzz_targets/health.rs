@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
                 target: m.targets.len() - 1,
                 cool_until: Some(NOW + 30),
                 latency_ms: Some(250.0),
+                at_ms: 0,
             };
             assert!(record(&store, &key, m.targets.len(), sample).is_ok());
             let stored = store.raw(&key).map(|(b, _)| b).unwrap_or_default();

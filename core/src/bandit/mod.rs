@@ -46,8 +46,8 @@ pub mod store;
 pub mod strategy;
 
 pub use state::{
-    decode, encode, reconcile, ArmState, DecodeError, ModelState, Reconciled, Refresh, ResetReason,
-    StateCache, STATE_VERSION,
+    decode, encode, reconcile, ArmState, ArmSums, DecodeError, FleetPart, ModelState, Reconciled,
+    Refresh, ResetReason, StateCache, StateExt, STATE_VERSION,
 };
 pub use store::{
     cas_update, seed, update_state, CasOutcome, Change, Codec, MemoryStore, SeedOutcome,

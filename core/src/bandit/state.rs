@@ -8,7 +8,10 @@
 //! * [`reconcile`]: lines a decoded state up with the configured targets (by name) and says what
 //!   it did ([`Reconciled`]) so the host can log it.
 //! * [`StateCache`]: the host's decoded copy, keyed by the shared-data CAS token, so a request
-//!   only pays for a decode when another writer changed the bytes.
+//!   only pays for a decode when another writer changed the bytes. It holds the *view* routing
+//!   uses: this Envoy's statistics plus what the rest of the fleet learned ([`FleetPart`]).
+//! * [`StateExt`]: the optional tail of a version-1 state, present only with time decay or a
+//!   fleet, so states without either encode exactly as before.
 
 use core::fmt;
 use std::collections::BTreeSet;
@@ -80,8 +83,120 @@ pub struct ModelState {
     /// never decreased (kept across migrations and resets), incremented by exactly one per
     /// successful [`Strategy::update`](super::Strategy::update).
     pub updates: u64,
-    /// One entry per target.
+    /// One entry per target: what *this* Envoy learned, prior included.
     pub arms: Vec<ArmState>,
+    /// Time decay and fleet contributions; absent (and not encoded) when neither is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext: Option<StateExt>,
+}
+
+/// The tail of a state that uses time decay or learns as a fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateExt {
+    /// The Unix time (ms) the decayed statistics of `arms` are as of (time decay); 0 otherwise.
+    pub as_of_ms: u64,
+    /// What the other replicas of the fleet learned, as merged by the last sync.
+    #[serde(default)]
+    pub fleet: Option<FleetPart>,
+}
+
+/// The rest of the fleet's statistics for one model: every other replica's contribution (and
+/// the retired ones'), summed, decayed to `as_of_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetPart {
+    pub as_of_ms: u64,
+    /// Rewards the other replicas accepted.
+    pub updates: u64,
+    /// Replicas whose contributions are in the sums (retired ones not counted).
+    pub replicas: u32,
+    pub arms: Vec<ArmSums>,
+}
+
+/// One target's statistics without the prior, as replicas exchange and add them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArmSums {
+    pub name: String,
+    pub pulls: f64,
+    pub reward_sum: f64,
+    /// Posterior increments: alpha and beta above the prior.
+    pub alpha_gain: f64,
+    pub beta_gain: f64,
+}
+
+impl ArmSums {
+    pub fn zero(name: &str) -> Self {
+        ArmSums {
+            name: name.to_owned(),
+            pulls: 0.0,
+            reward_sum: 0.0,
+            alpha_gain: 0.0,
+            beta_gain: 0.0,
+        }
+    }
+
+    /// The statistics as numbers, in a fixed order (pulls, reward sum, alpha and beta gains).
+    pub fn values(&self) -> [f64; 4] {
+        [self.pulls, self.reward_sum, self.alpha_gain, self.beta_gain]
+    }
+
+    /// Adds `other` scaled by `factor` (a decay factor, or -1 to take it away).
+    pub fn add_scaled(&mut self, other: &ArmSums, factor: f64) {
+        self.pulls += other.pulls * factor;
+        self.reward_sum += other.reward_sum * factor;
+        self.alpha_gain += other.alpha_gain * factor;
+        self.beta_gain += other.beta_gain * factor;
+    }
+
+    pub fn scale(&mut self, factor: f64) {
+        self.pulls *= factor;
+        self.reward_sum *= factor;
+        self.alpha_gain *= factor;
+        self.beta_gain *= factor;
+    }
+
+    /// Negative values (rounding after a subtraction) become 0, so the sums stay usable.
+    pub fn clamp_non_negative(&mut self) {
+        for v in [
+            &mut self.pulls,
+            &mut self.reward_sum,
+            &mut self.alpha_gain,
+            &mut self.beta_gain,
+        ] {
+            if v.is_nan() || *v < 0.0 {
+                *v = 0.0;
+            }
+        }
+        self.reward_sum = self.reward_sum.min(self.pulls);
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let ok = self.values().iter().all(|v| v.is_finite() && *v >= 0.0);
+        if self.name.is_empty() || !ok || self.reward_sum > self.pulls * (1.0 + 1e-9) + 1e-9 {
+            return Err(format!("fleet sums of {:?} are not usable", self.name));
+        }
+        Ok(())
+    }
+}
+
+impl ArmState {
+    /// What this arm learned, without the prior.
+    pub fn sums(&self, prior: Prior) -> ArmSums {
+        ArmSums {
+            name: self.name.clone(),
+            pulls: self.pulls,
+            reward_sum: self.reward_sum,
+            alpha_gain: (self.alpha - prior.alpha).max(0.0),
+            beta_gain: (self.beta - prior.beta).max(0.0),
+        }
+    }
+
+    /// Adds sums learned elsewhere (scaled by `factor`) to this arm.
+    pub fn absorb(&mut self, sums: &ArmSums, factor: f64) {
+        self.pulls += sums.pulls * factor;
+        self.reward_sum += sums.reward_sum * factor;
+        self.alpha += sums.alpha_gain * factor;
+        self.beta += sums.beta_gain * factor;
+    }
 }
 
 impl ModelState {
@@ -95,7 +210,18 @@ impl ModelState {
                 .iter()
                 .map(|name| ArmState::fresh(name, prior))
                 .collect(),
+            ext: None,
         }
+    }
+
+    /// The fleet part, if a sync merged one.
+    pub fn fleet(&self) -> Option<&FleetPart> {
+        self.ext.as_ref().and_then(|e| e.fleet.as_ref())
+    }
+
+    /// When the decayed statistics are as of (0: no time decay yet).
+    pub fn as_of_ms(&self) -> u64 {
+        self.ext.as_ref().map_or(0, |e| e.as_of_ms)
     }
 
     /// Checks the invariants [`decode`] relies on: at least one arm, non-empty unique names,
@@ -143,6 +269,9 @@ impl ModelState {
                     arm.alpha, arm.beta
                 ));
             }
+        }
+        if let Some(fleet) = self.fleet() {
+            fleet.arms.iter().try_for_each(ArmSums::check)?;
         }
         Ok(())
     }
@@ -339,6 +468,8 @@ pub fn reconcile(
     config_id: u64,
     prior: Prior,
 ) -> (ModelState, Reconciled) {
+    // A reset keeps the count of updates; the fleet part was merged under the old identity
+    // and is dropped (the next sync brings the new one's).
     let reset = |reason: ResetReason, updates: u64| {
         let mut fresh = ModelState::new(target_names, config_id, prior);
         fresh.updates = updates;
@@ -399,6 +530,7 @@ pub fn reconcile(
         config_id,
         updates: state.updates,
         arms,
+        ext: state.ext,
     };
     let added = target_names.len().saturating_sub(kept);
     (
@@ -446,7 +578,8 @@ impl StateCache {
         Self::default()
     }
 
-    /// The cached state, reconciled with the configuration given to the last refresh.
+    /// The cached view (this Envoy's statistics plus the fleet's, see [`Strategy::view`]),
+    /// reconciled with the configuration given to the last refresh.
     pub fn state(&self) -> Option<&ModelState> {
         self.state.as_ref()
     }
@@ -484,7 +617,7 @@ impl StateCache {
         match decode(bytes) {
             Ok(decoded) => {
                 let (state, how) = strategy.reconcile(decoded, target_names);
-                self.state = Some(state);
+                self.state = Some(strategy.view(&state));
                 Refresh::Decoded(how)
             }
             Err(err) => {

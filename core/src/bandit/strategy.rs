@@ -34,6 +34,15 @@
 //! half as much `h` accepted rewards later. Decay counts rewards of the whole model (every VM's
 //! updates), not time.
 //!
+//! ## Decay by time (composes across a fleet)
+//! Per-update discounting depends on how many rewards *this* writer saw, so two replicas that
+//! add their statistics would each discount by their own count: the sum means nothing.
+//! `HalfLifeSeconds` discounts by wall-clock time instead: every statistic above the prior
+//! weighs `0.5^(age / half-life)`, and a state records the time its numbers are as of
+//! ([`ModelState::as_of_ms`]). Sums decayed to one instant add exactly, whichever replica made
+//! them ([`Strategy::view`], `fleet`); replicas only need clocks that agree to well under a
+//! half-life.
+//!
 //! # Minimum shares
 //! `min_share[i]` (one per arm, each in `[0, 1)`, sum below 1) guarantees arm `i` at least that
 //! fraction of selections: with probability `sum(min_share)` the arm is drawn in proportion to
@@ -43,7 +52,7 @@
 use core::fmt;
 
 use super::sample;
-use super::state::{reconcile, ArmState, ModelState, Reconciled};
+use super::state::{reconcile, ArmState, ModelState, Reconciled, StateExt};
 use crate::rng::Rng;
 
 /// Which bandit algorithm picks the arm.
@@ -67,7 +76,12 @@ pub enum Decay {
     Discount { gamma: f64 },
     /// An observation's weight halves after `observations` (at least 1) further updates.
     HalfLife { observations: f64 },
+    /// An observation's weight halves every `seconds` (at least 1) of wall-clock time.
+    HalfLifeSeconds { seconds: f64 },
 }
+
+/// Longest time half-life: ten years is "never" for a router.
+pub const MAX_HALF_LIFE_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
 
 /// Beta prior of every arm's mean reward; Beta(1, 1) (uniform) by default.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -197,6 +211,15 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
             }
             half_life_to_gamma(observations)
         }
+        Decay::HalfLifeSeconds { seconds } => {
+            if !(seconds.is_finite() && (1.0..=MAX_HALF_LIFE_SECONDS).contains(&seconds)) {
+                return Err(param_error(
+                    "decay.half_life_seconds",
+                    format!("must be a number of seconds from 1 to {MAX_HALF_LIFE_SECONDS}, got {seconds}"),
+                ));
+            }
+            1.0
+        }
     };
     if !params.min_share.is_empty() {
         if params.min_share.len() != arms {
@@ -299,6 +322,8 @@ impl From<RewardError> for UpdateError {
 pub struct Strategy {
     algorithm: Algorithm,
     gamma: f64,
+    /// Time decay: the half-life in milliseconds.
+    half_life_ms: Option<f64>,
     prior: Prior,
     min_share: Vec<f64>,
     min_share_total: f64,
@@ -309,9 +334,14 @@ impl Strategy {
     pub fn new(params: StrategyParams, arms: usize) -> Result<Self, ParamError> {
         let gamma = discount_of(&params, arms)?;
         let min_share_total = params.min_share.iter().sum();
+        let half_life_ms = match params.decay {
+            Decay::HalfLifeSeconds { seconds } => Some(seconds * 1000.0),
+            _ => None,
+        };
         Ok(Strategy {
             algorithm: params.algorithm,
             gamma,
+            half_life_ms,
             prior: params.prior,
             min_share: params.min_share,
             min_share_total,
@@ -331,6 +361,76 @@ impl Strategy {
     /// The prior every fresh arm starts at.
     pub fn prior(&self) -> Prior {
         self.prior
+    }
+
+    /// Whether statistics decay per update (`gamma`, `half_life`): such decay does not compose
+    /// across replicas that add their statistics.
+    pub fn decays_per_update(&self) -> bool {
+        self.gamma < 1.0
+    }
+
+    /// The time half-life in ms, when statistics decay by time.
+    pub fn half_life_ms(&self) -> Option<f64> {
+        self.half_life_ms
+    }
+
+    /// The weight left after `elapsed_ms` of time decay (1 without it).
+    pub fn time_factor(&self, elapsed_ms: u64) -> f64 {
+        match self.half_life_ms {
+            Some(h) if elapsed_ms > 0 => 0.5_f64.powf(elapsed_ms as f64 / h),
+            _ => 1.0,
+        }
+    }
+
+    /// Brings the time-decayed statistics of `state` (this Envoy's own) to `now_ms`: everything
+    /// above the prior weighs `0.5^(elapsed / half-life)`. A no-op without time decay, and when
+    /// the clock reads earlier than the state (the older time is kept).
+    pub fn decay_to(&self, state: &mut ModelState, now_ms: u64) {
+        if self.half_life_ms.is_none() {
+            return;
+        }
+        let ext = state.ext.get_or_insert(StateExt {
+            as_of_ms: now_ms,
+            fleet: None,
+        });
+        if ext.as_of_ms == 0 {
+            ext.as_of_ms = now_ms;
+        }
+        let factor = self.time_factor(now_ms.saturating_sub(ext.as_of_ms));
+        ext.as_of_ms = ext.as_of_ms.max(now_ms);
+        if factor < 1.0 {
+            let prior = self.prior;
+            for a in &mut state.arms {
+                a.pulls *= factor;
+                a.reward_sum *= factor;
+                a.alpha = prior.alpha + factor * (a.alpha - prior.alpha);
+                a.beta = prior.beta + factor * (a.beta - prior.beta);
+            }
+        }
+    }
+
+    /// The statistics routing uses: this Envoy's own plus the fleet's, both decayed to the later
+    /// of their two times (no clock read: the view changes only when the state does), and the
+    /// fleet's updates added to the count. Arms are matched by name; fleet sums for targets
+    /// this configuration does not have are ignored. Without a fleet part, a copy.
+    pub fn view(&self, state: &ModelState) -> ModelState {
+        let mut view = state.clone();
+        let Some(fleet) = state.fleet() else {
+            return view;
+        };
+        let own_as_of = state.as_of_ms();
+        let at = own_as_of.max(fleet.as_of_ms);
+        if own_as_of > 0 {
+            self.decay_to(&mut view, at);
+        }
+        let factor = self.time_factor(at.saturating_sub(fleet.as_of_ms));
+        for arm in &mut view.arms {
+            if let Some(sums) = fleet.arms.iter().find(|s| s.name == arm.name) {
+                arm.absorb(sums, factor);
+            }
+        }
+        view.updates = view.updates.saturating_add(fleet.updates);
+        view
     }
 
     /// Minimum shares per arm (empty when none were configured).
@@ -894,6 +994,7 @@ mod tests {
             config_id: 0,
             updates: 0,
             arms: vec![],
+            ext: None,
         };
         let mut p = StrategyParams::new(Algorithm::Ucb1);
         p.min_share = vec![0.3, 0.3, 0.3];

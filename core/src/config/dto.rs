@@ -39,6 +39,48 @@ pub struct ConfigDto {
     pub budget: Option<BudgetDto>,
     #[serde(default)]
     pub shadows: Vec<ShadowDto>,
+    #[serde(default)]
+    pub fleet: Option<FleetDto>,
+}
+
+/// Learning as one fleet through etcd's v3 JSON gateway.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetDto {
+    pub cluster: String,
+    #[serde(default = "default_fleet_prefix")]
+    pub prefix: String,
+    #[serde(default = "default_sync_ms")]
+    pub sync_ms: u32,
+    #[serde(default)]
+    pub timeout_ms: Option<u32>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub replica: Option<String>,
+    #[serde(default = "default_retire_after")]
+    pub retire_after_seconds: u64,
+    #[serde(default = "default_true")]
+    pub warm_start: bool,
+    #[serde(default)]
+    pub auth: Option<FleetAuthDto>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetAuthDto {
+    pub username: String,
+    pub password: String,
+}
+
+fn default_fleet_prefix() -> String {
+    "/inference-router".into()
+}
+fn default_sync_ms() -> u32 {
+    1000
+}
+fn default_retire_after() -> u64 {
+    600
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,6 +452,7 @@ pub enum StrategyDto {
 pub enum DecayDto {
     Gamma(f64),
     HalfLife(f64),
+    HalfLifeSeconds(f64),
 }
 
 #[derive(Debug, Deserialize)]

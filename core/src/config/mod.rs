@@ -60,6 +60,40 @@ pub struct Config {
     pub detectors: Vec<NamedDetector>,
     pub budget: Option<Budget>,
     pub shadows: Vec<Shadow>,
+    /// Learning as one fleet (etcd); `None`: this Envoy learns alone.
+    pub fleet: Option<FleetSettings>,
+}
+
+/// Where and how often the replicas of a fleet exchange what they learned.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    /// The Envoy cluster of etcd's v3 JSON gateway, and the `:authority` sent to it.
+    pub cluster: String,
+    pub authority: String,
+    /// Every key of this plugin starts with this (no trailing `/`).
+    pub prefix: String,
+    pub sync_ms: u32,
+    pub timeout_ms: u32,
+    /// This replica's id; `None`: derived from the node id and a per-start random part.
+    pub replica: Option<String>,
+    /// A replica not heard from for this long is retired (its contribution folded in).
+    pub retire_after_ms: u64,
+    /// Requests wait (at most `timeout_ms`) for the fleet's view after a replica starts.
+    pub warm_start: bool,
+    pub auth: Option<EtcdAuth>,
+}
+
+/// etcd user credentials (`/v3/auth/authenticate`).
+#[derive(Clone)]
+pub struct EtcdAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EtcdAuth({:?}, <password>)", self.username)
+    }
 }
 
 impl Condition {

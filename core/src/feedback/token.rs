@@ -12,7 +12,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 const TAG_BYTES: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DecisionToken {
     pub model: String,
     pub target: String,

@@ -29,6 +29,39 @@ pub struct Kv {
     pub lease: i64,
 }
 
+/// A condition of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare<'a> {
+    /// The key exists (its version is above 0).
+    Exists(&'a str),
+    /// The key has never existed since it was last deleted (create revision 0).
+    Absent(&'a str),
+    /// The key was last written at this revision (0: it does not exist).
+    ModRevision(&'a str, i64),
+}
+
+/// An operation of a transaction branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op<'a> {
+    Put {
+        key: &'a str,
+        value: &'a [u8],
+        lease: Option<i64>,
+    },
+    Delete(&'a str),
+    /// Reads one key; its pairs come back in [`Txn::ranges`].
+    Get(&'a str),
+}
+
+/// The answer to a transaction: which branch ran, and what its `Get`s read, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Txn {
+    pub succeeded: bool,
+    pub ranges: Vec<Vec<Kv>>,
+    /// The store's revision after the transaction.
+    pub revision: i64,
+}
+
 /// A range answer: the pairs and the store's revision when it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Range {
@@ -111,6 +144,49 @@ pub fn create_once(key: &str, value: &[u8], lease: Option<i64>) -> Request {
     )
 }
 
+fn compare_json(c: &Compare<'_>) -> Value {
+    match c {
+        Compare::Exists(key) => json!({
+            "key": b64(key.as_bytes()), "target": "VERSION", "result": "GREATER", "version": "0"
+        }),
+        Compare::Absent(key) => json!({
+            "key": b64(key.as_bytes()), "target": "CREATE", "result": "EQUAL", "create_revision": "0"
+        }),
+        Compare::ModRevision(key, rev) => json!({
+            "key": b64(key.as_bytes()), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()
+        }),
+    }
+}
+
+fn op_json(op: &Op<'_>) -> Value {
+    match op {
+        Op::Put { key, value, lease } => json!({ "request_put": put_body(key, value, *lease) }),
+        Op::Delete(key) => json!({ "request_delete_range": { "key": b64(key.as_bytes()) } }),
+        Op::Get(key) => json!({ "request_range": { "key": b64(key.as_bytes()) } }),
+    }
+}
+
+/// A transaction: when every comparison holds, `success` runs, else `failure`; atomically.
+pub fn txn(compares: &[Compare<'_>], success: &[Op<'_>], failure: &[Op<'_>]) -> Request {
+    request(
+        "/v3/kv/txn",
+        &json!({
+            "compare": compares.iter().map(compare_json).collect::<Vec<_>>(),
+            "success": success.iter().map(op_json).collect::<Vec<_>>(),
+            "failure": failure.iter().map(op_json).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+/// Logs in (`/v3/auth/authenticate`); the answer's token goes in the `authorization` header
+/// of later requests.
+pub fn authenticate(username: &str, password: &str) -> Request {
+    request(
+        "/v3/auth/authenticate",
+        &json!({ "name": username, "password": password }),
+    )
+}
+
 /// A lease that ends `ttl_seconds` from now (keys attached to it go with it).
 pub fn lease_grant(ttl_seconds: u64) -> Request {
     request(
@@ -153,10 +229,7 @@ fn bytes(v: Option<&Value>, field: &'static str) -> Result<Vec<u8>, AnswerError>
     }
 }
 
-/// The answer to `range_prefix`.
-pub fn parse_range(body: &[u8]) -> Result<Range, AnswerError> {
-    let v = answer(body)?;
-    let revision = int(v.pointer("/header/revision"), "header.revision")?;
+fn kvs(v: &Value) -> Result<Vec<Kv>, AnswerError> {
     let mut kvs = Vec::new();
     if let Some(list) = v.get("kvs").and_then(Value::as_array) {
         for kv in list {
@@ -168,7 +241,46 @@ pub fn parse_range(body: &[u8]) -> Result<Range, AnswerError> {
             });
         }
     }
-    Ok(Range { kvs, revision })
+    Ok(kvs)
+}
+
+/// The answer to `range_prefix`.
+pub fn parse_range(body: &[u8]) -> Result<Range, AnswerError> {
+    let v = answer(body)?;
+    let revision = int(v.pointer("/header/revision"), "header.revision")?;
+    Ok(Range {
+        kvs: kvs(&v)?,
+        revision,
+    })
+}
+
+/// The answer to `txn`.
+pub fn parse_txn(body: &[u8]) -> Result<Txn, AnswerError> {
+    let v = answer(body)?;
+    let succeeded = match v.get("succeeded") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(AnswerError::Malformed("succeeded")),
+    };
+    let mut ranges = Vec::new();
+    for r in v.get("responses").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(range) = r.get("response_range") {
+            ranges.push(kvs(range)?);
+        }
+    }
+    Ok(Txn {
+        succeeded,
+        ranges,
+        revision: int(v.pointer("/header/revision"), "header.revision")?,
+    })
+}
+
+/// The answer to `authenticate`: the token.
+pub fn parse_token(body: &[u8]) -> Result<String, AnswerError> {
+    match answer(body)?.get("token") {
+        Some(Value::String(t)) if !t.is_empty() => Ok(t.clone()),
+        _ => Err(AnswerError::Malformed("token")),
+    }
 }
 
 /// The answer to `create_once`: whether this request created the key.

@@ -1,4 +1,100 @@
-//! Learning as one fleet (in progress): what replicas of the filter share through etcd.
-//! `etcd` is the wire format of etcd's v3 HTTP/JSON gateway as the fleet will speak it.
+//! Learning as one fleet: every replica (an Envoy, or an Istio sidecar) shares what it learned
+//! through etcd's v3 JSON gateway, reached by callouts to an Envoy cluster.
+//!
+//! - each replica publishes its own contribution (per model and configuration identity: per
+//!   target observations, reward sums, posterior increments; and target health) under its own
+//!   key, and merges everyone else's into the view routing uses (`sync`); contributions add, so
+//!   replicas never contend for a key;
+//! - a feedback is accepted once fleet-wide: an etcd transaction creates its spent key, on a
+//!   lease that ends after the token expires (`spend`);
+//! - a replica not heard from for `retire_after_seconds` is folded into the retired document,
+//!   so what it learned stays counted and keys do not pile up (`sync`);
+//! - nothing on a request's path waits for etcd, except the first requests after a replica
+//!   starts (`warm_start`, at most `timeout_ms`) and feedback, which must be spent.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `etcd` | the gateway's requests and answers |
+//! | `keys` | where things live in etcd and in shared data |
+//! | `doc` | the contribution and retired documents (JSON) |
+//! | `merge` | local state ⇄ documents: identity, own contribution, fleet part, health |
+//! | `local` | the fleet's bookkeeping in shared data: sync rounds, identity, token, leases, feedback in doubt |
+//! | `sync` | the root context's rounds: publish, read and merge, retire, leases, auth |
+//! | `spend` | a feedback's spend, and the answers that are in doubt |
 
+pub mod doc;
 pub mod etcd;
+pub mod keys;
+pub mod local;
+pub mod merge;
+pub mod spend;
+pub mod sync;
+
+use crate::callout::{classify, Answer, CalloutAnswer};
+use crate::config::FleetSettings;
+use crate::host::Host;
+
+/// What an etcd request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// etcd answered 200.
+    Answered,
+    /// etcd refused it (4xx): nothing was done.
+    Refused(String),
+    /// The auth token is missing, expired or wrong: log in again.
+    Unauthenticated,
+    /// The request never reached etcd (no healthy member, connection refused).
+    NotSent,
+    /// It may or may not have been applied (timeout, reset, an etcd 5xx).
+    Unknown(String),
+}
+
+/// What an etcd answer means; its body (when `Answered`) is `answer.body`.
+pub fn outcome(answer: &Answer) -> Outcome {
+    let text = || {
+        serde_json::from_slice::<serde_json::Value>(&answer.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
+            .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).chars().take(200).collect())
+    };
+    match classify(answer.status.as_deref(), &answer.body) {
+        CalloutAnswer::Failed("unreachable") => Outcome::NotSent,
+        CalloutAnswer::Failed(why) => Outcome::Unknown(why.to_owned()),
+        CalloutAnswer::Status(200) => Outcome::Answered,
+        CalloutAnswer::Status(s) => {
+            let why = text();
+            let auth = why.contains("auth token") || why.contains("user name is empty");
+            if s == 401 || auth {
+                Outcome::Unauthenticated
+            } else if (400..500).contains(&s) {
+                Outcome::Refused(why)
+            } else {
+                Outcome::Unknown(format!("{s} {why}"))
+            }
+        }
+    }
+}
+
+/// The headers of a request to etcd's gateway, with the auth token when there is one.
+pub fn headers<'a>(fleet: &'a FleetSettings, path: &'a str, token: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut h = vec![
+        (":method", "POST"),
+        (":path", path),
+        (":authority", fleet.authority.as_str()),
+        ("content-type", "application/json"),
+    ];
+    if let Some(t) = token {
+        h.push(("authorization", t));
+    }
+    h
+}
+
+/// Seconds a refused feedback should wait before it is sent again.
+pub fn retry_after_secs(fleet: &FleetSettings) -> u64 {
+    u64::from(fleet.sync_ms).div_ceil(1000).max(1)
+}
+
+/// The clock in Unix ms.
+pub fn now_ms(host: &dyn Host) -> u64 {
+    crate::plugin::now_ms(host)
+}

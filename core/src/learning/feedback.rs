@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{apply_reward, spent, spent_prefix, Applied, ApplyError, Refusal, MAX_CAS_ATTEMPTS};
 use crate::bandit::SharedStore;
 use crate::callout::target_child;
-use crate::config::{Config, FeedbackSettings, Model};
+use crate::config::{Config, Model};
 use crate::feedback::{parse_feedback, DecisionToken, Feedback, TokenError};
 
 /// What a feedback request carried, as the host read it.
@@ -47,14 +47,15 @@ pub struct FeedbackReply {
 }
 
 /// A refusal on its way out of a step (small, unlike the reply it becomes).
-struct Refused(Refusal, String);
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused(pub Refusal, pub String);
 
 impl Refused {
     fn new(refusal: Refusal, detail: &str) -> Self {
         Refused(refusal, detail.to_string())
     }
 
-    fn reply(self) -> FeedbackReply {
+    pub fn reply(self) -> FeedbackReply {
         let Refused(refusal, detail) = self;
         FeedbackReply {
             status: refusal.status(),
@@ -70,7 +71,6 @@ const ROUTING_DISAGREES: &str = "response.meta.routing disagrees with the decisi
 
 /// A verified, not yet spent feedback request.
 struct Verified<'c> {
-    settings: &'c FeedbackSettings,
     token: DecisionToken,
     feedback: Feedback,
     /// The model's index, and the model.
@@ -78,8 +78,28 @@ struct Verified<'c> {
     model: &'c Model,
 }
 
-/// Verifies, spends and applies (or forwards) one feedback request. `spent_reset` is set when a
-/// spent-id bucket held undecodable bytes (the stream logs it).
+/// A feedback request that verified: whose decision it grades, with what reward, and what
+/// accepting it does. Owned, so it can wait for a fleet-wide spend (`fleet::spend`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub model: usize,
+    pub token: DecisionToken,
+    pub reward: f64,
+    pub plan: Plan,
+}
+
+/// What accepting a checked feedback does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// A bandit model's own target: apply the reward (and forward it if the model's router
+    /// takes rewards).
+    Learn { target: usize },
+    /// A model that learns through its router only: forward to this child.
+    Forward { child: i64 },
+}
+
+/// Verifies, spends and applies (or forwards) one feedback request against this Envoy's shared
+/// data. `spent_reset` is set when a spent-id bucket held undecodable bytes (the stream logs it).
 pub fn process_feedback<S: SharedStore + ?Sized>(
     store: &S,
     plugin: &str,
@@ -88,32 +108,78 @@ pub fn process_feedback<S: SharedStore + ?Sized>(
     input: &FeedbackInput<'_>,
     spent_reset: &mut bool,
 ) -> FeedbackReply {
-    let v = match verify(cfg, now, input) {
-        Ok(v) => v,
+    let checked = match check(cfg, now, input) {
+        Ok(c) => c,
         Err(refused) => return refused.reply(),
     };
-    let has_router_feedback = v
-        .model
-        .router
-        .as_ref()
-        .is_some_and(|r| r.feedback_path.is_some());
+    let key = spent_key(plugin, cfg, &checked);
+    if let Err(refused) = spend(store, &key, checked.token.nonce, spent_reset) {
+        return refused.reply();
+    }
+    let reply = complete(store, plugin, cfg, &checked, now.saturating_mul(1000));
+    if reply.result.is_err() {
+        // Not applied: release the id so the sender may retry.
+        let _ = spent::unspend(store, &key, checked.token.nonce, MAX_CAS_ATTEMPTS);
+    }
+    reply
+}
+
+/// Reads and verifies a feedback request and decides what accepting it would do; the reply is
+/// the refusal. Nothing is spent or changed.
+pub fn check(cfg: &Config, now: u64, input: &FeedbackInput<'_>) -> Result<Checked, Refused> {
+    let v = verify(cfg, now, input)?;
+    let plan = match plan_for(cfg, &v.token) {
+        Some((_, Plan::Learn { target })) => {
+            let index = u64::try_from(target).ok();
+            if !routing_agrees(&v, |c| c.as_u64().is_some_and(|c| Some(c) == index)) {
+                return Err(Refused::new(Refusal::Invalid, ROUTING_DISAGREES));
+            }
+            Plan::Learn { target }
+        }
+        Some((_, Plan::Forward { child })) => {
+            if !routing_agrees(&v, |c| c.as_i64() == Some(child)) {
+                return Err(Refused::new(Refusal::Invalid, ROUTING_DISAGREES));
+            }
+            Plan::Forward { child }
+        }
+        None if v.model.is_bandit()
+            || v.model.router.as_ref().is_some_and(|r| r.feedback_path.is_some()) =>
+        {
+            return Err(Refused::new(Refusal::NotLearning, TARGET_GONE))
+        }
+        None => {
+            return Err(Refused::new(
+                Refusal::NotLearning,
+                "the decision's model does not learn from rewards",
+            ))
+        }
+    };
+    Ok(Checked {
+        model: v.index,
+        token: v.token,
+        reward: v.feedback.reward,
+        plan,
+    })
+}
+
+/// What accepting feedback on `token`'s decision does under this configuration, and the
+/// model's index; `None` when it can do nothing (model or target gone, model does not learn).
+pub fn plan_for(cfg: &Config, token: &DecisionToken) -> Option<(usize, Plan)> {
+    let index = cfg.model_by_name(&token.model)?;
+    let model = cfg.models.get(index)?;
     // A bandit learns itself; a target it does not know may still be a router's own choice
     // (`-1`, `-2`), which only its router can learn from.
-    let own_target = v
-        .model
-        .is_bandit()
-        .then(|| v.model.target_by_name(&v.token.target))
-        .flatten();
-    let reply = match own_target {
-        Some(target) => learn(store, plugin, cfg, &v, target, spent_reset),
-        None if has_router_feedback => forward_only(store, plugin, cfg, &v, spent_reset),
-        None if v.model.is_bandit() => Err(Refused::new(Refusal::NotLearning, TARGET_GONE)),
-        None => Err(Refused::new(
-            Refusal::NotLearning,
-            "the decision's model does not learn from rewards",
-        )),
-    };
-    reply.unwrap_or_else(Refused::reply)
+    if let Some(target) = model.is_bandit().then(|| model.target_by_name(&token.target)).flatten() {
+        return Some((index, Plan::Learn { target }));
+    }
+    model.router.as_ref().and_then(|r| r.feedback_path.as_ref())?;
+    let child = target_child(cfg, index, &token.target)?;
+    Some((index, Plan::Forward { child }))
+}
+
+/// A refusal reply, for steps outside this module (the fleet's spend).
+pub fn refusal(refusal: Refusal, detail: &str) -> FeedbackReply {
+    Refused::new(refusal, detail).reply()
 }
 
 /// Reads the feedback, verifies its token and finds its model.
@@ -143,7 +209,6 @@ fn verify<'c>(
         return Err(Refused::new(Refusal::NotLearning, MODEL_GONE));
     };
     Ok(Verified {
-        settings,
         token,
         feedback,
         index,
@@ -187,13 +252,11 @@ fn routing_agrees(v: &Verified<'_>, child: impl Fn(&Value) -> bool) -> bool {
         .is_none_or(child)
 }
 
-fn spent_key(plugin: &str, v: &Verified<'_>) -> String {
+fn spent_key(plugin: &str, cfg: &Config, c: &Checked) -> String {
+    let ttl = cfg.feedback.as_ref().map_or(0, |f| f.ttl_seconds);
     spent::bucket_key(
         &spent_prefix(plugin),
-        spent::bucket_of(
-            v.token.expires,
-            spent::bucket_seconds(v.settings.ttl_seconds),
-        ),
+        spent::bucket_of(c.token.expires, spent::bucket_seconds(ttl)),
     )
 }
 
@@ -217,46 +280,62 @@ fn spend<S: SharedStore + ?Sized>(
     }
 }
 
-/// A bandit model's own target: spend, apply, and forward to its router if it has one.
+/// Accepts a checked feedback whose decision id was just spent: applies the reward (at
+/// `now_ms`) and/or says what to forward to the model's router. A refusal means nothing was
+/// applied: the caller releases the id again.
+pub fn complete<S: SharedStore + ?Sized>(
+    store: &S,
+    plugin: &str,
+    cfg: &Config,
+    c: &Checked,
+    now_ms: u64,
+) -> FeedbackReply {
+    match c.plan {
+        Plan::Learn { .. } => learn(store, plugin, cfg, c, now_ms).unwrap_or_else(Refused::reply),
+        Plan::Forward { child } => FeedbackReply {
+            status: 200,
+            body: json!({"forwarded": {"model": model_name(cfg, c.model), "target": c.token.target, "reward": c.reward}}),
+            result: Ok(Accepted {
+                applied: None,
+                forward: Some(RouterForward {
+                    model: c.model,
+                    target: c.token.target.clone(),
+                    child,
+                    reward: c.reward,
+                }),
+            }),
+        },
+    }
+}
+
+fn model_name(cfg: &Config, model: usize) -> &str {
+    cfg.models.get(model).map_or("", |m| m.name.as_str())
+}
+
+/// A bandit model's own target: apply, and forward to its router if it has one.
 fn learn<S: SharedStore + ?Sized>(
     store: &S,
     plugin: &str,
     cfg: &Config,
-    v: &Verified<'_>,
-    target: usize,
-    spent_reset: &mut bool,
+    c: &Checked,
+    now_ms: u64,
 ) -> Result<FeedbackReply, Refused> {
-    let index = u64::try_from(target).ok();
-    if !routing_agrees(v, |c| c.as_u64().is_some_and(|c| Some(c) == index)) {
-        return Err(Refused::new(Refusal::Invalid, ROUTING_DISAGREES));
-    }
-    let key = spent_key(plugin, v);
-    spend(store, &key, v.token.nonce, spent_reset)?;
-    let applied = apply_reward(
-        store,
-        plugin,
-        cfg,
-        v.index,
-        &v.token.target,
-        v.feedback.reward,
-    )
-    .map_err(|e| {
-        // Not applied: release the id so the sender may retry.
-        let _ = spent::unspend(store, &key, v.token.nonce, MAX_CAS_ATTEMPTS);
-        let refusal = match e {
-            ApplyError::NotBandit | ApplyError::UnknownTarget => Refusal::NotLearning,
-            _ => Refusal::Unavailable,
-        };
-        Refused(refusal, e.describe())
-    })?;
-    let forward = v
-        .model
-        .router
-        .as_ref()
+    let applied = apply_reward(store, plugin, cfg, c.model, &c.token.target, c.reward, now_ms)
+        .map_err(|e| {
+            let refusal = match e {
+                ApplyError::NotBandit | ApplyError::UnknownTarget => Refusal::NotLearning,
+                _ => Refusal::Unavailable,
+            };
+            Refused(refusal, e.describe())
+        })?;
+    let forward = cfg
+        .models
+        .get(c.model)
+        .and_then(|m| m.router.as_ref())
         .and_then(|r| r.feedback_path.as_ref())
-        .and_then(|_| target_child(cfg, v.index, &applied.target))
+        .and_then(|_| target_child(cfg, c.model, &applied.target))
         .map(|child| RouterForward {
-            model: v.index,
+            model: c.model,
             target: applied.target.clone(),
             child,
             reward: applied.reward,
@@ -274,37 +353,6 @@ fn learn<S: SharedStore + ?Sized>(
         result: Ok(Accepted {
             applied: Some(applied),
             forward,
-        }),
-    })
-}
-
-/// A model that learns through its router only: spend, then forward.
-fn forward_only<S: SharedStore + ?Sized>(
-    store: &S,
-    plugin: &str,
-    cfg: &Config,
-    v: &Verified<'_>,
-    spent_reset: &mut bool,
-) -> Result<FeedbackReply, Refused> {
-    let Some(child) = target_child(cfg, v.index, &v.token.target) else {
-        return Err(Refused::new(Refusal::NotLearning, TARGET_GONE));
-    };
-    if !routing_agrees(v, |c| c.as_i64() == Some(child)) {
-        return Err(Refused::new(Refusal::Invalid, ROUTING_DISAGREES));
-    }
-    spend(store, &spent_key(plugin, v), v.token.nonce, spent_reset)?;
-    let reward = v.feedback.reward;
-    Ok(FeedbackReply {
-        status: 200,
-        body: json!({"forwarded": {"model": v.model.name, "target": v.token.target, "reward": reward}}),
-        result: Ok(Accepted {
-            applied: None,
-            forward: Some(RouterForward {
-                model: v.index,
-                target: v.token.target.clone(),
-                child,
-                reward,
-            }),
         }),
     })
 }

@@ -25,20 +25,61 @@ pub struct Health {
     pub cooling_until: Vec<u64>,
     /// By target index: latency estimate in ms (negative: no sample yet).
     pub latency_ms: Vec<f64>,
+    /// By target index: samples behind the estimate, up to [`FULL_WEIGHT`] (what a fleet weighs
+    /// this Envoy's estimate by).
+    #[serde(default)]
+    pub samples: Vec<f64>,
+    /// By target index: when the last sample was taken (Unix ms; 0: never).
+    #[serde(default)]
+    pub sampled_ms: Vec<u64>,
+    /// What the other replicas of a fleet report, as merged by the last sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetHealth>,
 }
+
+/// The other replicas' health of a model's targets, merged: the latest cooldown, and the
+/// latency estimates averaged by their samples (estimates older than [`STALE_MS`] left out).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetHealth {
+    pub cooling_until: Vec<u64>,
+    pub latency_ms: Vec<f64>,
+    pub samples: Vec<f64>,
+}
+
+/// An estimate weighs at most this many samples: about the memory of the moving average.
+pub const FULL_WEIGHT: f64 = 1.0 / LATENCY_ALPHA;
+/// A latency estimate whose last sample is older than this is not shared.
+pub const STALE_MS: u64 = 300_000;
 
 impl Health {
     pub fn new(targets: usize) -> Self {
         Health {
             cooling_until: vec![0; targets],
             latency_ms: vec![-1.0; targets],
+            samples: vec![0.0; targets],
+            sampled_ms: vec![0; targets],
+            fleet: None,
         }
     }
 
-    /// Decodes; bytes of another shape (or garbage) give a fresh health for `targets`.
+    /// Decodes; bytes of another shape (or garbage) give a fresh health for `targets`. A
+    /// health written before samples were counted weighs each estimate as one sample.
     pub fn decode(bytes: &[u8], targets: usize) -> Health {
         match rmp_serde::from_slice::<Health>(bytes) {
-            Ok(h) if h.cooling_until.len() == targets && h.latency_ms.len() == targets => h,
+            Ok(mut h) if h.cooling_until.len() == targets && h.latency_ms.len() == targets => {
+                if h.samples.len() != targets || h.sampled_ms.len() != targets {
+                    h.samples = h.latency_ms.iter().map(|l| f64::from(u8::from(*l >= 0.0))).collect();
+                    h.sampled_ms = vec![0; targets];
+                }
+                if h.fleet.as_ref().is_some_and(|f| {
+                    f.cooling_until.len() != targets
+                        || f.latency_ms.len() != targets
+                        || f.samples.len() != targets
+                }) {
+                    h.fleet = None;
+                }
+                h
+            }
             _ => Health::new(targets),
         }
     }
@@ -47,12 +88,29 @@ impl Health {
         rmp_serde::to_vec(self).unwrap_or_default()
     }
 
+    /// This Envoy's estimate and the fleet's, each weighed by the samples behind it.
     pub fn latency(&self, target: usize) -> Option<f64> {
-        self.latency_ms.get(target).copied().filter(|l| *l >= 0.0)
+        let own = self.latency_ms.get(target).copied().filter(|l| *l >= 0.0);
+        let own_w = self.samples.get(target).copied().unwrap_or(1.0).max(1e-9);
+        let fleet = self.fleet.as_ref().and_then(|f| {
+            let l = f.latency_ms.get(target).copied().filter(|l| *l >= 0.0)?;
+            Some((l, f.samples.get(target).copied().unwrap_or(0.0)))
+        });
+        match (own, fleet) {
+            (Some(o), Some((f, w))) if w > 0.0 => Some((o * own_w + f * w) / (own_w + w)),
+            (Some(o), _) => Some(o),
+            (None, Some((f, _))) => Some(f),
+            (None, None) => None,
+        }
     }
 
+    /// Until when the target cools down: the later of this Envoy's cooldown and the fleet's.
     pub fn cooling(&self, target: usize) -> u64 {
-        self.cooling_until.get(target).copied().unwrap_or(0)
+        let own = self.cooling_until.get(target).copied().unwrap_or(0);
+        let fleet = (self.fleet.as_ref())
+            .and_then(|f| f.cooling_until.get(target).copied())
+            .unwrap_or(0);
+        own.max(fleet)
     }
 }
 
@@ -63,6 +121,8 @@ pub struct Sample {
     /// Cool down until this Unix second (a failure), if any.
     pub cool_until: Option<u64>,
     pub latency_ms: Option<f64>,
+    /// When the response was seen (Unix ms).
+    pub at_ms: u64,
 }
 
 /// How long a failure cools a target down: `Retry-After` (seconds, capped) or the default.
@@ -102,6 +162,12 @@ impl Health {
                     *slot + LATENCY_ALPHA * (l - *slot)
                 };
             }
+            if let Some(n) = self.samples.get_mut(sample.target) {
+                *n = (*n + 1.0).min(FULL_WEIGHT);
+            }
+            if let Some(t) = self.sampled_ms.get_mut(sample.target) {
+                *t = sample.at_ms;
+            }
         }
     }
 }
@@ -134,6 +200,32 @@ pub fn record<S: SharedStore + ?Sized>(
     })
 }
 
+/// Replaces the fleet part of a model's health (a sync merged the others').
+pub fn set_fleet<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    targets: usize,
+    fleet: FleetHealth,
+) -> Result<(), StoreError> {
+    cas_update(
+        store,
+        key,
+        MAX_ATTEMPTS,
+        &HealthCodec(targets),
+        &Health::new(targets),
+        |mut h| {
+            h.fleet = Some(fleet.clone());
+            Ok::<_, Infallible>(Change::Write(h))
+        },
+    )
+    .map(|_| ())
+    .map_err(|e| match e {
+        UpdateFailure::Contention { .. } => StoreError::CasMismatch,
+        UpdateFailure::Store { error, .. } => error,
+        UpdateFailure::Rejected(never) => match never {},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +242,7 @@ mod tests {
                 target: 1,
                 cool_until: Some(100),
                 latency_ms: Some(50.0),
+                at_ms: 1,
             },
         )
         .unwrap();
@@ -161,10 +254,12 @@ mod tests {
                 target: 1,
                 cool_until: Some(90),
                 latency_ms: Some(100.0),
+                at_ms: 2,
             },
         )
         .unwrap();
         let h = Health::decode(&s.raw("h").unwrap().0, 2);
+        assert_eq!(h.samples, [0.0, 2.0]);
         assert_eq!(h.cooling(1), 100);
         assert_eq!(h.cooling(0), 0);
         assert_eq!(h.latency(1), Some(60.0)); // 50 + 0.2·(100 − 50)
@@ -182,11 +277,34 @@ mod tests {
                 target: 0,
                 cool_until: Some(5),
                 latency_ms: None,
+                at_ms: 0,
             },
         )
         .unwrap();
         assert_eq!(Health::decode(&s.raw("h").unwrap().0, 3), Health::new(3));
         assert_eq!(Health::decode(&[0xc1], 2), Health::new(2));
+    }
+
+    #[test]
+    fn the_fleet_adds_cooldowns_and_weighs_latencies() {
+        let mut h = Health::new(2);
+        h.latency_ms = vec![100.0, -1.0];
+        h.samples = vec![1.0, 0.0];
+        h.cooling_until = vec![5, 0];
+        h.fleet = Some(FleetHealth {
+            cooling_until: vec![3, 50],
+            latency_ms: vec![200.0, 40.0],
+            samples: vec![3.0, 2.0],
+        });
+        assert_eq!((h.cooling(0), h.cooling(1)), (5, 50));
+        assert_eq!(h.latency(0), Some(175.0)); // (100·1 + 200·3) / 4
+        assert_eq!(h.latency(1), Some(40.0));
+        let back = Health::decode(&h.encode(), 2);
+        assert_eq!(back, h);
+        // An older health (two fields) still reads; estimates weigh one sample.
+        let old = rmp_serde::to_vec(&(vec![7u64, 0], vec![30.0f64, -1.0])).unwrap();
+        let h = Health::decode(&old, 2);
+        assert_eq!((h.cooling(0), h.latency(0), h.samples.clone()), (7, Some(30.0), vec![1.0, 0.0]));
     }
 
     #[test]

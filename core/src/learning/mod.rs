@@ -7,7 +7,10 @@ pub mod spent;
 
 use serde_json::{json, Value};
 
-pub use feedback::{process_feedback, Accepted, FeedbackInput, FeedbackReply, RouterForward};
+pub use feedback::{
+    check, complete, process_feedback, refusal, Accepted, Checked, FeedbackInput, FeedbackReply, Plan,
+    RouterForward,
+};
 
 use crate::bandit::{update_state, ModelState, SharedStore, UpdateFailure};
 use crate::config::Config;
@@ -22,9 +25,14 @@ pub fn state_key(plugin: &str, model: &str) -> String {
     format!("inference-router/v1/{plugin}/state/{model}")
 }
 
+/// Prefix of every shared-data key of a plugin.
+pub fn shared_prefix(plugin: &str) -> String {
+    format!("inference-router/v1/{plugin}")
+}
+
 /// Prefix of the spent-decision buckets.
 pub fn spent_prefix(plugin: &str) -> String {
-    format!("inference-router/v1/{plugin}")
+    shared_prefix(plugin)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,7 +77,8 @@ impl ApplyError {
     }
 }
 
-/// Applies one reward to a model's shared state.
+/// Applies one reward, received at `now_ms` (Unix ms; what time decay counts from), to a
+/// model's shared state.
 pub fn apply_reward<S: SharedStore + ?Sized>(
     store: &S,
     plugin: &str,
@@ -77,6 +86,7 @@ pub fn apply_reward<S: SharedStore + ?Sized>(
     model: usize,
     target: &str,
     reward: f64,
+    now_ms: u64,
 ) -> Result<Applied, ApplyError> {
     let m = cfg.models.get(model).ok_or(ApplyError::UnknownTarget)?;
     let strategy = m.bandit().ok_or(ApplyError::NotBandit)?;
@@ -88,6 +98,7 @@ pub fn apply_reward<S: SharedStore + ?Sized>(
     let key = state_key(plugin, &m.name);
     let outcome = update_state(store, &key, MAX_CAS_ATTEMPTS, &initial, |state| {
         let (mut state, _) = strategy.reconcile(state, &names);
+        strategy.decay_to(&mut state, now_ms);
         let arm = state
             .arm_index(target)
             .ok_or_else(|| "target missing from state".to_string())?;

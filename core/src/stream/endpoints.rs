@@ -4,15 +4,10 @@
 use std::rc::Rc;
 
 use super::{Role, Stream};
-use crate::callout::forward_message;
 use crate::config::BodySource;
 use crate::host::{Action, Host, HostStore};
-use crate::learning::{self, FeedbackInput, Refusal};
-use crate::plugin::{MirrorJob, MirrorKind};
+use crate::learning::{self, FeedbackInput, FeedbackReply, Refusal};
 use crate::policy::Reply;
-
-/// Rewards forwarded to a router wait at least this long for its answer.
-const FEEDBACK_FORWARD_MIN_TIMEOUT_MS: u32 = 1000;
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -85,9 +80,13 @@ impl Stream {
         Some(Action::Pause)
     }
 
-    /// Verifies, spends and applies (or forwards) one feedback, and answers it.
+    /// Verifies, spends and applies (or forwards) one feedback, and answers it. With a fleet,
+    /// the id is spent through etcd first (`stream::fleet`).
     pub(super) fn answer_feedback(&mut self, host: &dyn Host, body: &[u8]) {
         let plugin = Rc::clone(&self.plugin);
+        if let Some(fleet) = &plugin.cfg.fleet {
+            return self.spend_feedback(host, fleet, body);
+        }
         let decision = host.request_header("x-inference-decision");
         let reward = host.request_header("x-inference-reward");
         let input = FeedbackInput {
@@ -109,6 +108,12 @@ impl Stream {
         if spent_reset {
             log::warn!("inference-router: a spent-decision bucket was undecodable and was reset");
         }
+        self.feedback_reply(host, &reply, body, None);
+    }
+
+    /// Counts a feedback's answer, and forwards an accepted reward to the model's router.
+    pub(super) fn feedback_counted(&self, host: &dyn Host, reply: &FeedbackReply, client_body: &[u8]) {
+        let plugin = &self.plugin;
         match &reply.result {
             Ok(accepted) => {
                 host.bump(plugin.metrics.feedback_accepted);
@@ -116,7 +121,7 @@ impl Stream {
                     host.add(plugin.metrics.cas_retries, u64::from(applied.retries));
                 }
                 if let Some(fwd) = &accepted.forward {
-                    self.forward_reward(host, fwd.model, fwd.child, fwd.reward, body);
+                    plugin.forward_reward(host, fwd, client_body);
                 }
             }
             Err(refusal) => {
@@ -135,47 +140,5 @@ impl Stream {
                 }
             }
         }
-        self.send_json(
-            host,
-            reply.status,
-            &serde_json::to_vec(&reply.body).unwrap_or_default(),
-        );
-    }
-
-    /// Queues a reward for the model's router (`router.feedback_path`), if it has one.
-    fn forward_reward(
-        &self,
-        host: &dyn Host,
-        model: usize,
-        child: i64,
-        reward: f64,
-        client_body: &[u8],
-    ) {
-        let plugin = &self.plugin;
-        let Some(m) = plugin.cfg.models.get(model) else {
-            return;
-        };
-        let Some((router, path)) = m
-            .router
-            .as_ref()
-            .and_then(|r| Some((r, r.feedback_path.as_ref()?)))
-        else {
-            return;
-        };
-        let headers = vec![
-            (":method".to_string(), "POST".to_string()),
-            (":path".to_string(), path.clone()),
-            (":authority".to_string(), router.authority.clone()),
-            ("content-type".to_string(), "application/json".to_string()),
-        ];
-        let job = MirrorJob {
-            kind: MirrorKind::Feedback { model },
-            cluster: router.cluster.clone(),
-            headers,
-            body: forward_message(&m.name, child, reward, client_body),
-            // Feedback is not on anyone's request path: give the router time.
-            timeout_ms: router.timeout_ms.max(FEEDBACK_FORWARD_MIN_TIMEOUT_MS),
-        };
-        plugin.enqueue_mirror(host, job);
     }
 }

@@ -5,9 +5,11 @@
 //! - `reply`: what the response says about the decision, and the one local-reply sender;
 //! - `endpoints`: the filter's own endpoints (feedback, state);
 //! - `resend`: what the stream sends by callout (router, fan-out, retry) and the shadow copies;
-//! - `observe`: what the response shows, turned into a reward and into target health.
+//! - `observe`: what the response shows, turned into a reward and into target health;
+//! - `fleet`: feedback spent through etcd, and the wait for the fleet's first view.
 
 mod endpoints;
+mod fleet;
 mod observe;
 mod reply;
 mod resend;
@@ -72,6 +74,16 @@ pub struct Stream {
     pending: Pending<Then>,
     fan_out: Option<FanOut>,
     retry: Option<Retry>,
+    /// A feedback body kept while its id is spent through etcd (forwarded to a router).
+    feedback_body: Vec<u8>,
+    /// A spend whose lease etcd had forgotten was sent again once.
+    lease_retried: bool,
+    /// This request looked for the fleet's first view (it waits at most once).
+    warm_checked: bool,
+    /// The request waits for the fleet's first view; its body is held meanwhile.
+    warming: bool,
+    /// While it waited, the whole body arrived.
+    warm_body_done: bool,
 }
 
 impl Stream {
@@ -92,6 +104,11 @@ impl Stream {
             pending: Pending::default(),
             fan_out: None,
             retry: None,
+            feedback_body: Vec::new(),
+            lease_retried: false,
+            warm_checked: false,
+            warming: false,
+            warm_body_done: false,
         }
     }
 
@@ -103,6 +120,11 @@ impl Stream {
         if let Some(action) = self.own_endpoints(host, end_of_stream) {
             return action;
         }
+        self.headers_decision(host, end_of_stream)
+    }
+
+    /// The headers phase's decision: final, or a pause for the body.
+    fn headers_decision(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
         let plugin = Rc::clone(&self.plugin);
         let metadata_fields;
         let body = if plugin.cfg.body.source == BodySource::Metadata {
@@ -118,6 +140,12 @@ impl Stream {
                 self.awaiting_body = true;
                 Action::Pause
             }
+            // Just started: wait for the fleet's view, then decide again.
+            _ if self.must_warm(host)
+                && self.start_warm(host, fleet::Deferred::Headers { end_of_stream }) =>
+            {
+                Action::Pause
+            }
             // A request without a body is whole already: it can be resent.
             outcome => self.apply(host, outcome, end_of_stream.then_some(&[][..])),
         }
@@ -129,6 +157,11 @@ impl Stream {
         body_size: usize,
         end_of_stream: bool,
     ) -> Action {
+        if self.warming {
+            // Held until the decision: letting it go would let the headers go undecided.
+            self.warm_body_done |= end_of_stream;
+            return Action::Pause;
+        }
         if !self.awaiting_body {
             return Action::Continue;
         }
@@ -163,16 +196,24 @@ impl Stream {
     }
 
     pub fn on_request_trailers(&mut self, host: &dyn Host) -> Action {
+        if self.warming {
+            self.warm_body_done = true;
+            return Action::Pause;
+        }
         if !self.awaiting_body {
             return Action::Continue;
         }
         // Trailers end the request: the body buffered so far is all of it.
-        let bytes = host
-            .buffer(Buffer::RequestBody, 0, usize::MAX)
+        let bytes = self.whole_body(host);
+        self.finish_with_body(host, &bytes)
+    }
+
+    /// Everything of the request body Envoy buffered.
+    fn whole_body(&self, host: &dyn Host) -> Vec<u8> {
+        host.buffer(Buffer::RequestBody, 0, usize::MAX)
             .ok()
             .flatten()
-            .unwrap_or_default();
-        self.finish_with_body(host, &bytes)
+            .unwrap_or_default()
     }
 
     pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
@@ -205,6 +246,7 @@ impl Stream {
             Then::Router { route } => self.router_answered(host, route, &answer),
             Then::FanOut { target } => self.fan_out_answered(host, target, answer),
             Then::Retry { next } => self.retry_answered(host, next, answer),
+            Then::Fleet(then) => self.fleet_answered(host, then, &answer),
         }
     }
 
@@ -292,6 +334,9 @@ impl Stream {
         self.awaiting_body = false;
         if self.role == Role::Feedback {
             self.answer_feedback(host, bytes);
+            return Action::Pause;
+        }
+        if self.must_warm(host) && self.start_warm(host, fleet::Deferred::Body(bytes.to_vec())) {
             return Action::Pause;
         }
         let plugin = Rc::clone(&self.plugin);

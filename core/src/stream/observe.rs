@@ -33,13 +33,27 @@ pub(super) struct Observed {
     /// The upstream route of a model whose target health is tracked, and what its response
     /// said (status, `Retry-After`, latency).
     health: Option<Route>,
-    health_sample: Option<(u16, Option<String>, u64)>,
+    health_sample: Option<HealthSample>,
+}
+
+/// What a response said about its target's health, and when its headers came (Unix ns).
+struct HealthSample {
+    status: u16,
+    retry_after: Option<String>,
+    latency_ms: u64,
+    at_ns: u64,
 }
 
 /// Milliseconds since `started_ns`: read only when a response is watched (one host call).
 fn elapsed_ms(host: &dyn Host, started_ns: u64) -> u64 {
     host.now_nanos()
         .map_or(0, |n| n.saturating_sub(started_ns) / 1_000_000)
+}
+
+/// The clock (ns) and the milliseconds since `started_ns`, from one host call.
+fn now_and_elapsed(host: &dyn Host, started_ns: u64) -> (u64, u64) {
+    let now = host.now_nanos().unwrap_or(0);
+    (now, now.saturating_sub(started_ns) / 1_000_000)
 }
 
 fn model_of<'a>(cfg: &'a Config, route: &Route) -> Option<&'a Model> {
@@ -71,7 +85,7 @@ impl Observed {
         if self.health.is_none() && self.learning.is_none() {
             return;
         }
-        let elapsed_ms = elapsed_ms(host, started_ns);
+        let (now_ns, elapsed_ms) = now_and_elapsed(host, started_ns);
         let status: u16 = host
             .response_header(":status")
             .and_then(|s| s.parse().ok())
@@ -80,7 +94,12 @@ impl Observed {
             let retry_after = is_failure(status)
                 .then(|| host.response_header("retry-after"))
                 .flatten();
-            self.health_sample = Some((status, retry_after, elapsed_ms));
+            self.health_sample = Some(HealthSample {
+                status,
+                retry_after,
+                latency_ms: elapsed_ms,
+                at_ns: now_ns,
+            });
         }
         let Some(settings) = self
             .learning
@@ -219,31 +238,26 @@ fn reward(
 
 /// Cooldown after a failure (5xx, 429, or Envoy's own 503 for an unreachable upstream) and
 /// the latency sample, into the model's shared health.
-fn record_health(
-    host: &dyn Host,
-    plugin: &Plugin,
-    route: Route,
-    sample: (u16, Option<String>, u64),
-    ctx: u32,
-) {
-    let (status, retry_after, latency) = sample;
+fn record_health(host: &dyn Host, plugin: &Plugin, route: Route, sample: HealthSample, ctx: u32) {
     let (Some(model), Some(Some(key))) = (
         plugin.cfg.models.get(route.model),
         plugin.health_keys.get(route.model),
     ) else {
         return;
     };
-    let failed = is_failure(status);
+    let failed = is_failure(sample.status);
+    // A cooldown counts from the end of the failed response (the clock is read again).
     let cool_until = failed.then(|| {
         host.now_secs().saturating_add(health::cooldown_seconds(
-            retry_after.as_deref(),
+            sample.retry_after.as_deref(),
             model.cooldown_seconds,
         ))
     });
     let sample = health::Sample {
         target: route.target,
         cool_until,
-        latency_ms: (!failed).then_some(latency as f64),
+        latency_ms: (!failed).then_some(sample.latency_ms as f64),
+        at_ms: sample.at_ns / 1_000_000,
     };
     let store = crate::host::HostStore(host);
     if let Err(e) = health::record(&store, key, model.targets.len(), sample) {

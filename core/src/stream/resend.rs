@@ -35,7 +35,7 @@ const ATTEMPTS_HEADER: &str = "x-inference-attempts";
 const SHADOW_HEADER: &str = "x-inference-shadow";
 
 /// What a stream's callout answer continues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Then {
     /// The router's answer; `route` is the strategy's decision, kept for a fallback.
     Router { route: Route },
@@ -43,6 +43,8 @@ pub(super) enum Then {
     FanOut { target: usize },
     /// The retry of a failed answer, on target `next`.
     Retry { next: usize },
+    /// A request to the fleet's etcd (a feedback's spend, the first view).
+    Fleet(super::fleet::FleetThen),
 }
 
 /// The request as the filter resends it: the body as the client sent it, and the headers that

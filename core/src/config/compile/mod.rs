@@ -7,11 +7,13 @@
 //! - [`rules`]: rules (`when` conditions, `then` actions);
 //! - [`policy`]: detectors, tenants, residency, budget;
 //! - [`callouts`]: router, fan-out, shadows, evaluator, and what a resend may not bypass;
-//! - [`endpoints`]: the feedback and state endpoints.
+//! - [`endpoints`]: the feedback and state endpoints;
+//! - [`fleet`]: learning as one fleet through etcd.
 
 mod callouts;
 mod checks;
 mod endpoints;
+mod fleet;
 mod model;
 mod policy;
 mod rules;
@@ -84,7 +86,9 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
     let shadows = callouts::compile_shadows(dto.shadows, &ctx, &mut pointers)?;
     callouts::check_resends(&models, tenants.as_ref(), residency_header.is_some())?;
     check_metadata_body(body.source, &detectors, &models)?;
+    let fleet = fleet::compile_fleet(dto.fleet, &models, budget.is_some(), feedback.is_some())?;
     Ok(Config {
+        fleet,
         has_echo: rules::has_echo(&rules),
         has_time_rules: rules::has_time_rules(&rules),
         tenants,

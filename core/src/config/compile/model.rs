@@ -280,6 +280,7 @@ fn compile_bandit(
         None => Decay::None,
         Some(DecayDto::Gamma(gamma)) => Decay::Discount { gamma },
         Some(DecayDto::HalfLife(observations)) => Decay::HalfLife { observations },
+        Some(DecayDto::HalfLifeSeconds(seconds)) => Decay::HalfLifeSeconds { seconds },
     };
     if let Some(p) = prior {
         params.prior = Prior {

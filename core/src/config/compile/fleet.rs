@@ -1,0 +1,123 @@
+//! `fleet`: the etcd cluster replicas share what they learn through, and what can be shared.
+
+use super::checks::{check_cluster, err};
+use crate::config::dto::FleetDto;
+use crate::config::{ConfigError, EtcdAuth, FleetSettings, Model};
+
+const MIN_SYNC_MS: u32 = 100;
+const MAX_SYNC_MS: u32 = 600_000;
+const DEFAULT_TIMEOUT_MS: u32 = 1000;
+const MIN_RETIRE_SECONDS: u64 = 60;
+const MAX_RETIRE_SECONDS: u64 = 30 * 86_400;
+const MAX_PREFIX_LEN: usize = 256;
+const MAX_REPLICA_LEN: usize = 128;
+
+/// A key part: printable ASCII without `/` (it separates key levels) or spaces.
+fn is_key_part(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b'/')
+}
+
+pub(super) fn compile_fleet(
+    dto: Option<FleetDto>,
+    models: &[Model],
+    has_budget: bool,
+    has_feedback: bool,
+) -> Result<Option<FleetSettings>, ConfigError> {
+    let Some(f) = dto else { return Ok(None) };
+    check_cluster("fleet.cluster".into(), &f.cluster)?;
+    let prefix = &f.prefix;
+    let prefix_ok = prefix.len() >= 2
+        && prefix.len() <= MAX_PREFIX_LEN
+        && prefix.starts_with('/')
+        && !prefix.ends_with('/')
+        && prefix.bytes().all(|b| b.is_ascii_graphic());
+    if !prefix_ok {
+        return err(
+            "fleet.prefix",
+            format!("{prefix:?} must start with '/', not end with '/', and hold at most {MAX_PREFIX_LEN} printable characters without spaces"),
+        );
+    }
+    if !(MIN_SYNC_MS..=MAX_SYNC_MS).contains(&f.sync_ms) {
+        return err(
+            "fleet.sync_ms",
+            format!(
+                "must be between {MIN_SYNC_MS} and {MAX_SYNC_MS}, got {}",
+                f.sync_ms
+            ),
+        );
+    }
+    let timeout_ms = f.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS.min(f.sync_ms));
+    if timeout_ms == 0 || timeout_ms > f.sync_ms {
+        return err(
+            "fleet.timeout_ms",
+            format!(
+                "must be between 1 and sync_ms ({}) so that sync rounds do not overlap, got {timeout_ms}",
+                f.sync_ms
+            ),
+        );
+    }
+    if let Some(r) = &f.replica {
+        if r.len() > MAX_REPLICA_LEN || !is_key_part(r) {
+            return err(
+                "fleet.replica",
+                format!("{r:?} must be 1 to {MAX_REPLICA_LEN} printable characters without '/' or spaces"),
+            );
+        }
+    }
+    let min_retire = MIN_RETIRE_SECONDS.max(u64::from(f.sync_ms).saturating_mul(10) / 1000);
+    if !(min_retire..=MAX_RETIRE_SECONDS).contains(&f.retire_after_seconds) {
+        return err(
+            "fleet.retire_after_seconds",
+            format!(
+                "must be between {min_retire} (at least 60 s and 10 sync periods) and {MAX_RETIRE_SECONDS}, got {}",
+                f.retire_after_seconds
+            ),
+        );
+    }
+    let auth = match f.auth {
+        None => None,
+        Some(a) if a.username.is_empty() => return err("fleet.auth.username", "must not be empty"),
+        Some(a) if a.password.is_empty() => return err("fleet.auth.password", "must not be empty"),
+        Some(a) => Some(EtcdAuth {
+            username: a.username,
+            password: a.password,
+        }),
+    };
+    check_shareable(models, has_budget, has_feedback)?;
+    Ok(Some(FleetSettings {
+        authority: f.authority.unwrap_or_else(|| f.cluster.clone()),
+        cluster: f.cluster,
+        prefix: f.prefix,
+        sync_ms: f.sync_ms,
+        timeout_ms,
+        replica: f.replica,
+        retire_after_ms: f.retire_after_seconds.saturating_mul(1000),
+        warm_start: f.warm_start,
+        auth,
+    }))
+}
+
+/// What a fleet shares must add up across replicas, and there must be something to share.
+fn check_shareable(
+    models: &[Model],
+    has_budget: bool,
+    has_feedback: bool,
+) -> Result<(), ConfigError> {
+    for (mi, m) in models.iter().enumerate() {
+        if m.bandit().is_some_and(|b| b.decays_per_update()) {
+            return err(
+                format!("models[{mi}].strategy.decay"),
+                "\"gamma\" and \"half_life\" discount per update of one replica, which does not add up across a fleet; use {\"half_life_seconds\": s}",
+            );
+        }
+    }
+    let learns = models.iter().any(Model::is_bandit);
+    let health = has_budget || models.iter().any(|m| !m.fallback.is_empty());
+    if !learns && !health && !has_feedback {
+        return err(
+            "fleet",
+            "no model learns (bandit strategy), tracks target health (fallback, budget) or takes feedback: there is nothing to share",
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! The fleet's bookkeeping in this Envoy's shared data, one record per key (MessagePack), shared
+//! by every VM: the sync rounds, the incarnation, the etcd auth token, the spent-id leases and
+//! the feedback whose spend is in doubt. Every change is a bounded CAS loop (`cas_update`);
+//! records are seeded ahead of use where a lost first write would matter.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::doc::Learned;
+use super::keys::local;
+use crate::bandit::{cas_update, Change, Codec, SharedStore, StoreError, UpdateFailure};
+use crate::feedback::DecisionToken;
+use crate::host::{Host, HostStore};
+
+/// CAS attempts on a bookkeeping record.
+const ATTEMPTS: u32 = 16;
+/// Feedback in doubt kept at most (the oldest is dropped, and counted, beyond that).
+pub const MAX_IN_DOUBT: usize = 1024;
+
+/// The sync rounds of this Envoy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncRecord {
+    /// No round starts before this (Unix ms).
+    pub next_due_ms: u64,
+    /// Rounds claimed so far (each publishes with its own seq).
+    pub seq: u64,
+    /// The last read merged (0: none since this Envoy started).
+    pub last_ok_ms: u64,
+    /// The first read after start is over, merged or failed: requests stop waiting for it.
+    pub warm_done: bool,
+    /// Replicas in the last merge, this one included.
+    pub replicas: u32,
+    /// This replica's key exists in etcd (publishes compare on it).
+    pub created: bool,
+    /// The last publish that etcd took, and the digest of what it carried.
+    pub published_ms: u64,
+    pub published_digest: u64,
+    /// Rounds in a row whose read failed.
+    pub failures: u32,
+    /// Another live writer uses this replica's key (stops this one from publishing).
+    pub conflict: bool,
+}
+
+/// What this replica published, as far as a later correction needs it: the last attempt and
+/// the last one etcd confirmed, each by seq.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Published {
+    pub attempted: Option<Snapshot>,
+    pub confirmed: Option<Snapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub seq: u64,
+    pub models: BTreeMap<String, Learned>,
+}
+
+impl Published {
+    /// The snapshot etcd holds for `seq`, if this replica still knows it.
+    pub fn by_seq(&self, seq: u64) -> Option<&Snapshot> {
+        [&self.confirmed, &self.attempted]
+            .into_iter()
+            .flatten()
+            .find(|s| s.seq == seq)
+    }
+}
+
+/// A feedback whose spend may or may not have reached etcd (its answer was lost).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InDoubt {
+    pub token: DecisionToken,
+    pub reward: f64,
+    pub recorded_ms: u64,
+    /// The reward was applied after etcd showed the id was spent by this incarnation: the
+    /// sender's next attempt is answered 200 once, then the record goes.
+    pub applied: bool,
+}
+
+/// MessagePack of any record; bytes that do not decode give the record's initial value.
+struct Pack<T>(PhantomData<T>);
+
+impl<T: Serialize + DeserializeOwned> Codec for Pack<T> {
+    type Value = T;
+    type Error = String;
+    fn decode(&self, bytes: &[u8]) -> Result<T, String> {
+        rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+    }
+    fn encode(&self, value: &T) -> Vec<u8> {
+        rmp_serde::to_vec_named(value).unwrap_or_default()
+    }
+}
+
+/// One record of a plugin's fleet bookkeeping.
+pub struct Record<T> {
+    key: String,
+    _t: PhantomData<T>,
+}
+
+impl<T: Serialize + DeserializeOwned + Default + Clone> Record<T> {
+    pub fn new(plugin: &str, what: &str) -> Self {
+        Record {
+            key: local(plugin, what),
+            _t: PhantomData,
+        }
+    }
+
+    /// The record (its initial value when missing or undecodable).
+    pub fn read(&self, host: &dyn Host) -> T {
+        match host.shared_data(&self.key) {
+            Ok((Some(bytes), _)) => Pack::<T>(PhantomData).decode(&bytes).unwrap_or_default(),
+            _ => T::default(),
+        }
+    }
+
+    /// Changes the record: `f` returns `None` to leave it as it is. The value now stored.
+    pub fn update(
+        &self,
+        host: &dyn Host,
+        mut f: impl FnMut(&mut T) -> bool,
+    ) -> Result<T, StoreError> {
+        let store = HostStore(host);
+        update_in(&store, &self.key, |mut v: T| {
+            if f(&mut v) {
+                Change::Write(v)
+            } else {
+                Change::Keep(v)
+            }
+        })
+    }
+}
+
+fn update_in<S: SharedStore + ?Sized, T: Serialize + DeserializeOwned + Default + Clone>(
+    store: &S,
+    key: &str,
+    f: impl FnMut(T) -> Change<T>,
+) -> Result<T, StoreError> {
+    let mut f = f;
+    cas_update(store, key, ATTEMPTS, &Pack::<T>(PhantomData), &T::default(), |v| {
+        Ok::<_, std::convert::Infallible>(f(v))
+    })
+    .map(|out| out.value)
+    .map_err(|e| match e {
+        UpdateFailure::Contention { .. } => StoreError::CasMismatch,
+        UpdateFailure::Store { error, .. } => error,
+        UpdateFailure::Rejected(never) => match never {},
+    })
+}
+
+pub fn sync(plugin: &str) -> Record<SyncRecord> {
+    Record::new(plugin, "sync")
+}
+
+pub fn published(plugin: &str) -> Record<Published> {
+    Record::new(plugin, "published")
+}
+
+/// The etcd auth token (empty: none yet).
+pub fn token(plugin: &str) -> Record<String> {
+    Record::new(plugin, "token")
+}
+
+/// Spent-id leases by expiry bucket.
+pub fn leases(plugin: &str) -> Record<Vec<(u64, i64)>> {
+    Record::new(plugin, "leases")
+}
+
+pub fn in_doubt(plugin: &str) -> Record<Vec<InDoubt>> {
+    Record::new(plugin, "in-doubt")
+}
+
+/// This Envoy's incarnation: random, chosen once per Envoy start by whichever VM gets there
+/// first. The key is seeded empty (a missing key ignores CAS), then exactly one VM's value
+/// replaces the empty one by CAS; everyone reads that one.
+pub fn incarnation(host: &dyn Host, plugin: &str, random: u64) -> Option<String> {
+    let key = local(plugin, "incarnation");
+    for _ in 0..ATTEMPTS {
+        match host.shared_data(&key) {
+            Ok((Some(v), _)) if !v.is_empty() => return String::from_utf8(v).ok(),
+            Ok((Some(_), cas)) => {
+                let _ = host.set_shared_data(&key, format!("{random:016x}").as_bytes(), cas);
+            }
+            Ok((None, _)) => {
+                let _ = host.set_shared_data(&key, b"", None);
+            }
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// The incarnation as stored (never creates it).
+pub fn current_incarnation(host: &dyn Host, plugin: &str) -> Option<String> {
+    match host.shared_data(&local(plugin, "incarnation")) {
+        Ok((Some(v), _)) if !v.is_empty() => String::from_utf8(v).ok(),
+        _ => None,
+    }
+}
