@@ -8,9 +8,9 @@ use std::rc::Rc;
 
 use crate::bandit::{ModelState, Reconciled, Refresh, StateCache};
 use crate::callout::forward_message;
-use crate::learning::RouterForward;
 use crate::config::{self, Config};
 use crate::host::{Host, HostStore};
+use crate::learning::RouterForward;
 use crate::learning::{self, health::Health};
 use crate::policy::{DecisionIds, Shared};
 use crate::rng::Rng;
@@ -100,7 +100,13 @@ fn node_id(host: &dyn Host) -> String {
     let safe: String = raw
         .chars()
         .take(MAX_NODE_LEN)
-        .map(|c| if c.is_ascii_graphic() && c != '/' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '/' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if safe.is_empty() {
         "envoy".into()

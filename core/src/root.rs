@@ -33,8 +33,9 @@ enum Then {
     Shadow { index: usize, started_ns: u64 },
     /// A reward forwarded to a model's router.
     Feedback { model: usize },
-    /// A fleet request to etcd (sync round, lease, retirement, resolution of feedback in doubt).
-    Fleet(fleet::sync::Call),
+    /// A fleet request to etcd (sync round, lease, retirement, resolution of feedback in doubt),
+    /// kept to be sent once more if it never reached etcd.
+    Fleet(Outgoing<fleet::sync::Call>, bool),
     /// The release of a spent id whose reward could not be applied.
     Unspend,
 }
@@ -103,7 +104,16 @@ impl Root {
             }
             // The first round right away: a replica that starts routes from the fleet's view
             // as soon as possible (a request that comes earlier waits for it, see warm_start).
-            self.fleet_round(host, &plugin);
+            // While Envoy loads its configuration the cluster may not exist yet: then the
+            // first tick tries again, and nothing is counted.
+            let now = fleet::now_ms(host);
+            let first = fleet::sync::tick(host, &plugin, now);
+            for out in first {
+                if !self.try_send_fleet(host, &plugin, &out, false) {
+                    fleet::sync::release_round(host, &plugin);
+                    break;
+                }
+            }
         }
         self.plugin = Some(plugin);
         true
@@ -153,9 +163,17 @@ impl Root {
             Then::Feedback { model } => {
                 feedback_forwarded(host, &plugin, model, &answer.classify())
             }
-            Then::Fleet(call) => {
+            Then::Fleet(out, retried) => {
+                // A member that just went away refuses connections until Envoy's health check
+                // notices: the next member is tried once (nothing reached etcd, so it is safe).
+                if !retried && fleet::outcome(&answer) == fleet::Outcome::NotSent {
+                    if !self.try_send_fleet(host, &plugin, &out, true) {
+                        fleet::sync::not_sent(host, &plugin, out.call, fleet::now_ms(host));
+                    }
+                    return;
+                }
                 let now = fleet::now_ms(host);
-                for next in fleet::sync::answered(host, &plugin, call, &answer, now) {
+                for next in fleet::sync::answered(host, &plugin, out.call, &answer, now) {
                     self.send_fleet(host, &plugin, next);
                 }
             }
@@ -178,27 +196,53 @@ impl Root {
     }
 
     fn send_fleet(&mut self, host: &dyn Host, plugin: &Plugin, out: Outgoing<fleet::sync::Call>) {
+        if !self.try_send_fleet(host, plugin, &out, false) {
+            fleet::sync::not_sent(host, plugin, out.call, fleet::now_ms(host));
+        }
+    }
+
+    /// Sends a fleet request (`retried`: for the second time); `false` when the host refused
+    /// to start it.
+    fn try_send_fleet(
+        &mut self,
+        host: &dyn Host,
+        plugin: &Plugin,
+        out: &Outgoing<fleet::sync::Call>,
+        retried: bool,
+    ) -> bool {
         let Some(settings) = &plugin.cfg.fleet else {
-            return;
+            return false;
         };
         let token = fleet::local::token(&plugin.name).read(host);
         let token = (!token.is_empty()).then_some(token.as_str());
         let headers = fleet::headers(settings, out.request.path, token);
+        let timeout_ms = match out.call {
+            fleet::sync::Call::Auth => fleet::login_timeout_ms(settings),
+            _ => settings.timeout_ms,
+        };
         let call = Call {
             cluster: &settings.cluster,
             headers: &headers,
             body: &out.request.body,
-            timeout_ms: settings.timeout_ms,
+            timeout_ms,
         };
-        if let Some(ids) = &plugin.metrics.fleet {
-            host.bump(ids.etcd_requests);
-        }
-        if let Err(status) = self.pending.send(host, &call, Then::Fleet(out.call.clone())) {
-            log::warn!(
-                "inference-router: fleet: request to cluster {:?} not started: host status {status}",
-                settings.cluster
-            );
-            fleet::sync::not_sent(host, plugin, out.call, fleet::now_ms(host));
+        match self
+            .pending
+            .send(host, &call, Then::Fleet(out.clone(), retried))
+        {
+            Ok(()) => {
+                if let Some(ids) = &plugin.metrics.fleet {
+                    host.bump(ids.etcd_requests);
+                }
+                true
+            }
+            Err(status) => {
+                log::debug!(
+                    "inference-router: fleet: request to cluster {:?} not started: host status {status}",
+                    settings.cluster
+                );
+                false
+            }
         }
     }
 

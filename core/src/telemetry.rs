@@ -186,7 +186,11 @@ impl Metrics {
                 &format!("{PREFIX}.shadow.dropped"),
             )?,
             shadow: Self::define_shadows(host, cfg)?,
-            fleet: cfg.fleet.as_ref().map(|_| FleetIds::define(host)).transpose()?,
+            fleet: cfg
+                .fleet
+                .as_ref()
+                .map(|_| FleetIds::define(host))
+                .transpose()?,
         })
     }
 

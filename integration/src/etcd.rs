@@ -72,6 +72,8 @@ pub struct EtcdCluster {
     dir: PathBuf,
     token: String,
     members: Vec<Member>,
+    /// `--auth-token` (JWT signed with a key in `dir`), when the cluster has one.
+    auth_token: Option<String>,
 }
 
 fn etcd_binary() -> PathBuf {
@@ -104,19 +106,30 @@ impl EtcdCluster {
     /// Starts `members` members (`m0`, `m1`, ...) and waits until every one is healthy. Panics
     /// with every member's log tail if that takes longer than ~20 s.
     pub fn start(members: usize) -> EtcdCluster {
+        EtcdCluster::start_opts(members, false)
+    }
+
+    /// Like [`EtcdCluster::start`], with JWT auth tokens (RS256, a key made with `openssl`):
+    /// valid on every member, unlike etcd's default "simple" tokens, which only the member
+    /// that issued them knows. See [`EtcdCluster::enable_auth`].
+    pub fn start_with_jwt(members: usize) -> EtcdCluster {
+        EtcdCluster::start_opts(members, true)
+    }
+
+    fn start_opts(members: usize, jwt: bool) -> EtcdCluster {
         assert!(members > 0, "EtcdCluster::start: need at least one member");
-        match EtcdCluster::try_start(members) {
+        match EtcdCluster::try_start(members, jwt) {
             Ok(c) => c,
             Err(first) => {
                 // Most likely a port taken between free_ports() and etcd's bind: retry once.
                 eprintln!("etcd cluster start failed, retrying once with new ports:\n{first}");
-                EtcdCluster::try_start(members).unwrap_or_else(|e| panic!("{e}"))
+                EtcdCluster::try_start(members, jwt).unwrap_or_else(|e| panic!("{e}"))
             }
         }
     }
 
     /// Err only for a member that exited early (e.g. could not bind); a timeout panics.
-    fn try_start(n: usize) -> Result<EtcdCluster, String> {
+    fn try_start(n: usize, jwt: bool) -> Result<EtcdCluster, String> {
         let id = format!(
             "{}-{}-{}",
             std::process::id(),
@@ -142,10 +155,12 @@ impl EtcdCluster {
                 m
             })
             .collect();
+        let auth_token = jwt.then(|| jwt_token_option(&dir));
         let cluster = EtcdCluster {
             dir,
             token: format!("inference-router-{id}"),
             members,
+            auth_token,
         };
         for i in 0..n {
             cluster.spawn(i, "new");
@@ -188,6 +203,7 @@ impl EtcdCluster {
             .args(["--heartbeat-interval=50", "--election-timeout=500"])
             // A restarted member must not depose a healthy leader (the default in etcd 3.5+).
             .arg("--pre-vote=true")
+            .args(self.auth_token.iter().map(|t| format!("--auth-token={t}")))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -259,6 +275,18 @@ impl EtcdCluster {
         url(self.members[i].client_port)
     }
 
+    /// Member `i`'s client port.
+    pub fn client_port(&self, i: usize) -> u16 {
+        self.members[i].client_port
+    }
+
+    /// The members' client ports as template ports: `etcd-0`, `etcd-1`, ... (`envoy/fleet.yaml`).
+    pub fn ports(&self) -> std::collections::BTreeMap<String, u16> {
+        (0..self.members.len())
+            .map(|i| (format!("etcd-{i}"), self.members[i].client_port))
+            .collect()
+    }
+
     /// The cluster's temp dir (`m{i}/data`, `m{i}/etcd.log`).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -292,6 +320,31 @@ impl EtcdCluster {
         self.spawn(i, "existing");
         if let Err(e) = self.wait_healthy(&[i], &format!("restart of m{i}")) {
             panic!("{e}");
+        }
+    }
+
+    /// Turns authentication on: a `root` user with this password and the root role. Only
+    /// `/health` answers without a token afterwards (so [`EtcdCluster::kill`] and restarts,
+    /// which read a key to tell health, are not for such a cluster).
+    pub fn enable_auth(&self, root_password: &str) {
+        let steps = [
+            (
+                "/v3/auth/user/add",
+                format!(r#"{{"name":"root","password":"{root_password}"}}"#),
+            ),
+            ("/v3/auth/role/add", r#"{"name":"root"}"#.to_string()),
+            (
+                "/v3/auth/user/grant",
+                r#"{"user":"root","role":"root"}"#.to_string(),
+            ),
+            ("/v3/auth/enable", "{}".to_string()),
+        ];
+        for (path, body) in steps {
+            let (status, answer) = self
+                .post(0, path, &body)
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            let exists = answer.contains("already exists");
+            assert!(status == 200 || exists, "{path}: {status} {answer}");
         }
     }
 
@@ -333,6 +386,34 @@ impl Drop for EtcdCluster {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// An RS256 key pair in `dir` (made with `openssl`), as etcd's `--auth-token` value.
+fn jwt_token_option(dir: &Path) -> String {
+    let (private, public) = (dir.join("jwt.key"), dir.join("jwt.pub"));
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl (make setup installs it): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (k, p) = (private.to_string_lossy(), public.to_string_lossy());
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &k,
+    ]);
+    run(&["pkey", "-in", &k, "-pubout", "-out", &p]);
+    format!("jwt,pub-key={p},priv-key={k},sign-method=RS256,ttl=10m")
 }
 
 /// A minimal HTTP/1.1 request to 127.0.0.1:`port`, reading the response until EOF.

@@ -19,6 +19,7 @@
 pub mod client;
 pub mod envoy;
 pub mod etcd;
+pub mod fleet;
 pub mod template;
 pub mod upstream;
 
@@ -28,6 +29,7 @@ pub use envoy::{
     Harness, LdsCounters, StartFailure, LDS_LISTENER_TEMPLATE,
 };
 pub use etcd::EtcdCluster;
+pub use fleet::Fleet;
 pub use upstream::{
     closed_port, fnv64_hex, Answer, Behaviour, Echo, Received, RefusedPort, Upstreams, CLUSTERS,
 };

@@ -162,10 +162,14 @@ impl Contribution {
         for (model, targets) in &c.health {
             for (target, h) in targets {
                 let [cooling, latency, weight, sampled] = *h;
-                let ok = [cooling, weight, sampled].iter().all(|x| finite_non_negative(*x))
+                let ok = [cooling, weight, sampled]
+                    .iter()
+                    .all(|x| finite_non_negative(*x))
                     && latency.is_finite();
                 if !ok {
-                    return Err(format!("health of {model:?}/{target:?} has unusable numbers"));
+                    return Err(format!(
+                        "health of {model:?}/{target:?} has unusable numbers"
+                    ));
                 }
             }
         }

@@ -263,7 +263,12 @@ pub fn parse_txn(body: &[u8]) -> Result<Txn, AnswerError> {
         Some(_) => return Err(AnswerError::Malformed("succeeded")),
     };
     let mut ranges = Vec::new();
-    for r in v.get("responses").and_then(Value::as_array).into_iter().flatten() {
+    for r in v
+        .get("responses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(range) = r.get("response_range") {
             ranges.push(kvs(range)?);
         }

@@ -83,8 +83,14 @@ mod tests {
     fn layout() {
         let k = Keys::new("/ir", "a/b c");
         assert_eq!(k.learned(), "/ir/v1/a%2Fb%20c/learned/");
-        assert_eq!(k.replica("gw-1~00ff"), "/ir/v1/a%2Fb%20c/learned/replicas/gw-1~00ff");
-        assert_eq!(k.spent(1700, 255), "/ir/v1/a%2Fb%20c/spent/1700-00000000000000ff");
+        assert_eq!(
+            k.replica("gw-1~00ff"),
+            "/ir/v1/a%2Fb%20c/learned/replicas/gw-1~00ff"
+        );
+        assert_eq!(
+            k.spent(1700, 255),
+            "/ir/v1/a%2Fb%20c/spent/1700-00000000000000ff"
+        );
         assert_eq!(k.replica_of(k.replica("x").as_bytes()), Some("x"));
         assert_eq!(k.replica_of(k.retired().as_bytes()), None);
         assert!(k.is_retired(k.retired().as_bytes()));

@@ -42,6 +42,9 @@ pub struct SyncRecord {
     pub failures: u32,
     /// Another live writer uses this replica's key (stops this one from publishing).
     pub conflict: bool,
+    /// No login is tried before this (Unix ms): the last one was refused.
+    #[serde(default)]
+    pub login_after_ms: u64,
 }
 
 /// What this replica published, as far as a later correction needs it: the last attempt and
@@ -138,9 +141,14 @@ fn update_in<S: SharedStore + ?Sized, T: Serialize + DeserializeOwned + Default 
     f: impl FnMut(T) -> Change<T>,
 ) -> Result<T, StoreError> {
     let mut f = f;
-    cas_update(store, key, ATTEMPTS, &Pack::<T>(PhantomData), &T::default(), |v| {
-        Ok::<_, std::convert::Infallible>(f(v))
-    })
+    cas_update(
+        store,
+        key,
+        ATTEMPTS,
+        &Pack::<T>(PhantomData),
+        &T::default(),
+        |v| Ok::<_, std::convert::Infallible>(f(v)),
+    )
     .map(|out| out.value)
     .map_err(|e| match e {
         UpdateFailure::Contention { .. } => StoreError::CasMismatch,

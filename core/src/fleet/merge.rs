@@ -26,18 +26,16 @@ pub fn identity(strategy: &Strategy) -> String {
     format!("{hash:016x}")
 }
 
-/// This replica's own statistics of a model (already decayed to `now_ms` when the model decays
-/// by time) as it publishes them.
-pub fn own_learned(strategy: &Strategy, state: &ModelState, id: &str, now_ms: u64) -> Learned {
-    let mut own = state.clone();
-    strategy.decay_to(&mut own, now_ms);
+/// This replica's own statistics of a model, as it publishes them: as stored, with the time
+/// they are as of (readers decay them from there), so an unchanged state publishes the same.
+pub fn own_learned(strategy: &Strategy, state: &ModelState, id: &str) -> Learned {
     let prior = strategy.prior();
     Learned {
         id: id.to_owned(),
         half_life_ms: strategy.half_life_ms().unwrap_or(0.0),
-        as_of_ms: now_ms,
-        updates: own.updates,
-        targets: own
+        as_of_ms: state.as_of_ms(),
+        updates: state.updates,
+        targets: state
             .arms
             .iter()
             .map(|a| (a.name.clone(), a.sums(prior).values()))
@@ -50,7 +48,9 @@ pub fn own_learned(strategy: &Strategy, state: &ModelState, id: &str, now_ms: u6
 pub fn fleet_part(entries: &[&Learned], replicas: u32, targets: &[&str], at_ms: u64) -> FleetPart {
     FleetPart {
         as_of_ms: at_ms,
-        updates: entries.iter().fold(0u64, |n, e| n.saturating_add(e.updates)),
+        updates: entries
+            .iter()
+            .fold(0u64, |n, e| n.saturating_add(e.updates)),
         replicas,
         arms: targets
             .iter()
@@ -112,7 +112,12 @@ pub fn own_health(health: &Health, targets: &[&str]) -> BTreeMap<String, TargetH
 
 /// The other replicas' health of a model, merged: the latest cooldown per target, and the
 /// latency estimates sampled in the last [`STALE_MS`] averaged by their samples.
-pub fn fleet_health(others: &[&Contribution], model: &str, targets: &[&str], now_ms: u64) -> FleetHealth {
+pub fn fleet_health(
+    others: &[&Contribution],
+    model: &str,
+    targets: &[&str],
+    now_ms: u64,
+) -> FleetHealth {
     let n = targets.len();
     let mut out = FleetHealth {
         cooling_until: vec![0; n],
@@ -167,14 +172,16 @@ mod tests {
             s.decay_to(&mut st, now);
             s.update(&mut st, *arm, *r).unwrap();
         }
-        let l = own_learned(s, &st, &identity(s), now);
+        let l = own_learned(s, &st, &identity(s));
         (st, l)
     }
 
     #[test]
     fn three_replicas_add_up_to_one_learner() {
         let s = strategy(Decay::None);
-        let rewards: Vec<(usize, f64)> = (0..30).map(|i| (i % 2, f64::from(u8::from(i % 3 != 0)))).collect();
+        let rewards: Vec<(usize, f64)> = (0..30)
+            .map(|i| (i % 2, f64::from(u8::from(i % 3 != 0))))
+            .collect();
         // One learner sees everything; three replicas see a third each.
         let (one, _) = learned_from(&s, &rewards, 0);
         let parts: Vec<(ModelState, Learned)> = (0..3)
@@ -193,7 +200,10 @@ mod tests {
         let view = s.view(&with_fleet);
         assert_eq!(view.updates, one.updates);
         for (v, o) in view.arms.iter().zip(&one.arms) {
-            assert!((v.pulls - o.pulls).abs() < 1e-9 && (v.alpha - o.alpha).abs() < 1e-9, "{v:?} {o:?}");
+            assert!(
+                (v.pulls - o.pulls).abs() < 1e-9 && (v.alpha - o.alpha).abs() < 1e-9,
+                "{v:?} {o:?}"
+            );
             assert!((v.beta - o.beta).abs() < 1e-9 && (v.reward_sum - o.reward_sum).abs() < 1e-9);
         }
     }
@@ -217,12 +227,15 @@ mod tests {
             s.decay_to(st, *t);
             s.update(st, *arm, *r).unwrap();
         }
-        let ly = own_learned(&s, &y, &identity(&s), T0 + 20_000);
+        let ly = own_learned(&s, &y, &identity(&s));
         let mut merged = x.clone();
         merged.ext.as_mut().unwrap().fleet = Some(fleet_part(&[&ly], 1, &["a", "b"], T0 + 20_000));
         let view = s.view(&merged);
         for (v, o) in view.arms.iter().zip(&one.arms) {
-            assert!((v.pulls - o.pulls).abs() < 1e-9 && (v.alpha - o.alpha).abs() < 1e-9, "{v:?} {o:?}");
+            assert!(
+                (v.pulls - o.pulls).abs() < 1e-9 && (v.alpha - o.alpha).abs() < 1e-9,
+                "{v:?} {o:?}"
+            );
         }
         // The identity tells the two decays (and priors) apart.
         assert_ne!(identity(&s), identity(&strategy(Decay::None)));
@@ -235,8 +248,14 @@ mod tests {
         s.update(&mut st, 0, 0.5).unwrap();
         correct_own(&s, &mut st, &snapshot, -1.0, 0);
         assert_eq!(st.updates, 1);
-        assert_eq!((st.arms[0].pulls, st.arms[0].alpha, st.arms[0].beta), (1.0, 1.5, 1.5));
-        assert_eq!((st.arms[1].pulls, st.arms[1].alpha, st.arms[1].beta), (0.0, 1.0, 1.0));
+        assert_eq!(
+            (st.arms[0].pulls, st.arms[0].alpha, st.arms[0].beta),
+            (1.0, 1.5, 1.5)
+        );
+        assert_eq!(
+            (st.arms[1].pulls, st.arms[1].alpha, st.arms[1].beta),
+            (0.0, 1.0, 1.0)
+        );
         correct_own(&s, &mut st, &snapshot, 1.0, 0);
         assert_eq!(st.updates, 3);
         assert_eq!(st.arms[0].pulls, 2.0);

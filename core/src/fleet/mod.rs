@@ -55,7 +55,12 @@ pub fn outcome(answer: &Answer) -> Outcome {
         serde_json::from_slice::<serde_json::Value>(&answer.body)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
-            .unwrap_or_else(|| String::from_utf8_lossy(&answer.body).chars().take(200).collect())
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&answer.body)
+                    .chars()
+                    .take(200)
+                    .collect()
+            })
     };
     match classify(answer.status.as_deref(), &answer.body) {
         CalloutAnswer::Failed("unreachable") => Outcome::NotSent,
@@ -76,7 +81,11 @@ pub fn outcome(answer: &Answer) -> Outcome {
 }
 
 /// The headers of a request to etcd's gateway, with the auth token when there is one.
-pub fn headers<'a>(fleet: &'a FleetSettings, path: &'a str, token: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+pub fn headers<'a>(
+    fleet: &'a FleetSettings,
+    path: &'a str,
+    token: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
     let mut h = vec![
         (":method", "POST"),
         (":path", path),
@@ -88,6 +97,17 @@ pub fn headers<'a>(fleet: &'a FleetSettings, path: &'a str, token: Option<&'a st
     }
     h
 }
+
+/// How long a login may take: etcd hashes the password (bcrypt) on every login, which takes a
+/// while on a busy member; logins are rare, so they get more time than other requests.
+pub fn login_timeout_ms(fleet: &FleetSettings) -> u32 {
+    fleet.timeout_ms.max(LOGIN_TIMEOUT_MS)
+}
+
+const LOGIN_TIMEOUT_MS: u32 = 3000;
+
+/// After a refused login, no other is tried for this long (each costs etcd a bcrypt hash).
+pub const LOGIN_BACKOFF_MS: u64 = 5000;
 
 /// Seconds a refused feedback should wait before it is sent again.
 pub fn retry_after_secs(fleet: &FleetSettings) -> u64 {

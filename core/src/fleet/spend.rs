@@ -27,8 +27,13 @@ const SETTLE_MS: u64 = 30_000;
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamCall {
     /// A lease for the token's expiry bucket, then the spend.
-    Lease { checked: Checked, bucket: u64 },
-    Spend { checked: Checked },
+    Lease {
+        checked: Checked,
+        bucket: u64,
+    },
+    Spend {
+        checked: Checked,
+    },
 }
 
 /// What etcd said of a spend.
@@ -58,7 +63,13 @@ fn bucket_of(plugin: &Plugin, expires: u64) -> u64 {
 
 /// The first request of a spend: the spend itself when the token's bucket has a lease, else
 /// the lease.
-pub fn begin(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, checked: Checked, now_ms: u64) -> Option<Outgoing<StreamCall>> {
+pub fn begin(
+    host: &dyn Host,
+    plugin: &Plugin,
+    fleet: &FleetSettings,
+    checked: Checked,
+    now_ms: u64,
+) -> Option<Outgoing<StreamCall>> {
     let bucket = bucket_of(plugin, checked.token.expires);
     let lease = local::leases(&plugin.name)
         .read(host)
@@ -79,7 +90,13 @@ pub fn begin(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, checked: C
 }
 
 /// The transaction that spends the id.
-pub fn spend(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, checked: Checked, lease: i64) -> Option<Outgoing<StreamCall>> {
+pub fn spend(
+    host: &dyn Host,
+    plugin: &Plugin,
+    fleet: &FleetSettings,
+    checked: Checked,
+    lease: i64,
+) -> Option<Outgoing<StreamCall>> {
     let incarnation = local::current_incarnation(host, &plugin.name)?;
     let key = keys(plugin, fleet).spent(checked.token.expires, checked.token.nonce);
     let put = Op::Put {
@@ -94,7 +111,13 @@ pub fn spend(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, checked: C
 }
 
 /// A lease granted for a spend: kept for the bucket (shared with later spends).
-pub fn lease_answer(host: &dyn Host, plugin: &Plugin, bucket: u64, answer: &Answer, now_ms: u64) -> Result<i64, String> {
+pub fn lease_answer(
+    host: &dyn Host,
+    plugin: &Plugin,
+    bucket: u64,
+    answer: &Answer,
+    now_ms: u64,
+) -> Result<i64, String> {
     match (outcome(answer), etcd::parse_lease(&answer.body)) {
         (Outcome::Answered, Ok(id)) => {
             super::sync::keep_lease(host, plugin, bucket, id, now_ms);
@@ -117,7 +140,13 @@ fn forget_token(host: &dyn Host, plugin: &Plugin) {
 }
 
 /// What the spend's answer means; records the attempt in doubt when its answer was lost.
-pub fn spent(host: &dyn Host, plugin: &Plugin, checked: &Checked, answer: &Answer, now_ms: u64) -> Spent {
+pub fn spent(
+    host: &dyn Host,
+    plugin: &Plugin,
+    checked: &Checked,
+    answer: &Answer,
+    now_ms: u64,
+) -> Spent {
     let result = outcome(answer);
     let nonce = checked.token.nonce;
     match result {
@@ -125,7 +154,11 @@ pub fn spent(host: &dyn Host, plugin: &Plugin, checked: &Checked, answer: &Answe
             Ok(txn) if txn.succeeded => took(host, plugin, nonce, true),
             Ok(txn) => {
                 let ours = local::current_incarnation(host, &plugin.name);
-                let spender = txn.ranges.first().and_then(|kvs| kvs.first()).map(|kv| kv.value.clone());
+                let spender = txn
+                    .ranges
+                    .first()
+                    .and_then(|kvs| kvs.first())
+                    .map(|kv| kv.value.clone());
                 if ours.is_some_and(|o| spender.as_deref() == Some(o.as_bytes())) {
                     took(host, plugin, nonce, false)
                 } else {
@@ -145,7 +178,10 @@ pub fn spent(host: &dyn Host, plugin: &Plugin, checked: &Checked, answer: &Answe
             });
             Spent::LeaseGone
         }
-        Outcome::Refused(why) => Spent::Retry { why, in_doubt: false },
+        Outcome::Refused(why) => Spent::Retry {
+            why,
+            in_doubt: false,
+        },
         Outcome::Unauthenticated => {
             forget_token(host, plugin);
             Spent::Retry {
@@ -213,7 +249,12 @@ fn lost(host: &dyn Host, plugin: &Plugin, checked: &Checked, why: &str, now_ms: 
 }
 
 /// Reads of the keys of feedback in doubt, for a sync round (at most `max`).
-pub fn resolutions(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, max: usize) -> Vec<Outgoing<Call>> {
+pub fn resolutions(
+    host: &dyn Host,
+    plugin: &Plugin,
+    fleet: &FleetSettings,
+    max: usize,
+) -> Vec<Outgoing<Call>> {
     let k = keys(plugin, fleet);
     local::in_doubt(&plugin.name)
         .read(host)
@@ -224,7 +265,9 @@ pub fn resolutions(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, max:
             let key = k.spent(r.token.expires, r.token.nonce);
             Outgoing {
                 request: etcd::txn(&[], &[Op::Get(&key)], &[]),
-                call: Call::Resolve { nonce: r.token.nonce },
+                call: Call::Resolve {
+                    nonce: r.token.nonce,
+                },
             }
         })
         .collect()
@@ -232,17 +275,31 @@ pub fn resolutions(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, max:
 
 /// A sync round's look at a key in doubt: spent by this Envoy → apply the reward now (once);
 /// by another → forget it; still absent long after → it was never written.
-pub fn resolved(host: &dyn Host, plugin: &Plugin, nonce: u64, result: &Outcome, body: &[u8], now_ms: u64) {
+pub fn resolved(
+    host: &dyn Host,
+    plugin: &Plugin,
+    nonce: u64,
+    result: &Outcome,
+    body: &[u8],
+    now_ms: u64,
+) {
     let txn = match (result, etcd::parse_txn(body)) {
         (Outcome::Answered, Ok(txn)) => txn,
         _ => return,
     };
-    let spender = txn.ranges.first().and_then(|kvs| kvs.first()).map(|kv| kv.value.clone());
+    let spender = txn
+        .ranges
+        .first()
+        .and_then(|kvs| kvs.first())
+        .map(|kv| kv.value.clone());
     let ours = local::current_incarnation(host, &plugin.name);
     let mut to_apply = None;
     let _ = local::in_doubt(&plugin.name).update(host, |list| {
         to_apply = None;
-        let Some(i) = list.iter().position(|r| r.token.nonce == nonce && !r.applied) else {
+        let Some(i) = list
+            .iter()
+            .position(|r| r.token.nonce == nonce && !r.applied)
+        else {
             return false;
         };
         match (&spender, &ours) {
@@ -258,7 +315,9 @@ pub fn resolved(host: &dyn Host, plugin: &Plugin, nonce: u64, result: &Outcome, 
                 true
             }
             (None, _) => {
-                let settled = list.get(i).is_some_and(|r| now_ms.saturating_sub(r.recorded_ms) > SETTLE_MS);
+                let settled = list
+                    .get(i)
+                    .is_some_and(|r| now_ms.saturating_sub(r.recorded_ms) > SETTLE_MS);
                 if settled {
                     list.remove(i);
                 }
@@ -283,7 +342,13 @@ fn apply_in_doubt(host: &dyn Host, plugin: &Plugin, r: &InDoubt, now_ms: u64) {
         reward: r.reward,
         plan,
     };
-    let reply = learning::complete(&HostStore(host), &plugin.name, &plugin.cfg, &checked, now_ms);
+    let reply = learning::complete(
+        &HostStore(host),
+        &plugin.name,
+        &plugin.cfg,
+        &checked,
+        now_ms,
+    );
     match reply.result {
         Ok(_) => {
             host.bump(plugin.metrics.feedback_accepted);
@@ -291,6 +356,9 @@ fn apply_in_doubt(host: &dyn Host, plugin: &Plugin, r: &InDoubt, now_ms: u64) {
                 host.bump(ids.in_doubt_applied);
             }
         }
-        Err(refusal) => log::warn!("inference-router: fleet: a feedback in doubt could not be applied: {}", refusal.as_str()),
+        Err(refusal) => log::warn!(
+            "inference-router: fleet: a feedback in doubt could not be applied: {}",
+            refusal.as_str()
+        ),
     }
 }

@@ -89,10 +89,10 @@ pub fn tick(host: &dyn Host, plugin: &Plugin, now_ms: u64) -> Vec<Outgoing<Call>
     let Some(seq) = claim(host, plugin, fleet, now_ms) else {
         return Vec::new();
     };
-    if let Some(auth) = &fleet.auth {
+    if let Some(request) = login(fleet) {
         if local::token(&plugin.name).read(host).is_empty() {
             return vec![Outgoing {
-                request: etcd::authenticate(&auth.username, &auth.password),
+                request,
                 call: Call::Auth,
             }];
         }
@@ -102,8 +102,21 @@ pub fn tick(host: &dyn Host, plugin: &Plugin, now_ms: u64) -> Vec<Outgoing<Call>
     out.extend(publish(host, plugin, fleet, &record, seq, now_ms));
     out.push(read(plugin, fleet));
     out.extend(lease_due(host, plugin, now_ms));
-    out.extend(super::spend::resolutions(host, plugin, fleet, RESOLVE_PER_ROUND));
+    out.extend(super::spend::resolutions(
+        host,
+        plugin,
+        fleet,
+        RESOLVE_PER_ROUND,
+    ));
     out
+}
+
+/// Gives a claimed round back (its requests could not be started): the next tick may run it.
+pub fn release_round(host: &dyn Host, plugin: &Plugin) {
+    let _ = local::sync(&plugin.name).update(host, |r| {
+        r.next_due_ms = 0;
+        true
+    });
 }
 
 /// The read of everything learned (a sync's, or a request's that waits for the first view).
@@ -155,12 +168,15 @@ fn health_models(plugin: &Plugin) -> impl Iterator<Item = (&Model, &str)> {
 type OwnHealth = BTreeMap<String, BTreeMap<String, TargetHealth>>;
 
 /// What this replica publishes now: its own statistics per model, and its health.
-fn own_parts(host: &dyn Host, plugin: &Plugin, now_ms: u64) -> (BTreeMap<String, Learned>, OwnHealth) {
+fn own_parts(host: &dyn Host, plugin: &Plugin) -> (BTreeMap<String, Learned>, OwnHealth) {
     let mut models = BTreeMap::new();
     for (m, key, strategy) in learning_models(plugin) {
         let names = m.target_names();
         let state = stored_state(host, key, strategy, &names);
-        models.insert(m.name.clone(), own_learned(strategy, &state, &identity(strategy), now_ms));
+        models.insert(
+            m.name.clone(),
+            own_learned(strategy, &state, &identity(strategy)),
+        );
     }
     let mut healths = BTreeMap::new();
     for (m, key) in health_models(plugin) {
@@ -200,7 +216,7 @@ fn publish(
         return None;
     }
     let incarnation = local::current_incarnation(host, &plugin.name)?;
-    let (models, health) = own_parts(host, plugin, now_ms);
+    let (models, health) = own_parts(host, plugin);
     let digest = digest(&models, &health);
     let heartbeat = fleet.retire_after_ms / 4;
     if record.created
@@ -252,7 +268,11 @@ fn lease_due(host: &dyn Host, plugin: &Plugin, now_ms: u64) -> Option<Outgoing<C
     let bucket_s = spent::bucket_seconds(ttl);
     let now_s = now_ms / 1000;
     let bucket = spent::bucket_of(now_s.saturating_add(ttl), bucket_s);
-    if local::leases(&plugin.name).read(host).iter().any(|(b, _)| *b == bucket) {
+    if local::leases(&plugin.name)
+        .read(host)
+        .iter()
+        .any(|(b, _)| *b == bucket)
+    {
         return None;
     }
     Some(Outgoing {
@@ -286,7 +306,13 @@ pub fn keep_lease(host: &dyn Host, plugin: &Plugin, bucket: u64, lease: i64, now
 }
 
 /// An answer of the root context's fleet callouts; follow-up requests, if any.
-pub fn answered(host: &dyn Host, plugin: &Plugin, call: Call, answer: &Answer, now_ms: u64) -> Vec<Outgoing<Call>> {
+pub fn answered(
+    host: &dyn Host,
+    plugin: &Plugin,
+    call: Call,
+    answer: &Answer,
+    now_ms: u64,
+) -> Vec<Outgoing<Call>> {
     settled(host, plugin, call, outcome(answer), &answer.body, now_ms)
 }
 
@@ -310,11 +336,15 @@ fn settled(
         forget_token(host, plugin);
     }
     match call {
-        Call::Auth => authenticated(host, plugin, &result, body),
-        Call::Publish { seq, digest } => published(host, plugin, fleet, &result, body, seq, digest, now_ms),
+        Call::Auth => authenticated(host, plugin, &result, body, now_ms),
+        Call::Publish { seq, digest } => {
+            published(host, plugin, fleet, &result, body, seq, digest, now_ms)
+        }
         Call::Read => match (&result, etcd::parse_range(body)) {
             (Outcome::Answered, Ok(range)) => {
-                return merge_read(host, plugin, fleet, &range.kvs, now_ms, true).into_iter().collect();
+                return merge_read(host, plugin, fleet, &range.kvs, now_ms, true)
+                    .into_iter()
+                    .collect();
             }
             (_, parsed) => {
                 let why = match (&result, parsed) {
@@ -327,9 +357,13 @@ fn settled(
         Call::Fold { replica } => folded(host, plugin, &result, body, &replica),
         Call::Lease { bucket } => match (&result, etcd::parse_lease(body)) {
             (Outcome::Answered, Ok(id)) => keep_lease(host, plugin, bucket, id, now_ms),
-            (other, _) => log::warn!("inference-router: fleet: spent-id lease not granted: {other:?}"),
+            (other, _) => {
+                log::warn!("inference-router: fleet: spent-id lease not granted: {other:?}")
+            }
         },
-        Call::Resolve { nonce } => super::spend::resolved(host, plugin, nonce, &result, body, now_ms),
+        Call::Resolve { nonce } => {
+            super::spend::resolved(host, plugin, nonce, &result, body, now_ms)
+        }
     }
     Vec::new()
 }
@@ -342,24 +376,57 @@ fn forget_token(host: &dyn Host, plugin: &Plugin) {
     });
 }
 
-fn authenticated(host: &dyn Host, plugin: &Plugin, result: &Outcome, body: &[u8]) {
+fn authenticated(host: &dyn Host, plugin: &Plugin, result: &Outcome, body: &[u8], now_ms: u64) {
+    let ok = logged_in(host, plugin, result, body, now_ms);
+    // The round this login took the place of runs at the next tick (after a refusal: after
+    // the login backoff).
+    let _ = local::sync(&plugin.name).update(host, |r| {
+        r.next_due_ms = if ok { 0 } else { r.login_after_ms };
+        true
+    });
+}
+
+/// The answer to a login: keeps the token for every request of this Envoy; `false` (counted,
+/// logged) when there is none. A refused login holds the next one back (`LOGIN_BACKOFF_MS`).
+pub fn logged_in(
+    host: &dyn Host,
+    plugin: &Plugin,
+    result: &Outcome,
+    body: &[u8],
+    now_ms: u64,
+) -> bool {
     match (result, etcd::parse_token(body)) {
         (Outcome::Answered, Ok(token)) => {
+            log::info!("inference-router: fleet: logged in to etcd");
             let _ = local::token(&plugin.name).update(host, |t| {
                 *t = token.clone();
                 true
             });
-            // The round this login took the place of runs at the next tick.
-            let _ = local::sync(&plugin.name).update(host, |r| {
-                r.next_due_ms = 0;
-                true
-            });
+            true
         }
         (other, _) => {
             bump(host, plugin, |f| f.sync_failures);
             log::warn!("inference-router: fleet: etcd login failed: {other:?}");
+            if matches!(other, Outcome::Refused(_)) {
+                let _ = local::sync(&plugin.name).update(host, |r| {
+                    r.login_after_ms = now_ms.saturating_add(super::LOGIN_BACKOFF_MS);
+                    true
+                });
+            }
+            false
         }
     }
+}
+
+/// Whether a login may be tried now (none was refused in the last `LOGIN_BACKOFF_MS`).
+pub fn may_log_in(host: &dyn Host, plugin: &Plugin, now_ms: u64) -> bool {
+    local::sync(&plugin.name).read(host).login_after_ms <= now_ms
+}
+
+/// The login request, when the fleet logs in to etcd.
+pub fn login(fleet: &FleetSettings) -> Option<etcd::Request> {
+    let auth = fleet.auth.as_ref()?;
+    Some(etcd::authenticate(&auth.username, &auth.password))
 }
 
 fn bump(host: &dyn Host, plugin: &Plugin, pick: impl Fn(&crate::telemetry::FleetIds) -> u32) {
@@ -445,7 +512,13 @@ fn rebase(host: &dyn Host, plugin: &Plugin, retired: Option<&Kv>, now_ms: u64) {
 }
 
 /// Adds (`sign` 1) or takes away (-1) statistics of this replica's own, model by model.
-fn correct_all(host: &dyn Host, plugin: &Plugin, models: &BTreeMap<String, Learned>, sign: f64, now_ms: u64) {
+fn correct_all(
+    host: &dyn Host,
+    plugin: &Plugin,
+    models: &BTreeMap<String, Learned>,
+    sign: f64,
+    now_ms: u64,
+) {
     let store = HostStore(host);
     for (m, key, strategy) in learning_models(plugin) {
         let id = identity(strategy);
@@ -460,7 +533,10 @@ fn correct_all(host: &dyn Host, plugin: &Plugin, models: &BTreeMap<String, Learn
             Ok::<_, String>(state)
         });
         if let Err(e) = result {
-            log::warn!("inference-router: fleet: correcting the statistics of {:?} failed: {e}", m.name);
+            log::warn!(
+                "inference-router: fleet: correcting the statistics of {:?} failed: {e}",
+                m.name
+            );
         }
     }
 }
@@ -572,12 +648,23 @@ pub fn merge_read(
         }
     }
     let docs: Vec<&Contribution> = others.iter().map(|(_, c)| c).collect();
-    merge_models(host, plugin, &docs, retired.as_ref().map(|(_, r)| r), now_ms);
+    merge_models(
+        host,
+        plugin,
+        &docs,
+        retired.as_ref().map(|(_, r)| r),
+        now_ms,
+    );
     merge_health(host, plugin, &docs, now_ms);
-    let replicas = u32::try_from(docs.len()).unwrap_or(u32::MAX).saturating_add(1);
+    let replicas = u32::try_from(docs.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
     let _ = local::sync(&plugin.name).update(host, |r| {
         if r.failures > 0 {
-            log::info!("inference-router: fleet: sync works again after {} failed rounds", r.failures);
+            log::info!(
+                "inference-router: fleet: sync works again after {} failed rounds",
+                r.failures
+            );
         }
         r.last_ok_ms = now_ms;
         r.warm_done = true;
@@ -591,7 +678,6 @@ pub fn merge_read(
     bump(host, plugin, |f| f.sync_success);
     if let Some(ids) = &plugin.metrics.fleet {
         let _ = host.record_metric(ids.replicas, u64::from(replicas));
-        let _ = host.record_metric(ids.lag_ms, 0);
     }
     if !may_fold {
         return None;
@@ -604,11 +690,20 @@ fn invalid(host: &dyn Host, plugin: &Plugin, whose: &str, why: &str) {
     log::warn!("inference-router: fleet: ignoring {whose:?}: {why}");
 }
 
-fn merge_models(host: &dyn Host, plugin: &Plugin, docs: &[&Contribution], retired: Option<&Retired>, now_ms: u64) {
+fn merge_models(
+    host: &dyn Host,
+    plugin: &Plugin,
+    docs: &[&Contribution],
+    retired: Option<&Retired>,
+    now_ms: u64,
+) {
     let store = HostStore(host);
     for (m, key, strategy) in learning_models(plugin) {
         let id = identity(strategy);
-        let mut entries: Vec<&Learned> = docs.iter().filter_map(|d| d.learned(&m.name, &id)).collect();
+        let mut entries: Vec<&Learned> = docs
+            .iter()
+            .filter_map(|d| d.learned(&m.name, &id))
+            .collect();
         let replicas = u32::try_from(entries.len()).unwrap_or(u32::MAX);
         entries.extend(retired.and_then(|r| r.learned(&m.name, &id)));
         let names = m.target_names();
@@ -624,7 +719,10 @@ fn merge_models(host: &dyn Host, plugin: &Plugin, docs: &[&Contribution], retire
             Ok::<_, String>(state)
         });
         if let Err(e) = result {
-            log::warn!("inference-router: fleet: merging the fleet's statistics of {:?} failed: {e}", m.name);
+            log::warn!(
+                "inference-router: fleet: merging the fleet's statistics of {:?} failed: {e}",
+                m.name
+            );
         }
     }
 }
@@ -633,7 +731,10 @@ fn merge_health(host: &dyn Host, plugin: &Plugin, docs: &[&Contribution], now_ms
     for (m, key) in health_models(plugin) {
         let fleet = fleet_health(docs, &m.name, &m.target_names(), now_ms);
         if let Err(e) = health::set_fleet(&HostStore(host), key, m.targets.len(), fleet) {
-            log::warn!("inference-router: fleet: merging the fleet's health of {:?} failed: {e}", m.name);
+            log::warn!(
+                "inference-router: fleet: merging the fleet's health of {:?} failed: {e}",
+                m.name
+            );
         }
     }
 }

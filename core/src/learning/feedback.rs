@@ -143,7 +143,10 @@ pub fn check(cfg: &Config, now: u64, input: &FeedbackInput<'_>) -> Result<Checke
             Plan::Forward { child }
         }
         None if v.model.is_bandit()
-            || v.model.router.as_ref().is_some_and(|r| r.feedback_path.is_some()) =>
+            || v.model
+                .router
+                .as_ref()
+                .is_some_and(|r| r.feedback_path.is_some()) =>
         {
             return Err(Refused::new(Refusal::NotLearning, TARGET_GONE))
         }
@@ -169,10 +172,17 @@ pub fn plan_for(cfg: &Config, token: &DecisionToken) -> Option<(usize, Plan)> {
     let model = cfg.models.get(index)?;
     // A bandit learns itself; a target it does not know may still be a router's own choice
     // (`-1`, `-2`), which only its router can learn from.
-    if let Some(target) = model.is_bandit().then(|| model.target_by_name(&token.target)).flatten() {
+    if let Some(target) = model
+        .is_bandit()
+        .then(|| model.target_by_name(&token.target))
+        .flatten()
+    {
         return Some((index, Plan::Learn { target }));
     }
-    model.router.as_ref().and_then(|r| r.feedback_path.as_ref())?;
+    model
+        .router
+        .as_ref()
+        .and_then(|r| r.feedback_path.as_ref())?;
     let child = target_child(cfg, index, &token.target)?;
     Some((index, Plan::Forward { child }))
 }
@@ -320,14 +330,22 @@ fn learn<S: SharedStore + ?Sized>(
     c: &Checked,
     now_ms: u64,
 ) -> Result<FeedbackReply, Refused> {
-    let applied = apply_reward(store, plugin, cfg, c.model, &c.token.target, c.reward, now_ms)
-        .map_err(|e| {
-            let refusal = match e {
-                ApplyError::NotBandit | ApplyError::UnknownTarget => Refusal::NotLearning,
-                _ => Refusal::Unavailable,
-            };
-            Refused(refusal, e.describe())
-        })?;
+    let applied = apply_reward(
+        store,
+        plugin,
+        cfg,
+        c.model,
+        &c.token.target,
+        c.reward,
+        now_ms,
+    )
+    .map_err(|e| {
+        let refusal = match e {
+            ApplyError::NotBandit | ApplyError::UnknownTarget => Refusal::NotLearning,
+            _ => Refusal::Unavailable,
+        };
+        Refused(refusal, e.describe())
+    })?;
     let forward = cfg
         .models
         .get(c.model)

@@ -68,7 +68,11 @@ impl Health {
         match rmp_serde::from_slice::<Health>(bytes) {
             Ok(mut h) if h.cooling_until.len() == targets && h.latency_ms.len() == targets => {
                 if h.samples.len() != targets || h.sampled_ms.len() != targets {
-                    h.samples = h.latency_ms.iter().map(|l| f64::from(u8::from(*l >= 0.0))).collect();
+                    h.samples = h
+                        .latency_ms
+                        .iter()
+                        .map(|l| f64::from(u8::from(*l >= 0.0)))
+                        .collect();
                     h.sampled_ms = vec![0; targets];
                 }
                 if h.fleet.as_ref().is_some_and(|f| {
@@ -304,7 +308,10 @@ mod tests {
         // An older health (two fields) still reads; estimates weigh one sample.
         let old = rmp_serde::to_vec(&(vec![7u64, 0], vec![30.0f64, -1.0])).unwrap();
         let h = Health::decode(&old, 2);
-        assert_eq!((h.cooling(0), h.latency(0), h.samples.clone()), (7, Some(30.0), vec![1.0, 0.0]));
+        assert_eq!(
+            (h.cooling(0), h.latency(0), h.samples.clone()),
+            (7, Some(30.0), vec![1.0, 0.0])
+        );
     }
 
     #[test]

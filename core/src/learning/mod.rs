@@ -8,8 +8,8 @@ pub mod spent;
 use serde_json::{json, Value};
 
 pub use feedback::{
-    check, complete, process_feedback, refusal, Accepted, Checked, FeedbackInput, FeedbackReply, Plan,
-    RouterForward,
+    check, complete, process_feedback, refusal, Accepted, Checked, FeedbackInput, FeedbackReply,
+    Plan, RouterForward,
 };
 
 use crate::bandit::{update_state, ModelState, SharedStore, UpdateFailure};
@@ -174,7 +174,8 @@ impl Refusal {
     }
 }
 
-/// The JSON the state endpoint returns: every bandit model's current state.
+/// The JSON the state endpoint returns: every bandit model's current state, as routing sees it
+/// (with a fleet: this Envoy's statistics plus the fleet's, and how many were its own).
 pub fn state_document<S: SharedStore + ?Sized>(store: &S, plugin: &str, cfg: &Config) -> Value {
     let mut models = serde_json::Map::new();
     for m in cfg.models.iter() {
@@ -184,7 +185,19 @@ pub fn state_document<S: SharedStore + ?Sized>(store: &S, plugin: &str, cfg: &Co
             Ok((Some(bytes), _)) => match crate::bandit::decode(&bytes) {
                 Ok(state) => {
                     let (state, _) = strategy.reconcile(state, &m.target_names());
-                    state_json(&state)
+                    let mut doc = state_json(&strategy.view(&state));
+                    if let (Some(fleet), Some(obj)) = (state.fleet(), doc.as_object_mut()) {
+                        obj.insert("own_observations".into(), json!(state.updates));
+                        obj.insert(
+                            "fleet".into(),
+                            json!({
+                                "replicas": fleet.replicas,
+                                "observations": fleet.updates,
+                                "as_of_ms": fleet.as_of_ms,
+                            }),
+                        );
+                    }
+                    doc
                 }
                 Err(e) => json!({ "error": format!("undecodable state: {e}") }),
             },

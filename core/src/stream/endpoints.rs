@@ -112,7 +112,12 @@ impl Stream {
     }
 
     /// Counts a feedback's answer, and forwards an accepted reward to the model's router.
-    pub(super) fn feedback_counted(&self, host: &dyn Host, reply: &FeedbackReply, client_body: &[u8]) {
+    pub(super) fn feedback_counted(
+        &self,
+        host: &dyn Host,
+        reply: &FeedbackReply,
+        client_body: &[u8],
+    ) {
         let plugin = &self.plugin;
         match &reply.result {
             Ok(accepted) => {

@@ -19,9 +19,12 @@ use serde_json::json;
 /// What a stream's fleet callout continues.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum FleetThen {
-    Spend(StreamCall),
+    /// A spend's request (kept to be sent once more if it never reached etcd).
+    Spend(Outgoing<StreamCall>, bool),
     /// The first view, which this request waits for; then the decision it put off.
     Warm(Deferred),
+    /// A login to etcd, then this request and what it continues.
+    Login(Box<FleetThen>, etcd::Request),
 }
 
 /// A decision put off until the fleet's first view is merged.
@@ -34,22 +37,55 @@ pub(super) enum Deferred {
 }
 
 impl Stream {
-    /// Sends a request to etcd from this stream; `false` when the host refused to start it.
-    fn send_etcd(&mut self, host: &dyn Host, fleet: &FleetSettings, request: &etcd::Request, then: FleetThen) -> bool {
+    /// Sends a request to etcd from this stream (logging in first when the fleet uses etcd
+    /// auth and this Envoy has no token yet); `false` when the host refused to start it.
+    fn send_etcd(
+        &mut self,
+        host: &dyn Host,
+        fleet: &FleetSettings,
+        request: &etcd::Request,
+        then: FleetThen,
+    ) -> bool {
         let token = local::token(&self.plugin.name).read(host);
+        if token.is_empty() {
+            if let Some(login) = sync::login(fleet) {
+                if !sync::may_log_in(host, &self.plugin, fleet::now_ms(host)) {
+                    return false;
+                }
+                let then = FleetThen::Login(Box::new(then), request.clone());
+                return self.dispatch_etcd(host, fleet, &login, None, then);
+            }
+        }
         let token = (!token.is_empty()).then_some(token.as_str());
+        self.dispatch_etcd(host, fleet, request, token, then)
+    }
+
+    fn dispatch_etcd(
+        &mut self,
+        host: &dyn Host,
+        fleet: &FleetSettings,
+        request: &etcd::Request,
+        token: Option<&str>,
+        then: FleetThen,
+    ) -> bool {
         let headers = fleet::headers(fleet, request.path, token);
+        let timeout_ms = match then {
+            FleetThen::Login(..) => fleet::login_timeout_ms(fleet),
+            _ => fleet.timeout_ms,
+        };
         let call = Call {
             cluster: &fleet.cluster,
             headers: &headers,
             body: &request.body,
-            timeout_ms: fleet.timeout_ms,
+            timeout_ms,
         };
-        if let Some(ids) = &self.plugin.metrics.fleet {
-            host.bump(ids.etcd_requests);
-        }
         match self.pending.send(host, &call, Then::Fleet(then)) {
-            Ok(()) => true,
+            Ok(()) => {
+                if let Some(ids) = &self.plugin.metrics.fleet {
+                    host.bump(ids.etcd_requests);
+                }
+                true
+            }
             Err(status) => {
                 log::warn!(
                     "inference-router[{}]: fleet: request to cluster {:?} not started: host status {status}",
@@ -63,9 +99,46 @@ impl Stream {
 
     /// A fleet callout of this stream answered.
     pub(super) fn fleet_answered(&mut self, host: &dyn Host, then: FleetThen, answer: &Answer) {
+        let Some(fleet) = self.plugin.cfg.fleet.clone() else {
+            return;
+        };
         match then {
-            FleetThen::Spend(call) => self.spend_answered(host, call, answer),
+            FleetThen::Spend(out, false) if outcome(answer) == Outcome::NotSent => {
+                // Nothing reached etcd (a member just went away): the next member, once.
+                let request = out.request.clone();
+                if !self.send_etcd(host, &fleet, &request, FleetThen::Spend(out, true)) {
+                    self.not_sent(host, &fleet, None);
+                }
+            }
+            FleetThen::Spend(out, _) => self.spend_answered(host, out.call, answer),
             FleetThen::Warm(deferred) => self.warm_answered(host, deferred, answer),
+            FleetThen::Login(next, request) => {
+                let plugin = Rc::clone(&self.plugin);
+                let sent = sync::logged_in(
+                    host,
+                    &plugin,
+                    &outcome(answer),
+                    &answer.body,
+                    fleet::now_ms(host),
+                ) && self.send_etcd(host, &fleet, &request, (*next).clone());
+                if !sent {
+                    self.not_sent(host, &fleet, Some(*next));
+                }
+            }
+        }
+    }
+
+    /// What a request that never reached etcd continues with: a feedback is refused (503), a
+    /// request waiting for the first view goes on without it.
+    fn not_sent(&mut self, host: &dyn Host, fleet: &FleetSettings, then: Option<FleetThen>) {
+        match then {
+            Some(FleetThen::Warm(deferred)) => self.warm_resume(host, deferred, None),
+            Some(FleetThen::Login(next, _)) => self.not_sent(host, fleet, Some(*next)),
+            _ => self.feedback_unavailable(
+                host,
+                fleet,
+                "the fleet's state store cannot be reached from this replica now",
+            ),
         }
     }
 
@@ -90,13 +163,21 @@ impl Stream {
         self.send_spend(host, fleet, first);
     }
 
-    fn send_spend(&mut self, host: &dyn Host, fleet: &FleetSettings, out: Option<Outgoing<StreamCall>>) {
+    fn send_spend(
+        &mut self,
+        host: &dyn Host,
+        fleet: &FleetSettings,
+        out: Option<Outgoing<StreamCall>>,
+    ) {
         let sent = match out {
-            Some(out) => self.send_etcd(host, fleet, &out.request, FleetThen::Spend(out.call)),
+            Some(out) => {
+                let request = out.request.clone();
+                self.send_etcd(host, fleet, &request, FleetThen::Spend(out, false))
+            }
             None => false,
         };
         if !sent {
-            self.feedback_unavailable(host, fleet, "the fleet's state store cannot be reached from this replica now");
+            self.not_sent(host, fleet, None);
         }
     }
 
@@ -114,7 +195,8 @@ impl Stream {
                         return self.send_spend(host, &fleet, next);
                     }
                     Err(why) => {
-                        let detail = format!("no lease for the decision id could be had ({why}); try again");
+                        let detail =
+                            format!("no lease for the decision id could be had ({why}); try again");
                         return self.feedback_unavailable(host, &fleet, &detail);
                     }
                 }
@@ -131,7 +213,10 @@ impl Stream {
                 self.send_json(host, 200, &serde_json::to_vec(&body).unwrap_or_default());
             }
             Spent::Replayed => {
-                let reply = learning::refusal(Refusal::Replayed, "this decision's feedback was already accepted");
+                let reply = learning::refusal(
+                    Refusal::Replayed,
+                    "this decision's feedback was already accepted",
+                );
                 self.feedback_reply(host, &reply, &[], None);
             }
             Spent::LeaseGone if !self.lease_retried => {
@@ -139,15 +224,26 @@ impl Stream {
                 let next = spend::begin(host, &plugin, &fleet, checked, now_ms);
                 self.send_spend(host, &fleet, next);
             }
-            Spent::LeaseGone => self.feedback_unavailable(host, &fleet, "etcd keeps losing the decision id's lease; try again"),
+            Spent::LeaseGone => self.feedback_unavailable(
+                host,
+                &fleet,
+                "etcd keeps losing the decision id's lease; try again",
+            ),
             Spent::Retry { why, .. } => self.feedback_unavailable(host, &fleet, &why),
         }
     }
 
     /// The id is spent by this replica: apply the reward (or release the id if that fails).
-    fn apply_spent(&mut self, host: &dyn Host, fleet: &FleetSettings, checked: &Checked, now_ms: u64) {
+    fn apply_spent(
+        &mut self,
+        host: &dyn Host,
+        fleet: &FleetSettings,
+        checked: &Checked,
+        now_ms: u64,
+    ) {
         let plugin = Rc::clone(&self.plugin);
-        let reply = learning::complete(&HostStore(host), &plugin.name, &plugin.cfg, checked, now_ms);
+        let reply =
+            learning::complete(&HostStore(host), &plugin.name, &plugin.cfg, checked, now_ms);
         if reply.result.is_err() {
             self.release(host, fleet, checked);
         }
@@ -162,10 +258,14 @@ impl Stream {
             .spent(checked.token.expires, checked.token.nonce);
         let request = etcd::txn(&[], &[etcd::Op::Delete(&key)], &[]);
         let token = local::token(&self.plugin.name).read(host);
-        let headers = fleet::headers(fleet, request.path, (!token.is_empty()).then_some(token.as_str()))
-            .into_iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
+        let headers = fleet::headers(
+            fleet,
+            request.path,
+            (!token.is_empty()).then_some(token.as_str()),
+        )
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
         self.plugin.enqueue_mirror(
             host,
             crate::plugin::MirrorJob {
@@ -240,20 +340,30 @@ impl Stream {
         let request = sync::read_request(&plugin, fleet);
         let sent = self.send_etcd(host, fleet, &request, FleetThen::Warm(deferred));
         self.warming = sent;
+        if !sent {
+            // etcd's cluster cannot be reached from here at all: stop looking on this VM.
+            plugin.warm.set(true);
+        }
         sent
     }
 
     fn warm_answered(&mut self, host: &dyn Host, deferred: Deferred, answer: &Answer) {
+        let range = match (outcome(answer), etcd::parse_range(&answer.body)) {
+            (Outcome::Answered, Ok(range)) => Some(range),
+            (other, _) => {
+                sync::read_failed(host, &self.plugin, &format!("{other:?}"));
+                None
+            }
+        };
+        self.warm_resume(host, deferred, range.as_ref());
+    }
+
+    /// Merges the first view (when it came) and makes the decision that waited for it.
+    fn warm_resume(&mut self, host: &dyn Host, deferred: Deferred, range: Option<&etcd::Range>) {
         self.warming = false;
         let plugin = Rc::clone(&self.plugin);
-        if let Some(fleet) = &plugin.cfg.fleet {
-            let now_ms = fleet::now_ms(host);
-            match (outcome(answer), etcd::parse_range(&answer.body)) {
-                (Outcome::Answered, Ok(range)) => {
-                    sync::merge_read(host, &plugin, fleet, &range.kvs, now_ms, false);
-                }
-                (other, _) => sync::read_failed(host, &plugin, &format!("{other:?}")),
-            }
+        if let (Some(fleet), Some(range)) = (&plugin.cfg.fleet, range) {
+            sync::merge_read(host, &plugin, fleet, &range.kvs, fleet::now_ms(host), false);
         }
         let action = match deferred {
             Deferred::Headers { end_of_stream } => {

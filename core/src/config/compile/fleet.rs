@@ -7,7 +7,7 @@ use crate::config::{ConfigError, EtcdAuth, FleetSettings, Model};
 const MIN_SYNC_MS: u32 = 100;
 const MAX_SYNC_MS: u32 = 600_000;
 const DEFAULT_TIMEOUT_MS: u32 = 1000;
-const MIN_RETIRE_SECONDS: u64 = 60;
+const MIN_RETIRE_SECONDS: u64 = 10;
 const MAX_RETIRE_SECONDS: u64 = 30 * 86_400;
 const MAX_PREFIX_LEN: usize = 256;
 const MAX_REPLICA_LEN: usize = 128;
@@ -69,7 +69,7 @@ pub(super) fn compile_fleet(
         return err(
             "fleet.retire_after_seconds",
             format!(
-                "must be between {min_retire} (at least 60 s and 10 sync periods) and {MAX_RETIRE_SECONDS}, got {}",
+                "must be between {min_retire} (at least 10 s and 10 sync periods) and {MAX_RETIRE_SECONDS}, got {}",
                 f.retire_after_seconds
             ),
         );
