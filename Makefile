@@ -37,13 +37,17 @@ setup: $(VENV)/.deps-envoy-$(ENVOY_VERSION)-seldon-1.18.2
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
-	@# etcd 3.4 (Debian's etcd-server) for integration/src/etcd.rs; the harness starts its own
-	@# members on free loopback ports and never uses a system etcd.
-	@command -v etcd >/dev/null || { \
-	  if [ "$$(id -u)" != 0 ]; then echo "make setup: etcd is missing; install it as root: apt-get install etcd-server" >&2; exit 1; fi; \
-	  if ! command -v apt-get >/dev/null; then echo "make setup: etcd is missing and apt-get is unavailable; install etcd 3.4 so that 'etcd' is on PATH" >&2; exit 1; fi; \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server; }
-	@etcd --version
+	@# etcd 3.4 (Debian's etcd-server) for the fleet tests and the bench's fleet row; the harness
+	@# starts its own members on free loopback ports and never uses a system etcd. openssl makes
+	@# the key etcd signs its JWT auth tokens with (integration/src/etcd.rs).
+	@missing=""; command -v etcd >/dev/null || missing="etcd-server"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "make setup: missing $$missing; install as root: apt-get install $$missing" >&2; exit 1; fi; \
+	  if ! command -v apt-get >/dev/null; then echo "make setup: missing $$missing and apt-get is unavailable; install etcd 3.4 and openssl so that both are on PATH" >&2; exit 1; fi; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@etcd --version | head -1
 
 # Envoy, and a real Seldon router microservice for the external-router test (its gunicorn
 # needs pkg_resources, hence setuptools<70).

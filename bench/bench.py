@@ -106,6 +106,10 @@ ROWS = [
         wasm=True),
     Row("ir-thompson", "inference-router: Thompson + feedback", "ir-thompson", "feedback",
         wasm=True),
+    Row("ir-thompson-implicit", "inference-router: Thompson, reward from every response",
+        "ir-thompson-implicit", "headers", wasm=True),
+    Row("ir-thompson-fleet", "inference-router: Thompson, reward from every response, fleet "
+        "(etcd, sync 1 s)", "ir-thompson-fleet", "headers", wasm=True),
     Row("ext-proc-headers", "no-op ext_proc, request headers", "ext-proc-headers", "headers"),
     Row("plain-header-1k", "plain Envoy, cluster_header (baseline)", "plain-header", "body-1k"),
     Row("minimal-1k", "minimal wasm filter (floor)", "minimal-wasm", "body-1k", wasm=True),
@@ -148,7 +152,12 @@ TARGETS = [("ir-header", 0.95), ("ir-weighted", 0.95), ("ir-sticky", 0.95),
 # Every inference-router row must beat the no-op ext_proc of its traffic.
 EXT_PROC_PEER = {"headers": "ext-proc-headers", "feedback": "ext-proc-headers",
                  "body-1k": "ext-proc-body-1k", "body-64k": "ext-proc-body-64k"}
+# Rows whose Envoy learns as a fleet: bench.py starts a single-member etcd for them (on the
+# load generator's core, data in the working directory) and reports their etcd requests.
+FLEET_ENVOYS = {"ir-thompson-fleet"}
 # Expected share of requests that reach the canary cluster (checked from Envoy's stats).
+# ir-thompson-implicit / -fleet: the upstream answers `x-reward: 0` from the canary and 1 from
+# the stable cluster, so they settle on the 5 % min_share like ir-thompson.
 # ir-thompson (envoy/ir-thompson.yaml, wrk/feedback.lua): feedback rewards "stable" with 1 and
 # "canary" with 0, and `min_share: 0.05` reserves 5 % of the picks for each target (drawn 50/50
 # from 10 % of the traffic). A working bandit therefore sends the canary the 5 % floor plus
@@ -159,6 +168,7 @@ EXT_PROC_PEER = {"headers": "ext-proc-headers", "feedback": "ext-proc-headers",
 CANARY_SHARE = {"plain-fixed": (0, 0), "plain-header": (0, 0), "plain-weighted": (5, 15),
                 "lua-weighted": (5, 15), "minimal-wasm": (0, 0), "ir-header": (0, 0),
                 "ir-weighted": (5, 15), "ir-sticky": (5, 15), "ir-thompson": (3, 10),
+                "ir-thompson-implicit": (3, 10), "ir-thompson-fleet": (3, 10),
                 "ir-body": (0, 0), "ir-policy": (5, 15), "ext-proc-headers": (0, 0),
                 "ext-proc-body": (0, 0),
                 "minimal-analysis": (0, 0), "ir-header-nometa": (0, 0)}
@@ -299,6 +309,61 @@ def render(name, values):
     if left:
         raise Failure(f"bench/envoy/{name}.yaml: unrendered placeholders {sorted(set(left))}")
     return text
+
+
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_etcd(workdir):
+    """A single-member etcd on free loopback ports, pinned to the load generator's core, for
+    the fleet rows. Returns its client port once it answers."""
+    etcd = shutil.which("etcd")
+    if etcd is None:
+        raise Failure("etcd is not installed: run `make setup` (installs Debian's etcd-server)")
+    client, peer = free_port(), free_port()
+    argv = [etcd, "--name", "bench", "--data-dir", str(workdir / "etcd"),
+            "--listen-client-urls", f"http://127.0.0.1:{client}",
+            "--advertise-client-urls", f"http://127.0.0.1:{client}",
+            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+            "--initial-cluster", f"bench=http://127.0.0.1:{peer}"]
+    p = start("etcd", argv, workdir / "etcd.log", LOAD_CPU)
+    deadline = time.time() + START_TIMEOUT
+    while time.time() < deadline:
+        if not p.alive():
+            raise Failure(f"etcd exited:\n{p.log_tail()}")
+        try:
+            status, _, body = send(client, "/health")
+            if status == 200 and b"true" in body:
+                return client
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise Failure(f"etcd not healthy within {START_TIMEOUT} s:\n{p.log_tail()}")
+
+
+def fleet_requests(rows, envoys, live_since):
+    """Per fleet row: etcd requests per second since its Envoy went live, and sync counts."""
+    out = {}
+    for r in rows:
+        if r.envoy not in FLEET_ENVOYS or r.proc in out:
+            continue
+        stats = json.loads(admin(envoys[r.proc], "/stats?format=json"))["stats"]
+        get = {s["name"]: s.get("value", 0) for s in stats if "value" in s}
+        name = "wasmcustom.inference_router.fleet."
+        seconds = time.time() - live_since
+        out[r.proc] = {
+            "rps": get.get(name + "etcd_requests", 0) / seconds,
+            "seconds": seconds,
+            "sync_ok": get.get(name + "sync.success", 0),
+            "sync_failed": get.get(name + "sync.failures", 0),
+            "replicas": get.get(name + "replicas", 0),
+        }
+    return out
 
 
 def wait_port_file(p, path):
@@ -601,7 +666,7 @@ def fmt(x, spec):
 
 
 def build_report(rows, shares, host_calls, idle_pct, profiles, envoy_version, started, elapsed,
-                 micro, command, load):
+                 micro, command, load, fleet):
     by_key = {r.key: r for r in rows}
     n_rounds = min(len(r.runs) for r in rows)
 
@@ -754,6 +819,19 @@ def build_report(rows, shares, host_calls, idle_pct, profiles, envoy_version, st
             detail = ", ".join(f"{name} {pct:.1f} %" for pct, name in dso)
             lines.append(f"| {key} | {res['cpu_us_per_req']:.1f} | {detail} |")
 
+    if fleet:
+        lines.append("\n## Fleet (etcd)\n")
+        lines.append("Requests the fleet row's Envoy sent to etcd (`fleet.etcd_requests`) per "
+                     "second since it started, over every round and the idle time between: "
+                     "about one read and one write per `sync_ms` (1 s), the write skipped while "
+                     "nothing changed. Its request path is the same as the row without `fleet`; "
+                     "compare the two rows above.\n")
+        lines.append("| Envoy | etcd requests/s | over | sync rounds merged | failed | replicas |"
+                     "\n|---|---:|---:|---:|---:|---:|")
+        for name, f in fleet.items():
+            lines.append(f"| {name} | {f['rps']:.2f} | {f['seconds']:.0f} s | {f['sync_ok']} | "
+                         f"{f['sync_failed']} | {f['replicas']} |")
+
     lines.append("\n## Load generator (CPU 0)\n")
     lines.append("CPU time per request of the processes sharing CPU 0 (medians over rounds; wrk "
                  "from its rusage, the servers from /proc/<pid>/stat), and how busy the core "
@@ -825,6 +903,8 @@ def main():
         xp = start("ext-proc", [str(EXT_PROC_BIN), "--port-file", str(workdir / "ext-proc.port")],
                    workdir / "ext-proc.log", LOAD_CPU)
         values = {
+            "ETCD_PORT": str(start_etcd(workdir)) if any(r.envoy in FLEET_ENVOYS for r in rows)
+            else "",
             "UPSTREAM_PORT": str(wait_port_file(up, workdir / "upstream.port")),
             "EXT_PROC_PORT": str(wait_port_file(xp, workdir / "ext-proc.port")),
             "WASM_PATH": json.dumps(str(WASM)),
@@ -845,6 +925,7 @@ def main():
                                  admin_port_file=workdir / f"{name}.admin")
         for p in envoys.values():
             wait_envoy(p)
+        live_since = time.time()
         log(f"{len(envoys)} Envoys live: " +
             ", ".join(f"{n}:{p.port}" for n, p in envoys.items()))
         sanity(rows, envoys, workdir)
@@ -869,6 +950,11 @@ def main():
             log(f"round {rnd + 1}/{ROUNDS} done: " + ", ".join(
                 f"{r.key} {r.runs[-1]['rps']:,.0f}" for r in rows))
         shares = canary_shares(envoys)
+        fleet = fleet_requests(rows, envoys, live_since)
+        for name, f in fleet.items():
+            if f["sync_ok"] == 0 or f["sync_failed"] > 0:
+                raise Failure(f"{name}: the fleet did not sync with etcd ({f['sync_ok']} rounds "
+                              f"merged, {f['sync_failed']} failed)")
         for name, share in shares.items():
             lo, hi = CANARY_SHARE[procs[name].envoy]
             if share is not None and not lo <= share <= hi:
@@ -895,7 +981,7 @@ def main():
         command = (settings + " " if settings else "") + "bench/run.sh"
         report, verdicts = build_report(rows, shares, host_calls, idle_pct, profiles,
                                         envoy_version, started, time.time() - t0, micro, command,
-                                        (load_before, os.getloadavg()[0]))
+                                        (load_before, os.getloadavg()[0]), fleet)
         out_dir = BENCH / "results"
         out_dir.mkdir(exist_ok=True)
         sha = git("rev-parse", "--short", "HEAD") or "unknown"

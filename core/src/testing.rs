@@ -221,6 +221,12 @@ impl TestHost {
         self.dispatched.borrow().clone()
     }
 
+    /// The callouts dispatched since the last call (or the current stream's start), taken: a
+    /// test that answers root-context callouts drains them as it goes.
+    pub fn take_dispatched(&self) -> Vec<Dispatched> {
+        std::mem::take(&mut *self.dispatched.borrow_mut())
+    }
+
     pub fn resumed(&self) -> Vec<Stream> {
         self.resumed.borrow().clone()
     }

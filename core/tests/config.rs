@@ -306,6 +306,126 @@ fn refusals_name_field_and_reason() {
     }
 }
 
+/// A bandit model with a fleet section (and `extra` fields in it).
+fn fleet_doc(extra: Value, decay: Option<Value>) -> Value {
+    let mut doc = base();
+    doc["models"][0]["strategy"] = json!({ "type": "thompson" });
+    if let Some(d) = decay {
+        doc["models"][0]["strategy"]["decay"] = d;
+    }
+    let mut fleet = json!({ "cluster": "etcd" });
+    for (k, v) in extra.as_object().unwrap() {
+        fleet[k] = v.clone();
+    }
+    doc["fleet"] = fleet;
+    doc
+}
+
+#[test]
+fn fleet_refusals_name_field_and_reason() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            fleet_doc(json!({ "cluster": "" }), None),
+            "fleet.cluster",
+            "cluster name",
+        ),
+        (
+            fleet_doc(json!({ "prefix": "ir" }), None),
+            "fleet.prefix",
+            "start with '/'",
+        ),
+        (
+            fleet_doc(json!({ "prefix": "/ir/" }), None),
+            "fleet.prefix",
+            "not end with '/'",
+        ),
+        (
+            fleet_doc(json!({ "prefix": "/a b" }), None),
+            "fleet.prefix",
+            "without spaces",
+        ),
+        (
+            fleet_doc(json!({ "sync_ms": 50 }), None),
+            "fleet.sync_ms",
+            "between 100 and",
+        ),
+        (
+            fleet_doc(json!({ "sync_ms": 500, "timeout_ms": 600 }), None),
+            "fleet.timeout_ms",
+            "sync rounds do not overlap",
+        ),
+        (
+            fleet_doc(json!({ "replica": "a/b" }), None),
+            "fleet.replica",
+            "without '/'",
+        ),
+        (
+            fleet_doc(json!({ "sync_ms": 5000, "retire_after_seconds": 20 }), None),
+            "fleet.retire_after_seconds",
+            "10 sync periods",
+        ),
+        (
+            fleet_doc(json!({ "auth": { "username": "u", "password": "" } }), None),
+            "fleet.auth.password",
+            "must not be empty",
+        ),
+        (
+            fleet_doc(json!({ "syncms": 1 }), None),
+            "fleet.syncms",
+            "unknown field",
+        ),
+        (
+            fleet_doc(json!({}), Some(json!({ "half_life": 100 }))),
+            "models[0].strategy.decay",
+            "half_life_seconds",
+        ),
+        (
+            fleet_doc(json!({}), Some(json!({ "gamma": 0.99 }))),
+            "models[0].strategy.decay",
+            "does not add up across a fleet",
+        ),
+        (
+            fleet_doc(json!({}), Some(json!({ "half_life_seconds": 0.5 }))),
+            "models[0].strategy.decay.half_life_seconds",
+            "number of seconds",
+        ),
+        (
+            with("fleet", json!({ "cluster": "etcd" })),
+            "fleet",
+            "nothing to share",
+        ),
+    ];
+    for (doc, field, reason) in cases {
+        let e = parse(doc.to_string().as_bytes()).expect_err(&format!("accepted {doc}"));
+        assert_eq!(e.field, field, "wrong field for {doc}: {e}");
+        assert!(
+            e.reason.contains(reason),
+            "reason {:?} lacks {reason:?} for {doc}",
+            e.reason
+        );
+    }
+    let c = parse(
+        fleet_doc(json!({}), Some(json!({ "half_life_seconds": 60 })))
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let f = c.fleet.unwrap();
+    assert_eq!(
+        (
+            f.prefix.as_str(),
+            f.sync_ms,
+            f.timeout_ms,
+            f.retire_after_ms
+        ),
+        ("/inference-router", 1000, 1000, 600_000)
+    );
+    assert_eq!(
+        (f.authority.as_str(), f.warm_start, f.replica),
+        ("etcd", true, None)
+    );
+}
+
 #[test]
 fn echo_is_refused_in_metadata_mode() {
     let mut doc = base();

@@ -1,7 +1,8 @@
 //! The benchmark's upstream model server stand-in: HTTP/1.1 on 127.0.0.1, one thread (the
 //! benchmark pins it to the load generator's core), keep-alive, no logging. Every request's body
 //! is read to the end (so a connection can be reused after a POST) and answered with
-//! `200 {"ok":true}`.
+//! `200 {"ok":true}` and a quality the bandits learn from: `x-reward: 0` for a request the router
+//! sent to the `chat-canary` cluster (its `x-inference-cluster`), `x-reward: 1` otherwise.
 //!
 //! Usage: `bench-upstream [--port-file PATH]`. Listens on a port the kernel picks and writes it
 //! to PATH (and to stdout).
@@ -20,12 +21,21 @@ use tokio::net::TcpListener;
 const ANSWER: &[u8] = br#"{"ok":true}"#;
 
 async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let canary = req
+        .headers()
+        .get("x-inference-cluster")
+        .is_some_and(|v| v.as_bytes() == b"chat-canary");
     // Drain the body: a request body left unread makes hyper close the connection.
     let _ = req.into_body().collect().await;
     let mut resp = Response::new(Full::new(Bytes::from_static(ANSWER)));
-    resp.headers_mut().insert(
+    let headers = resp.headers_mut();
+    headers.insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        "x-reward",
+        hyper::header::HeaderValue::from_static(if canary { "0" } else { "1" }),
     );
     Ok(resp)
 }

@@ -202,7 +202,12 @@ pub fn spent(
 fn took(host: &dyn Host, plugin: &Plugin, nonce: u64, fresh: bool) -> Spent {
     match take(host, plugin, nonce) {
         Some(r) if r.applied => Spent::AlreadyApplied,
-        Some(_) => Spent::Apply,
+        Some(_) => {
+            if let Some(ids) = &plugin.metrics.fleet {
+                host.bump(ids.in_doubt_applied);
+            }
+            Spent::Apply
+        }
         None if fresh => Spent::Apply,
         // Spent by this Envoy, with no attempt in doubt: an ordinary replay.
         None => Spent::Replayed,

@@ -218,7 +218,7 @@ fn publish(
     let incarnation = local::current_incarnation(host, &plugin.name)?;
     let (models, health) = own_parts(host, plugin);
     let digest = digest(&models, &health);
-    let heartbeat = fleet.retire_after_ms / 4;
+    let heartbeat = heartbeat_ms(fleet);
     if record.created
         && digest == record.published_digest
         && now_ms.saturating_sub(record.published_ms) < heartbeat
@@ -260,6 +260,12 @@ fn publish(
         request: etcd::txn(&[compare], &[put], &[Op::Get(&key), Op::Get(&retired)]),
         call: Call::Publish { seq, digest },
     })
+}
+
+/// An unchanged contribution is written again this often, so readers can tell a live replica
+/// (retirement, a previous life of a replica id) from one that went away.
+pub fn heartbeat_ms(fleet: &FleetSettings) -> u64 {
+    (fleet.retire_after_ms / 4).min(u64::from(fleet.sync_ms).saturating_mul(10))
 }
 
 /// A spent-id lease for the expiry bucket of tokens issued now, when there is none yet.
@@ -565,9 +571,10 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
         });
         return;
     }
-    // A previous life stopped writing; a live duplicate keeps writing.
+    // A previous life stopped writing; a live duplicate writes at least every heartbeat.
     let quiet_for = now_ms.saturating_sub(doc.written_ms);
-    if quiet_for < 2 * u64::from(fleet.sync_ms) + u64::from(fleet.timeout_ms) {
+    let live = heartbeat_ms(fleet) + 2 * u64::from(fleet.sync_ms) + u64::from(fleet.timeout_ms);
+    if quiet_for < live {
         bump(host, plugin, |f| f.conflicts);
         log::error!(
             "inference-router: fleet: replica id {:?} is written by another live Envoy (incarnation {}); this one stops publishing until it goes",

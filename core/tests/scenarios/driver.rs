@@ -37,9 +37,19 @@ impl Vm {
 
     /// The critical log lines when the configuration is refused.
     pub fn try_start(config: &Value) -> Result<Vm, Vec<String>> {
+        Self::try_start_seeded(config, (7, 11))
+    }
+
+    /// A VM of its own Envoy whose entropy is `seeds` (replicas of a fleet differ in it).
+    pub fn start_seeded(config: &Value, seeds: (u64, u64)) -> Vm {
+        Self::try_start_seeded(config, seeds)
+            .unwrap_or_else(|e| panic!("configuration refused: {e:?}"))
+    }
+
+    fn try_start_seeded(config: &Value, seeds: (u64, u64)) -> Result<Vm, Vec<String>> {
         let host = TestHost::new();
         host.configure(&config.to_string());
-        let mut root = Root::new(VmState::new(7, 11));
+        let mut root = Root::new(VmState::new(seeds.0, seeds.1));
         if !root.configure(&host) {
             return Err(host.critical_logs());
         }

@@ -11,6 +11,7 @@
 )]
 
 mod driver;
+mod fake_etcd;
 
 mod body;
 mod config;
@@ -19,6 +20,7 @@ mod external_router;
 mod fan_out;
 mod faults;
 mod feedback;
+mod fleet;
 mod host_calls;
 mod hostile;
 mod learning;

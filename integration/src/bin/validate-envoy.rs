@@ -20,7 +20,7 @@ use integration::template;
 use integration::{envoy_binary, envoy_dir, repo_root, EnvoyConfig, LDS_LISTENER_TEMPLATE};
 
 /// A small valid plugin configuration for a template (metadata mode when the template runs
-/// `json_to_metadata` before the filter).
+/// `json_to_metadata` before the filter; a fleet when it has an `etcd` cluster).
 fn plugin_config_for(template_text: &str, clusters: &[String]) -> String {
     let cluster = clusters
         .first()
@@ -31,6 +31,14 @@ fn plugin_config_for(template_text: &str, clusters: &[String]) -> String {
     });
     if template_text.contains("envoy.filters.http.json_to_metadata") {
         cfg["body"] = serde_json::json!({ "source": "metadata" });
+    }
+    // A template with the etcd cluster: a model that learns, as one fleet through it.
+    if template_text.contains("- name: etcd\n") {
+        cfg["models"][0]["strategy"] = serde_json::json!({ "type": "thompson" });
+        cfg["models"][0]["targets"][0]
+            .as_object_mut()
+            .map(|t| t.remove("weight"));
+        cfg["fleet"] = serde_json::json!({ "cluster": "etcd" });
     }
     cfg.to_string()
 }
