@@ -295,15 +295,7 @@ fn refusals_name_field_and_reason() {
             "same metric name",
         ),
     ];
-    for (doc, field, reason) in cases {
-        let e = parse(doc.to_string().as_bytes()).expect_err(&format!("accepted {doc}"));
-        assert_eq!(e.field, field, "wrong field for {doc}: {e}");
-        assert!(
-            e.reason.contains(reason),
-            "reason {:?} lacks {reason:?} for {doc}",
-            e.reason
-        );
-    }
+    assert_refusals(cases);
 }
 
 /// A bandit model with a fleet section (and `extra` fields in it).
@@ -395,15 +387,7 @@ fn fleet_refusals_name_field_and_reason() {
             "nothing to share",
         ),
     ];
-    for (doc, field, reason) in cases {
-        let e = parse(doc.to_string().as_bytes()).expect_err(&format!("accepted {doc}"));
-        assert_eq!(e.field, field, "wrong field for {doc}: {e}");
-        assert!(
-            e.reason.contains(reason),
-            "reason {:?} lacks {reason:?} for {doc}",
-            e.reason
-        );
-    }
+    assert_refusals(cases);
     let c = parse(
         fleet_doc(json!({}), Some(json!({ "half_life_seconds": 60 })))
             .to_string()
@@ -424,6 +408,20 @@ fn fleet_refusals_name_field_and_reason() {
         (f.authority.as_str(), f.warm_start, f.replica),
         ("etcd", true, None)
     );
+}
+
+/// Each document is refused, naming that field, with a reason containing that text.
+#[track_caller]
+fn assert_refusals(cases: Vec<(Value, &str, &str)>) {
+    for (doc, field, reason) in cases {
+        let e = parse(doc.to_string().as_bytes()).expect_err(&format!("accepted {doc}"));
+        assert_eq!(e.field, field, "wrong field for {doc}: {e}");
+        assert!(
+            e.reason.contains(reason),
+            "reason {:?} lacks {reason:?} for {doc}",
+            e.reason
+        );
+    }
 }
 
 #[test]

@@ -398,14 +398,20 @@ impl Strategy {
         }
         let factor = self.time_factor(now_ms.saturating_sub(ext.as_of_ms));
         ext.as_of_ms = ext.as_of_ms.max(now_ms);
-        if factor < 1.0 {
-            let prior = self.prior;
-            for a in &mut state.arms {
-                a.pulls *= factor;
-                a.reward_sum *= factor;
-                a.alpha = prior.alpha + factor * (a.alpha - prior.alpha);
-                a.beta = prior.beta + factor * (a.beta - prior.beta);
-            }
+        self.discount(state, factor);
+    }
+
+    /// Multiplies everything learned (what is above the prior) by `factor` (< 1 to decay).
+    fn discount(&self, state: &mut ModelState, factor: f64) {
+        if factor >= 1.0 {
+            return;
+        }
+        let prior = self.prior;
+        for a in &mut state.arms {
+            a.pulls *= factor;
+            a.reward_sum *= factor;
+            a.alpha = prior.alpha + factor * (a.alpha - prior.alpha);
+            a.beta = prior.beta + factor * (a.beta - prior.beta);
         }
     }
 
@@ -531,16 +537,7 @@ impl Strategy {
         if arm >= arms {
             return Err(UpdateError::UnknownArm { arm, arms });
         }
-        let gamma = self.gamma;
-        if gamma < 1.0 {
-            let prior = self.prior;
-            for a in &mut state.arms {
-                a.pulls *= gamma;
-                a.reward_sum *= gamma;
-                a.alpha = prior.alpha + gamma * (a.alpha - prior.alpha);
-                a.beta = prior.beta + gamma * (a.beta - prior.beta);
-            }
-        }
+        self.discount(state, self.gamma);
         if let Some(a) = state.arms.get_mut(arm) {
             a.pulls += 1.0;
             a.reward_sum += reward;

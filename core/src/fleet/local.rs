@@ -118,7 +118,8 @@ impl<T: Serialize + DeserializeOwned + Default + Clone> Record<T> {
         }
     }
 
-    /// Changes the record: `f` returns `None` to leave it as it is. The value now stored.
+    /// Changes the record: `f` edits it and says whether to write (`false`: leave it as it
+    /// is). Returns the value now stored.
     pub fn update(
         &self,
         host: &dyn Host,
@@ -132,6 +133,19 @@ impl<T: Serialize + DeserializeOwned + Default + Clone> Record<T> {
                 Change::Keep(v)
             }
         })
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Default + Clone> Record<T> {
+    /// Changes the record (always written); a lost race or a host failure is logged, not
+    /// returned: bookkeeping that a later round redoes.
+    pub fn set(&self, host: &dyn Host, mut f: impl FnMut(&mut T)) {
+        if let Err(e) = self.update(host, |v| {
+            f(v);
+            true
+        }) {
+            log::warn!("inference-router: fleet: {} not updated: {e}", self.key);
+        }
     }
 }
 

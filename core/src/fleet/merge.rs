@@ -242,6 +242,35 @@ mod tests {
     }
 
     #[test]
+    fn fleet_health_takes_the_latest_cooldown_and_weighs_fresh_latencies() {
+        use std::collections::BTreeMap;
+        let doc = |health: BTreeMap<String, TargetHealth>| Contribution {
+            v: 1,
+            replica: "r".into(),
+            incarnation: "i".into(),
+            seq: 1,
+            written_ms: 1,
+            models: BTreeMap::new(),
+            health: BTreeMap::from([("m".into(), health)]),
+        };
+        let now = 1_000_000_000;
+        let a = doc(BTreeMap::from([
+            ("x".into(), [100.0, 200.0, 5.0, (now - 1000) as f64]),
+            ("y".into(), [0.0, 50.0, 5.0, (now - STALE_MS - 1) as f64]),
+        ]));
+        let b = doc(BTreeMap::from([(
+            "x".into(),
+            [300.0, 100.0, 1.0, now as f64],
+        )]));
+        let h = fleet_health(&[&a, &b], "m", &["x", "y", "z"], now);
+        assert_eq!(h.cooling_until, [300, 0, 0]);
+        // x: (200·5 + 100·1) / 6; y's only estimate is stale; z has none.
+        assert!((h.latency_ms[0] - 1100.0 / 6.0).abs() < 1e-9, "{h:?}");
+        assert_eq!((h.latency_ms[1], h.latency_ms[2]), (-1.0, -1.0));
+        assert_eq!(h.samples, [6.0, 0.0, 0.0]);
+    }
+
+    #[test]
     fn taking_away_a_folded_snapshot_leaves_what_came_after() {
         let s = strategy(Decay::None);
         let (mut st, snapshot) = learned_from(&s, &[(0, 1.0), (1, 0.0)], 0);

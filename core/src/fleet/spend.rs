@@ -124,19 +124,11 @@ pub fn lease_answer(
             Ok(id)
         }
         (Outcome::Unauthenticated, _) => {
-            forget_token(host, plugin);
+            super::sync::forget_token(host, plugin);
             Err("etcd wants a new login".into())
         }
         (other, _) => Err(format!("{other:?}")),
     }
-}
-
-fn forget_token(host: &dyn Host, plugin: &Plugin) {
-    let _ = local::token(&plugin.name).update(host, |t| {
-        let had = !t.is_empty();
-        t.clear();
-        had
-    });
 }
 
 /// What the spend's answer means; records the attempt in doubt when its answer was lost.
@@ -183,7 +175,7 @@ pub fn spent(
             in_doubt: false,
         },
         Outcome::Unauthenticated => {
-            forget_token(host, plugin);
+            super::sync::forget_token(host, plugin);
             Spent::Retry {
                 why: "etcd wants a new login".into(),
                 in_doubt: false,

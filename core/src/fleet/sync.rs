@@ -113,9 +113,8 @@ pub fn tick(host: &dyn Host, plugin: &Plugin, now_ms: u64) -> Vec<Outgoing<Call>
 
 /// Gives a claimed round back (its requests could not be started): the next tick may run it.
 pub fn release_round(host: &dyn Host, plugin: &Plugin) {
-    let _ = local::sync(&plugin.name).update(host, |r| {
+    local::sync(&plugin.name).set(host, |r| {
         r.next_due_ms = 0;
-        true
     });
 }
 
@@ -229,9 +228,8 @@ fn publish(
         seq,
         models: models.clone(),
     };
-    let _ = local::published(&plugin.name).update(host, |p| {
+    local::published(&plugin.name).set(host, |p| {
         p.attempted = Some(snapshot.clone());
-        true
     });
     let replica = replica_id(plugin, fleet, &incarnation);
     let doc = Contribution {
@@ -303,11 +301,10 @@ pub fn keep_lease(host: &dyn Host, plugin: &Plugin, bucket: u64, lease: i64, now
     };
     let bucket_s = spent::bucket_seconds(fb.ttl_seconds);
     let now_s = now_ms / 1000;
-    let _ = local::leases(&plugin.name).update(host, |leases| {
+    local::leases(&plugin.name).set(host, |leases| {
         leases.retain(|(b, _)| lease_ttl(*b, bucket_s, now_s) > LEASE_MARGIN_S);
         leases.retain(|(b, _)| *b != bucket);
         leases.push((bucket, lease));
-        true
     });
 }
 
@@ -344,7 +341,7 @@ fn settled(
     match call {
         Call::Auth => authenticated(host, plugin, &result, body, now_ms),
         Call::Publish { seq, digest } => {
-            published(host, plugin, fleet, &result, body, seq, digest, now_ms)
+            published(host, plugin, fleet, &result, body, (seq, digest), now_ms)
         }
         Call::Read => match (&result, etcd::parse_range(body)) {
             (Outcome::Answered, Ok(range)) => {
@@ -374,7 +371,8 @@ fn settled(
     Vec::new()
 }
 
-fn forget_token(host: &dyn Host, plugin: &Plugin) {
+/// etcd said the token is no longer valid: the next request logs in again.
+pub fn forget_token(host: &dyn Host, plugin: &Plugin) {
     let _ = local::token(&plugin.name).update(host, |t| {
         let had = !t.is_empty();
         t.clear();
@@ -386,9 +384,8 @@ fn authenticated(host: &dyn Host, plugin: &Plugin, result: &Outcome, body: &[u8]
     let ok = logged_in(host, plugin, result, body, now_ms);
     // The round this login took the place of runs at the next tick (after a refusal: after
     // the login backoff).
-    let _ = local::sync(&plugin.name).update(host, |r| {
+    local::sync(&plugin.name).set(host, |r| {
         r.next_due_ms = if ok { 0 } else { r.login_after_ms };
-        true
     });
 }
 
@@ -404,9 +401,8 @@ pub fn logged_in(
     match (result, etcd::parse_token(body)) {
         (Outcome::Answered, Ok(token)) => {
             log::info!("inference-router: fleet: logged in to etcd");
-            let _ = local::token(&plugin.name).update(host, |t| {
+            local::token(&plugin.name).set(host, |t| {
                 *t = token.clone();
-                true
             });
             true
         }
@@ -414,9 +410,8 @@ pub fn logged_in(
             bump(host, plugin, |f| f.sync_failures);
             log::warn!("inference-router: fleet: etcd login failed: {other:?}");
             if matches!(other, Outcome::Refused(_)) {
-                let _ = local::sync(&plugin.name).update(host, |r| {
+                local::sync(&plugin.name).set(host, |r| {
                     r.login_after_ms = now_ms.saturating_add(super::LOGIN_BACKOFF_MS);
-                    true
                 });
             }
             false
@@ -441,15 +436,14 @@ fn bump(host: &dyn Host, plugin: &Plugin, pick: impl Fn(&crate::telemetry::Fleet
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The answer to a publish of round `seq` that carried `digest`.
 fn published(
     host: &dyn Host,
     plugin: &Plugin,
     fleet: &FleetSettings,
     result: &Outcome,
     body: &[u8],
-    seq: u64,
-    digest: u64,
+    (seq, digest): (u64, u64),
     now_ms: u64,
 ) {
     let txn = match (result, etcd::parse_txn(body)) {
@@ -462,17 +456,15 @@ fn published(
     };
     if txn.succeeded {
         bump(host, plugin, |f| f.publish_success);
-        let _ = local::sync(&plugin.name).update(host, |r| {
+        local::sync(&plugin.name).set(host, |r| {
             r.created = true;
             r.published_ms = now_ms;
             r.published_digest = digest;
-            true
         });
-        let _ = local::published(&plugin.name).update(host, |p| {
+        local::published(&plugin.name).set(host, |p| {
             if p.attempted.as_ref().is_some_and(|a| a.seq == seq) {
                 p.confirmed = p.attempted.clone();
             }
-            true
         });
         return;
     }
@@ -506,14 +498,12 @@ fn rebase(host: &dyn Host, plugin: &Plugin, retired: Option<&Kv>, now_ms: u64) {
         }
         _ => log::warn!("inference-router: fleet: this replica's key is gone (not retired by a replica); publishing everything again"),
     }
-    let _ = local::sync(&plugin.name).update(host, |r| {
+    local::sync(&plugin.name).set(host, |r| {
         r.created = false;
         r.published_digest = 0;
-        true
     });
-    let _ = local::published(&plugin.name).update(host, |p| {
+    local::published(&plugin.name).set(host, |p| {
         *p = Published::default();
-        true
     });
 }
 
@@ -557,17 +547,15 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
         Ok(doc) => doc,
         Err(why) => {
             log::warn!("inference-router: fleet: this replica's key holds something unusable ({why}); it is replaced");
-            let _ = local::sync(&plugin.name).update(host, |r| {
+            local::sync(&plugin.name).set(host, |r| {
                 r.created = true;
-                true
             });
             return;
         }
     };
     if doc.incarnation == incarnation {
-        let _ = local::sync(&plugin.name).update(host, |r| {
+        local::sync(&plugin.name).set(host, |r| {
             r.created = true;
-            true
         });
         return;
     }
@@ -581,9 +569,8 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
             doc.replica,
             doc.incarnation
         );
-        let _ = local::sync(&plugin.name).update(host, |r| {
+        local::sync(&plugin.name).set(host, |r| {
             r.conflict = true;
-            true
         });
         return;
     }
@@ -598,10 +585,9 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
         doc.replica,
         doc.seq
     );
-    let _ = local::sync(&plugin.name).update(host, |r| {
+    local::sync(&plugin.name).set(host, |r| {
         r.created = true;
         r.published_digest = 0;
-        true
     });
 }
 
@@ -666,7 +652,7 @@ pub fn merge_read(
     let replicas = u32::try_from(docs.len())
         .unwrap_or(u32::MAX)
         .saturating_add(1);
-    let _ = local::sync(&plugin.name).update(host, |r| {
+    local::sync(&plugin.name).set(host, |r| {
         if r.failures > 0 {
             log::info!(
                 "inference-router: fleet: sync works again after {} failed rounds",
@@ -680,7 +666,6 @@ pub fn merge_read(
         if mine_is_mine {
             r.conflict = false;
         }
-        true
     });
     bump(host, plugin, |f| f.sync_success);
     if let Some(ids) = &plugin.metrics.fleet {

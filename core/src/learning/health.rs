@@ -184,24 +184,7 @@ pub fn record<S: SharedStore + ?Sized>(
     targets: usize,
     sample: Sample,
 ) -> Result<(), StoreError> {
-    let fresh = Health::new(targets);
-    cas_update(
-        store,
-        key,
-        MAX_ATTEMPTS,
-        &HealthCodec(targets),
-        &fresh,
-        |mut h| {
-            h.apply(sample);
-            Ok::<_, Infallible>(Change::Write(h))
-        },
-    )
-    .map(|_| ())
-    .map_err(|e| match e {
-        UpdateFailure::Contention { .. } => StoreError::CasMismatch,
-        UpdateFailure::Store { error, .. } => error,
-        UpdateFailure::Rejected(never) => match never {},
-    })
+    change(store, key, targets, |h| h.apply(sample))
 }
 
 /// Replaces the fleet part of a model's health (a sync merged the others').
@@ -211,14 +194,25 @@ pub fn set_fleet<S: SharedStore + ?Sized>(
     targets: usize,
     fleet: FleetHealth,
 ) -> Result<(), StoreError> {
+    change(store, key, targets, |h| h.fleet = Some(fleet.clone()))
+}
+
+/// The bounded CAS read-modify-write of a model's health.
+fn change<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    targets: usize,
+    mut edit: impl FnMut(&mut Health),
+) -> Result<(), StoreError> {
+    let fresh = Health::new(targets);
     cas_update(
         store,
         key,
         MAX_ATTEMPTS,
         &HealthCodec(targets),
-        &Health::new(targets),
+        &fresh,
         |mut h| {
-            h.fleet = Some(fleet.clone());
+            edit(&mut h);
             Ok::<_, Infallible>(Change::Write(h))
         },
     )

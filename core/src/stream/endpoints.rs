@@ -22,6 +22,29 @@ fn request_path(host: &dyn Host) -> String {
     }
 }
 
+/// The feedback headers (header-only feedback, or the decision id beside a body).
+pub(super) struct FeedbackHeaders {
+    decision: Option<String>,
+    reward: Option<String>,
+}
+
+impl FeedbackHeaders {
+    pub(super) fn read(host: &dyn Host) -> Self {
+        FeedbackHeaders {
+            decision: host.request_header("x-inference-decision"),
+            reward: host.request_header("x-inference-reward"),
+        }
+    }
+
+    pub(super) fn input<'a>(&'a self, body: &'a [u8]) -> FeedbackInput<'a> {
+        FeedbackInput {
+            body,
+            header_decision: self.decision.as_deref(),
+            header_reward: self.reward.as_deref(),
+        }
+    }
+}
+
 impl Stream {
     /// Feedback and the state endpoint are answered by the filter itself. Returns the action
     /// when the request was one of them.
@@ -87,13 +110,8 @@ impl Stream {
         if let Some(fleet) = &plugin.cfg.fleet {
             return self.spend_feedback(host, fleet, body);
         }
-        let decision = host.request_header("x-inference-decision");
-        let reward = host.request_header("x-inference-reward");
-        let input = FeedbackInput {
-            body,
-            header_decision: decision.as_deref(),
-            header_reward: reward.as_deref(),
-        };
+        let headers = FeedbackHeaders::read(host);
+        let input = headers.input(body);
         let mut spent_reset = false;
         let now = host.now_secs();
         let store = HostStore(host);

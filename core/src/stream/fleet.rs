@@ -13,7 +13,7 @@ use crate::fleet::spend::{self, Spent, StreamCall};
 use crate::fleet::sync::{self, Outgoing};
 use crate::fleet::{self, etcd, local, outcome, Outcome};
 use crate::host::{Action, Call, Host, HostStore, Stream as Half};
-use crate::learning::{self, Checked, FeedbackInput, FeedbackReply, Refusal};
+use crate::learning::{self, Checked, FeedbackReply, Refusal};
 use serde_json::json;
 
 /// What a stream's fleet callout continues.
@@ -147,14 +147,8 @@ impl Stream {
     /// Checks a feedback, then spends its decision id fleet-wide (the answer continues it).
     pub(super) fn spend_feedback(&mut self, host: &dyn Host, fleet: &FleetSettings, body: &[u8]) {
         let plugin = Rc::clone(&self.plugin);
-        let decision = host.request_header("x-inference-decision");
-        let reward = host.request_header("x-inference-reward");
-        let input = FeedbackInput {
-            body,
-            header_decision: decision.as_deref(),
-            header_reward: reward.as_deref(),
-        };
-        let checked = match learning::check(&plugin.cfg, host.now_secs(), &input) {
+        let headers = super::endpoints::FeedbackHeaders::read(host);
+        let checked = match learning::check(&plugin.cfg, host.now_secs(), &headers.input(body)) {
             Ok(c) => c,
             Err(refused) => return self.feedback_reply(host, &refused.reply(), &[], None),
         };
