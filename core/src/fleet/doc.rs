@@ -1,6 +1,6 @@
 //! What a replica publishes (its contribution) and what retired replicas leave behind, as JSON
-//! values in etcd, readable with `etcdctl get`. Sizes: about 120 bytes per model plus 50 per
-//! target, and 60 per target with health.
+//! values in etcd, readable with `etcdctl get`. Sizes: about 120 bytes, plus about 100 per model
+//! and 30 to 90 per target, plus 60 per target whose health is tracked (docs/fleet.md).
 //!
 //! Every number a replica publishes adds up across replicas: per target, observations,
 //! reward sum and the posterior increments (alpha and beta above the prior), all decayed to
