@@ -299,11 +299,27 @@ pub fn now_ms(host: &dyn Host) -> u64 {
     host.now_nanos().map_or(0, |n| n / 1_000_000)
 }
 
+/// What build of the module is running: the crate version and the commit it was built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Build {
+    pub version: &'static str,
+    pub commit: &'static str,
+}
+
+impl Build {
+    /// For VMs of tests and tools that do not say.
+    pub const UNKNOWN: Build = Build {
+        version: "0.0.0",
+        commit: "unknown",
+    };
+}
+
 /// Per-VM state that outlives a configuration.
 #[derive(Clone)]
 pub struct VmState {
     pub rng: Rc<RefCell<Rng>>,
     pub ids: Rc<RefCell<DecisionIds>>,
+    pub build: Build,
 }
 
 impl VmState {
@@ -312,7 +328,14 @@ impl VmState {
         VmState {
             rng: Rc::new(RefCell::new(Rng::seed_from_u64(rng_seed))),
             ids: Rc::new(RefCell::new(DecisionIds::new(id_seed))),
+            build: Build::UNKNOWN,
         }
+    }
+
+    /// The same VM, saying which build it runs (the state endpoint and `/stats` show it).
+    pub fn with_build(mut self, build: Build) -> Self {
+        self.build = build;
+        self
     }
 
     pub fn next_u64(&self) -> u64 {

@@ -89,6 +89,7 @@ impl Root {
             cfg.body.source,
             if cfg.feedback.is_some() { "on" } else { "off" }
         );
+        crate::telemetry::publish_build(host, self.vm.build);
         prepare_state(host, &plugin);
         self.spent_cleared_below = 0;
         self.spent_seeded_to = 0;

@@ -112,6 +112,22 @@ fn counters(host: &dyn Host, names: &[String]) -> Result<Vec<u32>, String> {
         .collect()
 }
 
+/// `inference_router.build.<version>.<commit>`, set to 1: in Prometheus, one series per build
+/// running, so a fleet's mixed versions show (`{__name__=~"inference_router_build_.*"}`).
+pub fn publish_build(host: &dyn Host, build: crate::plugin::Build) {
+    let name = format!(
+        "{PREFIX}.build.{}.{}",
+        metric_segment(&build.version.replace(['-', '+'], "_")),
+        metric_segment(build.commit)
+    );
+    match host.define_metric(MetricKind::Gauge, &name) {
+        Ok(id) => {
+            let _ = host.record_metric(id, 1);
+        }
+        Err(status) => log::warn!("inference-router: {name}: host status {status}"),
+    }
+}
+
 impl Metrics {
     pub fn define(host: &dyn Host, cfg: &Config) -> Result<Self, String> {
         let n = MetricNames::for_config(cfg);

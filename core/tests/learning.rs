@@ -14,6 +14,7 @@ use inference_router_core::learning::{
     apply_reward, process_feedback, spent, spent_prefix, state_document, state_key, Accepted,
     FeedbackInput, FeedbackReply, Refusal, RouterForward,
 };
+use inference_router_core::plugin::Build;
 use serde_json::json;
 
 const PLUGIN: &str = "test-plugin";
@@ -258,7 +259,7 @@ fn state_document_lists_bandit_models() {
     let c = cfg();
     let store = MemoryStore::new();
     apply_reward(&store, PLUGIN, &c, 0, "large", 1.0, 0).unwrap();
-    let doc = state_document(&store, PLUGIN, &c);
+    let doc = state_document(&store, PLUGIN, &c, Build::UNKNOWN);
     assert_eq!(doc["models"]["chat"]["observations"], 1);
     assert_eq!(doc["models"]["chat"]["targets"][1]["name"], "large");
     assert_eq!(doc["models"]["chat"]["targets"][1]["mean_reward"], 1.0);

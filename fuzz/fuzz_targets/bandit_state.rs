@@ -6,6 +6,7 @@
 #![no_main]
 
 use fuzz_support::{fixtures, PLUGIN};
+use inference_router_core::plugin::Build;
 use inference_router_core::bandit::{self, MemoryStore, StateCache};
 use inference_router_core::learning::{apply_reward, state_document, state_key};
 use inference_router_core::rng::Rng;
@@ -55,6 +56,6 @@ fuzz_target!(|data: &[u8]| {
             }
             store.put_raw(&state_key(PLUGIN, &m.name), data);
         }
-        let _ = state_document(&store, PLUGIN, cfg);
+        let _ = state_document(&store, PLUGIN, cfg, Build::UNKNOWN);
     }
 });

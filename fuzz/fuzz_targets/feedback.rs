@@ -7,6 +7,7 @@
 #![no_main]
 
 use fuzz_support::{coverage_fixture, COVERAGE_SIGNING_KEY, NOW, PLUGIN};
+use inference_router_core::plugin::Build;
 use inference_router_core::bandit::MemoryStore;
 use inference_router_core::feedback::{parse_feedback, DecisionToken, TokenSigner};
 use inference_router_core::learning::{process_feedback, state_document, FeedbackInput};
@@ -42,5 +43,5 @@ fuzz_target!(|data: &[u8]| {
         let again = process_feedback(&store, PLUGIN, &fx.cfg, NOW, &input, &mut reset);
         assert_eq!(again.status, 409, "accepted twice: {:?}", again.body);
     }
-    let _ = state_document(&store, PLUGIN, &fx.cfg);
+    let _ = state_document(&store, PLUGIN, &fx.cfg, Build::UNKNOWN);
 });

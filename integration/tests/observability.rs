@@ -242,3 +242,48 @@ fn envoy_errors_after_a_decision_still_carry_metadata() {
     assert_eq!(r.status, 503, "{}", r.text());
     assert_decision(&r, "ghost", "g1", "weighted");
 }
+
+/// The filter crate's version (the root Cargo.toml's `[package]`).
+fn filter_version() -> String {
+    let toml = std::fs::read_to_string(integration::repo_root().join("Cargo.toml")).unwrap();
+    let package = toml.split("[package]").nth(1).unwrap();
+    let line = package.lines().find(|l| l.starts_with("version")).unwrap();
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+/// The commit `build.rs` embeds: git's short (12) HEAD, as the module was built from it.
+fn head_commit() -> String {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(integration::repo_root())
+        .output()
+        .expect("git");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn the_build_shows_on_stats_prometheus_and_the_state_endpoint() {
+    let mut cfg = config();
+    cfg["state_endpoint"] = json!({ "path": "/state", "token": "state-token-0123456789" });
+    let h = Harness::demo(&cfg);
+    let version = filter_version();
+    let state = h
+        .send(&Request::get("/state").header("authorization", "Bearer state-token-0123456789"))
+        .json();
+    let commit = state["build"]["commit"].as_str().unwrap().to_string();
+    assert_eq!(state["build"]["version"], version, "{state}");
+    // The module under test was built from this checkout (make builds it before the tests).
+    assert_eq!(commit, head_commit(), "{state}");
+    let gauge = format!(
+        "inference_router.build.{}.{commit}",
+        version.replace('.', "_")
+    );
+    assert_eq!(h.envoy.wasm_counter(&gauge), 1, "{gauge} on /stats");
+    let prom = h.envoy.prometheus();
+    let series = format!("{} 1", gauge.replace('.', "_"));
+    assert!(
+        prom.lines()
+            .any(|l| l.starts_with(&gauge.replace('.', "_")) && l.ends_with(" 1")),
+        "{series} missing from /stats/prometheus"
+    );
+}

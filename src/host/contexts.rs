@@ -1,7 +1,7 @@
 //! The SDK's context traits, each callback handed to the core with the wasm host.
 
 use inference_router_core::host::Action as CoreAction;
-use inference_router_core::plugin::VmState;
+use inference_router_core::plugin::{Build, VmState};
 use inference_router_core::root::Root;
 use inference_router_core::stream::Stream;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -36,7 +36,13 @@ pub(crate) struct RootShell(Root);
 
 impl RootShell {
     pub fn new() -> Self {
-        RootShell(Root::new(VmState::new(entropy_u64(), entropy_u64())))
+        let build = Build {
+            version: VERSION,
+            commit: GIT_SHA,
+        };
+        RootShell(Root::new(
+            VmState::new(entropy_u64(), entropy_u64()).with_build(build),
+        ))
     }
 }
 

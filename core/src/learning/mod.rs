@@ -174,9 +174,15 @@ impl Refusal {
     }
 }
 
-/// The JSON the state endpoint returns: every bandit model's current state, as routing sees it
-/// (with a fleet: this Envoy's statistics plus the fleet's, and how many were its own).
-pub fn state_document<S: SharedStore + ?Sized>(store: &S, plugin: &str, cfg: &Config) -> Value {
+/// The JSON the state endpoint returns: the build that runs, and every bandit model's current
+/// state as routing sees it (with a fleet: this Envoy's statistics plus the fleet's, and how
+/// many were its own).
+pub fn state_document<S: SharedStore + ?Sized>(
+    store: &S,
+    plugin: &str,
+    cfg: &Config,
+    build: crate::plugin::Build,
+) -> Value {
     let mut models = serde_json::Map::new();
     for m in cfg.models.iter() {
         let Some(strategy) = m.bandit() else { continue };
@@ -206,7 +212,10 @@ pub fn state_document<S: SharedStore + ?Sized>(store: &S, plugin: &str, cfg: &Co
         };
         models.insert(m.name.clone(), entry);
     }
-    json!({ "models": models })
+    json!({
+        "build": { "version": build.version, "commit": build.commit },
+        "models": models,
+    })
 }
 
 pub fn state_json(state: &ModelState) -> Value {

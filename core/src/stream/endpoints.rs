@@ -96,7 +96,8 @@ impl Stream {
         match refusal {
             Some(reply) => self.send_error(host, &reply),
             None => {
-                let doc = learning::state_document(&HostStore(host), &plugin.name, cfg);
+                let doc =
+                    learning::state_document(&HostStore(host), &plugin.name, cfg, self.vm.build);
                 self.send_json(host, 200, &serde_json::to_vec(&doc).unwrap_or_default());
             }
         }
