@@ -1,4 +1,5 @@
-//! The fleet's bookkeeping in this Envoy's shared data, one record per key (MessagePack), shared
+//! The fleet's bookkeeping in this Envoy's shared data, one record per key (JSON: the format the
+//! fleet's documents already use, so the module carries one set of decoders for them), shared
 //! by every VM: the sync rounds, the incarnation, the etcd auth token, the spent-id leases and
 //! the feedback whose spend is in doubt. Every change is a bounded CAS loop (`cas_update`);
 //! records are seeded ahead of use where a lost first write would matter.
@@ -82,17 +83,17 @@ pub struct InDoubt {
     pub applied: bool,
 }
 
-/// MessagePack of any record; bytes that do not decode give the record's initial value.
+/// JSON of any record; bytes that do not decode give the record's initial value.
 struct Pack<T>(PhantomData<T>);
 
 impl<T: Serialize + DeserializeOwned> Codec for Pack<T> {
     type Value = T;
     type Error = String;
     fn decode(&self, bytes: &[u8]) -> Result<T, String> {
-        rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
     fn encode(&self, value: &T) -> Vec<u8> {
-        rmp_serde::to_vec_named(value).unwrap_or_default()
+        serde_json::to_vec(value).unwrap_or_default()
     }
 }
 
@@ -125,50 +126,48 @@ impl<T: Serialize + DeserializeOwned + Default + Clone> Record<T> {
         host: &dyn Host,
         mut f: impl FnMut(&mut T) -> bool,
     ) -> Result<T, StoreError> {
-        let store = HostStore(host);
-        update_in(&store, &self.key, |mut v: T| {
-            if f(&mut v) {
-                Change::Write(v)
-            } else {
-                Change::Keep(v)
-            }
+        // One CAS loop per record type, whatever the edit (a `dyn` edit: less code in the module).
+        self.update_dyn(host, &mut f)
+    }
+
+    fn update_dyn(
+        &self,
+        host: &dyn Host,
+        f: &mut dyn FnMut(&mut T) -> bool,
+    ) -> Result<T, StoreError> {
+        cas_update(
+            &HostStore(host),
+            &self.key,
+            ATTEMPTS,
+            &Pack::<T>(PhantomData),
+            &T::default(),
+            |mut v: T| {
+                let change = if f(&mut v) {
+                    Change::Write(v)
+                } else {
+                    Change::Keep(v)
+                };
+                Ok::<_, std::convert::Infallible>(change)
+            },
+        )
+        .map(|out| out.value)
+        .map_err(|e| match e {
+            UpdateFailure::Contention { .. } => StoreError::CasMismatch,
+            UpdateFailure::Store { error, .. } => error,
+            UpdateFailure::Rejected(never) => match never {},
         })
     }
-}
 
-impl<T: Serialize + DeserializeOwned + Default + Clone> Record<T> {
     /// Changes the record (always written); a lost race or a host failure is logged, not
     /// returned: bookkeeping that a later round redoes.
     pub fn set(&self, host: &dyn Host, mut f: impl FnMut(&mut T)) {
-        if let Err(e) = self.update(host, |v| {
+        if let Err(e) = self.update_dyn(host, &mut |v| {
             f(v);
             true
         }) {
             log::warn!("inference-router: fleet: {} not updated: {e}", self.key);
         }
     }
-}
-
-fn update_in<S: SharedStore + ?Sized, T: Serialize + DeserializeOwned + Default + Clone>(
-    store: &S,
-    key: &str,
-    f: impl FnMut(T) -> Change<T>,
-) -> Result<T, StoreError> {
-    let mut f = f;
-    cas_update(
-        store,
-        key,
-        ATTEMPTS,
-        &Pack::<T>(PhantomData),
-        &T::default(),
-        |v| Ok::<_, std::convert::Infallible>(f(v)),
-    )
-    .map(|out| out.value)
-    .map_err(|e| match e {
-        UpdateFailure::Contention { .. } => StoreError::CasMismatch,
-        UpdateFailure::Store { error, .. } => error,
-        UpdateFailure::Rejected(never) => match never {},
-    })
 }
 
 pub fn sync(plugin: &str) -> Record<SyncRecord> {
