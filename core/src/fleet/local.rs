@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::doc::Learned;
 use super::keys::local;
-use crate::bandit::{cas_update, Change, Codec, SharedStore, StoreError, UpdateFailure};
+use crate::bandit::{cas_update, Change, Codec, StoreError, UpdateFailure};
 use crate::feedback::DecisionToken;
 use crate::host::{Host, HostStore};
 

@@ -297,7 +297,8 @@ fn the_state_endpoint_needs_its_token() {
     }
     let target = |name: &str| json!({"name": name, "pulls": 0.0, "mean_reward": null, "alpha": 1.0, "beta": 1.0});
     // Only bandit models are listed.
-    let want = json!({"models": {"sentiment": {"observations": 0, "targets": [target("v1"), target("v2")]}}});
+    let want = json!({"build": {"version": "0.0.0", "commit": "unknown"},
+                      "models": {"sentiment": {"observations": 0, "targets": [target("v1"), target("v2")]}}});
     assert_eq!(vm.state(), want);
     // The query string does not change the path.
     vm.send(
