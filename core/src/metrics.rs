@@ -42,6 +42,10 @@ pub struct MetricNames {
     pub bandit_gauges: Vec<Vec<[String; 4]>>,
     /// `detectors.<name>`: decisions in which that detector fired.
     pub detectors: Vec<String>,
+    /// `detectors.not_scanned.<reason>` / `detectors.bypassed.<reason>`, in `NotScanned::ALL`
+    /// order, when some rule has `when.detected` (else empty).
+    pub not_scanned: Vec<String>,
+    pub bypassed: Vec<String>,
 }
 
 pub const GAUGE_SUFFIXES: [&str; 4] = ["pulls", "mean_reward_milli", "alpha_milli", "beta_milli"];
@@ -97,6 +101,8 @@ impl MetricNames {
                 .iter()
                 .map(|d| format!("{PREFIX}.detectors.{}", metric_segment(&d.name)))
                 .collect(),
+            not_scanned: unscanned_names(cfg, "not_scanned"),
+            bypassed: unscanned_names(cfg, "bypassed"),
             bandit_gauges: cfg
                 .models
                 .iter()
@@ -142,6 +148,18 @@ impl MetricNames {
                 &self.evaluator_failures,
             ])
             .chain(&self.detectors)
+            .chain(&self.not_scanned)
+            .chain(&self.bypassed)
             .map(String::as_str)
     }
+}
+
+fn unscanned_names(cfg: &Config, what: &str) -> Vec<String> {
+    if !cfg.has_detected_rules {
+        return Vec::new();
+    }
+    crate::inspect::scan::NotScanned::ALL
+        .iter()
+        .map(|r| format!("{PREFIX}.detectors.{what}.{}", r.as_str()))
+        .collect()
 }

@@ -5,6 +5,7 @@ use crate::bandit::ModelState;
 use crate::callout::StatusClass;
 use crate::config::Config;
 use crate::host::{Host, MetricKind};
+use crate::inspect::scan::NotScanned;
 use crate::learning::Refusal;
 use crate::metrics::{metric_segment, MetricNames, PREFIX};
 use crate::policy::{Reason, ReplyKind};
@@ -27,6 +28,9 @@ pub struct Metrics {
     pub evaluator_failures: u32,
     bandit_gauges: Vec<Vec<[u32; 4]>>,
     detectors: Vec<u32>,
+    /// By `NotScanned` reason (with a sensitive-data rule): refused / let through by a bypass.
+    not_scanned: Vec<u32>,
+    bypassed: Vec<u32>,
     /// External routers: answers that could not be used (down, slow, malformed, out of range).
     pub router_failures: u32,
     /// Rewards forwarded to a router's `feedback_path` that it accepted (2xx) / that failed.
@@ -165,6 +169,8 @@ impl Metrics {
             evaluator_failures: define(host, MetricKind::Counter, &n.evaluator_failures)?,
             bandit_gauges,
             detectors: counters(host, &n.detectors)?,
+            not_scanned: counters(host, &n.not_scanned)?,
+            bypassed: counters(host, &n.bypassed)?,
             router_failures: define(
                 host,
                 MetricKind::Counter,
@@ -282,6 +288,18 @@ impl Metrics {
 
     pub fn detector(&self, host: &dyn Host, index: usize) {
         if let Some(&id) = self.detectors.get(index) {
+            host.bump(id);
+        }
+    }
+
+    /// A payload the detectors could not scan: refused, or (`bypass`) let through.
+    pub fn unscanned(&self, host: &dyn Host, why: NotScanned, bypassed: bool) {
+        let ids = if bypassed {
+            &self.bypassed
+        } else {
+            &self.not_scanned
+        };
+        if let Some(&id) = ids.get(why.index()) {
             host.bump(id);
         }
     }

@@ -41,6 +41,36 @@ pub struct ConfigDto {
     pub shadows: Vec<ShadowDto>,
     #[serde(default)]
     pub fleet: Option<FleetDto>,
+    #[serde(default)]
+    pub scan: Option<ScanDto>,
+}
+
+/// How payloads are read for the sensitive-data detectors (`when.detected`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanDto {
+    #[serde(default = "default_scan_max_bytes")]
+    pub max_bytes: u64,
+    #[serde(default)]
+    pub unscanned: Unscanned,
+}
+
+pub const DEFAULT_SCAN_MAX_BYTES: u64 = 256 * 1024;
+
+fn default_scan_max_bytes() -> u64 {
+    DEFAULT_SCAN_MAX_BYTES
+}
+
+/// What a rule with `when.detected` does with a request whose payload could not be read
+/// completely.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Unscanned {
+    /// Refuse it (the default: nothing passes a sensitive-data rule unread).
+    #[default]
+    Refuse,
+    /// Let it through as if no detector fired: a bypass, counted.
+    Bypass,
 }
 
 /// Learning as one fleet through etcd's v3 JSON gateway.

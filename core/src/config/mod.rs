@@ -7,7 +7,7 @@ pub mod dto;
 use std::collections::HashMap;
 
 pub use compile::parse;
-pub use dto::{BodySource, OnInvalid};
+pub use dto::{BodySource, OnInvalid, Unscanned};
 
 use crate::payload::PointerSet;
 
@@ -62,6 +62,18 @@ pub struct Config {
     pub shadows: Vec<Shadow>,
     /// Learning as one fleet (etcd); `None`: this Envoy learns alone.
     pub fleet: Option<FleetSettings>,
+    /// How payloads are read for the detectors.
+    pub scan: ScanSettings,
+    /// Some rule or shadow has a `when.detected` condition: every request body must be
+    /// scannable, whatever its method or type, or it is refused (`scan.unscanned`).
+    pub has_detected_rules: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ScanSettings {
+    /// Text read from a payload at most; more is "not scanned completely".
+    pub max_bytes: usize,
+    pub unscanned: Unscanned,
 }
 
 /// Where and how often the replicas of a fleet exchange what they learned.

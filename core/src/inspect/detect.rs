@@ -7,9 +7,11 @@ use regex_lite::Regex;
 pub enum Detector {
     /// An e-mail address (local@domain.tld).
     Email,
-    /// A payment card number: 13–19 digits (spaces or dashes allowed) passing the Luhn check.
+    /// A payment card number: 13–19 digits (spaces, dashes or dots allowed between them)
+    /// passing the Luhn check.
     Card,
-    /// An IBAN: country code, check digits, up to 30 alphanumerics, passing the mod-97 check.
+    /// An IBAN, in any letter case: country code, check digits, up to 30 alphanumerics
+    /// (spaces or dashes allowed between groups), passing the mod-97 check.
     Iban,
     Regex(Regex),
 }
@@ -94,8 +96,13 @@ fn luhn(digits: &[u8]) -> bool {
     sum % 10 == 0
 }
 
+/// What people type between the groups of a number.
+fn separator(c: u8) -> bool {
+    matches!(c, b' ' | b'-' | b'.')
+}
+
 fn has_card(text: &str) -> bool {
-    // Runs of digits where single spaces or dashes may separate groups.
+    // Runs of digits where a single space, dash or dot may separate groups.
     let mut digits: Vec<u8> = Vec::new();
     let mut last_sep = false;
     let check = |d: &[u8]| (13..=19).contains(&d.len()) && luhn(d);
@@ -103,7 +110,7 @@ fn has_card(text: &str) -> bool {
         if c.is_ascii_digit() {
             digits.push(c - b'0');
             last_sep = false;
-        } else if (c == b' ' || c == b'-') && !digits.is_empty() && !last_sep {
+        } else if separator(c) && !digits.is_empty() && !last_sep {
             last_sep = true;
         } else {
             if check(&digits) {
@@ -148,8 +155,9 @@ fn iban_valid(candidate: &[u8]) -> bool {
 }
 
 fn has_iban(text: &str) -> bool {
-    // Candidates: two letters, two digits, then alphanumerics, optionally grouped by spaces.
-    let bytes: Vec<u8> = text.bytes().collect();
+    // Candidates: two letters, two digits, then alphanumerics, optionally grouped by spaces or
+    // dashes; letters in either case (people type "de89 3704 ...").
+    let bytes: Vec<u8> = text.bytes().map(|b| b.to_ascii_uppercase()).collect();
     let mut i = 0;
     while i + 4 <= bytes.len() {
         let start_ok = i == 0 || !bytes.get(i - 1).is_some_and(u8::is_ascii_alphanumeric);
@@ -165,7 +173,9 @@ fn has_iban(text: &str) -> bool {
             while let Some(&c) = bytes.get(j) {
                 if c.is_ascii_uppercase() || c.is_ascii_digit() {
                     candidate.push(c);
-                } else if c == b' ' && bytes.get(j + 1).is_some_and(|n| n.is_ascii_alphanumeric()) {
+                } else if (c == b' ' || c == b'-')
+                    && bytes.get(j + 1).is_some_and(|n| n.is_ascii_alphanumeric())
+                {
                 } else {
                     break;
                 }
@@ -205,6 +215,7 @@ mod tests {
         assert!(d.fires("card 4111 1111 1111 1111 exp 12/29"));
         assert!(d.fires("4111-1111-1111-1111"));
         assert!(d.fires("5500005555555559"));
+        assert!(d.fires("4111.1111.1111.1111"));
         assert!(!d.fires("4111 1111 1111 1112")); // Luhn fails
         assert!(!d.fires("order 1234567890")); // too short
         assert!(!d.fires("phone +1 415 555 0100"));
@@ -215,6 +226,8 @@ mod tests {
         let d = Detector::Iban;
         assert!(d.fires("pay to DE89 3704 0044 0532 0130 00 today"));
         assert!(d.fires("GB82WEST12345698765432"));
+        assert!(d.fires("iban gb82west12345698765432, thanks"));
+        assert!(d.fires("DE89-3704-0044-0532-0130-00"));
         assert!(!d.fires("DE89 3704 0044 0532 0130 01")); // check fails
         assert!(!d.fires("AB12 not an iban"));
     }

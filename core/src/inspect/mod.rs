@@ -5,3 +5,4 @@
 pub mod detect;
 pub mod kserve;
 pub mod openai;
+pub mod scan;

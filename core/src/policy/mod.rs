@@ -22,9 +22,11 @@ pub use sticky::{bucket, cookie_value, sticky_hash};
 
 use crate::bandit::ModelState;
 use crate::config::{
+    Unscanned,
     Action, BodyTest, Condition, Config, HeaderTest, Model, ReplyBody, TargetPin, TenantSource,
 };
 use crate::inspect::openai::{summarize, ChatSummary};
+use crate::inspect::scan::NotScanned;
 use crate::payload::{Fields, Format};
 use crate::rng::Rng;
 
@@ -75,8 +77,11 @@ pub enum Body<'a> {
         raw: &'a [u8],
         format: Format,
     },
-    /// No body, or one that is not inspected (type, size, or invalid with `on_invalid: default`).
+    /// No body.
     Absent,
+    /// A body that was not read, and why (type, size, compression, or invalid with
+    /// `on_invalid: default`): absent to every condition but a detector's, which cannot tell.
+    Unread(NotScanned),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +159,8 @@ pub struct Route {
     pub reason: Reason,
     /// The detector whose firing decided (through a rule), for `x-inference-detector`.
     pub detector: Option<usize>,
+    /// A detector could not scan the payload and `scan.unscanned: bypass` let it through.
+    pub bypassed: Option<NotScanned>,
 }
 
 impl Route {
@@ -163,6 +170,7 @@ impl Route {
             target,
             reason,
             detector: None,
+            bypassed: None,
         }
     }
 }
@@ -218,6 +226,9 @@ pub struct Reply {
     /// The rule that produced it; `None` for the filter's own errors.
     pub rule: Option<usize>,
     pub detector: Option<usize>,
+    /// A detector could not scan the payload: refused (`scan.unscanned: refuse`), or let
+    /// through to this reply (`bypass`).
+    pub unscanned: Option<NotScanned>,
 }
 
 impl Reply {
@@ -238,6 +249,7 @@ impl Reply {
             model,
             rule: None,
             detector: None,
+            unscanned: None,
         }
     }
 
@@ -262,12 +274,13 @@ pub enum Outcome {
     Reply(Reply),
 }
 
-/// Yes / no / cannot tell without the body.
+/// Yes / no / cannot tell without the body / cannot tell: the body could not be scanned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Truth {
     Yes,
     No,
     NeedBody,
+    Unscanned(NotScanned),
 }
 
 /// The model a request names, before it is looked up.
@@ -320,9 +333,13 @@ pub(crate) struct Decider<'a, R: RequestView> {
     path: Option<Option<String>>,
     tenant: Option<Option<(String, Option<usize>)>>,
     summary: Option<Option<ChatSummary>>,
-    /// By detector index: fired on this request's prompt, once computed.
+    /// Every text of the payload, once scanned (`inspect::scan`).
+    scanned: Option<Result<String, NotScanned>>,
+    /// By detector index: fired on this request's payload, once computed.
     detected: Vec<Option<bool>>,
     fired: Option<usize>,
+    /// The payload could not be scanned and `scan.unscanned: bypass` let the rule go on.
+    bypassed: Option<NotScanned>,
 }
 
 impl<'a, R: RequestView> Decider<'a, R> {
@@ -342,8 +359,10 @@ impl<'a, R: RequestView> Decider<'a, R> {
             path: None,
             tenant: None,
             summary: None,
+            scanned: None,
             detected: vec![None; cfg.detectors.len()],
             fired: None,
+            bypassed: None,
         }
     }
 
@@ -391,27 +410,51 @@ impl<'a, R: RequestView> Decider<'a, R> {
             let s = match self.body {
                 Body::Pending => return Err(()),
                 Body::Full { raw, format, .. } => summarize(format, raw),
-                Body::Fields(_) | Body::Absent => None,
+                Body::Fields(_) | Body::Absent | Body::Unread(_) => None,
             };
             self.summary = Some(s);
         }
         Ok(self.summary.as_ref().and_then(|s| s.as_ref()))
     }
 
+    /// Every text of the payload (`Err(None)` while the body is pending, `Err(Some(why))` when
+    /// it cannot be scanned completely). No body: no text.
+    fn scanned(&mut self) -> Result<&str, Option<NotScanned>> {
+        if self.scanned.is_none() {
+            let limit = self.cfg.scan.max_bytes;
+            self.scanned = Some(match self.body {
+                Body::Pending => return Err(None),
+                Body::Full { raw, format, .. } => crate::inspect::scan::scan(format, raw, limit),
+                Body::Unread(why) => Err(why),
+                Body::Fields(_) | Body::Absent => Ok(String::new()),
+            });
+        }
+        match &self.scanned {
+            Some(Ok(text)) => Ok(text.as_str()),
+            Some(Err(why)) => Err(Some(*why)),
+            None => Err(None),
+        }
+    }
+
     fn detector_fired(&mut self, index: usize) -> Truth {
         if let Some(Some(done)) = self.detected.get(index) {
             return if *done { Truth::Yes } else { Truth::No };
         }
-        let fired = match self.summary() {
-            Err(()) => return Truth::NeedBody,
-            Ok(None) => false,
-            Ok(Some(s)) => {
-                let text = s.text.clone();
-                self.cfg
-                    .detectors
-                    .get(index)
-                    .is_some_and(|d| d.detector.fires(&text))
+        let cfg = self.cfg;
+        let fired = match self.scanned() {
+            Err(None) => return Truth::NeedBody,
+            Err(Some(why)) => {
+                if cfg.scan.unscanned == Unscanned::Refuse {
+                    return Truth::Unscanned(why);
+                }
+                // A bypass: as if nothing fired, and counted.
+                self.bypassed = Some(why);
+                false
             }
+            Ok(text) => cfg
+                .detectors
+                .get(index)
+                .is_some_and(|d| d.detector.fires(text)),
         };
         if let Some(slot) = self.detected.get_mut(index) {
             *slot = Some(fired);
@@ -472,7 +515,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
                             self.fired = Some(i);
                             return Truth::Yes;
                         }
-                        Truth::NeedBody => return Truth::NeedBody,
+                        other @ (Truth::NeedBody | Truth::Unscanned(_)) => return other,
                         Truth::No => {}
                     }
                 }
@@ -480,7 +523,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
             }
             Condition::Body { pointer, test } => match self.body {
                 Body::Pending => Truth::NeedBody,
-                Body::Absent => yes(body_test(test, None)),
+                Body::Absent | Body::Unread(_) => yes(body_test(test, None)),
                 Body::Fields(fields) | Body::Full { fields, .. } => {
                     yes(body_test(test, fields.get(*pointer)))
                 }
@@ -516,7 +559,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
         }
         match self.body {
             Body::Pending => Err(Outcome::NeedBody),
-            Body::Absent => Ok(Requested::Unnamed),
+            Body::Absent | Body::Unread(_) => Ok(Requested::Unnamed),
             Body::Fields(fields) | Body::Full { fields, .. } => match fields.get(0) {
                 None | Some(Value::Null) => Ok(Requested::Unnamed),
                 Some(Value::String(s)) if !s.is_empty() => Ok(Requested::Named {
@@ -532,8 +575,14 @@ impl<'a, R: RequestView> Decider<'a, R> {
 
     fn with_detector(&self, mut outcome: Outcome) -> Outcome {
         match &mut outcome {
-            Outcome::Route(r) => r.detector = self.fired,
-            Outcome::Reply(r) => r.detector = self.fired,
+            Outcome::Route(r) => {
+                r.detector = self.fired;
+                r.bypassed = self.bypassed;
+            }
+            Outcome::Reply(r) => {
+                r.detector = self.fired;
+                r.unscanned = r.unscanned.or(self.bypassed);
+            }
             Outcome::NeedBody => {}
         }
         outcome
@@ -599,6 +648,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
             match self.rule_matches(&rule.when) {
                 Truth::No => continue,
                 Truth::NeedBody => return Err(Outcome::NeedBody),
+                Truth::Unscanned(why) => return Err(self.not_scanned(ri, why)),
                 Truth::Yes => {}
             }
             match &rule.then {
@@ -655,6 +705,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
             model: None,
             rule: Some(rule),
             detector: None,
+            unscanned: None,
         })
     }
 
@@ -673,7 +724,20 @@ impl<'a, R: RequestView> Decider<'a, R> {
             model: None,
             rule: Some(rule),
             detector: None,
+            unscanned: None,
         })
+    }
+
+    /// A rule with `when.detected` met a payload the detectors could not read completely.
+    fn not_scanned(&self, rule: usize, why: NotScanned) -> Outcome {
+        let name = self.cfg.rules.get(rule).map_or("", |r| r.name.as_str());
+        let body = serde_json::json!({
+            "error": "not_scanned", "detail": why.describe(), "reason": why.as_str(), "rule": name
+        });
+        let mut reply = Reply::error_with(why.status(), body, None);
+        reply.rule = Some(rule);
+        reply.unscanned = Some(why);
+        Outcome::Reply(reply)
     }
 
     /// A pin without a model applies to the model the request names (read once, kept in

@@ -18,6 +18,7 @@ use std::rc::Rc;
 
 use crate::callout::{Answer, Pending};
 use crate::config::{BodySource, OnInvalid};
+use crate::inspect::scan::NotScanned;
 use crate::host::{Action, Buffer, Host, Map};
 use crate::payload::{decode_pairs, extract, fields_from_metadata, format_of_content_type};
 use crate::payload::{Fields, Format};
@@ -175,7 +176,7 @@ impl Stream {
             self.awaiting_body = false;
             self.body_note = Some("too-large");
             host.bump(self.plugin.metrics.body_too_large);
-            let outcome = self.run(host, Body::Absent);
+            let outcome = self.run(host, Body::Unread(NotScanned::TooLarge));
             return self.apply(host, outcome, None);
         }
         if !end_of_stream {
@@ -259,24 +260,38 @@ impl Stream {
 
     /// Whether the headers phase should wait for the body: only for methods that carry one,
     /// of a type the filter reads (or any type when it echoes or resends), within the limit.
+    /// With a sensitive-data rule, every body that follows is waited for, whatever the method,
+    /// and one that cannot be read says why (`Body::Unread`): its rule refuses it.
     fn body_wanted(&mut self, host: &dyn Host) -> Body<'static> {
         let plugin = &self.plugin;
         let cfg = &plugin.cfg;
         let method = host.request_header(":method").unwrap_or_default();
-        let has_body_method = matches!(method.as_str(), "POST" | "PUT" | "PATCH");
+        let has_body_method =
+            cfg.has_detected_rules || matches!(method.as_str(), "POST" | "PUT" | "PATCH");
+        if !has_body_method {
+            return Body::Absent;
+        }
         self.format = host
             .request_header("content-type")
             .and_then(|ct| format_of_content_type(&ct));
+        let compressed = host
+            .request_header("content-encoding")
+            .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
         let too_large = host
             .request_header("content-length")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .is_some_and(|len| len > cfg.body.max_bytes);
-        if !has_body_method || (self.format.is_none() && !cfg.has_echo && !plugin.resends) {
-            Body::Absent
+        let any_type = cfg.has_echo || plugin.resends;
+        if compressed {
+            // Routed by headers and path: the filter does not decompress.
+            self.body_note = Some("compressed");
+            Body::Unread(NotScanned::Compressed)
+        } else if self.format.is_none() && !any_type {
+            Body::Unread(NotScanned::ContentType)
         } else if too_large {
             self.body_note = Some("too-large");
             host.bump(plugin.metrics.body_too_large);
-            Body::Absent
+            Body::Unread(NotScanned::TooLarge)
         } else {
             Body::Pending
         }
@@ -362,9 +377,13 @@ impl Stream {
                     OnInvalid::Reject => Outcome::Reply(Reply::invalid_body(&e.detail)),
                     OnInvalid::Default => {
                         self.body_note = Some("invalid");
-                        self.decide_and_draw(host, Body::Absent)
+                        self.decide_and_draw(host, Body::Unread(NotScanned::Malformed))
                     }
                 }
+            }
+            // A body of a type the filter does not read (held for a resend or an echo).
+            None if !bytes.is_empty() => {
+                self.decide_and_draw(host, Body::Unread(NotScanned::ContentType))
             }
             None => self.decide_and_draw(host, Body::Absent),
         };
@@ -428,6 +447,9 @@ impl Stream {
         plugin.metrics.decision(host, route.reason);
         if let Some(d) = route.detector {
             plugin.metrics.detector(host, d);
+        }
+        if let Some(why) = route.bypassed {
+            plugin.metrics.unscanned(host, why, true);
         }
         self.observed.watch(&plugin, route);
         if cfg.response_metadata || cfg.feedback.is_some() {

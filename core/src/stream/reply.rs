@@ -190,6 +190,10 @@ impl Stream {
         if let Some(d) = reply.detector {
             plugin.metrics.detector(host, d);
         }
+        if let Some(why) = reply.unscanned {
+            let bypassed = cfg.scan.unscanned == crate::config::Unscanned::Bypass;
+            plugin.metrics.unscanned(host, why, bypassed);
+        }
         if let Some(rule) = reply.rule {
             plugin.metrics.decision(host, Reason::Rule(rule));
         }

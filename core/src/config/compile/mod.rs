@@ -87,8 +87,12 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
     callouts::check_resends(&models, tenants.as_ref(), residency_header.is_some())?;
     check_metadata_body(body.source, &detectors, &models)?;
     let fleet = fleet::compile_fleet(dto.fleet, &models, budget.is_some(), feedback.is_some())?;
+    let has_detected_rules = rules::has_detected(&rules, &shadows);
+    let scan = compile_scan(dto.scan, has_detected_rules)?;
     Ok(Config {
         fleet,
+        scan,
+        has_detected_rules,
         has_echo: rules::has_echo(&rules),
         has_time_rules: rules::has_time_rules(&rules),
         tenants,
@@ -109,6 +113,34 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
         numeric_pointers,
         feedback,
         state_endpoint,
+    })
+}
+
+/// Largest accepted `scan.max_bytes` (text read from one payload).
+const MAX_SCAN_BYTES: u64 = 16 * 1024 * 1024;
+
+fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings, ConfigError> {
+    let Some(s) = dto else {
+        return Ok(ScanSettings {
+            max_bytes: DEFAULT_SCAN_MAX_BYTES as usize,
+            unscanned: Unscanned::Refuse,
+        });
+    };
+    if !has_detected {
+        return err(
+            "scan",
+            "applies to rules and shadows with `when.detected`, and none has one",
+        );
+    }
+    if s.max_bytes == 0 || s.max_bytes > MAX_SCAN_BYTES {
+        return err(
+            "scan.max_bytes",
+            format!("must be between 1 and {MAX_SCAN_BYTES}, got {}", s.max_bytes),
+        );
+    }
+    Ok(ScanSettings {
+        max_bytes: usize::try_from(s.max_bytes).unwrap_or(usize::MAX),
+        unscanned: s.unscanned,
     })
 }
 

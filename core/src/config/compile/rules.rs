@@ -70,6 +70,15 @@ pub(super) fn has_echo(rules: &[Rule]) -> bool {
     })
 }
 
+/// Some rule or shadow decides on what the detectors find.
+pub(super) fn has_detected(rules: &[Rule], shadows: &[crate::config::Shadow]) -> bool {
+    let mut conds = rules
+        .iter()
+        .flat_map(|r| &r.when)
+        .chain(shadows.iter().flat_map(|s| &s.when));
+    conds.any(|c| matches!(c, Condition::Detected(_)))
+}
+
 /// Some rule has a `time_utc` condition (else the clock is not read per request).
 pub(super) fn has_time_rules(rules: &[Rule]) -> bool {
     (rules.iter().flat_map(|r| &r.when)).any(|c| matches!(c, Condition::TimeUtc { .. }))

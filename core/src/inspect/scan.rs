@@ -1,0 +1,315 @@
+//! Everything a payload says, as text for the sensitive-data detectors: every string anywhere in
+//! the document (object keys included), integers as their digits, decoded (JSON escapes
+//! resolved, MessagePack binaries read as UTF-8), one per line. Reading *every* string, rather
+//! than the fields of known request shapes, covers every payload the filter routes: OpenAI chat
+//! (string and parts), completions `prompt`, embeddings and Responses `input`, KServe v2 `BYTES`
+//! inputs and parameters, TF-Serving `instances` / `inputs`, Seldon `data`, `strData`,
+//! `jsonData`, and whatever comes next.
+//!
+//! A document that cannot be read completely is *not scanned*, with the reason: the filter
+//! refuses such a request where a detector must decide (`scan.unscanned`), so that nothing
+//! passes a sensitive-data rule unread.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::payload::Format;
+
+/// Nesting deeper than this is not scanned (the wasm stack is 1 MiB); below serde_json's own
+/// limit (128), so the reason is ours.
+const MAX_DEPTH: usize = 100;
+
+/// Why a request's payload was not scanned completely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotScanned {
+    /// A body with no content type, or one the filter does not read.
+    ContentType,
+    /// A body over `body.max_bytes`.
+    TooLarge,
+    /// A compressed body (`content-encoding` other than `identity`).
+    Compressed,
+    /// Not valid JSON / MessagePack, or something after the document.
+    Malformed,
+    /// An object with the same key twice (two readers may see two different values).
+    DuplicateKey,
+    /// More text than `scan.max_bytes`.
+    ScanLimit,
+    /// Nested deeper than the scanner reads.
+    TooDeep,
+}
+
+impl NotScanned {
+    pub const ALL: [NotScanned; 7] = [
+        NotScanned::ContentType,
+        NotScanned::TooLarge,
+        NotScanned::Compressed,
+        NotScanned::Malformed,
+        NotScanned::DuplicateKey,
+        NotScanned::ScanLimit,
+        NotScanned::TooDeep,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotScanned::ContentType => "content_type",
+            NotScanned::TooLarge => "too_large",
+            NotScanned::Compressed => "compressed",
+            NotScanned::Malformed => "malformed",
+            NotScanned::DuplicateKey => "duplicate_key",
+            NotScanned::ScanLimit => "scan_limit",
+            NotScanned::TooDeep => "too_deep",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        NotScanned::ALL
+            .iter()
+            .position(|r| *r == self)
+            .unwrap_or_default()
+    }
+
+    /// The status a refusal answers with: what the client should change.
+    pub fn status(self) -> u16 {
+        match self {
+            NotScanned::ContentType | NotScanned::Compressed => 415,
+            NotScanned::TooLarge | NotScanned::ScanLimit => 413,
+            NotScanned::Malformed | NotScanned::DuplicateKey | NotScanned::TooDeep => 400,
+        }
+    }
+
+    /// A sentence for the refusal's detail.
+    pub fn describe(self) -> &'static str {
+        match self {
+            NotScanned::ContentType => "the body's content type is missing or not JSON / MessagePack, so it could not be checked for sensitive data",
+            NotScanned::TooLarge => "the body is over body.max_bytes, so it could not be checked for sensitive data",
+            NotScanned::Compressed => "the body is compressed (content-encoding), so it could not be checked for sensitive data",
+            NotScanned::Malformed => "the body is not valid JSON / MessagePack, so it could not be checked for sensitive data",
+            NotScanned::DuplicateKey => "the body has an object with the same key twice, so what the model reads could not be checked",
+            NotScanned::ScanLimit => "the body holds more text than scan.max_bytes, so it could not be checked completely",
+            NotScanned::TooDeep => "the body is nested too deeply to be checked for sensitive data",
+        }
+    }
+}
+
+/// The text of a payload, at most `limit` bytes; `Err` when it cannot be read completely.
+pub fn scan(format: Format, body: &[u8], limit: usize) -> Result<String, NotScanned> {
+    let mut walk = Walk {
+        text: String::new(),
+        limit,
+        why: None,
+    };
+    let ok = match format {
+        Format::Json => {
+            let mut de = serde_json::Deserializer::from_slice(body);
+            Node {
+                walk: &mut walk,
+                depth: 0,
+            }
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .is_ok()
+        }
+        Format::MessagePack => {
+            let mut rest = body;
+            let mut de = rmp_serde::Deserializer::new(&mut rest);
+            de.set_max_depth(MAX_DEPTH + 8);
+            let read = Node {
+                walk: &mut walk,
+                depth: 0,
+            }
+            .deserialize(&mut de)
+            .is_ok();
+            read && rest.is_empty()
+        }
+    };
+    match (ok, walk.why) {
+        (true, _) => Ok(walk.text),
+        (false, Some(why)) => Err(why),
+        (false, None) => Err(NotScanned::Malformed),
+    }
+}
+
+struct Walk {
+    text: String,
+    limit: usize,
+    /// Set before the walk stops on purpose (the deserializer's error says only "custom").
+    why: Option<NotScanned>,
+}
+
+impl Walk {
+    fn push(&mut self, s: &str) -> Result<(), NotScanned> {
+        if self.text.len().saturating_add(s.len()).saturating_add(1) > self.limit {
+            return Err(NotScanned::ScanLimit);
+        }
+        self.text.push_str(s);
+        self.text.push('\n');
+        Ok(())
+    }
+
+    fn stop<E: de::Error>(&mut self, why: NotScanned) -> E {
+        self.why = Some(why);
+        E::custom(why.as_str())
+    }
+}
+
+/// One value of the document, at some depth.
+struct Node<'w> {
+    walk: &'w mut Walk,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        if self.depth > MAX_DEPTH {
+            return Err(self.walk.stop(NotScanned::TooDeep));
+        }
+        de.deserialize_any(self)
+    }
+}
+
+impl Node<'_> {
+    fn text<E: de::Error>(self, s: &str) -> Result<(), E> {
+        self.walk.push(s).map_err(|why| self.walk.stop(why))
+    }
+
+    fn child(&mut self) -> Node<'_> {
+        Node {
+            walk: self.walk,
+            depth: self.depth + 1,
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Node<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.text(v)
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<(), E> {
+        self.text(&String::from_utf8_lossy(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        self.text(&v.to_string())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        self.text(&v.to_string())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        // A card number written as a float (4.111111111111111e15) is still its digits.
+        if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e20 {
+            return self.text(&format!("{}", v.abs() as u64));
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(mut self, de: D) -> Result<(), D::Error> {
+        self.child().deserialize(de)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self.child())?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        // Keys seen in this object, sorted: a second one with the same text is refused.
+        let mut keys: Vec<String> = Vec::new();
+        loop {
+            let mut key = Walk {
+                text: String::new(),
+                limit: self.walk.limit,
+                why: None,
+            };
+            let got = map.next_key_seed(Node {
+                walk: &mut key,
+                depth: self.depth + 1,
+            });
+            match got {
+                Ok(Some(())) => {}
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.walk.why = self.walk.why.or(key.why);
+                    return Err(e);
+                }
+            }
+            match keys.binary_search(&key.text) {
+                Ok(_) => return Err(self.walk.stop(NotScanned::DuplicateKey)),
+                Err(at) => keys.insert(at, key.text.clone()),
+            }
+            self.walk
+                .push(key.text.trim_end_matches('\n'))
+                .map_err(|why| self.walk.stop::<A::Error>(why))?;
+            map.next_value_seed(self.child())?;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn json(s: &str) -> Result<String, NotScanned> {
+        scan(Format::Json, s.as_bytes(), 1 << 20)
+    }
+
+    #[test]
+    fn every_string_key_and_integer_anywhere() {
+        let text = json(r#"{"inputs":[{"name":"t","datatype":"BYTES","data":["jane\u0040example.com"]}],"n":4111111111111111,"f":4.111111111111111e15,"ok":true}"#).unwrap();
+        for part in ["inputs", "BYTES", "jane@example.com", "4111111111111111", "data"] {
+            assert!(text.contains(part), "{part} in {text:?}");
+        }
+        assert_eq!(text.matches("4111111111111111").count(), 2);
+    }
+
+    #[test]
+    fn what_cannot_be_read_completely_says_why() {
+        assert_eq!(json(r#"{"messages":[],"messages":[]}"#), Err(NotScanned::DuplicateKey));
+        assert_eq!(json(r#"{"a":{"x":1,"x":2}}"#), Err(NotScanned::DuplicateKey));
+        assert_eq!(json(r#"{"a":1} trailing"#), Err(NotScanned::Malformed));
+        assert_eq!(json(r#"{"a":"#), Err(NotScanned::Malformed));
+        assert_eq!(scan(Format::Json, br#"{"a":"0123456789"}"#, 8), Err(NotScanned::ScanLimit));
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(json(&deep), Err(NotScanned::TooDeep));
+        // Different keys, and equal keys in different objects, are fine.
+        assert!(json(r#"{"a":{"x":1},"b":{"x":2}}"#).is_ok());
+    }
+
+    #[test]
+    fn messagepack_reads_the_same() {
+        let doc = serde_json::json!({"data": {"strData": "call +1 jane@example.com"}, "k": [1, 2]});
+        let bytes = rmp_serde::to_vec_named(&doc).unwrap();
+        let text = scan(Format::MessagePack, &bytes, 1 << 20).unwrap();
+        assert!(text.contains("jane@example.com") && text.contains("strData"), "{text:?}");
+        let mut trailing = bytes.clone();
+        trailing.push(0xc0);
+        assert_eq!(scan(Format::MessagePack, &trailing, 1 << 20), Err(NotScanned::Malformed));
+        // A map with an integer key twice.
+        let dup = [0x82, 0x01, 0xc0, 0x01, 0xc0];
+        assert_eq!(scan(Format::MessagePack, &dup, 1 << 20), Err(NotScanned::DuplicateKey));
+    }
+}
