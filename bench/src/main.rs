@@ -356,26 +356,38 @@ fn main() {
     let mut nonce = 0u64;
     let st = measure(&s, || {
         nonce = nonce.wrapping_add(1);
-        black_box(fb.signer.sign(black_box(&DecisionToken {
-            model: "chat".into(),
-            target: "stable".into(),
-            expires: 1_800_000_000,
-            nonce,
-        })));
+        black_box(fb.keys.sign(
+            "bench",
+            black_box(&DecisionToken {
+                model: "chat".into(),
+                target: "stable".into(),
+                expires: 1_800_000_000,
+                nonce,
+                bound: None,
+                key: String::new(),
+            }),
+            None,
+        ));
     });
     rows.push((
         "feedback: sign a decision id (HMAC-SHA256, per routed request)".into(),
         st,
         None,
     ));
-    let id = fb.signer.sign(&DecisionToken {
-        model: "chat".into(),
-        target: "stable".into(),
-        expires: 1_800_000_000,
-        nonce: 7,
-    });
+    let id = fb.keys.sign(
+        "bench",
+        &DecisionToken {
+            model: "chat".into(),
+            target: "stable".into(),
+            expires: 1_800_000_000,
+            nonce: 7,
+            bound: None,
+            key: String::new(),
+        },
+        None,
+    );
     let st = measure(&s, || {
-        black_box(fb.signer.verify(black_box(&id), 1_700_000_000).ok());
+        black_box(fb.keys.verify("bench", black_box(&id), 1_700_000_000).ok());
     });
     rows.push((
         "feedback: verify a decision id (per feedback request)".into(),
@@ -400,14 +412,7 @@ fn main() {
         &[("content-type", "application/json"), common[0], common[1]],
     );
     expect_route(
-        &decide(
-            &c,
-            &post,
-            Body::Fields(&fields),
-            0,
-            &mut rng,
-            &mut NoShared,
-        ),
+        &decide(&c, &post, Body::Fields(&fields), 0, &mut rng, &mut NoShared),
         "body rule",
     );
     let st = measure(&s, || {

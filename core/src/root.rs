@@ -256,21 +256,21 @@ impl Root {
         let store = HostStore(host);
         let now = host.now_secs();
         let prefix = learning::spent_prefix(&plugin.name);
-        let live = spent::live_buckets(now, fb.ttl_seconds);
-        let from = (*live.start()).max(self.spent_seeded_to);
-        for b in from..=*live.end() {
-            if let Err(e) = spent::seed_bucket(&store, &spent::bucket_key(&prefix, b)) {
+        let issuing = spent::issuing_buckets(now, fb.ttl_seconds);
+        let from = (*issuing.start()).max(self.spent_seeded_to);
+        for b in from..=*issuing.end() {
+            if let Err(e) = spent::seed_bucket(&store, &prefix, b) {
                 log::warn!("inference-router: creating spent-id bucket {b} failed: {e}");
             }
         }
-        self.spent_seeded_to = live.end().saturating_add(1);
-        let current = *live.start();
+        self.spent_seeded_to = issuing.end().saturating_add(1);
+        let current = spent::bucket_of(now);
         if self.spent_cleared_below == 0 {
             // First run in this VM: older buckets may hold ids of tokens issued before a reload.
             self.spent_cleared_below = current.saturating_sub(4);
         }
         for b in self.spent_cleared_below..current {
-            let _ = spent::clear_bucket(&store, &spent::bucket_key(&prefix, b));
+            let _ = spent::clear_bucket(&store, &prefix, b);
         }
         self.spent_cleared_below = current;
     }

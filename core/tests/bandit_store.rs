@@ -380,9 +380,8 @@ fn every_cas_user_refuses_a_value_without_a_cas_token() {
     let refused = StoreError::Host("shared data returned a value without a CAS token".into());
 
     let store = NoCasToken::default();
-    let mut reset = false;
     assert_eq!(
-        spent::spend(&store, "k", 1, 8, &mut reset),
+        spent::spend(&store, "k", 1, 8, 8),
         Err(spent::SpendError::Store(refused.clone()))
     );
     assert_eq!(

@@ -489,3 +489,116 @@ fn documented_examples_load() {
     }
     assert!(checked >= 1, "no documented configuration found");
 }
+
+#[test]
+fn feedback_trust_and_state_endpoint_refusals_name_the_field() {
+    const KEY: &str = "0123456789abcdef";
+    let fb = |extra: Value| {
+        let mut f = json!({ "signing_key": KEY });
+        if let (Some(f), Some(e)) = (f.as_object_mut(), extra.as_object()) {
+            f.extend(e.clone());
+        }
+        with("feedback", f)
+    };
+    let keys = |list: Value| with("feedback", json!({ "signing_keys": list }));
+    let state = |s: Value| with("state_endpoint", s);
+    let cases = vec![
+        (
+            with("feedback", json!({})),
+            "feedback.signing_keys",
+            "is required",
+        ),
+        (
+            fb(json!({ "signing_keys": [{"id": "a", "key": KEY}] })),
+            "feedback",
+            "not both",
+        ),
+        (keys(json!([])), "feedback.signing_keys", "1 to 8 keys"),
+        (
+            keys(json!([{"id": "a b", "key": KEY}])),
+            "feedback.signing_keys[0].id",
+            "letters",
+        ),
+        (
+            keys(json!([{"id": "a", "key": KEY}, {"id": "a", "key": KEY}])),
+            "feedback.signing_keys[1].id",
+            "unique",
+        ),
+        (
+            keys(json!([{"id": "a", "key": "short"}])),
+            "feedback.signing_keys[0].key",
+            "16",
+        ),
+        (fb(json!({ "bind": {} })), "feedback.bind", "exactly one"),
+        (
+            fb(json!({ "bind": {"header": "x-user", "tenant": true} })),
+            "feedback.bind",
+            "exactly one",
+        ),
+        (
+            fb(json!({ "bind": {"tenant": true} })),
+            "feedback.bind.tenant",
+            "tenants",
+        ),
+        (
+            fb(json!({ "bind": {"header": "X-User"} })),
+            "feedback.bind.header",
+            "lowercase",
+        ),
+        (
+            fb(json!({ "evaluators": ["grader"] })),
+            "feedback.evaluators",
+            "needs feedback.bind",
+        ),
+        (
+            fb(json!({ "bind": {"header": "x-user"}, "evaluators": ["g", "g"] })),
+            "feedback.evaluators[1]",
+            "once",
+        ),
+        (
+            fb(json!({ "budget_per_minute": 5 })),
+            "feedback.budget_per_minute",
+            "per principal",
+        ),
+        (
+            fb(json!({ "bind": {"header": "x-user"}, "budget_per_minute": 0 })),
+            "feedback.budget_per_minute",
+            "at least 1",
+        ),
+        (
+            fb(json!({ "max_accepted_per_hour": 10 })),
+            "feedback.max_accepted_per_hour",
+            "between",
+        ),
+        (
+            state(json!({ "path": "/state" })),
+            "state_endpoint.token",
+            "public",
+        ),
+        (
+            state(json!({ "path": "/state", "token": "short" })),
+            "state_endpoint.token",
+            "16",
+        ),
+        (
+            state(json!({ "path": "/state", "token": "0123456789abcdef", "public": true })),
+            "state_endpoint.public",
+            "no token",
+        ),
+        (
+            with("budget", json!({ "jwt": { "payload_key": "" } })),
+            "budget.jwt",
+            "must not be empty",
+        ),
+    ];
+    assert_refusals(cases);
+    // What is accepted.
+    for doc in [
+        state(json!({ "path": "/state", "public": true })),
+        state(json!({ "path": "/state", "token": "0123456789abcdef" })),
+        fb(json!({ "bind": {"header": "x-user"}, "evaluators": ["g"], "budget_per_minute": 1 })),
+        keys(json!([{"id": "2026-12_a.b", "key": KEY}])),
+    ] {
+        assert!(parse(doc.to_string().as_bytes()).is_ok(), "{doc}");
+    }
+}

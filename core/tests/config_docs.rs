@@ -113,5 +113,35 @@ fn bandit_example_loads() {
     assert_eq!(feedback.ttl_seconds, 3600);
     let state = c.state_endpoint.as_ref().expect("state endpoint");
     assert_eq!(state.path, "/inference-router/state");
-    assert_eq!(state.token.as_deref(), Some("ops-secret"));
+    assert_eq!(state.token.as_deref(), Some("ops-secret-0123456789"));
+}
+
+#[test]
+fn feedback_trust_example_loads() {
+    use inference_router_core::config::{Bind, ValueSource};
+    use inference_router_core::feedback::DecisionToken;
+    let c = load("feedback-trust");
+    let fb = c.feedback.as_ref().expect("feedback settings");
+    assert!(matches!(
+        &fb.bind,
+        Some(Bind::Value(ValueSource::Jwt { payload_key, claim, .. }))
+            if payload_key == "jwt_payload" && claim == "sub"
+    ));
+    assert_eq!(fb.evaluators, ["grader@ml-platform"]);
+    assert_eq!(fb.budget_per_minute, Some(30));
+    // The first key signs.
+    let token = DecisionToken {
+        model: "chat".into(),
+        target: "small".into(),
+        expires: 2_000_000_000,
+        nonce: 1,
+        bound: None,
+        key: String::new(),
+    };
+    let signed = fb.keys.sign("p", &token, None);
+    assert!(signed.contains("~2026-12~"), "{signed}");
+    assert_eq!(
+        fb.keys.verify("p", &signed, 1).map(|t| t.key),
+        Ok("2026-12".into())
+    );
 }

@@ -38,20 +38,26 @@ fn cfg() -> Config {
 }
 
 fn token(c: &Config, model: &str, target: &str, expires: u64, nonce: u64) -> String {
-    c.feedback.as_ref().unwrap().signer.sign(&DecisionToken {
-        model: model.into(),
-        target: target.into(),
-        expires,
-        nonce,
-    })
+    c.feedback.as_ref().unwrap().keys.sign(
+        PLUGIN,
+        &DecisionToken {
+            model: model.into(),
+            target: target.into(),
+            expires,
+            nonce,
+            bound: None,
+            key: String::new(),
+        },
+        None,
+    )
 }
 
 /// The host seeds spent-id buckets ahead of time; tests do the same.
 fn seeded_store(c: &Config, now: u64) -> MemoryStore {
     let store = MemoryStore::new();
     let ttl = c.feedback.as_ref().unwrap().ttl_seconds;
-    for b in spent::live_buckets(now, ttl) {
-        spent::seed_bucket(&store, &spent::bucket_key(&spent_prefix(PLUGIN), b)).unwrap();
+    for b in spent::bucket_of(now)..=spent::bucket_of(now + ttl) + 1 {
+        spent::seed_bucket(&store, &spent_prefix(PLUGIN), b).unwrap();
     }
     store
 }
@@ -67,10 +73,9 @@ fn post(
         body: body.as_bytes(),
         header_decision: None,
         header_reward: None,
+        principal: None,
     };
-    let mut reset = false;
-    let r = process_feedback(store, PLUGIN, c, now, &input, &mut reset);
-    assert!(!reset);
+    let r = process_feedback(store, PLUGIN, c, now, &input);
     (r.status, r.body)
 }
 
@@ -113,13 +118,17 @@ fn refusals_change_nothing() {
     let store = seeded_store(&c, now);
     let good = token(&c, "chat", "small", now + 600, 1);
     let forged_target = good.replacen("~small~", "~large~", 1);
-    let other_key = inference_router_core::feedback::TokenSigner::new(b"another-key-of-16+").sign(
+    let other_key = inference_router_core::feedback::TokenKeys::single(b"another-key-of-16+").sign(
+        PLUGIN,
         &DecisionToken {
             model: "chat".into(),
             target: "small".into(),
             expires: now + 600,
             nonce: 2,
+            bound: None,
+            key: String::new(),
         },
+        None,
     );
     let expired = token(&c, "chat", "small", now - 1, 3);
     let weighted = token(&c, "fixed", "v1", now + 600, 4);
@@ -196,10 +205,10 @@ fn seldon_feedback_and_headers() {
         body: b"",
         header_decision: Some(&t3),
         header_reward: Some("0.5"),
+        principal: None,
     };
-    let mut reset = false;
     assert_eq!(
-        process_feedback(&store, PLUGIN, &c, now, &input, &mut reset).status,
+        process_feedback(&store, PLUGIN, &c, now, &input).status,
         200
     );
     assert_eq!(observations(&store, "chat"), 2);
@@ -217,20 +226,20 @@ fn contention_is_a_503_and_retry_is_safe() {
         body: body.as_bytes(),
         header_decision: None,
         header_reward: None,
+        principal: None,
     };
     // Every CAS write loses: the id cannot be recorded, nothing is applied.
     for _ in 0..inference_router_core::learning::MAX_CAS_ATTEMPTS {
         store.fail_next_set(StoreError::CasMismatch);
     }
-    let mut reset = false;
-    let r = process_feedback(&store, PLUGIN, &c, now, &input, &mut reset);
+    let r = process_feedback(&store, PLUGIN, &c, now, &input);
     assert_eq!(
         (r.status, r.body["error"].as_str()),
         (503, Some("unavailable"))
     );
     assert_eq!(observations(&store, "chat"), 1);
     // Retrying later works: the id was not burnt.
-    let r = process_feedback(&store, PLUGIN, &c, now, &input, &mut reset);
+    let r = process_feedback(&store, PLUGIN, &c, now, &input);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(observations(&store, "chat"), 2);
 }
@@ -316,9 +325,9 @@ fn send(
         body,
         header_decision: hd,
         header_reward: hr,
+        principal: None,
     };
-    let mut reset = false;
-    process_feedback(store, PLUGIN, c, 100, &input, &mut reset)
+    process_feedback(store, PLUGIN, c, 100, &input)
 }
 
 fn forwarded(r: &FeedbackReply) -> RouterForward {
@@ -480,12 +489,8 @@ fn router_feedback_spend_failure_is_a_503_and_spends_nothing() {
 }
 
 fn seeded_bucket_for(store: &MemoryStore, c: &Config, expires: u64) {
-    let ttl = c.feedback.as_ref().unwrap().ttl_seconds;
-    let key = spent::bucket_key(
-        &spent_prefix(PLUGIN),
-        spent::bucket_of(expires, spent::bucket_seconds(ttl)),
-    );
-    spent::seed_bucket(store, &key).unwrap();
+    let _ = c;
+    spent::seed_bucket(store, &spent_prefix(PLUGIN), spent::bucket_of(expires)).unwrap();
 }
 
 #[test]

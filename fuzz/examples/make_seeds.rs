@@ -9,9 +9,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use fuzz_support::{coverage_fixture, doc_example, COVERAGE_SIGNING_KEY, NOW};
+use fuzz_support::{coverage_fixture, doc_example, NOW, PLUGIN};
 use inference_router_core::bandit::{self, ModelState};
-use inference_router_core::feedback::{DecisionToken, TokenSigner};
 use inference_router_core::learning::health::Health;
 use serde_json::{json, Value};
 
@@ -324,12 +323,7 @@ fn decide(s: &mut Seeds) -> std::io::Result<()> {
 }
 
 fn token(model: &str, target: &str, nonce: u64) -> String {
-    TokenSigner::new(COVERAGE_SIGNING_KEY).sign(&DecisionToken {
-        model: model.into(),
-        target: target.into(),
-        expires: NOW + 3600,
-        nonce,
-    })
+    fuzz_support::signed_token(PLUGIN, model, target, NOW + 3600, nonce)
 }
 
 fn feedback(s: &mut Seeds) -> std::io::Result<()> {
@@ -338,12 +332,7 @@ fn feedback(s: &mut Seeds) -> std::io::Result<()> {
     let embed = token("embed", "b", 2);
     let rank = token("rank", "x", 3);
     let iris = token("iris", "v1", 4);
-    let expired = TokenSigner::new(COVERAGE_SIGNING_KEY).sign(&DecisionToken {
-        model: "chat".into(),
-        target: "small".into(),
-        expires: NOW - 1,
-        nonce: 5,
-    });
+    let expired = fuzz_support::signed_token(PLUGIN, "chat", "small", NOW - 1, 5);
     let bodies: Vec<(&str, Value)> = vec![
         ("ours-chat.json", json!({"decision": chat, "reward": 0.8})),
         ("ours-embed.json", json!({"decision": embed, "reward": 0})),
@@ -602,6 +591,7 @@ fn health(s: &mut Seeds) -> std::io::Result<()> {
         enc(&Health {
             cooling_until: vec![NOW + 100, 0],
             latency_ms: vec![80.0, -1.0],
+            ..Health::default()
         }),
     )?;
     s.put(
@@ -610,6 +600,7 @@ fn health(s: &mut Seeds) -> std::io::Result<()> {
         enc(&Health {
             cooling_until: vec![u64::MAX, u64::MAX],
             latency_ms: vec![f64::NAN, f64::INFINITY],
+            ..Health::default()
         }),
     )?;
     s.put(
@@ -618,6 +609,7 @@ fn health(s: &mut Seeds) -> std::io::Result<()> {
         enc(&Health {
             cooling_until: vec![0, NOW - 1, NOW + 1],
             latency_ms: vec![1e300, -0.0, 5.0],
+            ..Health::default()
         }),
     )?;
     if let Ok(named) = rmp_serde::to_vec_named(&Health::new(2)) {

@@ -12,7 +12,6 @@ use std::cell::RefCell;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use inference_router_core::feedback::{DecisionToken, TokenSigner};
 use inference_router_core::fleet::doc::{Contribution, Retired};
 use inference_router_core::fleet::etcd;
 use inference_router_core::host::{Action, Host};
@@ -64,10 +63,18 @@ fn parsers(data: &[u8]) {
     let _ = etcd::parse_created(data);
     let _ = etcd::parse_put(data);
     if let Ok(c) = Contribution::decode(data) {
-        assert_eq!(Contribution::decode(&c.encode()).ok(), Some(c), "contribution round trip");
+        assert_eq!(
+            Contribution::decode(&c.encode()).ok(),
+            Some(c),
+            "contribution round trip"
+        );
     }
     if let Ok(r) = Retired::decode(data) {
-        assert_eq!(Retired::decode(&r.encode()).ok(), Some(r), "retired round trip");
+        assert_eq!(
+            Retired::decode(&r.encode()).ok(),
+            Some(r),
+            "retired round trip"
+        );
     }
 }
 
@@ -99,13 +106,19 @@ fn run(vm: &mut Vm, status: &str, body: &[u8]) {
     host.advance_ms(1500);
     vm.root.on_tick(host);
     for call in host.take_dispatched() {
-        host.callout_answer(&[(":status", status), ("content-type", "application/json")], body);
+        host.callout_answer(
+            &[(":status", status), ("content-type", "application/json")],
+            body,
+        );
         vm.root.on_callout_answer(host, call.token, body.len());
     }
     // A routed request and its response.
     vm.next_context += 1;
     let mut stream = vm.root.stream(vm.next_context).expect("configured");
-    host.request(&[(":method", "GET"), (":path", "/v2/models/chat/ready")], b"");
+    host.request(
+        &[(":method", "GET"), (":path", "/v2/models/chat/ready")],
+        b"",
+    );
     let mut action = stream.on_request_headers(host, true);
     for call in host.take_dispatched() {
         // A first request that waits for the fleet's view.
@@ -119,16 +132,25 @@ fn run(vm: &mut Vm, status: &str, body: &[u8]) {
     }
     stream.on_done(host);
     // A feedback spent through etcd, answered with the input.
-    let token = TokenSigner::new(b"fuzz-signing-key-0123456789").sign(&DecisionToken {
-        model: "chat".into(),
-        target: "large".into(),
-        expires: host.now_secs() + 300,
-        nonce: u64::from(vm.next_context),
-    });
+    let token = fuzz_support::signed_token(
+        "inference-router",
+        "chat",
+        "large",
+        host.now_secs() + 300,
+        u64::from(vm.next_context),
+    );
     vm.next_context += 1;
     let mut stream = vm.root.stream(vm.next_context).expect("configured");
-    let feedback = serde_json::to_vec(&serde_json::json!({ "decision": token, "reward": 0.5 })).unwrap_or_default();
-    host.request(&[(":method", "POST"), (":path", "/feedback"), ("content-type", "application/json")], &feedback);
+    let feedback = serde_json::to_vec(&serde_json::json!({ "decision": token, "reward": 0.5 }))
+        .unwrap_or_default();
+    host.request(
+        &[
+            (":method", "POST"),
+            (":path", "/feedback"),
+            ("content-type", "application/json"),
+        ],
+        &feedback,
+    );
     stream.on_request_headers(host, false);
     stream.on_request_body(host, feedback.len(), true);
     for _ in 0..4 {
@@ -148,6 +170,11 @@ fn run(vm: &mut Vm, status: &str, body: &[u8]) {
     host.request(&[(":method", "GET"), (":path", "/state")], b"");
     stream.on_request_headers(host, true);
     let reply = host.reply().expect("the state endpoint answers");
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     check_numbers(&reply.json());
 }

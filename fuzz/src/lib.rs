@@ -37,6 +37,22 @@ pub const NOWS: [u64; 3] = [1_699_928_100, 1_699_963_200, NOW];
 /// Signing key of `configs/coverage.json` (its `feedback.signing_key`).
 pub const COVERAGE_SIGNING_KEY: &[u8] = b"fuzz-signing-key-0123456789";
 
+/// A decision id as `plugin` signs it with [`COVERAGE_SIGNING_KEY`] (unbound).
+pub fn signed_token(plugin: &str, model: &str, target: &str, expires: u64, nonce: u64) -> String {
+    inference_router_core::feedback::TokenKeys::single(COVERAGE_SIGNING_KEY).sign(
+        plugin,
+        &inference_router_core::feedback::DecisionToken {
+            model: model.into(),
+            target: target.into(),
+            expires,
+            nonce,
+            bound: None,
+            key: String::new(),
+        },
+        None,
+    )
+}
+
 /// The JSON block after `<!-- example:NAME -->` in docs/configuration.md or docs/policy.md.
 pub fn doc_example(name: &str) -> Option<&'static str> {
     let marker = format!("<!-- example:{name} -->");

@@ -481,7 +481,10 @@ struct Sent {
 #[test]
 fn listener_reload_under_load_answers_every_request_and_loses_no_reward() {
     let upstreams = Upstreams::start_default();
-    let mut envoy = Envoy::start(&EnvoyConfig::lds(&reload_config(0.1, "ops-1")), &upstreams);
+    let mut envoy = Envoy::start(
+        &EnvoyConfig::lds(&reload_config(0.1, "state-token-0123456789-1")),
+        &upstreams,
+    );
     let vm_before = vm_stats(&envoy);
     let port = envoy.port();
     // Decisions to send feedback for during the reloads.
@@ -554,7 +557,13 @@ fn listener_reload_under_load_answers_every_request_and_loses_no_reward() {
             }
         };
         wait_sent(50);
-        for (i, (epsilon, token)) in [(0.3, "ops-2"), (0.05, "ops-3")].iter().enumerate() {
+        for (i, (epsilon, token)) in [
+            (0.3, "state-token-0123456789-2"),
+            (0.05, "state-token-0123456789-3"),
+        ]
+        .iter()
+        .enumerate()
+        {
             let applied = envoy.reload_listener(&reload_config(*epsilon, token).to_string());
             assert!(applied.is_ok(), "reload {i} refused: {applied:?}");
             phase.store(i as u32 + 1, Ordering::SeqCst);
@@ -599,7 +608,7 @@ fn listener_reload_under_load_answers_every_request_and_loses_no_reward() {
 
     // The new configuration answers; the old tokens no longer do.
     let port = envoy.port();
-    assert!(state_with(port, "ops-1").is_none());
+    assert!(state_with(port, "state-token-0123456789-1").is_none());
     let responses = (ds.len() + log.len()) as u64;
     assert_eq!(
         envoy.wasm_counter_eventually("inference_router.rewards.implicit", responses),
@@ -607,7 +616,8 @@ fn listener_reload_under_load_answers_every_request_and_loses_no_reward() {
         "an implicit reward is missing"
     );
     assert_eq!(envoy.wasm_counter("inference_router.rewards.failed"), 0);
-    let doc = state_with(port, "ops-3").expect("the last configuration's token works");
+    let doc =
+        state_with(port, "state-token-0123456789-3").expect("the last configuration's token works");
     assert_eq!(
         doc["models"]["sentiment"]["observations"].as_u64(),
         Some(responses + accepted),

@@ -327,26 +327,39 @@ fn forged_replayed_and_invalid_feedback_is_refused_and_changes_nothing() {
     let parts: Vec<&str> = id.split('~').collect();
     assert_eq!(
         parts.len(),
-        5,
-        "token <model>~<target>~<expires>~<nonce>~<sig>: {id}"
+        7,
+        "token <model>~<target>~<expires>~<nonce>~<bound>~<key id>~<sig>: {id}"
     );
-    let later = format!(
-        "{}~{}~{}~{}~{}",
-        parts[0],
-        parts[1],
-        parts[2].parse::<u64>().unwrap() + 86_400,
-        parts[3],
-        parts[4]
-    );
+    let with_part = |i: usize, value: &str| {
+        let mut p: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+        p[i] = value.to_string();
+        p.join("~")
+    };
+    let later = with_part(2, &(parts[2].parse::<u64>().unwrap() + 86_400).to_string());
     assert_refusal_changes_nothing(envoy, &feedback_body(&later, json!(1.0)), 403, "forged");
-    let mut sig = parts[4].to_string();
+    let mut sig = parts[6].to_string();
     let flipped = if sig.ends_with('0') { '1' } else { '0' };
     sig.pop();
     sig.push(flipped);
-    let bad_sig = format!("{}~{}~{}~{}~{sig}", parts[0], parts[1], parts[2], parts[3]);
+    let bad_sig = with_part(6, &sig);
     assert_refusal_changes_nothing(envoy, &feedback_body(&bad_sig, json!(1.0)), 403, "forged");
+    // Bound to a principal after the fact, or relabelled with another key id.
+    let bound = with_part(4, "0123456789abcdef");
+    assert_refusal_changes_nothing(envoy, &feedback_body(&bound, json!(1.0)), 403, "forged");
+    let relabelled = with_part(5, "k1");
+    assert_refusal_changes_nothing(
+        envoy,
+        &feedback_body(&relabelled, json!(1.0)),
+        403,
+        "forged",
+    );
     // Garbage.
-    for garbage in ["not-a-token", "sentiment~v1~1~2~3", "a~b~c~d~e~f"] {
+    for garbage in [
+        "not-a-token",
+        "sentiment~v1~1~2~3",
+        "a~b~c~d~e~f",
+        "a~b~c~d~e~f~g",
+    ] {
         assert_refusal_changes_nothing(envoy, &feedback_body(garbage, json!(1.0)), 403, "forged");
     }
     // Signed by another router (same names, different key): a real token it issued.

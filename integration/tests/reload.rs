@@ -104,23 +104,33 @@ fn start(cfg: &Value) -> (Upstreams, Envoy) {
 
 #[test]
 fn learned_state_survives_listener_reloads_and_follows_the_targets() {
-    let (_upstreams, mut envoy) = start(&config(targets(&["v1", "v2"]), 0.1, "ops-1", SIGNING_KEY));
+    let (_upstreams, mut envoy) = start(&config(
+        targets(&["v1", "v2"]),
+        0.1,
+        "state-token-0123456789-1",
+        SIGNING_KEY,
+    ));
     traffic(&envoy, 40);
-    let (status, doc) = state_with(&envoy, "ops-1");
+    let (status, doc) = state_with(&envoy, "state-token-0123456789-1");
     assert_eq!(status, 200);
     assert_eq!(
-        wait_observations_with(&envoy, "ops-1", 40),
+        wait_observations_with(&envoy, "state-token-0123456789-1", 40),
         40,
         "implicit rewards before the reload"
     );
-    let s1 = sentiment(&state_with(&envoy, "ops-1").1);
+    let s1 = sentiment(&state_with(&envoy, "state-token-0123456789-1").1);
     assert_eq!(names(&s1), ["v1", "v2"], "{doc}");
 
     // 1. Same targets, another epsilon and state token: everything learned is still there.
     let doc = reload(
         &mut envoy,
-        &config(targets(&["v1", "v2"]), 0.3, "ops-2", SIGNING_KEY),
-        "ops-2",
+        &config(
+            targets(&["v1", "v2"]),
+            0.3,
+            "state-token-0123456789-2",
+            SIGNING_KEY,
+        ),
+        "state-token-0123456789-2",
     );
     assert_eq!(
         sentiment(&doc),
@@ -128,20 +138,28 @@ fn learned_state_survives_listener_reloads_and_follows_the_targets() {
         "state changed across a reload that kept the targets"
     );
     assert_eq!(
-        state_with(&envoy, "ops-1").0,
+        state_with(&envoy, "state-token-0123456789-1").0,
         401,
         "the old configuration still answers"
     );
     // And learning goes on from there.
     traffic(&envoy, 20);
-    assert_eq!(wait_observations_with(&envoy, "ops-2", 60), 60);
-    let s2 = sentiment(&state_with(&envoy, "ops-2").1);
+    assert_eq!(
+        wait_observations_with(&envoy, "state-token-0123456789-2", 60),
+        60
+    );
+    let s2 = sentiment(&state_with(&envoy, "state-token-0123456789-2").1);
 
     // 2. A target added: the old ones keep their statistics, the new one starts at the prior.
     let doc = reload(
         &mut envoy,
-        &config(targets(&["v1", "v2", "v3"]), 0.3, "ops-3", SIGNING_KEY),
-        "ops-3",
+        &config(
+            targets(&["v1", "v2", "v3"]),
+            0.3,
+            "state-token-0123456789-3",
+            SIGNING_KEY,
+        ),
+        "state-token-0123456789-3",
     );
     let s3 = sentiment(&doc);
     assert_eq!(s3["observations"], s2["observations"], "{s3}");
@@ -159,8 +177,13 @@ fn learned_state_survives_listener_reloads_and_follows_the_targets() {
     // 3. A target removed: dropped; the survivors keep their statistics.
     let doc = reload(
         &mut envoy,
-        &config(targets(&["v1", "v3"]), 0.3, "ops-4", SIGNING_KEY),
-        "ops-4",
+        &config(
+            targets(&["v1", "v3"]),
+            0.3,
+            "state-token-0123456789-4",
+            SIGNING_KEY,
+        ),
+        "state-token-0123456789-4",
     );
     let s4 = sentiment(&doc);
     assert_eq!(names(&s4), ["v1", "v3"], "{s4}");
@@ -169,8 +192,13 @@ fn learned_state_survives_listener_reloads_and_follows_the_targets() {
     // 4. Added back: it was dropped, so it starts again at the prior.
     let doc = reload(
         &mut envoy,
-        &config(targets(&["v1", "v2", "v3"]), 0.3, "ops-5", SIGNING_KEY),
-        "ops-5",
+        &config(
+            targets(&["v1", "v2", "v3"]),
+            0.3,
+            "state-token-0123456789-5",
+            SIGNING_KEY,
+        ),
+        "state-token-0123456789-5",
     );
     let s5 = sentiment(&doc);
     let v2 = &arms(&s5)["v2"];
@@ -183,19 +211,27 @@ fn learned_state_survives_listener_reloads_and_follows_the_targets() {
 
     // 5. A configuration the filter refuses: Envoy rejects the listener, the previous one keeps
     //    serving with its state.
-    let mut bad = config(targets(&["v1", "v2", "v3"]), 0.3, "ops-6", SIGNING_KEY);
+    let mut bad = config(
+        targets(&["v1", "v2", "v3"]),
+        0.3,
+        "state-token-0123456789-6",
+        SIGNING_KEY,
+    );
     bad["models"][0]["strategy"]["epsilon"] = json!(7.5);
     let refused = envoy.reload_listener(&bad.to_string());
     assert!(
         refused.is_err(),
         "an epsilon of 7.5 was accepted: {refused:?}"
     );
-    let (status, doc) = state_with(&envoy, "ops-5");
+    let (status, doc) = state_with(&envoy, "state-token-0123456789-5");
     assert_eq!(status, 200);
     assert_eq!(sentiment(&doc), s5);
-    assert_eq!(state_with(&envoy, "ops-6").0, 401);
+    assert_eq!(state_with(&envoy, "state-token-0123456789-6").0, 401);
     traffic(&envoy, 10);
-    assert_eq!(wait_observations_with(&envoy, "ops-5", 70), 70);
+    assert_eq!(
+        wait_observations_with(&envoy, "state-token-0123456789-5", 70),
+        70
+    );
     assert_eq!(envoy.counter("listener_manager.lds.update_rejected"), 1);
     assert_eq!(envoy.counter("wasm.inference-router.vm_reload_success"), 0);
 }
@@ -219,17 +255,30 @@ fn wait_observations_with(envoy: &Envoy, token: &str, n: u64) -> u64 {
 
 #[test]
 fn decision_ids_outlive_a_reload_and_stay_spent() {
-    let (_upstreams, mut envoy) = start(&config(targets(&["v1", "v2"]), 0.1, "ops-1", SIGNING_KEY));
+    let (_upstreams, mut envoy) = start(&config(
+        targets(&["v1", "v2"]),
+        0.1,
+        "state-token-0123456789-1",
+        SIGNING_KEY,
+    ));
     // Decisions and their implicit rewards: 4 observations.
     let ds = decisions(&envoy, "sentiment", 4);
-    assert_eq!(wait_observations_with(&envoy, "ops-1", 4), 4);
+    assert_eq!(
+        wait_observations_with(&envoy, "state-token-0123456789-1", 4),
+        4
+    );
     let r = send_feedback(&envoy, &ds[0].0, 1.0);
     assert_eq!(r.status, 200, "{}", r.text());
 
     let _ = reload(
         &mut envoy,
-        &config(targets(&["v1", "v2"]), 0.2, "ops-2", SIGNING_KEY),
-        "ops-2",
+        &config(
+            targets(&["v1", "v2"]),
+            0.2,
+            "state-token-0123456789-2",
+            SIGNING_KEY,
+        ),
+        "state-token-0123456789-2",
     );
     // Spent before the reload: still spent. Issued before it, unused: accepted.
     let r = send_feedback(&envoy, &ds[0].0, 1.0);
@@ -244,14 +293,17 @@ fn decision_ids_outlive_a_reload_and_stay_spent() {
         &config(
             targets(&["v1", "v2"]),
             0.2,
-            "ops-3",
+            "state-token-0123456789-3",
             "another-signing-key-0123456789",
         ),
-        "ops-3",
+        "state-token-0123456789-3",
     );
     let r = send_feedback(&envoy, &ds[2].0, 1.0);
     assert_refused(&r, 403, "forged");
-    assert_eq!(wait_observations_with(&envoy, "ops-3", 6), 6);
+    assert_eq!(
+        wait_observations_with(&envoy, "state-token-0123456789-3", 6),
+        6
+    );
 }
 
 /// envoy/lds/listener.yaml is envoy/demo.yaml's listener as an LDS resource: the same lines,

@@ -4,8 +4,8 @@
 //! being a wasm filter at all, which every wasm configuration is compared to.
 //!
 //! With the plugin configuration `mimic`, it instead makes the same host calls per request as
-//! inference-router's header routing (clock, header read, two header writes, clear_route_cache,
-//! two counters; four response headers), with no decision logic: the analysis row that splits
+//! inference-router's header routing (clock, header read, two header writes, one removal,
+//! clear_route_cache, two counters; four response headers), with no decision logic: the analysis row that splits
 //! inference-router's cost into host calls and work inside the module (`BENCH_ANALYSIS=1`).
 //!
 //! With `repeat <call> <n>` it does its minimal work plus `n` more host calls of one kind per
@@ -183,6 +183,8 @@ impl HttpContext for MimicHttp {
         let cluster = model.as_deref().unwrap_or("chat");
         self.set_http_request_header("x-inference-cluster", Some(cluster));
         self.set_http_request_header("x-inference-target", Some("stable"));
+        // A client's shadow mark is removed.
+        self.set_http_request_header("x-inference-shadow", None);
         let _ = hostcalls::call_foreign_function("clear_route_cache", None);
         for id in self.0.counters {
             let _ = hostcalls::increment_metric(id, 1);

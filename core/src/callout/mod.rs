@@ -25,8 +25,23 @@ pub use router::{
     NO_CHILD,
 };
 
-/// Request headers copied onto a resent request besides `:method`, `:path`, `:authority`.
-pub const RESENT_HEADERS: [&str; 3] = ["content-type", "accept", "authorization"];
+/// Request headers copied onto a resent request besides `:method`, `:path`, `:authority`: what
+/// the upstream needs to read it, and the trace context (W3C, Envoy's request id, B3), so a
+/// callout shows in the client's trace.
+pub const RESENT_HEADERS: [&str; 12] = [
+    "content-type",
+    "accept",
+    "authorization",
+    "traceparent",
+    "tracestate",
+    "x-request-id",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+];
 
 /// The first fallback target of a model that is not `failed`: where a retry goes.
 pub fn retry_target(fallback: &[usize], failed: usize) -> Option<usize> {

@@ -184,6 +184,19 @@ pub struct BudgetDto {
     /// Output tokens assumed when a request does not say `max_tokens`.
     #[serde(default = "default_output_tokens")]
     pub default_output_tokens: u64,
+    /// Read the three values from claims of this verified JWT payload (named as the three
+    /// `*_header` fields) instead of from the client's headers.
+    #[serde(default)]
+    pub jwt: Option<JwtPayloadDto>,
+}
+
+/// A JWT payload Envoy's `jwt_authn` filter put in dynamic metadata (`payload_in_metadata`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtPayloadDto {
+    #[serde(default = "default_jwt_namespace")]
+    pub namespace: String,
+    pub payload_key: String,
 }
 
 fn default_cost_header() -> String {
@@ -222,9 +235,52 @@ fn default_shadow_timeout() -> u32 {
 pub struct FeedbackDto {
     #[serde(default = "default_feedback_path")]
     pub path: String,
-    pub signing_key: String,
+    /// One key (id `k0`); or `signing_keys`.
+    #[serde(default)]
+    pub signing_key: Option<String>,
+    /// The first signs, every one verifies.
+    #[serde(default)]
+    pub signing_keys: Option<Vec<SigningKeyDto>>,
     #[serde(default = "default_ttl")]
     pub ttl_seconds: u64,
+    /// Who asked: a decision is bound to it, and only it (or an evaluator) may reward it.
+    #[serde(default)]
+    pub bind: Option<BindDto>,
+    /// Principals that may reward any decision (and are not held to the budget).
+    #[serde(default)]
+    pub evaluators: Vec<String>,
+    /// Rewards accepted per principal per minute on one Envoy.
+    #[serde(default)]
+    pub budget_per_minute: Option<u32>,
+    /// Decision ids one Envoy accepts per hour of expiry; past it feedback is refused (503).
+    #[serde(default = "default_max_accepted_per_hour")]
+    pub max_accepted_per_hour: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyDto {
+    pub id: String,
+    pub key: String,
+}
+
+/// Where a feedback principal comes from: exactly one field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindDto {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub jwt: Option<JwtClaimDto>,
+    /// The request's tenant (`tenants`), when it is a configured one.
+    #[serde(default)]
+    pub tenant: bool,
+}
+
+pub const DEFAULT_MAX_ACCEPTED_PER_HOUR: u64 = 262_144;
+
+fn default_max_accepted_per_hour() -> u64 {
+    DEFAULT_MAX_ACCEPTED_PER_HOUR
 }
 
 fn default_feedback_path() -> String {
@@ -240,6 +296,9 @@ pub struct StateEndpointDto {
     pub path: String,
     #[serde(default)]
     pub token: Option<String>,
+    /// No token: anyone who reaches the path may read the state.
+    #[serde(default)]
+    pub public: bool,
 }
 
 fn default_route_header() -> String {

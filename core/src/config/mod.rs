@@ -140,7 +140,7 @@ pub struct NamedDetector {
 }
 
 #[derive(Debug)]
-pub enum TenantSource {
+pub enum ValueSource {
     Header(String),
     Jwt {
         namespace: String,
@@ -151,7 +151,7 @@ pub enum TenantSource {
 
 #[derive(Debug)]
 pub struct Tenants {
-    pub source: TenantSource,
+    pub source: ValueSource,
     pub required: bool,
     pub list: Vec<Tenant>,
 }
@@ -205,6 +205,15 @@ pub struct Budget {
     pub latency_header: String,
     pub escalate_header: String,
     pub default_output_tokens: u64,
+    /// The three names are claims of this verified JWT payload, not client headers.
+    pub jwt: Option<JwtPayload>,
+}
+
+/// Where Envoy's `jwt_authn` filter put a verified token's payload (dynamic metadata).
+#[derive(Debug, Clone)]
+pub struct JwtPayload {
+    pub namespace: String,
+    pub payload_key: String,
 }
 
 /// Mirrors a share of a model's requests to a shadow target, from the root context.
@@ -241,14 +250,30 @@ pub const CAPABILITIES: [&str; 4] = ["vision", "tools", "json_mode", "streaming"
 #[derive(Debug)]
 pub struct FeedbackSettings {
     pub path: String,
-    pub signer: crate::feedback::TokenSigner,
+    pub keys: crate::feedback::TokenKeys,
     pub ttl_seconds: u64,
+    /// Decisions are bound to who asked; `None`: whoever holds a decision id may reward it.
+    pub bind: Option<Bind>,
+    /// Principals that may reward any decision, exempt from the budget.
+    pub evaluators: Vec<String>,
+    pub budget_per_minute: Option<u32>,
+    /// Ids one spent-id shard holds (`max_accepted_per_hour` / shards).
+    pub spent_per_shard: usize,
+}
+
+/// Where the principal of a request comes from (`feedback.bind`).
+#[derive(Debug)]
+pub enum Bind {
+    /// The request's tenant, when it is a configured one.
+    Tenant,
+    Value(ValueSource),
 }
 
 /// The read-only state endpoint.
 #[derive(Debug)]
 pub struct StateEndpoint {
     pub path: String,
+    /// `None` only when declared public.
     pub token: Option<String>,
 }
 

@@ -5,4 +5,4 @@ mod message;
 mod token;
 
 pub use message::{parse_feedback, Feedback, FeedbackError};
-pub use token::{DecisionToken, TokenError, TokenSigner};
+pub use token::{DecisionToken, SigningKey, TokenError, TokenKeys};

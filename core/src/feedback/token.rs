@@ -1,9 +1,12 @@
 //! Decision tokens: the `x-inference-decision` value when feedback is on.
 //!
-//! `<model>~<target>~<expires>~<nonce>~<tag>`: names of the model and target (names never hold
-//! `~`), expiry in Unix seconds, a 64-bit nonce in hex, and the first 128 bits of
-//! HMAC-SHA256(key, everything before the last `~`) in hex. Anyone can read a token; only the
-//! holder of the key can make one, and each is accepted once (the host keeps spent nonces).
+//! `<model>~<target>~<expires>~<nonce>~<bound>~<key id>~<tag>`: names of the model and target
+//! (names never hold `~`), expiry in Unix seconds, a 64-bit nonce in hex, `-` or the 64-bit tag
+//! of the principal the decision is bound to (hex), the id of the key that signed it, and the
+//! first 128 bits of HMAC-SHA256(key, domain ‖ everything before the last `~`) in hex. The domain
+//! names the token format and the plugin (the configuration's identity), so a token of one plugin
+//! never verifies at another that shares its key. Anyone can read a token; only the holder of a
+//! key can make one, and each is accepted once (the host keeps spent nonces).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -11,6 +14,9 @@ use sha2::Sha256;
 type HmacSha256 = Hmac<Sha256>;
 
 const TAG_BYTES: usize = 16;
+/// What the MAC covers before the token's own text: format and purpose.
+const DOMAIN: &str = "inference-router/decision/2";
+const UNBOUND: &str = "-";
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DecisionToken {
@@ -18,11 +24,18 @@ pub struct DecisionToken {
     pub target: String,
     pub expires: u64,
     pub nonce: u64,
+    /// The tag of the principal the decision is bound to ([`TokenKeys::principal_tag`]).
+    #[serde(default)]
+    pub bound: Option<u64>,
+    /// The id of the key that signed it.
+    #[serde(default)]
+    pub key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
     Malformed,
+    UnknownKey,
     BadSignature,
     Expired,
 }
@@ -31,20 +44,42 @@ impl TokenError {
     pub fn describe(&self) -> &'static str {
         match self {
             TokenError::Malformed => "the decision id is not one this router issued",
+            TokenError::UnknownKey => {
+                "the decision id was signed with a key this router does not hold"
+            }
             TokenError::BadSignature => "the decision id's signature does not verify",
             TokenError::Expired => "the decision id has expired",
         }
     }
 }
 
+/// One signing key and its id.
 #[derive(Clone)]
-pub struct TokenSigner {
+pub struct SigningKey {
+    pub id: String,
     key: Vec<u8>,
 }
 
-impl std::fmt::Debug for TokenSigner {
+impl SigningKey {
+    pub fn new(id: &str, key: &[u8]) -> Self {
+        SigningKey {
+            id: id.to_string(),
+            key: key.to_vec(),
+        }
+    }
+}
+
+/// The keys of a configuration: the first signs, every one verifies (rotation: add the new key
+/// first, keep the old one until its last token expired).
+#[derive(Clone)]
+pub struct TokenKeys {
+    keys: Vec<SigningKey>,
+}
+
+impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenSigner(<key>)")
+        let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
+        write!(f, "TokenKeys({ids:?})")
     }
 }
 
@@ -75,46 +110,113 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-impl TokenSigner {
-    pub fn new(key: &[u8]) -> Self {
-        TokenSigner { key: key.to_vec() }
+fn mac(key: &[u8], parts: &[&[u8]]) -> Option<HmacSha256> {
+    let mut mac = HmacSha256::new_from_slice(key).ok()?;
+    for part in parts {
+        // Length-prefixed: no two different part lists feed the MAC the same bytes.
+        mac.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+        mac.update(part);
+    }
+    Some(mac)
+}
+
+impl TokenKeys {
+    /// `keys` must not be empty (the configuration makes sure); an empty set signs nothing
+    /// verifiable.
+    pub fn new(keys: Vec<SigningKey>) -> Self {
+        TokenKeys { keys }
     }
 
-    fn mac(&self, payload: &str) -> Option<HmacSha256> {
-        let mut mac = HmacSha256::new_from_slice(&self.key).ok()?;
-        mac.update(payload.as_bytes());
-        Some(mac)
+    /// One key, as `feedback.signing_key` configures it.
+    pub fn single(key: &[u8]) -> Self {
+        TokenKeys::new(vec![SigningKey::new("k0", key)])
     }
 
-    pub fn sign(&self, token: &DecisionToken) -> String {
+    fn by_id(&self, id: &str) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+
+    fn tag(key: &SigningKey, plugin: &str, payload: &str) -> Option<HmacSha256> {
+        mac(
+            &key.key,
+            &[
+                DOMAIN.as_bytes(),
+                plugin.as_bytes(),
+                key.id.as_bytes(),
+                payload.as_bytes(),
+            ],
+        )
+    }
+
+    /// What a token carries of a principal: a keyed 64-bit digest, so the token does not reveal
+    /// who asked.
+    pub fn principal_tag(&self, key_id: &str, plugin: &str, principal: &str) -> Option<u64> {
+        let key = self.by_id(key_id)?;
+        let digest = mac(
+            &key.key,
+            &[
+                b"inference-router/principal",
+                plugin.as_bytes(),
+                principal.as_bytes(),
+            ],
+        )?
+        .finalize()
+        .into_bytes();
+        let first: [u8; 8] = digest.get(..8)?.try_into().ok()?;
+        Some(u64::from_be_bytes(first))
+    }
+
+    /// Signs with the first key; `principal` binds the decision to who asked.
+    pub fn sign(&self, plugin: &str, token: &DecisionToken, principal: Option<&str>) -> String {
+        let Some(key) = self.keys.first() else {
+            return String::new();
+        };
+        let bound = principal.and_then(|p| self.principal_tag(&key.id, plugin, p));
         let payload = format!(
-            "{}~{}~{}~{:016x}",
-            token.model, token.target, token.expires, token.nonce
+            "{}~{}~{}~{:016x}~{}~{}",
+            token.model,
+            token.target,
+            token.expires,
+            token.nonce,
+            bound.map_or_else(|| UNBOUND.to_string(), |b| format!("{b:016x}")),
+            key.id,
         );
-        let tag = self
-            .mac(&payload)
+        let tag = Self::tag(key, plugin, &payload)
             .map(|m| m.finalize().into_bytes())
             .map(|b| hex(b.get(..TAG_BYTES).unwrap_or_default()))
             .unwrap_or_default();
         format!("{payload}~{tag}")
     }
 
-    /// Verifies signature first (constant time), then expiry against `now_unix_secs`.
-    pub fn verify(&self, value: &str, now_unix_secs: u64) -> Result<DecisionToken, TokenError> {
+    /// Verifies the signature first (constant time), then expiry against `now_unix_secs`.
+    pub fn verify(
+        &self,
+        plugin: &str,
+        value: &str,
+        now_unix_secs: u64,
+    ) -> Result<DecisionToken, TokenError> {
         let (payload, tag_hex) = value.rsplit_once('~').ok_or(TokenError::Malformed)?;
         let parts: Vec<&str> = payload.split('~').collect();
-        let [model, target, expires, nonce] = parts.as_slice() else {
+        let [model, target, expires, nonce, bound, key_id] = parts.as_slice() else {
             return Err(TokenError::Malformed);
         };
         let tag = unhex(tag_hex).ok_or(TokenError::Malformed)?;
         if tag.len() != TAG_BYTES || nonce.len() != 16 {
             return Err(TokenError::Malformed);
         }
-        let mac = self.mac(payload).ok_or(TokenError::Malformed)?;
+        let key = self.by_id(key_id).ok_or(TokenError::UnknownKey)?;
+        let mac = Self::tag(key, plugin, payload).ok_or(TokenError::Malformed)?;
         mac.verify_truncated_left(&tag)
             .map_err(|_| TokenError::BadSignature)?;
         let expires: u64 = expires.parse().map_err(|_| TokenError::Malformed)?;
         let nonce = u64::from_str_radix(nonce, 16).map_err(|_| TokenError::Malformed)?;
+        let bound = match *bound {
+            UNBOUND => None,
+            b if b.len() == 16 => {
+                Some(u64::from_str_radix(b, 16).map_err(|_| TokenError::Malformed)?)
+            }
+            _ => return Err(TokenError::Malformed),
+        };
         if now_unix_secs >= expires {
             return Err(TokenError::Expired);
         }
@@ -123,6 +225,8 @@ impl TokenSigner {
             target: (*target).to_string(),
             expires,
             nonce,
+            bound,
+            key: (*key_id).to_string(),
         })
     }
 }
@@ -137,52 +241,92 @@ mod tests {
             target: "v2".into(),
             expires: 1_000,
             nonce: 0xdead_beef,
+            bound: None,
+            key: "k0".into(),
         }
     }
 
     #[test]
     fn round_trip() {
-        let s = TokenSigner::new(b"secret");
-        let v = s.sign(&token());
-        assert!(v.starts_with("sentiment~v2~1000~00000000deadbeef~"), "{v}");
-        assert_eq!(s.verify(&v, 999), Ok(token()));
+        let s = TokenKeys::single(b"secret");
+        let v = s.sign("p", &token(), None);
+        assert!(
+            v.starts_with("sentiment~v2~1000~00000000deadbeef~-~k0~"),
+            "{v}"
+        );
+        assert_eq!(s.verify("p", &v, 999), Ok(token()));
+    }
+
+    #[test]
+    fn bound_to_a_principal() {
+        let s = TokenKeys::single(b"secret");
+        let v = s.sign("p", &token(), Some("alice"));
+        let t = s.verify("p", &v, 0).unwrap();
+        assert_eq!(t.bound, s.principal_tag("k0", "p", "alice"));
+        assert_ne!(t.bound, s.principal_tag("k0", "p", "bob"));
+        assert!(!v.contains("alice"));
+    }
+
+    #[test]
+    fn rotation_domain_and_forgery() {
+        let old = TokenKeys::new(vec![SigningKey::new("old", b"secret-1")]);
+        let both = TokenKeys::new(vec![
+            SigningKey::new("new", b"secret-2"),
+            SigningKey::new("old", b"secret-1"),
+        ]);
+        let issued = old.sign("p", &token(), None);
+        assert_eq!(
+            both.verify("p", &issued, 0).map(|t| t.key),
+            Ok("old".into())
+        );
+        let fresh = both.sign("p", &token(), None);
+        assert!(fresh.contains("~new~"), "{fresh}");
+        assert_eq!(old.verify("p", &fresh, 0), Err(TokenError::UnknownKey));
+        // Another plugin sharing the key does not accept it.
+        assert_eq!(both.verify("q", &fresh, 0), Err(TokenError::BadSignature));
+        // The key id is signed: relabelling a token with another id does not verify.
+        let relabelled = fresh.replacen("~new~", "~old~", 1);
+        assert_eq!(
+            both.verify("p", &relabelled, 0),
+            Err(TokenError::BadSignature)
+        );
     }
 
     #[test]
     fn forged_expired_malformed() {
-        let s = TokenSigner::new(b"secret");
-        let v = s.sign(&token());
-        assert_eq!(s.verify(&v, 1_000), Err(TokenError::Expired));
+        let s = TokenKeys::single(b"secret");
+        let v = s.sign("p", &token(), None);
+        assert_eq!(s.verify("p", &v, 1_000), Err(TokenError::Expired));
         assert_eq!(
-            TokenSigner::new(b"other").verify(&v, 0),
+            TokenKeys::single(b"other").verify("p", &v, 0),
             Err(TokenError::BadSignature)
         );
         let tampered = v.replacen("~v2~", "~v1~", 1);
-        assert_eq!(s.verify(&tampered, 0), Err(TokenError::BadSignature));
+        assert_eq!(s.verify("p", &tampered, 0), Err(TokenError::BadSignature));
         let later = v.replacen("~1000~", "~9999~", 1);
-        assert_eq!(s.verify(&later, 0), Err(TokenError::BadSignature));
+        assert_eq!(s.verify("p", &later, 0), Err(TokenError::BadSignature));
+        let bound = v.replacen("~-~", "~0000000000000001~", 1);
+        assert_eq!(s.verify("p", &bound, 0), Err(TokenError::BadSignature));
         for bad in [
             "",
             "x",
             "a~b~c~d~e",
             "a~b~1~00000000deadbeef~zz",
-            "~~~~",
-            "a~b~1~2~3~4",
+            "sentiment~v2~1000~00000000deadbeef~00112233445566778899aabbccddeeff",
+            "~~~~~~",
+            "a~b~1~2~3~4~5~6",
         ] {
-            assert!(s.verify(bad, 0).is_err(), "{bad}");
+            assert!(s.verify("p", bad, 0).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn known_hmac_vector() {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
-        let mac = TokenSigner::new(b"Jefe")
-            .mac("what do ya want for nothing?")
-            .unwrap()
-            .finalize()
-            .into_bytes();
+        let mut m = HmacSha256::new_from_slice(b"Jefe").unwrap();
+        m.update(b"what do ya want for nothing?");
         assert_eq!(
-            hex(&mac),
+            hex(&m.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }

@@ -56,11 +56,6 @@ fn keys(plugin: &Plugin, fleet: &FleetSettings) -> Keys {
     Keys::new(&fleet.prefix, &plugin.name)
 }
 
-fn bucket_of(plugin: &Plugin, expires: u64) -> u64 {
-    let ttl = plugin.cfg.feedback.as_ref().map_or(0, |f| f.ttl_seconds);
-    spent::bucket_of(expires, spent::bucket_seconds(ttl))
-}
-
 /// The first request of a spend: the spend itself when the token's bucket has a lease, else
 /// the lease.
 pub fn begin(
@@ -70,7 +65,7 @@ pub fn begin(
     checked: Checked,
     now_ms: u64,
 ) -> Option<Outgoing<StreamCall>> {
-    let bucket = bucket_of(plugin, checked.token.expires);
+    let bucket = spent::bucket_of(checked.token.expires);
     let lease = local::leases(&plugin.name)
         .read(host)
         .iter()
@@ -79,8 +74,7 @@ pub fn begin(
     match lease {
         Some(id) => spend(host, plugin, fleet, checked, id),
         None => {
-            let ttl = plugin.cfg.feedback.as_ref().map_or(0, |f| f.ttl_seconds);
-            let ttl = super::sync::lease_ttl(bucket, spent::bucket_seconds(ttl), now_ms / 1000);
+            let ttl = super::sync::lease_ttl(bucket, now_ms / 1000);
             Some(Outgoing {
                 request: etcd::lease_grant(ttl),
                 call: StreamCall::Lease { checked, bucket },
@@ -162,7 +156,7 @@ pub fn spent(
             Err(e) => lost(host, plugin, checked, &format!("{e:?}"), now_ms),
         },
         Outcome::Refused(why) if why.contains("lease not found") => {
-            let bucket = bucket_of(plugin, checked.token.expires);
+            let bucket = spent::bucket_of(checked.token.expires);
             let _ = local::leases(&plugin.name).update(host, |l| {
                 let before = l.len();
                 l.retain(|(b, _)| *b != bucket);
@@ -338,6 +332,8 @@ fn apply_in_doubt(host: &dyn Host, plugin: &Plugin, r: &InDoubt, now_ms: u64) {
         token: r.token.clone(),
         reward: r.reward,
         plan,
+        // Charged when it first arrived.
+        budget: None,
     };
     let reply = learning::complete(
         &HostStore(host),

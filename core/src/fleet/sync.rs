@@ -269,9 +269,8 @@ pub fn heartbeat_ms(fleet: &FleetSettings) -> u64 {
 /// A spent-id lease for the expiry bucket of tokens issued now, when there is none yet.
 fn lease_due(host: &dyn Host, plugin: &Plugin, now_ms: u64) -> Option<Outgoing<Call>> {
     let ttl = plugin.cfg.feedback.as_ref()?.ttl_seconds;
-    let bucket_s = spent::bucket_seconds(ttl);
     let now_s = now_ms / 1000;
-    let bucket = spent::bucket_of(now_s.saturating_add(ttl), bucket_s);
+    let bucket = spent::bucket_of(now_s.saturating_add(ttl));
     if local::leases(&plugin.name)
         .read(host)
         .iter()
@@ -280,29 +279,28 @@ fn lease_due(host: &dyn Host, plugin: &Plugin, now_ms: u64) -> Option<Outgoing<C
         return None;
     }
     Some(Outgoing {
-        request: etcd::lease_grant(lease_ttl(bucket, bucket_s, now_s)),
+        request: etcd::lease_grant(lease_ttl(bucket, now_s)),
         call: Call::Lease { bucket },
     })
 }
 
 /// A lease for `bucket` lives until every token of the bucket has expired, and a margin.
-pub fn lease_ttl(bucket: u64, bucket_s: u64, now_s: u64) -> u64 {
+pub fn lease_ttl(bucket: u64, now_s: u64) -> u64 {
     bucket
         .saturating_add(1)
-        .saturating_mul(bucket_s)
+        .saturating_mul(spent::BUCKET_SECONDS)
         .saturating_sub(now_s)
         .saturating_add(LEASE_MARGIN_S)
 }
 
 /// Records a lease granted for `bucket` (and forgets leases whose tokens have all expired).
 pub fn keep_lease(host: &dyn Host, plugin: &Plugin, bucket: u64, lease: i64, now_ms: u64) {
-    let Some(fb) = &plugin.cfg.feedback else {
+    if plugin.cfg.feedback.is_none() {
         return;
-    };
-    let bucket_s = spent::bucket_seconds(fb.ttl_seconds);
+    }
     let now_s = now_ms / 1000;
     local::leases(&plugin.name).set(host, |leases| {
-        leases.retain(|(b, _)| lease_ttl(*b, bucket_s, now_s) > LEASE_MARGIN_S);
+        leases.retain(|(b, _)| lease_ttl(*b, now_s) > LEASE_MARGIN_S);
         leases.retain(|(b, _)| *b != bucket);
         leases.push((bucket, lease));
     });

@@ -102,34 +102,67 @@ fn separator(c: u8) -> bool {
 }
 
 fn has_card(text: &str) -> bool {
-    // Runs of digits where a single space, dash or dot may separate groups.
+    // Chains of digit groups, one space, dash or dot between groups. A card is any run of whole
+    // consecutive groups (13–19 digits, Luhn), so a card next to other numbers ("4111 1111 1111
+    // 1111 12/29", "qty 2 4111 …") is still one; inside a group longer than any card, every
+    // stretch of 13–19 digits is a candidate.
     let mut digits: Vec<u8> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
     let mut last_sep = false;
-    let check = |d: &[u8]| (13..=19).contains(&d.len()) && luhn(d);
     for c in text.bytes() {
         if c.is_ascii_digit() {
             digits.push(c - b'0');
             last_sep = false;
-        } else if separator(c) && !digits.is_empty() && !last_sep {
+            continue;
+        }
+        if separator(c) && !digits.is_empty() && !last_sep {
+            ends.push(digits.len());
             last_sep = true;
-        } else {
-            if check(&digits) {
-                return true;
-            }
-            digits.clear();
-            last_sep = false;
+            continue;
         }
-        if digits.len() > 19 {
-            // Longer than any card: slide so a card inside a longer run is still seen.
-            if (13..=19).any(|n| {
-                digits.len() >= n && luhn(digits.get(digits.len() - n..).unwrap_or_default())
-            }) {
-                return true;
-            }
-            digits.remove(0);
+        if !last_sep && !digits.is_empty() {
+            ends.push(digits.len());
         }
+        if chain_has_card(&digits, &ends) {
+            return true;
+        }
+        digits.clear();
+        ends.clear();
+        last_sep = false;
     }
-    check(&digits)
+    if !last_sep && !digits.is_empty() {
+        ends.push(digits.len());
+    }
+    chain_has_card(&digits, &ends)
+}
+
+/// `ends`: where each group of `digits` ends.
+fn chain_has_card(digits: &[u8], ends: &[usize]) -> bool {
+    let card = |from: usize, to: usize| {
+        (13..=19).contains(&(to.saturating_sub(from))) && digits.get(from..to).is_some_and(luhn)
+    };
+    let mut start = 0;
+    for (i, &end) in ends.iter().enumerate() {
+        // Runs of whole groups starting at this group.
+        let mut to_index = i;
+        while let Some(&to) = ends.get(to_index) {
+            if to.saturating_sub(start) > 19 {
+                break;
+            }
+            if card(start, to) {
+                return true;
+            }
+            to_index += 1;
+        }
+        // Stretches inside a group longer than any card.
+        if end.saturating_sub(start) > 19
+            && (start..end).any(|from| (13..=19).any(|n| from + n <= end && card(from, from + n)))
+        {
+            return true;
+        }
+        start = end;
+    }
+    false
 }
 
 fn iban_valid(candidate: &[u8]) -> bool {
@@ -217,6 +250,12 @@ mod tests {
         assert!(d.fires("5500005555555559"));
         assert!(d.fires("4111.1111.1111.1111"));
         assert!(!d.fires("4111 1111 1111 1112")); // Luhn fails
+        // Next to other numbers, with or without a separator.
+        assert!(d.fires("pay with 4111 1111 1111 1111 12/29"));
+        assert!(d.fires("card 4111111111111111 123"));
+        assert!(d.fires("qty 2 4111 1111 1111 1111"));
+        assert!(d.fires("4111111111111111 2025 12 31"));
+        assert!(d.fires("x411111111111111112345"));
         assert!(!d.fires("order 1234567890")); // too short
         assert!(!d.fires("phone +1 415 555 0100"));
     }

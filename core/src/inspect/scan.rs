@@ -236,8 +236,9 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        // Keys seen in this object, sorted: a second one with the same text is refused.
-        let mut keys: Vec<String> = Vec::new();
+        // Keys seen in this object (a tree: O(log n) whatever order they come in); a second
+        // one with the same text is refused.
+        let mut keys: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         loop {
             let mut key = Walk {
                 text: String::new(),
@@ -256,13 +257,12 @@ impl<'de> Visitor<'de> for Node<'_> {
                     return Err(e);
                 }
             }
-            match keys.binary_search(&key.text) {
-                Ok(_) => return Err(self.walk.stop(NotScanned::DuplicateKey)),
-                Err(at) => keys.insert(at, key.text.clone()),
-            }
             self.walk
                 .push(key.text.trim_end_matches('\n'))
                 .map_err(|why| self.walk.stop::<A::Error>(why))?;
+            if !keys.insert(key.text) {
+                return Err(self.walk.stop(NotScanned::DuplicateKey));
+            }
             map.next_value_seed(self.child())?;
         }
     }

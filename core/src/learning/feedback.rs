@@ -1,10 +1,12 @@
 //! One feedback request, one pipeline: parse (body or headers) → verify the decision token once
-//! → find the model → spend the decision id (each counts once, across workers) → apply the
-//! reward to the model's bandit state and/or forward it to the model's router
-//! (`router.feedback_path`). The stream (`stream::endpoints`) sends the reply and queues the forward.
+//! → find the model → check the sender may reward it (`trust`) → charge its budget → spend the
+//! decision id (each counts once, across workers) → apply the reward to the model's bandit state
+//! and/or forward it to the model's router (`router.feedback_path`). The stream
+//! (`stream::endpoints`) sends the reply and queues the forward.
 
 use serde_json::{json, Value};
 
+use super::trust::{self, BudgetError, Grant};
 use super::{apply_reward, spent, spent_prefix, Applied, ApplyError, Refusal, MAX_CAS_ATTEMPTS};
 use crate::bandit::SharedStore;
 use crate::callout::target_child;
@@ -18,6 +20,8 @@ pub struct FeedbackInput<'a> {
     pub header_decision: Option<&'a str>,
     /// `x-inference-reward` of the feedback request (header-only feedback, no body).
     pub header_reward: Option<&'a str>,
+    /// Who sent it, under `feedback.bind` ([`trust::principal`]).
+    pub principal: Option<&'a str>,
 }
 
 /// A reward to forward to a model's router (`router.feedback_path`).
@@ -86,6 +90,8 @@ pub struct Checked {
     pub token: DecisionToken,
     pub reward: f64,
     pub plan: Plan,
+    /// The sender's budget tag, when a budget applies to it.
+    pub budget: Option<u64>,
 }
 
 /// What accepting a checked feedback does.
@@ -98,22 +104,29 @@ pub enum Plan {
     Forward { child: i64 },
 }
 
-/// Verifies, spends and applies (or forwards) one feedback request against this Envoy's shared
-/// data. `spent_reset` is set when a spent-id bucket held undecodable bytes (the stream logs it).
+/// Verifies, charges, spends and applies (or forwards) one feedback request against this
+/// Envoy's shared data.
 pub fn process_feedback<S: SharedStore + ?Sized>(
     store: &S,
     plugin: &str,
     cfg: &Config,
     now: u64,
     input: &FeedbackInput<'_>,
-    spent_reset: &mut bool,
 ) -> FeedbackReply {
-    let checked = match check(cfg, now, input) {
+    let checked = match check(cfg, plugin, now, input) {
         Ok(c) => c,
         Err(refused) => return refused.reply(),
     };
-    let key = spent_key(plugin, cfg, &checked);
-    if let Err(refused) = spend(store, &key, checked.token.nonce, spent_reset) {
+    if let Err(refused) = charge(store, plugin, cfg, &checked, now) {
+        return refused.reply();
+    }
+    let key = spent::shard_key(
+        &spent_prefix(plugin),
+        spent::bucket_of(checked.token.expires),
+        checked.token.nonce,
+    );
+    let capacity = cfg.feedback.as_ref().map_or(0, |f| f.spent_per_shard);
+    if let Err(refused) = spend(store, &key, checked.token.nonce, capacity) {
         return refused.reply();
     }
     let reply = complete(store, plugin, cfg, &checked, now.saturating_mul(1000));
@@ -124,10 +137,20 @@ pub fn process_feedback<S: SharedStore + ?Sized>(
     reply
 }
 
-/// Reads and verifies a feedback request and decides what accepting it would do; the reply is
-/// the refusal. Nothing is spent or changed.
-pub fn check(cfg: &Config, now: u64, input: &FeedbackInput<'_>) -> Result<Checked, Refused> {
-    let v = verify(cfg, now, input)?;
+/// Reads and verifies a feedback request, checks its sender may reward the decision and decides
+/// what accepting it would do; the reply is the refusal. Nothing is spent or changed.
+pub fn check(
+    cfg: &Config,
+    plugin: &str,
+    now: u64,
+    input: &FeedbackInput<'_>,
+) -> Result<Checked, Refused> {
+    let v = verify(cfg, plugin, now, input)?;
+    let grant = match &cfg.feedback {
+        Some(fb) => trust::authorize(fb, plugin, &v.token, input.principal)
+            .map_err(|(refusal, detail)| Refused::new(refusal, detail))?,
+        None => Grant::Free,
+    };
     let plan = match plan_for(cfg, &v.token) {
         Some((_, Plan::Learn { target })) => {
             let index = u64::try_from(target).ok();
@@ -162,6 +185,34 @@ pub fn check(cfg: &Config, now: u64, input: &FeedbackInput<'_>) -> Result<Checke
         token: v.token,
         reward: v.feedback.reward,
         plan,
+        budget: match grant {
+            Grant::Budgeted(tag) => Some(tag),
+            Grant::Free => None,
+        },
+    })
+}
+
+/// Counts the feedback against its sender's budget (`feedback.budget_per_minute`).
+pub fn charge<S: SharedStore + ?Sized>(
+    store: &S,
+    plugin: &str,
+    cfg: &Config,
+    c: &Checked,
+    now: u64,
+) -> Result<(), Refused> {
+    let per_minute = cfg.feedback.as_ref().and_then(|f| f.budget_per_minute);
+    let (Some(tag), Some(per_minute)) = (c.budget, per_minute) else {
+        return Ok(());
+    };
+    trust::charge(store, plugin, tag, per_minute, now).map_err(|e| match e {
+        BudgetError::Spent { .. } => Refused::new(
+            Refusal::OverBudget,
+            "this principal's rewards for this minute are spent (feedback.budget_per_minute)",
+        ),
+        BudgetError::Unavailable => Refused::new(
+            Refusal::Unavailable,
+            "the reward budget could not be checked; try again",
+        ),
     })
 }
 
@@ -195,6 +246,7 @@ pub fn refusal(refusal: Refusal, detail: &str) -> FeedbackReply {
 /// Reads the feedback, verifies its token and finds its model.
 fn verify<'c>(
     cfg: &'c Config,
+    plugin: &str,
     now: u64,
     input: &FeedbackInput<'_>,
 ) -> Result<Verified<'c>, Refused> {
@@ -203,12 +255,14 @@ fn verify<'c>(
     };
     let feedback = read(input)?;
     let token = settings
-        .signer
-        .verify(&feedback.decision, now)
+        .keys
+        .verify(plugin, &feedback.decision, now)
         .map_err(|e| {
             let refusal = match e {
                 TokenError::Expired => Refusal::Expired,
-                TokenError::BadSignature | TokenError::Malformed => Refusal::Forged,
+                TokenError::BadSignature | TokenError::Malformed | TokenError::UnknownKey => {
+                    Refusal::Forged
+                }
             };
             Refused::new(refusal, e.describe())
         })?;
@@ -262,27 +316,30 @@ fn routing_agrees(v: &Verified<'_>, child: impl Fn(&Value) -> bool) -> bool {
         .is_none_or(child)
 }
 
-fn spent_key(plugin: &str, cfg: &Config, c: &Checked) -> String {
-    let ttl = cfg.feedback.as_ref().map_or(0, |f| f.ttl_seconds);
-    spent::bucket_key(
-        &spent_prefix(plugin),
-        spent::bucket_of(c.token.expires, spent::bucket_seconds(ttl)),
-    )
-}
-
 /// Records the decision id as used; `Err` is the refusal to send.
 fn spend<S: SharedStore + ?Sized>(
     store: &S,
     key: &str,
     nonce: u64,
-    spent_reset: &mut bool,
+    capacity: usize,
 ) -> Result<(), Refused> {
-    match spent::spend(store, key, nonce, MAX_CAS_ATTEMPTS, spent_reset) {
+    match spent::spend(store, key, nonce, capacity, MAX_CAS_ATTEMPTS) {
         Ok(spent::Spend::Fresh) => Ok(()),
         Ok(spent::Spend::Replayed) => Err(Refused::new(
             Refusal::Replayed,
             "this decision's feedback was already accepted",
         )),
+        Err(spent::SpendError::Full) => Err(Refused::new(
+            Refusal::Full,
+            "this Envoy accepts no more feedback for decisions expiring this hour (feedback.max_accepted_per_hour)",
+        )),
+        Err(spent::SpendError::Corrupt) => {
+            log::error!("inference-router: spent-id shard {key} is undecodable; its feedback is refused until it expires");
+            Err(Refused::new(
+                Refusal::Unavailable,
+                "could not record the decision as used",
+            ))
+        }
         Err(_) => Err(Refused::new(
             Refusal::Unavailable,
             "could not record the decision as used; try again",

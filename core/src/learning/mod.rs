@@ -4,6 +4,7 @@
 pub mod feedback;
 pub mod health;
 pub mod spent;
+pub mod trust;
 
 use serde_json::{json, Value};
 
@@ -132,16 +133,25 @@ pub enum Refusal {
     Replayed,
     NotLearning,
     Unavailable,
+    /// `feedback.bind`: the sender is not the decision's principal nor an evaluator.
+    Unauthorized,
+    /// `feedback.budget_per_minute`: the principal's budget for this minute is spent.
+    OverBudget,
+    /// The spent-id shard of the decision is full (`feedback.max_accepted_per_hour`).
+    Full,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::Invalid,
         Refusal::Forged,
         Refusal::Expired,
         Refusal::Replayed,
         Refusal::NotLearning,
         Refusal::Unavailable,
+        Refusal::Unauthorized,
+        Refusal::OverBudget,
+        Refusal::Full,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -152,6 +162,9 @@ impl Refusal {
             Refusal::Replayed => "replayed",
             Refusal::NotLearning => "not_learning",
             Refusal::Unavailable => "unavailable",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::OverBudget => "over_budget",
+            Refusal::Full => "full",
         }
     }
 
@@ -162,7 +175,9 @@ impl Refusal {
             Refusal::Expired => 410,
             Refusal::Replayed => 409,
             Refusal::NotLearning => 422,
-            Refusal::Unavailable => 503,
+            Refusal::Unavailable | Refusal::Full => 503,
+            Refusal::Unauthorized => 403,
+            Refusal::OverBudget => 429,
         }
     }
 

@@ -22,8 +22,8 @@ pub use sticky::{bucket, cookie_value, sticky_hash};
 
 use crate::bandit::ModelState;
 use crate::config::{
-    Unscanned,
-    Action, BodyTest, Condition, Config, HeaderTest, Model, ReplyBody, TargetPin, TenantSource,
+    Action, BodyTest, Condition, Config, HeaderTest, Model, ReplyBody, TargetPin, Unscanned,
+    ValueSource,
 };
 use crate::inspect::openai::{summarize, ChatSummary};
 use crate::inspect::scan::NotScanned;
@@ -37,6 +37,38 @@ pub trait RequestView {
 
     fn property(&self, _path: &[&str]) -> Option<Vec<u8>> {
         None
+    }
+}
+
+/// A header of the request, or a claim of a token Envoy's `jwt_authn` verified.
+pub fn read_value<R: RequestView + ?Sized>(req: &R, source: &ValueSource) -> Option<String> {
+    match source {
+        ValueSource::Header(h) => req.header(h),
+        ValueSource::Jwt {
+            namespace,
+            payload_key,
+            claim,
+        } => jwt_claim(req, namespace, payload_key, claim),
+    }
+}
+
+/// A claim of a verified JWT payload as text. Envoy hands a string claim over as its bytes and a
+/// number as an 8-byte little-endian double.
+pub fn jwt_claim<R: RequestView + ?Sized>(
+    req: &R,
+    namespace: &str,
+    payload_key: &str,
+    claim: &str,
+) -> Option<String> {
+    let bytes = req.property(&["metadata", "filter_metadata", namespace, payload_key, claim])?;
+    match String::from_utf8(bytes) {
+        Ok(text) if !text.contains('\0') => Some(text),
+        Ok(text) => <[u8; 8]>::try_from(text.as_bytes())
+            .ok()
+            .map(|b| f64::from_le_bytes(b).to_string()),
+        Err(e) => <[u8; 8]>::try_from(e.as_bytes())
+            .ok()
+            .map(|b| f64::from_le_bytes(b).to_string()),
     }
 }
 
@@ -377,18 +409,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
     fn tenant(&mut self) -> Option<(&str, Option<usize>)> {
         if self.tenant.is_none() {
             let resolved = self.cfg.tenants.as_ref().and_then(|t| {
-                let name = match &t.source {
-                    TenantSource::Header(h) => self.req.header(h),
-                    TenantSource::Jwt {
-                        namespace,
-                        payload_key,
-                        claim,
-                    } => self
-                        .req
-                        .property(&["metadata", "filter_metadata", namespace, payload_key, claim])
-                        .and_then(|b| String::from_utf8(b).ok()),
-                }
-                .filter(|n| !n.is_empty())?;
+                let name = read_value(self.req, &t.source).filter(|n| !n.is_empty())?;
                 let index = t.by_name(&name);
                 Some((name, index))
             });

@@ -184,9 +184,12 @@ impl<R: RequestView> Decider<'_, R> {
         let (Some(budget), Some(model)) = (&cfg.budget, cfg.models.get(mi)) else {
             return Ok(None);
         };
-        let escalate = self
-            .req
-            .header(&budget.escalate_header)
+        // Client headers, or claims of a verified token when `budget.jwt` says so.
+        let value = |name: &str| match &budget.jwt {
+            Some(j) => super::jwt_claim(self.req, &j.namespace, &j.payload_key, name),
+            None => self.req.header(name),
+        };
+        let escalate = value(&budget.escalate_header)
             .is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
         let parse_header = |name: &str, value: Option<String>| -> Result<Option<f64>, Outcome> {
             match value {
@@ -202,11 +205,8 @@ impl<R: RequestView> Decider<'_, R> {
                 },
             }
         };
-        let max_cost = parse_header(&budget.cost_header, self.req.header(&budget.cost_header))?;
-        let max_latency = parse_header(
-            &budget.latency_header,
-            self.req.header(&budget.latency_header),
-        )?;
+        let max_cost = parse_header(&budget.cost_header, value(&budget.cost_header))?;
+        let max_latency = parse_header(&budget.latency_header, value(&budget.latency_header))?;
         if escalate {
             let best = cands.indices().max_by(|&a, &b| {
                 let (ta, tb) = (model.targets.get(a), model.targets.get(b));

@@ -3,14 +3,31 @@
 
 use std::rc::Rc;
 
-use super::{Role, Stream};
-use crate::config::BodySource;
+use super::{HostRequest, Role, Stream};
+use crate::config::{BodySource, Config};
 use crate::host::{Action, Host, HostStore};
-use crate::learning::{self, FeedbackInput, FeedbackReply, Refusal};
+use crate::learning::{self, trust, FeedbackInput, FeedbackReply, Refusal};
 use crate::policy::Reply;
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether `Authorization` carries `token` as a bearer token. The scheme is case-insensitive
+/// (RFC 9110 §11.1); the tokens are compared as SHA-256 digests in constant time, so neither
+/// their content nor their length shows in the time taken.
+fn bearer_matches(authorization: Option<&str>, token: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let given = authorization
+        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim_start());
+    let Some(given) = given else { return false };
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(token.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// The path without its query.
@@ -22,17 +39,20 @@ fn request_path(host: &dyn Host) -> String {
     }
 }
 
-/// The feedback headers (header-only feedback, or the decision id beside a body).
+/// The feedback headers (header-only feedback, or the decision id beside a body), and who sent
+/// it (`feedback.bind`).
 pub(super) struct FeedbackHeaders {
     decision: Option<String>,
     reward: Option<String>,
+    principal: Option<String>,
 }
 
 impl FeedbackHeaders {
-    pub(super) fn read(host: &dyn Host) -> Self {
+    pub(super) fn read(host: &dyn Host, cfg: &Config) -> Self {
         FeedbackHeaders {
             decision: host.request_header("x-inference-decision"),
             reward: host.request_header("x-inference-reward"),
+            principal: trust::principal(cfg, &HostRequest(host)),
         }
     }
 
@@ -41,6 +61,7 @@ impl FeedbackHeaders {
             body,
             header_decision: self.decision.as_deref(),
             header_reward: self.reward.as_deref(),
+            principal: self.principal.as_deref(),
         }
     }
 }
@@ -82,12 +103,10 @@ impl Stream {
             ))
         } else {
             let given = host.request_header("authorization");
-            let authorized = ep.token.as_ref().is_none_or(|token| {
-                given
-                    .as_deref()
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-            });
+            let authorized = ep
+                .token
+                .as_ref()
+                .is_none_or(|token| bearer_matches(given.as_deref(), token));
             (!authorized).then(|| {
                 let detail = "send Authorization: Bearer <state_endpoint.token>";
                 Reply::error(401, "unauthorized", detail, None)
@@ -111,22 +130,11 @@ impl Stream {
         if let Some(fleet) = &plugin.cfg.fleet {
             return self.spend_feedback(host, fleet, body);
         }
-        let headers = FeedbackHeaders::read(host);
+        let headers = FeedbackHeaders::read(host, &plugin.cfg);
         let input = headers.input(body);
-        let mut spent_reset = false;
         let now = host.now_secs();
         let store = HostStore(host);
-        let reply = learning::process_feedback(
-            &store,
-            &plugin.name,
-            &plugin.cfg,
-            now,
-            &input,
-            &mut spent_reset,
-        );
-        if spent_reset {
-            log::warn!("inference-router: a spent-decision bucket was undecodable and was reset");
-        }
+        let reply = learning::process_feedback(&store, &plugin.name, &plugin.cfg, now, &input);
         self.feedback_reply(host, &reply, body, None);
     }
 
@@ -163,6 +171,34 @@ impl Stream {
                     );
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_matches;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_tokens_must_match() {
+        let token = "0123456789abcdef";
+        for ok in [
+            "Bearer 0123456789abcdef",
+            "bearer 0123456789abcdef",
+            "BEARER  0123456789abcdef ",
+        ] {
+            assert!(bearer_matches(Some(ok), token), "{ok}");
+        }
+        for bad in [
+            None,
+            Some(""),
+            Some("Bearer"),
+            Some("Basic 0123456789abcdef"),
+            Some("Bearer 0123456789abcde"),
+            Some("Bearer 0123456789abcdef0"),
+            Some("0123456789abcdef"),
+        ] {
+            assert!(!bearer_matches(bad, token), "{bad:?}");
         }
     }
 }

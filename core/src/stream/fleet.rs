@@ -147,8 +147,12 @@ impl Stream {
     /// Checks a feedback, then spends its decision id fleet-wide (the answer continues it).
     pub(super) fn spend_feedback(&mut self, host: &dyn Host, fleet: &FleetSettings, body: &[u8]) {
         let plugin = Rc::clone(&self.plugin);
-        let headers = super::endpoints::FeedbackHeaders::read(host);
-        let checked = match learning::check(&plugin.cfg, host.now_secs(), &headers.input(body)) {
+        let headers = super::endpoints::FeedbackHeaders::read(host, &plugin.cfg);
+        let (cfg, now) = (&plugin.cfg, host.now_secs());
+        let checked = learning::check(cfg, &plugin.name, now, &headers.input(body)).and_then(|c| {
+            learning::feedback::charge(&HostStore(host), &plugin.name, cfg, &c, now).map(|()| c)
+        });
+        let checked = match checked {
             Ok(c) => c,
             Err(refused) => return self.feedback_reply(host, &refused.reply(), &[], None),
         };
@@ -293,8 +297,11 @@ impl Stream {
         self.feedback_counted(host, reply, client_body);
         let body = serde_json::to_vec(&reply.body).unwrap_or_default();
         let mut extra = Vec::with_capacity(1);
-        if reply.result == Err(Refusal::Unavailable) {
-            extra.push(("retry-after", retry_after.unwrap_or("1")));
+        let next_minute = (60 - host.now_secs() % 60).to_string();
+        match reply.result {
+            Err(Refusal::Unavailable) => extra.push(("retry-after", retry_after.unwrap_or("1"))),
+            Err(Refusal::OverBudget) => extra.push(("retry-after", next_minute.as_str())),
+            _ => {}
         }
         let local = LocalReply {
             status: reply.status,

@@ -18,8 +18,9 @@ use std::rc::Rc;
 
 use crate::callout::{Answer, Pending};
 use crate::config::{BodySource, OnInvalid};
-use crate::inspect::scan::NotScanned;
 use crate::host::{Action, Buffer, Host, Map};
+use crate::inspect::scan::NotScanned;
+use crate::learning;
 use crate::payload::{decode_pairs, extract, fields_from_metadata, format_of_content_type};
 use crate::payload::{Fields, Format};
 use crate::plugin::{Plugin, VmState};
@@ -27,7 +28,7 @@ use crate::policy::{decide, Body, Outcome, Reply, RequestView, Route};
 
 use observe::Observed;
 use reply::ResponseMeta;
-use resend::{FanOut, Held, Retry, Then};
+use resend::{FanOut, Held, Retry, Then, SHADOW_HEADER};
 
 /// Largest feedback body read.
 const MAX_FEEDBACK_BYTES: usize = 64 * 1024;
@@ -85,6 +86,8 @@ pub struct Stream {
     warming: bool,
     /// While it waited, the whole body arrived.
     warm_body_done: bool,
+    /// Who asked, under `feedback.bind`: the decision id is bound to it.
+    principal: Option<String>,
 }
 
 impl Stream {
@@ -110,6 +113,7 @@ impl Stream {
             warm_checked: false,
             warming: false,
             warm_body_done: false,
+            principal: None,
         }
     }
 
@@ -121,6 +125,9 @@ impl Stream {
         if let Some(action) = self.own_endpoints(host, end_of_stream) {
             return action;
         }
+        // Only the filter marks shadow copies: a client's mark would mislead the upstream.
+        let _ = host.remove_header(Map::RequestHeaders, SHADOW_HEADER);
+        self.principal = learning::trust::principal(&self.plugin.cfg, &HostRequest(host));
         self.headers_decision(host, end_of_stream)
     }
 

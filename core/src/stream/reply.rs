@@ -112,12 +112,18 @@ impl Stream {
     /// unique id.
     pub(super) fn decision_id(&self, host: &dyn Host, model: &str, target: &str) -> String {
         match &self.plugin.cfg.feedback {
-            Some(fb) => fb.signer.sign(&DecisionToken {
-                model: model.to_string(),
-                target: target.to_string(),
-                expires: host.now_secs().saturating_add(fb.ttl_seconds),
-                nonce: self.vm.next_u64(),
-            }),
+            Some(fb) => fb.keys.sign(
+                &self.plugin.name,
+                &DecisionToken {
+                    model: model.to_string(),
+                    target: target.to_string(),
+                    expires: host.now_secs().saturating_add(fb.ttl_seconds),
+                    nonce: self.vm.next_u64(),
+                    bound: None,
+                    key: String::new(),
+                },
+                self.principal.as_deref(),
+            ),
             None => self.vm.next_id(),
         }
     }

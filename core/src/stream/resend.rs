@@ -32,7 +32,7 @@ const RETRY_TIMEOUT_MS: u32 = 15_000;
 /// On a retried answer: `<failed target>,<retry target>`.
 const ATTEMPTS_HEADER: &str = "x-inference-attempts";
 /// Marks shadow copies for the shadow upstream (value: the model's name).
-const SHADOW_HEADER: &str = "x-inference-shadow";
+pub(super) const SHADOW_HEADER: &str = "x-inference-shadow";
 
 /// What a stream's callout answer continues.
 #[derive(Debug, Clone, PartialEq)]

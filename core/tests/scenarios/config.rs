@@ -131,16 +131,18 @@ fn an_accepted_configuration_defines_its_metrics_and_asks_for_a_tick_only_with_p
     );
 
     // A learning configuration: the 200 ms tick, the bandit state seeded at the prior, and the
-    // spent-id buckets every token issued now can land in (ttl 3600 s: 60 s buckets, from now
-    // to now + ttl, one spare).
+    // 64 shards of each spent-id bucket tokens issued within the hour land in (hour buckets of
+    // expiry: now + ttl's, and the next).
     let vm = Vm::start(&json!({
         "models": [ bandit_model("sentiment", sentiment_targets(), json!({ "type": "thompson" }), None) ],
         "feedback": feedback_section(3600),
     }));
     assert_eq!(vm.host.tick_period_ms(), Some(200));
     let now = 1_800_000_000u64;
-    let mut want: Vec<String> = (now / 60..=(now + 3600) / 60 + 1)
-        .map(|b| format!("inference-router/v1/inference-router/spent/{b}"))
+    let mut want: Vec<String> = ((now + 3600) / 3600..=(now + 3600) / 3600 + 1)
+        .flat_map(|b| {
+            (0..64).map(move |s| format!("inference-router/v1/inference-router/spent/{b}/{s}"))
+        })
         .collect();
     want.push(state_key("sentiment"));
     want.sort();

@@ -409,7 +409,7 @@ pub fn chat_body(model: &str) -> Vec<u8> {
 
 pub const SIGNING_KEY: &str = "e2e-signing-key-0123456789abcdef";
 pub const STATE_PATH: &str = "/inference-router/state";
-pub const STATE_TOKEN: &str = "ops-secret";
+pub const STATE_TOKEN: &str = "ops-secret-0123456789";
 pub const FEEDBACK_PATH: &str = "/feedback";
 
 pub fn feedback_section(ttl_seconds: u64) -> Value {

@@ -46,14 +46,19 @@ fn feedback_counters(vm: &Vm) -> Vec<u64> {
 fn a_signed_decision_is_learned_once_then_replays_are_refused_on_every_worker() {
     let mut vm = start();
     let (id, target) = vm.decision("sentiment");
-    // <model>~<target>~<expires>~<nonce>~<tag>
+    // <model>~<target>~<expires>~<nonce>~<bound>~<key id>~<tag>
     let parts: Vec<&str> = id.split('~').collect();
-    assert_eq!(parts.len(), 5, "{id}");
+    assert_eq!(parts.len(), 7, "{id}");
     assert_eq!(
         parts[..3],
         ["sentiment", target.as_str(), &(NOW + 3600).to_string()]
     );
-    assert_eq!((parts[3].len(), parts[4].len()), (16, 32), "{id}");
+    assert_eq!(
+        parts[4..6],
+        ["-", "k0"],
+        "unbound, signed with signing_key's id"
+    );
+    assert_eq!((parts[3].len(), parts[6].len()), (16, 32), "{id}");
     let nonce = u64::from_str_radix(parts[3], 16).unwrap();
 
     let r = vm.feedback(&json!({ "decision": id, "reward": 0.5 }));
@@ -71,13 +76,13 @@ fn a_signed_decision_is_learned_once_then_replays_are_refused_on_every_worker() 
     assert_eq!(vm.routed_cluster(), None);
     assert_eq!(vm.counter("feedback.accepted"), 1);
     assert_eq!(vm.arm("sentiment", &target), [1.5, 1.5, 1.0]);
-    // The id is spent in the bucket of its expiry (60 s buckets for a 3600 s ttl).
-    let bucket = format!(
-        "inference-router/v1/inference-router/spent/{}",
-        (NOW + 3600) / 60
+    // The id is spent in the shard of its nonce, in the bucket of its expiry's hour.
+    let shard = format!(
+        "inference-router/v1/inference-router/spent/{}/{}",
+        (NOW + 3600) / 3600,
+        nonce % 64
     );
-    let spent: Vec<u64> = rmp_serde::from_slice(&vm.host.shared_value(&bucket).unwrap()).unwrap();
-    assert_eq!(spent, [nonce]);
+    assert_eq!(vm.host.shared_value(&shard).unwrap(), nonce.to_be_bytes());
 
     // Replayed with another reward, as header-only feedback, and on another worker's VM (same
     // shared data): refused each time, nothing changes.
@@ -94,8 +99,18 @@ fn a_signed_decision_is_learned_once_then_replays_are_refused_on_every_worker() 
         409,
         "replayed",
     );
+    // A reload with another ttl finds the id where it was put (buckets do not depend on it).
+    for ttl in [60, 7 * 24 * 3600] {
+        assert!(vm.reload(&config(ttl, SIGNING_KEY)));
+        assert_refused(
+            &vm.feedback(&json!({ "decision": id, "reward": 0.5 })),
+            409,
+            "replayed",
+        );
+    }
+    assert!(vm.reload(&config(3600, SIGNING_KEY)));
     assert_eq!(vm.model_state("sentiment"), state);
-    assert_eq!(feedback_counters(&vm), [1, 0, 0, 0, 3, 0, 0]);
+    assert_eq!(feedback_counters(&vm), [1, 0, 0, 0, 5, 0, 0]);
 
     // A decision the other worker issued is accepted here.
     let (id2, target2) = vm.decision("sentiment");
@@ -194,16 +209,22 @@ fn expiry_not_learning_models_and_every_accepted_form() {
     );
     assert_refused(&vm.feedback_headers(&ds[1].0, "1"), 410, "expired");
     assert_eq!(vm.counter("feedback.rejected.expired"), 2);
-    // Spent ids are kept until they expire: the root's tick then empties their bucket (60 s
-    // buckets for this ttl), and the expired id stays refused as expired.
-    let bucket = format!(
-        "inference-router/v1/inference-router/spent/{}",
-        (NOW + 60) / 60
+    // Spent ids are kept until every token of their bucket (an hour of expiry, whatever the
+    // ttl) has expired: the root's tick then empties it, and the expired id stays refused as
+    // expired.
+    let nonce = u64::from_str_radix(ds[0].0.split('~').nth(3).unwrap(), 16).unwrap();
+    let bucket = (NOW + 60) / 3600;
+    let shard = format!(
+        "inference-router/v1/inference-router/spent/{bucket}/{}",
+        nonce % 64
     );
-    assert!(!vm.host.shared_value(&bucket).unwrap().is_empty());
-    vm.host.advance_secs(60);
+    assert_eq!(vm.host.shared_value(&shard).unwrap(), nonce.to_be_bytes());
+    vm.host.advance_secs((bucket + 1) * 3600 - (NOW + 60) - 1);
     vm.tick(1);
-    assert_eq!(vm.host.shared_value(&bucket).as_deref(), Some(&[][..]));
+    assert_eq!(vm.host.shared_value(&shard).unwrap(), nonce.to_be_bytes());
+    vm.host.advance_secs(1);
+    vm.tick(1);
+    assert_eq!(vm.host.shared_value(&shard).as_deref(), Some(&[][..]));
     assert_refused(
         &vm.feedback(&json!({ "decision": ds[0].0, "reward": 1 })),
         410,
@@ -269,8 +290,7 @@ fn the_state_endpoint_needs_its_token() {
         Some(format!("Bearer {}", &STATE_TOKEN[..STATE_TOKEN.len() - 1])),
         Some(STATE_TOKEN.to_string()),
         Some(format!("Basic {STATE_TOKEN}")),
-        Some(format!("bearer {STATE_TOKEN}")),
-        Some(format!("Bearer  {STATE_TOKEN}")),
+        Some(format!("Bearer{STATE_TOKEN}")),
     ] {
         let mut headers = get(STATE_PATH);
         if let Some(a) = &auth {
@@ -300,6 +320,12 @@ fn the_state_endpoint_needs_its_token() {
     let want = json!({"build": {"version": "0.0.0", "commit": "unknown"},
                       "models": {"sentiment": {"observations": 0, "targets": [target("v1"), target("v2")]}}});
     assert_eq!(vm.state(), want);
+    // The scheme is case-insensitive (RFC 9110).
+    for scheme in ["bearer", "BEARER"] {
+        let auth = format!("{scheme} {STATE_TOKEN}");
+        vm.send(&with(get(STATE_PATH), &[("authorization", &auth)]), b"");
+        assert_eq!(vm.reply().json(), want, "{scheme}");
+    }
     // The query string does not change the path.
     vm.send(
         &[

@@ -18,12 +18,13 @@ fn header_routed(vm: &mut Vm) {
 }
 
 #[test]
-fn header_routing_costs_twelve_host_calls_and_no_clock_read() {
+fn header_routing_costs_thirteen_host_calls_and_no_clock_read() {
     let mut vm = Vm::start(&deterministic());
     header_routed(&mut vm);
     let h = &vm.host;
-    // x-model; two routing headers and four response headers set; the two optional response
-    // headers removed; requests and decisions counted; the route re-selected.
+    // x-model; two routing headers and four response headers set; a client's
+    // `x-inference-shadow` and the two optional response headers removed; requests and
+    // decisions counted; the route re-selected.
     assert_eq!(
         [
             h.host_calls("header"),
@@ -32,10 +33,10 @@ fn header_routing_costs_twelve_host_calls_and_no_clock_read() {
             h.host_calls("increment_metric"),
             h.host_calls("clear_route_cache"),
         ],
-        [1, 6, 2, 2, 1]
+        [1, 6, 3, 2, 1]
     );
     assert_eq!(h.host_calls("now_nanos"), 0);
-    assert_eq!(h.host_calls_total(), 12);
+    assert_eq!(h.host_calls_total(), 13);
 }
 
 #[test]
@@ -50,5 +51,5 @@ fn a_feedback_endpoint_costs_routed_requests_nothing_but_the_path() {
     // method is read only on the filter's own paths.
     assert_eq!(h.host_calls("header"), 2);
     assert_eq!(h.host_calls("now_nanos"), 1);
-    assert_eq!(h.host_calls_total(), 14);
+    assert_eq!(h.host_calls_total(), 15);
 }

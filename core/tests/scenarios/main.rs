@@ -34,3 +34,4 @@ mod rules;
 mod security;
 mod shadow;
 mod split;
+mod trust;

@@ -62,28 +62,47 @@ fn prior(name: &str) -> Value {
 
 #[test]
 fn learned_state_survives_reloads_and_follows_the_targets() {
-    let mut vm = Vm::start(&config(&["v1", "v2"], 0.1, "ops-1", SIGNING_KEY));
+    let mut vm = Vm::start(&config(
+        &["v1", "v2"],
+        0.1,
+        "state-token-0123456789-1",
+        SIGNING_KEY,
+    ));
     traffic(&mut vm, 40);
-    let s1 = sentiment(&mut vm, "ops-1");
+    let s1 = sentiment(&mut vm, "state-token-0123456789-1");
     assert_eq!(s1["observations"], 40);
     let bytes = vm.host.shared_value(&state_key("sentiment"));
 
     // Same targets, another epsilon and token: everything learned is still there, untouched.
-    assert!(vm.reload(&config(&["v1", "v2"], 0.3, "ops-2", SIGNING_KEY)));
+    assert!(vm.reload(&config(
+        &["v1", "v2"],
+        0.3,
+        "state-token-0123456789-2",
+        SIGNING_KEY
+    )));
     assert_eq!(
         vm.host.shared_value(&state_key("sentiment")),
         bytes,
         "rewritten by a reload that changed nothing"
     );
-    assert_eq!(sentiment(&mut vm, "ops-2"), s1);
-    assert_refused(&vm.state_with("ops-1"), 401, "unauthorized");
+    assert_eq!(sentiment(&mut vm, "state-token-0123456789-2"), s1);
+    assert_refused(
+        &vm.state_with("state-token-0123456789-1"),
+        401,
+        "unauthorized",
+    );
     traffic(&mut vm, 20);
-    let s2 = sentiment(&mut vm, "ops-2");
+    let s2 = sentiment(&mut vm, "state-token-0123456789-2");
     assert_eq!(s2["observations"], 60);
 
     // A target added: the old ones keep their statistics, the new one starts at the prior.
-    assert!(vm.reload(&config(&["v1", "v2", "v3"], 0.3, "ops-3", SIGNING_KEY)));
-    let s3 = sentiment(&mut vm, "ops-3");
+    assert!(vm.reload(&config(
+        &["v1", "v2", "v3"],
+        0.3,
+        "state-token-0123456789-3",
+        SIGNING_KEY
+    )));
+    let s3 = sentiment(&mut vm, "state-token-0123456789-3");
     assert_eq!(names(&s3), ["v1", "v2", "v3"]);
     assert_eq!(s3["observations"], s2["observations"]);
     assert_eq!(arm(&s3, "v1"), arm(&s2, "v1"));
@@ -104,36 +123,64 @@ fn learned_state_survives_reloads_and_follows_the_targets() {
     );
 
     // A target removed: dropped; the survivors keep theirs. Added back: at the prior again.
-    assert!(vm.reload(&config(&["v1", "v3"], 0.3, "ops-4", SIGNING_KEY)));
-    let s4 = sentiment(&mut vm, "ops-4");
+    assert!(vm.reload(&config(
+        &["v1", "v3"],
+        0.3,
+        "state-token-0123456789-4",
+        SIGNING_KEY
+    )));
+    let s4 = sentiment(&mut vm, "state-token-0123456789-4");
     assert_eq!(names(&s4), ["v1", "v3"]);
     assert_eq!(arm(&s4, "v1"), arm(&s2, "v1"));
-    assert!(vm.reload(&config(&["v1", "v2", "v3"], 0.3, "ops-5", SIGNING_KEY)));
-    let s5 = sentiment(&mut vm, "ops-5");
+    assert!(vm.reload(&config(
+        &["v1", "v2", "v3"],
+        0.3,
+        "state-token-0123456789-5",
+        SIGNING_KEY
+    )));
+    let s5 = sentiment(&mut vm, "state-token-0123456789-5");
     assert_eq!(arm(&s5, "v2"), &prior("v2"));
     assert_eq!(arm(&s5, "v1"), arm(&s2, "v1"));
 }
 
 #[test]
 fn a_refused_reload_leaves_the_previous_configuration_serving() {
-    let mut vm = Vm::start(&config(&["v1", "v2"], 0.1, "ops-1", SIGNING_KEY));
+    let mut vm = Vm::start(&config(
+        &["v1", "v2"],
+        0.1,
+        "state-token-0123456789-1",
+        SIGNING_KEY,
+    ));
     traffic(&mut vm, 10);
-    let before = sentiment(&mut vm, "ops-1");
-    let mut bad = config(&["v1", "v2", "v3"], 0.3, "ops-2", SIGNING_KEY);
+    let before = sentiment(&mut vm, "state-token-0123456789-1");
+    let mut bad = config(
+        &["v1", "v2", "v3"],
+        0.3,
+        "state-token-0123456789-2",
+        SIGNING_KEY,
+    );
     bad["models"][0]["strategy"]["epsilon"] = json!(7.5);
     assert!(!vm.reload(&bad));
     let critical = vm.host.critical_logs();
     assert_eq!(critical.len(), 1, "{critical:?}");
     assert!(critical[0].contains("epsilon"), "{critical:?}");
     // The state was not touched by the refused configuration (no v3), and the old one serves.
-    assert_eq!(sentiment(&mut vm, "ops-1"), before);
+    assert_eq!(sentiment(&mut vm, "state-token-0123456789-1"), before);
     traffic(&mut vm, 5);
-    assert_eq!(sentiment(&mut vm, "ops-1")["observations"], 15);
+    assert_eq!(
+        sentiment(&mut vm, "state-token-0123456789-1")["observations"],
+        15
+    );
 }
 
 #[test]
 fn decision_ids_outlive_a_reload_and_stay_spent_until_the_key_changes() {
-    let mut vm = Vm::start(&config(&["v1", "v2"], 0.1, "ops-1", SIGNING_KEY));
+    let mut vm = Vm::start(&config(
+        &["v1", "v2"],
+        0.1,
+        "state-token-0123456789-1",
+        SIGNING_KEY,
+    ));
     let ds: Vec<(String, String)> = (0..3).map(|_| vm.decision("sentiment")).collect();
     assert_eq!(
         vm.feedback(&json!({ "decision": ds[0].0, "reward": 1.0 }))
@@ -141,7 +188,12 @@ fn decision_ids_outlive_a_reload_and_stay_spent_until_the_key_changes() {
         200
     );
 
-    assert!(vm.reload(&config(&["v1", "v2"], 0.2, "ops-2", SIGNING_KEY)));
+    assert!(vm.reload(&config(
+        &["v1", "v2"],
+        0.2,
+        "state-token-0123456789-2",
+        SIGNING_KEY
+    )));
     // Spent before the reload: still spent. Issued before it, unused: accepted.
     assert_refused(
         &vm.feedback(&json!({ "decision": ds[0].0, "reward": 1.0 })),
@@ -156,7 +208,7 @@ fn decision_ids_outlive_a_reload_and_stay_spent_until_the_key_changes() {
     assert!(vm.reload(&config(
         &["v1", "v2"],
         0.2,
-        "ops-3",
+        "state-token-0123456789-3",
         "another-signing-key-0123456789"
     )));
     assert_refused(
@@ -164,7 +216,10 @@ fn decision_ids_outlive_a_reload_and_stay_spent_until_the_key_changes() {
         403,
         "forged",
     );
-    assert_eq!(sentiment(&mut vm, "ops-3")["observations"], 5);
+    assert_eq!(
+        sentiment(&mut vm, "state-token-0123456789-3")["observations"],
+        5
+    );
     // The counters carry over reloads (Envoy keeps a metric defined again under its id).
     assert_eq!(vm.counter("feedback.accepted"), 2);
     assert_eq!(vm.counter("feedback.rejected.replayed"), 1);

@@ -33,7 +33,15 @@ fn infer_headers() -> Vec<(&'static str, &'static str)> {
         (":authority", "models"),
         ("content-type", "application/json"),
         ("authorization", "Bearer user-token"),
+        // The trace context goes with the retry, so it shows in the client's trace.
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        ("x-request-id", "6f1c9a3e-req"),
+        ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
         ("content-length", "70"),
+        ("x-client-note", "not resent"),
     ]
 }
 
@@ -64,6 +72,9 @@ fn failed(
             "content-type",
             "accept",
             "authorization",
+            "traceparent",
+            "x-request-id",
+            "x-b3-traceid",
         ]
         .contains(n)
     });

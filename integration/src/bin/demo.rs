@@ -263,7 +263,7 @@ fn main() -> ExitCode {
 }
 
 const STATE_PATH: &str = "/inference-router/state";
-const STATE_TOKEN: &str = "demo-ops";
+const STATE_TOKEN: &str = "demo-ops-token-0123";
 /// Requests of the bandit section. The table gets a row every 10 requests while the bandit is
 /// still exploring (the first 100), then every 100.
 const BANDIT_REQUESTS: usize = 1200;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 pub const SIGNING_KEY: &str = "e2e-signing-key-0123456789abcdef";
 pub const STATE_PATH: &str = "/inference-router/state";
-pub const STATE_TOKEN: &str = "ops-secret";
+pub const STATE_TOKEN: &str = "ops-secret-0123456789";
 pub const FEEDBACK_PATH: &str = "/feedback";
 
 /// `feedback` with the test key and this ttl.

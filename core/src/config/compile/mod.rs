@@ -75,7 +75,7 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
     let rules = rules::compile_rules(dto.rules, &ctx, &mut pointers)?;
     // Sized before shadows add pointers: only metadata bodies read it, and they refuse shadows.
     let numeric_pointers = rules::numeric_pointers(&rules, pointers.len());
-    let feedback = endpoints::compile_feedback(dto.feedback)?;
+    let feedback = endpoints::compile_feedback(dto.feedback, dto.tenants.is_some())?;
     let state_endpoint = endpoints::compile_state_endpoint(dto.state_endpoint, feedback.as_ref())?;
     let tenants = dto
         .tenants
@@ -135,7 +135,10 @@ fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings
     if s.max_bytes == 0 || s.max_bytes > MAX_SCAN_BYTES {
         return err(
             "scan.max_bytes",
-            format!("must be between 1 and {MAX_SCAN_BYTES}, got {}", s.max_bytes),
+            format!(
+                "must be between 1 and {MAX_SCAN_BYTES}, got {}",
+                s.max_bytes
+            ),
         );
     }
     Ok(ScanSettings {

@@ -3,9 +3,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::checks::{check_header_name, check_name, err, optional_model, target_named};
-use crate::config::dto::{BudgetDto, DetectorDto, ResidencyDto, TenantDto, TenantsDto};
+use crate::config::dto::{
+    BudgetDto, DetectorDto, JwtClaimDto, ResidencyDto, TenantDto, TenantsDto,
+};
 use crate::config::{
-    Budget, ConfigError, Model, ModelAllow, NamedDetector, Tenant, TenantSource, Tenants,
+    Budget, ConfigError, JwtPayload, Model, ModelAllow, NamedDetector, Tenant, Tenants, ValueSource,
 };
 use crate::inspect::detect::Detector;
 
@@ -44,25 +46,9 @@ pub(super) fn compile_tenants(
     models: &[Model],
     index: &HashMap<String, usize>,
 ) -> Result<Tenants, ConfigError> {
-    let source = match (t.header, t.jwt) {
-        (Some(h), None) => {
-            check_header_name("tenants.header", &h)?;
-            TenantSource::Header(h)
-        }
-        (None, Some(j)) => {
-            if j.namespace.is_empty() || j.payload_key.is_empty() || j.claim.is_empty() {
-                return err(
-                    "tenants.jwt",
-                    "namespace, payload_key and claim must not be empty",
-                );
-            }
-            TenantSource::Jwt {
-                namespace: j.namespace,
-                payload_key: j.payload_key,
-                claim: j.claim,
-            }
-        }
-        _ => return err("tenants", "needs exactly one of \"header\" or \"jwt\""),
+    let source = match value_source("tenants", t.header, t.jwt)? {
+        Some(source) => source,
+        None => return err("tenants", "needs exactly one of \"header\" or \"jwt\""),
     };
     let mut list = Vec::with_capacity(t.list.len());
     for (ti, d) in t.list.into_iter().enumerate() {
@@ -161,10 +147,50 @@ pub(super) fn compile_budget(dto: Option<BudgetDto>) -> Result<Option<Budget>, C
     check_header_name("budget.cost_header", &b.cost_header)?;
     check_header_name("budget.latency_header", &b.latency_header)?;
     check_header_name("budget.escalate_header", &b.escalate_header)?;
+    let jwt = match b.jwt {
+        Some(j) if j.namespace.is_empty() || j.payload_key.is_empty() => {
+            return err("budget.jwt", "namespace and payload_key must not be empty")
+        }
+        Some(j) => Some(JwtPayload {
+            namespace: j.namespace,
+            payload_key: j.payload_key,
+        }),
+        None => None,
+    };
     Ok(Some(Budget {
         cost_header: b.cost_header,
         latency_header: b.latency_header,
         escalate_header: b.escalate_header,
         default_output_tokens: b.default_output_tokens,
+        jwt,
     }))
+}
+
+/// A header or a verified JWT claim, at most one; `None` when neither is given.
+pub(super) fn value_source(
+    field: &str,
+    header: Option<String>,
+    jwt: Option<JwtClaimDto>,
+) -> Result<Option<ValueSource>, ConfigError> {
+    match (header, jwt) {
+        (None, None) => Ok(None),
+        (Some(h), None) => {
+            check_header_name(&format!("{field}.header"), &h)?;
+            Ok(Some(ValueSource::Header(h)))
+        }
+        (None, Some(j)) => {
+            if j.namespace.is_empty() || j.payload_key.is_empty() || j.claim.is_empty() {
+                return err(
+                    format!("{field}.jwt"),
+                    "namespace, payload_key and claim must not be empty",
+                );
+            }
+            Ok(Some(ValueSource::Jwt {
+                namespace: j.namespace,
+                payload_key: j.payload_key,
+                claim: j.claim,
+            }))
+        }
+        (Some(_), Some(_)) => err(field, "needs exactly one of \"header\" or \"jwt\""),
+    }
 }

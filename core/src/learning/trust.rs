@@ -1,0 +1,219 @@
+//! Who may reward what (`feedback.bind`, `evaluators`, `budget_per_minute`).
+//!
+//! With a binding, each decision id carries a keyed tag of the principal that asked (a tenant,
+//! a verified JWT claim or a configured header). Feedback is then accepted from that principal
+//! only, or from an evaluator; a decision made for a request without a principal can be rewarded
+//! by evaluators only. Each principal but the evaluators has a budget of rewards per minute on
+//! this Envoy. Without a binding, whoever holds a decision id may reward it once.
+
+use crate::bandit::{SharedStore, StoreError};
+use crate::config::{Bind, Config, FeedbackSettings};
+use crate::feedback::DecisionToken;
+use crate::policy::{read_value, RequestView};
+
+use super::{shared_prefix, Refusal};
+
+/// The principal of a request under `feedback.bind`; `None` without a binding or when the
+/// request has none (no header, no verified token, no configured tenant).
+pub fn principal<R: RequestView + ?Sized>(cfg: &Config, req: &R) -> Option<String> {
+    let bind = cfg.feedback.as_ref()?.bind.as_ref()?;
+    let value = match bind {
+        Bind::Value(source) => read_value(req, source),
+        Bind::Tenant => {
+            let tenants = cfg.tenants.as_ref()?;
+            read_value(req, &tenants.source).filter(|name| tenants.by_name(name).is_some())
+        }
+    };
+    value.filter(|v| !v.is_empty())
+}
+
+/// What a feedback sender may do with a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// No binding, or an evaluator: no budget applies.
+    Free,
+    /// The decision's own principal, held to the budget under this tag.
+    Budgeted(u64),
+}
+
+/// Whether `principal` may reward the decision of `token`; the refusal's detail otherwise.
+pub fn authorize(
+    fb: &FeedbackSettings,
+    plugin: &str,
+    token: &DecisionToken,
+    principal: Option<&str>,
+) -> Result<Grant, (Refusal, &'static str)> {
+    if fb.bind.is_none() {
+        return Ok(Grant::Free);
+    }
+    let Some(principal) = principal else {
+        return Err((
+            Refusal::Unauthorized,
+            "feedback must come from the principal the decision was made for (feedback.bind), and this request has none",
+        ));
+    };
+    if fb.evaluators.iter().any(|e| e == principal) {
+        return Ok(Grant::Free);
+    }
+    let Some(bound) = token.bound else {
+        return Err((
+            Refusal::Unauthorized,
+            "the decision was made for a request without a principal: only an evaluator may reward it",
+        ));
+    };
+    match fb.keys.principal_tag(&token.key, plugin, principal) {
+        Some(tag) if tag == bound => Ok(Grant::Budgeted(tag)),
+        _ => Err((
+            Refusal::Unauthorized,
+            "the decision was made for another principal",
+        )),
+    }
+}
+
+/// Shards of the budget table; each holds at most [`PRINCIPALS_PER_SHARD`] principals a minute.
+const SHARDS: u64 = 16;
+const PRINCIPALS_PER_SHARD: usize = 1024;
+const ENTRY: usize = 12;
+
+fn budget_key(plugin: &str, tag: u64) -> String {
+    format!("{}/reward-budget/{}", shared_prefix(plugin), tag % SHARDS)
+}
+
+/// Why a reward was not charged to a budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BudgetError {
+    /// Spent for this minute: retry in this many seconds.
+    Spent { retry_after: u64 },
+    /// Too many principals this minute, or the store failed: the reward is refused.
+    Unavailable,
+}
+
+/// Counts one reward of the principal `tag` in the current minute, unless it already had
+/// `per_minute`. A shard is a minute (8 bytes) then (tag, count) entries (8 + 4 bytes), all
+/// big-endian; another minute's shard is started afresh. A shard that does not exist yet is
+/// written without CAS (the host ignores CAS on a missing key), so two workers creating it at
+/// once may lose one count: a budget may let one reward too many through, never refuse one
+/// within it.
+pub fn charge<S: SharedStore + ?Sized>(
+    store: &S,
+    plugin: &str,
+    tag: u64,
+    per_minute: u32,
+    now_secs: u64,
+) -> Result<(), BudgetError> {
+    let key = budget_key(plugin, tag);
+    let minute = now_secs / 60;
+    for _ in 0..super::MAX_CAS_ATTEMPTS {
+        let (bytes, cas) = store.get(&key).map_err(|_| BudgetError::Unavailable)?;
+        if bytes.is_some() && cas.is_none() {
+            // Written without CAS, a concurrent count would be lost: refuse, as every CAS user.
+            return Err(BudgetError::Unavailable);
+        }
+        let mut table = Table::decode(bytes.as_deref().unwrap_or_default(), minute);
+        let count = table.count(tag);
+        if count >= per_minute {
+            return Err(BudgetError::Spent {
+                retry_after: 60 - now_secs % 60,
+            });
+        }
+        if !table.set(tag, count.saturating_add(1)) {
+            return Err(BudgetError::Unavailable);
+        }
+        match store.set(&key, &table.encode(minute), cas) {
+            Ok(()) => return Ok(()),
+            Err(StoreError::CasMismatch) => continue,
+            Err(_) => return Err(BudgetError::Unavailable),
+        }
+    }
+    Err(BudgetError::Unavailable)
+}
+
+/// One shard's counts for one minute.
+struct Table(Vec<(u64, u32)>);
+
+impl Table {
+    /// Counts of `minute`; anything else (another minute, undecodable bytes) is an empty table.
+    fn decode(bytes: &[u8], minute: u64) -> Table {
+        let Some((head, rest)) = bytes.split_first_chunk::<8>() else {
+            return Table(Vec::new());
+        };
+        if u64::from_be_bytes(*head) != minute || rest.len() % ENTRY != 0 {
+            return Table(Vec::new());
+        }
+        let entries = rest
+            .chunks_exact(ENTRY)
+            .filter_map(|e| {
+                let (tag, count) = e.split_first_chunk::<8>()?;
+                let count: [u8; 4] = count.try_into().ok()?;
+                Some((u64::from_be_bytes(*tag), u32::from_be_bytes(count)))
+            })
+            .collect();
+        Table(entries)
+    }
+
+    fn count(&self, tag: u64) -> u32 {
+        self.0
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map_or(0, |(_, c)| *c)
+    }
+
+    /// Sets a count; `false` when the principal is new and the shard is full.
+    fn set(&mut self, tag: u64, count: u32) -> bool {
+        if let Some(entry) = self.0.iter_mut().find(|(t, _)| *t == tag) {
+            entry.1 = count;
+            return true;
+        }
+        if self.0.len() >= PRINCIPALS_PER_SHARD {
+            return false;
+        }
+        self.0.push((tag, count));
+        true
+    }
+
+    fn encode(&self, minute: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.0.len() * ENTRY);
+        out.extend_from_slice(&minute.to_be_bytes());
+        for (tag, count) in &self.0 {
+            out.extend_from_slice(&tag.to_be_bytes());
+            out.extend_from_slice(&count.to_be_bytes());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bandit::MemoryStore;
+
+    #[test]
+    fn a_budget_per_principal_per_minute() {
+        let s = MemoryStore::new();
+        let now = 6_000; // the start of minute 100
+        for _ in 0..3 {
+            assert_eq!(charge(&s, "p", 7, 3, now), Ok(()));
+        }
+        assert_eq!(
+            charge(&s, "p", 7, 3, now + 15),
+            Err(BudgetError::Spent { retry_after: 45 })
+        );
+        // Another principal of the same shard has its own count.
+        assert_eq!(charge(&s, "p", 7 + SHARDS, 3, now), Ok(()));
+        // The next minute starts afresh.
+        assert_eq!(charge(&s, "p", 7, 3, now + 60), Ok(()));
+    }
+
+    #[test]
+    fn a_full_shard_refuses_new_principals() {
+        let s = MemoryStore::new();
+        for i in 0..PRINCIPALS_PER_SHARD as u64 {
+            assert_eq!(charge(&s, "p", i * SHARDS, 1, 60), Ok(()));
+        }
+        assert_eq!(
+            charge(&s, "p", PRINCIPALS_PER_SHARD as u64 * SHARDS, 1, 60),
+            Err(BudgetError::Unavailable)
+        );
+        assert_eq!(charge(&s, "p", 0, 2, 60), Ok(()));
+    }
+}
