@@ -1570,3 +1570,69 @@ fn fallback_order_and_every_fallback_cooling() {
         assert_decision(&r, "chat", "primary", "weighted");
     }
 }
+
+/// `budget.jwt`: cost, latency and escalation come from claims of the token Envoy verified,
+/// string or number, and the client's headers of the same names are ignored.
+#[test]
+fn budget_values_from_a_verified_jwt_and_never_from_headers() {
+    let cfg = json!({
+        "models": [
+            { "name": "chat",
+              "targets": [ { "name": "small", "cluster": "llm-small", "weight": 1, "rank": 1,
+                             "price": { "input_per_1k": 0.15, "output_per_1k": 0.6 } },
+                           { "name": "large", "cluster": "llm-large", "weight": 0, "rank": 2,
+                             "price": { "input_per_1k": 2.5, "output_per_1k": 10.0 } } ] }
+        ],
+        "budget": { "cost_header": "max_cost", "escalate_header": "escalate",
+                    "latency_header": "latency_budget_ms",
+                    "jwt": { "payload_key": "jwt_payload" } }
+    });
+    let h = Harness::start(&EnvoyConfig::new("jwt.yaml", cfg.to_string()));
+    let with_claims = |extra: Value| {
+        let mut c = claims(None);
+        if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        bearer(&sign_hs256(JWT_KEY, &c))
+    };
+    let ask = |auth: Option<String>, headers: &[(&str, &str)]| {
+        let mut r = Request::get("/v2/models/chat/ready");
+        if let Some(a) = auth {
+            r = r.header("authorization", &a);
+        }
+        for (n, v) in headers {
+            r = r.header(n, v);
+        }
+        h.send(&r)
+    };
+    let reason = |r: &Response| {
+        r.header("x-inference-reason")
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // Escalation by claim, as a string or a boolean-like string.
+    for escalate in [json!("true"), json!("1")] {
+        let r = ask(Some(with_claims(json!({ "escalate": escalate }))), &[]);
+        assert_upstream(&r, "llm-large");
+        assert_eq!(reason(&r), "escalated");
+    }
+    // The same names as client headers change nothing, with or without a token.
+    for auth in [None, Some(with_claims(json!({})))] {
+        let r = ask(auth, &[("escalate", "true"), ("max_cost", "0.0001")]);
+        assert_upstream(&r, "llm-small");
+        assert_eq!(reason(&r), "weighted");
+    }
+    // A cost budget as a number claim and as a string claim: 256 output tokens cost 0.15 on
+    // small and 2.56 on large.
+    for max_cost in [json!(1.0), json!("1.0")] {
+        let r = ask(Some(with_claims(json!({ "max_cost": max_cost }))), &[]);
+        assert_upstream(&r, "llm-small");
+        assert_eq!(reason(&r), "budget");
+    }
+    for max_cost in [json!(0.001), json!("0.001")] {
+        let r = ask(Some(with_claims(json!({ "max_cost": max_cost }))), &[]);
+        assert_eq!(r.status, 422, "{max_cost}: {}", r.text());
+        assert_eq!(r.json()["error"], "budget_unmet");
+    }
+}
