@@ -264,7 +264,10 @@ fn state_is_closed_unless_enabled_and_then_only_with_the_token() {
         ),
         (
             "one character short",
-            bearer(Request::get(STATE_PATH), &STATE_TOKEN[..STATE_TOKEN.len() - 1]),
+            bearer(
+                Request::get(STATE_PATH),
+                &STATE_TOKEN[..STATE_TOKEN.len() - 1],
+            ),
         ),
         (
             "no scheme",
@@ -289,7 +292,10 @@ fn state_is_closed_unless_enabled_and_then_only_with_the_token() {
         outcomes.push(format!("{what} → {}", r.status));
     }
     // The scheme in any case, and extra spaces, are the same credential (RFC 9110).
-    for auth in [format!("bearer {STATE_TOKEN}"), format!("BEARER  {STATE_TOKEN}")] {
+    for auth in [
+        format!("bearer {STATE_TOKEN}"),
+        format!("BEARER  {STATE_TOKEN}"),
+    ] {
         let r = h.send(&Request::get(STATE_PATH).header("authorization", &auth));
         assert_eq!(r.status, 200, "{auth}: {}", r.text());
     }

@@ -250,7 +250,7 @@ mod tests {
         assert!(d.fires("5500005555555559"));
         assert!(d.fires("4111.1111.1111.1111"));
         assert!(!d.fires("4111 1111 1111 1112")); // Luhn fails
-        // Next to other numbers, with or without a separator.
+                                                  // Next to other numbers, with or without a separator.
         assert!(d.fires("pay with 4111 1111 1111 1111 12/29"));
         assert!(d.fires("card 4111111111111111 123"));
         assert!(d.fires("qty 2 4111 1111 1111 1111"));

@@ -280,7 +280,13 @@ mod tests {
     #[test]
     fn every_string_key_and_integer_anywhere() {
         let text = json(r#"{"inputs":[{"name":"t","datatype":"BYTES","data":["jane\u0040example.com"]}],"n":4111111111111111,"f":4.111111111111111e15,"ok":true}"#).unwrap();
-        for part in ["inputs", "BYTES", "jane@example.com", "4111111111111111", "data"] {
+        for part in [
+            "inputs",
+            "BYTES",
+            "jane@example.com",
+            "4111111111111111",
+            "data",
+        ] {
             assert!(text.contains(part), "{part} in {text:?}");
         }
         assert_eq!(text.matches("4111111111111111").count(), 2);
@@ -288,11 +294,20 @@ mod tests {
 
     #[test]
     fn what_cannot_be_read_completely_says_why() {
-        assert_eq!(json(r#"{"messages":[],"messages":[]}"#), Err(NotScanned::DuplicateKey));
-        assert_eq!(json(r#"{"a":{"x":1,"x":2}}"#), Err(NotScanned::DuplicateKey));
+        assert_eq!(
+            json(r#"{"messages":[],"messages":[]}"#),
+            Err(NotScanned::DuplicateKey)
+        );
+        assert_eq!(
+            json(r#"{"a":{"x":1,"x":2}}"#),
+            Err(NotScanned::DuplicateKey)
+        );
         assert_eq!(json(r#"{"a":1} trailing"#), Err(NotScanned::Malformed));
         assert_eq!(json(r#"{"a":"#), Err(NotScanned::Malformed));
-        assert_eq!(scan(Format::Json, br#"{"a":"0123456789"}"#, 8), Err(NotScanned::ScanLimit));
+        assert_eq!(
+            scan(Format::Json, br#"{"a":"0123456789"}"#, 8),
+            Err(NotScanned::ScanLimit)
+        );
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert_eq!(json(&deep), Err(NotScanned::TooDeep));
         // Different keys, and equal keys in different objects, are fine.
@@ -304,12 +319,21 @@ mod tests {
         let doc = serde_json::json!({"data": {"strData": "call +1 jane@example.com"}, "k": [1, 2]});
         let bytes = rmp_serde::to_vec_named(&doc).unwrap();
         let text = scan(Format::MessagePack, &bytes, 1 << 20).unwrap();
-        assert!(text.contains("jane@example.com") && text.contains("strData"), "{text:?}");
+        assert!(
+            text.contains("jane@example.com") && text.contains("strData"),
+            "{text:?}"
+        );
         let mut trailing = bytes.clone();
         trailing.push(0xc0);
-        assert_eq!(scan(Format::MessagePack, &trailing, 1 << 20), Err(NotScanned::Malformed));
+        assert_eq!(
+            scan(Format::MessagePack, &trailing, 1 << 20),
+            Err(NotScanned::Malformed)
+        );
         // A map with an integer key twice.
         let dup = [0x82, 0x01, 0xc0, 0x01, 0xc0];
-        assert_eq!(scan(Format::MessagePack, &dup, 1 << 20), Err(NotScanned::DuplicateKey));
+        assert_eq!(
+            scan(Format::MessagePack, &dup, 1 << 20),
+            Err(NotScanned::DuplicateKey)
+        );
     }
 }
