@@ -17,8 +17,15 @@ WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # 1.25 MiB catches a dependency that bloats the module; Go-built proxy-wasm filters are several MB.
 SIZE_BUDGET   := 1310720
 CARGO_TEST_THREADS ?= 2
+# The release image (docs/release.md): version from Cargo.toml, commit as build.rs embeds it.
+VERSION       := $(shell sed -n '/^\[package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+COMMIT        := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+IMAGE_DIR     := target/image/inference-router
+# Where the image is pushed (make image PUSH=1) and what the pinned Istio manifests name.
+IMAGE         ?= registry.example.com/inference-router
+SKOPEO_FLAGS  ?=
 
-.PHONY: help setup build test test-native test-e2e lint fmt validate size demo simulate check-config clean bench fuzz fuzz-short soak
+.PHONY: help setup build test test-native test-e2e lint fmt validate size demo simulate check-config clean bench fuzz fuzz-short soak image istio-manifests
 
 help:
 	@echo "make demo      build and run the routing demo against a real Envoy"
@@ -28,6 +35,8 @@ help:
 	@echo "make lint      rustfmt check, clippy (native and wasm32), host-boundary check"
 	@echo "make validate  envoy --mode validate on envoy/*.yaml, Istio manifests against their schemas"
 	@echo "make size      print the .wasm size and fail over the budget ($(SIZE_BUDGET) bytes)"
+	@echo "make image     package the module as a Wasm OCI artifact in $(IMAGE_DIR) (PUSH=1 IMAGE=<registry>/<repo>: push it with skopeo)"
+	@echo "make istio-manifests  copies of istio/*.yaml in target/istio pinned to the image digest (IMAGE=<registry>/<repo>)"
 		@echo "make simulate  bandit simulator: regret curves as CSV and SVG in target/simulate"
 	@echo "make bench     side-by-side benchmark against plain Envoy (~10 min; bench/README.md)"
 		@echo "make fuzz      cargo-fuzz every untrusted-input parser, 300 s each (make fuzz-short: 15 s)"
@@ -39,15 +48,20 @@ setup: $(VENV)/.deps-envoy-$(ENVOY_VERSION)-seldon-1.18.2
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	@# etcd 3.4 (Debian's etcd-server) for the fleet tests and the bench's fleet row; the harness
 	@# starts its own members on free loopback ports and never uses a system etcd. openssl makes
-	@# the key etcd signs its JWT auth tokens with (integration/src/etcd.rs).
+	@# the key etcd signs its JWT auth tokens with (integration/src/etcd.rs). docker-registry (the
+	@# distribution registry) and skopeo for the image tests (integration/src/registry.rs: the
+	@# harness starts its own registry on a free loopback port) and `make image PUSH=1`.
 	@missing=""; command -v etcd >/dev/null || missing="etcd-server"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
+	command -v skopeo >/dev/null || missing="$$missing skopeo"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make setup: missing $$missing; install as root: apt-get install $$missing" >&2; exit 1; fi; \
-	  if ! command -v apt-get >/dev/null; then echo "make setup: missing $$missing and apt-get is unavailable; install etcd 3.4 and openssl so that both are on PATH" >&2; exit 1; fi; \
+	  if ! command -v apt-get >/dev/null; then echo "make setup: missing $$missing and apt-get is unavailable; install etcd 3.4, openssl, the distribution registry (docker-registry) and skopeo so that all are on PATH" >&2; exit 1; fi; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@etcd --version | head -1
+	@skopeo --version
 
 # Envoy, and a real Seldon router microservice for the external-router test (its gunicorn
 # needs pkg_resources, hence setuptools<70).
@@ -66,9 +80,12 @@ test-native:
 	cargo test -p inference-router-core
 
 # The fault suite also needs a test-only build whose VM traps on request (feature test-trap),
-# kept in its own target directory so it can never be mistaken for the real module.
+# kept in its own target directory so it can never be mistaken for the real module. The upgrade
+# suite switches Envoy to a second build of the same source that reports another commit
+# (scripts/upgrade-build.sh, target/upgrade).
 test-e2e: build
 	cargo build --release --target wasm32-wasip1 -p inference-router --lib --features test-trap --target-dir target/test-trap
+	scripts/upgrade-build.sh
 	cargo test -p integration -- --test-threads $(CARGO_TEST_THREADS)
 
 lint: setup
@@ -81,12 +98,28 @@ lint: setup
 fmt:
 	cargo fmt --all
 
-validate: build
+validate: build istio-manifests
 	cargo run -q -p integration --bin validate-envoy
 	npm ci --prefix istio --no-audit --no-fund --silent
 	rm -rf target/istio-configs
 	node istio/validate.mjs --plugin-configs-out target/istio-configs
+	node istio/validate.mjs --expect-sha256 $$(sed 's/^sha256://' $(IMAGE_DIR).digest) target/istio/*.yaml
 	cargo run -q -p inference-router-core --bin inference-router-check -- target/istio-configs/*.json
+
+# The release module as a Wasm OCI artifact (an OCI image layout; scripts/oci-image.sh says what
+# is in it), digest in $(IMAGE_DIR).digest. PUSH=1 copies it to $(IMAGE):$(VERSION) with skopeo
+# (log in first with `skopeo login`; SKOPEO_FLAGS=--dest-tls-verify=false for a plain-HTTP registry).
+image: build
+	scripts/oci-image.sh --wasm $(WASM) --out $(IMAGE_DIR) --version $(VERSION) --commit $(COMMIT)
+	@if [ -n "$(PUSH)" ]; then \
+	  echo "skopeo copy oci:$(IMAGE_DIR):$(VERSION) docker://$(IMAGE):$(VERSION)"; \
+	  skopeo copy $(SKOPEO_FLAGS) oci:$(IMAGE_DIR):$(VERSION) docker://$(IMAGE):$(VERSION); \
+	fi
+
+# Copies of istio/*.yaml in target/istio whose WasmPlugins pull $(IMAGE) by the digest of the
+# image `make image` built (url oci://$(IMAGE)@sha256:... and sha256).
+istio-manifests: image
+	scripts/istio-manifests.sh --image $(IMAGE) --digest $$(cat $(IMAGE_DIR).digest) --out target/istio
 
 size: build
 	@size=$$(stat -c %s $(WASM)); \

@@ -2,7 +2,7 @@
 // Offline validation of the Istio manifests in istio/ (no cluster, no network).
 //
 //   npm ci --prefix istio
-//   node istio/validate.mjs [--plugin-configs-out DIR] [FILE.yaml ...]
+//   node istio/validate.mjs [--plugin-configs-out DIR] [--expect-sha256 HEX] [FILE.yaml ...]
 //
 // Without FILE arguments it reads every istio/*.yaml beside this script. For each YAML document:
 //   1. it must read the same under YAML 1.2 (this script) and YAML 1.1 rules (kubectl's YAML
@@ -20,6 +20,11 @@
 //   7. a WasmPlugin with `body.source: "metadata"` whose rules read body fields has an
 //      EnvoyFilter for the same workloads that inserts envoy.filters.http.json_to_metadata and
 //      writes each of those fields into the plugin's `body.metadata_namespace`.
+// And for every WasmPlugin on its own:
+//   8. a `sha256` is 64 lowercase hex digits, and equals the digest of an `oci://...@sha256:` url
+//      (Istio's agent refuses the module otherwise); with --expect-sha256 HEX (make validate, on
+//      the copies `make istio-manifests` pins), every WasmPlugin must be pinned to that digest
+//      in both its `url` and its `sha256`.
 // Then, if everything is valid and --plugin-configs-out is given, each WasmPlugin's
 // spec.pluginConfig is written as JSON to DIR/<file-stem>.<wasmplugin-name>.json, for the
 // filter's own checker (`cargo run -q --bin inference-router-check -- FILE.json`).
@@ -49,18 +54,19 @@ const MARKER = ".generated-by-istio-validate";
 const TARGET_HEADER_DEFAULT = "x-inference-target";
 const METADATA_NAMESPACE_DEFAULT = "inference-router";
 const JSON_TO_METADATA = "envoy.filters.http.json_to_metadata";
+const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 // ---------------------------------------------------------------------------------------------
 // Command line
 
 function usage(message) {
   if (message) console.error(`error: ${message}`);
-  console.error("usage: node istio/validate.mjs [--plugin-configs-out DIR] [FILE.yaml ...]");
+  console.error("usage: node istio/validate.mjs [--plugin-configs-out DIR] [--expect-sha256 HEX] [FILE.yaml ...]");
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = { outDir: null, files: [] };
+  const opts = { outDir: null, expectSha256: null, files: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--plugin-configs-out") {
@@ -69,6 +75,9 @@ function parseArgs(argv) {
     } else if (a.startsWith("--plugin-configs-out=")) {
       opts.outDir = a.slice("--plugin-configs-out=".length);
       if (!opts.outDir) usage("--plugin-configs-out needs a directory");
+    } else if (a === "--expect-sha256") {
+      if (i + 1 >= argv.length || !SHA256_HEX.test(argv[i + 1])) usage(`${a} needs 64 lowercase hex digits`);
+      opts.expectSha256 = argv[++i];
     } else if (a === "-h" || a === "--help") {
       usage();
     } else if (a.startsWith("-")) {
@@ -231,6 +240,28 @@ function structProblems(value, segs = [], out = []) {
     for (const [k, v] of Object.entries(value)) structProblems(v, [...segs, k], out);
   } else if (!(value === null || typeof value === "string" || typeof value === "boolean")) {
     out.push(`${dotted(segs)}: ${typeof value} is not a JSON value`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The module's pin (8)
+
+function pinProblems(spec, expected) {
+  const out = [];
+  const url = typeof spec?.url === "string" ? spec.url : "";
+  const sha = spec?.sha256;
+  const urlDigest = /@sha256:([^/@]*)$/.exec(url)?.[1];
+  if (sha !== undefined && !(typeof sha === "string" && SHA256_HEX.test(sha)))
+    out.push(`spec.sha256: ${JSON.stringify(sha)} is not 64 lowercase hex digits`);
+  if (urlDigest !== undefined && !SHA256_HEX.test(urlDigest))
+    out.push(`spec.url: the digest ${JSON.stringify(urlDigest)} is not 64 lowercase hex digits`);
+  if (urlDigest !== undefined && sha !== undefined && urlDigest !== sha)
+    out.push(`spec.sha256 ${sha} differs from the digest in spec.url (${urlDigest}): Istio's agent refuses the module`);
+  if (expected) {
+    if (sha !== expected) out.push(`spec.sha256: expected ${expected} (--expect-sha256), found ${sha ?? "none"}`);
+    if (!url.startsWith("oci://") || urlDigest !== expected)
+      out.push(`spec.url: expected oci://...@sha256:${expected} (--expect-sha256), found ${JSON.stringify(url)}`);
   }
   return out;
 }
@@ -441,6 +472,7 @@ async function main() {
         const cfg = doc.spec?.pluginConfig;
         if (!isObject(cfg)) fail(r, "spec.pluginConfig: required: the filter refuses to start without a configuration");
         else for (const p of structProblems(cfg, ["spec", "pluginConfig"])) fail(r, p);
+        for (const p of pinProblems(doc.spec, opts.expectSha256)) fail(r, p);
       }
       resources.push(r);
       if (errors.length === before) console.log(`ok  ${display(file)}  ${apiVersion} ${kind} ${namespace}/${name}`);

@@ -524,8 +524,19 @@ impl Envoy {
         let text = config.render_listener(&self.ports).unwrap_or_else(|| {
             panic!("reload_listener: this Envoy was not started with a listener template")
         });
+        let applied = self.apply_listener(&text)?;
+        self.config = config;
+        self.listener_port = self.find_listener_port(None);
+        Ok(applied)
+    }
+
+    /// Writes `text` over the watched LDS file (write, then rename) and waits at most
+    /// [`RELOAD_TIMEOUT`] until Envoy applied it (`listener_manager.lds.update_success` rose and
+    /// no listener is warming: Ok) or refused it (`update_rejected` rose: Err). Panics if
+    /// neither.
+    pub fn apply_listener(&self, text: &str) -> Result<LdsCounters, LdsCounters> {
         let before = self.lds_counters();
-        replace_atomically(&self.dir, &self.dir.join(LDS_SUBDIR).join(LDS_FILE), &text);
+        replace_atomically(&self.dir, &self.dir.join(LDS_SUBDIR).join(LDS_FILE), text);
         let deadline = Instant::now() + RELOAD_TIMEOUT;
         loop {
             let now = self.lds_counters();
@@ -535,8 +546,6 @@ impl Envoy {
             if now.update_success > before.update_success
                 && self.counter("listener_manager.total_listeners_warming") == 0
             {
-                self.config = config;
-                self.listener_port = self.find_listener_port(None);
                 return Ok(now);
             }
             assert!(

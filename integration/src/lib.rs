@@ -16,20 +16,32 @@
 //! the filter through `INFERENCE_ROUTER_WASM` or the release build (`make build`). Either
 //! missing is a panic, never a skipped test.
 
+pub mod builds;
 pub mod client;
 pub mod envoy;
 pub mod etcd;
+pub mod file_server;
 pub mod fleet;
+pub mod lds_switch;
+pub mod oci;
+pub mod registry;
 pub mod template;
 pub mod upstream;
 
+pub use builds::{
+    build_gauge, filter_version, head_commit, upgrade_build_commit, upgrade_wasm_path,
+};
 pub use client::{Connection, Request, Response};
 pub use envoy::{
     envoy_binary, envoy_dir, repo_root, test_trap_wasm_path, wasm_path, Envoy, EnvoyConfig,
     Harness, LdsCounters, StartFailure, LDS_LISTENER_TEMPLATE,
 };
 pub use etcd::EtcdCluster;
+pub use file_server::FileServer;
 pub use fleet::Fleet;
+pub use lds_switch::switch_listener;
+pub use oci::ImageLayout;
+pub use registry::{skopeo, Registry};
 pub use upstream::{
     closed_port, fnv64_hex, Answer, Behaviour, Echo, Received, RefusedPort, Upstreams, CLUSTERS,
 };

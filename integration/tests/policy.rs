@@ -16,13 +16,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::jwt::*;
 use common::*;
-use hmac::{Hmac, Mac};
 use integration::{
     envoy_dir, Behaviour, Envoy, EnvoyConfig, Harness, RefusedPort, Request, Response, Upstreams,
 };
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -58,19 +57,6 @@ fn served_by(r: &Response) -> String {
         r.text()
     );
     r.echo().cluster
-}
-
-/// Asserts the body of a refusal does not contain `secret` (nor do its headers).
-#[track_caller]
-fn assert_not_leaked(r: &Response, secret: &str) {
-    assert!(
-        !r.text().contains(secret),
-        "response body leaks {secret:?}: {}",
-        r.text()
-    );
-    for (n, v) in &r.headers {
-        assert!(!v.contains(secret), "header {n} leaks {secret:?}: {v}");
-    }
 }
 
 fn now_unix() -> u64 {
@@ -638,41 +624,6 @@ fn tenants_from_a_header_allow_lists_defaults_tiers_and_required() {
         assert_eq!(v["detail"], "the request names no known tenant", "{v}");
     }
     assert_no_upstream(&h, before);
-}
-
-/// The HS256 key of envoy/jwt.yaml's JWKS (a public test key).
-const JWT_KEY: &[u8] = b"inference-router-e2e-hs256-demo-key-not-secret!!";
-const JWT_ISSUER: &str = "inference-router-e2e";
-
-fn b64url(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
-/// A compact JWS: HS256 over `claims` with `key`.
-fn sign_hs256(key: &[u8], claims: &Value) -> String {
-    let header = json!({ "alg": "HS256", "typ": "JWT", "kid": "e2e" });
-    let input = format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(input.as_bytes());
-    format!("{input}.{}", b64url(&mac.finalize().into_bytes()))
 }
 
 fn claims(tenant: Option<&str>) -> Value {

@@ -26,14 +26,13 @@ use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::jwt::*;
 use common::learning::*;
 use common::*;
-use hmac::{Hmac, Mac};
 use integration::{
     envoy_dir, Behaviour, Envoy, EnvoyConfig, Harness, Request, Response, Upstreams,
 };
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -63,41 +62,6 @@ fn minute_with_room(margin: u64) -> u64 {
         thread::sleep(wait);
     }
     now_unix() / 60
-}
-
-// The JWT helpers of tests/policy.rs: envoy/jwt.yaml verifies HS256 tokens of this public test
-// key and issuer.
-const JWT_KEY: &[u8] = b"inference-router-e2e-hs256-demo-key-not-secret!!";
-const JWT_ISSUER: &str = "inference-router-e2e";
-
-fn b64url(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=chunk.len() {
-            out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
-/// A compact JWS: HS256 over `claims` with `key`.
-fn sign_hs256(key: &[u8], claims: &Value) -> String {
-    let header = json!({ "alg": "HS256", "typ": "JWT", "kid": "e2e" });
-    let input = format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(input.as_bytes());
-    format!("{input}.{}", b64url(&mac.finalize().into_bytes()))
 }
 
 /// `Bearer <a valid JWT with this subject>`.

@@ -4,7 +4,11 @@
 //!   filter's path (it must exist: `make build`), a small valid plugin configuration for the
 //!   template's body mode, and placeholder ports for every `{{PORT:<cluster>}}`. A bootstrap
 //!   whose listener comes from LDS (`{{LDS_PATH}}`, `envoy/lds.yaml`) gets its listener template
-//!   (`envoy/lds/listener.yaml`) rendered into the watched directory first.
+//!   rendered into the watched directory first: `envoy/lds/<same name>.yaml` if there is one
+//!   (`envoy/remote-fetch.yaml` → `envoy/lds/remote-fetch.yaml`), else `envoy/lds/listener.yaml`.
+//!   A listener that fetches the module (`{{WASM_SHA256}}`) gets the built filter's sha256, and
+//!   `{{NACK_ON_CODE_CACHE_MISS}}` is false: the value of a first load, the only one validation
+//!   can check (it has no code cache, so `true` is always refused).
 //! - Concrete files (`envoy/minimal.yaml`) are validated as they are, from the repository root,
 //!   so their relative wasm path resolves as documented.
 //!
@@ -16,8 +20,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
+use integration::oci::sha256_hex;
 use integration::template;
-use integration::{envoy_binary, envoy_dir, repo_root, EnvoyConfig, LDS_LISTENER_TEMPLATE};
+use integration::{
+    envoy_binary, envoy_dir, repo_root, wasm_path, EnvoyConfig, LDS_LISTENER_TEMPLATE,
+};
 
 /// A small valid plugin configuration for a template (metadata mode when the template runs
 /// `json_to_metadata` before the filter; a fleet when it has an `etcd` cluster).
@@ -116,6 +123,30 @@ fn inline_listener(bootstrap: &Path, lds_file: &Path) -> Result<PathBuf, String>
     Ok(out)
 }
 
+/// The listener template of an LDS bootstrap `envoy/<stem>.yaml`, relative to `envoy/`.
+fn listener_template_for(stem: &str) -> PathBuf {
+    let own = PathBuf::from(format!("lds/{stem}.yaml"));
+    if envoy_dir().join(&own).is_file() {
+        own
+    } else {
+        PathBuf::from(LDS_LISTENER_TEMPLATE)
+    }
+}
+
+/// Values for the placeholders of remote-fetch listeners, when the text has them.
+fn remote_fetch_vars(text: &str) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    if text.contains("{{WASM_SHA256}}") {
+        let wasm = wasm_path();
+        let bytes = fs::read(&wasm).unwrap_or_default();
+        vars.insert("WASM_SHA256".to_string(), sha256_hex(&bytes));
+    }
+    if text.contains("{{NACK_ON_CODE_CACHE_MISS}}") {
+        vars.insert("NACK_ON_CODE_CACHE_MISS".to_string(), "false".to_string());
+    }
+    vars
+}
+
 fn main() -> ExitCode {
     let envoy = envoy_binary();
     let root = repo_root();
@@ -161,11 +192,17 @@ fn main() -> ExitCode {
                 .any(|l| !l.trim_start().starts_with('#') && l.contains("{{LDS_PATH}}"));
             // A bootstrap that takes its listener from LDS: the listener template holds the
             // filter (and decides the body mode), and is rendered into the watched directory.
+            let name = file
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let listener_template = listener_template_for(&name);
             let listener_text = if lds {
-                match fs::read_to_string(envoy_dir().join(LDS_LISTENER_TEMPLATE)) {
+                match fs::read_to_string(envoy_dir().join(&listener_template)) {
                     Ok(t) => t,
                     Err(e) => {
-                        eprintln!("FAIL {rel}: cannot read {LDS_LISTENER_TEMPLATE}: {e}");
+                        let t = listener_template.display();
+                        eprintln!("FAIL {rel}: cannot read {t}: {e}");
                         failed += 1;
                         continue;
                     }
@@ -179,11 +216,7 @@ fn main() -> ExitCode {
                 .enumerate()
                 .map(|(i, c)| (c.clone(), 20001 + i as u16))
                 .collect();
-            let name = file
-                .file_stem()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let dir = out_dir.join(name);
+            let dir = out_dir.join(&name);
             if let Err(e) = fs::create_dir_all(&dir) {
                 eprintln!("FAIL {rel}: cannot create {}: {e}", dir.display());
                 failed += 1;
@@ -193,20 +226,22 @@ fn main() -> ExitCode {
                 file.clone(),
                 plugin_config_for(&format!("{text}{listener_text}"), &clusters),
             );
+            let kind = if lds {
+                format!(
+                    "template, rendered, with its LDS listener file from {}",
+                    listener_template.display()
+                )
+            } else {
+                "template, rendered".to_string()
+            };
             if lds {
-                config.listener_template = Some(PathBuf::from(LDS_LISTENER_TEMPLATE));
+                config.listener_template = Some(listener_template);
             }
+            config.extra_vars = remote_fetch_vars(&format!("{text}{listener_text}"));
             // Rendering panics on an unknown placeholder or a missing port: report, go on.
             let written = std::panic::catch_unwind(|| config.write_files(&dir, &ports));
             match written {
-                Ok(path) => (
-                    path,
-                    if lds {
-                        "template, rendered, with its LDS listener file"
-                    } else {
-                        "template, rendered"
-                    },
-                ),
+                Ok(path) => (path, kind),
                 Err(_) => {
                     eprintln!("FAIL {rel}: cannot render (see the message above)");
                     failed += 1;
@@ -214,7 +249,10 @@ fn main() -> ExitCode {
                 }
             }
         } else {
-            (PathBuf::from(&rel), "as is, from the repository root")
+            (
+                PathBuf::from(&rel),
+                "as is, from the repository root".to_string(),
+            )
         };
         let mut result = validate(&envoy, &config);
         // `envoy --mode validate` does not read LDS files: validate the listener too, inlined

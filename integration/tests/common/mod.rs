@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: plugin configurations and response assertions.
 #![allow(dead_code)]
 
+pub mod jwt;
 pub mod learning;
 pub mod vm;
 
@@ -134,4 +135,17 @@ pub fn chat_body(model: &str) -> Value {
         "messages": [ { "role": "user", "content": "Is this review positive? \"Great value\"" } ],
         "max_tokens": 16
     })
+}
+
+/// Asserts neither the body nor a header of a refusal repeats `secret`.
+#[track_caller]
+pub fn assert_not_leaked(r: &Response, secret: &str) {
+    assert!(
+        !r.text().contains(secret),
+        "response body leaks {secret:?}: {}",
+        r.text()
+    );
+    for (n, v) in &r.headers {
+        assert!(!v.contains(secret), "header {n} leaks {secret:?}: {v}");
+    }
 }
