@@ -59,13 +59,6 @@ fn served_by(r: &Response) -> String {
     r.echo().cluster
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
 /// 15 digits unique to this run (process id and clock), for card numbers nobody else sends.
 fn unique_digits(salt: u64) -> String {
     let nanos = SystemTime::now()

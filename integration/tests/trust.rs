@@ -41,13 +41,6 @@ use serde_json::{json, Value};
 const EVALUATOR: &str = "grader";
 const USER_HEADER: &str = "x-user";
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
 /// If the wall clock is in the last `margin` seconds of a minute, sleeps until the next minute
 /// has started (so a sequence of rewards that must share one budget minute cannot straddle a
 /// boundary). Returns the current minute.

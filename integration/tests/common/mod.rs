@@ -149,3 +149,11 @@ pub fn assert_not_leaked(r: &Response, secret: &str) {
         assert!(!v.contains(secret), "header {n} leaks {secret:?}: {v}");
     }
 }
+
+/// Unix seconds of the wall clock.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
