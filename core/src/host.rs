@@ -19,6 +19,8 @@ pub const CAS_MISMATCH: Status = 8;
 pub enum Map {
     RequestHeaders,
     ResponseHeaders,
+    /// The upstream's trailers (gRPC's status comes in them).
+    ResponseTrailers,
     /// The headers of the callout answer being delivered.
     CalloutHeaders,
 }
@@ -73,11 +75,14 @@ pub trait Host {
     fn remove_header(&self, map: Map, name: &str) -> Result<(), Status>;
     fn buffer(&self, buffer: Buffer, start: usize, max: usize) -> Result<Option<Vec<u8>>, Status>;
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status>;
+    /// A local reply. `grpc_status`: the request is gRPC; the host answers trailers-only
+    /// (HTTP 200, `grpc-status`, and `body` as `grpc-message`).
     fn send_local_response(
         &self,
         status: u16,
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
+        grpc_status: Option<u32>,
     ) -> Result<(), Status>;
     /// Re-selects the route after the routing headers changed.
     fn clear_route_cache(&self) -> Result<(), Status>;

@@ -21,6 +21,8 @@ pub struct LocalReply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// A gRPC reply's status (its message is `body`).
+    pub grpc_status: Option<u32>,
 }
 
 impl LocalReply {
@@ -84,6 +86,7 @@ fn status_of(e: StoreError) -> Status {
 pub struct TestHost {
     request_headers: RefCell<Vec<(String, String)>>,
     response_headers: RefCell<Vec<(String, String)>>,
+    response_trailers: RefCell<Vec<(String, String)>>,
     request_body: RefCell<Vec<u8>>,
     response_body: RefCell<Vec<u8>>,
     callout_headers: RefCell<Vec<(String, String)>>,
@@ -132,6 +135,7 @@ impl TestHost {
             .collect();
         *self.request_body.borrow_mut() = body.to_vec();
         self.response_headers.borrow_mut().clear();
+        self.response_trailers.borrow_mut().clear();
         self.response_body.borrow_mut().clear();
         self.replies.borrow_mut().clear();
         self.dispatched.borrow_mut().clear();
@@ -157,6 +161,14 @@ impl TestHost {
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
         *self.response_body.borrow_mut() = body.to_vec();
+    }
+
+    /// The upstream's trailers.
+    pub fn respond_trailers(&self, trailers: &[(&str, &str)]) {
+        *self.response_trailers.borrow_mut() = trailers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
     }
 
     /// The answer the next callout event delivers.
@@ -280,6 +292,7 @@ impl TestHost {
         match map {
             Map::RequestHeaders => &self.request_headers,
             Map::ResponseHeaders => &self.response_headers,
+            Map::ResponseTrailers => &self.response_trailers,
             Map::CalloutHeaders => &self.callout_headers,
         }
     }
@@ -331,6 +344,7 @@ impl Host for TestHost {
         status: u16,
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
+        grpc_status: Option<u32>,
     ) -> Result<(), Status> {
         self.check("send_local_response")?;
         self.replies.borrow_mut().push(LocalReply {
@@ -340,6 +354,7 @@ impl Host for TestHost {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             body: body.unwrap_or_default().to_vec(),
+            grpc_status,
         });
         Ok(())
     }

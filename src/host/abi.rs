@@ -18,6 +18,7 @@ pub const NOT_FOUND: Status = 1;
 
 pub const MAP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_RESPONSE_HEADERS: u32 = 2;
+pub const MAP_RESPONSE_TRAILERS: u32 = 3;
 pub const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 pub const BUFFER_REQUEST_BODY: u32 = 0;
 pub const BUFFER_RESPONSE_BODY: u32 = 1;
@@ -231,10 +232,12 @@ pub fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// `grpc_status`: Envoy answers a gRPC request trailers-only with it (`-1`: none).
 pub fn send_local_response(
     status_code: u32,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
+    grpc_status: Option<u32>,
 ) -> Result<(), Status> {
     let headers = serialize_headers(headers);
     let details = "inference_router";
@@ -249,7 +252,9 @@ pub fn send_local_response(
             body_len,
             headers.as_ptr(),
             headers.len(),
-            -1,
+            grpc_status
+                .and_then(|g| i32::try_from(g).ok())
+                .unwrap_or(-1),
         )
     })
 }

@@ -131,6 +131,10 @@ impl HttpContext for StreamShell {
         action(self.0.on_response_body(&WasmHost, body_size))
     }
 
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(self.0.on_response_trailers(&WasmHost))
+    }
+
     fn on_log(&mut self) {
         self.0.on_done(&WasmHost);
     }

@@ -10,6 +10,7 @@ fn map(m: Map) -> u32 {
     match m {
         Map::RequestHeaders => abi::MAP_REQUEST_HEADERS,
         Map::ResponseHeaders => abi::MAP_RESPONSE_HEADERS,
+        Map::ResponseTrailers => abi::MAP_RESPONSE_TRAILERS,
         Map::CalloutHeaders => abi::MAP_HTTP_CALL_RESPONSE_HEADERS,
     }
 }
@@ -46,8 +47,9 @@ impl Host for WasmHost {
         status: u16,
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
+        grpc_status: Option<u32>,
     ) -> Result<(), Status> {
-        abi::send_local_response(u32::from(status), headers, body)
+        abi::send_local_response(u32::from(status), headers, body, grpc_status)
     }
 
     fn clear_route_cache(&self) -> Result<(), Status> {

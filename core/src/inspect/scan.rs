@@ -37,10 +37,12 @@ pub enum NotScanned {
     ScanLimit,
     /// Nested deeper than the scanner reads.
     TooDeep,
+    /// A streaming gRPC call: its later messages cannot be waited for.
+    Streamed,
 }
 
 impl NotScanned {
-    pub const ALL: [NotScanned; 7] = [
+    pub const ALL: [NotScanned; 8] = [
         NotScanned::ContentType,
         NotScanned::TooLarge,
         NotScanned::Compressed,
@@ -48,6 +50,7 @@ impl NotScanned {
         NotScanned::DuplicateKey,
         NotScanned::ScanLimit,
         NotScanned::TooDeep,
+        NotScanned::Streamed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +62,7 @@ impl NotScanned {
             NotScanned::DuplicateKey => "duplicate_key",
             NotScanned::ScanLimit => "scan_limit",
             NotScanned::TooDeep => "too_deep",
+            NotScanned::Streamed => "streamed",
         }
     }
 
@@ -72,7 +76,7 @@ impl NotScanned {
     /// The status a refusal answers with: what the client should change.
     pub fn status(self) -> u16 {
         match self {
-            NotScanned::ContentType | NotScanned::Compressed => 415,
+            NotScanned::ContentType | NotScanned::Compressed | NotScanned::Streamed => 415,
             NotScanned::TooLarge | NotScanned::ScanLimit => 413,
             NotScanned::Malformed | NotScanned::DuplicateKey | NotScanned::TooDeep => 400,
         }
@@ -88,6 +92,65 @@ impl NotScanned {
             NotScanned::DuplicateKey => "the body has an object with the same key twice, so what the model reads could not be checked",
             NotScanned::ScanLimit => "the body holds more text than scan.max_bytes, so it could not be checked completely",
             NotScanned::TooDeep => "the body is nested too deeply to be checked for sensitive data",
+            NotScanned::Streamed => "a streaming gRPC call's messages cannot all be checked for sensitive data before it is routed",
+        }
+    }
+}
+
+/// The text of a gRPC body's messages (every length-delimited field as text, and as a message
+/// when it is one; integers as digits), at most `limit` bytes.
+pub fn scan_grpc(body: &[u8], limit: usize) -> Result<String, NotScanned> {
+    let messages = crate::payload::grpc::messages(body).map_err(|why| match why {
+        "compressed" => NotScanned::Compressed,
+        _ => NotScanned::Malformed,
+    })?;
+    let mut walk = Walk {
+        text: String::new(),
+        limit,
+        why: None,
+    };
+    for message in messages {
+        proto_text(&mut walk, message, 0)?;
+    }
+    Ok(walk.text)
+}
+
+/// A protobuf message's text. A length-delimited field may be a string, bytes or a message: the
+/// wire does not say, so it is read as text, and also as a message when it parses as one.
+fn proto_text(walk: &mut Walk, message: &[u8], depth: usize) -> Result<(), NotScanned> {
+    use crate::payload::grpc::{Field, Fields};
+    if depth > MAX_DEPTH {
+        return Err(NotScanned::TooDeep);
+    }
+    let mut fields = Fields::new(message);
+    while let Some((_, field)) = fields.next_field().map_err(|_| NotScanned::Malformed)? {
+        match field {
+            Field::Varint(v) => walk.push(&v.to_string())?,
+            Field::Bytes(b) => {
+                walk.push(&String::from_utf8_lossy(b))?;
+                if is_message(b) {
+                    proto_text(walk, b, depth + 1)?;
+                }
+            }
+            Field::Fixed32 | Field::Fixed64 => {}
+            Field::Cut => return Err(NotScanned::Malformed),
+        }
+    }
+    if fields.cut {
+        return Err(NotScanned::Malformed);
+    }
+    Ok(())
+}
+
+/// Whether bytes parse as a protobuf message to their end (non-empty).
+fn is_message(bytes: &[u8]) -> bool {
+    let mut fields = crate::payload::grpc::Fields::new(bytes);
+    let mut any = false;
+    loop {
+        match fields.next_field() {
+            Ok(Some((_, crate::payload::grpc::Field::Cut))) | Err(_) => return false,
+            Ok(Some(_)) => any = true,
+            Ok(None) => return any && !fields.cut,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! of a JSON or MessagePack body in one pass (`extract`), without building a document tree.
 
 mod extract;
+pub mod grpc;
 mod metadata;
 mod pointer;
 

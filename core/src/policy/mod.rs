@@ -27,6 +27,7 @@ use crate::config::{
 };
 use crate::inspect::openai::{summarize, ChatSummary};
 use crate::inspect::scan::NotScanned;
+use crate::payload::grpc::Routing;
 use crate::payload::{Fields, Format};
 use crate::rng::Rng;
 
@@ -114,6 +115,15 @@ pub enum Body<'a> {
     /// A body that was not read, and why (type, size, compression, or invalid with
     /// `on_invalid: default`): absent to every condition but a detector's, which cannot tell.
     Unread(NotScanned),
+    /// A gRPC request: the routing fields of its first message (`payload::grpc`), the body
+    /// fields rules may test (`/model_name`, `/model_version`), and the body bytes read (all of
+    /// them when `whole`, so detectors can scan them).
+    Grpc {
+        routing: &'a Routing,
+        fields: &'a Fields,
+        raw: &'a [u8],
+        whole: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +331,12 @@ enum Requested {
         name: String,
         version: Option<String>,
     },
+    /// Named inside a gRPC message: the model server looks that name up, so an unknown one is
+    /// refused rather than sent to the default model (whose server could only say NOT_FOUND).
+    NamedInMessage {
+        name: String,
+        version: Option<String>,
+    },
     Unnamed,
 }
 
@@ -431,7 +447,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
             let s = match self.body {
                 Body::Pending => return Err(()),
                 Body::Full { raw, format, .. } => summarize(format, raw),
-                Body::Fields(_) | Body::Absent | Body::Unread(_) => None,
+                Body::Fields(_) | Body::Absent | Body::Unread(_) | Body::Grpc { .. } => None,
             };
             self.summary = Some(s);
         }
@@ -446,6 +462,10 @@ impl<'a, R: RequestView> Decider<'a, R> {
             self.scanned = Some(match self.body {
                 Body::Pending => return Err(None),
                 Body::Full { raw, format, .. } => crate::inspect::scan::scan(format, raw, limit),
+                Body::Grpc {
+                    raw, whole: true, ..
+                } => crate::inspect::scan::scan_grpc(raw, limit),
+                Body::Grpc { whole: false, .. } => Err(NotScanned::Streamed),
                 Body::Unread(why) => Err(why),
                 Body::Fields(_) | Body::Absent => Ok(String::new()),
             });
@@ -545,7 +565,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
             Condition::Body { pointer, test } => match self.body {
                 Body::Pending => Truth::NeedBody,
                 Body::Absent | Body::Unread(_) => yes(body_test(test, None)),
-                Body::Fields(fields) | Body::Full { fields, .. } => {
+                Body::Fields(fields) | Body::Full { fields, .. } | Body::Grpc { fields, .. } => {
                     yes(body_test(test, fields.get(*pointer)))
                 }
             },
@@ -581,6 +601,13 @@ impl<'a, R: RequestView> Decider<'a, R> {
         match self.body {
             Body::Pending => Err(Outcome::NeedBody),
             Body::Absent | Body::Unread(_) => Ok(Requested::Unnamed),
+            Body::Grpc { routing, .. } => Ok(match &routing.name {
+                Some(name) => Requested::NamedInMessage {
+                    name: name.clone(),
+                    version: routing.version.clone(),
+                },
+                None => Requested::Unnamed,
+            }),
             Body::Fields(fields) | Body::Full { fields, .. } => match fields.get(0) {
                 None | Some(Value::Null) => Ok(Requested::Unnamed),
                 Some(Value::String(s)) if !s.is_empty() => Ok(Requested::Named {
@@ -771,7 +798,9 @@ impl<'a, R: RequestView> Decider<'a, R> {
         if requested.is_none() {
             *requested = Some(self.requested()?);
         }
-        let Some(Requested::Named { name, .. }) = requested else {
+        let Some(Requested::Named { name, .. } | Requested::NamedInMessage { name, .. }) =
+            requested
+        else {
             return Ok(None);
         };
         let cfg = self.cfg;
@@ -912,62 +941,60 @@ impl<'a, R: RequestView> Decider<'a, R> {
         requested: Requested,
     ) -> Result<(usize, Option<usize>, Option<Reason>), Outcome> {
         let cfg = self.cfg;
-        match requested {
-            Requested::Named { name, version } => match cfg.model_by_name(&name) {
-                Some(mi) => {
-                    let Some(model) = cfg.models.get(mi) else {
-                        return Err(Outcome::Reply(Reply::error(
-                            500,
-                            "internal",
-                            "model index",
-                            None,
-                        )));
-                    };
-                    match version {
-                        None => Ok((mi, None, None)),
-                        Some(v) => match model.target_by_name(&v) {
-                            Some(ti) => Ok((mi, Some(ti), Some(Reason::PathVersion))),
-                            None => Err(Outcome::Reply(Reply::error(
-                                404,
-                                "unknown_version",
-                                &format!("model {name:?} has no version {v:?}"),
-                                Some(mi),
-                            ))),
-                        },
-                    }
-                }
-                None => match cfg
-                    .default_model
-                    .and_then(|mi| cfg.models.get(mi).map(|m| (mi, m)))
-                {
-                    Some((mi, model)) => {
-                        Ok((mi, Some(model.default_target), Some(Reason::Default)))
-                    }
-                    None => Err(Outcome::Reply(Reply::error(
-                        404,
-                        "unknown_model",
-                        &format!("no model named {name:?} is configured"),
-                        None,
-                    ))),
-                },
+        let (name, version, in_message) = match requested {
+            Requested::Named { name, version } => (name, version, false),
+            Requested::NamedInMessage { name, version } => (name, version, true),
+            Requested::Unnamed => return self.resolve_unnamed(),
+        };
+        let Some((mi, model)) = cfg
+            .model_by_name(&name)
+            .and_then(|mi| cfg.models.get(mi).map(|m| (mi, m)))
+        else {
+            return match cfg
+                .default_model
+                .filter(|_| !in_message)
+                .and_then(|mi| cfg.models.get(mi).map(|m| (mi, m)))
+            {
+                Some((mi, model)) => Ok((mi, Some(model.default_target), Some(Reason::Default))),
+                None => Err(Outcome::Reply(Reply::error(
+                    404,
+                    "unknown_model",
+                    &format!("no model named {name:?} is configured"),
+                    None,
+                ))),
+            };
+        };
+        match version {
+            None => Ok((mi, None, None)),
+            Some(v) => match model.target_by_name(&v) {
+                Some(ti) => Ok((mi, Some(ti), Some(Reason::PathVersion))),
+                None => Err(Outcome::Reply(Reply::error(
+                    404,
+                    "unknown_version",
+                    &format!("model {name:?} has no version {v:?}"),
+                    Some(mi),
+                ))),
             },
-            Requested::Unnamed => {
-                let tenant_default = self
-                    .tenant_index()
-                    .and_then(|ti| cfg.tenants.as_ref()?.list.get(ti)?.default_model);
-                match tenant_default.or(cfg.default_model) {
-                    Some(mi) => Ok((mi, None, None)),
-                    None => Err(Outcome::Reply(Reply::error(
-                        404,
-                        "unknown_model",
-                        &format!(
-                            "the request names no model: send the {:?} header, use a /v2/models/{{name}}/ or /v1/models/{{name}} path, or a JSON body with \"model\"",
-                            cfg.model_header
-                        ),
-                        None,
-                    ))),
-                }
-            }
+        }
+    }
+
+    /// A request that names no model: the tenant's default model, else `default_model`.
+    fn resolve_unnamed(&mut self) -> Result<(usize, Option<usize>, Option<Reason>), Outcome> {
+        let cfg = self.cfg;
+        let tenant_default = self
+            .tenant_index()
+            .and_then(|ti| cfg.tenants.as_ref()?.list.get(ti)?.default_model);
+        match tenant_default.or(cfg.default_model) {
+            Some(mi) => Ok((mi, None, None)),
+            None => Err(Outcome::Reply(Reply::error(
+                404,
+                "unknown_model",
+                &format!(
+                    "the request names no model: send the {:?} header, use a /v2/models/{{name}}/ or /v1/models/{{name}} path, or a JSON body with \"model\"",
+                    cfg.model_header
+                ),
+                None,
+            ))),
         }
     }
 

@@ -10,6 +10,7 @@
 
 mod endpoints;
 mod fleet;
+mod grpc;
 mod observe;
 mod reply;
 mod resend;
@@ -21,6 +22,7 @@ use crate::config::{BodySource, OnInvalid};
 use crate::host::{Action, Buffer, Host, Map};
 use crate::inspect::scan::NotScanned;
 use crate::learning;
+use crate::payload::grpc::Rpc;
 use crate::payload::{decode_pairs, extract, fields_from_metadata, format_of_content_type};
 use crate::payload::{Fields, Format};
 use crate::plugin::{Plugin, VmState};
@@ -88,6 +90,8 @@ pub struct Stream {
     warm_body_done: bool,
     /// Who asked, under `feedback.bind`: the decision id is bound to it.
     principal: Option<String>,
+    /// A gRPC call, and its RPC: replies are gRPC statuses, the model is in the first message.
+    grpc: Option<Rpc>,
 }
 
 impl Stream {
@@ -114,6 +118,7 @@ impl Stream {
             warming: false,
             warm_body_done: false,
             principal: None,
+            grpc: None,
         }
     }
 
@@ -179,6 +184,9 @@ impl Stream {
             self.send_error(host, &Reply::error(413, "too_large", &detail, None));
             return Action::Pause;
         }
+        if let Some(action) = self.grpc_early(host, body_size, end_of_stream) {
+            return action;
+        }
         if self.role == Role::Route && body_size as u64 > self.plugin.cfg.body.max_bytes {
             self.awaiting_body = false;
             self.body_note = Some("too-large");
@@ -225,8 +233,13 @@ impl Stream {
     }
 
     pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
-        self.observed
-            .response_headers(host, &self.plugin.cfg, self.started_ns, end_of_stream);
+        self.observed.response_headers(
+            host,
+            &self.plugin.cfg,
+            self.started_ns,
+            end_of_stream,
+            self.grpc.is_some(),
+        );
         if let Some(meta) = &self.meta {
             meta.tag_response(host, &self.plugin.cfg, self.body_note);
         }
@@ -241,6 +254,12 @@ impl Stream {
         }
         self.observed
             .response_body(host, body_size, self.started_ns);
+        Action::Continue
+    }
+
+    /// The upstream's trailers: a gRPC call's status.
+    pub fn on_response_trailers(&mut self, host: &dyn Host) -> Action {
+        self.observed.response_trailers(host);
         Action::Continue
     }
 
@@ -270,17 +289,19 @@ impl Stream {
     /// With a sensitive-data rule, every body that follows is waited for, whatever the method,
     /// and one that cannot be read says why (`Body::Unread`): its rule refuses it.
     fn body_wanted(&mut self, host: &dyn Host) -> Body<'static> {
-        let plugin = &self.plugin;
-        let cfg = &plugin.cfg;
         let method = host.request_header(":method").unwrap_or_default();
-        let has_body_method =
-            cfg.has_detected_rules || matches!(method.as_str(), "POST" | "PUT" | "PATCH");
+        let has_body_method = self.plugin.cfg.has_detected_rules
+            || matches!(method.as_str(), "POST" | "PUT" | "PATCH");
         if !has_body_method {
             return Body::Absent;
         }
-        self.format = host
-            .request_header("content-type")
-            .and_then(|ct| format_of_content_type(&ct));
+        let content_type = host.request_header("content-type");
+        if let Some(body) = self.grpc_wanted(host, content_type.as_deref()) {
+            return body;
+        }
+        let plugin = &self.plugin;
+        let cfg = &plugin.cfg;
+        self.format = content_type.as_deref().and_then(format_of_content_type);
         let compressed = host
             .request_header("content-encoding")
             .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
@@ -360,6 +381,10 @@ impl Stream {
         }
         if self.must_warm(host) && self.start_warm(host, fleet::Deferred::Body(bytes.to_vec())) {
             return Action::Pause;
+        }
+        if let Some(rpc) = self.grpc {
+            let outcome = self.grpc_decide(host, rpc, bytes, true);
+            return self.apply(host, outcome, Some(bytes));
         }
         let plugin = Rc::clone(&self.plugin);
         let cfg = &plugin.cfg;

@@ -3,7 +3,7 @@
 
 use crate::callout::is_failure;
 use crate::config::{Config, Model};
-use crate::host::Host;
+use crate::host::{Host, Map};
 use crate::learning::health;
 use crate::payload::{format_of_content_type, Format};
 use crate::plugin::{EvalJob, Plugin};
@@ -34,6 +34,8 @@ pub(super) struct Observed {
     /// said (status, `Retry-After`, latency).
     health: Option<Route>,
     health_sample: Option<HealthSample>,
+    /// A gRPC answer whose `grpc-status` is still to come in its trailers.
+    grpc_pending: bool,
 }
 
 /// What a response said about its target's health, and when its headers came (Unix ns).
@@ -54,6 +56,13 @@ fn elapsed_ms(host: &dyn Host, started_ns: u64) -> u64 {
 fn now_and_elapsed(host: &dyn Host, started_ns: u64) -> (u64, u64) {
     let now = host.now_nanos().unwrap_or(0);
     (now, now.saturating_sub(started_ns) / 1_000_000)
+}
+
+/// The HTTP status a `grpc-status` in `map` stands for.
+fn grpc_status(host: &dyn Host, map: Map) -> Option<u16> {
+    let value = host.header(map, "grpc-status").ok().flatten()?;
+    let code = value.trim().parse::<u32>().unwrap_or(u32::MAX);
+    Some(crate::payload::grpc::http_equivalent(code))
 }
 
 fn model_of<'a>(cfg: &'a Config, route: &Route) -> Option<&'a Model> {
@@ -81,15 +90,24 @@ impl Observed {
         cfg: &Config,
         started_ns: u64,
         end_of_stream: bool,
+        grpc: bool,
     ) {
         if self.health.is_none() && self.learning.is_none() {
             return;
         }
         let (now_ns, elapsed_ms) = now_and_elapsed(host, started_ns);
-        let status: u16 = host
+        let mut status: u16 = host
             .response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        if grpc && status == 200 {
+            // A gRPC call's outcome is its `grpc-status`: here in a trailers-only answer, else
+            // in the trailers.
+            match grpc_status(host, Map::ResponseHeaders) {
+                Some(s) => status = s,
+                None => self.grpc_pending = true,
+            }
+        }
         if self.health.is_some() {
             let retry_after = is_failure(status)
                 .then(|| host.response_header("retry-after"))
@@ -125,6 +143,26 @@ impl Observed {
             json: json.then(Vec::new),
             streaming,
         });
+    }
+
+    /// The trailers: a gRPC call's status, read as the HTTP status it stands for.
+    pub(super) fn response_trailers(&mut self, host: &dyn Host) {
+        if !self.grpc_pending {
+            return;
+        }
+        self.grpc_pending = false;
+        // Trailers without a status are a broken answer.
+        let status = grpc_status(host, Map::ResponseTrailers).unwrap_or(500);
+        self.set_status(status);
+    }
+
+    fn set_status(&mut self, status: u16) {
+        if let Some(w) = self.watch.as_mut() {
+            w.status = status;
+        }
+        if let Some(h) = self.health_sample.as_mut() {
+            h.status = status;
+        }
     }
 
     /// A response body chunk passing through: nothing is held back.
@@ -163,6 +201,10 @@ impl Observed {
         decision: Option<&str>,
         ctx: u32,
     ) {
+        if std::mem::take(&mut self.grpc_pending) {
+            // The call ended without a status: it failed.
+            self.set_status(500);
+        }
         if let (Some(route), Some(watch)) = (self.learning.take(), self.watch.take()) {
             reward(host, plugin, route, watch, decision, ctx);
         }

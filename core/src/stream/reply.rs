@@ -270,7 +270,18 @@ impl Stream {
         }
         headers.extend_from_slice(reply.extra);
         forget_client_route_headers(host, cfg);
-        if let Err(s) = host.send_local_response(reply.status, &headers, reply.body) {
+        let grpc_message;
+        let (body, grpc) = match self.grpc {
+            None => (reply.body, None),
+            Some(_) => {
+                // A gRPC client reads no body: the status and a message are all it gets.
+                headers.retain(|(n, _)| *n != "content-type");
+                let (status, message) = grpc_reply(reply);
+                grpc_message = message;
+                (Some(grpc_message.as_bytes()), Some(status))
+            }
+        };
+        if let Err(s) = host.send_local_response(reply.status, &headers, body, grpc) {
             log::error!(
                 "inference-router[{}]: cannot send a local reply: host status {s}",
                 self.context_id
@@ -278,6 +289,30 @@ impl Stream {
         }
         self.meta = meta;
     }
+}
+
+/// The gRPC status and message of a reply to a gRPC call: from the JSON error's `error` and
+/// `detail` where there is one.
+fn grpc_reply(reply: &LocalReply<'_>) -> (u32, String) {
+    let json = reply
+        .body
+        .filter(|_| reply.content_type == Some("application/json"))
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+    let field = |k: &str| {
+        json.as_ref()
+            .and_then(|j| j.get(k)?.as_str().map(str::to_string))
+    };
+    let error = field("error").unwrap_or_default();
+    let status = crate::payload::grpc::status_for(reply.status, &error);
+    let message = match (field("detail"), status) {
+        (_, crate::payload::grpc::code::UNIMPLEMENTED) if (200..300).contains(&reply.status) => {
+            "a rule answered this call with an HTTP reply, which a gRPC client cannot read"
+                .to_string()
+        }
+        (Some(detail), _) => format!("{error}: {detail}"),
+        (None, _) => format!("the router answered HTTP {}", reply.status),
+    };
+    (status, message)
 }
 
 /// The names of a model and (optionally) one of its targets; empty when out of range.

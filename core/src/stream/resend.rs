@@ -134,6 +134,10 @@ fn no_answer(target: &str) -> TargetResult {
 impl Stream {
     /// Models whose requests this stream may resend need the body kept.
     fn resends(&self, model: usize) -> bool {
+        // A gRPC call is routed once: its answer ends in trailers a callout cannot relay.
+        if self.grpc.is_some() {
+            return false;
+        }
         !self.shadows.is_empty()
             || self
                 .plugin

@@ -21,6 +21,7 @@ mod fan_out;
 mod faults;
 mod feedback;
 mod fleet;
+mod grpc;
 mod host_calls;
 mod hostile;
 mod learning;
