@@ -6,7 +6,8 @@ library only.
 
 Method (docs/envoy-notes.md, "Measuring"):
 - every Envoy under test runs with --concurrency 1, pinned to CPU 1; the upstream, the no-op
-  ext_proc server and wrk (-t1 -c32) are pinned to CPU 0; loopback only;
+  ext_proc server and the load generator (wrk -t1 -c32; h2load -t1 -c32 -m1 for gRPC) are
+  pinned to CPU 0; loopback only;
 - all Envoys are started first (each on its own kernel-chosen ports) and stay up, so startup is
   never measured; each configuration is warmed up once;
 - then R rounds; in each round every configuration runs D seconds, in an order rotated from
@@ -48,6 +49,7 @@ RUN_MICRO = os.environ.get("BENCH_MICRO", "1") != "0"
 ANALYSIS = os.environ.get("BENCH_ANALYSIS", "0") == "1"
 PROFILE = [s for s in os.environ.get("BENCH_PROFILE", "").split(",") if s]
 KEEP = os.environ.get("BENCH_KEEP", "0") == "1"
+GRPC = os.environ.get("BENCH_GRPC", "1") != "0"
 LOAD_CPU = "0"
 ENVOY_CPU = "1"
 START_TIMEOUT = 60.0
@@ -59,6 +61,7 @@ WASM = Path(os.environ.get("INFERENCE_ROUTER_WASM",
                            ROOT / "target/wasm32-wasip1/release/inference_router.wasm"))
 MINIMAL_WASM = TARGET / "wasm32-wasip1/release/bench_minimal_filter.wasm"
 UPSTREAM_BIN = TARGET / "release/bench-upstream"
+GRPC_CALL_BIN = TARGET / "release/grpc-call"
 EXT_PROC_BIN = TARGET / "release/ext-proc-noop"
 CORE_BENCH_BIN = TARGET / "release/core-bench"
 
@@ -76,6 +79,10 @@ class Row:
         self.proc = envoy if minimal_config is None else \
             f"{envoy}-{minimal_config.replace(' ', '-')}"
         self.traffic = traffic      # a key of TRAFFIC
+        # gRPC traffic needs HTTP/2 clusters: the same config file is its own Envoy process,
+        # rendered with _clusters-h2.yaml.
+        if TRAFFIC[traffic].get("grpc"):
+            self.proc += "-h2"
         self.wasm = wasm
         self.runs = []              # one dict per round
 
@@ -92,6 +99,15 @@ TRAFFIC = {
     "body-64k": {"label": "POST 64 KiB JSON", "script": "body.lua",
                  "args": ["{BODIES}/chat-64k.json"],
                  "baseline": "plain-header-64k", "floor": "minimal-64k"},
+    # gRPC over h2c, load from h2load (wrk speaks HTTP/1.1 only): KServe v2 ModelInfer with a
+    # 1 KiB FP32 tensor (`core-bench --write-bodies`: infer-1k.grpc). The Envoys of this traffic
+    # are rendered with HTTP/2 clusters (_clusters-h2.yaml, same cluster names).
+    "grpc-1k": {"label": "gRPC ModelInfer, 1 KiB tensor", "grpc": True,
+                "body": "infer-1k.grpc", "path": "/inference.GRPCInferenceService/ModelInfer",
+                "headers": {"content-type": "application/grpc", "te": "trailers",
+                            "x-inference-cluster": "chat"},
+                "clusters": "_clusters-h2.yaml",
+                "baseline": "plain-grpc", "floor": "minimal-grpc"},
 }
 
 ROWS = [
@@ -123,6 +139,10 @@ ROWS = [
     Row("ir-body-64k", "inference-router: model from body", "ir-body", "body-64k", wasm=True),
     Row("ext-proc-body-64k", "no-op ext_proc, headers + buffered body", "ext-proc-body",
         "body-64k"),
+    Row("plain-grpc", "plain Envoy, cluster_header (baseline)", "plain-header", "grpc-1k"),
+    Row("minimal-grpc", "minimal wasm filter (floor)", "minimal-wasm", "grpc-1k", wasm=True),
+    Row("ir-grpc", "inference-router: model from the gRPC message", "ir-grpc", "grpc-1k",
+        wasm=True),
 ]
 
 # Opt-in rows (BENCH_ANALYSIS=1) that split inference-router's header-routing cost: the same
@@ -169,7 +189,8 @@ CANARY_SHARE = {"plain-fixed": (0, 0), "plain-header": (0, 0), "plain-weighted":
                 "lua-weighted": (5, 15), "minimal-wasm": (0, 0), "ir-header": (0, 0),
                 "ir-weighted": (5, 15), "ir-sticky": (5, 15), "ir-thompson": (3, 10),
                 "ir-thompson-implicit": (3, 10), "ir-thompson-fleet": (3, 10),
-                "ir-body": (0, 0), "ir-policy": (5, 15), "ext-proc-headers": (0, 0),
+                "ir-body": (0, 0), "ir-policy": (5, 15), "ir-grpc": (0, 0),
+                "ext-proc-headers": (0, 0),
                 "ext-proc-body": (0, 0),
                 "minimal-analysis": (0, 0), "ir-header-nometa": (0, 0)}
 
@@ -298,9 +319,9 @@ def envoy_binary():
                   "ENVOY_BIN")
 
 
-def render(name, values):
+def render(name, values, clusters_file="_clusters.yaml"):
     text = (ENVOY_DIR / f"{name}.yaml").read_text()
-    clusters = "\n".join(l for l in (ENVOY_DIR / "_clusters.yaml").read_text().splitlines()
+    clusters = "\n".join(l for l in (ENVOY_DIR / clusters_file).read_text().splitlines()
                          if not l.startswith("#"))
     text = text.replace("{{CLUSTERS}}", clusters)
     for k, v in values.items():
@@ -437,10 +458,58 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
+def h2load_command(row, port, seconds, workdir, log_file):
+    t = TRAFFIC[row.traffic]
+    headers = [a for k, v in t["headers"].items() for a in ("-H", f"{k}: {v}")]
+    # http:// means h2c with prior knowledge (h2load's default --no-tls-proto=h2c). One stream
+    # per connection (-m1): as many requests in flight as wrk keeps with as many connections.
+    return ["taskset", "-c", LOAD_CPU, "h2load", "-t1", f"-c{CONNECTIONS}", "-m1",
+            f"-D{seconds}", "-d", str(workdir / "bodies" / t["body"])] + headers + \
+        ["--log-file", str(log_file), f"http://127.0.0.1:{port}{t['path']}"]
+
+
+def h2load_result(row, out, log_file):
+    """wrk's BENCH line, from h2load's summary and its per-request log (status, µs)."""
+    text = out.stdout
+    done = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                     r"(\d+) failed, (\d+) errored, (\d+) timeout", text, re.M)
+    took = re.search(r"^finished in ([\d.]+)(us|ms|s),", text, re.M)
+    if out.returncode != 0 or not done or not took:
+        raise Failure(f"h2load failed for {row.key} (exit {out.returncode}):\n{text}\n"
+                      f"{out.stderr}")
+    _, _, total, _, failed, _, timeout = (int(x) for x in done.groups())
+    secs = float(took.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[took.group(2)]
+    statuses, latency = {}, []
+    for line in Path(log_file).read_text().splitlines():
+        cols = line.split("\t")
+        if len(cols) >= 3:
+            statuses[cols[1]] = statuses.get(cols[1], 0) + 1
+            if cols[1] != "-1":
+                latency.append(int(cols[2]))
+    latency.sort()
+
+    def pct(q):
+        return latency[min(len(latency) - 1, int(len(latency) * q / 100))] if latency else 0
+
+    # Failed streams are logged with status -1 (and counted in `failed`); any other status but
+    # 200 is an error too (a gRPC answer is always 200, its outcome is in the trailers, which
+    # bench.py checks apart: grpc_checks).
+    wrong = sum(n for st, n in statuses.items() if st not in ("200", "-1"))
+    return {"requests": total, "duration_us": int(secs * 1e6), "p50_us": pct(50),
+            "p99_us": pct(99), "connect": 0, "read": 0, "write": 0, "status": wrong,
+            "timeout": failed + timeout}
+
+
 def run_wrk(row, envoy, seconds, workdir, load=()):
-    """One timed wrk run against `envoy`; `load` are the other processes on the load
-    generator's core (upstream, ext_proc server), whose CPU time is recorded too."""
-    argv = wrk_command(row, envoy.port, seconds, workdir)
+    """One timed load-generator run (wrk, or h2load for gRPC traffic) against `envoy`; `load`
+    are the other processes on the load generator's core (upstream, ext_proc server), whose CPU
+    time is recorded too."""
+    grpc = TRAFFIC[row.traffic].get("grpc")
+    log_file = workdir / f"h2load-{row.key}.log"
+    if grpc:
+        log_file.unlink(missing_ok=True)   # h2load appends to its log
+    argv = (h2load_command(row, envoy.port, seconds, workdir, log_file) if grpc
+            else wrk_command(row, envoy.port, seconds, workdir))
     before_load = [cpu_ticks(p.pid) for p in load]
     before_wrk = children_cpu()
     before_cpu, before_sys = cpu_ticks(envoy.pid), cpu_busy()
@@ -451,11 +520,14 @@ def run_wrk(row, envoy, seconds, workdir, load=()):
     load_s = [(cpu_ticks(p.pid) - b) / CLK_TCK for p, b in zip(load, before_load)]
     if not envoy.alive():
         raise Failure(f"Envoy {envoy.name} died during {row.key}:\n{envoy.log_tail(80)}")
-    m = re.search(r"^BENCH (.*)$", out.stdout, re.M)
-    if out.returncode != 0 or not m:
-        raise Failure(f"wrk failed for {row.key} (exit {out.returncode}):\n{out.stdout}\n"
-                      f"{out.stderr}")
-    v = {k: int(x) for k, x in (kv.split("=") for kv in m.group(1).split())}
+    if grpc:
+        v = h2load_result(row, out, log_file)
+    else:
+        m = re.search(r"^BENCH (.*)$", out.stdout, re.M)
+        if out.returncode != 0 or not m:
+            raise Failure(f"wrk failed for {row.key} (exit {out.returncode}):\n{out.stdout}\n"
+                          f"{out.stderr}")
+        v = {k: int(x) for k, x in (kv.split("=") for kv in m.group(1).split())}
     secs = v["duration_us"] / 1e6
     reqs = v["requests"]
     cpu_s = (after_cpu - before_cpu) / CLK_TCK
@@ -481,6 +553,9 @@ def run_wrk(row, envoy, seconds, workdir, load=()):
 
 def request_kinds(row):
     """The distinct requests of a row's traffic: (name, method, path, headers, body)."""
+    t = TRAFFIC[row.traffic]
+    if t.get("grpc"):
+        return [("routed", "POST", t["path"], t["headers"], t["body"])]
     if row.traffic in ("headers", "feedback"):
         kinds = [("routed", "GET", "/v1/chat/completions",
                   {"x-model": "chat", "x-user-id": "user-000001", "x-inference-cluster": "chat"},
@@ -492,6 +567,36 @@ def request_kinds(row):
     size = {"body-1k": "chat-1k.json", "body-64k": "chat-64k.json"}[row.traffic]
     return [("routed", "POST", "/v1/chat/completions",
              {"content-type": "application/json", "x-inference-cluster": "chat"}, size)]
+
+
+def grpc_call(port, kind, workdir, count=1):
+    """`count` gRPC calls of a request kind on one h2c connection (upstream/src/grpc_call.rs):
+    one (status, headers, body hex, trailers) per call."""
+    _, _, path, headers, body = kind
+    argv = [str(GRPC_CALL_BIN), "--port", str(port), "--path", path, "--body",
+            str(workdir / "bodies" / body), "--count", str(count)]
+    for k, v in headers.items():
+        argv += ["--header", f"{k}: {v}"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30,
+                         preexec_fn=_die_with_parent)
+    if out.returncode != 0:
+        raise Failure(f"grpc-call {path} on port {port} failed (exit {out.returncode}):\n"
+                      f"{out.stdout}\n{out.stderr}")
+    calls, cur = [], None
+    for line in out.stdout.splitlines():
+        word, _, rest = line.partition(" ")
+        if word == "status":
+            cur = [int(rest), {}, "", {}]
+        elif word in ("header", "trailer"):
+            k, _, v = rest.partition(": ")
+            cur[1 if word == "header" else 3][k] = v
+        elif word == "body":
+            cur[2] = rest
+        elif word == "end":
+            calls.append(tuple(cur))
+    if len(calls) != count:
+        raise Failure(f"grpc-call {path}: {len(calls)} answers for {count} calls:\n{out.stdout}")
+    return calls
 
 
 def prepare_body(p, kind, workdir):
@@ -519,10 +624,13 @@ def trace_host_calls(row, p, workdir, n=3):
     log_path = workdir / f"{p.name}.envoy.log"
     for kind in request_kinds(row):
         _, method, path, headers, _ = kind
-        bodies = [prepare_body(p, kind, workdir) for _ in range(n)]
+        grpc = TRAFFIC[row.traffic].get("grpc")
+        bodies = [] if grpc else [prepare_body(p, kind, workdir) for _ in range(n)]
         offset = log_path.stat().st_size
         admin(p, "/logging?wasm=trace", method="POST")
         try:
+            if grpc:
+                grpc_call(p.port, kind, workdir, n)
             for body in bodies:
                 send(p.port, path, method=method, headers=headers, body=body)
         finally:
@@ -590,6 +698,9 @@ def sanity(rows, envoys, workdir):
     """One request of each kind per configuration, checked, before anything is timed."""
     for row in rows:
         p = envoys[row.proc]
+        if TRAFFIC[row.traffic].get("grpc"):
+            sanity_grpc(row, p, workdir)
+            continue
         for kind in request_kinds(row):
             name, method, path, headers, _ = kind
             body = prepare_body(p, kind, workdir)
@@ -610,6 +721,69 @@ def sanity(rows, envoys, workdir):
             if (row.key.startswith("ir-") and row.envoy != "ir-header-nometa"
                     and "x-inference-target" not in h):
                 raise Failure(f"{row.key}: no x-inference-target in the answer: {h}")
+
+
+def sanity_grpc(row, p, workdir):
+    """One gRPC call through the row's Envoy: it must reach the upstream (which checks that it
+    is one well-formed gRPC message) and come back OK: 200, the upstream's empty message,
+    `grpc-status: 0` in the trailers; from inference-router, with its routing metadata."""
+    kind = request_kinds(row)[0]
+    status, headers, body, trailers = grpc_call(p.port, kind, workdir)[0]
+    shown = {k: v for k, v in headers.items()
+             if k in ("content-type", "grpc-status", "grpc-message") or k.startswith("x-inference")}
+    answer = (f"{kind[2]} → {status}, headers {shown}, body {body or '(none)'}, "
+              f"trailers {trailers}")
+    grpc_status = trailers.get("grpc-status", headers.get("grpc-status"))
+    if status != 200 or grpc_status != "0" or body != "0000000000":
+        raise Failure(f"{row.key}: sanity gRPC call: {answer}\n{p.log_tail(40)}")
+    if row.key.startswith("ir-") and (headers.get("x-inference-model") != "iris"
+                                      or "x-inference-target" not in headers):
+        raise Failure(f"{row.key}: sanity gRPC call not routed by the message's model: {answer}")
+    SAMPLES[row.key] = answer
+
+
+# One answer per gRPC row, from the sanity check, for the report.
+SAMPLES = {}
+
+
+def grpc_checks(rows, envoys, upstream, workdir):
+    """After the rounds, for each Envoy of the gRPC rows: every call it took went to the
+    upstream (a local reply, e.g. a trailers-only refusal from the filter or Envoy's own gRPC
+    answer for a missing cluster, is HTTP 200, which h2load counts as a success: it does not see
+    grpc-status), and the upstream found every call well-formed (it answers grpc-status 3 and
+    logs `bad gRPC call` otherwise).
+
+    Counted from Envoy's stats: requests received downstream against requests sent to the
+    clusters. The only other way for them to differ is a call the client reset before Envoy
+    sent it on (h2load stops with calls in flight); those are counted in
+    downstream_rq_rx_reset, which bounds the difference. The filter's own local replies
+    (`local_replies.*`) must be 0. (The 2xx counts are no exact check: Envoy counts an
+    upstream's status when its answer completes, the downstream's when the headers go out, so a
+    call reset between the two counts downstream only.)"""
+    out = {}
+    for r in rows:
+        if not TRAFFIC[r.traffic].get("grpc") or r.proc in out:
+            continue
+        stats = json.loads(admin(envoys[r.proc], "/stats?format=json"))["stats"]
+        get = {s["name"]: s.get("value", 0) for s in stats if "value" in s}
+        (workdir / f"{r.proc}.stats.json").write_text(json.dumps(get, indent=1))
+        down = get.get("http.bench.downstream_rq_total", 0)
+        up = sum(get.get(f"cluster.{c}.upstream_rq_total", 0) for c in ("chat", "chat-canary"))
+        resets = get.get("http.bench.downstream_rq_rx_reset", 0)
+        other = sum(get.get(f"http.bench.downstream_rq_{c}xx", 0) for c in (1, 3, 4, 5))
+        refused = sum(v for k, v in get.items()
+                      if k.startswith("wasmcustom.inference_router.local_replies."))
+        out[r.proc] = {"down": down, "up": up, "resets": resets, "other": other,
+                       "refused": refused}
+        if down - up > resets or other or refused:
+            raise Failure(f"{r.proc}: {down} gRPC calls received, {up} sent to the upstream, "
+                          f"{resets} reset by the client; {other} answers other than 200; "
+                          f"{refused} refused by the filter: the configuration does not route "
+                          f"gRPC as it should (stats in {r.proc}.stats.json)")
+    bad = [l for l in upstream.log_tail(10000).splitlines() if l.startswith("bad gRPC call")]
+    if bad:
+        raise Failure("the upstream received malformed gRPC calls:\n" + "\n".join(bad[:20]))
+    return out
 
 
 def canary_shares(envoys):
@@ -666,7 +840,7 @@ def fmt(x, spec):
 
 
 def build_report(rows, shares, host_calls, idle_pct, profiles, envoy_version, started, elapsed,
-                 micro, command, load, fleet):
+                 micro, command, load, fleet, grpc):
     by_key = {r.key: r for r in rows}
     n_rounds = min(len(r.runs) for r in rows)
 
@@ -706,17 +880,18 @@ def build_report(rows, shares, host_calls, idle_pct, profiles, envoy_version, st
     lines.append(f"| rounds × seconds | {n_rounds} × {SECONDS} s per configuration, order "
                  f"rotated each round; warm-up {WARMUP} s each |")
     lines.append(f"| placement | Envoy `--concurrency 1` on CPU {ENVOY_CPU}; wrk -t1 "
-                 f"-c{CONNECTIONS}, upstream and ext_proc server on CPU {LOAD_CPU}; loopback. "
+                 f"-c{CONNECTIONS} (gRPC: h2load -t1 -c{CONNECTIONS} -m1, h2c), upstream and "
+                 f"ext_proc server on CPU {LOAD_CPU}; loopback. "
                  f"The {len({r.proc for r in rows})} Envoys stay up; idle, together they used "
                  f"{idle_pct:.1f} % of CPU {ENVOY_CPU} |")
     lines.append(f"| run time | {elapsed / 60:.1f} min |\n")
     lines.append(
         "× cluster_header: median over rounds of req/s ÷ req/s of plain Envoy routing by "
         "`cluster_header`, with the same traffic, in the same round. × minimal: the same against "
-        "the minimal wasm filter (one header read, one header set). Latency: wrk's percentiles, "
-        "median over rounds. Envoy CPU: utime+stime of the Envoy process per request served "
+        "the minimal wasm filter (one header read, one header set). Latency: wrk's percentiles "
+        "(gRPC: from h2load's per-request log), median over rounds. Envoy CPU: utime+stime of the Envoy process per request served "
         "(µs), and as a share of one core. CPU 0: how busy the load generator's core was "
-        "(wrk + upstream + ext_proc server); near 100 % the client side may be limiting. "
+        "(wrk or h2load + upstream + ext_proc server); near 100 % the client side may be limiting. "
         "Canary: share of upstream requests that went to the second cluster (whole run). Host "
         "calls: proxy-wasm calls from the module into Envoy per request (traced, see below; "
         "routed / feedback requests for the bandit row). +µs vs minimal: median over rounds of "
@@ -832,11 +1007,33 @@ def build_report(rows, shares, host_calls, idle_pct, profiles, envoy_version, st
             lines.append(f"| {name} | {f['rps']:.2f} | {f['seconds']:.0f} s | {f['sync_ok']} | "
                          f"{f['sync_failed']} | {f['replicas']} |")
 
+    if grpc:
+        lines.append("\n## gRPC calls checked\n")
+        lines.append("h2load counts HTTP statuses, and a gRPC answer is 200 even when the call "
+                     "failed (its `grpc-status` is in the trailers). So after the rounds, each "
+                     "gRPC Envoy's calls received are compared with the calls its clusters sent "
+                     "to the upstream (Envoy stats, whole run): the difference, local replies "
+                     "such as the filter's trailers-only refusals, may only be calls the client "
+                     "reset in flight when h2load stopped; the filter's `local_replies` must be "
+                     "0; and the upstream answers `grpc-status: 3` and logs any call that is not "
+                     "exactly one well-formed gRPC message. Any of these fails the run. Before "
+                     "the rounds, one call per row was checked end to end (`grpc-call`, h2c): "
+                     "the answers below.\n")
+        lines.append("| Envoy | calls received | sent upstream | reset by the client | "
+                     "answers other than 200 | refused by the filter |\n"
+                     "|---|---:|---:|---:|---:|---:|")
+        for name, g in grpc.items():
+            lines.append(f"| {name} | {g['down']:,} | {g['up']:,} | {g['resets']} | "
+                         f"{g['other']} | {g['refused']} |")
+        lines.append("")
+        for key, answer in SAMPLES.items():
+            lines.append(f"- `{key}`: {answer}")
+
     lines.append("\n## Load generator (CPU 0)\n")
     lines.append("CPU time per request of the processes sharing CPU 0 (medians over rounds; wrk "
-                 "from its rusage, the servers from /proc/<pid>/stat), and how busy the core "
-                 "was.\n")
-    lines.append("| configuration | traffic | wrk µs/req | upstream µs/req | "
+                 "or h2load from its rusage, the servers from /proc/<pid>/stat), and how busy the "
+                 "core was.\n")
+    lines.append("| configuration | traffic | wrk/h2load µs/req | upstream µs/req | "
                  "ext_proc server µs/req | CPU 0 busy % |\n|---|---|---:|---:|---:|---:|")
     for r in rows:
         lines.append(
@@ -867,7 +1064,8 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.time()
     load_before = os.getloadavg()[0]
-    all_rows = ROWS + (ANALYSIS_ROWS if ANALYSIS or ONLY else []) + \
+    all_rows = [r for r in ROWS if GRPC or not TRAFFIC[r.traffic].get("grpc")] + \
+        (ANALYSIS_ROWS if ANALYSIS or ONLY else []) + \
         (HOSTCALL_ROWS if HOSTCALLS or ONLY else [])
     rows = [r for r in all_rows if not ONLY or r.key in ONLY or any(
         r.key == TRAFFIC[o.traffic][k] for o in all_rows if o.key in ONLY
@@ -886,7 +1084,11 @@ def main():
                       f"{', '.join(r.key for r in all_rows)}")
     if ROUNDS < 1 or SECONDS < 1:
         raise Failure("BENCH_ROUNDS and BENCH_SECONDS must be at least 1")
-    for path in (WASM, MINIMAL_WASM, UPSTREAM_BIN, EXT_PROC_BIN, CORE_BENCH_BIN):
+    if any(TRAFFIC[r.traffic].get("grpc") for r in rows) and not shutil.which("h2load"):
+        raise Failure("the gRPC rows need h2load: run bench/run.sh, which installs it "
+                      "(Debian: apt-get install nghttp2-client), or leave them out with "
+                      "BENCH_GRPC=0")
+    for path in (WASM, MINIMAL_WASM, UPSTREAM_BIN, GRPC_CALL_BIN, EXT_PROC_BIN, CORE_BENCH_BIN):
         if not path.is_file():
             raise Failure(f"{path} is missing: run bench/run.sh, which builds it")
     envoy_bin = envoy_binary()
@@ -898,7 +1100,8 @@ def main():
     try:
         subprocess.run([str(CORE_BENCH_BIN), "--write-bodies", str(workdir / "bodies")],
                        check=True)
-        up = start("upstream", [str(UPSTREAM_BIN), "--port-file", str(workdir / "upstream.port")],
+        up = start("upstream", [str(UPSTREAM_BIN), "--port-file", str(workdir / "upstream.port"),
+                                "--grpc-port-file", str(workdir / "upstream-grpc.port")],
                    workdir / "upstream.log", LOAD_CPU)
         xp = start("ext-proc", [str(EXT_PROC_BIN), "--port-file", str(workdir / "ext-proc.port")],
                    workdir / "ext-proc.log", LOAD_CPU)
@@ -906,6 +1109,7 @@ def main():
             "ETCD_PORT": str(start_etcd(workdir)) if any(r.envoy in FLEET_ENVOYS for r in rows)
             else "",
             "UPSTREAM_PORT": str(wait_port_file(up, workdir / "upstream.port")),
+            "UPSTREAM_GRPC_PORT": str(wait_port_file(up, workdir / "upstream-grpc.port")),
             "EXT_PROC_PORT": str(wait_port_file(xp, workdir / "ext-proc.port")),
             "WASM_PATH": json.dumps(str(WASM)),
             "MINIMAL_WASM_PATH": json.dumps(str(MINIMAL_WASM)),
@@ -914,7 +1118,8 @@ def main():
         procs = {r.proc: r for r in rows}
         for i, (name, r) in enumerate(procs.items()):
             cfg = workdir / f"{name}.yaml"
-            cfg.write_text(render(r.envoy, dict(values, MINIMAL_CONFIG=r.minimal_config or "")))
+            cfg.write_text(render(r.envoy, dict(values, MINIMAL_CONFIG=r.minimal_config or ""),
+                                  TRAFFIC[r.traffic].get("clusters", "_clusters.yaml")))
             argv = [str(envoy_bin), "-c", str(cfg), "--concurrency", "1",
                     "--disable-hot-restart", "--base-id", str(os.getpid() % 100000 * 100 + i),
                     "--admin-address-path", str(workdir / f"{name}.admin"),
@@ -950,6 +1155,7 @@ def main():
             log(f"round {rnd + 1}/{ROUNDS} done: " + ", ".join(
                 f"{r.key} {r.runs[-1]['rps']:,.0f}" for r in rows))
         shares = canary_shares(envoys)
+        grpc = grpc_checks(rows, envoys, up, workdir)
         fleet = fleet_requests(rows, envoys, live_since)
         for name, f in fleet.items():
             if f["sync_ok"] == 0 or f["sync_failed"] > 0:
@@ -975,13 +1181,13 @@ def main():
         settings = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in
                             ("BENCH_ROUNDS", "BENCH_SECONDS", "BENCH_WARMUP_SECONDS",
                              "BENCH_CONNECTIONS", "BENCH_ONLY", "BENCH_MICRO", "BENCH_ANALYSIS",
-                             "BENCH_PROFILE", "BENCH_HOSTCALLS", "ENVOY_BIN",
+                             "BENCH_PROFILE", "BENCH_HOSTCALLS", "BENCH_GRPC", "ENVOY_BIN",
                              "INFERENCE_ROUTER_WASM")
                             if os.environ.get(k))
         command = (settings + " " if settings else "") + "bench/run.sh"
         report, verdicts = build_report(rows, shares, host_calls, idle_pct, profiles,
                                         envoy_version, started, time.time() - t0, micro, command,
-                                        (load_before, os.getloadavg()[0]), fleet)
+                                        (load_before, os.getloadavg()[0]), fleet, grpc)
         out_dir = BENCH / "results"
         out_dir.mkdir(exist_ok=True)
         sha = git("rev-parse", "--short", "HEAD") or "unknown"

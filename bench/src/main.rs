@@ -5,7 +5,8 @@
 //! sample takes `BENCH_MICRO_SAMPLE_MS`, default 20 ms, then `BENCH_MICRO_SAMPLES`, default 21,
 //! samples are taken; the table shows the median and the spread of the samples).
 //! `core-bench --write-bodies DIR` writes the request bodies the Envoy benchmark sends
-//! (`chat-1k.json`, `chat-64k.json`), so both benchmarks use the same documents.
+//! (`chat-1k.json`, `chat-64k.json`, and the gRPC `ModelInfer` call `infer-1k.grpc`), so both
+//! benchmarks use the same documents.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use inference_router_core::bandit::ModelState;
 use inference_router_core::config::{parse, Config};
 use inference_router_core::feedback::DecisionToken;
+use inference_router_core::payload::grpc::{read_first, Read, Rpc};
 use inference_router_core::payload::{extract, Fields, Format};
 use inference_router_core::policy::{decide, Body, NoShared, Outcome, RequestView, Shared};
 use inference_router_core::rng::Rng;
@@ -106,6 +108,48 @@ pub fn chat_body(size: usize) -> Vec<u8> {
     s.push_str(close);
     s.push_str(SUFFIX);
     s.into_bytes()
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A length-delimited protobuf field (wire type 2).
+fn bytes_field(out: &mut Vec<u8>, number: u64, value: &[u8]) {
+    varint(out, number << 3 | 2);
+    varint(out, value.len() as u64);
+    out.extend_from_slice(value);
+}
+
+/// The body of a KServe v2 / Triton gRPC `ModelInfer` call with one FP32 tensor of `floats`
+/// values (shape `[1, floats]`) in `raw_input_contents`: the 5-byte gRPC prefix (uncompressed,
+/// big-endian length) and an `inference.ModelInferRequest` in protobuf wire format, fields in
+/// number order as protobuf writers emit them: `model_name` (1) = "iris", no `model_version`
+/// (2, empty, so not written), `inputs` (5) = { `name` (1) "input-0", `datatype` (2) "FP32",
+/// `shape` (3, packed) [1, floats] }, `raw_input_contents` (7) = the tensor, little-endian.
+pub fn infer_body(floats: usize) -> Vec<u8> {
+    let mut shape = Vec::new();
+    varint(&mut shape, 1);
+    varint(&mut shape, floats as u64);
+    let mut input = Vec::new();
+    bytes_field(&mut input, 1, b"input-0");
+    bytes_field(&mut input, 2, b"FP32");
+    bytes_field(&mut input, 3, &shape);
+    let tensor: Vec<u8> = (0..floats)
+        .flat_map(|i| (i as f32 * 0.01).to_le_bytes())
+        .collect();
+    let mut message = Vec::new();
+    bytes_field(&mut message, 1, b"iris");
+    bytes_field(&mut message, 5, &input);
+    bytes_field(&mut message, 7, &tensor);
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(&message);
+    body
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -228,6 +272,8 @@ fn write_bodies(dir: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(format!("{dir}/chat-1k.json"), chat_body(1024))?;
     std::fs::write(format!("{dir}/chat-64k.json"), chat_body(64 * 1024))?;
+    // 256 FP32 values: a 1 KiB tensor.
+    std::fs::write(format!("{dir}/infer-1k.grpc"), infer_body(256))?;
     Ok(())
 }
 
@@ -476,6 +522,31 @@ fn main() {
                 Some(kib),
             ));
         }
+    }
+
+    // gRPC: the routing fields of a KServe v2 ModelInfer call (the Envoy benchmark's
+    // infer-1k.grpc), as the filter reads them: from a chunk that is not the last (it stops at
+    // the first field after the version), and from the whole body (it walks every field).
+    let infer = infer_body(256);
+    for (complete, what) in [(false, "first chunk"), (true, "whole body")] {
+        match read_first(Rpc::KServeModel, &infer, complete) {
+            Read::Done(r) if r.name.as_deref() == Some("iris") => {}
+            other => {
+                eprintln!("core-bench: gRPC read_first ({what}): {other:?}");
+                std::process::exit(2);
+            }
+        }
+        let st = measure(&s, || {
+            black_box(read_first(Rpc::KServeModel, black_box(&infer), complete));
+        });
+        rows.push((
+            format!(
+                "grpc read_first: ModelInfer, {} bytes (1 KiB FP32 tensor), {what}",
+                infer.len()
+            ),
+            st,
+            None,
+        ));
     }
 
     println!(
