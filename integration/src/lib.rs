@@ -23,6 +23,7 @@ pub mod etcd;
 pub mod file_server;
 pub mod fleet;
 pub mod lds_switch;
+pub mod mlserver;
 pub mod oci;
 pub mod registry;
 pub mod template;
@@ -40,6 +41,9 @@ pub use etcd::EtcdCluster;
 pub use file_server::FileServer;
 pub use fleet::Fleet;
 pub use lds_switch::switch_listener;
+pub use mlserver::{
+    ml_python, run_grpc_client, GrpcCall, GrpcHarness, MlServers, GRPC_DEPLOYMENTS,
+};
 pub use oci::ImageLayout;
 pub use registry::{skopeo, Registry};
 pub use upstream::{

@@ -200,6 +200,13 @@ pub fn read_first(rpc: Rpc, body: &[u8], complete: bool) -> Read {
     }
 }
 
+/// The length of the body's first message with its prefix, once the prefix is in.
+pub fn first_frame_len(body: &[u8]) -> Option<usize> {
+    let (head, _) = body.split_first_chunk::<PREFIX>()?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+    usize::try_from(len).ok()?.checked_add(PREFIX)
+}
+
 /// The messages of a gRPC body, uncompressed ones only; `Err` when one is compressed or the
 /// framing is broken.
 pub fn messages(body: &[u8]) -> Result<Vec<&[u8]>, &'static str> {

@@ -1,6 +1,6 @@
-//! gRPC calls: the model is named inside the first message, so the filter reads the body only as
-//! far as the routing fields (`payload::grpc`) and decides on the first chunk that holds them;
-//! a streaming call is never waited for to its end.
+//! gRPC calls: the model is named inside the first message, so the filter decides once that
+//! message is in (a first message over `body.max_bytes`: once its routing fields are), without
+//! waiting for the rest of the call; a streaming call is never waited for to its end.
 
 use std::rc::Rc;
 
@@ -44,23 +44,42 @@ impl Stream {
         let streaming = rpc == Rpc::KServeStream;
         let cfg = &self.plugin.cfg;
         // Detectors read every message of a unary call: wait for its end.
-        let wait_whole = cfg.has_detected_rules && !streaming;
-        if wait_whole || body_size as u64 > cfg.body.max_bytes {
+        if cfg.has_detected_rules && !streaming {
             return None;
         }
+        let limit = usize::try_from(cfg.body.max_bytes).unwrap_or(usize::MAX);
+        let over = body_size > limit;
         let bytes = host
-            .buffer(Buffer::RequestBody, 0, body_size)
+            .buffer(Buffer::RequestBody, 0, body_size.min(limit))
             .ok()
             .flatten()
             .unwrap_or_default();
-        let ready =
-            !rpc.names_model() || !matches!(grpc::read_first(rpc, &bytes, false), Read::NeedMore);
-        if !ready {
-            return Some(Action::Pause);
+        if !self.grpc_ready(rpc, &bytes) {
+            // Over the limit without the routing fields: the usual too-large path.
+            return (!over).then_some(Action::Pause);
         }
         self.awaiting_body = false;
         let outcome = self.grpc_decide(host, rpc, &bytes, false);
         Some(self.apply(host, outcome, Some(&bytes)))
+    }
+
+    /// Whether the body so far decides the call: the whole first message is in (so a field
+    /// written twice reads as the model server reads it: the last value), or, for a first
+    /// message larger than `body.max_bytes`, its routing fields are.
+    fn grpc_ready(&self, rpc: Rpc, bytes: &[u8]) -> bool {
+        if !rpc.names_model() {
+            return true;
+        }
+        match grpc::first_frame_len(bytes) {
+            None => false,
+            Some(len) if bytes.len() >= len => true,
+            Some(len)
+                if u64::try_from(len).unwrap_or(u64::MAX) > self.plugin.cfg.body.max_bytes =>
+            {
+                !matches!(grpc::read_first(rpc, bytes, false), Read::NeedMore)
+            }
+            Some(_) => false,
+        }
     }
 
     /// Decides a gRPC call from the body read so far (`whole`: all of it).

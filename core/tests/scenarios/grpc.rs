@@ -91,16 +91,20 @@ fn assert_grpc_refusal(reply: &LocalReply, grpc_status: u32, words: &str) {
 }
 
 #[test]
-fn the_model_and_version_inside_the_message_route_on_the_first_chunk() {
+fn the_model_and_version_inside_the_first_message_route_the_call() {
     let mut vm = Vm::start(&config());
-    // 20 bytes hold name and version; the 1 KiB tensor behind them is not waited for.
+    // The call is decided once its first message is in, before the client ends its side.
     let body = infer("wine", "", 1024);
-    let (_sent, action) = first_chunk(&mut vm, INFER, &body, 20);
-    assert_eq!(action, Action::Continue);
+    let (mut sent, action) = first_chunk(&mut vm, INFER, &body, 20);
+    assert_eq!(action, Action::Pause, "the first message is not whole yet");
+    assert_eq!(
+        sent.stream.on_request_body(&vm.host, body.len(), false),
+        Action::Continue
+    );
     assert!(vm.routed_cluster().unwrap().starts_with("wine-"));
     for _ in 0..10 {
         let body = infer("iris", "v2", 1024);
-        let (_sent, action) = first_chunk(&mut vm, INFER, &body, 30);
+        let (_sent, action) = first_chunk(&mut vm, INFER, &body, body.len());
         assert_eq!(action, Action::Continue);
         assert_eq!(vm.routed_cluster().as_deref(), Some("iris-v2"));
         assert_eq!(
@@ -110,15 +114,43 @@ fn the_model_and_version_inside_the_message_route_on_the_first_chunk() {
             Some("v2")
         );
     }
+    // A field written twice reads as the model server reads it: the last value.
+    let twice = frame(
+        &[
+            len_field(1, b"wine"),
+            len_field(5, &[7; 64]),
+            len_field(1, b"iris"),
+        ]
+        .concat(),
+    );
+    let (_sent, action) = first_chunk(&mut vm, INFER, &twice, twice.len());
+    assert_eq!(action, Action::Continue);
+    assert!(vm.routed_cluster().unwrap().starts_with("iris-"));
+}
+
+#[test]
+fn a_first_message_over_max_bytes_is_routed_by_its_leading_fields() {
+    let mut cfg = config();
+    cfg["body"] = json!({ "max_bytes": 1024 });
+    let mut vm = Vm::start(&cfg);
+    // 20 bytes hold name and version; the 4 KiB tensor behind them is not waited for.
+    let body = infer("iris", "v2", 4096);
+    let (_sent, action) = first_chunk(&mut vm, INFER, &body, 20);
+    assert_eq!(action, Action::Continue);
+    assert_eq!(vm.routed_cluster().as_deref(), Some("iris-v2"));
     // Cut inside the name: the filter waits for more.
-    let body = infer("iris", "v1", 64);
     let (mut sent, action) = first_chunk(&mut vm, INFER, &body, 8);
     assert_eq!(action, Action::Pause);
     assert_eq!(
-        sent.stream.on_request_body(&vm.host, body.len(), true),
+        sent.stream.on_request_body(&vm.host, 64, false),
         Action::Continue
     );
-    assert_eq!(vm.routed_cluster().as_deref(), Some("iris-v1"));
+    assert_eq!(vm.routed_cluster().as_deref(), Some("iris-v2"));
+}
+
+#[test]
+fn other_model_rpcs() {
+    let mut vm = Vm::start(&config());
     // ModelReady / ModelMetadata: name and version are fields 1 and 2 too.
     let ready = frame(&[len_field(1, b"half"), len_field(2, b"canary")].concat());
     vm.send(
