@@ -10,10 +10,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How long a (re)started cluster or member may take to become healthy.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -22,8 +21,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response accepted (bounds memory if something goes wrong).
 const MAX_RESPONSE_BYTES: u64 = 16 << 20;
 const LOG_TAIL_LINES: usize = 40;
-
-static CLUSTER_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 struct Member {
     name: String,
@@ -130,16 +127,12 @@ impl EtcdCluster {
 
     /// Err only for a member that exited early (e.g. could not bind); a timeout panics.
     fn try_start(n: usize, jwt: bool) -> Result<EtcdCluster, String> {
-        let id = format!(
-            "{}-{}-{}",
-            std::process::id(),
-            CLUSTER_COUNTER.fetch_add(1, Ordering::Relaxed),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        );
-        let dir = std::env::temp_dir().join(format!("inference-router-etcd-{id}"));
+        let dir = crate::registry::temp_dir("etcd");
+        // Unique per cluster: the members' initial cluster token.
+        let id = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let ports = free_ports(2 * n);
         let members = (0..n)
             .map(|i| {

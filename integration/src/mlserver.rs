@@ -25,9 +25,8 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -47,8 +46,6 @@ pub const GRPC_DEPLOYMENTS: [(&str, &str, &str); 3] = [
     ("iris-v2", "iris", "v2"),
     ("wine-w1", "wine", "w1"),
 ];
-
-static SET_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// The python of the ML virtualenv: `$E2E_ML_PYTHON`, else `<repo>/.venv/ml/bin/python`.
 pub fn ml_python() -> PathBuf {
@@ -171,16 +168,7 @@ impl MlServers {
 
     fn try_start(deployments: &[Deployment]) -> Result<MlServers, String> {
         let python = ml_python();
-        let id = format!(
-            "{}-{}-{}",
-            std::process::id(),
-            SET_COUNTER.fetch_add(1, Ordering::Relaxed),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        );
-        let dir = std::env::temp_dir().join(format!("inference-router-mlserver-{id}"));
+        let dir = crate::registry::temp_dir("mlserver");
         let ports = free_ports(2 * deployments.len());
         let started = Instant::now();
         let mut set = MlServers {
@@ -408,12 +396,7 @@ impl GrpcCall {
 /// with the client's output if it fails or runs longer than [`CLIENT_TIMEOUT`].
 pub fn run_grpc_client(port: u16, calls: &serde_json::Value) -> Vec<GrpcCall> {
     let python = ml_python();
-    let n = SET_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "inference-router-grpc-client-{}-{n}",
-        std::process::id()
-    ));
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    let dir = crate::registry::temp_dir("grpc-client");
     let (out_path, err_path) = (dir.join("stdout.jsonl"), dir.join("stderr.log"));
     let mut child = Command::new(&python)
         .arg(grpc_fixtures_dir().join("client.py"))

@@ -16,13 +16,10 @@
 
 /// Whether a `content-type` is gRPC with protobuf messages.
 pub fn is_grpc(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/grpc" || essence == "application/grpc+proto"
+    matches!(
+        super::media_type(content_type).as_str(),
+        "application/grpc" | "application/grpc+proto"
+    )
 }
 
 /// Where the model of an RPC is named.

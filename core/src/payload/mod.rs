@@ -10,15 +10,19 @@ pub use extract::{extract, ExtractError, Fields, Format};
 pub use metadata::{decode_pairs, decode_value, encode_pairs, fields_from_metadata, metadata_key};
 pub use pointer::{parse_pointer, PointerSet};
 
-/// Which payload format a `content-type` names, if the filter reads it.
-pub fn format_of_content_type(content_type: &str) -> Option<Format> {
-    let essence = content_type
+/// A `content-type`'s media type, lowercase, without parameters.
+pub fn media_type(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
-    match essence.as_str() {
+        .to_ascii_lowercase()
+}
+
+/// Which payload format a `content-type` names, if the filter reads it.
+pub fn format_of_content_type(content_type: &str) -> Option<Format> {
+    match media_type(content_type).as_str() {
         "application/json" => Some(Format::Json),
         "application/msgpack" | "application/x-msgpack" | "application/vnd.msgpack" => {
             Some(Format::MessagePack)
