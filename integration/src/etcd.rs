@@ -37,9 +37,7 @@ impl Member {
     }
 
     fn log_tail(&self) -> String {
-        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+        crate::scratch::log_tail(&self.log_path(), LOG_TAIL_LINES)
     }
 
     fn child(&self) -> MutexGuard<'_, Option<Child>> {
@@ -127,7 +125,7 @@ impl EtcdCluster {
 
     /// Err only for a member that exited early (e.g. could not bind); a timeout panics.
     fn try_start(n: usize, jwt: bool) -> Result<EtcdCluster, String> {
-        let dir = crate::registry::temp_dir("etcd");
+        let dir = crate::scratch::temp_dir("etcd");
         // Unique per cluster: the members' initial cluster token.
         let id = dir
             .file_name()
@@ -369,15 +367,7 @@ impl EtcdCluster {
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
         self.kill_all();
-        if thread::panicking() {
-            eprintln!(
-                "etcd cluster kept in {}\n{}",
-                self.dir.display(),
-                self.log_tails()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        crate::scratch::remove_or_keep(&self.dir, "etcd logs", || self.log_tails());
     }
 }
 

@@ -26,6 +26,7 @@ pub mod lds_switch;
 pub mod mlserver;
 pub mod oci;
 pub mod registry;
+pub mod scratch;
 pub mod template;
 pub mod upstream;
 

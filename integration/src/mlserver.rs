@@ -89,9 +89,7 @@ impl Server {
     }
 
     fn log_tail(&self) -> String {
-        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+        crate::scratch::log_tail(&self.log_path(), LOG_TAIL_LINES)
     }
 
     fn exited(&mut self) -> Option<String> {
@@ -168,7 +166,7 @@ impl MlServers {
 
     fn try_start(deployments: &[Deployment]) -> Result<MlServers, String> {
         let python = ml_python();
-        let dir = crate::registry::temp_dir("mlserver");
+        let dir = crate::scratch::temp_dir("mlserver");
         let ports = free_ports(2 * deployments.len());
         let started = Instant::now();
         let mut set = MlServers {
@@ -294,15 +292,7 @@ impl MlServers {
 impl Drop for MlServers {
     fn drop(&mut self) {
         self.servers.iter_mut().for_each(Server::kill);
-        if thread::panicking() {
-            eprintln!(
-                "===== MLServer logs (dir kept: {}) =====\n{}\n===== end of MLServer logs =====",
-                self.dir.display(),
-                self.log_tails()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        crate::scratch::remove_or_keep(&self.dir, "MLServer logs", || self.log_tails());
     }
 }
 
@@ -396,7 +386,7 @@ impl GrpcCall {
 /// with the client's output if it fails or runs longer than [`CLIENT_TIMEOUT`].
 pub fn run_grpc_client(port: u16, calls: &serde_json::Value) -> Vec<GrpcCall> {
     let python = ml_python();
-    let dir = crate::registry::temp_dir("grpc-client");
+    let dir = crate::scratch::temp_dir("grpc-client");
     let (out_path, err_path) = (dir.join("stdout.jsonl"), dir.join("stderr.log"));
     let mut child = Command::new(&python)
         .arg(grpc_fixtures_dir().join("client.py"))

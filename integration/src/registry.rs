@@ -10,7 +10,6 @@ use std::fs::{self, File};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,8 +17,6 @@ use crate::client::{self, Request, Response};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const LOG_TAIL_LINES: usize = 40;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A binary from an environment variable or `PATH`; panics with the install command.
 fn find_binary(env: &str, name: &str, package: &str) -> PathBuf {
@@ -45,17 +42,7 @@ pub fn skopeo_binary() -> PathBuf {
     find_binary("SKOPEO_BIN", "skopeo", "skopeo")
 }
 
-/// A fresh temp dir for one registry (or one image build), unique in this process.
-pub fn temp_dir(what: &str) -> PathBuf {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!(
-        "inference-router-{what}-{}-{n}",
-        std::process::id()
-    ));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    dir
-}
+pub use crate::scratch::temp_dir;
 
 /// A running registry. Dropping it kills the process; the temp dir is removed, or kept and the
 /// log tail printed when the thread is panicking.
@@ -142,9 +129,7 @@ impl Registry {
     }
 
     pub fn log_tail(&self) -> String {
-        let text = fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+        crate::scratch::log_tail(&self.dir.join("registry.log"), LOG_TAIL_LINES)
     }
 }
 
@@ -154,15 +139,7 @@ impl Drop for Registry {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if thread::panicking() {
-            eprintln!(
-                "docker-registry dir kept in {}\n--- registry log ---\n{}",
-                self.dir.display(),
-                self.log_tail()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+        crate::scratch::remove_or_keep(&self.dir, "registry log", || self.log_tail());
     }
 }
 

@@ -113,13 +113,10 @@ pub fn process_feedback<S: SharedStore + ?Sized>(
     now: u64,
     input: &FeedbackInput<'_>,
 ) -> FeedbackReply {
-    let checked = match check(cfg, plugin, now, input) {
+    let checked = match admit(store, plugin, cfg, now, input) {
         Ok(c) => c,
         Err(refused) => return refused.reply(),
     };
-    if let Err(refused) = charge(store, plugin, cfg, &checked, now) {
-        return refused.reply();
-    }
     let key = spent::shard_key(
         &spent_prefix(plugin),
         spent::bucket_of(checked.token.expires),
@@ -137,9 +134,23 @@ pub fn process_feedback<S: SharedStore + ?Sized>(
     reply
 }
 
+/// The steps before the decision id is spent, whoever spends it (this Envoy's shared data or
+/// the fleet's etcd): [`check`], then the sender's budget is charged.
+pub fn admit<S: SharedStore + ?Sized>(
+    store: &S,
+    plugin: &str,
+    cfg: &Config,
+    now: u64,
+    input: &FeedbackInput<'_>,
+) -> Result<Checked, Refused> {
+    let checked = check(cfg, plugin, now, input)?;
+    charge(store, plugin, cfg, &checked, now)?;
+    Ok(checked)
+}
+
 /// Reads and verifies a feedback request, checks its sender may reward the decision and decides
 /// what accepting it would do; the reply is the refusal. Nothing is spent or changed.
-pub fn check(
+fn check(
     cfg: &Config,
     plugin: &str,
     now: u64,
@@ -193,7 +204,7 @@ pub fn check(
 }
 
 /// Counts the feedback against its sender's budget (`feedback.budget_per_minute`).
-pub fn charge<S: SharedStore + ?Sized>(
+fn charge<S: SharedStore + ?Sized>(
     store: &S,
     plugin: &str,
     cfg: &Config,

@@ -9,7 +9,7 @@ pub mod trust;
 use serde_json::{json, Value};
 
 pub use feedback::{
-    check, complete, process_feedback, refusal, Accepted, Checked, FeedbackInput, FeedbackReply,
+    admit, complete, process_feedback, refusal, Accepted, Checked, FeedbackInput, FeedbackReply,
     Plan, RouterForward,
 };
 

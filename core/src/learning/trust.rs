@@ -6,7 +6,7 @@
 //! by evaluators only. Each principal but the evaluators has a budget of rewards per minute on
 //! this Envoy. Without a binding, whoever holds a decision id may reward it once.
 
-use crate::bandit::{SharedStore, StoreError};
+use crate::bandit::{cas_update, Change, Codec, SharedStore, UpdateFailure};
 use crate::config::{Bind, Config, FeedbackSettings};
 use crate::feedback::DecisionToken;
 use crate::policy::{read_value, RequestView};
@@ -89,11 +89,9 @@ pub enum BudgetError {
 }
 
 /// Counts one reward of the principal `tag` in the current minute, unless it already had
-/// `per_minute`. A shard is a minute (8 bytes) then (tag, count) entries (8 + 4 bytes), all
-/// big-endian; another minute's shard is started afresh. A shard that does not exist yet is
-/// written without CAS (the host ignores CAS on a missing key), so two workers creating it at
-/// once may lose one count: a budget may let one reward too many through, never refuse one
-/// within it.
+/// `per_minute`: one [`cas_update`] of the principal's shard. A shard is a minute (8 bytes) then
+/// (tag, count) entries (8 + 4 bytes), all big-endian; another minute's shard (or undecodable
+/// bytes) is started afresh.
 pub fn charge<S: SharedStore + ?Sized>(
     store: &S,
     plugin: &str,
@@ -101,44 +99,81 @@ pub fn charge<S: SharedStore + ?Sized>(
     per_minute: u32,
     now_secs: u64,
 ) -> Result<(), BudgetError> {
-    let key = budget_key(plugin, tag);
     let minute = now_secs / 60;
-    for _ in 0..super::MAX_CAS_ATTEMPTS {
-        let (bytes, cas) = store.get(&key).map_err(|_| BudgetError::Unavailable)?;
-        if bytes.is_some() && cas.is_none() {
-            // Written without CAS, a concurrent count would be lost: refuse, as every CAS user.
-            return Err(BudgetError::Unavailable);
-        }
-        let mut table = Table::decode(bytes.as_deref().unwrap_or_default(), minute);
-        let count = table.count(tag);
-        if count >= per_minute {
-            return Err(BudgetError::Spent {
-                retry_after: 60 - now_secs % 60,
-            });
-        }
-        if !table.set(tag, count.saturating_add(1)) {
-            return Err(BudgetError::Unavailable);
-        }
-        match store.set(&key, &table.encode(minute), cas) {
-            Ok(()) => return Ok(()),
-            Err(StoreError::CasMismatch) => continue,
-            Err(_) => return Err(BudgetError::Unavailable),
-        }
+    let fresh = Table {
+        minute,
+        entries: Vec::new(),
+    };
+    let outcome = cas_update(
+        store,
+        &budget_key(plugin, tag),
+        super::MAX_CAS_ATTEMPTS,
+        &TableCodec,
+        &fresh,
+        |table| {
+            let mut table = if table.minute == minute {
+                table
+            } else {
+                fresh.clone()
+            };
+            let count = table.count(tag);
+            if count >= per_minute {
+                return Err(BudgetError::Spent {
+                    retry_after: 60 - now_secs % 60,
+                });
+            }
+            if !table.set(tag, count.saturating_add(1)) {
+                return Err(BudgetError::Unavailable);
+            }
+            Ok(Change::Write(table))
+        },
+    );
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(UpdateFailure::Rejected(e)) => Err(e),
+        Err(_) => Err(BudgetError::Unavailable),
     }
-    Err(BudgetError::Unavailable)
 }
 
 /// One shard's counts for one minute.
-struct Table(Vec<(u64, u32)>);
+#[derive(Clone)]
+struct Table {
+    minute: u64,
+    entries: Vec<(u64, u32)>,
+}
 
 impl Table {
-    /// Counts of `minute`; anything else (another minute, undecodable bytes) is an empty table.
-    fn decode(bytes: &[u8], minute: u64) -> Table {
-        let Some((head, rest)) = bytes.split_first_chunk::<8>() else {
-            return Table(Vec::new());
-        };
-        if u64::from_be_bytes(*head) != minute || rest.len() % ENTRY != 0 {
-            return Table(Vec::new());
+    fn count(&self, tag: u64) -> u32 {
+        self.entries
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map_or(0, |(_, c)| *c)
+    }
+
+    /// Sets a count; `false` when the principal is new and the shard is full.
+    fn set(&mut self, tag: u64, count: u32) -> bool {
+        if let Some(entry) = self.entries.iter_mut().find(|(t, _)| *t == tag) {
+            entry.1 = count;
+            return true;
+        }
+        if self.entries.len() >= PRINCIPALS_PER_SHARD {
+            return false;
+        }
+        self.entries.push((tag, count));
+        true
+    }
+}
+
+struct TableCodec;
+
+impl Codec for TableCodec {
+    type Value = Table;
+    type Error = ();
+
+    fn decode(&self, bytes: &[u8]) -> Result<Table, ()> {
+        let (head, rest) = bytes.split_first_chunk::<8>().ok_or(())?;
+        if rest.len() % ENTRY != 0 {
+            return Err(());
         }
         let entries = rest
             .chunks_exact(ENTRY)
@@ -148,33 +183,16 @@ impl Table {
                 Some((u64::from_be_bytes(*tag), u32::from_be_bytes(count)))
             })
             .collect();
-        Table(entries)
+        Ok(Table {
+            minute: u64::from_be_bytes(*head),
+            entries,
+        })
     }
 
-    fn count(&self, tag: u64) -> u32 {
-        self.0
-            .iter()
-            .find(|(t, _)| *t == tag)
-            .map_or(0, |(_, c)| *c)
-    }
-
-    /// Sets a count; `false` when the principal is new and the shard is full.
-    fn set(&mut self, tag: u64, count: u32) -> bool {
-        if let Some(entry) = self.0.iter_mut().find(|(t, _)| *t == tag) {
-            entry.1 = count;
-            return true;
-        }
-        if self.0.len() >= PRINCIPALS_PER_SHARD {
-            return false;
-        }
-        self.0.push((tag, count));
-        true
-    }
-
-    fn encode(&self, minute: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + self.0.len() * ENTRY);
-        out.extend_from_slice(&minute.to_be_bytes());
-        for (tag, count) in &self.0 {
+    fn encode(&self, table: &Table) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + table.entries.len() * ENTRY);
+        out.extend_from_slice(&table.minute.to_be_bytes());
+        for (tag, count) in &table.entries {
             out.extend_from_slice(&tag.to_be_bytes());
             out.extend_from_slice(&count.to_be_bytes());
         }

@@ -166,20 +166,18 @@ const PREFIX: usize = 5;
 /// Reads the routing fields of the first message of `body` (`complete`: no more bytes will
 /// come).
 pub fn read_first(rpc: Rpc, body: &[u8], complete: bool) -> Read {
-    let Some((head, rest)) = body.split_first_chunk::<PREFIX>() else {
+    let Some((flag, len, rest)) = prefix(body) else {
         return if complete {
             Read::Malformed("the body is not a length-prefixed gRPC message")
         } else {
             Read::NeedMore
         };
     };
-    match head[0] {
+    match flag {
         0 => {}
         1 => return Read::Compressed,
         _ => return Read::Malformed("the gRPC message prefix has an unknown flag"),
     }
-    let len = usize::try_from(u32::from_be_bytes([head[1], head[2], head[3], head[4]]))
-        .unwrap_or(usize::MAX);
     let whole = rest.len() >= len;
     let message = rest.get(..len).unwrap_or(rest);
     if !whole && complete {
@@ -199,9 +197,15 @@ pub fn read_first(rpc: Rpc, body: &[u8], complete: bool) -> Read {
 
 /// The length of the body's first message with its prefix, once the prefix is in.
 pub fn first_frame_len(body: &[u8]) -> Option<usize> {
-    let (head, _) = body.split_first_chunk::<PREFIX>()?;
+    let (_, len, _) = prefix(body)?;
+    len.checked_add(PREFIX)
+}
+
+/// A message's 5-byte prefix (compressed flag, then the length, big-endian) and what follows.
+fn prefix(body: &[u8]) -> Option<(u8, usize, &[u8])> {
+    let (head, rest) = body.split_first_chunk::<PREFIX>()?;
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
-    usize::try_from(len).ok()?.checked_add(PREFIX)
+    Some((head[0], usize::try_from(len).unwrap_or(usize::MAX), rest))
 }
 
 /// The messages of a gRPC body, uncompressed ones only; `Err` when one is compressed or the
@@ -210,14 +214,12 @@ pub fn messages(body: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
     let mut out = Vec::new();
     let mut rest = body;
     while !rest.is_empty() {
-        let Some((head, after)) = rest.split_first_chunk::<PREFIX>() else {
+        let Some((flag, len, after)) = prefix(rest) else {
             return Err("a gRPC message prefix is cut short");
         };
-        if head[0] != 0 {
+        if flag != 0 {
             return Err("compressed");
         }
-        let len = usize::try_from(u32::from_be_bytes([head[1], head[2], head[3], head[4]]))
-            .unwrap_or(usize::MAX);
         let Some(message) = after.get(..len) else {
             return Err("a gRPC message is shorter than its prefix says");
         };

@@ -62,12 +62,9 @@ pub fn jwt_claim<R: RequestView + ?Sized>(
     claim: &str,
 ) -> Option<String> {
     let bytes = req.property(&["metadata", "filter_metadata", namespace, payload_key, claim])?;
-    match String::from_utf8(bytes) {
-        Ok(text) if !text.contains('\0') => Some(text),
-        Ok(text) => <[u8; 8]>::try_from(text.as_bytes())
-            .ok()
-            .map(|b| f64::from_le_bytes(b).to_string()),
-        Err(e) => <[u8; 8]>::try_from(e.as_bytes())
+    match std::str::from_utf8(&bytes) {
+        Ok(text) if !text.contains('\0') => Some(text.to_string()),
+        _ => <[u8; 8]>::try_from(bytes.as_slice())
             .ok()
             .map(|b| f64::from_le_bytes(b).to_string()),
     }

@@ -149,9 +149,8 @@ impl Stream {
         let plugin = Rc::clone(&self.plugin);
         let headers = super::endpoints::FeedbackHeaders::read(host, &plugin.cfg);
         let (cfg, now) = (&plugin.cfg, host.now_secs());
-        let checked = learning::check(cfg, &plugin.name, now, &headers.input(body)).and_then(|c| {
-            learning::feedback::charge(&HostStore(host), &plugin.name, cfg, &c, now).map(|()| c)
-        });
+        let input = headers.input(body);
+        let checked = learning::admit(&HostStore(host), &plugin.name, cfg, now, &input);
         let checked = match checked {
             Ok(c) => c,
             Err(refused) => return self.feedback_reply(host, &refused.reply(), &[], None),

@@ -49,6 +49,9 @@ impl Stream {
         }
         let limit = usize::try_from(cfg.body.max_bytes).unwrap_or(usize::MAX);
         let over = body_size > limit;
+        if rpc.names_model() && self.grpc_incomplete(host, body_size, limit) {
+            return Some(Action::Pause);
+        }
         let bytes = host
             .buffer(Buffer::RequestBody, 0, body_size.min(limit))
             .ok()
@@ -61,6 +64,20 @@ impl Stream {
         self.awaiting_body = false;
         let outcome = self.grpc_decide(host, rpc, &bytes, false);
         Some(self.apply(host, outcome, Some(&bytes)))
+    }
+
+    /// Whether a first message that fits the limit is still arriving, from its 5-byte prefix
+    /// alone (the body is not copied on every chunk while it buffers).
+    fn grpc_incomplete(&self, host: &dyn Host, body_size: usize, limit: usize) -> bool {
+        let head = host
+            .buffer(Buffer::RequestBody, 0, 5)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        match grpc::first_frame_len(&head) {
+            None => body_size < 5,
+            Some(len) => body_size < len && len <= limit,
+        }
     }
 
     /// Whether the body so far decides the call: the whole first message is in (so a field

@@ -1,0 +1,41 @@
+//! Working directories of the real servers the harness starts (registry, etcd, MLServer): made
+//! fresh, removed when the test passes, kept with the end of each log printed when it fails.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh temp dir, unique in this process (its name doubles as a unique token).
+pub fn temp_dir(what: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!(
+        "inference-router-{what}-{}-{n}",
+        std::process::id()
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+/// The last `lines` lines of a log file (empty when it cannot be read).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// For a `Drop`: removes `dir`, or, while a test is failing, keeps it and prints `logs()`.
+pub fn remove_or_keep(dir: &Path, what: &str, logs: impl FnOnce() -> String) {
+    if thread::panicking() {
+        eprintln!(
+            "===== {what} (dir kept: {}) =====\n{}\n===== end of {what} =====",
+            dir.display(),
+            logs()
+        );
+    } else {
+        let _ = fs::remove_dir_all(dir);
+    }
+}
