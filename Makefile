@@ -14,14 +14,24 @@ VENV          := .venv
 ML_VENV       := $(VENV)/ml
 MLSERVER_VERSION := 1.7.1
 TRITONCLIENT_VERSION := 2.73.0
+# A real MLflow Model Registry server (PyPI `mlflow`, SQLite backend in a temp dir) for the e2e
+# tests in which the filter polls registered-model aliases and version tags over its REST API
+# (integration/src/mlflow.rs). In a virtualenv of its own: in $(VENV) it would take numpy 2 and
+# protobuf 7 over seldon-core's pins; in $(ML_VENV) it would downgrade MLServer's python-dateutil
+# and add ~45 packages. ~60 s on a cold pip cache (pip --no-cache-dir), ~850 MB. 3.18.0 is not
+# installable here (its mlflow-tracing==3.18.0 is not on the index), hence 3.17.2.
+MLFLOW_VENV   := $(VENV)/mlflow
+MLFLOW_VERSION := 3.17.2
 ENVOY         ?= $(VENV)/bin/envoy
 WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # Size budget for the .wasm (bytes). Every Envoy worker compiles the module when it starts (~2 s
 # per Envoy start here with V8, measured by the e2e harness) and every sidecar downloads it.
 # ~290 KB is the floor for serde + rmp-serde + proxy-wasm (docs/envoy-notes.md); routing,
-# bandits, HMAC feedback, policy and callouts bring it to ~1.05 MB (wasm-opt -Oz saves ~20 %).
-# 1.25 MiB catches a dependency that bloats the module; Go-built proxy-wasm filters are several MB.
-SIZE_BUDGET   := 1310720
+# bandits, HMAC feedback, policy and callouts bring it to ~1.05 MB, gRPC and the fleet to
+# ~1.19 MB, live load and the model registry (JSON and MLflow answers) to ~1.42 MB (wasm-opt -Oz
+# saves ~20 %). 1.5 MiB catches a dependency that bloats the module; Go-built proxy-wasm filters
+# are several MB.
+SIZE_BUDGET   := 1572864
 CARGO_TEST_THREADS ?= 2
 # The release image (docs/release.md): version from Cargo.toml, commit as build.rs embeds it.
 VERSION       := $(shell sed -n '/^\[package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
@@ -48,7 +58,7 @@ help:
 		@echo "make fuzz      cargo-fuzz every untrusted-input parser, 300 s each (make fuzz-short: 15 s)"
 	@echo "make soak      fault, feedback, hostile and security suites 5 times, then 120 s fuzzing per target"
 
-setup: $(VENV)/.deps-envoy-$(ENVOY_VERSION)-seldon-1.18.2 $(ML_VENV)/.deps-mlserver-$(MLSERVER_VERSION)-tritonclient-$(TRITONCLIENT_VERSION)
+setup: $(VENV)/.deps-envoy-$(ENVOY_VERSION)-seldon-1.18.2 $(ML_VENV)/.deps-mlserver-$(MLSERVER_VERSION)-tritonclient-$(TRITONCLIENT_VERSION) $(MLFLOW_VENV)/.deps-mlflow-$(MLFLOW_VERSION)
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
@@ -84,6 +94,13 @@ $(ML_VENV)/.deps-mlserver-$(MLSERVER_VERSION)-tritonclient-$(TRITONCLIENT_VERSIO
 	python3 -m venv $(ML_VENV)
 	$(ML_VENV)/bin/pip install --quiet --disable-pip-version-check mlserver==$(MLSERVER_VERSION) 'tritonclient[grpc]==$(TRITONCLIENT_VERSION)'
 	$(ML_VENV)/bin/mlserver --version
+	touch $@
+
+# The MLflow Model Registry server for the registry e2e tests (see MLFLOW_VENV above).
+$(MLFLOW_VENV)/.deps-mlflow-$(MLFLOW_VERSION):
+	python3 -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/pip install --quiet --disable-pip-version-check mlflow==$(MLFLOW_VERSION)
+	$(MLFLOW_VENV)/bin/mlflow --version
 	touch $@
 
 build: setup

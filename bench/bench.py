@@ -126,6 +126,8 @@ ROWS = [
         "ir-thompson-implicit", "headers", wasm=True),
     Row("ir-thompson-fleet", "inference-router: Thompson, reward from every response, fleet "
         "(etcd, sync 1 s)", "ir-thompson-fleet", "headers", wasm=True),
+    Row("ir-least-loaded", "inference-router: least_loaded with capacity (live load: slots, "
+        "latency estimates)", "ir-least-loaded", "headers", wasm=True),
     Row("ext-proc-headers", "no-op ext_proc, request headers", "ext-proc-headers", "headers"),
     Row("plain-header-1k", "plain Envoy, cluster_header (baseline)", "plain-header", "body-1k"),
     Row("minimal-1k", "minimal wasm filter (floor)", "minimal-wasm", "body-1k", wasm=True),
@@ -190,6 +192,8 @@ CANARY_SHARE = {"plain-fixed": (0, 0), "plain-header": (0, 0), "plain-weighted":
                 "ir-weighted": (5, 15), "ir-sticky": (5, 15), "ir-thompson": (3, 10),
                 "ir-thompson-implicit": (3, 10), "ir-thompson-fleet": (3, 10),
                 "ir-body": (0, 0), "ir-policy": (5, 15), "ir-grpc": (0, 0),
+                # Both clusters are the same upstream: the score, not the weights, splits.
+                "ir-least-loaded": (1, 99),
                 "ext-proc-headers": (0, 0),
                 "ext-proc-body": (0, 0),
                 "minimal-analysis": (0, 0), "ir-header-nometa": (0, 0)}

@@ -12,6 +12,7 @@ use crate::config::{self, Config};
 use crate::host::{Host, HostStore};
 use crate::learning::RouterForward;
 use crate::learning::{self, health::Health};
+use crate::load::{Load, Signals};
 use crate::policy::{DecisionIds, Shared};
 use crate::rng::Rng;
 use crate::telemetry::Metrics;
@@ -53,6 +54,8 @@ pub enum MirrorKind {
 
 /// A model's decoded health and the CAS token it was read at.
 type CachedHealth = (Option<u32>, Health);
+/// A model's decoded load document and the CAS token it was read at.
+type CachedLoad = (Option<u32>, Rc<Load>);
 
 pub struct Plugin {
     pub cfg: Config,
@@ -75,6 +78,9 @@ pub struct Plugin {
     /// cooldowns, latency budgets).
     pub health_keys: Vec<Option<String>>,
     health: RefCell<Vec<Option<CachedHealth>>>,
+    /// Shared-data key of each load-tracking model's load document (`crate::load`).
+    pub load_keys: Vec<Option<String>>,
+    load: RefCell<Vec<Option<CachedLoad>>>,
     /// The clock is read for each decision (time rules, cooldowns).
     pub needs_clock: bool,
     /// The root context has periodic work (spent ids, gauges, queued callouts, fleet sync).
@@ -135,6 +141,11 @@ impl Plugin {
                     .then(|| learning::health::health_key(&name, &m.name))
             })
             .collect();
+        let load_keys: Vec<Option<String>> = cfg
+            .models
+            .iter()
+            .map(|m| m.tracks_load.then(|| crate::load::load_key(&name, m)))
+            .collect();
         let forwards_feedback = cfg.feedback.is_some()
             && cfg
                 .models
@@ -144,7 +155,9 @@ impl Plugin {
             || cfg.models.iter().any(|m| m.is_bandit())
             || !cfg.shadows.is_empty()
             || forwards_feedback
-            || cfg.fleet.is_some();
+            || cfg.fleet.is_some()
+            || cfg.registry.is_some()
+            || load_keys.iter().any(Option::is_some);
         let node = if cfg.fleet.is_some() {
             node_id(host)
         } else {
@@ -156,11 +169,14 @@ impl Plugin {
                 .iter()
                 .any(|m| m.router.is_some() || m.fan_out.is_some() || m.retry);
         let times_requests = cfg.models.iter().any(|m| m.reward.is_some())
-            || health_keys.iter().any(Option::is_some);
+            || health_keys.iter().any(Option::is_some)
+            || load_keys.iter().any(Option::is_some);
         let needs_clock = cfg.has_time_rules || cfg.models.iter().any(|m| !m.fallback.is_empty());
         Ok(Plugin {
             caches: RefCell::new(vec![StateCache::new(); cfg.models.len()]),
             health: RefCell::new(vec![None; cfg.models.len()]),
+            load: RefCell::new(vec![None; cfg.models.len()]),
+            load_keys,
             outbox: RefCell::new(VecDeque::new()),
             mirror: RefCell::new(VecDeque::new()),
             state_keys,
@@ -290,6 +306,28 @@ impl Plugin {
             plugin: self,
             host,
             caches: None,
+            full: &[],
+            now_ms: None,
+            load: None,
+        }
+    }
+
+    /// A model's load document as shared data has it (decoded again only when it changed);
+    /// `None` for models that do not track load or when shared data cannot be read.
+    pub fn load(&self, host: &dyn Host, model: usize) -> Option<Rc<Load>> {
+        let key = self.load_keys.get(model)?.as_ref()?;
+        let m = self.cfg.models.get(model)?;
+        let (bytes, cas) = host.shared_data(key).ok()?;
+        let mut cache = self.load.try_borrow_mut().ok()?;
+        let slot = cache.get_mut(model)?;
+        match (slot.as_ref(), bytes) {
+            (Some((cached, l)), _) if cas.is_some() && *cached == cas => Some(Rc::clone(l)),
+            (_, None) => Some(Rc::new(Load::fresh(m))),
+            (_, Some(b)) => {
+                let l = Rc::new(Load::decode(&b, m));
+                *slot = Some((cas, Rc::clone(&l)));
+                Some(l)
+            }
         }
     }
 }
@@ -357,6 +395,35 @@ pub struct HostShared<'a> {
     host: &'a dyn Host,
     /// Borrowed on the first bandit read and held for the decision, which reads by reference.
     caches: Option<RefMut<'a, Vec<StateCache>>>,
+    /// (model, target) pairs a reservation found full since the decision began.
+    full: &'a [(usize, usize)],
+    now_ms: Option<u64>,
+    /// The load document read for this decision: one shared-data read per decision.
+    load: Option<(usize, Option<Rc<Load>>)>,
+}
+
+impl<'a> HostShared<'a> {
+    /// The same view, with targets a reservation found full counted as full.
+    pub fn with_full(mut self, full: &'a [(usize, usize)]) -> Self {
+        self.full = full;
+        self
+    }
+
+    fn load_of(&mut self, model: usize) -> Option<Rc<Load>> {
+        match &self.load {
+            Some((m, l)) if *m == model => l.clone(),
+            _ => {
+                let l = self.plugin.load(self.host, model);
+                self.load = Some((model, l.clone()));
+                l
+            }
+        }
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        let host = self.host;
+        *self.now_ms.get_or_insert_with(|| now_ms(host))
+    }
 }
 
 impl HostShared<'_> {
@@ -415,5 +482,23 @@ impl Shared for HostShared<'_> {
 
     fn latency_ms(&mut self, model: usize, target: usize) -> Option<f64> {
         self.health(model)?.latency(target)
+    }
+
+    fn has_room(&mut self, model: usize, target: usize) -> bool {
+        if self.full.contains(&(model, target)) {
+            return false;
+        }
+        let Some(t) = (self.plugin.cfg.models.get(model)).and_then(|m| m.targets.get(target))
+        else {
+            return true;
+        };
+        // Unreadable shared data: the reservation decides.
+        self.load_of(model).is_none_or(|l| l.has_room(t, target))
+    }
+
+    fn signals(&mut self, model: usize, target: usize) -> Option<Signals> {
+        let load = self.load_of(model)?;
+        let stale = self.plugin.cfg.load.stale_ms;
+        Some(load.target_signals(target, self.now_ms(), stale))
     }
 }

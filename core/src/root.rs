@@ -3,6 +3,8 @@
 //! forwarded to external routers, state gauges). Its callouts use the same `Pending` mechanism
 //! as a stream's, each with its continuation.
 
+mod registry;
+
 use std::rc::Rc;
 
 use crate::bandit::{seed, update_state, Reconciled, Refresh, SeedOutcome, StateCache};
@@ -38,6 +40,8 @@ enum Then {
     Fleet(Outgoing<fleet::sync::Call>, bool),
     /// The release of a spent id whose reward could not be applied.
     Unspend,
+    /// Answer `index` of registry poll `seq` (`crate::registry`).
+    Registry { seq: u64, index: usize },
 }
 
 pub struct Root {
@@ -48,6 +52,8 @@ pub struct Root {
     spent_seeded_to: u64,
     pending: Pending<Then>,
     ticks: u32,
+    /// The model registry's poller, when one is configured.
+    registry: Option<crate::registry::Poller>,
 }
 
 impl Root {
@@ -59,6 +65,7 @@ impl Root {
             spent_seeded_to: 0,
             pending: Pending::default(),
             ticks: 0,
+            registry: None,
         }
     }
 
@@ -79,6 +86,17 @@ impl Root {
                 host.log_critical(&format!("inference-router: {e}"));
                 return false;
             }
+        };
+        // With a registry, its last good snapshot (another VM may have published it) replaces
+        // the configured targets before any state is prepared.
+        self.registry = crate::registry::Poller::start(host, &bytes, &plugin);
+        let plugin = match self
+            .registry
+            .as_mut()
+            .and_then(|r| r.refresh(host, &plugin))
+        {
+            Some(p) => Rc::new(p),
+            None => plugin,
         };
         let cfg = &plugin.cfg;
         log::info!(
@@ -130,6 +148,7 @@ impl Root {
         let Some(plugin) = self.plugin.clone() else {
             return;
         };
+        let plugin = self.registry_tick(host, plugin);
         self.maintain_spent(host, &plugin);
         self.fleet_round(host, &plugin);
         self.send_evaluations(host, &plugin);
@@ -144,6 +163,11 @@ impl Root {
         let Some(then) = self.pending.take(token) else {
             return;
         };
+        if let Then::Registry { seq, index } = then {
+            // Read here, within the registry's size limit.
+            self.registry_answered(host, seq, index, body_size);
+            return;
+        }
         let Some(plugin) = self.plugin.clone() else {
             return;
         };
@@ -178,6 +202,7 @@ impl Root {
                     self.send_fleet(host, &plugin, next);
                 }
             }
+            Then::Registry { .. } => {}
             Then::Unspend => {
                 if fleet::outcome(&answer) != fleet::Outcome::Answered {
                     log::warn!("inference-router: fleet: a spent decision id whose reward was not applied could not be released; its sender will be told it was replayed");
@@ -450,6 +475,16 @@ fn publish_gauges(host: &dyn Host, plugin: &Plugin) {
     for i in 0..plugin.cfg.models.len() {
         if let Some(state) = shared.bandit_state(i) {
             plugin.metrics.publish_state(host, &plugin.cfg, i, state);
+        }
+    }
+    if let Some(ids) = &plugin.metrics.load {
+        for (mi, gauges) in ids.in_flight.iter().enumerate() {
+            let Some(load) = plugin.load(host, mi) else {
+                continue;
+            };
+            for (t, id) in gauges.iter().enumerate() {
+                let _ = host.record_metric(*id, u64::from(load.in_flight(t)));
+            }
         }
     }
     if let Some(ids) = &plugin.metrics.fleet {

@@ -49,6 +49,50 @@ pub struct Metrics {
     shadow: Vec<Option<ShadowIds>>,
     /// Defined only when `fleet` is configured.
     pub fleet: Option<FleetIds>,
+    /// Defined only when some model tracks load.
+    pub load: Option<LoadIds>,
+}
+
+/// Live load signals (`inference_router.load.*`).
+pub struct LoadIds {
+    /// Requests answered 503 because every candidate was at capacity.
+    pub over_capacity: u32,
+    /// A target found full when its slot was taken (another worker was faster): decided again.
+    pub full_skips: u32,
+    /// Load reports read / refused (unknown form, malformed).
+    pub reports: u32,
+    pub reports_invalid: u32,
+    /// Requests whose slot could not be taken or given back (shared data refused or contended).
+    pub untracked: u32,
+    /// By `[model][target]` (empty for models that do not track load): requests in flight.
+    pub in_flight: Vec<Vec<u32>>,
+}
+
+impl LoadIds {
+    fn define(host: &dyn Host, cfg: &Config) -> Result<Self, String> {
+        let c = |name: &str| define(host, MetricKind::Counter, &format!("{PREFIX}.load.{name}"));
+        let mut in_flight = Vec::with_capacity(cfg.models.len());
+        for m in &cfg.models {
+            let mut ids = Vec::new();
+            for t in m.targets.iter().filter(|_| m.tracks_load) {
+                let name = format!(
+                    "{PREFIX}.load.in_flight.{}.{}",
+                    metric_segment(&m.name),
+                    metric_segment(&t.name)
+                );
+                ids.push(define(host, MetricKind::Gauge, &name)?);
+            }
+            in_flight.push(ids);
+        }
+        Ok(LoadIds {
+            over_capacity: c("over_capacity")?,
+            full_skips: c("full_skips")?,
+            reports: c("reports")?,
+            reports_invalid: c("reports_invalid")?,
+            untracked: c("untracked")?,
+            in_flight,
+        })
+    }
 }
 
 /// The fleet's counters and gauges (`inference_router.fleet.*`).
@@ -212,6 +256,9 @@ impl Metrics {
                 .fleet
                 .as_ref()
                 .map(|_| FleetIds::define(host))
+                .transpose()?,
+            load: (cfg.models.iter().any(|m| m.tracks_load))
+                .then(|| LoadIds::define(host, cfg))
                 .transpose()?,
         })
     }

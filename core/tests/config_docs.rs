@@ -145,3 +145,18 @@ fn feedback_trust_example_loads() {
         Ok("2026-12".into())
     );
 }
+
+#[test]
+fn load_example_loads() {
+    let c = load("load");
+    let m = &c.models[0];
+    assert!(matches!(m.strategy, Strategy::LeastLoaded));
+    assert!(m.tracks_load);
+    assert_eq!(m.affinity, Some(2));
+    assert_eq!(m.targets[0].capacity, Some(64));
+    assert_eq!(m.targets[1].endpoints.len(), 3);
+    assert_eq!(m.targets[1].endpoint_capacity, Some(8));
+    assert!(m.targets[1].observe_endpoints);
+    assert_eq!(c.load.endpoint_header, "x-gateway-destination-endpoint");
+    assert_eq!(c.load.stale_ms, 10_000);
+}

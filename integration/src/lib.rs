@@ -23,6 +23,8 @@ pub mod etcd;
 pub mod file_server;
 pub mod fleet;
 pub mod lds_switch;
+pub mod loaded;
+pub mod mlflow;
 pub mod mlserver;
 pub mod oci;
 pub mod registry;
@@ -42,6 +44,8 @@ pub use etcd::EtcdCluster;
 pub use file_server::FileServer;
 pub use fleet::Fleet;
 pub use lds_switch::switch_listener;
+pub use loaded::{LoadBehaviour, LoadMode, LoadedServers};
+pub use mlflow::MlflowServer;
 pub use mlserver::{
     ml_python, run_grpc_client, GrpcCall, GrpcHarness, MlServers, GRPC_DEPLOYMENTS,
 };

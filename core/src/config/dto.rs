@@ -43,6 +43,12 @@ pub struct ConfigDto {
     pub fleet: Option<FleetDto>,
     #[serde(default)]
     pub scan: Option<ScanDto>,
+    /// Live load signals: endpoint header, ORCA form, staleness (`crate::load`).
+    #[serde(default)]
+    pub load: Option<LoadDto>,
+    /// A model registry polled for targets (`crate::registry`).
+    #[serde(default)]
+    pub registry: Option<crate::registry::RegistryDto>,
 }
 
 /// How payloads are read for the sensitive-data detectors (`when.detected`).
@@ -386,6 +392,60 @@ pub struct ModelDto {
     pub router: Option<RouterDto>,
     #[serde(default)]
     pub fan_out: Option<FanOutDto>,
+    /// Keeps a conversation on the endpoint whose KV cache holds its prefix.
+    #[serde(default)]
+    pub affinity: Option<AffinityDto>,
+}
+
+/// Prefix affinity: the system prompt and the first `messages` messages choose the endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffinityDto {
+    #[serde(default = "default_affinity_messages")]
+    pub messages: u32,
+}
+
+fn default_affinity_messages() -> u32 {
+    2
+}
+
+/// How live load signals are read and where the endpoint pick is written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadDto {
+    #[serde(default = "default_endpoint_header")]
+    pub endpoint_header: String,
+    /// `text`, `json` or `none`: the ORCA form asked of upstreams (`endpoint-load-metrics-format`).
+    #[serde(default = "default_orca_format")]
+    pub orca_format: String,
+    #[serde(default = "default_stale_ms")]
+    pub stale_ms: u64,
+    #[serde(default = "default_retry_after")]
+    pub retry_after_seconds: u32,
+}
+
+impl Default for LoadDto {
+    fn default() -> Self {
+        LoadDto {
+            endpoint_header: default_endpoint_header(),
+            orca_format: default_orca_format(),
+            stale_ms: default_stale_ms(),
+            retry_after_seconds: default_retry_after(),
+        }
+    }
+}
+
+fn default_endpoint_header() -> String {
+    "x-gateway-destination-endpoint".into()
+}
+fn default_orca_format() -> String {
+    "text".into()
+}
+fn default_stale_ms() -> u64 {
+    10_000
+}
+fn default_retry_after() -> u32 {
+    1
 }
 
 fn default_cooldown() -> u64 {
@@ -454,6 +514,19 @@ pub struct TargetDto {
     /// Strength for escalation: the highest rank serves an escalated request.
     #[serde(default)]
     pub rank: u32,
+    /// Most requests in flight to this target at once (all workers of this Envoy).
+    #[serde(default)]
+    pub capacity: Option<u32>,
+    /// Endpoints (`ip:port`) inside the target's cluster the filter picks from (Envoy's
+    /// `override_host` load-balancing policy reads the pick from `load.endpoint_header`).
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Endpoints seen answering (`upstream.address`) join `endpoints`.
+    #[serde(default)]
+    pub observe_endpoints: bool,
+    /// Most requests in flight to one endpoint of this target.
+    #[serde(default)]
+    pub endpoint_capacity: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -509,6 +582,8 @@ pub enum StrategyDto {
         #[serde(default)]
         sticky: Option<StickyDto>,
     },
+    /// Power of two choices over the load score (`crate::load`).
+    LeastLoaded {},
     EpsilonGreedy {
         epsilon: f64,
         #[serde(default)]

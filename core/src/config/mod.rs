@@ -67,6 +67,40 @@ pub struct Config {
     /// Some rule or shadow has a `when.detected` condition: every request body must be
     /// scannable, whatever its method or type, or it is refused (`scan.unscanned`).
     pub has_detected_rules: bool,
+    /// How load signals are read and the endpoint pick written (defaults when not configured).
+    pub load: LoadSettings,
+    /// A model registry polled for targets; `None`: targets are the configured ones only.
+    pub registry: Option<crate::registry::RegistrySettings>,
+}
+
+/// The ORCA form asked of upstreams with `endpoint-load-metrics-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrcaFormat {
+    Text,
+    Json,
+    /// Not asked (upstreams that report anyway are still read).
+    None,
+}
+
+impl OrcaFormat {
+    pub fn header_value(self) -> Option<&'static str> {
+        match self {
+            OrcaFormat::Text => Some("TEXT"),
+            OrcaFormat::Json => Some("JSON"),
+            OrcaFormat::None => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadSettings {
+    /// The request header Envoy's `override_host` policy reads the endpoint from.
+    pub endpoint_header: String,
+    pub orca_format: OrcaFormat,
+    /// Load reports older than this are ignored.
+    pub stale_ms: u64,
+    /// `Retry-After` of the 503 answered when every candidate is at capacity.
+    pub retry_after_seconds: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -313,13 +347,18 @@ pub struct Model {
     pub fan_out: Option<FanOut>,
     /// Some target declares capabilities or a context size: requests are matched to them.
     pub capability_routing: bool,
+    /// Prefix affinity: messages (after the system prompt) that choose the endpoint.
+    pub affinity: Option<u32>,
+    /// In-flight requests, latency and load reports are tracked (`crate::load`): the strategy
+    /// is `least_loaded` or some target has a capacity or endpoints.
+    pub tracks_load: bool,
 }
 
 impl Model {
     pub fn bandit(&self) -> Option<&crate::bandit::Strategy> {
         match &self.strategy {
             Strategy::Bandit(b) => Some(b),
-            Strategy::Weighted { .. } => None,
+            Strategy::Weighted { .. } | Strategy::LeastLoaded => None,
         }
     }
 
@@ -387,9 +426,21 @@ pub struct Target {
     pub region: Option<String>,
     pub tags: Vec<String>,
     pub rank: u32,
+    /// Most requests in flight at once; `None`: unbounded.
+    pub capacity: Option<u32>,
+    /// Endpoints (`ip:port`) the filter picks from, as configured.
+    pub endpoints: Vec<String>,
+    /// Endpoints seen answering join the configured ones.
+    pub observe_endpoints: bool,
+    pub endpoint_capacity: Option<u32>,
 }
 
 impl Target {
+    /// The filter chooses the endpoint inside this target's cluster.
+    pub fn picks_endpoint(&self) -> bool {
+        !self.endpoints.is_empty() || self.observe_endpoints
+    }
+
     pub fn has_capability(&self, c: &str) -> bool {
         self.capabilities.iter().any(|x| x == c)
     }
@@ -397,7 +448,11 @@ impl Target {
 
 #[derive(Debug)]
 pub enum Strategy {
-    Weighted { sticky: Option<StickyKey> },
+    Weighted {
+        sticky: Option<StickyKey>,
+    },
+    /// Two candidates drawn by weight; the lower load score serves (`crate::load::score`).
+    LeastLoaded,
     Bandit(crate::bandit::Strategy),
 }
 

@@ -227,10 +227,18 @@ pub fn state_document<S: SharedStore + ?Sized>(
         };
         models.insert(m.name.clone(), entry);
     }
-    json!({
+    let mut doc = json!({
         "build": { "version": build.version, "commit": build.commit },
         "models": models,
-    })
+    });
+    let load = crate::load::document(store, plugin, cfg);
+    if let (Some(obj), false) = (
+        doc.as_object_mut(),
+        load.as_object().is_none_or(|l| l.is_empty()),
+    ) {
+        obj.insert("load".into(), load);
+    }
+    doc
 }
 
 pub fn state_json(state: &ModelState) -> Value {

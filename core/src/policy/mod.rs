@@ -83,6 +83,16 @@ pub trait Shared {
     fn latency_ms(&mut self, _model: usize, _target: usize) -> Option<f64> {
         None
     }
+
+    /// Whether a target of a load-tracking model can take one more request (`crate::load`).
+    fn has_room(&mut self, _model: usize, _target: usize) -> bool {
+        true
+    }
+
+    /// A target's live load signals, for `least_loaded`.
+    fn signals(&mut self, _model: usize, _target: usize) -> Option<crate::load::Signals> {
+        None
+    }
 }
 
 /// For configurations and tests without shared state.
@@ -129,6 +139,7 @@ pub enum Reason {
     PathVersion,
     Sticky,
     Weighted,
+    LeastLoaded,
     Bandit,
     Budget,
     Escalated,
@@ -140,8 +151,9 @@ pub enum Reason {
 
 impl Reason {
     /// The reasons that do not name a rule, in metric order.
-    pub const FIXED: [Reason; 10] = [
+    pub const FIXED: [Reason; 11] = [
         Reason::Weighted,
+        Reason::LeastLoaded,
         Reason::Sticky,
         Reason::PathVersion,
         Reason::Bandit,
@@ -161,6 +173,7 @@ impl Reason {
     pub fn metric_segment(self) -> &'static str {
         match self {
             Reason::Weighted => "weighted",
+            Reason::LeastLoaded => "least_loaded",
             Reason::Sticky => "sticky",
             Reason::PathVersion => "path_version",
             Reason::Bandit => "bandit",
@@ -185,6 +198,7 @@ impl Reason {
                     .unwrap_or_default()
             ),
             Reason::PathVersion => "path-version".into(),
+            Reason::LeastLoaded => "least-loaded".into(),
             Reason::FanOut => "fan-out".into(),
             other => other.metric_segment().into(),
         }
@@ -268,6 +282,8 @@ pub struct Reply {
     /// A detector could not scan the payload: refused (`scan.unscanned: refuse`), or let
     /// through to this reply (`bypass`).
     pub unscanned: Option<NotScanned>,
+    /// `Retry-After` seconds (every candidate at capacity).
+    pub retry_after: Option<u32>,
 }
 
 impl Reply {
@@ -289,6 +305,7 @@ impl Reply {
             rule: None,
             detector: None,
             unscanned: None,
+            retry_after: None,
         }
     }
 
@@ -751,6 +768,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
             rule: Some(rule),
             detector: None,
             unscanned: None,
+            retry_after: None,
         })
     }
 
@@ -770,6 +788,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
             rule: Some(rule),
             detector: None,
             unscanned: None,
+            retry_after: None,
         })
     }
 
@@ -1023,9 +1042,13 @@ impl<'a, R: RequestView> Decider<'a, R> {
                 "capability_unavailable",
                 format!("no target of model {model:?} has a context of {needed} tokens (estimated prompt + max_tokens)"),
             ),
+            Exclusion::Full => (503, "over_capacity", format!("every target of model {model:?} that may serve this request is at capacity")),
         };
         let mut reply = Reply::error(status, code, &detail, Some(mi));
         reply.rule = None;
+        if status == 503 {
+            reply.retry_after = Some(self.cfg.load.retry_after_seconds);
+        }
         reply
     }
 }

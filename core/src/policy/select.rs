@@ -14,6 +14,8 @@ pub enum Exclusion {
     Region(String),
     Capability(&'static str),
     Context(u64),
+    /// At capacity (`capacity`, `endpoint_capacity`).
+    Full,
 }
 
 /// Per target: `None` if it may serve the request, else the first reason it may not.
@@ -168,6 +170,13 @@ impl<R: RequestView> Decider<'_, R> {
                     } else if target.max_context_tokens.is_some_and(|m| needed > m) {
                         c.exclude(t, 4, Exclusion::Context(needed));
                     }
+                }
+            }
+        }
+        if model.tracks_load {
+            for t in 0..model.targets.len() {
+                if c.allowed(t) && !self.shared.has_room(mi, t) {
+                    c.exclude(t, 5, Exclusion::Full);
                 }
             }
         }
@@ -326,6 +335,10 @@ impl<R: RequestView> Decider<'_, R> {
                     None => (first, Reason::Default),
                 }
             }
+            Strategy::LeastLoaded => (
+                self.least_loaded(mi, model, cands, rng),
+                Reason::LeastLoaded,
+            ),
             Strategy::Weighted { sticky } => {
                 let total = restricted_total(model, cands);
                 if total == 0 {
@@ -354,6 +367,41 @@ impl<R: RequestView> Decider<'_, R> {
                     ),
                 }
             }
+        }
+    }
+
+    /// Two candidates drawn by weight; the lower load score (`load::score`) serves.
+    fn least_loaded(
+        &mut self,
+        mi: usize,
+        model: &Model,
+        cands: &Candidates,
+        rng: &mut Rng,
+    ) -> usize {
+        let first = cands.indices().next().unwrap_or(model.default_target);
+        let total = restricted_total(model, cands);
+        if total == 0 {
+            return first;
+        }
+        let a = weighted_index(model, cands, rng.below(total));
+        let mut rest = cands.clone();
+        rest.exclude(a, u8::MAX, Exclusion::Full);
+        let rest_total = restricted_total(model, &rest);
+        if rest_total == 0 {
+            return a;
+        }
+        let b = weighted_index(model, &rest, rng.below(rest_total));
+        let (sa, sb) = (self.shared.signals(mi, a), self.shared.signals(mi, b));
+        let unknown =
+            crate::load::unknown_latency([sa, sb].iter().map(|s| s.and_then(|s| s.latency_ms)));
+        let score = |t: usize, s: Option<crate::load::Signals>| {
+            let slots = model.targets.get(t).and_then(|x| x.capacity).unwrap_or(1);
+            crate::load::score(&s.unwrap_or_default(), slots, unknown)
+        };
+        if score(b, sb) < score(a, sa) {
+            b
+        } else {
+            a
         }
     }
 

@@ -11,6 +11,7 @@
 mod endpoints;
 mod fleet;
 mod grpc;
+mod load;
 mod observe;
 mod reply;
 mod resend;
@@ -92,6 +93,10 @@ pub struct Stream {
     principal: Option<String>,
     /// A gRPC call, and its RPC: replies are gRPC statuses, the model is in the first message.
     grpc: Option<Rpc>,
+    /// This request's slot in its model's load document, once routed.
+    ticket: Option<load::Ticket>,
+    /// Targets found full when their slot was to be taken: out of this request's candidates.
+    full: Vec<(usize, usize)>,
 }
 
 impl Stream {
@@ -119,6 +124,8 @@ impl Stream {
             warm_body_done: false,
             principal: None,
             grpc: None,
+            ticket: None,
+            full: Vec::new(),
         }
     }
 
@@ -191,7 +198,7 @@ impl Stream {
             self.awaiting_body = false;
             self.body_note = Some("too-large");
             host.bump(self.plugin.metrics.body_too_large);
-            let outcome = self.run(host, Body::Unread(NotScanned::TooLarge));
+            let outcome = self.decide_with_room(host, Body::Unread(NotScanned::TooLarge));
             return self.apply(host, outcome, None);
         }
         if !end_of_stream {
@@ -233,6 +240,7 @@ impl Stream {
     }
 
     pub fn on_response_headers(&mut self, host: &dyn Host, end_of_stream: bool) -> Action {
+        self.watch_load(host);
         self.observed.response_headers(
             host,
             &self.plugin.cfg,
@@ -279,6 +287,13 @@ impl Stream {
 
     /// The stream is done (Envoy's log phase): rewards and health from what the response showed.
     pub fn on_done(&mut self, host: &dyn Host) {
+        if self.ticket.is_some() {
+            let ms = host
+                .now_nanos()
+                .unwrap_or(0)
+                .saturating_sub(self.started_ns);
+            self.give_back(host, Some(ms as f64 / 1e6));
+        }
         let decision = self.meta.as_ref().map(|m| m.decision.as_str());
         self.observed
             .learn(host, &self.plugin, decision, self.context_id);
@@ -330,21 +345,25 @@ impl Stream {
         let Ok(mut rng) = self.vm.rng.try_borrow_mut() else {
             return Outcome::Reply(internal_error());
         };
-        let mut shared = plugin.shared(host);
+        let full = std::mem::take(&mut self.full);
+        let mut shared = plugin.shared(host).with_full(&full);
         // One host call saved per request when nothing looks at the time.
         let now = if plugin.needs_clock {
             host.now_secs()
         } else {
             0
         };
-        decide(
+        let outcome = decide(
             &plugin.cfg,
             &HostRequest(host),
             body,
             now,
             &mut rng,
             &mut shared,
-        )
+        );
+        drop(shared);
+        self.full = full;
+        outcome
     }
 
     /// The body fields that `json_to_metadata` wrote into dynamic metadata (metadata mode):
@@ -424,7 +443,7 @@ impl Stream {
 
     /// Decides, then draws the shadows of a routed request.
     fn decide_and_draw(&mut self, host: &dyn Host, body: Body<'_>) -> Outcome {
-        let outcome = self.run(host, body);
+        let outcome = self.decide_with_room(host, body);
         if let Outcome::Route(route) = outcome {
             self.pick_shadows(host, route, body);
         }
@@ -472,6 +491,7 @@ impl Stream {
                 self.context_id
             );
         }
+        self.apply_slot(host);
         // Envoy re-selects the route after a header change today, but upstream Envoy is
         // removing that implicit refresh: ask for it explicitly.
         let _ = host.clear_route_cache();

@@ -224,11 +224,16 @@ impl Stream {
                 reply.detector,
             )
         });
+        let retry_after = reply.retry_after.map(|s| s.to_string());
+        let extra: Vec<(&str, &str)> = retry_after
+            .iter()
+            .map(|s| ("retry-after", s.as_str()))
+            .collect();
         let local = LocalReply {
             status: reply.status,
             content_type,
             body,
-            extra: &[],
+            extra: &extra,
         };
         self.send_local(host, &local, meta);
     }

@@ -6,6 +6,10 @@
 //! status (implicit rewards) over two fake deployments whose success rates differ, and a live
 //! table of where traffic goes as rewards arrive. Bounded: 1,200 requests.
 //!
+//! Then a live-load section: a third Envoy (envoy/load.yaml), `least_loaded` with a capacity over
+//! two fake servers that slow down with the requests they hold; one of them turns slow, and
+//! loses its traffic. Bounded: 8 clients × 2 × 40 requests.
+//!
 //! Exits 0 when every sample request was routed as expected, the bandit moved most traffic to
 //! the better deployment and its `/stats` gauges caught up with the learned state (within 5 s),
 //! 1 otherwise.
@@ -14,7 +18,10 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use integration::{fnv64_hex, Behaviour, Envoy, EnvoyConfig, Request, Response, Upstreams};
+use integration::{
+    fnv64_hex, Behaviour, Envoy, EnvoyConfig, LoadBehaviour, LoadedServers, Request, Response,
+    Upstreams,
+};
 use serde_json::json;
 
 fn demo_config() -> serde_json::Value {
@@ -253,8 +260,9 @@ fn main() -> ExitCode {
 
     let bandit_ok = bandit_section(&upstreams);
     ok &= bandit_ok;
+    ok &= load_section();
     if ok {
-        println!("demo: all samples routed as expected; the bandit learned");
+        println!("demo: all samples routed as expected; the bandit learned; the slow server lost traffic");
         ExitCode::SUCCESS
     } else {
         println!("demo: something was not as expected (see ✗ above)");
@@ -461,6 +469,92 @@ fn bandit_section(upstreams: &Upstreams) -> bool {
     let _ = envoy.stop();
     if final_share <= 0.70 {
         println!("✗ the bandit did not favour the better deployment (expected > 70 %)");
+        ok = false;
+    }
+    ok
+}
+
+const LOAD_CLIENTS: usize = 8;
+const LOAD_PER_CLIENT: usize = 40;
+const LOAD_CAPACITY: u64 = 6;
+
+/// `clients` clients sending `per_client` chat requests each; the share (%) the `slow` server
+/// served and the 503s.
+fn load_phase(envoy: &Envoy, servers: &LoadedServers) -> (f64, usize) {
+    let before = (servers.hits("fast"), servers.hits("slow"));
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for c in 0..LOAD_CLIENTS {
+            let refused = &refused;
+            s.spawn(move || {
+                let mut conn = envoy.connect();
+                for i in 0..LOAD_PER_CLIENT {
+                    let body = json!({"model": "chat",
+                        "messages": [{"role": "user", "content": format!("client {c} turn {i}")}]});
+                    match conn.send(&Request::post("/v1/chat/completions").json(&body)) {
+                        Ok(r) if r.status == 200 => {}
+                        _ => {
+                            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let fast = servers.hits("fast") - before.0;
+    let slow = servers.hits("slow") - before.1;
+    let share = 100.0 * slow as f64 / (fast + slow).max(1) as f64;
+    (share, refused.into_inner())
+}
+
+fn load_section() -> bool {
+    println!("\n━━━━━━━━ live load: least_loaded with capacity ━━━━━━━━");
+    let servers = LoadedServers::start(&["fast", "slow", "pool-0", "pool-1", "pool-2"]);
+    servers.set_behaviour("fast", LoadBehaviour::latency(10, 10));
+    servers.set_behaviour("slow", LoadBehaviour::latency(10, 10));
+    let config = json!({ "models": [{ "name": "chat", "strategy": { "type": "least_loaded" },
+        "targets": [ { "name": "fast", "cluster": "fast", "capacity": LOAD_CAPACITY },
+                     { "name": "slow", "cluster": "slow", "capacity": LOAD_CAPACITY } ] }] });
+    println!(
+        "plugin configuration:\n{}",
+        serde_json::to_string_pretty(&config).unwrap_or_default()
+    );
+    let mut envoy = Envoy::start_with_ports(
+        &EnvoyConfig::new("load.yaml", config.to_string()),
+        &servers.ports(),
+    );
+    println!("{LOAD_CLIENTS} clients, {LOAD_PER_CLIENT} chat requests each, per phase\n");
+    println!(
+        "{:<46} │ {:<22} │ {:>5}",
+        "servers", "share of slow", "503s"
+    );
+    println!("{}", "─".repeat(80));
+    let row = |what: &str, (share, refused): (f64, usize)| {
+        let bar = "█".repeat((share / 5.0).round() as usize);
+        println!("{what:<46} │ {share:>5.1}% {bar:<15} │ {refused:>5}");
+    };
+    let even = load_phase(&envoy, &servers);
+    row("both 10 ms + 10 ms per request held", even);
+    servers.set_behaviour("slow", LoadBehaviour::latency(80, 80));
+    let slowed = load_phase(&envoy, &servers);
+    row("`slow` now 80 ms + 80 ms per request held", slowed);
+    let max = (servers.max_in_flight("fast"), servers.max_in_flight("slow"));
+    println!(
+        "\n▶ most requests in flight on one server: fast {}, slow {} (capacity {LOAD_CAPACITY})",
+        max.0, max.1
+    );
+    let _ = envoy.stop();
+    let mut ok = true;
+    if slowed.0 > even.0 - 15.0 {
+        println!(
+            "✗ the slow server did not lose traffic ({:.1} % → {:.1} %)",
+            even.0, slowed.0
+        );
+        ok = false;
+    }
+    if max.0 > LOAD_CAPACITY || max.1 > LOAD_CAPACITY {
+        println!("✗ a server held more than its capacity");
         ok = false;
     }
     ok

@@ -47,6 +47,10 @@ fn plugin_config_for(template_text: &str, clusters: &[String]) -> String {
             .map(|t| t.remove("weight"));
         cfg["fleet"] = serde_json::json!({ "cluster": "etcd" });
     }
+    // A template with a model registry cluster: targets polled from it.
+    if template_text.contains("- name: model-registry\n") {
+        cfg["registry"] = serde_json::json!({ "source": "json", "cluster": "model-registry", "path": "/registry.json" });
+    }
     cfg.to_string()
 }
 

@@ -107,6 +107,17 @@ pub(super) fn check_resends(
             .any(|x| x.region.is_some() || x.allow.is_some())
     });
     for (mi, m) in models.iter().enumerate() {
+        let resend = [
+            ("router", m.router.is_some()),
+            ("fan_out", m.fan_out.is_some()),
+            ("retry", m.retry),
+        ];
+        if let Some((what, _)) = resend.iter().find(|(_, on)| *on && m.tracks_load) {
+            return err(
+                format!("models[{mi}].{what}"),
+                "cannot be combined with load tracking (least_loaded, capacity, endpoints): requests the filter resends by callout hold no slot",
+            );
+        }
         let what = if m.router.is_some() {
             "router"
         } else if m.fan_out.is_some() {

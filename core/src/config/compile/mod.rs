@@ -89,7 +89,14 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
     let fleet = fleet::compile_fleet(dto.fleet, &models, budget.is_some(), feedback.is_some())?;
     let has_detected_rules = rules::has_detected(&rules, &shadows);
     let scan = compile_scan(dto.scan, has_detected_rules)?;
+    let load = compile_load(dto.load, &models)?;
+    let registry = dto
+        .registry
+        .map(|r| crate::registry::compile(r, &models))
+        .transpose()?;
     Ok(Config {
+        load,
+        registry,
         fleet,
         scan,
         has_detected_rules,
@@ -113,6 +120,54 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
         numeric_pointers,
         feedback,
         state_endpoint,
+    })
+}
+
+/// Longest accepted `load.stale_ms` (an hour) and `load.retry_after_seconds`.
+const MAX_LOAD_STALE_MS: u64 = 3_600_000;
+const MAX_RETRY_AFTER_SECONDS: u32 = 3600;
+
+fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, ConfigError> {
+    let configured = dto.is_some();
+    let d = dto.unwrap_or_default();
+    if configured && !models.iter().any(|m| m.tracks_load) {
+        return err(
+            "load",
+            "no model tracks load: give a target `capacity` or `endpoints`, or a model the `least_loaded` strategy",
+        );
+    }
+    check_header_name("load.endpoint_header", &d.endpoint_header)?;
+    let orca_format = match d.orca_format.as_str() {
+        "text" => OrcaFormat::Text,
+        "json" => OrcaFormat::Json,
+        "none" => OrcaFormat::None,
+        other => {
+            return err(
+                "load.orca_format",
+                format!("{other:?} is not one of text, json, none"),
+            )
+        }
+    };
+    if !(100..=MAX_LOAD_STALE_MS).contains(&d.stale_ms) {
+        return err(
+            "load.stale_ms",
+            format!("must be 100 to {MAX_LOAD_STALE_MS}, got {}", d.stale_ms),
+        );
+    }
+    if !(1..=MAX_RETRY_AFTER_SECONDS).contains(&d.retry_after_seconds) {
+        return err(
+            "load.retry_after_seconds",
+            format!(
+                "must be 1 to {MAX_RETRY_AFTER_SECONDS}, got {}",
+                d.retry_after_seconds
+            ),
+        );
+    }
+    Ok(LoadSettings {
+        endpoint_header: d.endpoint_header,
+        orca_format,
+        stale_ms: d.stale_ms,
+        retry_after_seconds: d.retry_after_seconds,
     })
 }
 

@@ -37,11 +37,12 @@ pub(super) fn compile_models(
 
 fn compile_model(field: &str, m: ModelDto) -> Result<Model, ConfigError> {
     let weighted = matches!(m.strategy, StrategyDto::Weighted { .. });
-    let targets = compile_targets(field, m.targets, weighted)?;
+    let least_loaded = matches!(m.strategy, StrategyDto::LeastLoaded {});
+    let targets = compile_targets(field, m.targets, weighted, least_loaded)?;
     let strategy = compile_strategy(field, m.strategy, &targets)?;
     let reward = match m.reward {
         None => None,
-        Some(_) if matches!(strategy, Strategy::Weighted { .. }) => {
+        Some(_) if m_is_fixed(&strategy) => {
             return err(
                 format!("{field}.reward"),
                 "only bandit strategies (epsilon_greedy, thompson, ucb1) learn from rewards",
@@ -49,7 +50,8 @@ fn compile_model(field: &str, m: ModelDto) -> Result<Model, ConfigError> {
         }
         Some(r) => Some(compile_reward(&format!("{field}.reward"), r)?),
     };
-    let (cumulative_weights, total_weight) = cumulative_weights(field, &targets, weighted)?;
+    let (cumulative_weights, total_weight) =
+        cumulative_weights(field, &targets, weighted || least_loaded)?;
     let default_target = match &m.default_target {
         None => 0,
         Some(name) => target_named(format!("{field}.default_target"), &targets, &m.name, name)?,
@@ -79,7 +81,14 @@ fn compile_model(field: &str, m: ModelDto) -> Result<Model, ConfigError> {
     let capability_routing = targets
         .iter()
         .any(|t| !t.capabilities.is_empty() || t.max_context_tokens.is_some());
+    let affinity = compile_affinity(field, m.affinity, &targets)?;
+    let tracks_load = least_loaded
+        || targets
+            .iter()
+            .any(|t| t.capacity.is_some() || t.picks_endpoint());
     Ok(Model {
+        affinity,
+        tracks_load,
         name: m.name,
         targets,
         strategy,
@@ -120,10 +129,41 @@ fn cumulative_weights(
     Ok((sums, total))
 }
 
+/// Weighted and least-loaded models draw by weight; bandits do not.
+fn m_is_fixed(strategy: &Strategy) -> bool {
+    matches!(strategy, Strategy::Weighted { .. } | Strategy::LeastLoaded)
+}
+
+fn compile_affinity(
+    field: &str,
+    dto: Option<AffinityDto>,
+    targets: &[Target],
+) -> Result<Option<u32>, ConfigError> {
+    let Some(a) = dto else { return Ok(None) };
+    if !targets.iter().any(Target::picks_endpoint) {
+        return err(
+            format!("{field}.affinity"),
+            "needs a target that picks endpoints (`endpoints` or `observe_endpoints`)",
+        );
+    }
+    if !(1..=MAX_AFFINITY_MESSAGES).contains(&a.messages) {
+        return err(
+            format!("{field}.affinity.messages"),
+            format!("must be 1 to {MAX_AFFINITY_MESSAGES}, got {}", a.messages),
+        );
+    }
+    Ok(Some(a.messages))
+}
+
+const MAX_AFFINITY_MESSAGES: u32 = 64;
+/// Most endpoints configured per target (the load document keeps at most `load::MAX_ENDPOINTS`).
+const MAX_TARGET_ENDPOINTS: usize = 32;
+
 fn compile_targets(
     field: &str,
     dtos: Vec<TargetDto>,
     weighted: bool,
+    least_loaded: bool,
 ) -> Result<Vec<Target>, ConfigError> {
     if dtos.is_empty() {
         return err(
@@ -141,18 +181,24 @@ fn compile_targets(
             "target of this model",
             "target",
         )?;
-        targets.push(compile_target(&tf, t, weighted)?);
+        targets.push(compile_target(&tf, t, weighted, least_loaded)?);
     }
     Ok(targets)
 }
 
-fn compile_target(tf: &str, t: TargetDto, weighted: bool) -> Result<Target, ConfigError> {
+fn compile_target(
+    tf: &str,
+    t: TargetDto,
+    weighted: bool,
+    least_loaded: bool,
+) -> Result<Target, ConfigError> {
     if !is_cluster_name(&t.cluster) {
         return err(
             format!("{tf}.cluster"),
             "must be a non-empty Envoy cluster name without spaces",
         );
     }
+    check_load_fields(tf, &t)?;
     let weight = match (t.weight, weighted) {
         (Some(w), _) if w > MAX_WEIGHT => {
             return err(
@@ -167,6 +213,7 @@ fn compile_target(tf: &str, t: TargetDto, weighted: bool) -> Result<Target, Conf
                 "is required by the \"weighted\" strategy",
             )
         }
+        (None, false) if least_loaded => 1,
         (None, false) => 0,
     };
     let price = match t.price {
@@ -194,6 +241,10 @@ fn compile_target(tf: &str, t: TargetDto, weighted: bool) -> Result<Target, Conf
         return err(format!("{tf}.tags"), "tags must not be empty");
     }
     Ok(Target {
+        capacity: t.capacity,
+        endpoints: t.endpoints,
+        observe_endpoints: t.observe_endpoints,
+        endpoint_capacity: t.endpoint_capacity,
         name: t.name,
         cluster: t.cluster,
         weight,
@@ -206,6 +257,46 @@ fn compile_target(tf: &str, t: TargetDto, weighted: bool) -> Result<Target, Conf
     })
 }
 
+/// Capacities above 0; endpoints as `ip:port`, each once; an endpoint capacity only where
+/// endpoints are picked.
+fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), ConfigError> {
+    for (name, value) in [
+        ("capacity", t.capacity),
+        ("endpoint_capacity", t.endpoint_capacity),
+    ] {
+        if value == Some(0) {
+            return err(format!("{tf}.{name}"), "must be above 0");
+        }
+    }
+    if t.endpoints.len() > MAX_TARGET_ENDPOINTS {
+        return err(
+            format!("{tf}.endpoints"),
+            format!("at most {MAX_TARGET_ENDPOINTS} endpoints"),
+        );
+    }
+    for (i, e) in t.endpoints.iter().enumerate() {
+        if e.parse::<std::net::SocketAddr>().is_err() {
+            return err(
+                format!("{tf}.endpoints[{i}]"),
+                format!("{e:?} is not an address `ip:port` (IPv6 as `[ip]:port`), the form Envoy's override_host policy matches"),
+            );
+        }
+        if t.endpoints.iter().take(i).any(|x| x == e) {
+            return err(
+                format!("{tf}.endpoints[{i}]"),
+                format!("{e:?} is listed twice"),
+            );
+        }
+    }
+    if t.endpoint_capacity.is_some() && t.endpoints.is_empty() && !t.observe_endpoints {
+        return err(
+            format!("{tf}.endpoint_capacity"),
+            "needs `endpoints` or `observe_endpoints`: the filter only limits endpoints it picks",
+        );
+    }
+    Ok(())
+}
+
 fn compile_strategy(
     field: &str,
     dto: StrategyDto,
@@ -216,6 +307,7 @@ fn compile_strategy(
             let sticky = sticky.map(|s| compile_sticky(field, s)).transpose()?;
             return Ok(Strategy::Weighted { sticky });
         }
+        StrategyDto::LeastLoaded {} => return Ok(Strategy::LeastLoaded),
         StrategyDto::EpsilonGreedy {
             epsilon,
             decay,
