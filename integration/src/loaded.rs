@@ -30,13 +30,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::upstream::{accept_loop, serve_http1};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
 /// The request header asking a model server for an ORCA load report (vLLM's name).
@@ -312,37 +311,18 @@ impl Drop for LoadedServers {
 async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let Ok((stream, _peer)) = accepted else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(stream, shared.clone(), shutdown.clone()));
-    }
-}
-
-/// Serves one connection until it ends, a handler asks for a reset, or the servers stop.
-/// Dropping the connection future drops any pending handler (and its [`InFlight`] guard).
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let service = service_fn(move |req| handle(req, shared.clone()));
-    let conn = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = shutdown.changed() => {}
-    }
+    // Dropping a connection drops any pending handler (and its [`InFlight`] guard).
+    accept_loop(listener, shutdown, move |stream, shutdown| {
+        let shared = shared.clone();
+        serve_http1(
+            stream,
+            service_fn(move |req| handle(req, shared.clone())),
+            shutdown,
+        )
+    })
+    .await;
 }
 
 /// One request: count it, read the body, then answer, reset or hang as the behaviour says.

@@ -389,8 +389,28 @@ impl Drop for Upstreams {
 async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
+    accept_loop(listener, shutdown, move |stream, shutdown| {
+        let shared = shared.clone();
+        serve_http1(
+            stream,
+            service_fn(move |req| handle(req, shared.clone())),
+            shutdown,
+        )
+    })
+    .await;
+}
+
+/// Accepts connections until `shutdown` changes; each is served by `serve` in a task of its own.
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: tokio::net::TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    serve: F,
+) where
+    F: Fn(tokio::net::TcpStream, watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -400,19 +420,30 @@ async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let mut conn_shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| handle(req, shared.clone()));
-            let conn = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = conn_shutdown.changed() => {}
-            }
-        });
+        tokio::spawn(serve(stream, shutdown.clone()));
+    }
+}
+
+/// Serves one HTTP/1.1 connection (keep-alive) until it ends or `shutdown` changes. Dropping
+/// the connection drops any handler still pending.
+pub(crate) async fn serve_http1<S>(
+    stream: tokio::net::TcpStream,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::HttpService<Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.changed() => {}
     }
 }
 

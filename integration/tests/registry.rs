@@ -197,10 +197,20 @@ fn mlflow_aliases_move_traffic_without_a_reload_and_a_stopped_server_changes_not
     assert_eq!(r.status, 404, "{}", r.text());
     // The challenger appears (version 2): pinned requests reach it, weighted traffic does not.
     mlflow.set_alias(name, "challenger", &v2);
-    wait_for(MOVE_TIMEOUT, "the challenger target", || {
-        let r = envoy.send(&Request::get("/v2/models/fraud/versions/challenger/ready"));
-        (r.status == 200).then(|| r.echo().cluster)
-    });
+    // Every worker's VM applies the new generation on its own tick: wait until a streak of
+    // requests (over both workers) finds the challenger.
+    wait_for(
+        MOVE_TIMEOUT,
+        "the challenger target on every worker",
+        || {
+            (0..STREAK)
+                .all(|_| {
+                    let r = envoy.send(&Request::get("/v2/models/fraud/versions/challenger/ready"));
+                    r.status == 200
+                })
+                .then_some(())
+        },
+    );
     assert_eq!(
         served(&envoy, "/v2/models/fraud/versions/challenger/ready"),
         "fraud-v2"

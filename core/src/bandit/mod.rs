@@ -50,7 +50,7 @@ pub use state::{
     Refresh, ResetReason, StateCache, StateExt, STATE_VERSION,
 };
 pub use store::{
-    cas_update, seed, update_state, CasOutcome, Change, Codec, MemoryStore, SeedOutcome,
+    cas_edit, cas_update, seed, update_state, CasOutcome, Change, Codec, MemoryStore, SeedOutcome,
     SharedStore, StateCodec, StoreError, UpdateFailure, UpdateOutcome,
 };
 pub use strategy::{

@@ -292,6 +292,38 @@ where
     }
 }
 
+/// [`cas_update`] for edits that cannot be refused: `f` changes the value in place and says
+/// whether to write it (`false`: leave it as stored). The value now stored; losing every
+/// attempt is [`StoreError::CasMismatch`].
+pub fn cas_edit<S, C>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    codec: &C,
+    initial: &C::Value,
+    mut f: impl FnMut(&mut C::Value) -> bool,
+) -> Result<C::Value, StoreError>
+where
+    S: SharedStore + ?Sized,
+    C: Codec + ?Sized,
+    C::Value: Clone,
+{
+    let edit = |mut v: C::Value| {
+        let change = if f(&mut v) {
+            Change::Write(v)
+        } else {
+            Change::Keep(v)
+        };
+        Ok::<_, std::convert::Infallible>(change)
+    };
+    match cas_update(store, key, max_attempts, codec, initial, edit) {
+        Ok(out) => Ok(out.value),
+        Err(UpdateFailure::Contention { .. }) => Err(StoreError::CasMismatch),
+        Err(UpdateFailure::Store { error, .. }) => Err(error),
+        Err(UpdateFailure::Rejected(never)) => match never {},
+    }
+}
+
 /// Bounded CAS read-modify-write of the bandit state under `key`: [`cas_update`] with
 /// [`StateCodec`], `f` always writing. All outcomes are listed in the module docs.
 pub fn update_state<S, E, F>(

@@ -6,6 +6,7 @@ pub mod dto;
 
 use std::collections::HashMap;
 
+pub(crate) use compile::deserialize;
 pub use compile::parse;
 pub use dto::{BodySource, OnInvalid, Unscanned};
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::doc::Learned;
 use super::keys::local;
-use crate::bandit::{cas_update, Change, Codec, StoreError, UpdateFailure};
+use crate::bandit::{cas_edit, Codec, StoreError};
 use crate::feedback::DecisionToken;
 use crate::host::{Host, HostStore};
 
@@ -135,27 +135,14 @@ impl<T: Serialize + DeserializeOwned + Default + Clone> Record<T> {
         host: &dyn Host,
         f: &mut dyn FnMut(&mut T) -> bool,
     ) -> Result<T, StoreError> {
-        cas_update(
+        cas_edit(
             &HostStore(host),
             &self.key,
             ATTEMPTS,
             &Pack::<T>(PhantomData),
             &T::default(),
-            |mut v: T| {
-                let change = if f(&mut v) {
-                    Change::Write(v)
-                } else {
-                    Change::Keep(v)
-                };
-                Ok::<_, std::convert::Infallible>(change)
-            },
+            f,
         )
-        .map(|out| out.value)
-        .map_err(|e| match e {
-            UpdateFailure::Contention { .. } => StoreError::CasMismatch,
-            UpdateFailure::Store { error, .. } => error,
-            UpdateFailure::Rejected(never) => match never {},
-        })
     }
 
     /// Changes the record (always written); a lost race or a host failure is logged, not

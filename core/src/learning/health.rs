@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use std::convert::Infallible;
 
-use crate::bandit::{cas_update, Change, Codec, SharedStore, StoreError, UpdateFailure};
+use crate::bandit::{cas_edit, Codec, SharedStore, StoreError};
 
 /// Weight of a new latency sample in the moving average.
 pub const LATENCY_ALPHA: f64 = 0.2;
@@ -205,23 +205,18 @@ fn change<S: SharedStore + ?Sized>(
     mut edit: impl FnMut(&mut Health),
 ) -> Result<(), StoreError> {
     let fresh = Health::new(targets);
-    cas_update(
+    cas_edit(
         store,
         key,
         MAX_ATTEMPTS,
         &HealthCodec(targets),
         &fresh,
-        |mut h| {
-            edit(&mut h);
-            Ok::<_, Infallible>(Change::Write(h))
+        |h| {
+            edit(h);
+            true
         },
     )
     .map(|_| ())
-    .map_err(|e| match e {
-        UpdateFailure::Contention { .. } => StoreError::CasMismatch,
-        UpdateFailure::Store { error, .. } => error,
-        UpdateFailure::Rejected(never) => match never {},
-    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 
 use super::orca::Report;
 use super::state::{score, unknown_latency, EndpointLoad, Load, MAX_ENDPOINTS};
-use crate::bandit::{cas_update, Change, Codec, SharedStore, StoreError, UpdateFailure};
+use crate::bandit::{cas_edit, cas_update, Change, Codec, SharedStore, StoreError, UpdateFailure};
 use crate::config::Model;
 use crate::rng::Rng;
 
@@ -187,26 +187,21 @@ pub fn release<S: SharedStore + ?Sized>(
     done: &Done,
 ) -> Result<(), StoreError> {
     let fresh = Load::fresh(model);
-    let outcome = cas_update(
+    cas_edit(
         store,
         key,
         MAX_ATTEMPTS,
         &LoadCodec(model),
         &fresh,
-        |mut load| {
+        |load| {
             if done.reserved {
-                give_back(&mut load, done.target, done.endpoint.as_deref());
+                give_back(load, done.target, done.endpoint.as_deref());
             }
-            observe(&mut load, model, done);
-            Ok::<_, Infallible>(Change::Write(load))
+            observe(load, model, done);
+            true
         },
-    );
-    match outcome {
-        Ok(_) => Ok(()),
-        Err(UpdateFailure::Contention { .. }) => Err(StoreError::CasMismatch),
-        Err(UpdateFailure::Store { error, .. }) => Err(error),
-        Err(UpdateFailure::Rejected(never)) => match never {},
-    }
+    )
+    .map(|_| ())
 }
 
 fn give_back(load: &mut Load, t: usize, endpoint: Option<&str>) {

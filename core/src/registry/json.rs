@@ -42,25 +42,7 @@ fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Conf
 
 /// The targets a document gives, by model; its first error otherwise.
 pub fn parse(bytes: &[u8]) -> Result<Targets, ConfigError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let doc: Document = serde_path_to_error::deserialize(de).map_err(|e| {
-        let mut field = e.path().to_string();
-        if field == "." || field == "?" {
-            field.clear();
-        }
-        let reason = e.into_inner().to_string();
-        if let Some(missing) = reason
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split('`').next())
-        {
-            field = if field.is_empty() {
-                missing.to_string()
-            } else {
-                format!("{field}.{missing}")
-            };
-        }
-        ConfigError { field, reason }
-    })?;
+    let doc: Document = crate::config::deserialize(bytes)?;
     let mut names = HashSet::new();
     let mut out = Targets::new();
     for (mi, m) in doc.models.into_iter().enumerate() {

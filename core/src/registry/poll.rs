@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::merge::{merged, Targets};
 use super::settings::{RegistrySettings, Source};
 use super::{json, mlflow};
-use crate::bandit::{cas_update, Change, Codec};
+use crate::bandit::{cas_edit, Codec};
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::ConfigError;
 use crate::host::{Host, HostStore, MetricKind};
@@ -75,22 +75,14 @@ fn update<T>(host: &dyn Host, key: &str, mut f: impl FnMut(&mut T) -> bool) -> R
 where
     T: Serialize + DeserializeOwned + Default + Clone,
 {
-    cas_update(
+    cas_edit(
         &HostStore(host),
         key,
         ATTEMPTS,
         &JsonCodec::<T>(std::marker::PhantomData),
         &T::default(),
-        |mut v: T| {
-            let change = if f(&mut v) {
-                Change::Write(v)
-            } else {
-                Change::Keep(v)
-            };
-            Ok::<_, std::convert::Infallible>(change)
-        },
+        |v: &mut T| f(v),
     )
-    .map(|o| o.value)
     .map_err(|e| e.to_string())
 }
 

@@ -34,8 +34,15 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             "the plugin configuration is empty; a JSON object with `models` is required",
         );
     }
+    let dto: ConfigDto = deserialize(bytes)?;
+    compile(dto)
+}
+
+/// A JSON document into `T`; the error names the field (`models[0].targets`), and a missing
+/// field is named itself rather than its parent.
+pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let dto: ConfigDto = serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_path_to_error::deserialize(de).map_err(|e| {
         let mut field = e.path().to_string();
         if field == "." || field == "?" {
             field.clear();
@@ -53,8 +60,7 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             };
         }
         ConfigError { field, reason }
-    })?;
-    compile(dto)
+    })
 }
 
 fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
