@@ -83,6 +83,8 @@ pub struct Plugin {
     load: RefCell<Vec<Option<CachedLoad>>>,
     /// The clock is read for each decision (time rules, cooldowns).
     pub needs_clock: bool,
+    /// Some target's pods are picked by the filter: a client's pod header never stands.
+    pub picks_endpoints: bool,
     /// The root context has periodic work (spent ids, gauges, queued callouts, fleet sync).
     pub periodic: bool,
     /// Envoy's node id as one etcd key part (fleet only): the default replica id's first half.
@@ -184,6 +186,10 @@ impl Plugin {
             resends,
             times_requests,
             needs_clock,
+            picks_endpoints: cfg
+                .models
+                .iter()
+                .any(|m| m.targets.iter().any(config::Target::picks_endpoint)),
             periodic,
             node,
             warm: Cell::new(false),
@@ -403,6 +409,12 @@ pub struct HostShared<'a> {
 }
 
 impl<'a> HostShared<'a> {
+    /// The same view, reading the time as `ms` (the request's start) instead of the clock.
+    pub fn with_now_ms(mut self, ms: u64) -> Self {
+        self.now_ms = Some(ms);
+        self
+    }
+
     /// The same view, with targets a reservation found full counted as full.
     pub fn with_full(mut self, full: &'a [(usize, usize)]) -> Self {
         self.full = full;

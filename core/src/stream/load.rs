@@ -36,7 +36,10 @@ impl Stream {
     /// The decision, with a slot taken for its target: a target found full is excluded and the
     /// decision made again (each time one more target is out, so this ends).
     pub(super) fn decide_with_room(&mut self, host: &dyn Host, body: Body<'_>) -> Outcome {
-        self.give_back(host, None);
+        if self.ticket.is_some() {
+            let now = self.request_ms(host);
+            self.give_back(host, None, now);
+        }
         let plugin = Rc::clone(&self.plugin);
         let mut outcome = self.run(host, body);
         for _ in 0..plugin
@@ -87,7 +90,7 @@ impl Stream {
             affinity: model
                 .affinity
                 .and_then(|n| load::affinity::affinity_key(raw?, n)),
-            now_ms: now_ms(host),
+            now_ms: self.request_ms(host),
             stale_ms: plugin.cfg.load.stale_ms,
         };
         let reserved = {
@@ -128,7 +131,8 @@ impl Stream {
         let header = cfg.load.endpoint_header.as_str();
         let _ = match &ticket.endpoint {
             Some(e) => host.set_header(Map::RequestHeaders, header, e),
-            None => host.remove_header(Map::RequestHeaders, header),
+            None if self.plugin.picks_endpoints => host.remove_header(Map::RequestHeaders, header),
+            None => Ok(()),
         };
         if let Some(form) = cfg.load.orca_format.header_value() {
             let _ = host.set_header(Map::RequestHeaders, orca::FORMAT_HEADER, form);
@@ -168,9 +172,17 @@ impl Stream {
         }
     }
 
-    /// Gives the slot back (the stream ended, or a new decision replaces this one) and records
-    /// what the response showed; `latency_ms` only for a response seen to its end.
-    pub(super) fn give_back(&mut self, host: &dyn Host, latency_ms: Option<f64>) {
+    /// When the request started (ms): its timing start, read once (a host call otherwise).
+    fn request_ms(&self, host: &dyn Host) -> u64 {
+        match self.started_ns {
+            0 => now_ms(host),
+            started => started / 1_000_000,
+        }
+    }
+
+    /// Gives the slot back (the stream ended at `now_ms`, or a new decision replaces this one)
+    /// and records what the response showed; `latency_ms` only for a response seen to its end.
+    pub(super) fn give_back(&mut self, host: &dyn Host, latency_ms: Option<f64>, now_ms: u64) {
         let plugin = Rc::clone(&self.plugin);
         let Some(ticket) = self.ticket.take() else {
             return;
@@ -189,7 +201,7 @@ impl Stream {
             latency_ms: latency_ms.filter(|_| ticket.ttfb_ms.is_some()),
             ttfb_ms: ticket.ttfb_ms,
             report: ticket.report,
-            now_ms: now_ms(host),
+            now_ms,
             stale_ms: plugin.cfg.load.stale_ms,
         };
         if let Err(e) = load::release(&crate::host::HostStore(host), key, model, &done) {

@@ -288,11 +288,9 @@ impl Stream {
     /// The stream is done (Envoy's log phase): rewards and health from what the response showed.
     pub fn on_done(&mut self, host: &dyn Host) {
         if self.ticket.is_some() {
-            let ms = host
-                .now_nanos()
-                .unwrap_or(0)
-                .saturating_sub(self.started_ns);
-            self.give_back(host, Some(ms as f64 / 1e6));
+            let now = host.now_nanos().unwrap_or(0);
+            let took = now.saturating_sub(self.started_ns) as f64 / 1e6;
+            self.give_back(host, Some(took), now / 1_000_000);
         }
         let decision = self.meta.as_ref().map(|m| m.decision.as_str());
         self.observed
@@ -347,11 +345,15 @@ impl Stream {
         };
         let full = std::mem::take(&mut self.full);
         let mut shared = plugin.shared(host).with_full(&full);
-        // One host call saved per request when nothing looks at the time.
-        let now = if plugin.needs_clock {
-            host.now_secs()
-        } else {
-            0
+        // The request's start when it was timed, else one host call, and none when nothing
+        // looks at the time.
+        if self.started_ns > 0 {
+            shared = shared.with_now_ms(self.started_ns / 1_000_000);
+        }
+        let now = match (plugin.needs_clock, self.started_ns) {
+            (false, _) => 0,
+            (true, 0) => host.now_secs(),
+            (true, started) => started / 1_000_000_000,
         };
         let outcome = decide(
             &plugin.cfg,
