@@ -53,18 +53,19 @@ impl TokenError {
     }
 }
 
-/// One signing key and its id.
+/// One signing key and its id, with its HMAC key schedule (the inner and outer hash states)
+/// computed once: each tag then starts from a copy instead of hashing the padded key again.
 #[derive(Clone)]
 pub struct SigningKey {
     pub id: String,
-    key: Vec<u8>,
+    keyed: Option<HmacSha256>,
 }
 
 impl SigningKey {
     pub fn new(id: &str, key: &[u8]) -> Self {
         SigningKey {
             id: id.to_string(),
-            key: key.to_vec(),
+            keyed: HmacSha256::new_from_slice(key).ok(),
         }
     }
 }
@@ -110,8 +111,8 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn mac(key: &[u8], parts: &[&[u8]]) -> Option<HmacSha256> {
-    let mut mac = HmacSha256::new_from_slice(key).ok()?;
+fn mac(key: &SigningKey, parts: &[&[u8]]) -> Option<HmacSha256> {
+    let mut mac = key.keyed.clone()?;
     for part in parts {
         // Length-prefixed: no two different part lists feed the MAC the same bytes.
         mac.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
@@ -138,7 +139,7 @@ impl TokenKeys {
 
     fn tag(key: &SigningKey, plugin: &str, payload: &str) -> Option<HmacSha256> {
         mac(
-            &key.key,
+            key,
             &[
                 DOMAIN.as_bytes(),
                 plugin.as_bytes(),
@@ -153,7 +154,7 @@ impl TokenKeys {
     pub fn principal_tag(&self, key_id: &str, plugin: &str, principal: &str) -> Option<u64> {
         let key = self.by_id(key_id)?;
         let digest = mac(
-            &key.key,
+            key,
             &[
                 b"inference-router/principal",
                 plugin.as_bytes(),
