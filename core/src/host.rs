@@ -69,6 +69,9 @@ pub struct Call<'a> {
 pub trait Host {
     /// One header's value; `None` when absent (or not UTF-8).
     fn header(&self, map: Map, name: &str) -> Result<Option<String>, Status>;
+    /// Every header of a map in one call, serialized as proxy-wasm header pairs
+    /// (`payload::decode_pairs` reads them); `None` when the map is empty or missing.
+    fn header_map(&self, map: Map) -> Result<Option<Vec<u8>>, Status>;
     /// Sets a header, replacing every value it had.
     fn set_header(&self, map: Map, name: &str, value: &str) -> Result<(), Status>;
     /// Removes a header; a missing one is not an error.

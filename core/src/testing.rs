@@ -304,6 +304,15 @@ impl Host for TestHost {
         Ok(find(&self.map(map).borrow(), name).map(str::to_string))
     }
 
+    fn header_map(&self, map: Map) -> Result<Option<Vec<u8>>, Status> {
+        self.check("header_map")?;
+        let headers = self.map(map).borrow();
+        if headers.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(crate::payload::encode_pairs(&headers)))
+    }
+
     fn set_header(&self, map: Map, name: &str, value: &str) -> Result<(), Status> {
         self.check("set_header")?;
         set(&mut self.map(map).borrow_mut(), name, value);

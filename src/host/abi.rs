@@ -55,6 +55,11 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> Status;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -177,6 +182,19 @@ pub fn get_header(map_type: u32, name: &str) -> Result<Option<String>, Status> {
         // values are bytes on the wire; a non-UTF-8 value is treated as absent.
         // SAFETY: the host filled `data` / `size` with its allocation (or null).
         OK => Ok(String::from_utf8(unsafe { take(data, size) }.unwrap_or_default()).ok()),
+        NOT_FOUND => Ok(None),
+        s => Err(s),
+    }
+}
+
+/// Every header of a map, serialized as proxy-wasm pairs (the core decodes them).
+pub fn get_header_map(map_type: u32) -> Result<Option<Vec<u8>>, Status> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    // SAFETY: out-params are locals.
+    match unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) } {
+        // SAFETY: the host filled `data` / `size` with its allocation (or null).
+        OK => Ok(unsafe { take(data, size) }),
         NOT_FOUND => Ok(None),
         s => Err(s),
     }

@@ -20,6 +20,10 @@ impl Host for WasmHost {
         abi::get_header(map(m), name)
     }
 
+    fn header_map(&self, m: Map) -> Result<Option<Vec<u8>>, Status> {
+        abi::get_header_map(map(m))
+    }
+
     fn set_header(&self, m: Map, name: &str, value: &str) -> Result<(), Status> {
         abi::set_header(map(m), name, value)
     }

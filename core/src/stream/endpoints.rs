@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use super::headers::HeaderCache;
 use super::{HostRequest, Role, Stream};
 use crate::config::{BodySource, Config};
 use crate::host::{Action, Host, HostStore};
@@ -52,7 +53,13 @@ impl FeedbackHeaders {
         FeedbackHeaders {
             decision: host.request_header("x-inference-decision"),
             reward: host.request_header("x-inference-reward"),
-            principal: trust::principal(cfg, &HostRequest(host)),
+            principal: trust::principal(
+                cfg,
+                &HostRequest {
+                    host,
+                    headers: &HeaderCache::default(),
+                },
+            ),
         }
     }
 

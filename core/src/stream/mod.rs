@@ -11,6 +11,7 @@
 mod endpoints;
 mod fleet;
 mod grpc;
+mod headers;
 mod load;
 mod observe;
 mod reply;
@@ -36,16 +37,20 @@ use resend::{FanOut, Held, Retry, Then, SHADOW_HEADER};
 /// Largest feedback body read.
 const MAX_FEEDBACK_BYTES: usize = 64 * 1024;
 
-/// Request headers and properties as the decision reads them, through the host.
-struct HostRequest<'a>(&'a dyn Host);
+/// Request headers and properties as the decision reads them, through the host (headers
+/// through the stream's cache).
+struct HostRequest<'a> {
+    host: &'a dyn Host,
+    headers: &'a headers::HeaderCache,
+}
 
 impl RequestView for HostRequest<'_> {
     fn header(&self, name: &str) -> Option<String> {
-        self.0.request_header(name)
+        self.headers.get(self.host, name)
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        self.0.property(path).ok().flatten()
+        self.host.property(path).ok().flatten()
     }
 }
 
@@ -93,6 +98,8 @@ pub struct Stream {
     principal: Option<String>,
     /// A gRPC call, and its RPC: replies are gRPC statuses, the model is in the first message.
     grpc: Option<Rpc>,
+    /// The request headers read so far (`headers`).
+    headers: headers::HeaderCache,
     /// This request's slot in its model's load document, once routed.
     ticket: Option<load::Ticket>,
     /// Targets found full when their slot was to be taken: out of this request's candidates.
@@ -124,6 +131,7 @@ impl Stream {
             warm_body_done: false,
             principal: None,
             grpc: None,
+            headers: headers::HeaderCache::default(),
             ticket: None,
             full: Vec::new(),
         }
@@ -139,7 +147,8 @@ impl Stream {
         }
         // Only the filter marks shadow copies: a client's mark would mislead the upstream.
         let _ = host.remove_header(Map::RequestHeaders, SHADOW_HEADER);
-        self.principal = learning::trust::principal(&self.plugin.cfg, &HostRequest(host));
+        self.headers.forget();
+        self.principal = learning::trust::principal(&self.plugin.cfg, &self.request(host));
         self.headers_decision(host, end_of_stream)
     }
 
@@ -302,24 +311,24 @@ impl Stream {
     /// With a sensitive-data rule, every body that follows is waited for, whatever the method,
     /// and one that cannot be read says why (`Body::Unread`): its rule refuses it.
     fn body_wanted(&mut self, host: &dyn Host) -> Body<'static> {
-        let method = host.request_header(":method").unwrap_or_default();
+        let method = self.header(host, ":method").unwrap_or_default();
         let has_body_method = self.plugin.cfg.has_detected_rules
             || matches!(method.as_str(), "POST" | "PUT" | "PATCH");
         if !has_body_method {
             return Body::Absent;
         }
-        let content_type = host.request_header("content-type");
+        let content_type = self.header(host, "content-type");
         if let Some(body) = self.grpc_wanted(host, content_type.as_deref()) {
             return body;
         }
         let plugin = &self.plugin;
         let cfg = &plugin.cfg;
         self.format = content_type.as_deref().and_then(format_of_content_type);
-        let compressed = host
-            .request_header("content-encoding")
+        let compressed = self
+            .header(host, "content-encoding")
             .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
-        let too_large = host
-            .request_header("content-length")
+        let too_large = self
+            .header(host, "content-length")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .is_some_and(|len| len > cfg.body.max_bytes);
         let any_type = cfg.has_echo || plugin.resends;
@@ -357,7 +366,10 @@ impl Stream {
         };
         let outcome = decide(
             &plugin.cfg,
-            &HostRequest(host),
+            &HostRequest {
+                host,
+                headers: &self.headers,
+            },
             body,
             now,
             &mut rng,
@@ -483,6 +495,7 @@ impl Stream {
         else {
             return;
         };
+        self.headers.forget();
         // Setting replaces whatever the client sent: a client cannot pick its own cluster.
         let set = |name: &str, value: &str| host.set_header(Map::RequestHeaders, name, value);
         if let Err(status) = set(&cfg.route_header, &target.cluster)
@@ -509,6 +522,21 @@ impl Stream {
         if cfg.response_metadata || cfg.feedback.is_some() {
             self.meta = Some(self.routed_meta(host, route));
         }
+    }
+}
+
+impl Stream {
+    /// The request as the decision reads it.
+    fn request<'a>(&'a self, host: &'a dyn Host) -> HostRequest<'a> {
+        HostRequest {
+            host,
+            headers: &self.headers,
+        }
+    }
+
+    /// One request header, through the stream's cache.
+    fn header(&self, host: &dyn Host, name: &str) -> Option<String> {
+        self.headers.get(host, name)
     }
 }
 

@@ -275,6 +275,7 @@ impl Stream {
         }
         headers.extend_from_slice(reply.extra);
         forget_client_route_headers(host, cfg);
+        self.headers.forget();
         let grpc_message;
         let (body, grpc) = match self.grpc {
             None => (reply.body, None),

@@ -158,7 +158,10 @@ impl Stream {
         let Ok(mut rng) = self.vm.rng.try_borrow_mut() else {
             return;
         };
-        let req = HostRequest(host);
+        let req = HostRequest {
+            host,
+            headers: &self.headers,
+        };
         self.shadows = (0..cfg.shadows.len())
             .filter(|&i| shadow_applies(cfg, i, route.model, &req, body, now, &mut rng))
             .collect();

@@ -53,3 +53,15 @@ fn a_feedback_endpoint_costs_routed_requests_nothing_but_the_path() {
     assert_eq!(h.host_calls("now_nanos"), 1);
     assert_eq!(h.host_calls_total(), 15);
 }
+
+#[test]
+fn body_routing_reads_the_request_headers_in_two_calls() {
+    let mut vm = Vm::start(&deterministic());
+    let mut sent = vm.send(&post_json("/v1/chat/completions"), br#"{"model":"chat"}"#);
+    vm.respond(&mut sent, OK, b"{}");
+    let h = &vm.host;
+    assert_eq!(vm.routed_cluster().as_deref(), Some("llm-small"));
+    // The first header alone; then the whole map once, for the method, content type, length
+    // and encoding, and the model header: one call where there were seven.
+    assert_eq!([h.host_calls("header"), h.host_calls("header_map")], [1, 1]);
+}
