@@ -7,7 +7,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -82,17 +82,6 @@ fn etcd_binary() -> PathBuf {
         .unwrap_or_else(|| panic!("etcd not found (set ETCD_BIN or run `make setup`)"))
 }
 
-/// `n` distinct free loopback ports: all bound at once (so they differ), then released.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local_addr").port())
-        .collect()
-}
-
 fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
 }
@@ -131,7 +120,7 @@ impl EtcdCluster {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let ports = free_ports(2 * n);
+        let ports = crate::scratch::free_ports(2 * n);
         let members = (0..n)
             .map(|i| {
                 let m = Member {

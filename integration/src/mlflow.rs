@@ -19,7 +19,7 @@
 //! `make setup`, never a skipped test.
 
 use std::fs::{self, OpenOptions};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -93,11 +93,7 @@ impl MlflowServer {
     /// Err only when the server exits during startup; a timeout panics.
     fn try_start(allowed_hosts: Option<String>) -> Result<MlflowServer, String> {
         let binary = mlflow_binary();
-        // Bound and released: the server binds it right after (as etcd.rs does).
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = crate::scratch::free_port();
         let server = MlflowServer {
             port,
             dir: crate::scratch::temp_dir("mlflow"),

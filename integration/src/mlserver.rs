@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -126,17 +126,6 @@ pub struct MlServers {
     startup: Duration,
 }
 
-/// `n` distinct free loopback ports: all bound at once (so they differ), then released.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local_addr").port())
-        .collect()
-}
-
 impl MlServers {
     /// The three deployments of `envoy/grpc.yaml` ([`GRPC_DEPLOYMENTS`]).
     pub fn start_grpc_demo() -> MlServers {
@@ -167,7 +156,7 @@ impl MlServers {
     fn try_start(deployments: &[Deployment]) -> Result<MlServers, String> {
         let python = ml_python();
         let dir = crate::scratch::temp_dir("mlserver");
-        let ports = free_ports(2 * deployments.len());
+        let ports = crate::scratch::free_ports(2 * deployments.len());
         let started = Instant::now();
         let mut set = MlServers {
             dir: dir.clone(),

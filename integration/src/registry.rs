@@ -7,7 +7,6 @@
 //! `skopeo`); a missing one is a panic naming the install command, never a skipped test.
 
 use std::fs::{self, File};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread;
@@ -56,11 +55,7 @@ impl Registry {
     /// Starts a registry and waits until `GET /v2/` answers 200. Panics with its log otherwise.
     pub fn start() -> Registry {
         let dir = temp_dir("registry");
-        // Bound and released: the registry binds it right after (as etcd.rs does).
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
+        let port = crate::scratch::free_port();
         let config = dir.join("config.yml");
         fs::write(&config, config_yaml(&dir.join("data"), port))
             .unwrap_or_else(|e| panic!("write {}: {e}", config.display()));

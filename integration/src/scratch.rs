@@ -1,7 +1,9 @@
-//! Working directories of the real servers the harness starts (registry, etcd, MLServer): made
-//! fresh, removed when the test passes, kept with the end of each log printed when it fails.
+//! Working directories of the real servers the harness starts (registry, etcd, MLServer,
+//! MLflow): made fresh, removed when the test passes, kept with the end of each log printed when
+//! it fails; and the free loopback ports they listen on.
 
 use std::fs;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
@@ -38,4 +40,21 @@ pub fn remove_or_keep(dir: &Path, what: &str, logs: impl FnOnce() -> String) {
     } else {
         let _ = fs::remove_dir_all(dir);
     }
+}
+
+/// `n` distinct free loopback ports: all bound at once (so they differ), then released for the
+/// server to bind right after.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local_addr").port())
+        .collect()
+}
+
+/// One free loopback port ([`free_ports`]).
+pub fn free_port() -> u16 {
+    free_ports(1).first().copied().expect("one port")
 }
