@@ -2,10 +2,12 @@
 //! MLflow): made fresh, removed when the test passes, kept with the end of each log printed when
 //! it fails; and the free loopback ports they listen on.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::thread;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -42,16 +44,27 @@ pub fn remove_or_keep(dir: &Path, what: &str, logs: impl FnOnce() -> String) {
     }
 }
 
-/// `n` distinct free loopback ports: all bound at once (so they differ), then released for the
-/// server to bind right after.
+/// Ports this process handed out already. Parallel tests each release their ports before
+/// their servers bind them: without this, the kernel may give the same free port to two tests,
+/// and one test's client then reaches the other test's server.
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// `n` distinct free loopback ports, never one this process handed out before: all bound at
+/// once (so they differ), then released for the server to bind right after.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local_addr").port())
-        .collect()
+    let mut given = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local_addr").port();
+        if given.insert(port) {
+            ports.push(port);
+        }
+        // Held until all are chosen, so the kernel hands out different ones.
+        held.push(l);
+    }
+    ports
 }
 
 /// One free loopback port ([`free_ports`]).
