@@ -25,6 +25,8 @@ pub struct MetricNames {
     pub decisions_rules: Vec<String>,
     pub body_parse_failures: String,
     pub body_too_large: String,
+    /// Requests routed on the first part of their body, the rest streamed to the upstream.
+    pub body_decided_early: String,
     /// `local_replies.<kind>`, in `ReplyKind::ALL` order.
     pub local_replies: Vec<String>,
     pub feedback_accepted: String,
@@ -80,6 +82,7 @@ impl MetricNames {
                 .collect(),
             body_parse_failures: format!("{PREFIX}.body.parse_failures"),
             body_too_large: format!("{PREFIX}.body.too_large"),
+            body_decided_early: format!("{PREFIX}.body.decided_early"),
             local_replies: crate::policy::ReplyKind::ALL
                 .iter()
                 .map(|k| format!("{PREFIX}.local_replies.{}", k.as_str()))
@@ -134,7 +137,11 @@ impl MetricNames {
             .flatten()
             .chain(&self.decisions_fixed)
             .chain(&self.decisions_rules)
-            .chain([&self.body_parse_failures, &self.body_too_large])
+            .chain([
+                &self.body_parse_failures,
+                &self.body_too_large,
+                &self.body_decided_early,
+            ])
             .chain(&self.local_replies)
             .chain([&self.feedback_accepted])
             .chain(&self.feedback_rejected)

@@ -72,6 +72,10 @@ pub struct Plugin {
     /// Some model resends requests by callout (router, fan-out, retry) or is shadowed: bodies
     /// of any content type are held for them.
     pub resends: bool,
+    /// A JSON body may be routed on its first part (`stream::early`): no model keys load on
+    /// the prompt's prefix, which needs the whole body, and no policy (tenants, rules that
+    /// refuse, restrict or answer) could be slipped past by a key repeated after that part.
+    pub decides_early: bool,
     /// Some model learns from responses, or tracks target health: the request start is read.
     pub times_requests: bool,
     /// Shared-data key of each model's target health, for models that use it (fallback
@@ -184,6 +188,12 @@ impl Plugin {
             state_keys,
             health_keys,
             resends,
+            decides_early: cfg.models.iter().all(|m| m.affinity.is_none())
+                && cfg.tenants.is_none()
+                && cfg
+                    .rules
+                    .iter()
+                    .all(|r| matches!(r.then, config::Action::Pin { .. })),
             times_requests,
             needs_clock,
             picks_endpoints: cfg

@@ -289,3 +289,61 @@ fn body_is_read_only_for_listed_methods_and_content_types() {
         0
     );
 }
+
+/// An OpenAI chat request with `model` first and a prompt of `n` bytes.
+fn long_prompt(model: &str, n: usize) -> Vec<u8> {
+    format!(
+        r#"{{"model":"{model}","messages":[{{"role":"user","content":"{}"}}],"max_tokens":16}}"#,
+        "p".repeat(n)
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_large_prompt_goes_upstream_once_its_model_is_read_and_the_rest_streams() {
+    let h = Harness::demo(&deterministic_config());
+    let body = long_prompt("chat", 512 * 1024);
+    let bytes = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .to_bytes();
+    let head = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of the request head")
+        + 4;
+    let (first, rest) = bytes.split_at(head + 4096);
+
+    let started = "cluster.llm-small.upstream_rq_total";
+    let before = h.envoy.counter(started);
+    let mut conn = h.envoy.connect();
+    conn.send_raw(first).expect("the head and the first 4 KiB");
+    // The upstream request starts while most of the body is still with the client.
+    assert_eq!(
+        h.envoy.counter_eventually(started, before + 1),
+        before + 1,
+        "no upstream request before the whole body was sent"
+    );
+    conn.send_raw(rest).expect("the rest of the body");
+    let r = conn.read_response().expect("the upstream's answer");
+    assert_body_intact(&assert_upstream(&r, "llm-small"), &body);
+    assert_decision(&r, "chat", "small", "weighted");
+    assert_eq!(
+        h.envoy
+            .wasm_counter_eventually("inference_router.body.decided_early", 1),
+        1
+    );
+
+    // `model` after the prompt: routed on the chunk that holds it, or at the end.
+    let late = format!(
+        r#"{{"messages":[{{"role":"user","content":"{}"}}],"model":"sentiment"}}  "#,
+        "q".repeat(300 * 1024)
+    )
+    .into_bytes();
+    let r = h.send(
+        &Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(late.clone()),
+    );
+    assert_body_intact(&assert_upstream(&r, "sentiment-v1"), &late);
+}

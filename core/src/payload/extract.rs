@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::pointer::{Node, PointerSet};
 
 /// Nesting deeper than this is refused (serde_json's own limit is the same).
-const MAX_DEPTH: usize = 128;
+pub(super) const MAX_DEPTH: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -45,6 +45,11 @@ impl Fields {
 
     pub fn get(&self, pointer: usize) -> Option<&Value> {
         self.values.get(pointer).and_then(Option::as_ref)
+    }
+
+    /// Every pointer has a value.
+    pub fn all_found(&self) -> bool {
+        self.values.iter().all(Option::is_some)
     }
 
     pub fn set(&mut self, pointer: usize, value: Value) {
@@ -139,7 +144,7 @@ impl<'de> DeserializeSeed<'de> for NodeSeed<'_, '_> {
 
 use serde::Deserialize;
 
-fn fill_from_value(set: &PointerSet, node: usize, value: &Value, out: &mut Fields) {
+pub(super) fn fill_from_value(set: &PointerSet, node: usize, value: &Value, out: &mut Fields) {
     let Some(n) = set.nodes.get(node) else { return };
     for &end in &n.ends {
         out.set(end, value.clone());
@@ -157,7 +162,7 @@ fn fill_from_value(set: &PointerSet, node: usize, value: &Value, out: &mut Field
 }
 
 /// RFC 6901 array index: digits without a leading zero (except "0").
-fn array_index(token: &str) -> Option<usize> {
+pub(super) fn array_index(token: &str) -> Option<usize> {
     if token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
         return None;
     }

@@ -5,10 +5,12 @@ mod extract;
 pub mod grpc;
 mod metadata;
 mod pointer;
+mod prefix;
 
 pub use extract::{extract, ExtractError, Fields, Format};
 pub use metadata::{decode_pairs, decode_value, encode_pairs, fields_from_metadata, metadata_key};
 pub use pointer::{parse_pointer, PointerSet};
+pub use prefix::{PrefixScan, Progress};
 
 /// A `content-type`'s media type, lowercase, without parameters.
 pub fn media_type(content_type: &str) -> String {

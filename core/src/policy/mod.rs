@@ -111,6 +111,10 @@ pub enum Body<'a> {
     Pending,
     /// The fields routing reads (from metadata: the raw body is not available).
     Fields(&'a Fields),
+    /// The fields routing reads, all found in the first part of a body still arriving: enough
+    /// to route, while anything that reads the body itself (detectors, summaries, input specs,
+    /// echo, resends) still needs the whole of it.
+    Early(&'a Fields),
     /// The body as read, and the fields extracted from it.
     Full {
         fields: &'a Fields,
@@ -459,7 +463,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
     pub(crate) fn summary(&mut self) -> Result<Option<&ChatSummary>, ()> {
         if self.summary.is_none() {
             let s = match self.body {
-                Body::Pending => return Err(()),
+                Body::Pending | Body::Early(_) => return Err(()),
                 Body::Full { raw, format, .. } => summarize(format, raw),
                 Body::Fields(_) | Body::Absent | Body::Unread(_) | Body::Grpc { .. } => None,
             };
@@ -474,7 +478,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
         if self.scanned.is_none() {
             let limit = self.cfg.scan.max_bytes;
             self.scanned = Some(match self.body {
-                Body::Pending => return Err(None),
+                Body::Pending | Body::Early(_) => return Err(None),
                 Body::Full { raw, format, .. } => crate::inspect::scan::scan(format, raw, limit),
                 Body::Grpc {
                     raw, whole: true, ..
@@ -579,9 +583,10 @@ impl<'a, R: RequestView> Decider<'a, R> {
             Condition::Body { pointer, test } => match self.body {
                 Body::Pending => Truth::NeedBody,
                 Body::Absent | Body::Unread(_) => yes(body_test(test, None)),
-                Body::Fields(fields) | Body::Full { fields, .. } | Body::Grpc { fields, .. } => {
-                    yes(body_test(test, fields.get(*pointer)))
-                }
+                Body::Fields(fields)
+                | Body::Early(fields)
+                | Body::Full { fields, .. }
+                | Body::Grpc { fields, .. } => yes(body_test(test, fields.get(*pointer))),
             },
         }
     }
@@ -622,16 +627,18 @@ impl<'a, R: RequestView> Decider<'a, R> {
                 },
                 None => Requested::Unnamed,
             }),
-            Body::Fields(fields) | Body::Full { fields, .. } => match fields.get(0) {
-                None | Some(Value::Null) => Ok(Requested::Unnamed),
-                Some(Value::String(s)) if !s.is_empty() => Ok(Requested::Named {
-                    name: s.clone(),
-                    version: None,
-                }),
-                Some(_) => Err(Outcome::Reply(Reply::invalid_body(
-                    "the body field /model must be a non-empty string",
-                ))),
-            },
+            Body::Fields(fields) | Body::Early(fields) | Body::Full { fields, .. } => {
+                match fields.get(0) {
+                    None | Some(Value::Null) => Ok(Requested::Unnamed),
+                    Some(Value::String(s)) if !s.is_empty() => Ok(Requested::Named {
+                        name: s.clone(),
+                        version: None,
+                    }),
+                    Some(_) => Err(Outcome::Reply(Reply::invalid_body(
+                        "the body field /model must be a non-empty string",
+                    ))),
+                }
+            }
         }
     }
 
@@ -752,7 +759,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
     fn rule_reply(&self, rule: usize, status: u16, body: &ReplyBody) -> Outcome {
         let (kind, content) = match body {
             ReplyBody::Echo => {
-                if matches!(self.body, Body::Pending) {
+                if matches!(self.body, Body::Pending | Body::Early(_)) {
                     return Outcome::NeedBody;
                 }
                 (ReplyKind::Echo, ReplyContent::Echo)
@@ -856,7 +863,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
             || model.fan_out.is_some()
             || model.retry
             || self.cfg.shadows.iter().any(|s| s.model == mi);
-        if resends && matches!(self.body, Body::Pending) {
+        if resends && matches!(self.body, Body::Pending | Body::Early(_)) {
             return Err(Outcome::NeedBody);
         }
         Ok(())
@@ -894,7 +901,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
             return Ok(());
         }
         match self.body {
-            Body::Pending => Err(Outcome::NeedBody),
+            Body::Pending | Body::Early(_) => Err(Outcome::NeedBody),
             Body::Full {
                 raw,
                 format: Format::Json,

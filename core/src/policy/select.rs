@@ -2,7 +2,9 @@
 //! a budget choice, the model's strategy restricted to the candidates, and the fallback order
 //! when the choice is cooling down.
 
-use super::{cookie_value, sticky_hash, Decider, Outcome, Reason, Reply, RequestView, Restriction};
+use super::{
+    cookie_value, sticky_hash, Body, Decider, Outcome, Reason, Reply, RequestView, Restriction,
+};
 use crate::config::{Model, StickyKey, Strategy};
 use crate::rng::Rng;
 
@@ -230,8 +232,10 @@ impl<R: RequestView> Decider<'_, R> {
         if max_cost.is_none() && max_latency.is_none() {
             return Ok(None);
         }
+        // An early body would decide on no prompt where the whole one has a prompt.
+        let early = matches!(self.body, Body::Early(_));
         let (prompt_tokens, output_tokens) = match self.summary() {
-            Err(()) if max_cost.is_some() => return Err(Outcome::NeedBody),
+            Err(()) if max_cost.is_some() || early => return Err(Outcome::NeedBody),
             Err(()) | Ok(None) => (0, budget.default_output_tokens),
             Ok(Some(s)) => (
                 s.estimated_prompt_tokens(),

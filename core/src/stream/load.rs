@@ -40,8 +40,25 @@ impl Stream {
             let now = self.request_ms(host);
             self.give_back(host, None, now);
         }
+        let outcome = self.run(host, body);
+        let outcome = self.make_room(host, body, outcome);
+        if let (Outcome::Reply(r), Some(ids)) = (&outcome, &self.plugin.metrics.load) {
+            if r.retry_after.is_some() {
+                host.bump(ids.over_capacity);
+            }
+        }
+        outcome
+    }
+
+    /// Takes a slot for a routed decision's target; one found full is excluded and the
+    /// decision made again.
+    pub(super) fn make_room(
+        &mut self,
+        host: &dyn Host,
+        body: Body<'_>,
+        mut outcome: Outcome,
+    ) -> Outcome {
         let plugin = Rc::clone(&self.plugin);
-        let mut outcome = self.run(host, body);
         for _ in 0..plugin
             .cfg
             .models
@@ -62,11 +79,6 @@ impl Stream {
                     self.full.push((route.model, route.target));
                     outcome = self.run(host, body);
                 }
-            }
-        }
-        if let (Outcome::Reply(r), Some(ids)) = (&outcome, &plugin.metrics.load) {
-            if r.retry_after.is_some() {
-                host.bump(ids.over_capacity);
             }
         }
         outcome

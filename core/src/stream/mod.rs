@@ -8,6 +8,7 @@
 //! - `observe`: what the response shows, turned into a reward and into target health;
 //! - `fleet`: feedback spent through etcd, and the wait for the fleet's first view.
 
+mod early;
 mod endpoints;
 mod fleet;
 mod grpc;
@@ -104,6 +105,12 @@ pub struct Stream {
     ticket: Option<load::Ticket>,
     /// Targets found full when their slot was to be taken: out of this request's candidates.
     full: Vec<(usize, usize)>,
+    /// The walk of a JSON body still arriving, while an early decision may come of it.
+    early: Option<crate::payload::PrefixScan>,
+    /// Body bytes walked so far.
+    early_fed: usize,
+    /// Buffered bytes past which the body may be decided early.
+    early_from: usize,
 }
 
 impl Stream {
@@ -134,6 +141,9 @@ impl Stream {
             headers: headers::HeaderCache::default(),
             ticket: None,
             full: Vec::new(),
+            early: None,
+            early_fed: 0,
+            early_from: 0,
         }
     }
 
@@ -211,8 +221,8 @@ impl Stream {
             return self.apply(host, outcome, None);
         }
         if !end_of_stream {
-            // Keep buffering until the whole body is here.
-            return Action::Pause;
+            // Keep buffering until the whole body is here, or what routing reads is.
+            return self.decide_early(host, body_size).unwrap_or(Action::Pause);
         }
         let bytes = match host.buffer(Buffer::RequestBody, 0, body_size) {
             Ok(b) => b.unwrap_or_default(),
@@ -327,10 +337,10 @@ impl Stream {
         let compressed = self
             .header(host, "content-encoding")
             .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
-        let too_large = self
+        let length = self
             .header(host, "content-length")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|len| len > cfg.body.max_bytes);
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let too_large = length.is_some_and(|len| len > cfg.body.max_bytes);
         let any_type = cfg.has_echo || plugin.resends;
         if compressed {
             // Routed by headers and path: the filter does not decompress.
@@ -343,6 +353,7 @@ impl Stream {
             host.bump(plugin.metrics.body_too_large);
             Body::Unread(NotScanned::TooLarge)
         } else {
+            self.start_early(length);
             Body::Pending
         }
     }

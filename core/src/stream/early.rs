@@ -1,0 +1,82 @@
+//! Deciding before the whole body has arrived: a JSON body is walked chunk by chunk
+//! (`payload::PrefixScan`) and, once every field routing reads has been seen, the request is
+//! routed and the rest of the body streams to the upstream instead of being held.
+//!
+//! Small bodies gain nothing from it and keep the whole-body checks (malformed JSON, a routed
+//! key given twice): only bodies over [`EARLY_MIN_BYTES`] are decided early, by their
+//! `content-length`, or once that much has arrived.
+//!
+//! Only a routing decision is taken early. Whatever needs the body itself (detectors, chat
+//! summaries, input specs, echo, resends, prefix affinity) makes the decision ask for the whole
+//! body, and a refusal waits for it too, so a client is never answered mid-upload. Policy
+//! (tenants, rules that refuse, restrict or answer) turns early decisions off: the rest of the
+//! body is never read, so a routed key repeated there could slip past it.
+
+use std::rc::Rc;
+
+use super::Stream;
+use crate::host::{Action, Buffer, Host};
+use crate::payload::{PrefixScan, Progress};
+use crate::policy::{Body, Outcome};
+
+/// Bodies up to this size are decided when whole.
+pub const EARLY_MIN_BYTES: usize = 64 * 1024;
+
+impl Stream {
+    /// Starts the walk for a body the headers phase waits for, when early decisions may apply:
+    /// `length` is the request's `content-length`.
+    pub(super) fn start_early(&mut self, length: Option<u64>) {
+        let plugin = &self.plugin;
+        let small = length.is_some_and(|len| len <= EARLY_MIN_BYTES as u64);
+        if plugin.decides_early && !small && self.format == Some(crate::payload::Format::Json) {
+            self.early = Some(PrefixScan::new(&plugin.cfg.pointers));
+            // Without a length, the body shows it is large by arriving.
+            self.early_from = if length.is_some() { 0 } else { EARLY_MIN_BYTES };
+        }
+    }
+
+    /// Walks the body's new bytes; routes once the fields are known and the decision needs no
+    /// more (`None`: keep buffering).
+    pub(super) fn decide_early(&mut self, host: &dyn Host, body_size: usize) -> Option<Action> {
+        let plugin = Rc::clone(&self.plugin);
+        if body_size <= self.early_from {
+            return None;
+        }
+        let scan = self.early.as_mut()?;
+        let from = self.early_fed.min(body_size);
+        let want = body_size - from;
+        let chunk = host.buffer(Buffer::RequestBody, from, want);
+        self.early_fed = body_size;
+        let progress = match chunk {
+            Ok(Some(bytes)) if bytes.len() == want => scan.feed(&plugin.cfg.pointers, &bytes),
+            _ if want == 0 => Progress::More,
+            // Bytes the walk cannot see would make it lose its place.
+            _ => Progress::GiveUp,
+        };
+        match progress {
+            Progress::More => return None,
+            Progress::GiveUp => {
+                self.early = None;
+                return None;
+            }
+            Progress::Complete => {}
+        }
+        let scan = self.early.take()?;
+        if self.must_warm(host) {
+            return None;
+        }
+        let body = Body::Early(scan.fields());
+        let outcome = self.run(host, body);
+        if !matches!(outcome, Outcome::Route(_)) {
+            return None;
+        }
+        let outcome = self.make_room(host, body, outcome);
+        let Outcome::Route(route) = outcome else {
+            return None;
+        };
+        self.pick_shadows(host, route, body);
+        self.awaiting_body = false;
+        host.bump(plugin.metrics.body_decided_early);
+        Some(self.apply(host, outcome, None))
+    }
+}
