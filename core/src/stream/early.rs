@@ -22,6 +22,9 @@ use crate::policy::{Body, Outcome};
 /// Bodies up to this size are decided when whole.
 pub const EARLY_MIN_BYTES: usize = 64 * 1024;
 
+/// The first read of a body's head: where an OpenAI client's `model` usually is.
+const FIRST_WINDOW: usize = 4 * 1024;
+
 impl Stream {
     /// Starts the walk for a body the headers phase waits for, when early decisions may apply:
     /// `length` is the request's `content-length`.
@@ -38,22 +41,11 @@ impl Stream {
     /// Walks the body's new bytes; routes once the fields are known and the decision needs no
     /// more (`None`: keep buffering).
     pub(super) fn decide_early(&mut self, host: &dyn Host, body_size: usize) -> Option<Action> {
-        let plugin = Rc::clone(&self.plugin);
-        if body_size <= self.early_from {
+        if self.early.is_none() || body_size <= self.early_from {
             return None;
         }
-        let scan = self.early.as_mut()?;
-        let from = self.early_fed.min(body_size);
-        let want = body_size - from;
-        let chunk = host.buffer(Buffer::RequestBody, from, want);
-        self.early_fed = body_size;
-        let progress = match chunk {
-            Ok(Some(bytes)) if bytes.len() == want => scan.feed(&plugin.cfg.pointers, &bytes),
-            _ if want == 0 => Progress::More,
-            // Bytes the walk cannot see would make it lose its place.
-            _ => Progress::GiveUp,
-        };
-        match progress {
+        let plugin = Rc::clone(&self.plugin);
+        match self.walk(host, body_size) {
             Progress::More => return None,
             Progress::GiveUp => {
                 self.early = None;
@@ -78,5 +70,28 @@ impl Stream {
         self.awaiting_body = false;
         host.bump(plugin.metrics.body_decided_early);
         Some(self.apply(host, outcome, None))
+    }
+
+    /// Feeds the walk the bytes buffered since the last call: a first window, then the rest if
+    /// the fields were not in it (a body that arrived whole is not copied whole for its head).
+    fn walk(&mut self, host: &dyn Host, body_size: usize) -> Progress {
+        let plugin = Rc::clone(&self.plugin);
+        let mut progress = Progress::More;
+        let mut window = FIRST_WINDOW;
+        while progress == Progress::More && self.early_fed < body_size {
+            let Some(scan) = self.early.as_mut() else {
+                return Progress::GiveUp;
+            };
+            let from = self.early_fed;
+            let want = (body_size - from).min(window);
+            progress = match host.buffer(Buffer::RequestBody, from, want) {
+                Ok(Some(bytes)) if bytes.len() == want => scan.feed(&plugin.cfg.pointers, &bytes),
+                // Bytes the walk cannot see would make it lose its place.
+                _ => Progress::GiveUp,
+            };
+            self.early_fed = from + want;
+            window = usize::MAX;
+        }
+        progress
     }
 }
