@@ -3,8 +3,8 @@
 //! routed and the rest of the body streams to the upstream instead of being held.
 //!
 //! Small bodies gain nothing from it and keep the whole-body checks (malformed JSON, a routed
-//! key given twice): only bodies over [`EARLY_MIN_BYTES`] are decided early, by their
-//! `content-length`, or once that much has arrived.
+//! key given twice): only bodies whose `content-length` is over [`EARLY_MIN_BYTES`] are decided
+//! early. A body without one (chunked) is read whole, or found too large, as before.
 //!
 //! Only a routing decision is taken early. Whatever needs the body itself (detectors, chat
 //! summaries, input specs, echo, resends, prefix affinity) makes the decision ask for the whole
@@ -27,23 +27,19 @@ const FIRST_WINDOW: usize = 4 * 1024;
 
 impl Stream {
     /// Starts the walk for a body the headers phase waits for, when early decisions may apply:
-    /// `length` is the request's `content-length`.
+    /// `length` is the request's `content-length` (within `body.max_bytes`).
     pub(super) fn start_early(&mut self, length: Option<u64>) {
         let plugin = &self.plugin;
-        let small = length.is_some_and(|len| len <= EARLY_MIN_BYTES as u64);
-        if plugin.decides_early && !small && self.format == Some(crate::payload::Format::Json) {
+        let large = length.is_some_and(|len| len > EARLY_MIN_BYTES as u64);
+        if plugin.decides_early && large && self.format == Some(crate::payload::Format::Json) {
             self.early = Some(PrefixScan::new(&plugin.cfg.pointers));
-            // Without a length, the body shows it is large by arriving.
-            self.early_from = if length.is_some() { 0 } else { EARLY_MIN_BYTES };
         }
     }
 
     /// Walks the body's new bytes; routes once the fields are known and the decision needs no
     /// more (`None`: keep buffering).
     pub(super) fn decide_early(&mut self, host: &dyn Host, body_size: usize) -> Option<Action> {
-        if self.early.is_none() || body_size <= self.early_from {
-            return None;
-        }
+        self.early.as_ref()?;
         let plugin = Rc::clone(&self.plugin);
         match self.walk(host, body_size) {
             Progress::More => return None,

@@ -109,8 +109,6 @@ pub struct Stream {
     early: Option<crate::payload::PrefixScan>,
     /// Body bytes walked so far.
     early_fed: usize,
-    /// Buffered bytes past which the body may be decided early.
-    early_from: usize,
 }
 
 impl Stream {
@@ -143,7 +141,6 @@ impl Stream {
             full: Vec::new(),
             early: None,
             early_fed: 0,
-            early_from: 0,
         }
     }
 
