@@ -11,7 +11,8 @@
 //!   `inspect` (what a payload asks for, sensitive data), `bandit` (learning strategies),
 //!   `feedback`, `learning`, `reward` (signed rewards, spent ids, health, implicit rewards),
 //!   `callout` (what the filter resends, what the answers mean, the pending-callout mechanism),
-//!   `metrics` (names) and `telemetry` (ids and what counts), `rng`.
+//!   `metrics` (names) and `telemetry` (ids and what counts), `rng`, `msgpack` (MessagePack by
+//!   hand, in the forms rmp-serde wrote and read).
 
 pub mod bandit;
 pub mod callout;
@@ -23,6 +24,7 @@ pub mod inspect;
 pub mod learning;
 pub mod load;
 pub mod metrics;
+pub mod msgpack;
 pub mod payload;
 pub mod plugin;
 pub mod policy;

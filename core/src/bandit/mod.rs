@@ -40,6 +40,7 @@
 //! documented in [`store`]. Which parameters force a reset of learned statistics is documented
 //! at [`Strategy::config_id`].
 
+mod codec;
 pub mod sample;
 pub mod state;
 pub mod store;

@@ -2,9 +2,10 @@
 //! with the current configuration.
 //!
 //! * [`ModelState`] / [`ArmState`]: what every VM shares through proxy-wasm shared data.
-//! * [`encode`] / [`decode`]: MessagePack (rmp-serde, compact array form). [`decode`] rejects
-//!   garbage, truncated or trailing bytes, another format version, and states whose numbers are
-//!   not usable (NaN, infinities, negative counts, duplicate names); it never panics.
+//! * [`encode`] / [`decode`]: MessagePack, rmp-serde's compact array form, written and read by
+//!   hand (`codec`). [`decode`] rejects garbage, truncated or trailing bytes, another format
+//!   version, and states whose numbers are not usable (NaN, infinities, negative counts,
+//!   duplicate names); it never panics.
 //! * [`reconcile`]: lines a decoded state up with the configured targets (by name) and says what
 //!   it did ([`Reconciled`]) so the host can log it.
 //! * [`StateCache`]: the host's decoded copy, keyed by the shared-data CAS token, so a request
@@ -16,9 +17,9 @@
 use core::fmt;
 use std::collections::BTreeSet;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::codec;
 use super::strategy::{Prior, Strategy};
 
 /// Format version written in every encoded state. Bump it when the layout of [`ModelState`] or
@@ -311,75 +312,27 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// MessagePack encoding of `state` (rmp-serde compact form: structs as arrays).
-///
-/// Encoding a `ModelState` into a `Vec` cannot fail (no maps of unknown length, no I/O); should
-/// rmp-serde ever report an error anyway, the result is empty, which [`decode`] rejects as
-/// malformed — a recoverable outcome rather than a trap.
+/// MessagePack encoding of `state`: rmp-serde's compact form (structs as arrays), byte for
+/// byte as `rmp_serde::to_vec` wrote it.
 pub fn encode(state: &ModelState) -> Vec<u8> {
-    rmp_serde::to_vec(state).unwrap_or_default()
-}
-
-/// Reads only the leading `version` of an encoded state, whatever follows it, so that a state of
-/// another version is reported as such rather than as malformed.
-struct VersionProbe(u32);
-
-impl<'de> Deserialize<'de> for VersionProbe {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ProbeVisitor;
-        impl<'de> Visitor<'de> for ProbeVisitor {
-            type Value = VersionProbe;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a bandit state (array or map starting with a version)")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<VersionProbe, A::Error> {
-                let version: u32 = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::custom("empty array"))?;
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(VersionProbe(version))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<VersionProbe, A::Error> {
-                let mut version = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == "version" {
-                        version = Some(map.next_value::<u32>()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                version
-                    .map(VersionProbe)
-                    .ok_or_else(|| de::Error::missing_field("version"))
-            }
-        }
-        deserializer.deserialize_any(ProbeVisitor)
-    }
+    codec::write_state(state)
 }
 
 /// Decodes bytes written by [`encode`] and checks them ([`ModelState::check`]).
 ///
 /// Never panics: garbage, truncated input, trailing bytes, another [`STATE_VERSION`], NaN or
-/// other unusable numbers all return a [`DecodeError`].
+/// other unusable numbers all return a [`DecodeError`]. The version is read first, on its own,
+/// so that a state of another version (another layout) is reported as such, not as malformed.
 pub fn decode(bytes: &[u8]) -> Result<ModelState, DecodeError> {
-    let probe: VersionProbe =
-        rmp_serde::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    if probe.0 != STATE_VERSION {
+    let malformed = |e: crate::msgpack::read::Error| DecodeError::Malformed(e.to_string());
+    let version = codec::read_version(bytes).map_err(malformed)?;
+    if version != STATE_VERSION {
         return Err(DecodeError::Version {
-            found: probe.0,
+            found: version,
             expected: STATE_VERSION,
         });
     }
-    let mut deserializer = rmp_serde::Deserializer::new(bytes);
-    let state = ModelState::deserialize(&mut deserializer)
-        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    let rest = deserializer.into_inner();
-    if !rest.is_empty() {
-        return Err(DecodeError::Malformed(format!(
-            "{} trailing bytes after the state",
-            rest.len()
-        )));
-    }
+    let state = codec::read_state(bytes).map_err(malformed)?;
     state.check().map_err(DecodeError::Invalid)?;
     Ok(state)
 }

@@ -6,6 +6,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::msgpack::read::Reader;
 use crate::payload::Format;
 
 /// Prompt text kept for detectors; longer prompts are scanned up to this many bytes.
@@ -100,14 +101,14 @@ fn walk_text(v: &Value, out: &mut ChatSummary) {
 pub fn summarize(format: Format, body: &[u8]) -> Option<ChatSummary> {
     let req: Request = match format {
         Format::Json => serde_json::from_slice(body).ok()?,
-        Format::MessagePack => {
-            // The same nesting limit as body extraction: the wasm stack is 1 MiB.
-            let mut rest = body;
-            let mut de = rmp_serde::Deserializer::new(&mut rest);
-            de.set_max_depth(128);
-            Request::deserialize(&mut de).ok()?
-        }
+        // The same nesting limit as body extraction: the wasm stack is 1 MiB. Bytes after the
+        // document are not looked at.
+        Format::MessagePack => Request::deserialize(&mut Reader::new(body, 128)).ok()?,
     };
+    Some(summary_of(&req))
+}
+
+fn summary_of(req: &Request) -> ChatSummary {
     let mut s = ChatSummary::default();
     for m in req.messages.iter().flatten() {
         s.messages += 1;
@@ -149,7 +150,7 @@ pub fn summarize(format: Format, body: &[u8]) -> Option<ChatSummary> {
         .as_ref()
         .or(req.max_tokens.as_ref())
         .and_then(Value::as_u64);
-    Some(s)
+    s
 }
 
 #[cfg(test)]
@@ -208,6 +209,43 @@ mod tests {
             json!({"messages": [{"role": "user", "content": "hello"}], "max_completion_tokens": 5});
         let s = summarize(Format::MessagePack, &rmp_serde::to_vec_named(&v).unwrap()).unwrap();
         assert_eq!((s.prompt_chars, s.max_tokens), (5, Some(5)));
+    }
+
+    #[test]
+    fn messagepack_reads_as_rmp_serde_did() {
+        use crate::msgpack::testing::{any_doc, any_request, mutations, respell};
+        // How the summary read MessagePack with rmp-serde, the reference for the reader now used.
+        let with_rmp = |body: &[u8]| {
+            let mut rest = body;
+            let mut de = rmp_serde::Deserializer::new(&mut rest);
+            de.set_max_depth(128);
+            Request::deserialize(&mut de).ok().map(|r| summary_of(&r))
+        };
+        let mut rng = crate::rng::Rng::seed_from_u64(41);
+        let (mut read, mut refused) = (0, 0);
+        for round in 0..3000 {
+            let doc = match round % 4 {
+                0 => any_doc(&mut rng),
+                _ => any_request(&mut rng),
+            };
+            let mut inputs = vec![respell(&doc, &mut rng), doc];
+            if round % 8 == 0 {
+                inputs.extend(mutations(&inputs[1], &mut rng));
+            }
+            for body in &inputs {
+                let got = summarize(Format::MessagePack, body);
+                assert_eq!(got, with_rmp(body), "{body:02x?}");
+                if got.is_some_and(|s| s != ChatSummary::default()) {
+                    read += 1;
+                } else {
+                    refused += 1;
+                }
+            }
+        }
+        assert!(
+            read > 1000 && refused > 1000,
+            "{read} read, {refused} refused"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::msgpack::read::Reader;
 use crate::payload::Format;
 
 /// Nesting deeper than this is not scanned (the wasm stack is 1 MiB); below serde_json's own
@@ -174,16 +175,14 @@ pub fn scan(format: Format, body: &[u8], limit: usize) -> Result<String, NotScan
             .is_ok()
         }
         Format::MessagePack => {
-            let mut rest = body;
-            let mut de = rmp_serde::Deserializer::new(&mut rest);
-            de.set_max_depth(MAX_DEPTH + 8);
+            let mut de = Reader::new(body, MAX_DEPTH + 8);
             let read = Node {
                 walk: &mut walk,
                 depth: 0,
             }
             .deserialize(&mut de)
             .is_ok();
-            read && rest.is_empty()
+            read && de.rest().is_empty()
         }
     };
     match (ok, walk.why) {
@@ -375,6 +374,59 @@ mod tests {
         assert_eq!(json(&deep), Err(NotScanned::TooDeep));
         // Different keys, and equal keys in different objects, are fine.
         assert!(json(r#"{"a":{"x":1},"b":{"x":2}}"#).is_ok());
+    }
+
+    /// How the scan read MessagePack with rmp-serde, the reference for the reader now used.
+    fn scan_rmp(body: &[u8], limit: usize) -> Result<String, NotScanned> {
+        let mut walk = Walk {
+            text: String::new(),
+            limit,
+            why: None,
+        };
+        let mut rest = body;
+        let mut de = rmp_serde::Deserializer::new(&mut rest);
+        de.set_max_depth(MAX_DEPTH + 8);
+        let node = Node {
+            walk: &mut walk,
+            depth: 0,
+        };
+        match (
+            node.deserialize(&mut de).is_ok() && rest.is_empty(),
+            walk.why,
+        ) {
+            (true, _) => Ok(walk.text),
+            (false, why) => Err(why.unwrap_or(NotScanned::Malformed)),
+        }
+    }
+
+    #[test]
+    fn messagepack_reads_as_rmp_serde_did() {
+        use crate::msgpack::testing::{any_doc, any_request, mutations, respell};
+        let mut rng = crate::rng::Rng::seed_from_u64(51);
+        let mut outcomes = std::collections::BTreeMap::new();
+        for round in 0..3000 {
+            let doc = match round % 2 {
+                0 => any_doc(&mut rng),
+                _ => any_request(&mut rng),
+            };
+            let mut inputs = vec![respell(&doc, &mut rng), doc];
+            if round % 8 == 0 {
+                inputs.extend(mutations(&inputs[1], &mut rng));
+            }
+            for body in &inputs {
+                let limit = [1 << 20, 40][round % 2];
+                let got = scan(Format::MessagePack, body, limit);
+                assert_eq!(got, scan_rmp(body, limit), "{body:02x?}");
+                *outcomes
+                    .entry(got.err().map(NotScanned::as_str))
+                    .or_insert(0) += 1;
+            }
+        }
+        // Read, malformed, duplicate keys, over the limit, too deep: each seen many times.
+        assert!(
+            outcomes.len() >= 5 && outcomes.values().all(|n| *n > 50),
+            "{outcomes:?}"
+        );
     }
 
     #[test]

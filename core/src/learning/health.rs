@@ -65,7 +65,7 @@ impl Health {
     /// Decodes; bytes of another shape (or garbage) give a fresh health for `targets`. A
     /// health written before samples were counted weighs each estimate as one sample.
     pub fn decode(bytes: &[u8], targets: usize) -> Health {
-        match rmp_serde::from_slice::<Health>(bytes) {
+        match super::health_codec::read_health(bytes) {
             Ok(mut h) if h.cooling_until.len() == targets && h.latency_ms.len() == targets => {
                 if h.samples.len() != targets || h.sampled_ms.len() != targets {
                     h.samples = h
@@ -88,8 +88,9 @@ impl Health {
         }
     }
 
+    /// rmp-serde's compact form, byte for byte (written by hand: `health_codec`).
     pub fn encode(&self) -> Vec<u8> {
-        rmp_serde::to_vec(self).unwrap_or_default()
+        super::health_codec::write_health(self)
     }
 
     /// This Envoy's estimate and the fleet's, each weighed by the samples behind it.

@@ -3,6 +3,7 @@
 
 pub mod feedback;
 pub mod health;
+mod health_codec;
 pub mod spent;
 pub mod trust;
 

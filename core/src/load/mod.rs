@@ -9,6 +9,7 @@
 //! - `affinity`: the prefix key that keeps a conversation on one endpoint.
 
 pub mod affinity;
+mod codec;
 pub mod orca;
 pub mod state;
 pub mod track;

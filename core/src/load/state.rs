@@ -117,7 +117,7 @@ impl Load {
 
     /// Decodes; garbage, or a document of other targets (a new configuration), is fresh.
     pub fn decode(bytes: &[u8], model: &Model) -> Load {
-        match rmp_serde::from_slice::<Load>(bytes) {
+        match super::codec::read_load(bytes) {
             Ok(l)
                 if l.targets.len() == model.targets.len()
                     && l.names.iter().eq(model.targets.iter().map(|t| &t.name)) =>
@@ -128,8 +128,9 @@ impl Load {
         }
     }
 
+    /// rmp-serde's compact form, byte for byte (written by hand: `load::codec`).
     pub fn encode(&self) -> Vec<u8> {
-        rmp_serde::to_vec(self).unwrap_or_default()
+        super::codec::write_load(self)
     }
 
     pub fn in_flight(&self, target: usize) -> u32 {

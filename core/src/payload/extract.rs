@@ -11,6 +11,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::Value;
 
 use super::pointer::{Node, PointerSet};
+use crate::msgpack::read::Reader;
 
 /// Nesting deeper than this is refused (serde_json's own limit is the same).
 pub(super) const MAX_DEPTH: usize = 128;
@@ -93,14 +94,12 @@ pub fn extract(set: &PointerSet, format: Format, bytes: &[u8]) -> Result<Fields,
                 .map_err(|e| e.to_string())
         }
         Format::MessagePack => {
-            let mut rest = bytes;
-            let mut de = rmp_serde::Deserializer::new(&mut rest);
-            de.set_max_depth(MAX_DEPTH);
+            let mut de = Reader::new(bytes, MAX_DEPTH);
             let r = seed.deserialize(&mut de).map_err(|e| e.to_string());
             match r {
-                Ok(()) if !rest.is_empty() => Err(format!(
+                Ok(()) if !de.rest().is_empty() => Err(format!(
                     "{} bytes after the end of the document",
-                    rest.len()
+                    de.rest().len()
                 )),
                 other => other,
             }
@@ -473,6 +472,69 @@ mod tests {
         assert!(extract(&s, Format::MessagePack, &deep).is_err());
         assert!(extract(&s, Format::MessagePack, &[]).is_err());
         assert!(extract(&s, Format::MessagePack, &[0xc1]).is_err());
+    }
+
+    /// How extraction read MessagePack with rmp-serde, the reference for the reader now used.
+    fn extract_rmp(set: &PointerSet, bytes: &[u8]) -> Result<Fields, ExtractError> {
+        let mut out = Fields::with_len(set.len());
+        let seed = NodeSeed {
+            set,
+            node: 0,
+            out: &mut out,
+        };
+        let mut rest = bytes;
+        let mut de = rmp_serde::Deserializer::new(&mut rest);
+        de.set_max_depth(MAX_DEPTH);
+        let detail = match seed.deserialize(&mut de) {
+            Ok(()) if rest.is_empty() => return Ok(out),
+            Ok(()) => format!("{} bytes after the end of the document", rest.len()),
+            Err(e) => e.to_string(),
+        };
+        Err(ExtractError {
+            detail: format!("malformed MessagePack: {detail}"),
+        })
+    }
+
+    #[test]
+    fn messagepack_reads_as_rmp_serde_did() {
+        use crate::msgpack::testing::{any_doc, mutations, respell};
+        let sets = [
+            set(&[]),
+            set(&["/model"]),
+            set(&[
+                "/model",
+                "/messages/0/role",
+                "/messages/1",
+                "/x/0",
+                "/x/1",
+                "/0/0",
+            ]),
+        ];
+        let mut rng = crate::rng::Rng::seed_from_u64(31);
+        let (mut read, mut refused) = (0, 0);
+        for round in 0..2000 {
+            let doc = any_doc(&mut rng);
+            let mut inputs = vec![respell(&doc, &mut rng), doc];
+            if round % 8 == 0 {
+                inputs.extend(mutations(&inputs[1], &mut rng));
+            }
+            for bytes in &inputs {
+                for s in &sets {
+                    let got = extract(s, Format::MessagePack, bytes);
+                    assert_eq!(got, extract_rmp(s, bytes), "{bytes:02x?}");
+                    if got.is_ok() {
+                        read += 1
+                    } else {
+                        refused += 1
+                    }
+                }
+            }
+        }
+        // Both outcomes are well represented.
+        assert!(
+            read > 3000 && refused > 3000,
+            "{read} read, {refused} refused"
+        );
     }
 
     #[test]
