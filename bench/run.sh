@@ -4,11 +4,11 @@
 #   bench/run.sh                                  full run: 8 rounds × 3 s per configuration
 #   BENCH_ROUNDS=2 BENCH_SECONDS=1 bench/run.sh   quick smoke test
 #
-# Builds what it measures (the filter, the minimal filter, the upstream and its gRPC client, the
-# no-op ext_proc server, the decision-core micro-benchmark), installs wrk and h2load if they are
-# missing (Debian: apt-get), then runs bench/bench.py, which starts every process, measures,
-# stops every process it started (also on failure or Ctrl-C) and writes
-# bench/results/<date>-<git sha>.md.
+# Builds what it measures (the filter, the minimal filter and the body floor, the upstream with its
+# gRPC client and the first-byte probe, the no-op ext_proc server, the decision-core
+# micro-benchmark), installs wrk and h2load if they are missing (Debian: apt-get), then runs
+# bench/bench.py, which starts every process, measures, stops every process it started (also on
+# failure or Ctrl-C) and writes bench/results/<date>-<git sha>.md.
 # Other knobs: see bench/README.md.
 set -euo pipefail
 
@@ -48,8 +48,9 @@ done
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 say "building the filter"
 (cd "$ROOT" && cargo build -q --release --target wasm32-wasip1 -p inference-router --lib)
-say "building the minimal filter, upstream (and grpc-call), ext_proc server and core micro-benchmark"
+say "building the minimal filter, body floor, upstream (grpc-call, first-byte), ext_proc server and core micro-benchmark"
 (cd "$BENCH/minimal-filter" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" cargo build -q --release --target wasm32-wasip1)
+(cd "$BENCH/minimal-body-filter" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" cargo build -q --release --target wasm32-wasip1)
 (cd "$BENCH/upstream" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" cargo build -q --release)
 (cd "$BENCH/ext-proc-noop" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" cargo build -q --release)
 (cd "$BENCH" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" cargo build -q --release)

@@ -5,8 +5,8 @@
 //! sample takes `BENCH_MICRO_SAMPLE_MS`, default 20 ms, then `BENCH_MICRO_SAMPLES`, default 21,
 //! samples are taken; the table shows the median and the spread of the samples).
 //! `core-bench --write-bodies DIR` writes the request bodies the Envoy benchmark sends
-//! (`chat-1k.json`, `chat-64k.json`, and the gRPC `ModelInfer` call `infer-1k.grpc`), so both
-//! benchmarks use the same documents.
+//! (`chat-1k.json`, `chat-64k.json`, the large-prompt latency rows' `prompt-{1k,64k,256k,1m}.json`
+//! and the gRPC `ModelInfer` call `infer-1k.grpc`), so both benchmarks use the same documents.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -107,6 +107,28 @@ pub fn chat_body(size: usize) -> Vec<u8> {
     s.extend("lorem ipsum dolor sit amet ".chars().cycle().take(fill));
     s.push_str(close);
     s.push_str(SUFFIX);
+    s.into_bytes()
+}
+
+/// A chat/completions request of exactly `size` bytes with `"model"` as its first key and one
+/// long user message (a large prompt: a pasted document), as the large-prompt latency rows
+/// send it.
+pub fn prompt_body(size: usize) -> Vec<u8> {
+    let head = r#"{"model":"chat","messages":[{"role":"user","content":""#;
+    let tail = r#""}],"temperature":0.7,"max_tokens":256,"stream":false}"#;
+    let mut s = String::from(head);
+    let mut i = 0;
+    loop {
+        let part = paragraph(i) + r"\n\n";
+        if s.len() + part.len() + tail.len() > size {
+            break;
+        }
+        s.push_str(&part);
+        i += 1;
+    }
+    let fill = size.saturating_sub(s.len() + tail.len());
+    s.extend("lorem ipsum dolor sit amet ".chars().cycle().take(fill));
+    s.push_str(tail);
     s.into_bytes()
 }
 
@@ -272,6 +294,12 @@ fn write_bodies(dir: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(format!("{dir}/chat-1k.json"), chat_body(1024))?;
     std::fs::write(format!("{dir}/chat-64k.json"), chat_body(64 * 1024))?;
+    for (name, size) in [("1k", 1), ("64k", 64), ("256k", 256), ("1m", 1024)] {
+        std::fs::write(
+            format!("{dir}/prompt-{name}.json"),
+            prompt_body(size * 1024),
+        )?;
+    }
     // 256 FP32 values: a 1 KiB tensor.
     std::fs::write(format!("{dir}/infer-1k.grpc"), infer_body(256))?;
     Ok(())
