@@ -28,10 +28,10 @@ WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # per Envoy start here with V8, measured by the e2e harness) and every sidecar downloads it.
 # ~290 KB is the floor for serde + rmp-serde + proxy-wasm (docs/envoy-notes.md); routing,
 # bandits, HMAC feedback, policy and callouts bring it to ~1.05 MB, gRPC and the fleet to
-# ~1.19 MB, live load and the model registry (JSON and MLflow answers) to ~1.42 MB; MessagePack
-# written and read by hand (core/src/msgpack) instead of rmp-serde brings it back to ~1.22 MB
-# (wasm-opt -Oz saves ~20 %). 1.5 MiB catches a dependency that bloats the module; Go-built proxy-wasm filters
-# are several MB.
+# ~1.19 MB, live load and the model registry (JSON and MLflow answers) to ~1.42 MB. MessagePack
+# by hand (core/src/msgpack) instead of rmp-serde, and the configuration read by hand
+# (core/src/config/read) instead of serde's derives and serde_path_to_error, bring it back.
+# 1.5 MiB catches a dependency that bloats the module; Go-built proxy-wasm filters are several MB.
 SIZE_BUDGET   := 1572864
 CARGO_TEST_THREADS ?= 2
 # The release image (docs/release.md): version from Cargo.toml, commit as build.rs embeds it.

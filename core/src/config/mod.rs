@@ -1,12 +1,12 @@
-//! Configuration: parse (`dto`) → validate and compile (`compile`) → the immutable runtime form
-//! defined here. The host calls [`parse`] once per plugin start; every request reads the result.
+//! Configuration: read (`read`, into the `dto` mirror of the JSON) → validate and compile
+//! (`compile`) → the immutable runtime form defined here. The host calls [`parse`] once per plugin start; every request reads the result.
 
 mod compile;
 pub mod dto;
+pub(crate) mod read;
 
 use std::collections::HashMap;
 
-pub(crate) use compile::deserialize;
 pub use compile::parse;
 pub use dto::{BodySource, OnInvalid, Unscanned};
 

@@ -11,27 +11,30 @@
 
 use std::collections::HashSet;
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::merge::{check_targets, Targets};
+use crate::config::read::{self, read_struct};
 use crate::config::ConfigError;
 
 /// Largest document read (bigger answers fail the poll unread).
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Document {
     models: Vec<DocModel>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+read_struct!(Document { models: req });
+
 struct DocModel {
     name: String,
     versions: Vec<Map<String, Value>>,
 }
+
+read_struct!(DocModel {
+    name: req,
+    versions: req,
+});
 
 fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError {
@@ -42,7 +45,7 @@ fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Conf
 
 /// The targets a document gives, by model; its first error otherwise.
 pub fn parse(bytes: &[u8]) -> Result<Targets, ConfigError> {
-    let doc: Document = crate::config::deserialize(bytes)?;
+    let doc: Document = read::document(bytes)?;
     let mut names = HashSet::new();
     let mut out = Targets::new();
     for (mi, m) in doc.models.into_iter().enumerate() {

@@ -3,8 +3,9 @@
 
 use std::collections::HashSet;
 
-use serde::Deserialize;
+use serde_json::Value;
 
+use crate::config::read::{read_struct, unit_variant, At, FromJson};
 use crate::config::{ConfigError, Model};
 
 /// Shortest and longest poll period.
@@ -19,42 +20,56 @@ pub const MAX_WEIGHT: u32 = 1_000_000;
 /// Aliases polled per poll at most (one callout each).
 pub const MAX_ALIASES: usize = 64;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RegistryDto {
     pub source: SourceKind,
     pub cluster: String,
-    #[serde(default)]
     pub authority: Option<String>,
-    #[serde(default)]
     pub path: Option<String>,
-    #[serde(default = "default_poll_ms")]
     pub poll_ms: u32,
-    #[serde(default)]
     pub timeout_ms: Option<u32>,
-    #[serde(default)]
     pub mlflow: Option<MlflowDto>,
 }
+
+read_struct!(RegistryDto {
+    source: req,
+    cluster: req,
+    authority: or_default,
+    path: or_default,
+    poll_ms: or(default_poll_ms),
+    timeout_ms: or_default,
+    mlflow: or_default,
+});
 
 fn default_poll_ms() -> u32 {
     DEFAULT_POLL_MS
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+/// (`Default` is only the stand-in while a refused `registry` section is read.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SourceKind {
+    #[default]
     Json,
     Mlflow,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl FromJson for SourceKind {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        Ok(match unit_variant(v, at, &["json", "mlflow"])? {
+            "json" => SourceKind::Json,
+            _ => SourceKind::Mlflow,
+        })
+    }
+}
+
+#[derive(Debug)]
 pub struct MlflowDto {
     pub models: Vec<MlflowModelDto>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+read_struct!(MlflowDto { models: req });
+
+#[derive(Debug)]
 pub struct MlflowModelDto {
     pub model: String,
     pub registered_model: String,
@@ -62,15 +77,25 @@ pub struct MlflowModelDto {
     pub aliases: Vec<AliasDto>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+read_struct!(MlflowModelDto {
+    model: req,
+    registered_model: req,
+    cluster: req,
+    aliases: req,
+});
+
+#[derive(Debug)]
 pub struct AliasDto {
     pub alias: String,
-    #[serde(default)]
     pub target: Option<String>,
-    #[serde(default = "default_weight")]
     pub weight: u32,
 }
+
+read_struct!(AliasDto {
+    alias: req,
+    target: or_default,
+    weight: or(default_weight),
+});
 
 fn default_weight() -> u32 {
     1

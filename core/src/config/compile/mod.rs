@@ -34,33 +34,8 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
             "the plugin configuration is empty; a JSON object with `models` is required",
         );
     }
-    let dto: ConfigDto = deserialize(bytes)?;
+    let dto: ConfigDto = crate::config::read::document(bytes)?;
     compile(dto)
-}
-
-/// A JSON document into `T`; the error names the field (`models[0].targets`), and a missing
-/// field is named itself rather than its parent.
-pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ConfigError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let mut field = e.path().to_string();
-        if field == "." || field == "?" {
-            field.clear();
-        }
-        let reason = e.into_inner().to_string();
-        // serde reports a missing field at its parent: name the field itself.
-        if let Some(missing) = reason
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split('`').next())
-        {
-            field = if field.is_empty() {
-                missing.to_string()
-            } else {
-                format!("{field}.{missing}")
-            };
-        }
-        ConfigError { field, reason }
-    })
 }
 
 fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {

@@ -1,0 +1,173 @@
+//! [`FromJson`] for the values fields hold, and the variants of externally tagged enums, each
+//! refused in the words serde used (`invalid value: integer `-1`, expected u32`).
+
+use std::collections::BTreeMap;
+
+use serde::de::{Error as _, Unexpected};
+use serde_json::{Map, Value};
+
+use super::{invalid_type, invalid_value, unknown_variant, At, FromJson};
+use crate::config::ConfigError;
+
+impl FromJson for String {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        v.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| invalid_type(v, at, "a string"))
+    }
+}
+
+impl FromJson for bool {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        v.as_bool().ok_or_else(|| invalid_type(v, at, "a boolean"))
+    }
+}
+
+impl FromJson for f64 {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        v.as_f64().ok_or_else(|| invalid_type(v, at, "f64"))
+    }
+}
+
+impl FromJson for i64 {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        match (v.as_i64(), v.as_u64()) {
+            (Some(n), _) => Ok(n),
+            (None, Some(n)) => Err(invalid_value(Unexpected::Unsigned(n), at, "i64")),
+            (None, None) => Err(invalid_type(v, at, "i64")),
+        }
+    }
+}
+
+/// A whole number that fits `T` (named `name`): out of range is an error, never a wrap.
+fn unsigned<T: TryFrom<u64>>(v: &Value, at: &At<'_>, name: &str) -> Result<T, ConfigError> {
+    if let Some(n) = v.as_u64() {
+        return T::try_from(n).map_err(|_| invalid_value(Unexpected::Unsigned(n), at, name));
+    }
+    match v.as_i64() {
+        Some(n) => Err(invalid_value(Unexpected::Signed(n), at, name)),
+        None => Err(invalid_type(v, at, name)),
+    }
+}
+
+impl FromJson for u16 {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        unsigned(v, at, "u16")
+    }
+}
+
+impl FromJson for u32 {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        unsigned(v, at, "u32")
+    }
+}
+
+impl FromJson for u64 {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        unsigned(v, at, "u64")
+    }
+}
+
+/// Any JSON value, as written.
+impl FromJson for Value {
+    fn from_json(v: &Value, _: &At<'_>) -> Result<Self, ConfigError> {
+        Ok(v.clone())
+    }
+}
+
+impl FromJson for Map<String, Value> {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        v.as_object()
+            .cloned()
+            .ok_or_else(|| invalid_type(v, at, "a map"))
+    }
+}
+
+/// `null` is `None`.
+impl<T: FromJson> FromJson for Option<T> {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        match v {
+            Value::Null => Ok(None),
+            v => T::from_json(v, at).map(Some),
+        }
+    }
+}
+
+impl<T: FromJson> FromJson for Vec<T> {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        let Value::Array(items) = v else {
+            return Err(invalid_type(v, at, "a sequence"));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, x) in items.iter().enumerate() {
+            out.push(T::from_json(x, &at.index(i))?);
+        }
+        Ok(out)
+    }
+}
+
+/// A key written twice keeps its last value, but every value must be valid, as before.
+impl<T: FromJson> FromJson for BTreeMap<String, T> {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        let Value::Object(map) = v else {
+            return Err(invalid_type(v, at, "a map"));
+        };
+        for d in at.duplicates() {
+            T::from_json(&d.earlier, &at.key(&d.key))?;
+        }
+        // Inserted in order: collecting would sort them again, in code for every `T`.
+        let mut out = BTreeMap::new();
+        for (k, x) in map {
+            out.insert(k.clone(), T::from_json(x, &at.key(k))?);
+        }
+        Ok(out)
+    }
+}
+
+/// A variant without data, `"name"` (or `{"name": null}`, which serde_json took too): its
+/// name, one of `variants`.
+pub(crate) fn unit_variant(
+    v: &Value,
+    at: &At<'_>,
+    variants: &'static [&'static str],
+) -> Result<&'static str, ConfigError> {
+    match variant(v, at, variants)? {
+        (name, Some(x)) if !x.is_null() => Err(invalid_type(x, &at.key(name), "unit")),
+        (name, _) => Ok(name),
+    }
+}
+
+/// A variant holding one value, `{"name": value}`: its name, one of `variants`, and the value.
+pub(crate) fn newtype_variant<T: FromJson>(
+    v: &Value,
+    at: &At<'_>,
+    variants: &'static [&'static str],
+) -> Result<(&'static str, T), ConfigError> {
+    match variant(v, at, variants)? {
+        (name, Some(x)) => Ok((name, T::from_json(x, &at.key(name))?)),
+        (_, None) => Err(at.error(serde_json::Error::invalid_type(
+            Unexpected::UnitVariant,
+            &"newtype variant",
+        ))),
+    }
+}
+
+/// `"name"` or `{"name": value}` (one key, written once), `name` one of `variants`.
+fn variant<'v>(
+    v: &'v Value,
+    at: &At<'_>,
+    variants: &'static [&'static str],
+) -> Result<(&'static str, Option<&'v Value>), ConfigError> {
+    let (key, value) = match v {
+        Value::String(s) => (s.as_str(), None),
+        Value::Object(map) => match map.iter().next() {
+            Some((k, x)) if map.len() == 1 && at.duplicates().is_empty() => (k.as_str(), Some(x)),
+            _ => return Err(invalid_value(Unexpected::Map, at, "map with a single key")),
+        },
+        other => return Err(invalid_type(other, at, "string or map")),
+    };
+    match variants.iter().find(|n| **n == key) {
+        Some(name) => Ok((name, value)),
+        None => Err(unknown_variant(at, key, variants)),
+    }
+}

@@ -1,0 +1,149 @@
+//! The document's text into a `serde_json::Value`, with two things serde_json's own `Value`
+//! reader does not do: a syntax error names the field it is in (as `serde_path_to_error` did),
+//! and a key written twice is recorded. serde_json keeps the last value silently; a struct field
+//! given twice is refused ([`super::Obj`]), a map keeps the last as it always did.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use super::{At, Step};
+use crate::config::ConfigError;
+
+/// A key written twice in one object.
+pub(super) struct Duplicate {
+    /// The object's path, as [`At::steps`] gives it.
+    pub(super) object: Vec<String>,
+    pub(super) key: String,
+    /// The value written first, which the later one replaced.
+    pub(super) earlier: Value,
+}
+
+/// Parses the first JSON value of `bytes`. What follows it is not read: it never was.
+pub(super) fn parse(bytes: &[u8]) -> Result<(Value, Vec<Duplicate>), ConfigError> {
+    let mut track = Track::default();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let node = Node {
+        at: At::root(&[]),
+        track: &mut track,
+    };
+    match node.deserialize(&mut de) {
+        Ok(v) => Ok((v, track.duplicates)),
+        Err(e) => Err(ConfigError {
+            field: track.error_at.unwrap_or_default(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+#[derive(Default)]
+struct Track {
+    /// Where the error arose: the innermost value it came out of.
+    error_at: Option<String>,
+    duplicates: Vec<Duplicate>,
+}
+
+impl Track {
+    fn fail(&mut self, at: &At<'_>) {
+        if self.error_at.is_none() {
+            self.error_at = Some(at.to_string());
+        }
+    }
+}
+
+/// One value, at `at`.
+struct Node<'a, 't> {
+    at: At<'a>,
+    track: &'t mut Track,
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_, '_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        let Node { at, track } = self;
+        let build = Build {
+            at: &at,
+            track: &mut *track,
+        };
+        d.deserialize_any(build).inspect_err(|_| track.fail(&at))
+    }
+}
+
+struct Build<'a, 't> {
+    at: &'a At<'a>,
+    track: &'t mut Track,
+}
+
+impl<'de> Visitor<'de> for Build<'_, '_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::Number(n.into()))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Node {
+            at: self.at.index(out.len()),
+            track: &mut *self.track,
+        })? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        loop {
+            let key = match map.next_key::<String>() {
+                Ok(Some(key)) => key,
+                Ok(None) => return Ok(Value::Object(out)),
+                Err(e) => {
+                    self.track.fail(&self.at.step(Step::Unreadable));
+                    return Err(e);
+                }
+            };
+            let value = map.next_value_seed(Node {
+                at: self.at.key(&key),
+                track: &mut *self.track,
+            })?;
+            if let Some(earlier) = out.insert(key.clone(), value) {
+                self.track.duplicates.push(Duplicate {
+                    object: self.at.steps(),
+                    key,
+                    earlier,
+                });
+            }
+        }
+    }
+}
