@@ -55,7 +55,7 @@ help:
 	@echo "make image     package the module as a Wasm OCI artifact in $(IMAGE_DIR) (PUSH=1 IMAGE=<registry>/<repo>: push it with skopeo)"
 	@echo "make istio-manifests  copies of istio/*.yaml in target/istio pinned to the image digest (IMAGE=<registry>/<repo>)"
 		@echo "make simulate  bandit simulator: regret curves as CSV and SVG in target/simulate"
-	@echo "make bench     side-by-side benchmark against plain Envoy (~10 min; bench/README.md)"
+	@echo "make bench     side-by-side benchmark against plain Envoy (~15 min; bench/README.md)"
 		@echo "make fuzz      cargo-fuzz every untrusted-input parser, 300 s each (make fuzz-short: 15 s)"
 	@echo "make soak      fault, feedback, hostile and security suites 5 times, then 120 s fuzzing per target"
 
