@@ -38,6 +38,7 @@ need() {  # need <command> <Debian package> <where to get it otherwise>
     command -v "$1" >/dev/null 2>&1 || die "$1 is still not on PATH after installing $2"
 }
 need wrk wrk "https://github.com/wg/wrk"
+need wasm-opt binaryen "https://github.com/WebAssembly/binaryen"
 [ "${BENCH_GRPC:-1}" = 0 ] || need h2load nghttp2-client "https://nghttp2.org"
 for tool in taskset python3 cargo; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
@@ -47,7 +48,7 @@ done
 # Builds (cargo is incremental: nothing is rebuilt when nothing changed).
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 say "building the filter"
-(cd "$ROOT" && cargo build -q --release --target wasm32-wasip1 -p inference-router --lib)
+(cd "$ROOT" && cargo build -q --release --target wasm32-wasip1 -p inference-router --lib && scripts/optimize-wasm.sh >/dev/null)
 say "building the minimal filter, body floor, upstream (grpc-call, first-byte), ext_proc server and core micro-benchmark"
 (cd "$BENCH/minimal-filter" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" cargo build -q --release --target wasm32-wasip1)
 (cd "$BENCH/minimal-body-filter" && CARGO_TARGET_DIR="$BENCH_TARGET_DIR" cargo build -q --release --target wasm32-wasip1)
