@@ -439,6 +439,13 @@ fn empty_and_non_json_configuration() {
     assert!(parse(b"  \n").unwrap_err().reason.contains("empty"));
     assert!(parse(b"not json").is_err());
     assert!(parse(b"[]").is_err());
+    // A document pasted twice, or with a stray brace: refused, not half read.
+    let twice = format!("{0}\n{0}", base());
+    let e = parse(twice.as_bytes()).unwrap_err();
+    assert_eq!(e.field, "");
+    assert!(e.reason.starts_with("trailing characters"), "{}", e.reason);
+    assert!(parse(format!("{}}}", base()).as_bytes()).is_err());
+    assert!(parse(format!("\n{}\n", base()).as_bytes()).is_ok());
 }
 
 #[test]

@@ -156,8 +156,12 @@ fn syntax_errors_name_where_they_are() {
         refused::<Outer>("{ this is not json"),
         pair("", "key must be a string at line 1 column 3")
     );
-    // Only the first value is read, as it always was.
-    assert!(read::<Outer>("{} trailing").is_ok());
+    // One document and nothing after it but whitespace.
+    assert!(read::<Outer>("{} \n\t").is_ok());
+    assert_eq!(
+        refused::<Outer>(r#"{"flag": true} {"flag": false}"#),
+        pair("", "trailing characters at line 1 column 16")
+    );
 }
 
 #[test]

@@ -20,7 +20,8 @@ pub(super) struct Duplicate {
     pub(super) earlier: Value,
 }
 
-/// Parses the first JSON value of `bytes`. What follows it is not read: it never was.
+/// Parses `bytes`: one JSON value, and nothing after it but whitespace (a document cut and
+/// pasted twice must not start with half of itself).
 pub(super) fn parse(bytes: &[u8]) -> Result<(Value, Vec<Duplicate>), ConfigError> {
     let mut track = Track::default();
     let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -28,7 +29,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(Value, Vec<Duplicate>), ConfigError
         at: At::root(&[]),
         track: &mut track,
     };
-    match node.deserialize(&mut de) {
+    match node.deserialize(&mut de).and_then(|v| de.end().map(|()| v)) {
         Ok(v) => Ok((v, track.duplicates)),
         Err(e) => Err(ConfigError {
             field: track.error_at.unwrap_or_default(),
