@@ -187,6 +187,14 @@ fn header(out: &mut Vec<u8>, n: usize, fix: u8, fix_max: usize, first16: u8, rng
     }
 }
 
+/// `doc` spelled eight other valid ways, then its mutations: the inputs a hand reader is
+/// compared with its reference on.
+pub fn near(doc: &[u8], rng: &mut Rng) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = (0..8).map(|_| respell(doc, rng)).collect();
+    out.extend(mutations(doc, rng));
+    out
+}
+
 /// Byte strings near `bytes`: prefixes (every one of a short document), one byte changed,
 /// inserted or deleted, a trailing byte.
 pub fn mutations(bytes: &[u8], rng: &mut Rng) -> Vec<Vec<u8>> {
