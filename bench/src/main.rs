@@ -8,6 +8,8 @@
 //! (`chat-1k.json`, `chat-64k.json`, the large-prompt latency rows' `prompt-{1k,64k,256k,1m}.json`
 //! and the gRPC `ModelInfer` call `infer-1k.grpc`), so both benchmarks use the same documents.
 
+mod whole;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -512,6 +514,38 @@ fn main() {
         st,
         None,
     ));
+
+    // Whole requests through the lifecycle, the host answering at once: the module's own work.
+    let get = [
+        (":method", "GET"),
+        (":path", "/v1/chat/completions"),
+        (":authority", "127.0.0.1"),
+        ("x-model", "chat"),
+    ];
+    for (what, config) in [
+        ("header routing", two_models()),
+        ("Thompson, signed decision id", thompson()),
+    ] {
+        let host = whole::NopHost::new(&config.to_string(), &get);
+        let Some(root) = whole::root(&host) else {
+            eprintln!("core-bench: whole request ({what}): configuration refused");
+            std::process::exit(2);
+        };
+        let mut context = 2u32;
+        if !whole::request(&root, &host, context) {
+            eprintln!("core-bench: whole request ({what}): not routed");
+            std::process::exit(2);
+        }
+        let st = measure(&s, || {
+            context = context.wrapping_add(1).max(2);
+            black_box(whole::request(&root, &host, context));
+        });
+        rows.push((
+            format!("request lifecycle, host calls free: {what}"),
+            st,
+            None,
+        ));
+    }
 
     // Extraction of `/model` and `/max_tokens` (the body-rule configuration's pointers).
     for size in [1024usize, 64 * 1024] {
