@@ -60,7 +60,7 @@ help:
 	@echo "make size      print the .wasm size and fail over the budget ($(SIZE_BUDGET) bytes)"
 	@echo "make image     package the module as a Wasm OCI artifact in $(IMAGE_DIR) (PUSH=1 IMAGE=<registry>/<repo>: push it with skopeo)"
 	@echo "make istio-manifests  copies of istio/*.yaml in target/istio pinned to the image digest (IMAGE=<registry>/<repo>)"
-		@echo "make simulate  bandit simulator: regret curves as CSV and SVG in target/simulate"
+		@echo "make simulate  bandit simulator: regret curves as CSV, SVG and PNG in target/simulate"
 	@echo "make bench     side-by-side benchmark against plain Envoy (~15 min; bench/README.md)"
 		@echo "make fuzz      cargo-fuzz every untrusted-input parser, 300 s each (make fuzz-short: 15 s)"
 	@echo "make soak      fault, feedback, hostile and security suites 5 times, then 120 s fuzzing per target"
@@ -74,15 +74,17 @@ setup: $(VENV)/.deps-envoy-$(ENVOY_VERSION)-seldon-1.18.2 $(ML_VENV)/.deps-mlser
 	@# the key etcd signs its JWT auth tokens with (integration/src/etcd.rs). docker-registry (the
 	@# distribution registry) and skopeo for the image tests (integration/src/registry.rs: the
 	@# harness starts its own registry on a free loopback port) and `make image PUSH=1`. binaryen's
-	@# wasm-opt shrinks the module (scripts/optimize-wasm.sh).
+	@# wasm-opt shrinks the module (scripts/optimize-wasm.sh). librsvg2-bin's rsvg-convert turns the
+	@# simulator's SVG plots into PNG (make simulate).
 	@missing=""; command -v etcd >/dev/null || missing="etcd-server"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v docker-registry >/dev/null || missing="$$missing docker-registry"; \
 	command -v skopeo >/dev/null || missing="$$missing skopeo"; \
 	command -v wasm-opt >/dev/null || missing="$$missing binaryen"; \
+	command -v rsvg-convert >/dev/null || missing="$$missing librsvg2-bin"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "make setup: missing $$missing; install as root: apt-get install $$missing" >&2; exit 1; fi; \
-	  if ! command -v apt-get >/dev/null; then echo "make setup: missing $$missing and apt-get is unavailable; install etcd 3.4, openssl, the distribution registry (docker-registry), skopeo and binaryen (wasm-opt) so that all are on PATH" >&2; exit 1; fi; \
+	  if ! command -v apt-get >/dev/null; then echo "make setup: missing $$missing and apt-get is unavailable; install etcd 3.4, openssl, the distribution registry (docker-registry), skopeo, binaryen (wasm-opt) and librsvg (rsvg-convert) so that all are on PATH" >&2; exit 1; fi; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@etcd --version | head -1
@@ -171,8 +173,12 @@ size: build
 demo: build
 	cargo run -q -p integration --bin demo
 
-simulate:
+# Every SVG plot the simulator writes gets a PNG beside it (same name), for places that do not
+# render SVG.
+simulate: setup
 	cargo run -q --release -p inference-router-core --bin simulate -- --out target/simulate
+	@for svg in target/simulate/*.svg; do rsvg-convert --background-color=white -o "$${svg%.svg}.png" "$$svg"; done
+	@ls target/simulate/*.png
 
 bench: setup
 	bench/run.sh
