@@ -41,11 +41,16 @@
 //! at [`Strategy::config_id`].
 
 mod codec;
+pub mod context;
+mod contextual;
+pub mod linear;
 pub mod sample;
 pub mod state;
 pub mod store;
 pub mod strategy;
 
+pub use context::{Context, Facts, Feature};
+pub use linear::{LinearArm, LinearPart};
 pub use state::{
     decode, encode, reconcile, ArmState, ArmSums, DecodeError, FleetPart, ModelState, Reconciled,
     Refresh, ResetReason, StateCache, StateExt, STATE_VERSION,
