@@ -146,7 +146,7 @@ impl Strategy {
         });
         let part = ext.linear.get_or_insert(LinearPart { arms: Vec::new() });
         part.arms
-            .retain(|a| a.dims() == d && names.iter().any(|n| *n == a.name));
+            .retain(|a| a.dims() == d && names.contains(&a.name));
         let gamma = self.gamma();
         part.arms.iter_mut().for_each(|a| a.discount(gamma, ridge));
         let (Some(context), Some(name)) = (context, names.get(arm)) else {
