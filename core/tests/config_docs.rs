@@ -137,6 +137,7 @@ fn feedback_trust_example_loads() {
         nonce: 1,
         bound: None,
         key: String::new(),
+        context: None,
     };
     let signed = fb.keys.sign("p", &token, None);
     assert!(signed.contains("~2026-12~"), "{signed}");

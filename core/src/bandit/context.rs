@@ -113,7 +113,7 @@ pub struct Facts<'a> {
 }
 
 /// A request's features, quantised to a byte each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Context {
     len: u8,
     bytes: [u8; MAX_FEATURES],
