@@ -8,6 +8,12 @@ use super::state::{ModelState, StateExt};
 use super::strategy::{argmax, Algorithm, Decay, ParamError, Strategy, StrategyParams};
 use crate::rng::Rng;
 
+/// The regression learns `reward − 0.5`: the ridge pulls every estimate towards 0, so an arm
+/// that has seen little is taken for a 0.5 arm plus its bonus, not a 0 arm no bonus can lift
+/// above a learned 0.8 (which would leave it unexplored for good). A constant shift changes no
+/// ranking.
+pub const REWARD_CENTRE: f64 = 0.5;
+
 /// Widest exploration accepted: the bonus multiplies a standard deviation of rewards in [0, 1].
 pub const MAX_ALPHA: f64 = 100.0;
 /// Largest ridge: a prior worth a million observations is a typo.
@@ -163,7 +169,7 @@ impl Strategy {
             }
         };
         if let Some(a) = part.arms.get_mut(i) {
-            a.update(&context.vector(), reward, 1.0, ridge);
+            a.update(&context.vector(), reward - REWARD_CENTRE, 1.0, ridge);
         }
     }
 }
