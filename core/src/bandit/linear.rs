@@ -122,8 +122,8 @@ impl LinearArm {
         (mean.is_finite() && var.is_finite()).then_some((mean, var.max(0.0)))
     }
 
-    /// The upper confidence bound `θᵀx + alpha · sqrt(xᵀA⁻¹x)`; NaN when [`estimate`]
-    /// (Self::estimate) fails.
+    /// The upper confidence bound `θᵀx + alpha · sqrt(xᵀA⁻¹x)`; NaN when
+    /// [`estimate`](Self::estimate) fails.
     pub fn ucb(&self, x: &[f64], alpha: f64) -> f64 {
         self.estimate(x)
             .map_or(f64::NAN, |(mean, var)| mean + alpha * var.sqrt())

@@ -263,12 +263,21 @@ pub fn state_document<S: SharedStore + ?Sized>(
 pub fn state_json(state: &ModelState) -> Value {
     json!({
         "observations": state.updates,
-        "targets": state.arms.iter().map(|a| json!({
-            "name": a.name,
-            "pulls": a.pulls,
-            "mean_reward": a.mean(),
-            "alpha": a.alpha,
-            "beta": a.beta,
-        })).collect::<Vec<_>>(),
+        "targets": state.arms.iter().map(|a| {
+            let mut t = json!({
+                "name": a.name,
+                "pulls": a.pulls,
+                "mean_reward": a.mean(),
+                "alpha": a.alpha,
+                "beta": a.beta,
+            });
+            // linucb: the regression's coefficients (bias first, then the features in order),
+            // predicting `reward − 0.5`.
+            let theta = state.linear().and_then(|l| l.arm(&a.name)?.theta());
+            if let (Some(theta), Some(obj)) = (theta, t.as_object_mut()) {
+                obj.insert("theta".into(), json!(theta));
+            }
+            t
+        }).collect::<Vec<_>>(),
     })
 }
