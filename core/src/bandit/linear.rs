@@ -2,6 +2,12 @@
 //! the reward on the context vector `x` ([`super::context`]), and the arm with the highest
 //! upper confidence bound `θᵀx + alpha · sqrt(xᵀ A⁻¹ x)` wins.
 //!
+//! LinUCB rather than linear Thompson sampling: its choice is a function of the state (ties
+//! aside), so it is tested against hand-computed values and every worker holding the same state
+//! agrees; it costs two triangular solves per arm and request, where linear Thompson sampling
+//! also draws a `d`-dimensional normal vector per arm (`d` normal variates and a product with a
+//! Cholesky factor of `A⁻¹`) and has a posterior scale to tune on top of the ridge.
+//!
 //! Per arm the state keeps the sufficient statistics, not their inverse:
 //! `A = ridge · I + Σ xxᵀ` (symmetric, stored as its upper triangle, row by row) and
 //! `b = Σ r·x`. Sums add exactly (two writers' increments, a discount), never drift the way an
