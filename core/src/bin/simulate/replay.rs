@@ -255,6 +255,35 @@ fn oracle(bench: &Bench) -> Point {
     }
 }
 
+/// The best router that sees only the prompt's length, in hindsight: prompts split into ten
+/// length deciles, the deciles where GPT-4 gains most sent to GPT-4 first. One point per number
+/// of deciles sent (0 to 10): a ceiling for what the length can tell, not a learnable router.
+fn length_deciles(bench: &Bench) -> Vec<Point> {
+    let mut by_len: Vec<&Prompt> = bench.prompts.iter().collect();
+    by_len.sort_by_key(|p| p.chars);
+    let n = by_len.len();
+    let mut deciles: Vec<(f64, f64, usize)> = (0..10)
+        .map(|k| {
+            let part = by_len.get(k * n / 10..(k + 1) * n / 10).unwrap_or_default();
+            let gain: f64 = part
+                .iter()
+                .map(|p| p.quality[STRONG] - p.quality[WEAK])
+                .sum();
+            (gain / part.len().max(1) as f64, gain, part.len())
+        })
+        .collect();
+    deciles.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let weak = fixed(bench, WEAK);
+    let mut point = weak;
+    let mut out = vec![weak];
+    for (_, gain, len) in deciles {
+        point.strong_share += len as f64 / n as f64;
+        point.quality += gain / n as f64;
+        out.push(point);
+    }
+    out
+}
+
 /// RouteLLM's best router at CPT(50%), as the paper publishes it (arXiv:2406.18665v4,
 /// Tables 1–3 and §5.1): (share of GPT-4 calls, score). Not recomputed here.
 fn published(bench: &str) -> Option<(Point, &'static str)> {
@@ -319,6 +348,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     let (strong, weak, best) = (fixed(&bench, STRONG), fixed(&bench, WEAK), oracle(&bench));
     let theirs = published(&bench.name);
+    let deciles = length_deciles(&bench);
     std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
     let stem = format!("replay-{}", bench.name);
     let mut csv = String::from("strategy,lambda,strong_share,quality,above_mix\n");
@@ -352,12 +382,17 @@ pub fn main(args: &[String]) -> Result<(), String> {
         strong,
         weak,
         oracle: best,
+        deciles: &deciles,
         published: theirs,
         runs: opts.runs,
         alpha: opts.alpha,
     };
     write(&opts.out.join(format!("{stem}.svg")), &plot.svg())?;
     report(&bench, &curves, strong, weak, best);
+    let ceiling = (deciles.iter())
+        .map(|p| above_mix(*p, strong, weak))
+        .fold(f64::NEG_INFINITY, f64::max);
+    println!("  by length decile, in hindsight: best {ceiling:+.3} above the mix");
     println!(
         "wrote {}/{stem}.{{csv,svg}} in {:.1}s",
         opts.out.display(),

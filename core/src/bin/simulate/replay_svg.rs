@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::{Bench, Curve, Point};
 
-const COLORS: [&str; 4] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"];
+const COLORS: [&str; 3] = ["#1f77b4", "#ff7f0e", "#9467bd"];
 
 pub struct Plot<'a> {
     pub bench: &'a Bench,
@@ -14,6 +14,8 @@ pub struct Plot<'a> {
     pub strong: Point,
     pub weak: Point,
     pub oracle: Point,
+    /// The best length-only router in hindsight (`length_deciles`).
+    pub deciles: &'a [Point],
     pub published: Option<(Point, &'static str)>,
     pub runs: u64,
     pub alpha: f64,
@@ -124,6 +126,14 @@ impl Plot<'_> {
             px(1.0),
             py(self.strong.quality)
         );
+        let line: Vec<String> = (self.deciles.iter())
+            .map(|p| format!("{:.1},{:.1}", px(p.strong_share), py(p.quality)))
+            .collect();
+        let _ = writeln!(
+            o,
+            r##"<polyline fill="none" stroke="#2ca02c" stroke-width="1.5" stroke-dasharray="2 3" points="{}"/>"##,
+            line.join(" ")
+        );
         for (c, color) in self.curves.iter().zip(COLORS) {
             let mut pts: Vec<Point> = c.points.iter().map(|(_, p)| *p).collect();
             pts.sort_by(|a, b| a.strong_share.total_cmp(&b.strong_share));
@@ -217,6 +227,17 @@ impl Plot<'_> {
             ly - 4.0
         );
         text(o, ly, "random mixes of the two");
+        ly += 20.0;
+        let _ = writeln!(
+            o,
+            r##"<line x1="{lx}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#2ca02c" stroke-width="2" stroke-dasharray="2 3"/>"##,
+            ly - 4.0,
+            lx + 20.0,
+            ly - 4.0
+        );
+        text(o, ly, "hindsight: GPT-4 for the length deciles");
+        ly += 16.0;
+        text(o, ly, "where it gains most (length-only ceiling)");
         ly += 20.0;
         let _ = writeln!(
             o,
