@@ -441,6 +441,7 @@ fn main() {
                 nonce,
                 bound: None,
                 key: String::new(),
+                context: None,
             }),
             None,
         ));
@@ -459,6 +460,7 @@ fn main() {
             nonce: 7,
             bound: None,
             key: String::new(),
+            context: None,
         },
         None,
     );

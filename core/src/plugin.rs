@@ -28,6 +28,8 @@ const FEEDBACK_FORWARD_MIN_TIMEOUT_MS: u32 = 1000;
 pub struct EvalJob {
     pub model: usize,
     pub target: String,
+    /// The decision's context (contextual strategies), for the reward the answer brings.
+    pub context: Option<crate::bandit::Context>,
     pub body: Vec<u8>,
 }
 
@@ -280,17 +282,18 @@ impl Plugin {
         &self,
         host: &dyn Host,
         model: usize,
-        target: &str,
+        graded: learning::Graded<'_>,
         reward: f64,
         counter: u32,
     ) {
+        let target = graded.target;
         let store = HostStore(host);
         // The clock only matters to time decay: one host call saved per reward otherwise.
         let timed = (self.cfg.models.get(model))
             .and_then(|m| m.bandit())
             .is_some_and(|b| b.half_life_ms().is_some());
         let now_ms = if timed { now_ms(host) } else { 0 };
-        match learning::apply_reward(&store, &self.name, &self.cfg, model, target, reward, now_ms) {
+        match learning::apply_reward(&store, &self.name, &self.cfg, model, graded, reward, now_ms) {
             Ok(applied) => {
                 host.bump(counter);
                 host.add(self.metrics.cas_retries, u64::from(applied.retries));

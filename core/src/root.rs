@@ -30,7 +30,11 @@ const DEFAULT_PLUGIN_NAME: &str = "inference-router";
 /// What a root-context callout's answer continues.
 enum Then {
     /// An evaluation of a response of (model, target).
-    Evaluator { model: usize, target: String },
+    Evaluator {
+        model: usize,
+        target: String,
+        context: Option<crate::bandit::Context>,
+    },
     /// A shadow copy, sent at this time (ns).
     Shadow { index: usize, started_ns: u64 },
     /// A reward forwarded to a model's router.
@@ -173,7 +177,17 @@ impl Root {
         };
         let answer = Answer::read(host, body_size);
         match then {
-            Then::Evaluator { model, target } => evaluated(host, &plugin, model, &target, &answer),
+            Then::Evaluator {
+                model,
+                target,
+                context,
+            } => {
+                let graded = learning::Graded {
+                    target: &target,
+                    context: context.as_ref(),
+                };
+                evaluated(host, &plugin, model, graded, &answer)
+            }
             Then::Shadow { index, started_ns } => {
                 let Some(shadow) = plugin.cfg.shadows.get(index) else {
                     return;
@@ -330,6 +344,7 @@ impl Root {
             let then = Then::Evaluator {
                 model: job.model,
                 target: job.target,
+                context: job.context,
             };
             if let Err(status) = self.pending.send(host, &call, then) {
                 host.bump(plugin.metrics.evaluator_failures);
@@ -436,7 +451,13 @@ fn prepare_state(host: &dyn Host, plugin: &Plugin) {
 }
 
 /// The evaluator's answer: `{"reward": r}` with r in [0, 1].
-fn evaluated(host: &dyn Host, plugin: &Plugin, model: usize, target: &str, answer: &Answer) {
+fn evaluated(
+    host: &dyn Host,
+    plugin: &Plugin,
+    model: usize,
+    graded: learning::Graded<'_>,
+    answer: &Answer,
+) {
     let reward = match answer.status.as_deref() {
         Some("200") => serde_json::from_slice::<serde_json::Value>(&answer.body)
             .ok()
@@ -447,7 +468,7 @@ fn evaluated(host: &dyn Host, plugin: &Plugin, model: usize, target: &str, answe
         None => Err("the evaluator did not answer (timeout or connection failure)".into()),
     };
     match reward {
-        Ok(r) => plugin.record_reward(host, model, target, r, plugin.metrics.rewards_evaluator),
+        Ok(r) => plugin.record_reward(host, model, graded, r, plugin.metrics.rewards_evaluator),
         Err(e) => {
             host.bump(plugin.metrics.evaluator_failures);
             log::warn!("inference-router: evaluator: {e}");

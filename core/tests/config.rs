@@ -609,3 +609,73 @@ fn feedback_trust_and_state_endpoint_refusals_name_the_field() {
         assert!(parse(doc.to_string().as_bytes()).is_ok(), "{doc}");
     }
 }
+
+/// A `linucb` model with these strategy fields (beside `"type": "linucb"`).
+fn linucb_doc(fields: Value) -> Value {
+    let mut strategy = json!({ "type": "linucb" });
+    for (k, v) in fields.as_object().unwrap() {
+        strategy[k] = v.clone();
+    }
+    with("models.0.strategy", strategy)
+}
+
+#[test]
+fn linucb_refusals_name_field_and_reason() {
+    let features = json!(["prompt_tokens"]);
+    let mut with_fleet = linucb_doc(json!({ "features": features }));
+    with_fleet["fleet"] = json!({ "cluster": "etcd" });
+    let mut with_tenant = linucb_doc(json!({ "features": ["tenant:gold"] }));
+    with_tenant["tenants"] = json!({ "header": "x-tenant", "list": [{ "name": "silver" }] });
+    assert_refusals(vec![
+        (
+            linucb_doc(json!({})),
+            "models[0].strategy.features",
+            "missing field",
+        ),
+        (
+            linucb_doc(json!({ "features": [] })),
+            "models[0].strategy.features",
+            "1 to 8 features",
+        ),
+        (
+            linucb_doc(json!({ "features": ["prompt_tokens", "colour"] })),
+            "models[0].strategy.features[1]",
+            "\"colour\" is not a feature",
+        ),
+        (
+            linucb_doc(json!({ "features": ["tools", "tools"] })),
+            "models[0].strategy.features[1]",
+            "listed twice",
+        ),
+        (
+            linucb_doc(json!({ "features": features, "alpha": 101 })),
+            "models[0].strategy.alpha",
+            "within [0, 100]",
+        ),
+        (
+            linucb_doc(json!({ "features": features, "ridge": 0 })),
+            "models[0].strategy.ridge",
+            "above 0",
+        ),
+        (
+            linucb_doc(json!({ "features": features, "decay": { "half_life_seconds": 60 } })),
+            "models[0].strategy.decay.half_life_seconds",
+            "per observation only",
+        ),
+        (
+            with_fleet,
+            "models[0].strategy.type",
+            "linucb learns on this Envoy only",
+        ),
+        (
+            with_tenant,
+            "models[0].strategy.features[0]",
+            "tenant \"gold\" is not in tenants.list",
+        ),
+    ]);
+    let ok = linucb_doc(
+        json!({ "features": ["prompt_tokens", "path:/v1/embeddings"],
+                                "decay": { "half_life": 500 }, "min_share": 0.05 }),
+    );
+    parse(ok.to_string().as_bytes()).unwrap();
+}

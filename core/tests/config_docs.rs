@@ -137,6 +137,7 @@ fn feedback_trust_example_loads() {
         nonce: 1,
         bound: None,
         key: String::new(),
+        context: None,
     };
     let signed = fb.keys.sign("p", &token, None);
     assert!(signed.contains("~2026-12~"), "{signed}");
@@ -159,4 +160,27 @@ fn load_example_loads() {
     assert!(m.targets[1].observe_endpoints);
     assert_eq!(c.load.endpoint_header, "x-gateway-destination-endpoint");
     assert_eq!(c.load.stale_ms, 10_000);
+}
+
+#[test]
+fn contextual_example_loads() {
+    use inference_router_core::bandit::{Algorithm, Feature};
+    let c = load("contextual");
+    let m = &c.models[0];
+    let b = m.bandit().expect("chat learns");
+    assert_eq!(
+        b.algorithm(),
+        Algorithm::LinUcb {
+            alpha: 0.5,
+            ridge: 1.0
+        }
+    );
+    assert_eq!(
+        b.features(),
+        [Feature::PromptTokens, Feature::MaxTokens, Feature::Tools]
+    );
+    assert_eq!(b.dims(), 4);
+    assert!(b.decays_per_update());
+    assert_eq!(b.min_share(), [0.02, 0.02]);
+    assert!(m.reward.is_some() && c.feedback.is_some());
 }

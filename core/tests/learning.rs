@@ -47,6 +47,7 @@ fn token(c: &Config, model: &str, target: &str, expires: u64, nonce: u64) -> Str
             nonce,
             bound: None,
             key: String::new(),
+            context: None,
         },
         None,
     )
@@ -127,6 +128,7 @@ fn refusals_change_nothing() {
             nonce: 2,
             bound: None,
             key: String::new(),
+            context: None,
         },
         None,
     );

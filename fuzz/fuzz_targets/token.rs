@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
             .as_deref()
             .and_then(|p| keys.principal_tag("k1", "p", p)),
         key: "k1".into(),
+        context: None,
     };
     let signed = keys.sign("p", &token, principal.as_deref());
     let want = if NOW >= expires {

@@ -48,6 +48,7 @@ pub fn signed_token(plugin: &str, model: &str, target: &str, expires: u64, nonce
             nonce,
             bound: None,
             key: String::new(),
+            context: None,
         },
         None,
     )

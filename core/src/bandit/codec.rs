@@ -3,6 +3,7 @@
 //! as nil), and reading what rmp-serde read (see [`crate::msgpack::fields`]). The serde
 //! derives on the types remain for tools and the tests that compare the two.
 
+use super::linear::{LinearArm, LinearPart};
 use super::state::{ArmState, ArmSums, FleetPart, ModelState, StateExt};
 use crate::msgpack::fields::{f64_of, option_of, seq_of, string_of, struct_of, u32_of, u64_of};
 use crate::msgpack::read::{Error, Reader, Token};
@@ -22,14 +23,29 @@ pub fn write_state(s: &ModelState) -> Vec<u8> {
         write_arm(&mut out, &a.name, [a.pulls, a.reward_sum, a.alpha, a.beta]);
     }
     if let Some(ext) = &s.ext {
-        write::array(&mut out, 2);
+        write::array(&mut out, if ext.linear.is_some() { 3 } else { 2 });
         write::uint(&mut out, ext.as_of_ms);
         match &ext.fleet {
             None => write::nil(&mut out),
             Some(f) => write_fleet(&mut out, f),
         }
+        if let Some(linear) = &ext.linear {
+            write_linear(&mut out, linear);
+        }
     }
     out
+}
+
+/// A [`LinearPart`]: `[[name, [a…], [b…]], …]` in a one-field array.
+fn write_linear(out: &mut Vec<u8>, part: &LinearPart) {
+    write::array(out, 1);
+    write::array(out, part.arms.len());
+    for arm in &part.arms {
+        write::array(out, 3);
+        write::str(out, &arm.name);
+        write::floats(out, &arm.a);
+        write::floats(out, &arm.b);
+    }
 }
 
 /// An [`ArmState`] or [`ArmSums`]: a name and four numbers.
@@ -159,15 +175,43 @@ fn state_ext<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<StateExt, Error> {
     let mut ext = StateExt {
         as_of_ms: 0,
         fleet: None,
+        linear: None,
     };
-    struct_of(r, t, &["as_of_ms", "fleet"], 1, |i, r, t| {
+    struct_of(r, t, &["as_of_ms", "fleet", "linear"], 1, |i, r, t| {
         match i {
             0 => ext.as_of_ms = u64_of(t)?,
-            _ => ext.fleet = option_of(r, t, fleet_part)?,
+            1 => ext.fleet = option_of(r, t, fleet_part)?,
+            _ => ext.linear = option_of(r, t, linear_part)?,
         }
         Ok(())
     })?;
     Ok(ext)
+}
+
+fn linear_part<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<LinearPart, Error> {
+    let mut part = LinearPart { arms: Vec::new() };
+    struct_of(r, t, &["arms"], 1, |_, r, t| {
+        part.arms = seq_of(r, t, linear_arm)?;
+        Ok(())
+    })?;
+    Ok(part)
+}
+
+fn linear_arm<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<LinearArm, Error> {
+    let mut arm = LinearArm {
+        name: String::new(),
+        a: Vec::new(),
+        b: Vec::new(),
+    };
+    struct_of(r, t, &["name", "a", "b"], 3, |i, r, t| {
+        match i {
+            0 => arm.name = string_of(t)?,
+            1 => arm.a = seq_of(r, t, |_, t| f64_of(t))?,
+            _ => arm.b = seq_of(r, t, |_, t| f64_of(t))?,
+        }
+        Ok(())
+    })?;
+    Ok(arm)
 }
 
 fn fleet_part<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<FleetPart, Error> {
@@ -293,15 +337,32 @@ mod tests {
                 )
                 .collect(),
         };
-        let ext = match rng.below(3) {
+        let linear = |rng: &mut Rng| LinearPart {
+            arms: arms(rng)
+                .into_iter()
+                .map(|(name, [a0, a1, a2, b0])| LinearArm {
+                    name,
+                    a: vec![a0, a1, a2],
+                    b: vec![b0, a1],
+                })
+                .collect(),
+        };
+        let ext = match rng.below(4) {
             0 => None,
             1 => Some(StateExt {
                 as_of_ms: any_u64(rng),
                 fleet: None,
+                linear: None,
+            }),
+            2 => Some(StateExt {
+                as_of_ms: any_u64(rng),
+                fleet: Some(fleet(rng)),
+                linear: None,
             }),
             _ => Some(StateExt {
                 as_of_ms: any_u64(rng),
-                fleet: Some(fleet(rng)),
+                fleet: None,
+                linear: Some(linear(rng)),
             }),
         };
         ModelState {
@@ -340,6 +401,12 @@ mod tests {
         if s.arms.is_empty() {
             s.arms
                 .push(ArmState::fresh("t", crate::bandit::Prior::default()));
+        }
+        if let Some(l) = s.ext.as_mut().and_then(|e| e.linear.as_mut()) {
+            for (i, arm) in l.arms.iter_mut().enumerate() {
+                *arm = LinearArm::fresh(&format!("l{i}"), 2, 1.0);
+                arm.update(&[1.0, rng.next_f64()], rng.next_f64(), 1.0, 1.0);
+            }
         }
         if let Some(f) = s.ext.as_mut().and_then(|e| e.fleet.as_mut()) {
             f.arms.iter_mut().for_each(ArmSums::clamp_non_negative);

@@ -11,6 +11,9 @@
 //! | [`state`] | [`ModelState`] / [`ArmState`], [`encode`] / [`decode`] (MessagePack), [`reconcile`] with the configured targets, [`StateCache`] |
 //! | [`store`] | the [`SharedStore`] trait, [`seed`], the bounded CAS loop [`cas_update`] (any [`Codec`]) and its bandit form [`update_state`], and [`MemoryStore`] for tests |
 //! | [`sample`] | normal, Gamma (Marsaglia–Tsang) and Beta variates from [`Rng`](crate::rng::Rng) |
+//! | [`context`] | [`Feature`]s of a request and its quantised [`Context`] (a decision carries it to its reward) |
+//! | [`linear`] | LinUCB's per-arm ridge regression ([`LinearArm`]: sums `A`, `b`, a checked Cholesky solve) |
+//! | `contextual` | the `LinUcb` algorithm in [`Strategy`]: [`Strategy::select_in`], [`Strategy::update_in`] |
 //!
 //! # How the host uses it
 //! ```text
@@ -41,11 +44,16 @@
 //! at [`Strategy::config_id`].
 
 mod codec;
+pub mod context;
+mod contextual;
+pub mod linear;
 pub mod sample;
 pub mod state;
 pub mod store;
 pub mod strategy;
 
+pub use context::{Context, Facts, Feature};
+pub use linear::{LinearArm, LinearPart};
 pub use state::{
     decode, encode, reconcile, ArmState, ArmSums, DecodeError, FleetPart, ModelState, Reconciled,
     Refresh, ResetReason, StateCache, StateExt, STATE_VERSION,

@@ -11,8 +11,10 @@
 //! * [`StateCache`]: the host's decoded copy, keyed by the shared-data CAS token, so a request
 //!   only pays for a decode when another writer changed the bytes. It holds the *view* routing
 //!   uses: this Envoy's statistics plus what the rest of the fleet learned ([`FleetPart`]).
-//! * [`StateExt`]: the optional tail of a version-1 state, present only with time decay or a
-//!   fleet, so states without either encode exactly as before.
+//! * [`StateExt`]: the optional tail of a version-1 state, present only with time decay, a
+//!   fleet or a contextual strategy, so states without any encode exactly as before. Its last
+//!   field (`linear`) is left out when absent: a build that predates it reads every state that
+//!   does not use it, and this build reads every earlier state.
 
 use core::fmt;
 use std::collections::BTreeSet;
@@ -99,6 +101,10 @@ pub struct StateExt {
     /// What the other replicas of the fleet learned, as merged by the last sync.
     #[serde(default)]
     pub fleet: Option<FleetPart>,
+    /// A contextual strategy's regressions (`linucb`); absent, and not encoded, otherwise, so
+    /// earlier states read unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear: Option<super::linear::LinearPart>,
 }
 
 /// The rest of the fleet's statistics for one model: every other replica's contribution (and
@@ -220,6 +226,11 @@ impl ModelState {
         self.ext.as_ref().and_then(|e| e.fleet.as_ref())
     }
 
+    /// The contextual regressions, if a `linucb` strategy learned any.
+    pub fn linear(&self) -> Option<&super::linear::LinearPart> {
+        self.ext.as_ref().and_then(|e| e.linear.as_ref())
+    }
+
     /// When the decayed statistics are as of (0: no time decay yet).
     pub fn as_of_ms(&self) -> u64 {
         self.ext.as_ref().map_or(0, |e| e.as_of_ms)
@@ -273,6 +284,9 @@ impl ModelState {
         }
         if let Some(fleet) = self.fleet() {
             fleet.arms.iter().try_for_each(ArmSums::check)?;
+        }
+        if let Some(linear) = self.linear() {
+            linear.check()?;
         }
         Ok(())
     }

@@ -64,6 +64,9 @@ pub enum Algorithm {
     Thompson,
     /// Upper confidence bound (UCB1).
     Ucb1,
+    /// LinUCB over the request's features (`super::contextual`): exploration width `alpha`,
+    /// ridge (prior precision) `ridge`.
+    LinUcb { alpha: f64, ridge: f64 },
 }
 
 /// How older observations lose weight.
@@ -110,6 +113,8 @@ pub struct StrategyParams {
     pub prior: Prior,
     /// Empty for no floor, otherwise one share per arm, in target order.
     pub min_share: Vec<f64>,
+    /// The context's features (`LinUcb` only; empty otherwise).
+    pub features: Vec<super::context::Feature>,
 }
 
 impl StrategyParams {
@@ -120,6 +125,7 @@ impl StrategyParams {
             decay: Decay::None,
             prior: Prior::default(),
             min_share: Vec::new(),
+            features: Vec::new(),
         }
     }
 }
@@ -170,6 +176,7 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
             "a model needs at least one target".into(),
         ));
     }
+    super::contextual::validate(params)?;
     if let Algorithm::EpsilonGreedy { epsilon } = params.algorithm {
         if !(0.0..=1.0).contains(&epsilon) {
             return Err(param_error(
@@ -327,6 +334,7 @@ pub struct Strategy {
     prior: Prior,
     min_share: Vec<f64>,
     min_share_total: f64,
+    pub(super) features: Vec<super::context::Feature>,
 }
 
 impl Strategy {
@@ -345,6 +353,7 @@ impl Strategy {
             prior: params.prior,
             min_share: params.min_share,
             min_share_total,
+            features: params.features,
         })
     }
 
@@ -392,6 +401,7 @@ impl Strategy {
         let ext = state.ext.get_or_insert(StateExt {
             as_of_ms: now_ms,
             fleet: None,
+            linear: None,
         });
         if ext.as_of_ms == 0 {
             ext.as_of_ms = now_ms;
@@ -457,7 +467,8 @@ impl Strategy {
             .iter()
             .copied()
             .chain(self.prior.alpha.to_bits().to_le_bytes())
-            .chain(self.prior.beta.to_bits().to_le_bytes());
+            .chain(self.prior.beta.to_bits().to_le_bytes())
+            .chain(super::contextual::identity(self));
         for byte in bytes {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
@@ -483,6 +494,17 @@ impl Strategy {
     /// [`reconcile`] never produce) yields 0, which the caller must treat as out of range like
     /// any index it looks up with `get`.
     pub fn select(&self, state: &ModelState, rng: &mut Rng) -> usize {
+        self.select_in(state, None, rng)
+    }
+
+    /// [`select`](Self::select) for a request with `context` (used by `LinUcb` only; `None`
+    /// scores the bias alone).
+    pub fn select_in(
+        &self,
+        state: &ModelState,
+        context: Option<&super::context::Context>,
+        rng: &mut Rng,
+    ) -> usize {
         let arms = &state.arms;
         if arms.is_empty() {
             return 0;
@@ -511,6 +533,7 @@ impl Strategy {
                 argmax(arms, rng, |a, _| a.mean().unwrap_or(0.0))
             }
             Algorithm::Thompson => argmax(arms, rng, |a, rng| sample::beta(rng, a.alpha, a.beta)),
+            Algorithm::LinUcb { alpha, .. } => self.linucb_pick(state, context, alpha, rng),
             Algorithm::Ucb1 => {
                 if let Some(i) = unplayed(arms, rng) {
                     return i;
@@ -532,12 +555,25 @@ impl Strategy {
         arm: usize,
         reward: f64,
     ) -> Result<(), UpdateError> {
+        self.update_in(state, arm, None, reward)
+    }
+
+    /// [`update`](Self::update) of the decision made for `context`: `LinUcb` also folds the
+    /// reward into the arm's regression (without a context, only the context-free counts).
+    pub fn update_in(
+        &self,
+        state: &mut ModelState,
+        arm: usize,
+        context: Option<&super::context::Context>,
+        reward: f64,
+    ) -> Result<(), UpdateError> {
         let reward = check_reward(reward)?;
         let arms = state.arms.len();
         if arm >= arms {
             return Err(UpdateError::UnknownArm { arm, arms });
         }
         self.discount(state, self.gamma);
+        self.linucb_learn(state, arm, context, reward);
         if let Some(a) = state.arms.get_mut(arm) {
             a.pulls += 1.0;
             a.reward_sum += reward;
@@ -583,7 +619,7 @@ fn unplayed(arms: &[ArmState], rng: &mut Rng) -> Option<usize> {
 
 /// Index of the arm with the highest `score`, ties broken uniformly at random; a NaN score never
 /// wins; 0 if empty. `score` gets the same `rng` (Thompson draws from it) without allocating.
-fn argmax(
+pub(super) fn argmax(
     arms: &[ArmState],
     rng: &mut Rng,
     mut score: impl FnMut(&ArmState, &mut Rng) -> f64,

@@ -1,8 +1,11 @@
 //! Decision tokens: the `x-inference-decision` value when feedback is on.
 //!
-//! `<model>~<target>~<expires>~<nonce>~<bound>~<key id>~<tag>`: names of the model and target
-//! (names never hold `~`), expiry in Unix seconds, a 64-bit nonce in hex, `-` or the 64-bit tag
-//! of the principal the decision is bound to (hex), the id of the key that signed it, and the
+//! `<model>~<target>~<expires>~<nonce>~<bound>~<key id>[~c<context>]~<tag>`: names of the model
+//! and target (names never hold `~`), expiry in Unix seconds, a 64-bit nonce in hex, `-` or the
+//! 64-bit tag of the principal the decision is bound to (hex), the id of the key that signed it,
+//! for a contextual strategy's decision `c` and the request's features in hex (signed like the
+//! rest, so feedback cannot teach the strategy a context it did not route; tokens without it
+//! read as before), and the
 //! first 128 bits of HMAC-SHA256(key, domain ‖ everything before the last `~`) in hex. The domain
 //! names the token format and the plugin (the configuration's identity), so a token of one plugin
 //! never verifies at another that shares its key. Anyone can read a token; only the holder of a
@@ -17,6 +20,8 @@ const TAG_BYTES: usize = 16;
 /// What the MAC covers before the token's own text: format and purpose.
 const DOMAIN: &str = "inference-router/decision/2";
 const UNBOUND: &str = "-";
+/// Marks the context part.
+const CONTEXT: &str = "c";
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DecisionToken {
@@ -30,6 +35,9 @@ pub struct DecisionToken {
     /// The id of the key that signed it.
     #[serde(default)]
     pub key: String,
+    /// The request's features, when a contextual strategy decided.
+    #[serde(default)]
+    pub context: Option<crate::bandit::Context>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +181,7 @@ impl TokenKeys {
             return String::new();
         };
         let bound = principal.and_then(|p| self.principal_tag(&key.id, plugin, p));
-        let payload = format!(
+        let mut payload = format!(
             "{}~{}~{}~{:016x}~{}~{}",
             token.model,
             token.target,
@@ -182,6 +190,9 @@ impl TokenKeys {
             bound.map_or_else(|| UNBOUND.to_string(), |b| format!("{b:016x}")),
             key.id,
         );
+        if let Some(c) = &token.context {
+            payload.push_str(&format!("~{CONTEXT}{}", c.to_hex()));
+        }
         let tag = Self::tag(key, plugin, &payload)
             .map(|m| m.finalize().into_bytes())
             .map(|b| hex(b.get(..TAG_BYTES).unwrap_or_default()))
@@ -198,8 +209,20 @@ impl TokenKeys {
     ) -> Result<DecisionToken, TokenError> {
         let (payload, tag_hex) = value.rsplit_once('~').ok_or(TokenError::Malformed)?;
         let parts: Vec<&str> = payload.split('~').collect();
-        let [model, target, expires, nonce, bound, key_id] = parts.as_slice() else {
+        let (fixed, context) = match parts.as_slice() {
+            [fixed @ .., last] if parts.len() == 7 => (fixed, Some(*last)),
+            all => (all, None),
+        };
+        let [model, target, expires, nonce, bound, key_id] = fixed else {
             return Err(TokenError::Malformed);
+        };
+        let context = match context {
+            None => None,
+            Some(c) => Some(
+                (c.strip_prefix(CONTEXT))
+                    .and_then(crate::bandit::Context::from_hex)
+                    .ok_or(TokenError::Malformed)?,
+            ),
         };
         let tag = unhex(tag_hex).ok_or(TokenError::Malformed)?;
         if tag.len() != TAG_BYTES || nonce.len() != 16 {
@@ -228,6 +251,7 @@ impl TokenKeys {
             nonce,
             bound,
             key: (*key_id).to_string(),
+            context,
         })
     }
 }
@@ -244,6 +268,28 @@ mod tests {
             nonce: 0xdead_beef,
             bound: None,
             key: "k0".into(),
+            context: None,
+        }
+    }
+
+    #[test]
+    fn carries_a_signed_context() {
+        let s = TokenKeys::single(b"secret");
+        let c = crate::bandit::Context::from_values(&[0.5, 1.0]);
+        let t = DecisionToken {
+            context: Some(c),
+            ..token()
+        };
+        let v = s.sign("p", &t, None);
+        assert!(v.contains("~k0~c80ff~"), "{v}");
+        assert_eq!(s.verify("p", &v, 0), Ok(t));
+        let changed = v.replacen("~c80ff~", "~c00ff~", 1);
+        assert_eq!(s.verify("p", &changed, 0), Err(TokenError::BadSignature));
+        let dropped = v.replacen("~c80ff~", "~", 1);
+        assert_eq!(s.verify("p", &dropped, 0), Err(TokenError::BadSignature));
+        for bad in ["~cz1~", "~80ff~", "~c8~"] {
+            let v = v.replacen("~c80ff~", bad, 1);
+            assert_eq!(s.verify("p", &v, 0), Err(TokenError::Malformed), "{bad}");
         }
     }
 

@@ -196,6 +196,7 @@ mod tests {
         with_fleet.ext = Some(crate::bandit::StateExt {
             as_of_ms: 0,
             fleet: Some(fleet_part(&others, 2, &["a", "b"], 0)),
+            linear: None,
         });
         let view = s.view(&with_fleet);
         assert_eq!(view.updates, one.updates);

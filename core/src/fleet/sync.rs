@@ -704,6 +704,7 @@ fn merge_models(
             let ext = state.ext.get_or_insert(StateExt {
                 as_of_ms: 0,
                 fleet: None,
+                linear: None,
             });
             ext.fleet = Some(part.clone());
             Ok::<_, String>(state)

@@ -403,7 +403,10 @@ fn learn<S: SharedStore + ?Sized>(
         plugin,
         cfg,
         c.model,
-        &c.token.target,
+        super::Graded {
+            target: &c.token.target,
+            context: c.token.context.as_ref(),
+        },
         c.reward,
         now_ms,
     )

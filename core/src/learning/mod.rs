@@ -14,7 +14,7 @@ pub use feedback::{
     Plan, RouterForward,
 };
 
-use crate::bandit::{update_state, ModelState, SharedStore, UpdateFailure};
+use crate::bandit::{update_state, Context, ModelState, SharedStore, UpdateFailure};
 use crate::config::Config;
 
 /// CAS attempts before a reward is given up as lost to contention (counted in a metric).
@@ -79,17 +79,35 @@ impl ApplyError {
     }
 }
 
+/// The decision a reward grades: the target that served it and, for a contextual strategy, the
+/// request's context (without one, only the context-free counts learn).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Graded<'a> {
+    pub target: &'a str,
+    pub context: Option<&'a Context>,
+}
+
+impl<'a> From<&'a str> for Graded<'a> {
+    fn from(target: &'a str) -> Self {
+        Graded {
+            target,
+            context: None,
+        }
+    }
+}
+
 /// Applies one reward, received at `now_ms` (Unix ms; what time decay counts from), to a
 /// model's shared state.
-pub fn apply_reward<S: SharedStore + ?Sized>(
+pub fn apply_reward<'g, S: SharedStore + ?Sized>(
     store: &S,
     plugin: &str,
     cfg: &Config,
     model: usize,
-    target: &str,
+    graded: impl Into<Graded<'g>>,
     reward: f64,
     now_ms: u64,
 ) -> Result<Applied, ApplyError> {
+    let Graded { target, context } = graded.into();
     let m = cfg.models.get(model).ok_or(ApplyError::UnknownTarget)?;
     let strategy = m.bandit().ok_or(ApplyError::NotBandit)?;
     if m.target_by_name(target).is_none() {
@@ -105,7 +123,7 @@ pub fn apply_reward<S: SharedStore + ?Sized>(
             .arm_index(target)
             .ok_or_else(|| "target missing from state".to_string())?;
         strategy
-            .update(&mut state, arm, reward)
+            .update_in(&mut state, arm, context, reward)
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(state)
     })
@@ -245,12 +263,21 @@ pub fn state_document<S: SharedStore + ?Sized>(
 pub fn state_json(state: &ModelState) -> Value {
     json!({
         "observations": state.updates,
-        "targets": state.arms.iter().map(|a| json!({
-            "name": a.name,
-            "pulls": a.pulls,
-            "mean_reward": a.mean(),
-            "alpha": a.alpha,
-            "beta": a.beta,
-        })).collect::<Vec<_>>(),
+        "targets": state.arms.iter().map(|a| {
+            let mut t = json!({
+                "name": a.name,
+                "pulls": a.pulls,
+                "mean_reward": a.mean(),
+                "alpha": a.alpha,
+                "beta": a.beta,
+            });
+            // linucb: the regression's coefficients (bias first, then the features in order),
+            // predicting `reward − 0.5`.
+            let theta = state.linear().and_then(|l| l.arm(&a.name)?.theta());
+            if let (Some(theta), Some(obj)) = (theta, t.as_object_mut()) {
+                obj.insert("theta".into(), json!(theta));
+            }
+            t
+        }).collect::<Vec<_>>(),
     })
 }

@@ -10,6 +10,7 @@
 //! candidate targets (tenant, restriction, residency, capabilities) → choice (pinned, budget,
 //! or the model's strategy among candidates) → cooldown fallback.
 
+mod context;
 mod path;
 mod select;
 mod sticky;
@@ -218,6 +219,9 @@ pub struct Route {
     pub detector: Option<usize>,
     /// A detector could not scan the payload and `scan.unscanned: bypass` let it through.
     pub bypassed: Option<NotScanned>,
+    /// The request's features, when a contextual strategy (`linucb`) chose the target: the
+    /// reward for this decision updates the regression at this point.
+    pub context: Option<crate::bandit::Context>,
 }
 
 impl Route {
@@ -228,6 +232,7 @@ impl Route {
             reason,
             detector: None,
             bypassed: None,
+            context: None,
         }
     }
 }
@@ -406,6 +411,8 @@ pub(crate) struct Decider<'a, R: RequestView> {
     fired: Option<usize>,
     /// The payload could not be scanned and `scan.unscanned: bypass` let the rule go on.
     bypassed: Option<NotScanned>,
+    /// The request's features, once a contextual strategy needed them (`context`).
+    context: Option<crate::bandit::Context>,
 }
 
 impl<'a, R: RequestView> Decider<'a, R> {
@@ -429,6 +436,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
             detected: vec![None; cfg.detectors.len()],
             fired: None,
             bypassed: None,
+            context: None,
         }
     }
 
@@ -692,7 +700,10 @@ impl<'a, R: RequestView> Decider<'a, R> {
         self.check_candidates(mi, pinned_target, &candidates)?;
         let (target, reason) = self.choose(mi, pinned_target, hint, &candidates, rng)?;
         let (target, reason) = self.avoid_cooling(mi, target, reason, &candidates);
-        Ok(Route::new(mi, target, reason))
+        let mut route = Route::new(mi, target, reason);
+        // Set when the strategy chose: whichever target serves, its reward is for this context.
+        route.context = self.context;
+        Ok(route)
     }
 
     /// Tenant step: with `tenants.required`, a request must name a configured tenant.
@@ -954,6 +965,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
         if let Some(pick) = self.budget_pick(mi, candidates)? {
             return Ok(pick);
         }
+        self.context = self.request_context(mi)?;
         let (t, r) = self.strategy_pick(mi, candidates, rng);
         Ok((t, hint.unwrap_or(r)))
     }

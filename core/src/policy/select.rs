@@ -313,10 +313,11 @@ impl<R: RequestView> Decider<'_, R> {
                 };
                 // The state's arms follow the configured targets (the host reconciles them);
                 // arms are matched by name. Restricted: choose among the allowed arms only.
+                let context = self.context;
                 let chosen = if all {
                     state
                         .arms
-                        .get(bandit.select(state, rng))
+                        .get(bandit.select_in(state, context.as_ref(), rng))
                         .map(|a| a.name.clone())
                 } else {
                     let mut subset = state.clone();
@@ -330,7 +331,7 @@ impl<R: RequestView> Decider<'_, R> {
                     } else {
                         subset
                             .arms
-                            .get(bandit.select(&subset, rng))
+                            .get(bandit.select_in(&subset, context.as_ref(), rng))
                             .map(|a| a.name.clone())
                     }
                 };

@@ -259,6 +259,7 @@ fn reward(
         let job = EvalJob {
             model: route.model,
             target: target.name.clone(),
+            context: route.context,
             body: serde_json::to_vec(&summary).unwrap_or_default(),
         };
         return plugin.enqueue_evaluation(host, job);
@@ -267,7 +268,10 @@ fn reward(
         Ok(r) => plugin.record_reward(
             host,
             route.model,
-            &target.name,
+            crate::learning::Graded {
+                target: &target.name,
+                context: route.context.as_ref(),
+            },
             r,
             plugin.metrics.rewards_implicit,
         ),

@@ -110,7 +110,13 @@ pub(super) struct LocalReply<'a> {
 impl Stream {
     /// A signed token when feedback is on (it names model and target, and expires), else a
     /// unique id.
-    pub(super) fn decision_id(&self, host: &dyn Host, model: &str, target: &str) -> String {
+    pub(super) fn decision_id(
+        &self,
+        host: &dyn Host,
+        model: &str,
+        target: &str,
+        context: Option<crate::bandit::Context>,
+    ) -> String {
         match &self.plugin.cfg.feedback {
             Some(fb) => fb.keys.sign(
                 &self.plugin.name,
@@ -121,6 +127,7 @@ impl Stream {
                     nonce: self.vm.next_u64(),
                     bound: None,
                     key: String::new(),
+                    context,
                 },
                 self.principal.as_deref(),
             ),
@@ -132,7 +139,7 @@ impl Stream {
     pub(super) fn routed_meta(&self, host: &dyn Host, route: Route) -> ResponseMeta {
         let cfg = &self.plugin.cfg;
         let (model, target) = names(cfg, route.model, Some(route.target));
-        let decision = self.decision_id(host, model, target.unwrap_or_default());
+        let decision = self.decision_id(host, model, target.unwrap_or_default(), route.context);
         let reason = route.reason.header_value(cfg);
         ResponseMeta::new(
             cfg,
@@ -160,7 +167,8 @@ impl Stream {
             return None;
         }
         let (model_name, target_name) = names(cfg, model, target);
-        let decision = self.decision_id(host, model_name, target_name.unwrap_or(decision_target));
+        let graded = target_name.unwrap_or(decision_target);
+        let decision = self.decision_id(host, model_name, graded, None);
         Some(ResponseMeta::new(
             cfg,
             Some(model),

@@ -15,6 +15,7 @@ mod fake_etcd;
 
 mod body;
 mod config;
+mod contextual;
 mod early;
 mod evaluator;
 mod external_router;

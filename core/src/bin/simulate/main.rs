@@ -17,6 +17,8 @@
 //! are the reference lines. Writes `<scenario>.csv` and `<scenario>.svg` per scenario and
 //! `summary.csv`, and prints the final regret per strategy and scenario.
 
+mod replay;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -523,7 +525,17 @@ fn write(path: &Path, contents: &str) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let opts = match parse_args(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--replay") {
+        return match replay::main(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("simulate: {e}\n{}", replay::USAGE);
+                ExitCode::from(2)
+            }
+        };
+    }
+    let opts = match parse_args(args.into_iter()) {
         Ok(Some(opts)) => opts,
         Ok(None) => {
             println!("{USAGE}");

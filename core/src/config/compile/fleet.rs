@@ -104,6 +104,14 @@ fn check_shareable(
     has_feedback: bool,
 ) -> Result<(), ConfigError> {
     for (mi, m) in models.iter().enumerate() {
+        if m.bandit()
+            .is_some_and(|b| matches!(b.algorithm(), crate::bandit::Algorithm::LinUcb { .. }))
+        {
+            return err(
+                format!("models[{mi}].strategy.type"),
+                "linucb learns on this Envoy only: its regressions are not exchanged through the fleet, so a fleet would route on a partial view; remove `fleet` or use thompson / ucb1",
+            );
+        }
         if m.bandit().is_some_and(|b| b.decays_per_update()) {
             return err(
                 format!("models[{mi}].strategy.decay"),

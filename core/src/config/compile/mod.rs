@@ -62,6 +62,7 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
         .tenants
         .map(|t| policy::compile_tenants(t, &models, &model_index))
         .transpose()?;
+    model::check_tenant_features(&models, tenants.as_ref())?;
     let residency_header = policy::compile_residency(dto.residency)?;
     let budget = policy::compile_budget(dto.budget)?;
     let shadows = callouts::compile_shadows(dto.shadows, &ctx, &mut pointers)?;

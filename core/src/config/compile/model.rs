@@ -42,12 +42,10 @@ fn compile_model(field: &str, m: ModelDto) -> Result<Model, ConfigError> {
     let strategy = compile_strategy(field, m.strategy, &targets)?;
     let reward = match m.reward {
         None => None,
-        Some(_) if m_is_fixed(&strategy) => {
-            return err(
-                format!("{field}.reward"),
-                "only bandit strategies (epsilon_greedy, thompson, ucb1) learn from rewards",
-            )
-        }
+        Some(_) if m_is_fixed(&strategy) => return err(
+            format!("{field}.reward"),
+            "only bandit strategies (epsilon_greedy, thompson, ucb1, linucb) learn from rewards",
+        ),
         Some(r) => Some(compile_reward(&format!("{field}.reward"), r)?),
     };
     let (cumulative_weights, total_weight) =
@@ -329,6 +327,19 @@ fn compile_strategy(
             prior,
             min_share,
         } => (Algorithm::Ucb1, decay, prior, min_share),
+        StrategyDto::LinUcb {
+            features,
+            alpha,
+            ridge,
+            decay,
+            prior,
+            min_share,
+        } => {
+            let field = format!("{field}.strategy");
+            let features = compile_features(&field, &features)?;
+            let dto = (Algorithm::LinUcb { alpha, ridge }, decay, prior, min_share);
+            return compile_bandit_with(&field, dto, features, targets).map(Strategy::Bandit);
+        }
     };
     let bandit = compile_bandit(&format!("{field}.strategy"), bandit, targets)?;
     Ok(Strategy::Bandit(bandit))
@@ -363,11 +374,55 @@ type BanditDto = (
 
 fn compile_bandit(
     field: &str,
+    dto: BanditDto,
+    targets: &[Target],
+) -> Result<crate::bandit::Strategy, ConfigError> {
+    compile_bandit_with(field, dto, Vec::new(), targets)
+}
+
+/// `features` of a `linucb` strategy: each a known feature, each once.
+fn compile_features(
+    field: &str,
+    names: &[String],
+) -> Result<Vec<crate::bandit::Feature>, ConfigError> {
+    use crate::bandit::context::MAX_FEATURES;
+    if names.is_empty() || names.len() > MAX_FEATURES {
+        return err(
+            format!("{field}.features"),
+            format!(
+                "must list 1 to {MAX_FEATURES} features, got {}",
+                names.len()
+            ),
+        );
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let Some(f) = crate::bandit::Feature::parse(name) else {
+            return err(
+                format!("{field}.features[{i}]"),
+                format!("{name:?} is not a feature: prompt_tokens, max_tokens, tools, vision, json_mode, stream, tenant:<name> or path:</prefix>"),
+            );
+        };
+        if out.contains(&f) {
+            return err(
+                format!("{field}.features[{i}]"),
+                format!("{name:?} is listed twice"),
+            );
+        }
+        out.push(f);
+    }
+    Ok(out)
+}
+
+fn compile_bandit_with(
+    field: &str,
     (algorithm, decay, prior, min_share): BanditDto,
+    features: Vec<crate::bandit::Feature>,
     targets: &[Target],
 ) -> Result<crate::bandit::Strategy, ConfigError> {
     use crate::bandit::{Decay, Prior, Strategy as Bandit, StrategyParams};
     let mut params = StrategyParams::new(algorithm);
+    params.features = features;
     params.decay = match decay {
         None => Decay::None,
         Some(DecayDto::Gamma(gamma)) => Decay::Discount { gamma },
@@ -488,4 +543,26 @@ fn compile_fallback(
         }
     }
     Ok(fallback)
+}
+
+/// A `tenant:<name>` feature must name a configured tenant: another name never matches.
+pub(super) fn check_tenant_features(
+    models: &[Model],
+    tenants: Option<&crate::config::Tenants>,
+) -> Result<(), ConfigError> {
+    for (mi, m) in models.iter().enumerate() {
+        let features = m.bandit().map_or(&[][..], |b| b.features());
+        for (i, f) in features.iter().enumerate() {
+            let crate::bandit::Feature::Tenant(name) = f else {
+                continue;
+            };
+            if tenants.and_then(|t| t.by_name(name)).is_none() {
+                return err(
+                    format!("models[{mi}].strategy.features[{i}]"),
+                    format!("tenant {name:?} is not in tenants.list"),
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -228,6 +228,15 @@ pub enum StrategyDto {
         prior: Option<PriorDto>,
         min_share: Option<MinShareDto>,
     },
+    /// LinUCB over the request's `features` (`crate::bandit::contextual`).
+    LinUcb {
+        features: Vec<String>,
+        alpha: f64,
+        ridge: f64,
+        decay: Option<DecayDto>,
+        prior: Option<PriorDto>,
+        min_share: Option<MinShareDto>,
+    },
 }
 
 impl Default for StrategyDto {
@@ -242,6 +251,7 @@ const STRATEGIES: &[&str] = &[
     "epsilon_greedy",
     "thompson",
     "ucb1",
+    "linucb",
 ];
 /// The fields every learning strategy takes.
 const LEARNING: &[&str] = &["decay", "prior", "min_share"];
@@ -290,9 +300,32 @@ impl FromJson for StrategyDto {
                     min_share,
                 })
             }
+            "linucb" => {
+                let names = &["features", "alpha", "ridge", "decay", "prior", "min_share"];
+                let o = fields("struct variant StrategyDto::LinUcb", names)?;
+                let features = o.req("features");
+                let alpha = o.or("alpha", default_linucb_alpha);
+                let ridge = o.or("ridge", default_linucb_ridge);
+                let (decay, prior, min_share) = learning(&o);
+                o.finish(StrategyDto::LinUcb {
+                    features,
+                    alpha,
+                    ridge,
+                    decay,
+                    prior,
+                    min_share,
+                })
+            }
             other => Err(unknown_variant(&kind_at, other, STRATEGIES)),
         }
     }
+}
+
+fn default_linucb_alpha() -> f64 {
+    1.0
+}
+fn default_linucb_ridge() -> f64 {
+    1.0
 }
 
 /// The strategy's `type`, and where it is: a key, or the first value of the positional form
