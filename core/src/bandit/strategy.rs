@@ -51,6 +51,7 @@
 
 use core::fmt;
 
+use super::change::{Alarm, ChangeParams, Detector};
 use super::sample;
 use super::state::{reconcile, ArmState, ModelState, Reconciled, StateExt};
 use crate::rng::Rng;
@@ -110,6 +111,8 @@ pub struct StrategyParams {
     pub prior: Prior,
     /// Empty for no floor, otherwise one share per arm, in target order.
     pub min_share: Vec<f64>,
+    /// Restart an arm whose rewards shift ([`super::change`]); Thompson and UCB1 only.
+    pub change: Option<ChangeParams>,
 }
 
 impl StrategyParams {
@@ -120,6 +123,7 @@ impl StrategyParams {
             decay: Decay::None,
             prior: Prior::default(),
             min_share: Vec::new(),
+            change: None,
         }
     }
 }
@@ -248,7 +252,19 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
             ));
         }
     }
+    check_change(params)?;
     Ok(gamma)
+}
+
+fn check_change(params: &StrategyParams) -> Result<(), ParamError> {
+    match (params.change, params.algorithm) {
+        (None, _) => Ok(()),
+        (Some(_), Algorithm::EpsilonGreedy { .. }) => Err(param_error(
+            "change_detection",
+            "is available for thompson and ucb1 only".into(),
+        )),
+        (Some(c), _) => c.validate(),
+    }
 }
 
 /// The discount factor equivalent to a half-life of `observations`: `0.5^(1/observations)`.
@@ -327,6 +343,7 @@ pub struct Strategy {
     prior: Prior,
     min_share: Vec<f64>,
     min_share_total: f64,
+    change: Option<Detector>,
 }
 
 impl Strategy {
@@ -338,7 +355,9 @@ impl Strategy {
             Decay::HalfLifeSeconds { seconds } => Some(seconds * 1000.0),
             _ => None,
         };
+        let change = params.change.map(Detector::new).transpose()?;
         Ok(Strategy {
+            change,
             algorithm: params.algorithm,
             gamma,
             half_life_ms,
@@ -346,6 +365,11 @@ impl Strategy {
             min_share: params.min_share,
             min_share_total,
         })
+    }
+
+    /// Whether arms restart on a change of their rewards.
+    pub fn detects_changes(&self) -> bool {
+        self.change.is_some()
     }
 
     /// The algorithm.
@@ -546,6 +570,26 @@ impl Strategy {
         }
         state.updates = state.updates.saturating_add(1);
         Ok(())
+    }
+
+    /// [`update`](Self::update), then change detection (when configured): on an alarm the
+    /// arm's statistics restart at the prior, and the alarm is returned for the host to count
+    /// and log.
+    pub fn update_watched(
+        &self,
+        state: &mut ModelState,
+        arm: usize,
+        reward: f64,
+    ) -> Result<Option<Alarm>, UpdateError> {
+        self.update(state, arm, reward)?;
+        match &self.change {
+            Some(d) => Ok(super::change::watch(d, state, arm, reward, self.prior)),
+            None => {
+                // Detection was turned off: its detectors go (and the state is compact again).
+                state.change = None;
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -992,6 +1036,7 @@ mod tests {
             updates: 0,
             arms: vec![],
             ext: None,
+            change: None,
         };
         let mut p = StrategyParams::new(Algorithm::Ucb1);
         p.min_share = vec![0.3, 0.3, 0.3];

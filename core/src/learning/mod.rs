@@ -14,7 +14,7 @@ pub use feedback::{
     Plan, RouterForward,
 };
 
-use crate::bandit::{update_state, ModelState, SharedStore, UpdateFailure};
+use crate::bandit::{update_state, Alarm, ModelState, SharedStore, UpdateFailure};
 use crate::config::Config;
 
 /// CAS attempts before a reward is given up as lost to contention (counted in a metric).
@@ -47,6 +47,8 @@ pub struct Applied {
     pub retries: u32,
     /// The stored bytes were undecodable and replaced by a fresh state (to be logged).
     pub reset: bool,
+    /// Change detection restarted the target's statistics (to be counted and logged).
+    pub alarm: Option<Alarm>,
     pub state: ModelState,
 }
 
@@ -98,14 +100,16 @@ pub fn apply_reward<S: SharedStore + ?Sized>(
     let names = m.target_names();
     let initial = strategy.initial_state(&names);
     let key = state_key(plugin, &m.name);
+    // Set by the attempt that is written (a retried attempt's alarm is overwritten).
+    let mut alarm = None;
     let outcome = update_state(store, &key, MAX_CAS_ATTEMPTS, &initial, |state| {
         let (mut state, _) = strategy.reconcile(state, &names);
         strategy.decay_to(&mut state, now_ms);
         let arm = state
             .arm_index(target)
             .ok_or_else(|| "target missing from state".to_string())?;
-        strategy
-            .update(&mut state, arm, reward)
+        alarm = strategy
+            .update_watched(&mut state, arm, reward)
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(state)
     })
@@ -121,6 +125,7 @@ pub fn apply_reward<S: SharedStore + ?Sized>(
         updates: outcome.state.updates,
         retries: outcome.retries(),
         reset: outcome.discarded.is_some(),
+        alarm,
         state: outcome.state,
     })
 }
