@@ -157,6 +157,7 @@ impl fmt::Display for Alarm {
 /// Compiled parameters: the threshold in log-likelihood units.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Detector {
+    params: ChangeParams,
     min_change: f64,
     threshold: f64,
     warmup: f64,
@@ -166,10 +167,16 @@ impl Detector {
     pub fn new(p: ChangeParams) -> Result<Self, ParamError> {
         p.validate()?;
         Ok(Detector {
+            params: p,
             min_change: p.min_change,
             threshold: (1.0 / p.false_alarm_rate).ln(),
             warmup: f64::from(p.warmup),
         })
+    }
+
+    /// The parameters it was made from.
+    pub fn params(&self) -> ChangeParams {
+        self.params
     }
 
     /// Folds `reward` (in `[0, 1]`) into `w`; `Some` when the test fires (the caller restarts

@@ -372,6 +372,11 @@ impl Strategy {
         self.change.is_some()
     }
 
+    /// The change-detection parameters, when configured.
+    pub fn change_detection(&self) -> Option<ChangeParams> {
+        self.change.map(|d| d.params())
+    }
+
     /// The algorithm.
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
