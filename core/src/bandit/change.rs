@@ -397,7 +397,10 @@ mod tests {
             let change = st.change.as_ref().unwrap();
             assert_eq!(change.arms[0], Watch::default());
             assert_eq!(change.arms[1].n, 1_000.0);
-            assert!(alarm.to_string().starts_with("mean reward fell from 0."), "{alarm}");
+            assert!(
+                alarm.to_string().starts_with("mean reward fell from 0."),
+                "{alarm}"
+            );
             // The restarted arm is watched again (in warm-up).
             assert_eq!(s.update_watched(&mut st, 0, 0.0), Ok(None));
             assert_eq!(st.change.as_ref().unwrap().arms[0].n, 1.0);
