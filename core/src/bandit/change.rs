@@ -27,7 +27,7 @@
 //! per arm) and so does the work per reward. This state is decoded by every worker on every
 //! change and rewritten on every reward, so it must be small: CUSUM needs four numbers per arm
 //! (`n`, `sum`, `down`, `up`) and constant work, and its detection delay after a shift of
-//! `d >= min_change` is about `h / KL` rewards (40 for 0.9 → 0.5 at the default rate).
+//! `d >= min_change` is about `h / E[ratio]` rewards (about 50 for 0.9 → 0.5 at the defaults).
 //!
 //! # On an alarm
 //! Only the arm that moved restarts (fresh statistics at the prior, detector in warm-up); the

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --bin simulate -- --out <dir> [--scenario all] [--steps 10000]
 //!                                       [--seed 1] [--runs 200] [--half-life 500]
-//!                                       [--epsilon 0.1]
+//!                                       [--epsilon 0.1] [--min-share 0] [--window 500,1000]
 //! ```
 //!
 //! Scenarios (`--scenario NAME`, or `all`), changes half-way through `--steps`:
@@ -16,12 +16,12 @@
 //! * `batched`: `steady` with rewards applied in batches of 50 (feedback that arrives late).
 //!
 //! Every strategy (epsilon-greedy, Thompson, UCB1; each plain and with a half-life; Thompson and
-//! UCB1 also with change detection at its defaults) runs through the library's own
+//! UCB1 also with change detection at its defaults; all with the `--min-share` floor) runs through the library's own
 //! `Strategy::select` / `Strategy::update_watched`, over `--runs` seeds. The regret is the
 //! pseudo-regret `best mean - mean of the chosen arm`, cumulated over steps and averaged over
 //! runs; uniform random choice and the oracle (always the best arm, regret 0) are the reference
-//! lines. Also measured: the share of decisions on the new best arm 500 to 1,000 steps after a
-//! change, and the change-detection alarms (on steady scenarios every alarm is a false one).
+//! lines. Also measured: the share of decisions on the new best arm `--window` (500 to 1,000)
+//! steps after a change, and the change-detection alarms (on steady scenarios every alarm is a false one).
 //! Writes `<scenario>.csv` and `<scenario>.svg` per scenario and `summary.csv`, and prints
 //! the table.
 
@@ -37,7 +37,8 @@ use play::Series;
 use scenario::Scenario;
 
 const USAGE: &str = "usage: simulate --out <dir> [--scenario NAME|all (all)] [--steps N (10000)] \
-[--seed N (1)] [--runs N (200)] [--half-life OBSERVATIONS (500)] [--epsilon E (0.1)]
+[--seed N (1)] [--runs N (200)] [--half-life OBSERVATIONS (500)] [--epsilon E (0.1)] \
+[--min-share S (0)] [--window FROM,TO (500,1000)]
 scenarios: steady, drift, regime, continuous, batched";
 
 /// Points per curve in the CSV and the plot.
@@ -52,6 +53,10 @@ pub struct Options {
     pub runs: u64,
     pub half_life: f64,
     pub epsilon: f64,
+    /// Every learner's floor per arm (0: none).
+    pub min_share: f64,
+    /// Decisions counted for the share on the new best, in steps after the change.
+    pub window: (u64, u64),
 }
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
@@ -64,6 +69,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Str
         runs: 200,
         half_life: 500.0,
         epsilon: 0.1,
+        min_share: 0.0,
+        window: (500, 1_000),
     };
     let mut args = args.peekable();
     while let Some(flag) = args.next() {
@@ -89,6 +96,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Str
             "--runs" => opts.runs = number(&value)?,
             "--half-life" => opts.half_life = real(&value)?,
             "--epsilon" => opts.epsilon = real(&value)?,
+            "--min-share" => opts.min_share = real(&value)?,
+            "--window" => opts.window = window(&value)?,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
@@ -107,6 +116,17 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Str
         ));
     }
     Ok(Some(opts))
+}
+
+/// `FROM,TO` steps after the change, `FROM < TO`.
+fn window(v: &str) -> Result<(u64, u64), String> {
+    let parsed = v
+        .split_once(',')
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    match parsed {
+        Some((from, to)) if from < to => Ok((from, to)),
+        _ => Err(format!("--window: expected FROM,TO (FROM < TO), got {v:?}")),
+    }
 }
 
 fn sample_steps(steps: u64, every: u64) -> Vec<u64> {
@@ -188,12 +208,14 @@ fn run_all(opts: &Options) -> Result<(), String> {
 /// sd), the share on the new best after a change, and the change-detection alarms.
 fn summary(opts: &Options, table: &[(Scenario, Vec<Series>)]) -> (String, String) {
     let mut csv = String::from(
-        "scenario,strategy,regret,regret_sd,new_best_share,runs_with_alarm,alarms_per_run\n",
+        "scenario,strategy,regret,regret_sd,new_best_share,new_best_p01,runs_with_alarm,alarms_per_run\n",
     );
+    let (from, to) = opts.window;
     let mut text = format!(
-        "regret at step {} (mean ± sd over {} runs; seed {}; half-life {}; epsilon {}); \
-         new best: share of decisions {}..{} steps after the change; alarms: runs with any / per run\n",
-        opts.steps, opts.runs, opts.seed, opts.half_life, opts.epsilon, play::WINDOW.0, play::WINDOW.1
+        "regret at step {} (mean ± sd over {} runs; seed {}; half-life {}; epsilon {}; min share {}); \
+         new best: share of decisions {from}..{to} steps after the change (mean, and the lowest \
+         but 1% of runs); alarms: runs with any / per run\n",
+        opts.steps, opts.runs, opts.seed, opts.half_life, opts.epsilon, opts.min_share
     );
     for (scenario, series) in table {
         let _ = write!(text, "\n{}", scenario.name);
@@ -203,23 +225,22 @@ fn summary(opts: &Options, table: &[(Scenario, Vec<Series>)]) -> (String, String
         }
         let _ = writeln!(
             text,
-            "\n  {:<22}{:>16}{:>10}{:>14}",
-            "strategy", "regret", "new best", "alarms"
+            "\n  {:<22}{:>16}{:>10}{:>10}{:>14}",
+            "strategy", "regret", "new best", "p01", "alarms"
         );
         for s in series {
             let regret = s.mean.last().copied().unwrap_or(0.0);
-            let share = s
-                .new_best_share
-                .map_or(String::new(), |v| format!("{v:.3}"));
+            let three = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+            let (share, p01) = (three(s.new_best_share), three(s.new_best_p01));
             let _ = writeln!(
                 csv,
-                "{},{},{regret:.3},{:.3},{share},{},{:.4}",
+                "{},{},{regret:.3},{:.3},{share},{p01},{},{:.4}",
                 scenario.name, s.name, s.final_sd, s.runs_alarmed, s.alarms_per_run
             );
             let alarms = format!("{}/{:.2}", s.runs_alarmed, s.alarms_per_run);
             let _ = writeln!(
                 text,
-                "  {:<22}{:>16}{share:>10}{alarms:>14}",
+                "  {:<22}{:>16}{share:>10}{p01:>10}{alarms:>14}",
                 s.name,
                 format!("{regret:.1} ± {:.1}", s.final_sd)
             );

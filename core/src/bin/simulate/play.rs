@@ -18,7 +18,7 @@ pub struct Player {
 }
 
 /// Uniform, then each algorithm plain, with a half-life, and (Thompson, UCB1) with change
-/// detection at its default parameters.
+/// detection at its default parameters; every learner with the `--min-share` floor.
 pub fn players(opts: &Options, arms: usize) -> Result<Vec<Player>, String> {
     let mut players = vec![Player {
         name: "uniform".into(),
@@ -52,6 +52,11 @@ pub fn players(opts: &Options, arms: usize) -> Result<Vec<Player>, String> {
                     Decay::None
                 },
                 change: detects.then(ChangeParams::default),
+                min_share: if opts.min_share > 0.0 {
+                    vec![opts.min_share; arms]
+                } else {
+                    Vec::new()
+                },
                 ..StrategyParams::new(algorithm)
             };
             let strategy = Strategy::new(params, arms).map_err(|e| e.to_string())?;
@@ -70,23 +75,21 @@ pub fn players(opts: &Options, arms: usize) -> Result<Vec<Player>, String> {
 pub struct Run {
     /// Cumulative pseudo-regret at every `every` steps (and the last step).
     pub curve: Vec<f64>,
-    /// Share of the decisions 500 to 1,000 steps after the change that chose the new best arm.
+    /// Share of the decisions `--window` steps after the change that chose the new best arm.
     pub new_best_share: Option<f64>,
     /// Change-detection alarms.
     pub alarms: u64,
 }
 
-/// Decisions after the change whose choices are counted: `[change + 500, change + 1000)`.
-pub const WINDOW: (u64, u64) = (500, 1_000);
-
 /// One run: `select` every step; rewards folded in by `update` at once, or `batch` at a time.
 pub fn run(
     player: &Player,
     scenario: &Scenario,
-    steps: u64,
+    opts: &Options,
     every: u64,
     seed: u64,
 ) -> Result<Run, String> {
+    let steps = opts.steps;
     let names: Vec<String> = (0..scenario.before.len())
         .map(|i| format!("arm{i}"))
         .collect();
@@ -96,7 +99,8 @@ pub fn run(
     let mut state = player.strategy.as_ref().map(|s| s.initial_state(&names));
     let mut pending: Vec<(usize, f64)> = Vec::with_capacity(scenario.batch);
     let change = scenario.after.as_ref().map(|_| steps / 2);
-    let window = change.map(|c| (c + WINDOW.0)..(c + WINDOW.1).min(steps));
+    let (from, to) = opts.window;
+    let window = change.map(|c| (c + from)..(c + to).min(steps));
     let (mut on_best, mut in_window) = (0u64, 0u64);
     let mut out = Run {
         curve: vec![0.0],
@@ -161,8 +165,10 @@ pub struct Series {
     pub mean: Vec<f64>,
     /// Standard deviation over runs of the final regret.
     pub final_sd: f64,
-    /// Mean over runs of the share on the new best (scenarios with a change).
+    /// Mean over runs of the share on the new best (scenarios with a change), and the
+    /// lowest share but 1% of runs.
     pub new_best_share: Option<f64>,
+    pub new_best_p01: Option<f64>,
     /// Runs with at least one alarm, and alarms per run.
     pub runs_alarmed: u64,
     pub alarms_per_run: f64,
@@ -177,7 +183,7 @@ pub fn simulate(opts: &Options, scenario: &Scenario, every: u64) -> Result<Vec<S
         let (mut runs_alarmed, mut alarms) = (0, 0);
         for r in 0..opts.runs {
             let seed = opts.seed.wrapping_mul(1_000_003).wrapping_add(r);
-            let run = run(&player, scenario, opts.steps, every, seed)?;
+            let run = run(&player, scenario, opts, every, seed)?;
             if sum.is_empty() {
                 sum = vec![0.0; run.curve.len()];
             }
@@ -204,9 +210,17 @@ pub fn simulate(opts: &Options, scenario: &Scenario, every: u64) -> Result<Vec<S
             final_sd: var.sqrt(),
             new_best_share: (!shares.is_empty())
                 .then(|| shares.iter().sum::<f64>() / shares.len() as f64),
+            new_best_p01: percentile(&mut shares, 0.01),
             runs_alarmed,
             alarms_per_run: alarms as f64 / n,
         });
     }
     Ok(series)
+}
+
+/// The `q`-quantile (lower) of `values`; `None` when empty.
+fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let at = ((values.len() as f64 - 1.0) * q).floor();
+    values.get(at as usize).copied()
 }
