@@ -59,9 +59,8 @@ pub struct Options {
     pub window: (u64, u64),
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
-    let mut out = None;
-    let mut opts = Options {
+fn default_options() -> Options {
+    Options {
         out: PathBuf::new(),
         scenario: "all".into(),
         steps: 10_000,
@@ -71,7 +70,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Str
         epsilon: 0.1,
         min_share: 0.0,
         window: (500, 1_000),
-    };
+    }
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut out = None;
+    let mut opts = default_options();
     let mut args = args.peekable();
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {

@@ -31,7 +31,7 @@ fn escape(s: &str) -> String {
 
 pub fn svg(scenario: &Scenario, opts: &Options, xs: &[u64], series: &[Series]) -> String {
     let (width, height) = (960.0, 600.0);
-    let (left, right, top, bottom) = (80.0, 250.0, 60.0, 60.0);
+    let (left, right, top, bottom) = (80.0, 300.0, 60.0, 60.0);
     let plot_w = width - left - right;
     let plot_h = height - top - bottom;
     let x_max = opts.steps as f64;
@@ -210,11 +210,12 @@ pub fn svg(scenario: &Scenario, opts: &Options, xs: &[u64], series: &[Series]) -
     for s in series {
         let last = s.mean.last().copied().unwrap_or(0.0);
         let clipped = if last > y_max { " (off scale)" } else { "" };
+        let share = (s.new_best_share).map_or(String::new(), |v| format!(", new best {v:.2}"));
         entry(
             &mut o,
             s.color,
             s.dash,
-            format!("{}: {:.0}{clipped}", s.name, last),
+            format!("{}: {:.0}{clipped}{share}", s.name, last),
         );
     }
     o.push_str("</svg>\n");
@@ -226,5 +227,38 @@ fn dash_attr(dash: &str) -> String {
         String::new()
     } else {
         format!(r#" stroke-dasharray="{dash}""#)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::play::simulate;
+    use crate::scenario::scenarios;
+
+    /// The bound line is drawn on steady Bernoulli problems only; the change line and the
+    /// share on the new best on problems with a change.
+    #[test]
+    fn steady_plots_have_the_bound_and_changing_ones_the_change() {
+        let opts = Options {
+            runs: 2,
+            steps: 2_000,
+            ..crate::default_options()
+        };
+        let xs = crate::sample_steps(opts.steps, 10);
+        for scenario in scenarios() {
+            let series = simulate(&opts, &scenario, 10).unwrap_or_default();
+            let svg = svg(&scenario, &opts, &xs, &series);
+            let steady = scenario.after.is_none();
+            assert_eq!(
+                svg.contains("Lai–Robbins c·ln t: 7.3"),
+                steady,
+                "{}",
+                scenario.name
+            );
+            assert_eq!(svg.contains(">change</text>"), !steady, "{}", scenario.name);
+            assert!(svg.contains("thompson+change: "), "{}", scenario.name);
+            assert_eq!(svg.contains(", new best 0."), !steady, "{}", scenario.name);
+        }
     }
 }
