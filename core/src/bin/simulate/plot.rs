@@ -30,8 +30,8 @@ fn escape(s: &str) -> String {
 }
 
 pub fn svg(scenario: &Scenario, opts: &Options, xs: &[u64], series: &[Series]) -> String {
-    let (width, height) = (960.0, 600.0);
-    let (left, right, top, bottom) = (80.0, 300.0, 60.0, 60.0);
+    let (width, height) = (1040.0, 600.0);
+    let (left, right, top, bottom) = (80.0, 340.0, 60.0, 60.0);
     let plot_w = width - left - right;
     let plot_h = height - top - bottom;
     let x_max = opts.steps as f64;
