@@ -48,6 +48,11 @@
 //! fraction of selections: with probability `sum(min_share)` the arm is drawn in proportion to
 //! `min_share`, otherwise the algorithm chooses. No arm with a positive share starves, whatever
 //! the statistics say.
+//!
+//! # Change detection
+//! With `change` (Thompson and UCB1), [`update_watched`](Strategy::update_watched) also runs
+//! the arm's sequential change test ([`super::change`]) and restarts the arm at the prior when
+//! its rewards shift; the floor above is what keeps observing an arm that is rarely chosen.
 
 use core::fmt;
 
