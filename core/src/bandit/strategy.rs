@@ -139,7 +139,8 @@ impl StrategyParams {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamError {
     /// Parameter name: `epsilon`, `prior.alpha`, `prior.beta`, `decay.gamma`,
-    /// `decay.half_life`, `min_share` or `arms`.
+    /// `decay.half_life`, `min_share`, `change_detection` (or one of its fields, e.g.
+    /// `change_detection.warmup`) or `arms`.
     pub field: &'static str,
     /// For `min_share`, the arm whose share is wrong.
     pub arm: Option<usize>,
