@@ -42,6 +42,9 @@ pub struct MetricNames {
     /// Gauges per bandit target, `[model][target]` (empty for weighted models):
     /// `bandit.<model>.<target>.{pulls,mean_reward_milli,alpha_milli,beta_milli}`.
     pub bandit_gauges: Vec<Vec<[String; 4]>>,
+    /// `bandit.<model>.<target>.change_alarms`, `[model][target]`, for models with
+    /// `change_detection` (else empty): times the target's statistics restarted.
+    pub change_alarms: Vec<Vec<String>>,
     /// `detectors.<name>`: decisions in which that detector fired.
     pub detectors: Vec<String>,
     /// `detectors.not_scanned.<reason>` / `detectors.bypassed.<reason>`, in `NotScanned::ALL`
@@ -106,6 +109,7 @@ impl MetricNames {
                 .collect(),
             not_scanned: unscanned_names(cfg, "not_scanned"),
             bypassed: unscanned_names(cfg, "bypassed"),
+            change_alarms: cfg.models.iter().map(change_alarm_names).collect(),
             bandit_gauges: cfg
                 .models
                 .iter()
@@ -154,11 +158,27 @@ impl MetricNames {
                 &self.state_resets,
                 &self.evaluator_failures,
             ])
+            .chain(self.change_alarms.iter().flatten())
             .chain(&self.detectors)
             .chain(&self.not_scanned)
             .chain(&self.bypassed)
             .map(String::as_str)
     }
+}
+
+fn change_alarm_names(m: &crate::config::Model) -> Vec<String> {
+    if !m.bandit().is_some_and(|b| b.detects_changes()) {
+        return Vec::new();
+    }
+    (m.targets.iter())
+        .map(|t| {
+            format!(
+                "{PREFIX}.bandit.{}.{}.change_alarms",
+                metric_segment(&m.name),
+                metric_segment(&t.name)
+            )
+        })
+        .collect()
 }
 
 fn unscanned_names(cfg: &Config, what: &str) -> Vec<String> {

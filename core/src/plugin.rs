@@ -304,6 +304,9 @@ impl Plugin {
                         applied.model
                     );
                 }
+                if let Some(alarm) = &applied.alarm {
+                    self.metrics.change_alarm(host, &self.cfg, model, alarm);
+                }
                 // Gauges are republished by the root context's timer: no per-reward host calls.
             }
             Err(e) => {

@@ -1,7 +1,7 @@
 //! Counter, gauge and histogram ids, defined through the host once per configuration from the
 //! names `metrics` derives, and what each event counts.
 
-use crate::bandit::ModelState;
+use crate::bandit::{Alarm, ModelState};
 use crate::callout::StatusClass;
 use crate::config::Config;
 use crate::host::{Host, MetricKind};
@@ -28,6 +28,7 @@ pub struct Metrics {
     pub state_resets: u32,
     pub evaluator_failures: u32,
     bandit_gauges: Vec<Vec<[u32; 4]>>,
+    change_alarms: Vec<Vec<u32>>,
     detectors: Vec<u32>,
     /// By `NotScanned` reason (with a sensitive-data rule): refused / let through by a bypass.
     not_scanned: Vec<u32>,
@@ -214,6 +215,9 @@ impl Metrics {
             state_resets: define(host, MetricKind::Counter, &n.state_resets)?,
             evaluator_failures: define(host, MetricKind::Counter, &n.evaluator_failures)?,
             bandit_gauges,
+            change_alarms: (n.change_alarms.iter())
+                .map(|m| counters(host, m))
+                .collect::<Result<_, _>>()?,
             detectors: counters(host, &n.detectors)?,
             not_scanned: counters(host, &n.not_scanned)?,
             bypassed: counters(host, &n.bypassed)?,
@@ -333,6 +337,21 @@ impl Metrics {
         if let Some(&id) = self.local_replies.get(kind.index()) {
             host.bump(id);
         }
+    }
+
+    /// Change detection restarted a target's statistics: counted, and logged with the model.
+    pub fn change_alarm(&self, host: &dyn Host, cfg: &Config, model: usize, alarm: &Alarm) {
+        let ids = self.change_alarms.get(model);
+        if let Some(&id) = ids.and_then(|t| t.get(alarm.arm)) {
+            host.bump(id);
+        }
+        let m = cfg.models.get(model);
+        let target = m.and_then(|m| m.targets.get(alarm.arm));
+        log::warn!(
+            "inference-router: model {:?}, target {:?}: {alarm}; its statistics restart",
+            m.map_or("", |m| m.name.as_str()),
+            target.map_or("", |t| t.name.as_str()),
+        );
     }
 
     pub fn detector(&self, host: &dyn Host, index: usize) {

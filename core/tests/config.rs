@@ -410,6 +410,71 @@ fn fleet_refusals_name_field_and_reason() {
     );
 }
 
+#[test]
+fn change_detection_refusals_name_the_field() {
+    let watched = |kind: &str, change: Value| {
+        with(
+            "models.0.strategy",
+            json!({ "type": kind, "change_detection": change }),
+        )
+    };
+    let field = "models[0].strategy.change_detection";
+    let cases: Vec<(Value, String, &str)> = vec![
+        (
+            watched("thompson", json!({ "min_change": 0 })),
+            format!("{field}.min_change"),
+            "within (0, 0.5], got 0",
+        ),
+        (
+            watched("ucb1", json!({ "false_alarm_rate": 0.1 })),
+            format!("{field}.false_alarm_rate"),
+            "within (0, 0.01], got 0.1",
+        ),
+        (
+            watched("thompson", json!({ "warmup": 0 })),
+            format!("{field}.warmup"),
+            "from 1 to 10000",
+        ),
+        (
+            watched("thompson", json!({ "warmup": -3 })),
+            format!("{field}.warmup"),
+            "invalid value",
+        ),
+        (
+            watched("thompson", json!({ "threshold": 5 })),
+            format!("{field}.threshold"),
+            "unknown field",
+        ),
+        (
+            with(
+                "models.0.strategy",
+                json!({ "type": "epsilon_greedy", "epsilon": 0.1, "change_detection": {} }),
+            ),
+            field.to_owned(),
+            "unknown field",
+        ),
+        (
+            {
+                let mut doc = fleet_doc(json!({}), None);
+                doc["models"][0]["strategy"]["change_detection"] = json!({});
+                doc
+            },
+            field.to_owned(),
+            "cannot be used with fleet",
+        ),
+    ];
+    for (doc, field, reason) in &cases {
+        assert_refusals(vec![(doc.clone(), field.as_str(), reason)]);
+    }
+    // Every field is optional.
+    let c = parse(watched("ucb1", json!({})).to_string().as_bytes()).unwrap();
+    let b = c.models[0].bandit().unwrap();
+    assert_eq!(
+        b.change_detection(),
+        Some(inference_router_core::bandit::ChangeParams::default())
+    );
+}
+
 /// Each document is refused, naming that field, with a reason containing that text.
 #[track_caller]
 fn assert_refusals(cases: Vec<(Value, &str, &str)>) {

@@ -117,6 +117,19 @@ fn bandit_example_loads() {
 }
 
 #[test]
+fn change_detection_example_loads() {
+    let c = load("change-detection");
+    let b = c.models[0].bandit().expect("chat learns");
+    assert!(b.detects_changes());
+    let p = b.change_detection().expect("change detection");
+    assert_eq!(
+        (p.min_change, p.false_alarm_rate, p.warmup),
+        (0.1, 1e-6, 30)
+    );
+    assert_eq!(b.min_share(), [0.02, 0.02]);
+}
+
+#[test]
 fn feedback_trust_example_loads() {
     use inference_router_core::config::{Bind, ValueSource};
     use inference_router_core::feedback::DecisionToken;

@@ -2,7 +2,17 @@
 //! gave them (compact: every struct an array of its fields, an absent `ext` left out, `None`
 //! as nil), and reading what rmp-serde read (see [`crate::msgpack::fields`]). The serde
 //! derives on the types remain for tools and the tests that compare the two.
+//!
+//! # Change detectors: a map, for builds that do not know them
+//! A state with change detectors ([`ModelState::change`]) is written as a map of its fields
+//! by name (`version`, `config_id`, `updates`, `arms`, `ext` when present, `change`; the values
+//! in the compact form), which rmp-serde reads too. A build without change detection, older
+//! ones included, reads such a state and skips the `change` key, instead of refusing a sixth
+//! array item and resetting what was learned; so a rolling upgrade, or a rollback, keeps the
+//! statistics and only the detectors restart. The format version stays 1. States without
+//! detectors are written exactly as before.
 
+use super::change::{ChangeState, Watch};
 use super::linear::{LinearArm, LinearPart};
 use super::state::{ArmState, ArmSums, FleetPart, ModelState, StateExt};
 use crate::msgpack::fields::{f64_of, option_of, seq_of, string_of, struct_of, u32_of, u64_of};
@@ -14,15 +24,32 @@ const MAX_DEPTH: usize = 1024;
 
 pub fn write_state(s: &ModelState) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + 48 * s.arms.len());
-    write::array(&mut out, if s.ext.is_some() { 5 } else { 4 });
+    let fields = if s.ext.is_some() { 5 } else { 4 };
+    let named = s.change.is_some();
+    // The key before each field when the state is a map, nothing otherwise.
+    let key = |out: &mut Vec<u8>, name: &str| {
+        if named {
+            write::str(out, name);
+        }
+    };
+    if named {
+        write::map(&mut out, fields + 1);
+    } else {
+        write::array(&mut out, fields);
+    }
+    key(&mut out, "version");
     write::uint(&mut out, u64::from(s.version));
+    key(&mut out, "config_id");
     write::uint(&mut out, s.config_id);
+    key(&mut out, "updates");
     write::uint(&mut out, s.updates);
+    key(&mut out, "arms");
     write::array(&mut out, s.arms.len());
     for a in &s.arms {
         write_arm(&mut out, &a.name, [a.pulls, a.reward_sum, a.alpha, a.beta]);
     }
     if let Some(ext) = &s.ext {
+        key(&mut out, "ext");
         write::array(&mut out, if ext.linear.is_some() { 3 } else { 2 });
         write::uint(&mut out, ext.as_of_ms);
         match &ext.fleet {
@@ -32,6 +59,10 @@ pub fn write_state(s: &ModelState) -> Vec<u8> {
         if let Some(linear) = &ext.linear {
             write_linear(&mut out, linear);
         }
+    }
+    if let Some(change) = &s.change {
+        key(&mut out, "change");
+        write_change(&mut out, change);
     }
     out
 }
@@ -45,6 +76,15 @@ fn write_linear(out: &mut Vec<u8>, part: &LinearPart) {
         write::str(out, &arm.name);
         write::floats(out, &arm.a);
         write::floats(out, &arm.b);
+    }
+}
+
+/// `[[[n, sum, down, up], ...]]`: the struct, its one field, the detectors.
+fn write_change(out: &mut Vec<u8>, c: &ChangeState) {
+    write::array(out, 1);
+    write::array(out, c.arms.len());
+    for w in &c.arms {
+        write::floats(out, &w.values());
     }
 }
 
@@ -107,13 +147,14 @@ pub fn read_state(bytes: &[u8]) -> Result<ModelState, Error> {
 }
 
 fn model_state<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<ModelState, Error> {
-    let names = ["version", "config_id", "updates", "arms", "ext"];
+    let names = ["version", "config_id", "updates", "arms", "ext", "change"];
     let mut s = ModelState {
         version: 0,
         config_id: 0,
         updates: 0,
         arms: Vec::new(),
         ext: None,
+        change: None,
     };
     struct_of(r, t, &names, 4, |i, r, t| {
         match i {
@@ -121,7 +162,8 @@ fn model_state<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<ModelState, Error
             1 => s.config_id = u64_of(t)?,
             2 => s.updates = u64_of(t)?,
             3 => s.arms = seq_of(r, t, arm_state)?,
-            _ => s.ext = option_of(r, t, state_ext)?,
+            4 => s.ext = option_of(r, t, state_ext)?,
+            _ => s.change = option_of(r, t, change_state)?,
         }
         Ok(())
     })?;
@@ -212,6 +254,27 @@ fn linear_arm<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<LinearArm, Error> 
         Ok(())
     })?;
     Ok(arm)
+}
+
+fn change_state<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<ChangeState, Error> {
+    let mut c = ChangeState::default();
+    struct_of(r, t, &["arms"], 1, |_, r, t| {
+        c.arms = seq_of(r, t, watch)?;
+        Ok(())
+    })?;
+    Ok(c)
+}
+
+fn watch<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<Watch, Error> {
+    let mut v = [0.0; 4];
+    struct_of(r, t, &["n", "sum", "down", "up"], 4, |i, _, t| {
+        if let Some(slot) = v.get_mut(i) {
+            *slot = f64_of(t)?;
+        }
+        Ok(())
+    })?;
+    let [n, sum, down, up] = v;
+    Ok(Watch { n, sum, down, up })
 }
 
 fn fleet_part<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<FleetPart, Error> {
@@ -384,6 +447,14 @@ mod tests {
                 })
                 .collect(),
             ext,
+            change: (rng.below(3) == 0).then(|| ChangeState {
+                arms: (0..any_len(rng))
+                    .map(|_| {
+                        let [n, sum, down, up] = [(); 4].map(|()| any_f64(rng));
+                        Watch { n, sum, down, up }
+                    })
+                    .collect(),
+            }),
         }
     }
 
@@ -408,6 +479,16 @@ mod tests {
                 arm.update(&[1.0, rng.next_f64()], rng.next_f64(), 1.0, 1.0);
             }
         }
+        if let Some(c) = s.change.as_mut() {
+            c.arms = (s.arms.iter())
+                .map(|a| Watch {
+                    n: a.pulls,
+                    sum: a.reward_sum,
+                    down: rng.next_f64() * 10.0,
+                    up: rng.next_f64(),
+                })
+                .collect();
+        }
         if let Some(f) = s.ext.as_mut().and_then(|e| e.fleet.as_mut()) {
             f.arms.iter_mut().for_each(ArmSums::clamp_non_negative);
             for a in &mut f.arms {
@@ -430,7 +511,11 @@ mod tests {
     fn encoding_is_rmp_serde_byte_for_byte() {
         let mut rng = Rng::seed_from_u64(1);
         for _ in 0..3000 {
-            let s = any_state(&mut rng);
+            // With detectors the state is a map (see `named_when_it_has_detectors`).
+            let s = ModelState {
+                change: None,
+                ..any_state(&mut rng)
+            };
             assert_eq!(encode(&s), rmp_serde::to_vec(&s).unwrap(), "{s:?}");
         }
     }
@@ -464,10 +549,90 @@ mod tests {
         let mut rng = Rng::seed_from_u64(3);
         for _ in 0..500 {
             let s = valid_state(&mut rng);
-            for bytes in [rmp_serde::to_vec(&s), rmp_serde::to_vec_named(&s)] {
+            // rmp-serde's compact form cannot skip `ext` and keep `change` (it is positional).
+            let compact = (s.change.is_none() || s.ext.is_some()).then(|| rmp_serde::to_vec(&s));
+            for bytes in compact.into_iter().chain([rmp_serde::to_vec_named(&s)]) {
                 assert_eq!(decode(&bytes.unwrap()), Ok(s.clone()));
             }
         }
+    }
+
+    /// The layout of a build without change detection, as rmp-serde read it.
+    #[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+    struct OldState {
+        version: u32,
+        config_id: u64,
+        updates: u64,
+        arms: Vec<ArmState>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ext: Option<StateExt>,
+    }
+
+    #[test]
+    fn named_when_it_has_detectors_and_older_builds_read_it() {
+        let mut rng = Rng::seed_from_u64(5);
+        for _ in 0..300 {
+            let mut s = valid_state(&mut rng);
+            let watches = s.arms.iter().map(|_| Watch::default()).collect();
+            s.change.get_or_insert(ChangeState { arms: watches });
+            let bytes = encode(&s);
+            // A map (fixmap of 5 or 6 fields), which this build and rmp-serde read back.
+            let fields = if s.ext.is_some() { 6 } else { 5 };
+            assert_eq!(bytes.first(), Some(&(0x80 | fields)));
+            assert_eq!(decode(&bytes), Ok(s.clone()));
+            assert_eq!(reference::decode(&bytes), Ok(s.clone()));
+            // A build that does not know `change` skips it and keeps every statistic.
+            let old: OldState = rmp_serde::from_slice(&bytes).unwrap();
+            assert_eq!(
+                (old.version, old.config_id, old.updates),
+                (1, s.config_id, s.updates)
+            );
+            assert_eq!((old.arms, old.ext), (s.arms.clone(), s.ext.clone()));
+            // Without detectors, the bytes are those a build without them writes.
+            s.change = None;
+            let old = OldState {
+                version: s.version,
+                config_id: s.config_id,
+                updates: s.updates,
+                arms: s.arms.clone(),
+                ext: s.ext.clone(),
+            };
+            assert_eq!(encode(&s), rmp_serde::to_vec(&old).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_state_written_before_change_detection_still_decodes() {
+        // [1, 7, 3, [["a", 1.0, 1.0, 2.0, 1.0]]], as the previous build wrote it.
+        let mut bytes = vec![0x94, 0x01, 0x07, 0x03, 0x91, 0x95, 0xa1, b'a'];
+        for v in [1.0f64, 1.0, 2.0, 1.0] {
+            bytes.push(0xcb);
+            bytes.extend_from_slice(&v.to_bits().to_be_bytes());
+        }
+        let s = decode(&bytes).unwrap();
+        assert_eq!((s.version, s.config_id, s.updates), (1, 7, 3));
+        assert_eq!(s.change, None);
+        assert_eq!((s.arms[0].name.as_str(), s.arms[0].alpha), ("a", 2.0));
+        assert_eq!(encode(&s), bytes, "and is written back the same");
+    }
+
+    #[test]
+    fn unusable_detectors_are_refused() {
+        let mut s = valid_state(&mut Rng::seed_from_u64(6));
+        s.change = Some(ChangeState {
+            arms: vec![Watch::default(); s.arms.len() + 1],
+        });
+        assert!(matches!(decode(&encode(&s)), Err(DecodeError::Invalid(_))));
+        s.change = Some(ChangeState {
+            arms: vec![
+                Watch {
+                    down: f64::NAN,
+                    ..Watch::default()
+                };
+                s.arms.len()
+            ],
+        });
+        assert!(matches!(decode(&encode(&s)), Err(DecodeError::Invalid(_))));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`strategy`] | [`StrategyParams`] → [`validate`] / [`Strategy::new`]; [`Strategy::select`] and [`Strategy::update`] for epsilon-greedy, Thompson sampling and UCB1, with optional decay, prior and minimum shares |
+//! | [`change`] | [`ChangeParams`], a per-arm Bernoulli CUSUM ([`Watch`]) that restarts an arm whose rewards shift ([`Strategy::update_watched`] returns the [`Alarm`]) |
 //! | [`state`] | [`ModelState`] / [`ArmState`], [`encode`] / [`decode`] (MessagePack), [`reconcile`] with the configured targets, [`StateCache`] |
 //! | [`store`] | the [`SharedStore`] trait, [`seed`], the bounded CAS loop [`cas_update`] (any [`Codec`]) and its bandit form [`update_state`], and [`MemoryStore`] for tests |
 //! | [`sample`] | normal, Gamma (Marsaglia–Tsang) and Beta variates from [`Rng`](crate::rng::Rng) |
@@ -43,6 +44,7 @@
 //! documented in [`store`]. Which parameters force a reset of learned statistics is documented
 //! at [`Strategy::config_id`].
 
+pub mod change;
 mod codec;
 pub mod context;
 mod contextual;
@@ -52,6 +54,7 @@ pub mod state;
 pub mod store;
 pub mod strategy;
 
+pub use change::{Alarm, ChangeParams, ChangeState, Direction, Watch};
 pub use context::{Context, Facts, Feature};
 pub use linear::{LinearArm, LinearPart};
 pub use state::{

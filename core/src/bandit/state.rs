@@ -21,6 +21,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::change::ChangeState;
 use super::codec;
 use super::strategy::{Prior, Strategy};
 
@@ -91,6 +92,10 @@ pub struct ModelState {
     /// Time decay and fleet contributions; absent (and not encoded) when neither is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ext: Option<StateExt>,
+    /// Change detectors, one per arm in arm order; only with `change_detection`. A state that
+    /// has them is encoded as a map (see `codec`), so builds that do not know the field skip it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeState>,
 }
 
 /// The tail of a state that uses time decay or learns as a fleet.
@@ -218,6 +223,7 @@ impl ModelState {
                 .map(|name| ArmState::fresh(name, prior))
                 .collect(),
             ext: None,
+            change: None,
         }
     }
 
@@ -287,6 +293,18 @@ impl ModelState {
         }
         if let Some(linear) = self.linear() {
             linear.check()?;
+        }
+        if let Some(change) = &self.change {
+            if change.arms.len() != self.arms.len() {
+                return Err(format!(
+                    "change: {} detectors for {} arms",
+                    change.arms.len(),
+                    self.arms.len()
+                ));
+            }
+            if let Some(i) = change.arms.iter().position(|w| !w.is_valid()) {
+                return Err(format!("change.arms[{i}]: numbers are not usable"));
+            }
         }
         Ok(())
     }
@@ -498,6 +516,8 @@ pub fn reconcile(
         updates: state.updates,
         arms,
         ext: state.ext,
+        // Detectors follow arm positions, which moved: they start again in warm-up.
+        change: None,
     };
     let added = target_names.len().saturating_sub(kept);
     (

@@ -48,9 +48,15 @@
 //! fraction of selections: with probability `sum(min_share)` the arm is drawn in proportion to
 //! `min_share`, otherwise the algorithm chooses. No arm with a positive share starves, whatever
 //! the statistics say.
+//!
+//! # Change detection
+//! With `change` (Thompson and UCB1), [`update_watched`](Strategy::update_watched) also runs
+//! the arm's sequential change test ([`super::change`]) and restarts the arm at the prior when
+//! its rewards shift; the floor above is what keeps observing an arm that is rarely chosen.
 
 use core::fmt;
 
+use super::change::{Alarm, ChangeParams, Detector};
 use super::sample;
 use super::state::{reconcile, ArmState, ModelState, Reconciled, StateExt};
 use crate::rng::Rng;
@@ -115,6 +121,8 @@ pub struct StrategyParams {
     pub min_share: Vec<f64>,
     /// The context's features (`LinUcb` only; empty otherwise).
     pub features: Vec<super::context::Feature>,
+    /// Restart an arm whose rewards shift ([`super::change`]); Thompson and UCB1 only.
+    pub change: Option<ChangeParams>,
 }
 
 impl StrategyParams {
@@ -126,6 +134,7 @@ impl StrategyParams {
             prior: Prior::default(),
             min_share: Vec::new(),
             features: Vec::new(),
+            change: None,
         }
     }
 }
@@ -136,7 +145,8 @@ impl StrategyParams {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamError {
     /// Parameter name: `epsilon`, `prior.alpha`, `prior.beta`, `decay.gamma`,
-    /// `decay.half_life`, `min_share` or `arms`.
+    /// `decay.half_life`, `min_share`, `change_detection` (or one of its fields, e.g.
+    /// `change_detection.warmup`) or `arms`.
     pub field: &'static str,
     /// For `min_share`, the arm whose share is wrong.
     pub arm: Option<usize>,
@@ -255,7 +265,19 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
             ));
         }
     }
+    check_change(params)?;
     Ok(gamma)
+}
+
+fn check_change(params: &StrategyParams) -> Result<(), ParamError> {
+    match (params.change, params.algorithm) {
+        (None, _) => Ok(()),
+        (Some(_), Algorithm::EpsilonGreedy { .. } | Algorithm::LinUcb { .. }) => Err(param_error(
+            "change_detection",
+            "is available for thompson and ucb1 only".into(),
+        )),
+        (Some(c), _) => c.validate(),
+    }
 }
 
 /// The discount factor equivalent to a half-life of `observations`: `0.5^(1/observations)`.
@@ -335,6 +357,7 @@ pub struct Strategy {
     min_share: Vec<f64>,
     min_share_total: f64,
     pub(super) features: Vec<super::context::Feature>,
+    change: Option<Detector>,
 }
 
 impl Strategy {
@@ -346,7 +369,9 @@ impl Strategy {
             Decay::HalfLifeSeconds { seconds } => Some(seconds * 1000.0),
             _ => None,
         };
+        let change = params.change.map(Detector::new).transpose()?;
         Ok(Strategy {
+            change,
             algorithm: params.algorithm,
             gamma,
             half_life_ms,
@@ -355,6 +380,16 @@ impl Strategy {
             min_share_total,
             features: params.features,
         })
+    }
+
+    /// Whether arms restart on a change of their rewards.
+    pub fn detects_changes(&self) -> bool {
+        self.change.is_some()
+    }
+
+    /// The change-detection parameters, when configured.
+    pub fn change_detection(&self) -> Option<ChangeParams> {
+        self.change.map(|d| d.params())
     }
 
     /// The algorithm.
@@ -582,6 +617,27 @@ impl Strategy {
         }
         state.updates = state.updates.saturating_add(1);
         Ok(())
+    }
+
+    /// [`update_in`](Self::update_in), then change detection (when configured): on an alarm
+    /// the arm's statistics restart at the prior, and the alarm is returned for the host to
+    /// count and log.
+    pub fn update_watched(
+        &self,
+        state: &mut ModelState,
+        arm: usize,
+        context: Option<&super::context::Context>,
+        reward: f64,
+    ) -> Result<Option<Alarm>, UpdateError> {
+        self.update_in(state, arm, context, reward)?;
+        match &self.change {
+            Some(d) => Ok(super::change::watch(d, state, arm, reward, self.prior)),
+            None => {
+                // Detection was turned off: its detectors go (and the state is compact again).
+                state.change = None;
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -1028,6 +1084,7 @@ mod tests {
             updates: 0,
             arms: vec![],
             ext: None,
+            change: None,
         };
         let mut p = StrategyParams::new(Algorithm::Ucb1);
         p.min_share = vec![0.3, 0.3, 0.3];

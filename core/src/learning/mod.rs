@@ -14,7 +14,7 @@ pub use feedback::{
     Plan, RouterForward,
 };
 
-use crate::bandit::{update_state, Context, ModelState, SharedStore, UpdateFailure};
+use crate::bandit::{update_state, Alarm, Context, ModelState, SharedStore, UpdateFailure};
 use crate::config::Config;
 
 /// CAS attempts before a reward is given up as lost to contention (counted in a metric).
@@ -47,6 +47,8 @@ pub struct Applied {
     pub retries: u32,
     /// The stored bytes were undecodable and replaced by a fresh state (to be logged).
     pub reset: bool,
+    /// Change detection restarted the target's statistics (to be counted and logged).
+    pub alarm: Option<Alarm>,
     pub state: ModelState,
 }
 
@@ -116,14 +118,16 @@ pub fn apply_reward<'g, S: SharedStore + ?Sized>(
     let names = m.target_names();
     let initial = strategy.initial_state(&names);
     let key = state_key(plugin, &m.name);
+    // Set by the attempt that is written (a retried attempt's alarm is overwritten).
+    let mut alarm = None;
     let outcome = update_state(store, &key, MAX_CAS_ATTEMPTS, &initial, |state| {
         let (mut state, _) = strategy.reconcile(state, &names);
         strategy.decay_to(&mut state, now_ms);
         let arm = state
             .arm_index(target)
             .ok_or_else(|| "target missing from state".to_string())?;
-        strategy
-            .update_in(&mut state, arm, context, reward)
+        alarm = strategy
+            .update_watched(&mut state, arm, context, reward)
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(state)
     })
@@ -139,6 +143,7 @@ pub fn apply_reward<'g, S: SharedStore + ?Sized>(
         updates: outcome.state.updates,
         retries: outcome.retries(),
         reset: outcome.discarded.is_some(),
+        alarm,
         state: outcome.state,
     })
 }

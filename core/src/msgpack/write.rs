@@ -66,6 +66,22 @@ pub fn array(out: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// The header of a map of `len` pairs (the keys and values follow).
+pub fn map(out: &mut Vec<u8>, len: usize) {
+    let n = len32(len);
+    match n {
+        0..=15 => out.push(0x80 | n as u8),
+        16..=0xffff => {
+            out.push(0xde);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xdf);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+}
+
 /// An array of unsigned integers.
 pub fn uints(out: &mut Vec<u8>, items: &[u64]) {
     array(out, items.len());

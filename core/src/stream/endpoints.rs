@@ -158,6 +158,12 @@ impl Stream {
                 host.bump(plugin.metrics.feedback_accepted);
                 if let Some(applied) = &accepted.applied {
                     host.add(plugin.metrics.cas_retries, u64::from(applied.retries));
+                    if let Some(alarm) = &applied.alarm {
+                        let cfg = &plugin.cfg;
+                        let model = cfg.models.iter().position(|m| m.name == applied.model);
+                        let model = model.unwrap_or(usize::MAX);
+                        plugin.metrics.change_alarm(host, cfg, model, alarm);
+                    }
                 }
                 if let Some(fwd) = &accepted.forward {
                     plugin.forward_reward(host, fwd, client_body);

@@ -14,6 +14,7 @@ mod driver;
 mod fake_etcd;
 
 mod body;
+mod change_detection;
 mod config;
 mod contextual;
 mod early;

@@ -3,7 +3,7 @@
 //! draws quality against cost for a sweep of the cost weight λ.
 //!
 //! ```text
-//! simulate --replay <file.csv> --out <dir> [--runs 5] [--seed 1] [--alpha 0.2]
+//! simulate --replay <file.csv> --out <dir> [--runs 5] [--seed 1] [--alpha 1]
 //!          [--lambdas 0,0.02,...] [--keep-contaminated]
 //! ```
 //!
@@ -32,7 +32,7 @@ const STRONG: usize = 0;
 const WEAK: usize = 1;
 
 pub const USAGE: &str = "usage: simulate --replay <routellm.csv> --out <dir> [--runs N (5)] \
-[--seed N (1)] [--alpha A (0.2)] [--lambdas L,L,... (0 to 0.4 by 0.02)] [--keep-contaminated]";
+[--seed N (1)] [--alpha A (1, as configured by default)] [--lambdas L,L,... (0 to 0.4 by 0.02)] [--keep-contaminated]";
 
 struct Options {
     csv: PathBuf,
@@ -66,7 +66,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         out: PathBuf::new(),
         runs: 5,
         seed: 1,
-        alpha: 0.2,
+        alpha: 1.0,
         lambdas: (0..=20).map(|i| f64::from(i) * 0.02).collect(),
         keep_contaminated: false,
     };

@@ -118,6 +118,12 @@ fn check_shareable(
                 "\"gamma\" and \"half_life\" discount per update of one replica, which does not add up across a fleet; use {\"half_life_seconds\": s}",
             );
         }
+        if m.bandit().is_some_and(|b| b.detects_changes()) {
+            return err(
+                format!("models[{mi}].strategy.change_detection"),
+                "cannot be used with fleet: a replica's detector sees only its own rewards and restarts only its own statistics, while routing adds the other replicas' (and retired ones') statistics of the same target, which keep the change hidden; use {\"half_life_seconds\": s} decay in a fleet",
+            );
+        }
     }
     let learns = models.iter().any(Model::is_bandit);
     let health = has_budget || models.iter().any(|m| !m.fallback.is_empty());

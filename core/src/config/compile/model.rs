@@ -316,17 +316,26 @@ fn compile_strategy(
             decay,
             prior,
             min_share,
+            None,
         ),
         StrategyDto::Thompson {
             decay,
             prior,
             min_share,
-        } => (Algorithm::Thompson, decay, prior, min_share),
+            change_detection,
+        } => (
+            Algorithm::Thompson,
+            decay,
+            prior,
+            min_share,
+            change_detection,
+        ),
         StrategyDto::Ucb1 {
             decay,
             prior,
             min_share,
-        } => (Algorithm::Ucb1, decay, prior, min_share),
+            change_detection,
+        } => (Algorithm::Ucb1, decay, prior, min_share, change_detection),
         StrategyDto::LinUcb {
             features,
             alpha,
@@ -337,7 +346,13 @@ fn compile_strategy(
         } => {
             let field = format!("{field}.strategy");
             let features = compile_features(&field, &features)?;
-            let dto = (Algorithm::LinUcb { alpha, ridge }, decay, prior, min_share);
+            let dto = (
+                Algorithm::LinUcb { alpha, ridge },
+                decay,
+                prior,
+                min_share,
+                None,
+            );
             return compile_bandit_with(&field, dto, features, targets).map(Strategy::Bandit);
         }
     };
@@ -364,12 +379,14 @@ fn compile_sticky(field: &str, dto: StickyDto) -> Result<StickyKey, ConfigError>
     }
 }
 
-/// A bandit strategy's algorithm and its optional decay, prior and minimum shares.
+/// A bandit strategy's algorithm and its optional decay, prior, minimum shares and change
+/// detection.
 type BanditDto = (
     Algorithm,
     Option<DecayDto>,
     Option<PriorDto>,
     Option<MinShareDto>,
+    Option<ChangeDetectionDto>,
 );
 
 fn compile_bandit(
@@ -416,7 +433,7 @@ fn compile_features(
 
 fn compile_bandit_with(
     field: &str,
-    (algorithm, decay, prior, min_share): BanditDto,
+    (algorithm, decay, prior, min_share, change): BanditDto,
     features: Vec<crate::bandit::Feature>,
     targets: &[Target],
 ) -> Result<crate::bandit::Strategy, ConfigError> {
@@ -450,6 +467,14 @@ fn compile_bandit_with(
                 .collect()
         }
     };
+    params.change = change.map(|c| {
+        let d = crate::bandit::ChangeParams::default();
+        crate::bandit::ChangeParams {
+            min_change: c.min_change.unwrap_or(d.min_change),
+            false_alarm_rate: c.false_alarm_rate.unwrap_or(d.false_alarm_rate),
+            warmup: c.warmup.unwrap_or(d.warmup),
+        }
+    });
     Bandit::new(params, targets.len()).map_err(|e| {
         let sub = match e.arm.and_then(|a| targets.get(a)) {
             Some(t) => format!("{}.{}", e.field, t.name),

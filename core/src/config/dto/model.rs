@@ -222,11 +222,13 @@ pub enum StrategyDto {
         decay: Option<DecayDto>,
         prior: Option<PriorDto>,
         min_share: Option<MinShareDto>,
+        change_detection: Option<ChangeDetectionDto>,
     },
     Ucb1 {
         decay: Option<DecayDto>,
         prior: Option<PriorDto>,
         min_share: Option<MinShareDto>,
+        change_detection: Option<ChangeDetectionDto>,
     },
     /// LinUCB over the request's `features` (`crate::bandit::contextual`).
     LinUcb {
@@ -253,8 +255,8 @@ const STRATEGIES: &[&str] = &[
     "ucb1",
     "linucb",
 ];
-/// The fields every learning strategy takes.
-const LEARNING: &[&str] = &["decay", "prior", "min_share"];
+/// The fields Thompson and UCB1 take (epsilon-greedy: the first three and `epsilon`).
+const WATCHED: &[&str] = &["decay", "prior", "min_share", "change_detection"];
 
 impl FromJson for StrategyDto {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
@@ -283,21 +285,25 @@ impl FromJson for StrategyDto {
                 })
             }
             "thompson" => {
-                let o = fields("struct variant StrategyDto::Thompson", LEARNING)?;
+                let o = fields("struct variant StrategyDto::Thompson", WATCHED)?;
                 let (decay, prior, min_share) = learning(&o);
+                let change_detection = o.or_default("change_detection");
                 o.finish(StrategyDto::Thompson {
                     decay,
                     prior,
                     min_share,
+                    change_detection,
                 })
             }
             "ucb1" => {
-                let o = fields("struct variant StrategyDto::Ucb1", LEARNING)?;
+                let o = fields("struct variant StrategyDto::Ucb1", WATCHED)?;
                 let (decay, prior, min_share) = learning(&o);
+                let change_detection = o.or_default("change_detection");
                 o.finish(StrategyDto::Ucb1 {
                     decay,
                     prior,
                     min_share,
+                    change_detection,
                 })
             }
             "linucb" => {
@@ -349,7 +355,7 @@ fn strategy_type<'v, 'a>(v: &'v Value, at: &'a At<'_>) -> Result<(&'v str, At<'a
     }
 }
 
-/// The fields of [`LEARNING`], read in that order.
+/// `decay`, `prior` and `min_share`, read in that order.
 fn learning(o: &Obj<'_>) -> (Option<DecayDto>, Option<PriorDto>, Option<MinShareDto>) {
     (
         o.or_default("decay"),
@@ -376,6 +382,20 @@ impl FromJson for DecayDto {
         })
     }
 }
+
+/// `{"min_change": 0.1, "false_alarm_rate": 1e-6, "warmup": 30}`, each optional.
+#[derive(Debug, Default)]
+pub struct ChangeDetectionDto {
+    pub min_change: Option<f64>,
+    pub false_alarm_rate: Option<f64>,
+    pub warmup: Option<u32>,
+}
+
+read_struct!(ChangeDetectionDto {
+    min_change: or_default,
+    false_alarm_rate: or_default,
+    warmup: or_default,
+});
 
 #[derive(Debug)]
 pub struct PriorDto {
