@@ -48,7 +48,7 @@ IMAGE_DIR     := target/image/inference-router
 IMAGE         ?= registry.example.com/inference-router
 SKOPEO_FLAGS  ?=
 
-.PHONY: help setup build test test-native test-e2e lint fmt validate size demo simulate check-config clean bench fuzz fuzz-short soak image istio-manifests
+.PHONY: help setup build test test-native test-e2e lint fmt validate size demo simulate replay check-config clean bench fuzz fuzz-short soak image istio-manifests
 
 help:
 	@echo "make demo      build and run the routing demo against a real Envoy"
@@ -61,6 +61,7 @@ help:
 	@echo "make image     package the module as a Wasm OCI artifact in $(IMAGE_DIR) (PUSH=1 IMAGE=<registry>/<repo>: push it with skopeo)"
 	@echo "make istio-manifests  copies of istio/*.yaml in target/istio pinned to the image digest (IMAGE=<registry>/<repo>)"
 		@echo "make simulate  bandit simulator: regret curves as CSV, SVG and PNG in target/simulate"
+	@echo "make replay ROUTELLM=<dir>  replay RouteLLM's judgements: quality against cost in docs/learning"
 	@echo "make bench     side-by-side benchmark against plain Envoy (~15 min; bench/README.md)"
 		@echo "make fuzz      cargo-fuzz every untrusted-input parser, 300 s each (make fuzz-short: 15 s)"
 	@echo "make soak      fault, feedback, hostile and security suites 5 times, then 120 s fuzzing per target"
@@ -179,6 +180,14 @@ simulate: setup
 	cargo run -q --release -p inference-router-core --bin simulate -- --out target/simulate
 	@for svg in target/simulate/*.svg; do rsvg-convert --background-color=white -o "$${svg%.svg}.png" "$$svg"; done
 	@ls target/simulate/*.png
+
+# The replay on RouteLLM's per-prompt judgements (docs/learning/replay.md): ROUTELLM is the folder
+# holding mmlu.csv, gsm8k.csv and mt_bench.csv. Rewrites the plots, CSVs and PNGs in docs/learning.
+replay: setup
+	@test -n "$(ROUTELLM)" || { echo "make replay: set ROUTELLM to the folder of RouteLLM's CSV files (docs/learning/replay.md)" >&2; exit 2; }
+	cargo build -q --release -p inference-router-core --bin simulate
+	for b in mmlu gsm8k mt_bench; do target/release/simulate --replay "$(ROUTELLM)/$$b.csv" --out docs/learning --runs 20 --alpha 1 || exit 1; done
+	@for svg in docs/learning/replay-*.svg; do rsvg-convert --background-color=white -o "$${svg%.svg}.png" "$$svg"; done
 
 bench: setup
 	bench/run.sh
