@@ -52,31 +52,25 @@ pub fn str(out: &mut Vec<u8>, s: &str) {
 
 /// The header of an array of `len` items (the items follow).
 pub fn array(out: &mut Vec<u8>, len: usize) {
-    let n = len32(len);
-    match n {
-        0..=15 => out.push(0x90 | n as u8),
-        16..=0xffff => {
-            out.push(0xdc);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0xdd);
-            out.extend_from_slice(&n.to_be_bytes());
-        }
-    }
+    header(out, len, [0x90, 0xdc, 0xdd]);
 }
 
 /// The header of a map of `len` pairs (the keys and values follow).
 pub fn map(out: &mut Vec<u8>, len: usize) {
+    header(out, len, [0x80, 0xde, 0xdf]);
+}
+
+/// A container header in its smallest form: `fix | len`, then the 16- and 32-bit markers.
+fn header(out: &mut Vec<u8>, len: usize, [fix, m16, m32]: [u8; 3]) {
     let n = len32(len);
     match n {
-        0..=15 => out.push(0x80 | n as u8),
+        0..=15 => out.push(fix | n as u8),
         16..=0xffff => {
-            out.push(0xde);
+            out.push(m16);
             out.extend_from_slice(&(n as u16).to_be_bytes());
         }
         _ => {
-            out.push(0xdf);
+            out.push(m32);
             out.extend_from_slice(&n.to_be_bytes());
         }
     }
