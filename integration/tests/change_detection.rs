@@ -122,9 +122,9 @@ fn change_detection_moves_traffic_to_the_new_best() {
     }
 }
 
-/// The same with plain Thompson, which fails the bound (run with `--ignored` to measure it).
+/// The same with plain Thompson fails the bound: the bound tells the two apart (0.047 on
+/// average in the simulator; 0.043 measured here).
 #[test]
-#[ignore]
 fn plain_thompson_stays_on_the_fallen_target() {
     let o = degrade(json!({ "type": "thompson" }));
     eprintln!(
