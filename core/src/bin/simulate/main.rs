@@ -30,6 +30,7 @@ mod play;
 mod plot;
 mod replay;
 mod scenario;
+mod svg;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -4,229 +4,152 @@ use std::fmt::Write as _;
 
 use super::play::Series;
 use super::scenario::Scenario;
+use super::svg::{dash_attr, tick_step, ticks, Frame, TitleX, NICE_1_2_5};
 use super::Options;
 
-/// A "nice" tick spacing (1, 2 or 5 × 10^k) giving about `target` ticks over `range`.
-fn tick_step(range: f64, target: f64) -> f64 {
-    let raw = (range / target).max(f64::MIN_POSITIVE);
-    let magnitude = 10f64.powf(raw.log10().floor());
-    let norm = raw / magnitude;
-    let nice = if norm <= 1.0 {
-        1.0
-    } else if norm <= 2.0 {
-        2.0
-    } else if norm <= 5.0 {
-        5.0
-    } else {
-        10.0
-    };
-    nice * magnitude
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 pub fn svg(scenario: &Scenario, opts: &Options, xs: &[u64], series: &[Series]) -> String {
-    let (width, height) = (1040.0, 600.0);
-    let (left, right, top, bottom) = (80.0, 340.0, 60.0, 60.0);
-    let plot_w = width - left - right;
-    let plot_h = height - top - bottom;
-    let x_max = opts.steps as f64;
-    // Scale to the learning strategies; uniform is clipped (its final value is in the legend).
+    let (frame, y_step) = frame(opts, series);
+    let bound = scenario.lai_robbins();
+    let mut o = String::new();
+    frame.open(&mut o);
+    let _ = writeln!(
+        o,
+        r#"<defs><clipPath id="plot"><rect x="{}" y="{}" width="{}" height="{}"/></clipPath></defs>"#,
+        frame.left, frame.top, frame.plot_w, frame.plot_h
+    );
+    let subtitle = format!(
+        "{} (mean of {} runs, half-life {} for +decay)",
+        scenario.title, opts.runs, opts.half_life
+    );
+    let title = format!("Cumulative regret: {}", scenario.name);
+    frame.title(&mut o, &title, &subtitle, TitleX::Plain);
+    axes(&mut o, &frame, opts.steps, y_step);
+    if scenario.after.is_some() {
+        change(&mut o, &frame, opts.steps / 2);
+    }
+    if let Some(c) = bound {
+        lai_robbins(&mut o, &frame, xs, c);
+    }
+    curves(&mut o, &frame, xs, series);
+    legend(&mut o, &frame, opts.steps, bound, series);
+    o.push_str("</svg>\n");
+    o
+}
+
+/// Scaled to the learning strategies; uniform is clipped (its final value is in the legend).
+/// Returns the frame and its y tick step.
+fn frame(opts: &Options, series: &[Series]) -> (Frame, f64) {
     let learners_max = series
         .iter()
         .filter(|s| s.name != "uniform")
         .flat_map(|s| s.mean.iter().copied())
         .fold(1.0, f64::max);
-    let y_step = tick_step(learners_max * 1.1, 8.0);
+    let y_step = tick_step(learners_max * 1.1, 8.0, NICE_1_2_5);
     let y_max = (learners_max * 1.1 / y_step).ceil() * y_step;
-    let px = |x: f64| left + x / x_max * plot_w;
-    let py = |y: f64| top + plot_h - y / y_max * plot_h;
+    let frame = Frame::new(
+        (1040.0, 600.0),
+        (80.0, 340.0, 60.0, 60.0),
+        (0.0, opts.steps as f64),
+        (0.0, y_max),
+    );
+    (frame, y_step)
+}
 
-    let mut o = String::new();
+/// Grid, ticks, the two axes and their names.
+fn axes(o: &mut String, frame: &Frame, steps: u64, y_step: f64) {
+    for y in ticks(0.0, frame.y.1, y_step) {
+        frame.y_tick(o, y, y);
+    }
+    let x_max = steps as f64;
+    for x in ticks(0.0, x_max, tick_step(x_max, 8.0, NICE_1_2_5)) {
+        frame.x_tick(o, x, x);
+    }
+    let (left, top, bottom) = (frame.left, frame.top, frame.bottom());
     let _ = writeln!(
         o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, DejaVu Sans, sans-serif" font-size="12">"#
+        r##"<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom:.1}" stroke="#333"/><line x1="{left}" y1="{bottom:.1}" x2="{:.1}" y2="{bottom:.1}" stroke="#333"/>"##,
+        frame.right(),
     );
+    let _ = writeln!(o, "{}", frame.x_label("step"));
     let _ = writeln!(
         o,
-        r#"<rect width="{width}" height="{height}" fill="white"/>"#
+        "{}",
+        frame.y_label("cumulative regret (expected reward lost)")
     );
-    let _ = writeln!(
-        o,
-        r#"<defs><clipPath id="plot"><rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}"/></clipPath></defs>"#
-    );
-    let _ = writeln!(
-        o,
-        r#"<text x="{}" y="24" font-size="16" font-weight="bold" text-anchor="middle">Cumulative regret: {}</text>"#,
-        left + plot_w / 2.0,
-        escape(scenario.name)
-    );
-    let _ = writeln!(
-        o,
-        r##"<text x="{}" y="42" text-anchor="middle" fill="#444">{} (mean of {} runs, half-life {} for +decay)</text>"##,
-        left + plot_w / 2.0,
-        escape(scenario.title),
-        opts.runs,
-        opts.half_life
-    );
+}
 
-    // Grid and y ticks.
-    let mut y = 0.0;
-    while y <= y_max + y_step * 1e-9 {
-        let yy = py(y);
-        let _ = writeln!(
-            o,
-            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            left + plot_w,
-            left - 6.0,
-            yy + 4.0,
-            y
-        );
-        y += y_step;
-    }
-    // X ticks.
-    let x_step = tick_step(x_max, 8.0);
-    let mut x = 0.0;
-    while x <= x_max + x_step * 1e-9 {
-        let xx = px(x);
-        let _ = writeln!(
-            o,
-            r##"<line x1="{xx:.1}" y1="{:.1}" x2="{xx:.1}" y2="{:.1}" stroke="#333"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            top + plot_h,
-            top + plot_h + 5.0,
-            top + plot_h + 20.0,
-            x
-        );
-        x += x_step;
-    }
-    // Axes and labels.
+/// A dotted vertical line where the scenario changes.
+fn change(o: &mut String, frame: &Frame, at: u64) {
+    let xc = frame.px(at as f64);
     let _ = writeln!(
         o,
-        r##"<line x1="{left}" y1="{top}" x2="{left}" y2="{:.1}" stroke="#333"/><line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#333"/>"##,
-        top + plot_h,
-        top + plot_h,
-        left + plot_w,
-        top + plot_h
+        r##"<line x1="{xc:.1}" y1="{}" x2="{xc:.1}" y2="{:.1}" stroke="#888" stroke-dasharray="2 4"/><text x="{:.1}" y="{:.1}" fill="#666">change</text>"##,
+        frame.top,
+        frame.bottom(),
+        xc + 4.0,
+        frame.top + 14.0
     );
-    let _ = writeln!(
-        o,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">step</text>"#,
-        left + plot_w / 2.0,
-        height - 18.0
-    );
-    let _ = writeln!(
-        o,
-        r#"<text transform="translate(22 {:.1}) rotate(-90)" text-anchor="middle">cumulative regret (expected reward lost)</text>"#,
-        top + plot_h / 2.0
-    );
-    // The change, if any.
-    if scenario.after.is_some() {
-        let xc = px((opts.steps / 2) as f64);
-        let _ = writeln!(
-            o,
-            r##"<line x1="{xc:.1}" y1="{top}" x2="{xc:.1}" y2="{:.1}" stroke="#888" stroke-dasharray="2 4"/><text x="{:.1}" y="{:.1}" fill="#666">change</text>"##,
-            top + plot_h,
-            xc + 4.0,
-            top + 14.0
-        );
-    }
-    // The Lai–Robbins lower bound c ln t (steady Bernoulli problems).
-    let bound = scenario.lai_robbins();
-    if let Some(c) = bound {
-        let mut points = String::new();
-        for x in xs.iter().filter(|x| **x > 0) {
-            let _ = write!(
-                points,
-                "{:.1},{:.1} ",
-                px(*x as f64),
-                py(c * (*x as f64).ln())
-            );
-        }
-        let _ = writeln!(
-            o,
-            r##"<polyline clip-path="url(#plot)" fill="none" stroke="#000" stroke-width="1.5" stroke-dasharray="1 3" points="{}"/>"##,
-            points.trim_end()
-        );
-    }
+}
 
-    // Oracle and the series.
+/// The Lai–Robbins lower bound `c ln t` (steady Bernoulli problems).
+fn lai_robbins(o: &mut String, frame: &Frame, xs: &[u64], c: f64) {
+    let points =
+        frame.points((xs.iter().filter(|x| **x > 0)).map(|x| (*x as f64, c * (*x as f64).ln())));
     let _ = writeln!(
         o,
-        r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#000" stroke-width="2"/>"##,
-        py(0.0),
-        left + plot_w,
-        py(0.0)
+        r##"<polyline clip-path="url(#plot)" fill="none" stroke="#000" stroke-width="1.5" stroke-dasharray="1 3" points="{points}"/>"##
+    );
+}
+
+/// The oracle (no regret) and one curve per strategy.
+fn curves(o: &mut String, frame: &Frame, xs: &[u64], series: &[Series]) {
+    let zero = frame.py(0.0);
+    let _ = writeln!(
+        o,
+        r##"<line x1="{}" y1="{zero:.1}" x2="{:.1}" y2="{zero:.1}" stroke="#000" stroke-width="2"/>"##,
+        frame.left,
+        frame.right(),
     );
     for s in series {
-        let mut points = String::new();
-        for (x, y) in xs.iter().zip(&s.mean) {
-            let _ = write!(points, "{:.1},{:.1} ", px(*x as f64), py(*y));
-        }
-        let dash = dash_attr(s.dash);
+        let points = frame.points(xs.iter().zip(&s.mean).map(|(x, y)| (*x as f64, *y)));
         let _ = writeln!(
             o,
-            r#"<polyline clip-path="url(#plot)" fill="none" stroke="{}" stroke-width="2"{dash} points="{}"/>"#,
+            r#"<polyline clip-path="url(#plot)" fill="none" stroke="{}" stroke-width="2"{} points="{points}"/>"#,
             s.color,
-            points.trim_end()
+            dash_attr(s.dash),
         );
     }
+}
 
-    // Legend.
-    let lx = left + plot_w + 20.0;
-    let mut ly = top + 10.0;
+/// Each line's regret at the last step (and, after a change, its share on the new best).
+fn legend(o: &mut String, frame: &Frame, steps: u64, bound: Option<f64>, series: &[Series]) {
+    let mut legend = frame.legend();
     let _ = writeln!(
         o,
-        r#"<text x="{lx}" y="{ly}" font-weight="bold">regret at step {}</text>"#,
-        opts.steps
+        r#"<text x="{}" y="{}" font-weight="bold">regret at step {steps}</text>"#,
+        legend.x, legend.y
     );
-    ly += 22.0;
-    let mut entry = |o: &mut String, color: &str, dash: &str, label: String| {
-        let dash = dash_attr(dash);
+    legend.next(22.0);
+    let mut row = |o: &mut String, color: &str, dash: &str, label: &str| {
         let _ = writeln!(
             o,
-            r#"<line x1="{lx}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{ly:.1}">{}</text>"#,
-            ly - 4.0,
-            lx + 28.0,
-            ly - 4.0,
-            lx + 36.0,
-            escape(&label)
+            "{}{}",
+            legend.line(28.0, color, dash),
+            legend.text(36.0, label)
         );
-        ly += 20.0;
+        legend.next(20.0);
     };
-    entry(&mut o, "#000", "", "oracle: 0".into());
+    row(o, "#000", "", "oracle: 0");
     if let Some(c) = bound {
-        let at = c * x_max.ln();
-        entry(
-            &mut o,
-            "#000",
-            "1 3",
-            format!("Lai–Robbins c·ln t: {at:.1}"),
-        );
+        let at = c * (steps as f64).ln();
+        row(o, "#000", "1 3", &format!("Lai–Robbins c·ln t: {at:.1}"));
     }
     for s in series {
         let last = s.mean.last().copied().unwrap_or(0.0);
-        let clipped = if last > y_max { " (off scale)" } else { "" };
+        let clipped = if last > frame.y.1 { " (off scale)" } else { "" };
         let share = (s.new_best_share).map_or(String::new(), |v| format!(", new best {v:.2}"));
-        entry(
-            &mut o,
-            s.color,
-            s.dash,
-            format!("{}: {:.0}{clipped}{share}", s.name, last),
-        );
-    }
-    o.push_str("</svg>\n");
-    o
-}
-
-fn dash_attr(dash: &str) -> String {
-    if dash.is_empty() {
-        String::new()
-    } else {
-        format!(r#" stroke-dasharray="{dash}""#)
+        let label = format!("{}: {:.0}{clipped}{share}", s.name, last);
+        row(o, s.color, s.dash, &label);
     }
 }
 
@@ -260,5 +183,38 @@ mod tests {
             assert!(svg.contains("thompson+change: "), "{}", scenario.name);
             assert_eq!(svg.contains(", new best 0."), !steady, "{}", scenario.name);
         }
+    }
+
+    /// The x ticks run from 0 to the last step in round steps, the y grid starts at 0 and
+    /// reaches above every learner's curve, and strategies whose curve runs off it say so.
+    #[test]
+    fn the_axes_span_the_steps_and_the_learners() {
+        let opts = Options {
+            runs: 2,
+            steps: 2_000,
+            ..crate::default_options()
+        };
+        let xs = crate::sample_steps(opts.steps, 10);
+        let scenario = scenarios().into_iter().next().expect("a scenario");
+        let series = simulate(&opts, &scenario, 10).unwrap_or_default();
+        let (frame, _) = frame(&opts, &series);
+        let svg = svg(&scenario, &opts, &xs, &series);
+        for x in ["0", "500", "1000", "1500", "2000"] {
+            assert!(
+                svg.contains(&format!(r#"text-anchor="middle">{x}</text>"#)),
+                "{x}"
+            );
+        }
+        assert!(!svg.contains(r#"text-anchor="middle">2500</text>"#));
+        assert!(svg.contains(r#"text-anchor="end">0</text>"#));
+        for s in &series {
+            let last = s.mean.last().copied().unwrap_or(0.0);
+            if s.name != "uniform" {
+                assert!(last <= frame.y.1, "{}", s.name);
+            }
+            let marked = svg.contains(&format!(">{}: {last:.0} (off scale)", s.name));
+            assert_eq!(marked, last > frame.y.1, "{}", s.name);
+        }
+        assert!(svg.ends_with("</svg>\n"));
     }
 }
