@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::play::Series;
 use super::scenario::Scenario;
-use super::svg::{dash_attr, tick_step, ticks, Frame, TitleX, NICE_1_2_5};
+use super::svg::{dash_attr, tick_step, ticks, Frame, NICE_1_2_5};
 use super::Options;
 
 pub fn svg(scenario: &Scenario, opts: &Options, xs: &[u64], series: &[Series]) -> String {
@@ -22,7 +22,7 @@ pub fn svg(scenario: &Scenario, opts: &Options, xs: &[u64], series: &[Series]) -
         scenario.title, opts.runs, opts.half_life
     );
     let title = format!("Cumulative regret: {}", scenario.name);
-    frame.title(&mut o, &title, &subtitle, TitleX::Plain);
+    frame.title(&mut o, &title, &subtitle);
     axes(&mut o, &frame, opts.steps, y_step);
     if scenario.after.is_some() {
         change(&mut o, &frame, opts.steps / 2);

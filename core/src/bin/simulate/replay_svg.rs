@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{Bench, Curve, Point};
-use crate::svg::{tick_step, ticks, Frame, Legend, TitleX, NICE_1_2_25_5};
+use crate::svg::{tick_step, ticks, Frame, Legend, NICE_1_2_25_5};
 
 const COLORS: [&str; 3] = ["#1f77b4", "#ff7f0e", "#9467bd"];
 
@@ -37,7 +37,7 @@ impl Plot<'_> {
             self.runs,
             self.alpha
         );
-        frame.title(&mut o, &title, &subtitle, TitleX::OneDecimal);
+        frame.title(&mut o, &title, &subtitle);
         self.axes(&mut o, &frame, step);
         self.marks(&mut o, &frame);
         self.legend(&mut o, frame.legend());

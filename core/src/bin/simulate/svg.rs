@@ -44,13 +44,6 @@ pub fn dash_attr(dash: &str) -> String {
     }
 }
 
-/// How the title's centre is written: the regret plots wrote `390`, the replay `365.0`.
-#[derive(Clone, Copy)]
-pub enum TitleX {
-    Plain,
-    OneDecimal,
-}
-
 /// The canvas and the plotting area inside its margins, with the data ranges it shows.
 pub struct Frame {
     pub width: f64,
@@ -127,12 +120,8 @@ impl Frame {
     }
 
     /// A bold title and a grey subtitle centred over the plot.
-    pub fn title(&self, o: &mut String, title: &str, subtitle: &str, at: TitleX) {
-        let centre = self.left + self.plot_w / 2.0;
-        let x = match at {
-            TitleX::Plain => format!("{centre}"),
-            TitleX::OneDecimal => format!("{centre:.1}"),
-        };
+    pub fn title(&self, o: &mut String, title: &str, subtitle: &str) {
+        let x = format!("{:.1}", self.left + self.plot_w / 2.0);
         let _ = writeln!(
             o,
             r#"<text x="{x}" y="24" font-size="16" font-weight="bold" text-anchor="middle">{}</text>"#,
@@ -280,12 +269,9 @@ mod tests {
         assert_eq!((f.py(5.0), f.py(15.0)), (90.0, 10.0));
         assert_eq!(f.points([(0.0, 5.0), (5.0, 10.0)]), "20.0,90.0 95.0,50.0");
         let mut o = String::new();
-        f.title(&mut o, "a<b", "", TitleX::Plain);
-        assert!(o.starts_with(r#"<text x="95" y="24""#), "{o}");
-        assert!(o.contains(">a&lt;b</text>"), "{o}");
-        let mut o = String::new();
-        f.title(&mut o, "", "", TitleX::OneDecimal);
+        f.title(&mut o, "a<b", "");
         assert!(o.starts_with(r#"<text x="95.0" y="24""#), "{o}");
+        assert!(o.contains(">a&lt;b</text>"), "{o}");
     }
 
     #[test]
