@@ -50,7 +50,7 @@ fn json_value_at<'a, T: Deserialize<'a>>(
 }
 
 fn rewrite_json(body: &[u8], model: &str) -> Result<Option<Vec<u8>>, String> {
-    let replacement = serde_json::to_vec(model).map_err(|e| e.to_string())?;
+    let replacement = crate::json::write::to_vec(model);
     let mut spans = Vec::new();
     let mut i = skip_ws(body, 0);
     if body.get(i) != Some(&b'{') {

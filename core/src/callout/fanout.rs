@@ -61,7 +61,7 @@ pub fn fan_out_reply(model: &str, results: &[TargetResult]) -> FanOutReply {
     let doc = json!({ "model": model, "responses": responses, "partial": partial });
     FanOutReply {
         status: if any_ok { 200 } else { 502 },
-        body: serde_json::to_vec(&doc).unwrap_or_default(),
+        body: crate::json::write::to_vec(&doc),
         partial,
     }
 }

@@ -123,7 +123,7 @@ pub fn forward_message(model: &str, child: i64, reward: f64, client_body: &[u8])
     if let (Some(truth), Some(obj)) = (field("truth"), msg.as_object_mut()) {
         obj.insert("truth".into(), truth);
     }
-    serde_json::to_vec(&msg).unwrap_or_default()
+    crate::json::write::to_vec(&msg)
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ const TAG_BYTES: usize = 16;
 const DOMAIN: &str = "inference-router/decision/2";
 const UNBOUND: &str = "-";
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct DecisionToken {
     pub model: String,
     pub target: String,
@@ -30,6 +31,21 @@ pub struct DecisionToken {
     /// The id of the key that signed it.
     #[serde(default)]
     pub key: String,
+}
+
+// Written by hand (the fleet's in-doubt records), fields in declaration order as serde's derive
+// wrote them.
+impl crate::json::ToJson for DecisionToken {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        crate::json::ObjectWriter::new(out)
+            .field("model", &self.model)
+            .field("target", &self.target)
+            .field("expires", &self.expires)
+            .field("nonce", &self.nonce)
+            .field("bound", &self.bound)
+            .field("key", &self.key)
+            .end();
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

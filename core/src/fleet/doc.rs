@@ -13,9 +13,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::bandit::ArmSums;
+use crate::json::{ObjectWriter, ToJson};
 
 /// Format version of both documents.
 pub const DOC_VERSION: u32 = 1;
@@ -24,7 +25,8 @@ pub const DOC_VERSION: u32 = 1;
 pub const FOLD_LOG: usize = 64;
 
 /// One replica's contribution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct Contribution {
     pub v: u32,
     pub replica: String,
@@ -42,7 +44,8 @@ pub struct Contribution {
 }
 
 /// What one model learned under one configuration identity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct Learned {
     pub id: String,
     /// Time half-life of the decay these sums follow (0: none).
@@ -59,7 +62,8 @@ pub struct Learned {
 pub type TargetHealth = [f64; 4];
 
 /// What retired replicas learned, folded together, and the last folds.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct Retired {
     pub v: u32,
     #[serde(default)]
@@ -69,12 +73,61 @@ pub struct Retired {
 }
 
 /// One contribution folded into the retired document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct Folded {
     pub replica: String,
     pub incarnation: String,
     pub seq: u64,
     pub at_ms: u64,
+}
+
+// Written by hand, fields in declaration order as serde's derive wrote them.
+impl ToJson for Contribution {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("v", &self.v)
+            .field("replica", &self.replica)
+            .field("incarnation", &self.incarnation)
+            .field("seq", &self.seq)
+            .field("written_ms", &self.written_ms)
+            .field("models", &self.models)
+            .field("health", &self.health)
+            .end();
+    }
+}
+
+impl ToJson for Learned {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("id", &self.id)
+            .field("half_life_ms", &self.half_life_ms)
+            .field("as_of_ms", &self.as_of_ms)
+            .field("updates", &self.updates)
+            .field("targets", &self.targets)
+            .end();
+    }
+}
+
+impl ToJson for Retired {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("v", &self.v)
+            .field("models", &self.models)
+            .field("folded", &self.folded)
+            .end();
+    }
+}
+
+impl ToJson for Folded {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("replica", &self.replica)
+            .field("incarnation", &self.incarnation)
+            .field("seq", &self.seq)
+            .field("at_ms", &self.at_ms)
+            .end();
+    }
 }
 
 fn finite_non_negative(v: f64) -> bool {
@@ -177,7 +230,7 @@ impl Contribution {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::json::write::to_vec(self)
     }
 
     /// The entry of `model` under `id`, if any.
@@ -198,7 +251,7 @@ impl Retired {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::json::write::to_vec(self)
     }
 
     pub fn learned(&self, model: &str, id: &str) -> Option<&Learned> {

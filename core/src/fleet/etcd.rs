@@ -87,7 +87,7 @@ fn b64(bytes: &[u8]) -> String {
 fn request(path: &'static str, body: &Value) -> Request {
     Request {
         path,
-        body: serde_json::to_vec(body).unwrap_or_default(),
+        body: crate::json::write::to_vec(body),
     }
 }
 

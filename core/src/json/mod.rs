@@ -4,3 +4,7 @@
 pub mod write;
 
 pub use write::{ObjectWriter, ToJson};
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod documents_tests;

@@ -304,7 +304,7 @@ impl Reply {
         Reply {
             status,
             kind: ReplyKind::Error,
-            content: ReplyContent::Json(serde_json::to_vec(&body).unwrap_or_default()),
+            content: ReplyContent::Json(crate::json::write::to_vec(&body)),
             model,
             rule: None,
             detector: None,
@@ -790,7 +790,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
         Outcome::Reply(Reply {
             status,
             kind: ReplyKind::Reject,
-            content: ReplyContent::Json(serde_json::to_vec(&body).unwrap_or_default()),
+            content: ReplyContent::Json(crate::json::write::to_vec(&body)),
             model: None,
             rule: Some(rule),
             detector: None,

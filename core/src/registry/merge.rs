@@ -45,10 +45,7 @@ pub fn merged(static_bytes: &[u8], targets: &Targets) -> Result<Vec<u8>, ConfigE
             None => models.push(json!({ "name": name, "targets": ts })),
         }
     }
-    let bytes = serde_json::to_vec(&doc).map_err(|e| ConfigError {
-        field: String::new(),
-        reason: format!("the merged configuration cannot be written: {e}"),
-    })?;
+    let bytes = crate::json::write::to_vec(&doc);
     config::parse(&bytes)?;
     Ok(bytes)
 }
@@ -84,7 +81,7 @@ pub fn check_targets(
     // configuration's business).
     let probe = json!({ "models": [ { "name": name, "targets": targets,
                                       "strategy": { "type": "thompson" } } ] });
-    let bytes = serde_json::to_vec(&probe).unwrap_or_default();
+    let bytes = crate::json::write::to_vec(&probe);
     match config::parse(&bytes) {
         Ok(_) => Ok(()),
         Err(e) => {

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::merge::{merged, Targets};
 use super::settings::{RegistrySettings, Source};
@@ -24,6 +24,7 @@ use crate::bandit::{cas_edit, Codec};
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::ConfigError;
 use crate::host::{Host, HostStore, MetricKind};
+use crate::json::{ObjectWriter, ToJson};
 use crate::learning::shared_prefix;
 use crate::metrics::PREFIX;
 use crate::plugin::Plugin;
@@ -32,7 +33,8 @@ use crate::plugin::Plugin;
 const ATTEMPTS: u32 = 16;
 
 /// The poll bookkeeping of this Envoy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct PollRecord {
     /// No poll starts before this (Unix ms).
     pub next_due_ms: u64,
@@ -49,7 +51,8 @@ pub struct PollRecord {
 }
 
 /// The last good registry answer.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 pub struct Snapshot {
     /// 0: nothing published yet (the configured targets serve).
     pub generation: u64,
@@ -57,23 +60,47 @@ pub struct Snapshot {
     pub published_ms: u64,
 }
 
+// Written by hand, fields in declaration order as serde's derive wrote them.
+impl ToJson for PollRecord {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("next_due_ms", &self.next_due_ms)
+            .field("seq", &self.seq)
+            .field("failures", &self.failures)
+            .field("last_ok_ms", &self.last_ok_ms)
+            .field("last_error", &self.last_error)
+            .field("unresolved", &self.unresolved)
+            .end();
+    }
+}
+
+impl ToJson for Snapshot {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("generation", &self.generation)
+            .field("models", &self.models)
+            .field("published_ms", &self.published_ms)
+            .end();
+    }
+}
+
 struct JsonCodec<T>(std::marker::PhantomData<T>);
 
-impl<T: Serialize + DeserializeOwned> Codec for JsonCodec<T> {
+impl<T: ToJson + DeserializeOwned> Codec for JsonCodec<T> {
     type Value = T;
     type Error = String;
     fn decode(&self, bytes: &[u8]) -> Result<T, String> {
         serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
     fn encode(&self, value: &T) -> Vec<u8> {
-        serde_json::to_vec(value).unwrap_or_default()
+        crate::json::write::to_vec(value)
     }
 }
 
 /// Changes a record: `f` edits it and says whether to write. The value now stored.
 fn update<T>(host: &dyn Host, key: &str, mut f: impl FnMut(&mut T) -> bool) -> Result<T, String>
 where
-    T: Serialize + DeserializeOwned + Default + Clone,
+    T: ToJson + DeserializeOwned + Default + Clone,
 {
     cas_edit(
         &HostStore(host),
@@ -94,13 +121,9 @@ fn read<T: DeserializeOwned + Default>(host: &dyn Host, key: &str) -> T {
 }
 
 /// Writes the initial value of a missing key (a missing key ignores CAS: seeded before use).
-fn seed<T: Serialize + Default>(host: &dyn Host, key: &str) {
+fn seed<T: ToJson + Default>(host: &dyn Host, key: &str) {
     if let Ok((None, _)) = host.shared_data(key) {
-        let _ = host.set_shared_data(
-            key,
-            &serde_json::to_vec(&T::default()).unwrap_or_default(),
-            None,
-        );
+        let _ = host.set_shared_data(key, &crate::json::write::to_vec(&T::default()), None);
     }
 }
 

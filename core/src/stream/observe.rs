@@ -259,7 +259,7 @@ fn reward(
         let job = EvalJob {
             model: route.model,
             target: target.name.clone(),
-            body: serde_json::to_vec(&summary).unwrap_or_default(),
+            body: crate::json::write::to_vec(&summary),
         };
         return plugin.enqueue_evaluation(host, job);
     }
