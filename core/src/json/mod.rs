@@ -1,6 +1,8 @@
-//! JSON by hand, in the exact forms serde_json wrote: [`write`] (bytes out, number and string
-//! spelling included) and [`ToJson`] for the documents the filter writes.
+//! JSON by hand, in the exact forms serde_json read and wrote: [`read`] (bytes in, its errors
+//! word for word), [`write`] (bytes out, number and string spelling included) and [`ToJson`]
+//! for the documents the filter writes.
 
+pub mod read;
 pub mod write;
 
 pub use write::{ObjectWriter, ToJson};
