@@ -438,7 +438,7 @@ fn prepare_state(host: &dyn Host, plugin: &Plugin) {
 /// The evaluator's answer: `{"reward": r}` with r in [0, 1].
 fn evaluated(host: &dyn Host, plugin: &Plugin, model: usize, target: &str, answer: &Answer) {
     let reward = match answer.status.as_deref() {
-        Some("200") => serde_json::from_slice::<serde_json::Value>(&answer.body)
+        Some("200") => crate::json::read::from_slice(&answer.body)
             .ok()
             .and_then(|v| v.get("reward").and_then(serde_json::Value::as_f64))
             .ok_or_else(|| "the evaluator's answer has no numeric \"reward\"".to_string())

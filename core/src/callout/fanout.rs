@@ -29,7 +29,7 @@ pub struct FanOutReply {
 
 fn body_value(content_type: Option<&str>, body: &[u8]) -> Value {
     if content_type.and_then(format_of_content_type) == Some(Format::Json) {
-        if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        if let Ok(v) = crate::json::read::from_slice(body) {
             return v;
         }
     }

@@ -37,7 +37,7 @@ pub fn parse_feedback(
     body: &[u8],
     header_decision: Option<&str>,
 ) -> Result<Feedback, FeedbackError> {
-    let value: Value = serde_json::from_slice(body)
+    let value = crate::json::read::from_slice(body)
         .map_err(|e| FeedbackError(format!("the feedback body is not a JSON object: {e}")))?;
     if !value.is_object() {
         return Err(FeedbackError(

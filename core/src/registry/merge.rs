@@ -18,7 +18,7 @@ pub type Targets = BTreeMap<String, Vec<Value>>;
 /// Merges `targets` into the static configuration; the merged document, which `config::parse`
 /// accepts (else its error).
 pub fn merged(static_bytes: &[u8], targets: &Targets) -> Result<Vec<u8>, ConfigError> {
-    let mut doc: Value = serde_json::from_slice(static_bytes).map_err(|e| ConfigError {
+    let mut doc = crate::json::read::from_slice(static_bytes).map_err(|e| ConfigError {
         field: String::new(),
         reason: format!("the static configuration is not JSON: {e}"),
     })?;
