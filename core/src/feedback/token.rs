@@ -18,20 +18,23 @@ const TAG_BYTES: usize = 16;
 const DOMAIN: &str = "inference-router/decision/2";
 const UNBOUND: &str = "-";
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct DecisionToken {
     pub model: String,
     pub target: String,
     pub expires: u64,
     pub nonce: u64,
     /// The tag of the principal the decision is bound to ([`TokenKeys::principal_tag`]).
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub bound: Option<u64>,
     /// The id of the key that signed it.
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub key: String,
 }
+
+// Read by hand (the fleet's in-doubt records), accepting what serde's derive did.
+crate::json::read::text_struct!(DecisionToken { model, target, expires, nonce, bound default, key default });
 
 // Written by hand (the fleet's in-doubt records), fields in declaration order as serde's derive
 // wrote them.

@@ -7,14 +7,12 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-
 use super::doc::Learned;
 use super::keys::local;
 use crate::bandit::{cas_edit, Codec, StoreError};
 use crate::feedback::DecisionToken;
 use crate::host::{Host, HostStore};
+use crate::json::read::{from_text, text_struct, FromText};
 use crate::json::{ObjectWriter, ToJson};
 
 /// CAS attempts on a bookkeeping record.
@@ -23,8 +21,8 @@ const ATTEMPTS: u32 = 16;
 pub const MAX_IN_DOUBT: usize = 1024;
 
 /// The sync rounds of this Envoy.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct SyncRecord {
     /// No round starts before this (Unix ms).
     pub next_due_ms: u64,
@@ -46,21 +44,21 @@ pub struct SyncRecord {
     /// Another live writer uses this replica's key (stops this one from publishing).
     pub conflict: bool,
     /// No login is tried before this (Unix ms): the last one was refused.
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub login_after_ms: u64,
 }
 
 /// What this replica published, as far as a later correction needs it: the last attempt and
 /// the last one etcd confirmed, each by seq.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Published {
     pub attempted: Option<Snapshot>,
     pub confirmed: Option<Snapshot>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot {
     pub seq: u64,
     pub models: BTreeMap<String, Learned>,
@@ -77,8 +75,8 @@ impl Published {
 }
 
 /// A feedback whose spend may or may not have reached etcd (its answer was lost).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct InDoubt {
     pub token: DecisionToken,
     pub reward: f64,
@@ -87,6 +85,29 @@ pub struct InDoubt {
     /// sender's next attempt is answered 200 once, then the record goes.
     pub applied: bool,
 }
+
+// Read by hand, accepting what serde's derive did.
+text_struct!(SyncRecord {
+    next_due_ms,
+    seq,
+    last_ok_ms,
+    warm_done,
+    replicas,
+    created,
+    published_ms,
+    published_digest,
+    failures,
+    conflict,
+    login_after_ms default,
+});
+text_struct!(Published { attempted option, confirmed option });
+text_struct!(Snapshot { seq, models });
+text_struct!(InDoubt {
+    token,
+    reward,
+    recorded_ms,
+    applied
+});
 
 // Written by hand, fields in declaration order as serde's derive wrote them.
 impl ToJson for SyncRecord {
@@ -139,11 +160,11 @@ impl ToJson for InDoubt {
 /// JSON of any record; bytes that do not decode give the record's initial value.
 struct Pack<T>(PhantomData<T>);
 
-impl<T: ToJson + DeserializeOwned> Codec for Pack<T> {
+impl<T: ToJson + FromText> Codec for Pack<T> {
     type Value = T;
     type Error = String;
     fn decode(&self, bytes: &[u8]) -> Result<T, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        from_text(bytes).map_err(|e| e.to_string())
     }
     fn encode(&self, value: &T) -> Vec<u8> {
         crate::json::write::to_vec(value)
@@ -156,7 +177,7 @@ pub struct Record<T> {
     _t: PhantomData<T>,
 }
 
-impl<T: ToJson + DeserializeOwned + Default + Clone> Record<T> {
+impl<T: ToJson + FromText + Default + Clone> Record<T> {
     pub fn new(plugin: &str, what: &str) -> Self {
         Record {
             key: local(plugin, what),

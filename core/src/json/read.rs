@@ -2,6 +2,7 @@
 //! same values read (numbers by its rules: `u64`, then `i64`, then its own `f64` arithmetic),
 //! and the same errors, word for word and at the same line and column.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::{Map, Number, Value};
@@ -9,7 +10,7 @@ use serde_json::{Map, Number, Value};
 /// A syntax error, in serde_json's words and place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
-    what: &'static str,
+    what: Cow<'static, str>,
     line: usize,
     column: usize,
 }
@@ -124,16 +125,17 @@ impl<'a> Parser<'a> {
     }
 
     /// An error about the byte just read.
-    fn error(&self, what: &'static str) -> Error {
-        self.error_at(self.index, what)
+    fn error(&self, what: impl Into<Cow<'static, str>>) -> Error {
+        self.error_at(self.index, what.into())
     }
 
     /// An error about the byte about to be read.
     fn peek_error(&self, what: &'static str) -> Error {
-        self.error_at(self.bytes.len().min(self.index.saturating_add(1)), what)
+        let at = self.bytes.len().min(self.index.saturating_add(1));
+        self.error_at(at, what.into())
     }
 
-    fn error_at(&self, i: usize, what: &'static str) -> Error {
+    fn error_at(&self, i: usize, what: Cow<'static, str>) -> Error {
         let before = self.bytes.get(..i).unwrap_or(self.bytes);
         let line_start = before
             .iter()
@@ -180,14 +182,14 @@ impl<'a> Parser<'a> {
             b'[' => {
                 self.enter()?;
                 let items = self.items();
-                self.depth = self.depth.saturating_add(1);
+                self.leave();
                 let items = items?;
                 self.end_seq().map(|()| Value::Array(items))
             }
             b'{' => {
                 self.enter()?;
                 let entries = self.entries();
-                self.depth = self.depth.saturating_add(1);
+                self.leave();
                 let entries = entries?;
                 self.end_map().map(|()| Value::Object(entries))
             }
@@ -203,6 +205,10 @@ impl<'a> Parser<'a> {
         }
         self.eat();
         Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_add(1);
     }
 
     /// `word` (its first byte peeked).
@@ -244,7 +250,7 @@ impl<'a> Parser<'a> {
         Ok(items)
     }
 
-    /// Before the next key of an object: the key, read, when there is one.
+    /// Before the next key of an object: the key, read (not the `:`), when there is one.
     fn next_key(&mut self, first: bool) -> Result<Option<String>, Error> {
         match self.whitespace() {
             None => return Err(self.peek_error(EOF_OBJECT)),
@@ -263,13 +269,19 @@ impl<'a> Parser<'a> {
             Some(_) => return Err(self.peek_error(EXPECTED_OBJECT_COMMA_OR_END)),
         }
         self.eat();
-        let key = self.string()?;
+        self.string().map(Some)
+    }
+
+    /// The `:` after a key.
+    fn colon(&mut self) -> Result<(), Error> {
         match self.whitespace() {
-            Some(b':') => self.eat(),
-            Some(_) => return Err(self.peek_error(EXPECTED_COLON)),
-            None => return Err(self.peek_error(EOF_OBJECT)),
+            Some(b':') => {
+                self.eat();
+                Ok(())
+            }
+            Some(_) => Err(self.peek_error(EXPECTED_COLON)),
+            None => Err(self.peek_error(EOF_OBJECT)),
         }
-        Ok(Some(key))
     }
 
     /// Entries of an object; a key given twice keeps its last value, as serde_json's map does.
@@ -278,6 +290,7 @@ impl<'a> Parser<'a> {
         let mut first = true;
         while let Some(key) = self.next_key(first)? {
             first = false;
+            self.colon()?;
             let value = self.value()?;
             map.insert(key, value);
         }
@@ -315,10 +328,15 @@ impl<'a> Parser<'a> {
     }
 }
 
+mod ignore;
 mod number;
 mod string;
+pub(crate) mod typed;
+
+pub(crate) use typed::text_struct;
+pub use typed::{from_text, FromText};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 #[path = "read_tests.rs"]
-mod tests;
+pub(crate) mod tests;

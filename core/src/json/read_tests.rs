@@ -89,7 +89,7 @@ fn any_value(rng: &mut Rng, depth: u32) -> Value {
 }
 
 /// A document written with whitespace between its tokens, sometimes.
-fn spaced(doc: &[u8], rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn spaced(doc: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut out = Vec::new();
     let mut in_string = false;
     let mut escaped = false;
@@ -109,7 +109,7 @@ fn spaced(doc: &[u8], rng: &mut Rng) -> Vec<u8> {
 }
 
 /// The document changed a little: a byte replaced, a piece put in, or a run cut out.
-fn mutated(doc: &[u8], rng: &mut Rng) -> Vec<u8> {
+pub(crate) fn mutated(doc: &[u8], rng: &mut Rng) -> Vec<u8> {
     let mut out = doc.to_vec();
     let at = rng.below(out.len() as u64 + 1) as usize;
     match rng.below(3) {

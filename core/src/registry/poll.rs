@@ -14,9 +14,6 @@
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-
 use super::merge::{merged, Targets};
 use super::settings::{RegistrySettings, Source};
 use super::{json, mlflow};
@@ -24,6 +21,7 @@ use crate::bandit::{cas_edit, Codec};
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::ConfigError;
 use crate::host::{Host, HostStore, MetricKind};
+use crate::json::read::{from_text, text_struct, FromText};
 use crate::json::{ObjectWriter, ToJson};
 use crate::learning::shared_prefix;
 use crate::metrics::PREFIX;
@@ -33,8 +31,8 @@ use crate::plugin::Plugin;
 const ATTEMPTS: u32 = 16;
 
 /// The poll bookkeeping of this Envoy.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct PollRecord {
     /// No poll starts before this (Unix ms).
     pub next_due_ms: u64,
@@ -51,14 +49,29 @@ pub struct PollRecord {
 }
 
 /// The last good registry answer.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot {
     /// 0: nothing published yet (the configured targets serve).
     pub generation: u64,
     pub models: Targets,
     pub published_ms: u64,
 }
+
+// Read by hand, accepting what serde's derive did.
+text_struct!(PollRecord {
+    next_due_ms,
+    seq,
+    failures,
+    last_ok_ms,
+    last_error,
+    unresolved
+});
+text_struct!(Snapshot {
+    generation,
+    models,
+    published_ms
+});
 
 // Written by hand, fields in declaration order as serde's derive wrote them.
 impl ToJson for PollRecord {
@@ -86,11 +99,11 @@ impl ToJson for Snapshot {
 
 struct JsonCodec<T>(std::marker::PhantomData<T>);
 
-impl<T: ToJson + DeserializeOwned> Codec for JsonCodec<T> {
+impl<T: ToJson + FromText> Codec for JsonCodec<T> {
     type Value = T;
     type Error = String;
     fn decode(&self, bytes: &[u8]) -> Result<T, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        from_text(bytes).map_err(|e| e.to_string())
     }
     fn encode(&self, value: &T) -> Vec<u8> {
         crate::json::write::to_vec(value)
@@ -100,7 +113,7 @@ impl<T: ToJson + DeserializeOwned> Codec for JsonCodec<T> {
 /// Changes a record: `f` edits it and says whether to write. The value now stored.
 fn update<T>(host: &dyn Host, key: &str, mut f: impl FnMut(&mut T) -> bool) -> Result<T, String>
 where
-    T: ToJson + DeserializeOwned + Default + Clone,
+    T: ToJson + FromText + Default + Clone,
 {
     cas_edit(
         &HostStore(host),
@@ -113,9 +126,9 @@ where
     .map_err(|e| e.to_string())
 }
 
-fn read<T: DeserializeOwned + Default>(host: &dyn Host, key: &str) -> T {
+fn read<T: FromText + Default>(host: &dyn Host, key: &str) -> T {
     match host.shared_data(key) {
-        Ok((Some(b), _)) => serde_json::from_slice(&b).unwrap_or_default(),
+        Ok((Some(b), _)) => from_text(&b).unwrap_or_default(),
         _ => T::default(),
     }
 }
@@ -263,7 +276,7 @@ impl Poller {
             return None;
         }
         self.seen_cas = cas;
-        let snap: Snapshot = match serde_json::from_slice(&bytes?) {
+        let snap: Snapshot = match from_text(&bytes?) {
             Ok(s) => s,
             Err(e) => {
                 log::warn!(

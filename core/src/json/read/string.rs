@@ -58,7 +58,7 @@ impl Parser<'_> {
     }
 
     /// Four hex digits.
-    fn hex(&mut self) -> Result<u16, Error> {
+    pub(super) fn hex(&mut self) -> Result<u16, Error> {
         let Some(four) = self.bytes.get(self.index..self.index.saturating_add(4)) else {
             self.index = self.bytes.len();
             return Err(self.error(EOF_STRING));
