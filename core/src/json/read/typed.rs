@@ -104,7 +104,7 @@ impl Parser<'_> {
     /// The items of an array, each read by `item` (after its `[`).
     fn each_item(
         &mut self,
-        mut item: impl FnMut(&mut Self) -> Result<(), Error>,
+        item: &mut dyn FnMut(&mut Self) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let mut first = true;
         while self.next_item(first)? {
@@ -117,11 +117,13 @@ impl Parser<'_> {
     /// Runs `body` (after an opening `[` or `{`, counted), then the closing (`end_seq` or
     /// `end_map`) whatever came of it, as serde_json does: an error `body` left unplaced is
     /// placed where the closing left the reader.
-    fn closed<T>(
+    // One copy for every caller (`dyn` bodies throughout): less code in the module.
+    #[inline(never)]
+    fn closed(
         &mut self,
         by_name: bool,
-        body: impl FnOnce(&mut Self) -> Result<T, Error>,
-    ) -> Result<T, Error> {
+        body: &mut dyn FnMut(&mut Self) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let ret = body(self);
         self.leave();
         let end = if by_name {
@@ -130,7 +132,7 @@ impl Parser<'_> {
             self.end_seq()
         };
         match (ret, end) {
-            (Ok(v), Ok(())) => Ok(v),
+            (Ok(()), Ok(())) => Ok(()),
             (Err(e), _) | (_, Err(e)) => Err(self.place(e)),
         }
     }
@@ -147,12 +149,13 @@ impl Parser<'_> {
     /// The fields of a struct serde calls `what`, by name from an object or in order from an
     /// array; `field(p, i)` reads the one named `names[i]`. Checks that every field left out
     /// may be.
+    #[inline(never)]
     pub fn structure(
         &mut self,
         what: &'static str,
         names: &[&'static str],
         absent: &[Absent],
-        field: impl FnMut(&mut Self, usize) -> Result<(), Error>,
+        field: &mut dyn FnMut(&mut Self, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let by_name = match self.whitespace() {
             None => return Err(self.peek_error(EOF_VALUE)),
@@ -161,7 +164,9 @@ impl Parser<'_> {
             Some(_) => return Err(self.invalid_type(what)),
         };
         self.enter()?;
-        self.closed(by_name, |p| p.fields(by_name, what, names, absent, field))
+        self.closed(by_name, &mut |p| {
+            p.fields(by_name, what, names, absent, &mut *field)
+        })
     }
 
     fn fields(
@@ -170,7 +175,7 @@ impl Parser<'_> {
         what: &'static str,
         names: &[&'static str],
         absent: &[Absent],
-        mut field: impl FnMut(&mut Self, usize) -> Result<(), Error>,
+        field: &mut dyn FnMut(&mut Self, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let mut seen = vec![false; names.len()];
         if by_name {
@@ -222,14 +227,15 @@ impl Parser<'_> {
     }
 
     /// A sequence of exactly `n` items (a tuple or an array), `expected` naming it.
+    #[inline(never)]
     fn exactly(
         &mut self,
         n: usize,
         expected: &str,
-        mut item: impl FnMut(&mut Self, usize) -> Result<(), Error>,
+        item: &mut dyn FnMut(&mut Self, usize) -> Result<(), Error>,
     ) -> Result<(), Error> {
         self.open(b'[', expected)?;
-        self.closed(false, |p| {
+        self.closed(false, &mut |p| {
             for i in 0..n {
                 if !p.next_item(i == 0)? {
                     return Err(Error::custom(format!(
@@ -247,53 +253,39 @@ impl Parser<'_> {
     }
 }
 
+/// An integer of the type serde calls `kind`, in `min..=max`: serde's messages for a float
+/// (`invalid type`) and for an integer out of range (`invalid value`).
+#[inline(never)]
+fn integer(p: &mut Parser<'_>, kind: &'static str, min: i128, max: i128) -> Result<i128, Error> {
+    let n = p.num(kind)?;
+    let v = match n {
+        Num::U64(u) => i128::from(u),
+        Num::I64(i) => i128::from(i),
+        Num::F64(_) => {
+            return Err(p.error(format!("invalid type: {}, expected {kind}", unexpected(n))));
+        }
+    };
+    if v < min || v > max {
+        return Err(p.error(format!("invalid value: {}, expected {kind}", unexpected(n))));
+    }
+    Ok(v)
+}
+
 impl FromText for u64 {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
-        match p.num("u64")? {
-            Num::U64(u) => Ok(u),
-            n @ Num::I64(_) => {
-                Err(p.error(format!("invalid value: {}, expected u64", unexpected(n))))
-            }
-            n @ Num::F64(_) => {
-                Err(p.error(format!("invalid type: {}, expected u64", unexpected(n))))
-            }
-        }
+        integer(p, "u64", 0, i128::from(u64::MAX)).map(|v| v as u64)
     }
 }
 
 impl FromText for u32 {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
-        match p.num("u32")? {
-            Num::U64(u) => u32::try_from(u).map_err(|_| {
-                p.error(format!(
-                    "invalid value: {}, expected u32",
-                    unexpected(Num::U64(u))
-                ))
-            }),
-            n @ Num::I64(_) => {
-                Err(p.error(format!("invalid value: {}, expected u32", unexpected(n))))
-            }
-            n @ Num::F64(_) => {
-                Err(p.error(format!("invalid type: {}, expected u32", unexpected(n))))
-            }
-        }
+        integer(p, "u32", 0, i128::from(u32::MAX)).map(|v| v as u32)
     }
 }
 
 impl FromText for i64 {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
-        match p.num("i64")? {
-            Num::I64(i) => Ok(i),
-            Num::U64(u) => i64::try_from(u).map_err(|_| {
-                p.error(format!(
-                    "invalid value: {}, expected i64",
-                    unexpected(Num::U64(u))
-                ))
-            }),
-            n @ Num::F64(_) => {
-                Err(p.error(format!("invalid type: {}, expected i64", unexpected(n))))
-            }
-        }
+        integer(p, "i64", i128::from(i64::MIN), i128::from(i64::MAX)).map(|v| v as i64)
     }
 }
 
@@ -350,8 +342,8 @@ impl<T: FromText> FromText for Vec<T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         p.open(b'[', "a sequence")?;
         let mut items = Vec::new();
-        p.closed(false, |p| {
-            p.each_item(|p| T::read(p).map(|v| items.push(v)))
+        p.closed(false, &mut |p| {
+            p.each_item(&mut |p| T::read(p).map(|v| items.push(v)))
         })?;
         Ok(items)
     }
@@ -367,7 +359,7 @@ impl<T: FromText + Default + Copy, const N: usize> FromText for [T; N] {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         let mut out = [T::default(); N];
         let expected = format!("an array of length {N}");
-        p.exactly(N, &expected, |p, i| {
+        p.exactly(N, &expected, &mut |p, i| {
             let v = T::read(p)?;
             if let Some(slot) = out.get_mut(i) {
                 *slot = v;
@@ -381,7 +373,7 @@ impl<T: FromText + Default + Copy, const N: usize> FromText for [T; N] {
 impl<A: FromText + Default, B: FromText + Default> FromText for (A, B) {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         let (mut a, mut b) = (A::default(), B::default());
-        p.exactly(2, "a tuple of size 2", |p, i| {
+        p.exactly(2, "a tuple of size 2", &mut |p, i| {
             if i == 0 {
                 a = A::read(p)?;
             } else {
@@ -398,7 +390,7 @@ impl<T: FromText> FromText for BTreeMap<String, T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         p.open(b'{', "a map")?;
         let mut map = BTreeMap::new();
-        p.closed(true, |p| {
+        p.closed(true, &mut |p| {
             let mut first = true;
             while let Some(key) = p.next_key(first)? {
                 first = false;
@@ -425,7 +417,7 @@ macro_rules! text_struct {
                     concat!("struct ", stringify!($name)),
                     &[$(stringify!($field)),*],
                     &[$($crate::json::read::text_struct!(@absent $($absent)?)),*],
-                    |p, i| {
+                    &mut |p, i| {
                         let mut k = 0usize;
                         $(
                             if i == k {
