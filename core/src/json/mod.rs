@@ -9,4 +9,4 @@ pub use write::{ObjectWriter, ToJson};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod documents_tests;
+pub(crate) mod documents_tests;
