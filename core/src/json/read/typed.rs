@@ -442,6 +442,24 @@ macro_rules! text_struct {
 }
 pub(crate) use text_struct;
 
+/// serde_json's words for a `Value` of the wrong kind (`invalid type: integer `5`, expected a
+/// string`), as its `from_value` said them.
+pub fn invalid_type(v: &Value, expected: &str) -> String {
+    let found: Cow<'_, str> = match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean `{b}`").into(),
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => unexpected(Num::U64(u)).into(),
+            (None, Some(i), _) => unexpected(Num::I64(i)).into(),
+            (None, None, f) => unexpected(Num::F64(f.unwrap_or(f64::NAN))).into(),
+        },
+        Value::String(s) => format!("string {s:?}").into(),
+        Value::Array(_) => "sequence".into(),
+        Value::Object(_) => "map".into(),
+    };
+    format!("invalid type: {found}, expected {expected}")
+}
+
 /// A field `structure` found missing has already been refused: never seen.
 pub(crate) fn checked() -> Error {
     Error::custom("missing field")
