@@ -329,6 +329,13 @@ impl FromText for Value {
     }
 }
 
+/// A value skipped, as serde's `IgnoredAny` skipped it.
+impl FromText for serde::de::IgnoredAny {
+    fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
+        p.ignore_value().map(|()| serde::de::IgnoredAny)
+    }
+}
+
 impl<T: FromText> FromText for Option<T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         match p.whitespace() {
