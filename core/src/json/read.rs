@@ -150,7 +150,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The next byte that is not whitespace, not consumed.
-    fn whitespace(&mut self) -> Option<u8> {
+    pub(crate) fn whitespace(&mut self) -> Option<u8> {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
             self.eat();
         }
@@ -198,7 +198,7 @@ impl<'a> Parser<'a> {
     }
 
     /// One level deeper, at `[` or `{` (eaten).
-    fn enter(&mut self) -> Result<(), Error> {
+    pub(crate) fn enter(&mut self) -> Result<(), Error> {
         self.depth = self.depth.saturating_sub(1);
         if self.depth == 0 {
             return Err(self.peek_error(RECURSION_LIMIT));
@@ -207,7 +207,7 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn leave(&mut self) {
+    pub(crate) fn leave(&mut self) {
         self.depth = self.depth.saturating_add(1);
     }
 
@@ -225,7 +225,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Before the next item of an array: `true` when there is one.
-    fn next_item(&mut self, first: bool) -> Result<bool, Error> {
+    pub(crate) fn next_item(&mut self, first: bool) -> Result<bool, Error> {
         match self.whitespace() {
             None => Err(self.peek_error(EOF_LIST)),
             Some(b']') => Ok(false),
@@ -251,7 +251,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Before the next key of an object: the key, read (not the `:`), when there is one.
-    fn next_key(&mut self, first: bool) -> Result<Option<String>, Error> {
+    pub(crate) fn next_key(&mut self, first: bool) -> Result<Option<String>, Error> {
         match self.whitespace() {
             None => return Err(self.peek_error(EOF_OBJECT)),
             Some(b'}') => return Ok(None),
@@ -273,7 +273,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The `:` after a key.
-    fn colon(&mut self) -> Result<(), Error> {
+    pub(crate) fn colon(&mut self) -> Result<(), Error> {
         match self.whitespace() {
             Some(b':') => {
                 self.eat();
@@ -297,7 +297,7 @@ impl<'a> Parser<'a> {
         Ok(map)
     }
 
-    fn end_seq(&mut self) -> Result<(), Error> {
+    pub(crate) fn end_seq(&mut self) -> Result<(), Error> {
         match self.whitespace() {
             Some(b']') => {
                 self.eat();
@@ -315,7 +315,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn end_map(&mut self) -> Result<(), Error> {
+    pub(crate) fn end_map(&mut self) -> Result<(), Error> {
         match self.whitespace() {
             Some(b'}') => {
                 self.eat();
