@@ -9,7 +9,7 @@ use super::{
 };
 
 impl Parser<'_> {
-    pub(super) fn ignore_value(&mut self) -> Result<(), Error> {
+    pub(crate) fn ignore_value(&mut self) -> Result<(), Error> {
         // The open arrays and objects, innermost last, as serde_json keeps them.
         let mut frames: Vec<u8> = Vec::new();
         let mut enclosing: Option<u8> = None;

@@ -119,7 +119,7 @@ impl Parser<'_> {
     /// placed where the closing left the reader.
     // One copy for every caller (`dyn` bodies throughout): less code in the module.
     #[inline(never)]
-    fn closed(
+    pub(crate) fn closed(
         &mut self,
         by_name: bool,
         body: &mut dyn FnMut(&mut Self) -> Result<(), Error>,
@@ -138,7 +138,7 @@ impl Parser<'_> {
     }
 
     /// `e`, placed here if it has no place yet.
-    fn place(&self, e: Error) -> Error {
+    pub(crate) fn place(&self, e: Error) -> Error {
         if e.line == 0 {
             self.error(e.what)
         } else {
@@ -474,7 +474,7 @@ pub(crate) fn checked() -> Error {
 
 impl Error {
     /// An error not yet placed (serde's custom errors): the reader places it.
-    fn custom(what: impl Into<Cow<'static, str>>) -> Error {
+    pub(crate) fn custom(what: impl Into<Cow<'static, str>>) -> Error {
         Error {
             what: what.into(),
             line: 0,
