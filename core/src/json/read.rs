@@ -157,6 +157,23 @@ impl<'a> Parser<'a> {
         self.peek()
     }
 
+    /// Bytes read so far.
+    pub fn offset(&self) -> usize {
+        self.index
+    }
+
+    /// After a number or a literal, read as one of a stream of values: what follows must end
+    /// it (serde_json's `StreamDeserializer`).
+    pub(crate) fn end_of_value(&self) -> Result<(), Error> {
+        match self.peek() {
+            None
+            | Some(b' ' | b'\n' | b'\t' | b'\r' | b'"' | b'[' | b']' | b'{' | b'}' | b',' | b':') => {
+                Ok(())
+            }
+            Some(_) => Err(self.peek_error(TRAILING_CHARACTERS)),
+        }
+    }
+
     /// Nothing but whitespace is left.
     pub fn end(&mut self) -> Result<(), Error> {
         match self.whitespace() {
