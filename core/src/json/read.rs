@@ -269,24 +269,37 @@ impl<'a> Parser<'a> {
 
     /// Before the next key of an object: the key, read (not the `:`), when there is one.
     pub(crate) fn next_key(&mut self, first: bool) -> Result<Option<String>, Error> {
-        match self.whitespace() {
-            None => return Err(self.peek_error(EOF_OBJECT)),
-            Some(b'}') => return Ok(None),
-            Some(b'"') if first => {}
-            Some(_) if first => return Err(self.peek_error(KEY_MUST_BE_A_STRING)),
-            Some(b',') => {
-                self.eat();
-                match self.whitespace() {
-                    Some(b'"') => {}
-                    Some(b'}') => return Err(self.peek_error(TRAILING_COMMA)),
-                    Some(_) => return Err(self.peek_error(KEY_MUST_BE_A_STRING)),
-                    None => return Err(self.peek_error(EOF_VALUE)),
-                }
-            }
-            Some(_) => return Err(self.peek_error(EXPECTED_OBJECT_COMMA_OR_END)),
+        if !self.has_next_key(first)? {
+            return Ok(None);
         }
         self.eat();
         self.string().map(Some)
+    }
+
+    /// Before the next key of an object: `true` when there is one (at its `"`).
+    pub(crate) fn has_next_key(&mut self, first: bool) -> Result<bool, Error> {
+        match self.whitespace() {
+            None => Err(self.peek_error(EOF_OBJECT)),
+            Some(b'}') => Ok(false),
+            Some(b'"') if first => Ok(true),
+            Some(_) if first => Err(self.peek_error(KEY_MUST_BE_A_STRING)),
+            Some(b',') => {
+                self.eat();
+                match self.whitespace() {
+                    Some(b'"') => Ok(true),
+                    Some(b'}') => Err(self.peek_error(TRAILING_COMMA)),
+                    Some(_) => Err(self.peek_error(KEY_MUST_BE_A_STRING)),
+                    None => Err(self.peek_error(EOF_VALUE)),
+                }
+            }
+            Some(_) => Err(self.peek_error(EXPECTED_OBJECT_COMMA_OR_END)),
+        }
+    }
+
+    /// A string (its opening quote peeked).
+    pub(crate) fn quoted(&mut self) -> Result<String, Error> {
+        self.eat();
+        self.string()
     }
 
     /// The `:` after a key.

@@ -6,7 +6,7 @@ use super::{overflows, Error, Num, Parser, EOF_VALUE, INVALID_NUMBER, OUT_OF_RAN
 
 impl Parser<'_> {
     /// A number (its first byte, `-` or a digit, peeked).
-    pub(super) fn number(&mut self) -> Result<Num, Error> {
+    pub(crate) fn number(&mut self) -> Result<Num, Error> {
         let positive = self.peek() != Some(b'-');
         if !positive {
             self.eat();
