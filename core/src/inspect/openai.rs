@@ -1,6 +1,6 @@
 //! What an OpenAI-style request asks of a model: images, tools, JSON output, streaming, and how
-//! much context it needs. Read in one pass with typed serde structs; fields the summary does not
-//! need are skipped, not built.
+//! much context it needs. Read in one pass into typed structs (JSON by `json::read::FromText`,
+//! MessagePack by serde's derive); fields the summary does not need are skipped, not built.
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;

@@ -294,7 +294,7 @@ fn json_entries(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(),
     Ok(())
 }
 
-/// One value of the document, at some depth.
+/// One value of the document, at some depth: serde's walk, for MessagePack.
 struct Node<'w> {
     walk: &'w mut Walk,
     depth: usize,

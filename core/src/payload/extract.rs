@@ -1,9 +1,10 @@
 //! One pass over a JSON or MessagePack body that keeps only the fields in a [`PointerSet`].
 //!
-//! The walk is a serde `DeserializeSeed` driven by the pointer trie: keys on a pointer's path are
-//! followed, everything else is skipped with `IgnoredAny` (still checked for well-formedness), and
-//! only the values a pointer ends at are materialised. The same walk serves both formats because
-//! it only speaks serde's data model.
+//! The walk is driven by the pointer trie: keys on a pointer's path are followed, everything else
+//! is skipped as serde's `IgnoredAny` skips it (still checked for well-formedness), and only the
+//! values a pointer ends at are materialised. MessagePack is walked by a serde `DeserializeSeed`
+//! over `msgpack::read::Reader`; JSON by the same walk written on `json::read`'s parser
+//! (`json_walk`), which accepts and refuses what serde_json did, error for error.
 
 use std::fmt;
 
