@@ -268,12 +268,12 @@ impl<'a> Parser<'a> {
     }
 
     /// Before the next key of an object: the key, read (not the `:`), when there is one.
-    pub(crate) fn next_key(&mut self, first: bool) -> Result<Option<String>, Error> {
+    pub(crate) fn next_key(&mut self, first: bool) -> Result<Option<Cow<'a, str>>, Error> {
         if !self.has_next_key(first)? {
             return Ok(None);
         }
         self.eat();
-        self.string().map(Some)
+        self.string_ref().map(Some)
     }
 
     /// Before the next key of an object: `true` when there is one (at its `"`).
@@ -322,7 +322,7 @@ impl<'a> Parser<'a> {
             first = false;
             self.colon()?;
             let value = self.value()?;
-            map.insert(key, value);
+            map.insert(key.into_owned(), value);
         }
         Ok(map)
     }

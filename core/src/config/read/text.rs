@@ -89,7 +89,7 @@ fn entries(
     let mut out = Map::new();
     loop {
         let key = match p.next_key(out.is_empty()) {
-            Ok(Some(key)) => key,
+            Ok(Some(key)) => key.into_owned(),
             Ok(None) => return Ok(out),
             Err(e) => {
                 track.fail(&at.step(Step::Unreadable));

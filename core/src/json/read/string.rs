@@ -1,10 +1,34 @@
 //! Strings, as serde_json reads them into a `String`: escapes decoded, surrogates paired, no
 //! control characters, UTF-8 checked (the error placed where serde_json places it).
 
+use std::borrow::Cow;
+
 use super::{
     Error, Parser, CONTROL_CHARACTER, END_OF_HEX_ESCAPE, EOF_STRING, INVALID_CODE_POINT,
     INVALID_ESCAPE, LONE_LEADING_SURROGATE,
 };
+
+impl<'a> Parser<'a> {
+    /// The rest of a string whose opening quote was read, borrowed from the input when it holds
+    /// no escape (as serde_json handed keys to a visitor): no allocation for a plain key.
+    pub(crate) fn string_ref(&mut self) -> Result<Cow<'a, str>, Error> {
+        let start = self.index;
+        let rest = self.bytes.get(start..).unwrap_or_default();
+        let plain = rest
+            .iter()
+            .position(|b| matches!(b, b'"' | b'\\' | 0..=0x1f));
+        let Some(end) = plain.filter(|n| rest.get(*n) == Some(&b'"')) else {
+            return self.string().map(Cow::Owned);
+        };
+        let text = rest.get(..end).unwrap_or_default();
+        self.index = start.saturating_add(end).saturating_add(1);
+        std::str::from_utf8(text).map(Cow::Borrowed).map_err(|e| {
+            let mut err = self.error(INVALID_CODE_POINT);
+            err.column = err.column.saturating_sub(text.len() - e.valid_up_to());
+            err
+        })
+    }
+}
 
 impl Parser<'_> {
     /// The rest of a string whose opening quote was read.

@@ -402,7 +402,7 @@ impl<T: FromText> FromText for BTreeMap<String, T> {
             while let Some(key) = p.next_key(first)? {
                 first = false;
                 p.colon()?;
-                map.insert(key, T::read(p)?);
+                map.insert(key.into_owned(), T::read(p)?);
             }
             Ok(())
         })?;
