@@ -52,7 +52,7 @@ dict_of() {
         config_parse) echo fuzz/dict/config.dict ;;
         decide | lifecycle) echo fuzz/dict/request.dict ;;
         extract_msgpack | bandit_state | spent | health) echo fuzz/dict/msgpack.dict ;;
-        extract_json | feedback | usage | inspect | callout | fleet | scan | load) echo fuzz/dict/json.dict ;;
+        extract_json | json_read | json_write | feedback | usage | inspect | callout | fleet | scan | load) echo fuzz/dict/json.dict ;;
         *) echo "" ;;
     esac
 }

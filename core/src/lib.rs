@@ -21,6 +21,7 @@ pub mod feedback;
 pub mod fleet;
 pub mod host;
 pub mod inspect;
+pub mod json;
 pub mod learning;
 pub mod load;
 pub mod metrics;

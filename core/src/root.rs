@@ -459,7 +459,7 @@ fn evaluated(
     answer: &Answer,
 ) {
     let reward = match answer.status.as_deref() {
-        Some("200") => serde_json::from_slice::<serde_json::Value>(&answer.body)
+        Some("200") => crate::json::read::from_slice(&answer.body)
             .ok()
             .and_then(|v| v.get("reward").and_then(serde_json::Value::as_f64))
             .ok_or_else(|| "the evaluator's answer has no numeric \"reward\"".to_string())

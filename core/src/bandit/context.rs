@@ -112,8 +112,9 @@ pub struct Facts<'a> {
     pub path: Option<&'a str>,
 }
 
-/// A request's features, quantised to a byte each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// A request's features, quantised to a byte each. In JSON (the fleet's in-doubt records) its
+/// hex, as in a decision id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Context {
     len: u8,
     bytes: [u8; MAX_FEATURES],
@@ -175,6 +176,38 @@ impl Context {
         }
         let len = u8::try_from(s.len() / 2).ok()?;
         Some(Context { len, bytes })
+    }
+}
+
+impl crate::json::ToJson for Context {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        crate::json::write::string(out, &self.to_hex());
+    }
+}
+
+/// Why a JSON context was refused.
+const NOT_A_CONTEXT: &str = "invalid value: a context is hex, a byte a feature";
+
+impl crate::json::read::FromText for Context {
+    fn read(p: &mut crate::json::read::Parser<'_>) -> Result<Self, crate::json::read::Error> {
+        let hex = String::read(p)?;
+        Context::from_hex(&hex).ok_or_else(|| crate::json::read::Error::custom(NOT_A_CONTEXT))
+    }
+}
+
+// The same form through serde, for the tests that compare the hand-written reader with it.
+#[cfg(test)]
+impl serde::Serialize for Context {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+#[cfg(test)]
+impl<'de> serde::Deserialize<'de> for Context {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let hex = String::deserialize(d)?;
+        Context::from_hex(&hex).ok_or_else(|| serde::de::Error::custom(NOT_A_CONTEXT))
     }
 }
 

@@ -6,10 +6,8 @@
 //! tells a streamed request (OpenAI `"stream": true`, or `Accept: text/event-stream`), whose
 //! answer cannot be collected into one reply.
 
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-
 use crate::inspect::openai::summarize;
+use crate::json::read::{Error as JsonError, FromText, Parser};
 use crate::payload::Format;
 
 /// Nesting deeper than this is refused when skipping MessagePack values.
@@ -35,22 +33,34 @@ fn skip_ws(body: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Parses one JSON value of type `T` at `start`; returns it and the offset after it.
-fn json_value_at<'a, T: Deserialize<'a>>(
-    body: &'a [u8],
+/// Parses one JSON value at `start` with `read`, as serde_json's `StreamDeserializer` read
+/// one (a value not closed by its own bracket or quote must be followed by a delimiter);
+/// returns it and the offset after it.
+fn json_value_at<T>(
+    body: &[u8],
     start: usize,
+    read: fn(&mut Parser<'_>) -> Result<T, JsonError>,
 ) -> Result<(T, usize), String> {
     let rest = body.get(start..).ok_or("truncated JSON")?;
-    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
-    match values.next() {
-        Some(Ok(v)) => Ok((v, start + values.byte_offset())),
-        Some(Err(e)) => Err(format!("invalid JSON: {e}")),
-        None => Err("truncated JSON".into()),
-    }
+    let mut p = Parser::new(rest);
+    let Some(first) = p.whitespace() else {
+        return Err("truncated JSON".into());
+    };
+    let closed = matches!(first, b'[' | b'"' | b'{');
+    let value = read(&mut p)
+        .and_then(|v| {
+            if closed {
+                Ok(v)
+            } else {
+                p.end_of_value().map(|()| v)
+            }
+        })
+        .map_err(|e| format!("invalid JSON: {e}"))?;
+    Ok((value, start + p.offset()))
 }
 
 fn rewrite_json(body: &[u8], model: &str) -> Result<Option<Vec<u8>>, String> {
-    let replacement = serde_json::to_vec(model).map_err(|e| e.to_string())?;
+    let replacement = crate::json::write::to_vec(model);
     let mut spans = Vec::new();
     let mut i = skip_ws(body, 0);
     if body.get(i) != Some(&b'{') {
@@ -64,13 +74,13 @@ fn rewrite_json(body: &[u8], model: &str) -> Result<Option<Vec<u8>>, String> {
         if body.get(i) != Some(&b'"') {
             return Err("invalid JSON: expected a key".into());
         }
-        let (key, after_key) = json_value_at::<String>(body, i)?;
+        let (key, after_key) = json_value_at(body, i, String::read)?;
         i = skip_ws(body, after_key);
         if body.get(i) != Some(&b':') {
             return Err("invalid JSON: expected ':'".into());
         }
         let value_start = skip_ws(body, i + 1);
-        let (_, value_end) = json_value_at::<IgnoredAny>(body, value_start)?;
+        let (_, value_end) = json_value_at(body, value_start, |p| p.ignore_value())?;
         if key == "model" {
             spans.push((value_start, value_end));
         }
@@ -442,5 +452,43 @@ mod tests {
         ));
         let mp = rmp_serde::to_vec_named(&json!({"stream": true})).unwrap();
         assert!(is_streamed(Some(Format::MessagePack), &mp, None));
+    }
+
+    /// `json_value_at` as it was, on serde_json's `StreamDeserializer`.
+    fn serde_value_at<'a, T: serde::Deserialize<'a>>(
+        body: &'a [u8],
+        start: usize,
+    ) -> Result<(T, usize), String> {
+        let rest = body.get(start..).ok_or("truncated JSON")?;
+        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
+        match values.next() {
+            Some(Ok(v)) => Ok((v, start + values.byte_offset())),
+            Some(Err(e)) => Err(format!("invalid JSON: {e}")),
+            None => Err("truncated JSON".into()),
+        }
+    }
+
+    #[test]
+    fn values_are_read_as_serde_json_streamed_them() {
+        use crate::json::read::tests::{mutated, spaced};
+        let mut rng = crate::rng::Rng::seed_from_u64(71);
+        let base = br#"{"model" : "a\n\u00e9", "x":[1,{"y":null}], "n":-1.5e3,"t":true , "s":"\ud800\udc00"} "#;
+        for _ in 0..20_000 {
+            let doc = mutated(&spaced(base, &mut rng), &mut rng);
+            for start in 0..=doc.len() + 1 {
+                assert_eq!(
+                    json_value_at(&doc, start, String::read),
+                    serde_value_at::<String>(&doc, start),
+                    "{}",
+                    String::from_utf8_lossy(&doc)
+                );
+                assert_eq!(
+                    json_value_at(&doc, start, |p| p.ignore_value()).map(|(_, at)| at),
+                    serde_value_at::<serde::de::IgnoredAny>(&doc, start).map(|(_, at)| at),
+                    "{}",
+                    String::from_utf8_lossy(&doc)
+                );
+            }
+        }
     }
 }

@@ -29,7 +29,7 @@ pub struct FanOutReply {
 
 fn body_value(content_type: Option<&str>, body: &[u8]) -> Value {
     if content_type.and_then(format_of_content_type) == Some(Format::Json) {
-        if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        if let Ok(v) = crate::json::read::from_slice(body) {
             return v;
         }
     }
@@ -61,7 +61,7 @@ pub fn fan_out_reply(model: &str, results: &[TargetResult]) -> FanOutReply {
     let doc = json!({ "model": model, "responses": responses, "partial": partial });
     FanOutReply {
         status: if any_ok { 200 } else { 502 },
-        body: serde_json::to_vec(&doc).unwrap_or_default(),
+        body: crate::json::write::to_vec(&doc),
         partial,
     }
 }

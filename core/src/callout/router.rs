@@ -32,7 +32,7 @@ pub enum RouterChoice {
 /// Reads a router's answer for a model with `children` targets. `Err` says why the answer
 /// cannot be used (the request then falls back to the model's own strategy).
 pub fn parse_router_answer(body: &[u8], children: usize) -> Result<RouterChoice, String> {
-    let doc: Value = serde_json::from_slice(body)
+    let doc = crate::json::read::from_slice(body)
         .map_err(|e| format!("the router's answer is not JSON: {e}"))?;
     let data = doc
         .get("data")
@@ -107,7 +107,10 @@ pub fn target_child(cfg: &Config, model: usize, target: &str) -> Option<i64> {
 /// The Feedback message forwarded to a router: the client's `request` and `truth` when its
 /// feedback carried them (Seldon's form), `meta.routing` naming the child, and the reward.
 pub fn forward_message(model: &str, child: i64, reward: f64, client_body: &[u8]) -> Vec<u8> {
-    let client: Option<Value> = serde_json::from_slice(client_body).ok();
+    // `null` is no document, as serde_json read it into an `Option`.
+    let client = crate::json::read::from_slice(client_body)
+        .ok()
+        .filter(|v| !v.is_null());
     let field = |name: &str| {
         client
             .as_ref()
@@ -123,7 +126,7 @@ pub fn forward_message(model: &str, child: i64, reward: f64, client_body: &[u8])
     if let (Some(truth), Some(obj)) = (field("truth"), msg.as_object_mut()) {
         obj.insert("truth".into(), truth);
     }
-    serde_json::to_vec(&msg).unwrap_or_default()
+    crate::json::write::to_vec(&msg)
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! decision, taken from `response.meta.tags["x-inference-decision"]` or from the feedback
 //! request's `x-inference-decision` header.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::bandit::check_reward;
@@ -22,14 +21,30 @@ pub struct Feedback {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedbackError(pub String);
 
-#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Deserialize, Debug, PartialEq))]
 struct Raw {
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     decision: Option<String>,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     reward: Option<Value>,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     response: Option<Value>,
+}
+
+/// The fields of an object, as serde's derive took them from a `Value`: `null` for an absent
+/// option, other keys ignored.
+fn raw(mut object: serde_json::Map<String, Value>) -> Result<Raw, String> {
+    let decision = match object.remove("decision") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(other) => return Err(crate::json::read::invalid_type(&other, "a string")),
+    };
+    let mut option = |key| object.remove(key).filter(|v: &Value| !v.is_null());
+    Ok(Raw {
+        decision,
+        reward: option("reward"),
+        response: option("response"),
+    })
 }
 
 /// Parses a feedback body; `header_decision` is the request's `x-inference-decision`, if any.
@@ -37,14 +52,14 @@ pub fn parse_feedback(
     body: &[u8],
     header_decision: Option<&str>,
 ) -> Result<Feedback, FeedbackError> {
-    let value: Value = serde_json::from_slice(body)
+    let value = crate::json::read::from_slice(body)
         .map_err(|e| FeedbackError(format!("the feedback body is not a JSON object: {e}")))?;
-    if !value.is_object() {
+    let Value::Object(object) = value else {
         return Err(FeedbackError(
             "the feedback body is not a JSON object".into(),
         ));
-    }
-    let raw: Raw = serde_json::from_value(value)
+    };
+    let raw = raw(object)
         .map_err(|e| FeedbackError(format!("the feedback body is not a feedback message: {e}")))?;
     let reward = match raw.reward {
         Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
@@ -81,6 +96,30 @@ pub fn parse_feedback(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_are_taken_as_serde_took_them() {
+        for v in [
+            serde_json::json!({}),
+            serde_json::json!({"decision": null, "reward": null, "response": null}),
+            serde_json::json!({"decision": "d", "reward": 1, "response": {"a": [1]}, "x": 1}),
+            serde_json::json!({"decision": 5}),
+            serde_json::json!({"decision": -5}),
+            serde_json::json!({"decision": 1.5}),
+            serde_json::json!({"decision": 1e300}),
+            serde_json::json!({"decision": true}),
+            serde_json::json!({"decision": [1]}),
+            serde_json::json!({"decision": {"a": 1}}),
+            serde_json::json!({"decision": "é\n", "reward": "1"}),
+        ] {
+            let Value::Object(o) = v.clone() else {
+                unreachable!()
+            };
+            let ours = raw(o).map_err(|e| e.to_string());
+            let theirs = serde_json::from_value::<Raw>(v).map_err(|e| e.to_string());
+            assert_eq!(ours, theirs);
+        }
+    }
 
     #[test]
     fn ours() {

@@ -23,21 +23,41 @@ const UNBOUND: &str = "-";
 /// Marks the context part.
 const CONTEXT: &str = "c";
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct DecisionToken {
     pub model: String,
     pub target: String,
     pub expires: u64,
     pub nonce: u64,
     /// The tag of the principal the decision is bound to ([`TokenKeys::principal_tag`]).
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub bound: Option<u64>,
     /// The id of the key that signed it.
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub key: String,
     /// The request's features, when a contextual strategy decided.
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub context: Option<crate::bandit::Context>,
+}
+
+// Read by hand (the fleet's in-doubt records), accepting what serde's derive did.
+crate::json::read::text_struct!(DecisionToken { model, target, expires, nonce, bound default, key default, context default });
+
+// Written by hand (the fleet's in-doubt records), fields in declaration order as serde's derive
+// wrote them.
+impl crate::json::ToJson for DecisionToken {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        crate::json::ObjectWriter::new(out)
+            .field("model", &self.model)
+            .field("target", &self.target)
+            .field("expires", &self.expires)
+            .field("nonce", &self.nonce)
+            .field("bound", &self.bound)
+            .field("key", &self.key)
+            .field("context", &self.context)
+            .end();
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,9 +13,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::bandit::ArmSums;
+use crate::json::read::{from_text, text_struct};
+use crate::json::{ObjectWriter, ToJson};
 
 /// Format version of both documents.
 pub const DOC_VERSION: u32 = 1;
@@ -24,7 +24,8 @@ pub const DOC_VERSION: u32 = 1;
 pub const FOLD_LOG: usize = 64;
 
 /// One replica's contribution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Contribution {
     pub v: u32,
     pub replica: String,
@@ -34,19 +35,20 @@ pub struct Contribution {
     pub seq: u64,
     /// The writer's clock when it wrote (retirement is judged by it).
     pub written_ms: u64,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub models: BTreeMap<String, Vec<Learned>>,
     /// Model → target → health.
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub health: BTreeMap<String, BTreeMap<String, TargetHealth>>,
 }
 
 /// What one model learned under one configuration identity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Learned {
     pub id: String,
     /// Time half-life of the decay these sums follow (0: none).
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub half_life_ms: f64,
     pub as_of_ms: u64,
     pub updates: u64,
@@ -59,23 +61,84 @@ pub struct Learned {
 pub type TargetHealth = [f64; 4];
 
 /// What retired replicas learned, folded together, and the last folds.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Retired {
     pub v: u32,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub models: BTreeMap<String, Vec<Learned>>,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub folded: Vec<Folded>,
 }
 
 /// One contribution folded into the retired document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Folded {
     pub replica: String,
     pub incarnation: String,
     pub seq: u64,
     pub at_ms: u64,
 }
+
+// Written by hand, fields in declaration order as serde's derive wrote them.
+impl ToJson for Contribution {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("v", &self.v)
+            .field("replica", &self.replica)
+            .field("incarnation", &self.incarnation)
+            .field("seq", &self.seq)
+            .field("written_ms", &self.written_ms)
+            .field("models", &self.models)
+            .field("health", &self.health)
+            .end();
+    }
+}
+
+impl ToJson for Learned {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("id", &self.id)
+            .field("half_life_ms", &self.half_life_ms)
+            .field("as_of_ms", &self.as_of_ms)
+            .field("updates", &self.updates)
+            .field("targets", &self.targets)
+            .end();
+    }
+}
+
+impl ToJson for Retired {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("v", &self.v)
+            .field("models", &self.models)
+            .field("folded", &self.folded)
+            .end();
+    }
+}
+
+impl ToJson for Folded {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("replica", &self.replica)
+            .field("incarnation", &self.incarnation)
+            .field("seq", &self.seq)
+            .field("at_ms", &self.at_ms)
+            .end();
+    }
+}
+
+// Read by hand, accepting what serde's derive did.
+text_struct!(Contribution { v, replica, incarnation, seq, written_ms, models default, health default });
+text_struct!(Learned { id, half_life_ms default, as_of_ms, updates, targets });
+text_struct!(Retired { v, models default, folded default });
+text_struct!(Folded {
+    replica,
+    incarnation,
+    seq,
+    at_ms
+});
 
 fn finite_non_negative(v: f64) -> bool {
     v.is_finite() && v >= 0.0
@@ -153,8 +216,7 @@ fn check_models(models: &BTreeMap<String, Vec<Learned>>) -> Result<(), String> {
 impl Contribution {
     /// Parses and checks a replica's value; the error says why it is ignored.
     pub fn decode(bytes: &[u8]) -> Result<Contribution, String> {
-        let c: Contribution =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a contribution: {e}"))?;
+        let c: Contribution = from_text(bytes).map_err(|e| format!("not a contribution: {e}"))?;
         if c.v != DOC_VERSION {
             return Err(format!("format version {} is not {DOC_VERSION}", c.v));
         }
@@ -177,7 +239,7 @@ impl Contribution {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::json::write::to_vec(self)
     }
 
     /// The entry of `model` under `id`, if any.
@@ -188,8 +250,7 @@ impl Contribution {
 
 impl Retired {
     pub fn decode(bytes: &[u8]) -> Result<Retired, String> {
-        let r: Retired =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a retired document: {e}"))?;
+        let r: Retired = from_text(bytes).map_err(|e| format!("not a retired document: {e}"))?;
         if r.v != DOC_VERSION {
             return Err(format!("format version {} is not {DOC_VERSION}", r.v));
         }
@@ -198,7 +259,7 @@ impl Retired {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::json::write::to_vec(self)
     }
 
     pub fn learned(&self, model: &str, id: &str) -> Option<&Learned> {

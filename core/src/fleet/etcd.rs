@@ -87,7 +87,7 @@ fn b64(bytes: &[u8]) -> String {
 fn request(path: &'static str, body: &Value) -> Request {
     Request {
         path,
-        body: serde_json::to_vec(body).unwrap_or_default(),
+        body: crate::json::write::to_vec(body),
     }
 }
 
@@ -197,7 +197,7 @@ pub fn lease_grant(ttl_seconds: u64) -> Request {
 
 /// The parsed answer, once it is known to be etcd's and not an error.
 fn answer(body: &[u8]) -> Result<Value, AnswerError> {
-    let v: Value = serde_json::from_slice(body).map_err(|_| AnswerError::NotEtcd)?;
+    let v = crate::json::read::from_slice(body).map_err(|_| AnswerError::NotEtcd)?;
     if let Some(e) = v.get("error").or_else(|| v.get("message")) {
         return Err(AnswerError::Refused(
             e.as_str().unwrap_or("unknown error").to_string(),

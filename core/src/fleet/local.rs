@@ -7,14 +7,13 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-
 use super::doc::Learned;
 use super::keys::local;
 use crate::bandit::{cas_edit, Codec, StoreError};
 use crate::feedback::DecisionToken;
 use crate::host::{Host, HostStore};
+use crate::json::read::{from_text, text_struct, FromText};
+use crate::json::{ObjectWriter, ToJson};
 
 /// CAS attempts on a bookkeeping record.
 const ATTEMPTS: u32 = 16;
@@ -22,7 +21,8 @@ const ATTEMPTS: u32 = 16;
 pub const MAX_IN_DOUBT: usize = 1024;
 
 /// The sync rounds of this Envoy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct SyncRecord {
     /// No round starts before this (Unix ms).
     pub next_due_ms: u64,
@@ -44,19 +44,21 @@ pub struct SyncRecord {
     /// Another live writer uses this replica's key (stops this one from publishing).
     pub conflict: bool,
     /// No login is tried before this (Unix ms): the last one was refused.
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub login_after_ms: u64,
 }
 
 /// What this replica published, as far as a later correction needs it: the last attempt and
 /// the last one etcd confirmed, each by seq.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Published {
     pub attempted: Option<Snapshot>,
     pub confirmed: Option<Snapshot>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot {
     pub seq: u64,
     pub models: BTreeMap<String, Learned>,
@@ -73,7 +75,8 @@ impl Published {
 }
 
 /// A feedback whose spend may or may not have reached etcd (its answer was lost).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct InDoubt {
     pub token: DecisionToken,
     pub reward: f64,
@@ -83,17 +86,88 @@ pub struct InDoubt {
     pub applied: bool,
 }
 
+// Read by hand, accepting what serde's derive did.
+text_struct!(SyncRecord {
+    next_due_ms,
+    seq,
+    last_ok_ms,
+    warm_done,
+    replicas,
+    created,
+    published_ms,
+    published_digest,
+    failures,
+    conflict,
+    login_after_ms default,
+});
+text_struct!(Published { attempted option, confirmed option });
+text_struct!(Snapshot { seq, models });
+text_struct!(InDoubt {
+    token,
+    reward,
+    recorded_ms,
+    applied
+});
+
+// Written by hand, fields in declaration order as serde's derive wrote them.
+impl ToJson for SyncRecord {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("next_due_ms", &self.next_due_ms)
+            .field("seq", &self.seq)
+            .field("last_ok_ms", &self.last_ok_ms)
+            .field("warm_done", &self.warm_done)
+            .field("replicas", &self.replicas)
+            .field("created", &self.created)
+            .field("published_ms", &self.published_ms)
+            .field("published_digest", &self.published_digest)
+            .field("failures", &self.failures)
+            .field("conflict", &self.conflict)
+            .field("login_after_ms", &self.login_after_ms)
+            .end();
+    }
+}
+
+impl ToJson for Published {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("attempted", &self.attempted)
+            .field("confirmed", &self.confirmed)
+            .end();
+    }
+}
+
+impl ToJson for Snapshot {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("seq", &self.seq)
+            .field("models", &self.models)
+            .end();
+    }
+}
+
+impl ToJson for InDoubt {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("token", &self.token)
+            .field("reward", &self.reward)
+            .field("recorded_ms", &self.recorded_ms)
+            .field("applied", &self.applied)
+            .end();
+    }
+}
+
 /// JSON of any record; bytes that do not decode give the record's initial value.
 struct Pack<T>(PhantomData<T>);
 
-impl<T: Serialize + DeserializeOwned> Codec for Pack<T> {
+impl<T: ToJson + FromText> Codec for Pack<T> {
     type Value = T;
     type Error = String;
     fn decode(&self, bytes: &[u8]) -> Result<T, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        from_text(bytes).map_err(|e| e.to_string())
     }
     fn encode(&self, value: &T) -> Vec<u8> {
-        serde_json::to_vec(value).unwrap_or_default()
+        crate::json::write::to_vec(value)
     }
 }
 
@@ -103,7 +177,7 @@ pub struct Record<T> {
     _t: PhantomData<T>,
 }
 
-impl<T: Serialize + DeserializeOwned + Default + Clone> Record<T> {
+impl<T: ToJson + FromText + Default + Clone> Record<T> {
     pub fn new(plugin: &str, what: &str) -> Self {
         Record {
             key: local(plugin, what),

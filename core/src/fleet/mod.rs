@@ -52,7 +52,7 @@ pub enum Outcome {
 /// What an etcd answer means; its body (when `Answered`) is `answer.body`.
 pub fn outcome(answer: &Answer) -> Outcome {
     let text = || {
-        serde_json::from_slice::<serde_json::Value>(&answer.body)
+        crate::json::read::from_slice(&answer.body)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
             .unwrap_or_else(|| {

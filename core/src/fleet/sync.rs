@@ -192,8 +192,8 @@ fn own_parts(host: &dyn Host, plugin: &Plugin) -> (BTreeMap<String, Learned>, Ow
 /// FNV-1a 64 of what a contribution says (not when or by which round).
 fn digest(models: &BTreeMap<String, Learned>, health: &OwnHealth) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut bytes = serde_json::to_vec(models).unwrap_or_default();
-    bytes.extend(serde_json::to_vec(health).unwrap_or_default());
+    let mut bytes = crate::json::write::to_vec(models);
+    bytes.extend(crate::json::write::to_vec(health));
     for b in bytes {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);

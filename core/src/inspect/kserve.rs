@@ -1,6 +1,5 @@
 //! KServe v2 / Open Inference Protocol request validation against a model's declared inputs.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 /// The datatypes of the Open Inference Protocol.
@@ -17,19 +16,23 @@ pub struct InputSpec {
     pub shape: Vec<i64>,
 }
 
-#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Deserialize, Debug, PartialEq))]
 struct Request {
     inputs: Vec<Input>,
 }
 
-#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Deserialize, Debug, PartialEq))]
 struct Input {
     name: String,
     shape: Vec<i64>,
     datatype: String,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     data: Option<Value>,
 }
+
+// Read by hand, accepting what serde's derive did.
+crate::json::read::text_struct!(Request { inputs });
+crate::json::read::text_struct!(Input { name, shape, datatype, data default });
 
 /// Why a request does not fit the spec: the input it concerns (empty for the request as a
 /// whole) and a sentence naming what was expected.
@@ -60,7 +63,7 @@ fn shape_text(shape: &[i64]) -> String {
 
 /// Checks a JSON KServe v2 inference request against `spec`.
 pub fn validate(spec: &[InputSpec], body: &[u8]) -> Result<(), SpecError> {
-    let req: Request = serde_json::from_slice(body).map_err(|e| {
+    let req: Request = crate::json::read::from_text(body).map_err(|e| {
         err(
             "",
             format!("not a KServe v2 inference request (expected {{\"inputs\": [{{\"name\", \"shape\", \"datatype\", \"data\"}}]}}): {e}"),
@@ -201,5 +204,28 @@ mod tests {
             check(json!({"inputs": [{"name": "input-0", "shape": [-2, 4], "datatype": "FP32"}]}))
                 .unwrap_err();
         assert!(e.detail.contains("shape [-2, 4]"), "{}", e.detail);
+    }
+
+    #[test]
+    fn read_as_serde_read_it() {
+        let mut rng = crate::rng::Rng::seed_from_u64(41);
+        for base in [
+            r#"{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32"}]}"#,
+            r#"{"inputs":[["x",[1],"INT8",[[1]]]]}"#,
+            r#"{"inputs":[{"name":"x","shape":[1.5],"datatype":"FP32"}]}"#,
+            r#"{"inputs":[{"name":"x","shape":[9223372036854775808],"datatype":"FP32"}]}"#,
+            r#"{"inputs":{}}"#,
+            r#"{"id":"a","inputs":[],"outputs":[{"name":"y"}]}"#,
+            r#"{"inputs":[{"name":"x","name":"y","shape":[],"datatype":"B"}]}"#,
+            r#"{}"#,
+            r#"[[]]"#,
+        ] {
+            for _ in 0..200 {
+                let doc = crate::json::documents_tests::respelled(base.as_bytes(), &mut rng);
+                crate::json::documents_tests::reads_alike::<Request>(&doc);
+            }
+            crate::json::documents_tests::reads_alike::<Request>(base.as_bytes());
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! What an OpenAI-style request asks of a model: images, tools, JSON output, streaming, and how
-//! much context it needs. Read in one pass with typed serde structs; fields the summary does not
-//! need are skipped, not built.
+//! much context it needs. Read in one pass into typed structs (JSON by `json::read::FromText`,
+//! MessagePack by serde's derive); fields the summary does not need are skipped, not built.
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -62,6 +62,7 @@ impl ChatSummary {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Request {
     #[serde(default)]
     messages: Option<Vec<Message>>,
@@ -84,10 +85,25 @@ struct Request {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Message {
     #[serde(default)]
     content: Option<Value>,
 }
+
+// JSON read by hand, accepting what serde's derive did (which still reads MessagePack).
+crate::json::read::text_struct!(Request {
+    messages default,
+    prompt default,
+    input default,
+    tools default,
+    functions default,
+    response_format default,
+    stream default,
+    max_tokens default,
+    max_completion_tokens default,
+});
+crate::json::read::text_struct!(Message { content default });
 
 fn walk_text(v: &Value, out: &mut ChatSummary) {
     match v {
@@ -100,7 +116,7 @@ fn walk_text(v: &Value, out: &mut ChatSummary) {
 /// Summarises a chat/completions/embeddings request. `None` if the body is not such an object.
 pub fn summarize(format: Format, body: &[u8]) -> Option<ChatSummary> {
     let req: Request = match format {
-        Format::Json => serde_json::from_slice(body).ok()?,
+        Format::Json => crate::json::read::from_text(body).ok()?,
         // The same nesting limit as body extraction: the wasm stack is 1 MiB. Bytes after the
         // document are not looked at.
         Format::MessagePack => Request::deserialize(&mut Reader::new(body, 128)).ok()?,
@@ -266,5 +282,27 @@ mod tests {
         let s = sum(json!({"messages": [{"content": long}]}));
         assert!(s.text.len() <= MAX_SCANNED_TEXT);
         assert_eq!(s.prompt_chars, MAX_SCANNED_TEXT as u64);
+    }
+
+    #[test]
+    fn json_is_read_as_serde_read_it() {
+        let mut rng = crate::rng::Rng::seed_from_u64(42);
+        for base in [
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"t"}]}],"tools":[{"a":1e400}],"stream":true,"max_tokens":5}"#,
+            r#"{"prompt":["a","b"],"input":null,"functions":null,"response_format":{"type":"json_object"},"max_completion_tokens":1.5}"#,
+            r#"{"messages":null,"tools":"\ud800","stream":"yes"}"#,
+            r#"[[{"content":"x"}],"p"]"#,
+            r#"{"messages":[{"content":null},{"content":1},["c"]]}"#,
+            r#"{"messages":[{"content":"a","content":"b"}]}"#,
+            r#"{"messages":[1]}"#,
+            "{}",
+            "[]",
+        ] {
+            for _ in 0..300 {
+                let doc = crate::json::documents_tests::respelled(base.as_bytes(), &mut rng);
+                crate::json::documents_tests::reads_alike::<Request>(&doc);
+            }
+            crate::json::documents_tests::reads_alike::<Request>(base.as_bytes());
+        }
     }
 }

@@ -14,6 +14,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::json::read::{Num, Parser};
 use crate::msgpack::read::Reader;
 use crate::payload::Format;
 
@@ -165,14 +166,8 @@ pub fn scan(format: Format, body: &[u8], limit: usize) -> Result<String, NotScan
     };
     let ok = match format {
         Format::Json => {
-            let mut de = serde_json::Deserializer::from_slice(body);
-            Node {
-                walk: &mut walk,
-                depth: 0,
-            }
-            .deserialize(&mut de)
-            .and_then(|()| de.end())
-            .is_ok()
+            let mut p = Parser::new(body);
+            json_node(&mut p, &mut walk, 0).is_ok() && p.end().is_ok()
         }
         Format::MessagePack => {
             let mut de = Reader::new(body, MAX_DEPTH + 8);
@@ -215,7 +210,91 @@ impl Walk {
     }
 }
 
-/// One value of the document, at some depth.
+/// The walk of [`Node`] over JSON, by hand on `json::read`'s parser: the same text, and the
+/// same reason to stop, as when serde_json drove it. `Err` once the walk cannot go on (the
+/// reason, if it is not malformed JSON, in `walk.why`).
+fn json_node(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> {
+    if depth > MAX_DEPTH {
+        walk.why = Some(NotScanned::TooDeep);
+        return Err(());
+    }
+    let pushed = |walk: &mut Walk, s: &str| walk.push(s).map_err(|why| walk.why = Some(why));
+    match p.whitespace() {
+        Some(b'[') => {
+            p.enter().map_err(drop)?;
+            let items = json_items(p, walk, depth);
+            p.leave();
+            items?;
+            p.end_seq().map_err(drop)
+        }
+        Some(b'{') => {
+            p.enter().map_err(drop)?;
+            let entries = json_entries(p, walk, depth);
+            p.leave();
+            entries?;
+            p.end_map().map_err(drop)
+        }
+        Some(b'"') => {
+            let s = p.quoted().map_err(drop)?;
+            pushed(walk, &s)
+        }
+        Some(b'-' | b'0'..=b'9') => match p.number().map_err(drop)? {
+            Num::U64(u) => pushed(walk, &u.to_string()),
+            Num::I64(i) => pushed(walk, &i.to_string()),
+            // A card number written as a float (4.111111111111111e15) is still its digits.
+            Num::F64(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e20 => {
+                pushed(walk, &format!("{}", v.abs() as u64))
+            }
+            Num::F64(_) => Ok(()),
+        },
+        _ => p.value().map(drop).map_err(drop),
+    }
+}
+
+fn json_items(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> {
+    let mut first = true;
+    while p.next_item(first).map_err(drop)? {
+        first = false;
+        json_node(p, walk, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// An object's keys and values; a key written twice stops the walk.
+fn json_entries(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> {
+    let mut keys: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut first = true;
+    while p.has_next_key(first).map_err(drop)? {
+        first = false;
+        let mut key = Walk {
+            text: String::new(),
+            limit: walk.limit,
+            why: None,
+        };
+        let got = if depth + 1 > MAX_DEPTH {
+            key.why = Some(NotScanned::TooDeep);
+            Err(())
+        } else {
+            let s = p.quoted().map_err(drop)?;
+            key.push(&s).map_err(|why| key.why = Some(why))
+        };
+        if got.is_err() {
+            walk.why = walk.why.or(key.why);
+            return Err(());
+        }
+        walk.push(key.text.trim_end_matches('\n'))
+            .map_err(|why| walk.why = Some(why))?;
+        if !keys.insert(key.text) {
+            walk.why = Some(NotScanned::DuplicateKey);
+            return Err(());
+        }
+        p.colon().map_err(drop)?;
+        json_node(p, walk, depth + 1)?;
+    }
+    Ok(())
+}
+
+/// One value of the document, at some depth: serde's walk, for MessagePack.
 struct Node<'w> {
     walk: &'w mut Walk,
     depth: usize,
@@ -450,5 +529,66 @@ mod tests {
             scan(Format::MessagePack, &dup, 1 << 20),
             Err(NotScanned::DuplicateKey)
         );
+    }
+
+    /// The scan of JSON as it was: serde's walk over serde_json.
+    fn scan_serde(body: &[u8], limit: usize) -> Result<String, NotScanned> {
+        let mut walk = Walk {
+            text: String::new(),
+            limit,
+            why: None,
+        };
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let ok = Node {
+            walk: &mut walk,
+            depth: 0,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .is_ok();
+        match (ok, walk.why) {
+            (true, _) => Ok(walk.text),
+            (false, Some(why)) => Err(why),
+            (false, None) => Err(NotScanned::Malformed),
+        }
+    }
+
+    #[test]
+    fn json_is_scanned_as_serde_json_scanned_it() {
+        use crate::json::read::tests::{mutated, spaced};
+        let mut rng = crate::rng::Rng::seed_from_u64(81);
+        let bases = [
+            r#"{"messages":[{"role":"user","content":"card 4111111111111111"}],"n":4.111111111111111e15,"m":-3,"x":1e400}"#,
+            r#"{"a":"x","a":"y","b":{"\u0061":[true,null,1.5,"\ud83d\ude00"]}}"#,
+            r#"[["k"],{"k":{"k":{"k":"v"}}},"long text here",12345678901234567890123]"#,
+        ];
+        for base in bases {
+            for _ in 0..4_000 {
+                let doc = mutated(&spaced(base.as_bytes(), &mut rng), &mut rng);
+                let doc = mutated(&doc, &mut rng);
+                for limit in [0, 5, 20, 1 << 20] {
+                    assert_eq!(
+                        scan(Format::Json, &doc, limit),
+                        scan_serde(&doc, limit),
+                        "{} {limit}",
+                        String::from_utf8_lossy(&doc)
+                    );
+                }
+            }
+        }
+        for depth in [98, 99, 100, 101, 102, 130] {
+            for doc in [
+                format!("{}1{}", "[".repeat(depth), "]".repeat(depth)),
+                format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth)),
+                format!("{}{{}}{}", "[".repeat(depth), "]".repeat(depth)),
+                format!("{}{{\"k\":1}}{}", "[".repeat(depth), "]".repeat(depth)),
+            ] {
+                assert_eq!(
+                    scan(Format::Json, doc.as_bytes(), 1 << 20),
+                    scan_serde(doc.as_bytes(), 1 << 20),
+                    "{doc}"
+                );
+            }
+        }
     }
 }

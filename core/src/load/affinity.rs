@@ -2,18 +2,20 @@
 //! messages), so requests of one conversation go to the endpoint whose KV cache holds that
 //! prefix. Requests without OpenAI `messages` have no key.
 
-use serde::Deserialize;
 use serde_json::Value;
 
-#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Deserialize, Debug, PartialEq))]
 struct Chat {
     messages: Vec<Value>,
 }
 
+// Read by hand, accepting what serde's derive did.
+crate::json::read::text_struct!(Chat { messages });
+
 /// FNV-1a 64 of the system messages and the first `messages` others (role and content), in
 /// order; `None` when the body has no `messages` array.
 pub fn affinity_key(body: &[u8], messages: u32) -> Option<u64> {
-    let chat: Chat = serde_json::from_slice(body).ok()?;
+    let chat: Chat = crate::json::read::from_text(body).ok()?;
     let mut others = 0u32;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut any = false;
@@ -49,5 +51,26 @@ mod tests {
         assert_eq!(affinity_key(br#"{"inputs":[]}"#, 2), None);
         assert_eq!(affinity_key(br#"{"messages":[]}"#, 2), None);
         assert_eq!(affinity_key(b"not json", 2), None);
+    }
+
+    #[test]
+    fn read_as_serde_read_it() {
+        let mut rng = crate::rng::Rng::seed_from_u64(41);
+        for base in [
+            r#"{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"t"}]}]}"#,
+            r#"{"messages":[]}"#,
+            r#"{"messages":null}"#,
+            r#"{"messages":{}}"#,
+            r#"[[1,2]]"#,
+            r#"{"messages":[1e400]}"#,
+            r#"{"prompt":"x"}"#,
+            r#"{"messages":[],"messages":[]}"#,
+        ] {
+            for _ in 0..200 {
+                let doc = crate::json::documents_tests::respelled(base.as_bytes(), &mut rng);
+                crate::json::documents_tests::reads_alike::<Chat>(&doc);
+            }
+            crate::json::documents_tests::reads_alike::<Chat>(base.as_bytes());
+        }
     }
 }

@@ -3,8 +3,6 @@
 //! protobuf, is not read). vLLM reports its queue and KV-cache use as named metrics when the
 //! request asks with `endpoint-load-metrics-format`.
 
-use serde_json::Value;
-
 /// The response header carrying a report.
 pub const HEADER: &str = "endpoint-load-metrics";
 /// The request header asking for one, and in which form.
@@ -66,7 +64,7 @@ fn parse_text(text: &str) -> Result<Report, Invalid> {
 }
 
 fn parse_json(text: &str) -> Result<Report, Invalid> {
-    let value: Value = serde_json::from_str(text).map_err(|_| Invalid::Malformed)?;
+    let value = crate::json::read::from_slice(text.as_bytes()).map_err(|_| Invalid::Malformed)?;
     let Some(named) = value
         .as_object()
         .ok_or(Invalid::Malformed)?

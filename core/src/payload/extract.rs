@@ -1,9 +1,10 @@
 //! One pass over a JSON or MessagePack body that keeps only the fields in a [`PointerSet`].
 //!
-//! The walk is a serde `DeserializeSeed` driven by the pointer trie: keys on a pointer's path are
-//! followed, everything else is skipped with `IgnoredAny` (still checked for well-formedness), and
-//! only the values a pointer ends at are materialised. The same walk serves both formats because
-//! it only speaks serde's data model.
+//! The walk is driven by the pointer trie: keys on a pointer's path are followed, everything else
+//! is skipped as serde's `IgnoredAny` skips it (still checked for well-formedness), and only the
+//! values a pointer ends at are materialised. MessagePack is walked by a serde `DeserializeSeed`
+//! over `msgpack::read::Reader`; JSON by the same walk written on `json::read`'s parser
+//! (`json_walk`), which accepts and refuses what serde_json did, error for error.
 
 use std::fmt;
 
@@ -11,6 +12,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::Value;
 
 use super::pointer::{Node, PointerSet};
+use crate::json::read::{Error as JsonError, Parser};
 use crate::msgpack::read::Reader;
 
 /// Nesting deeper than this is refused (serde_json's own limit is the same).
@@ -88,9 +90,9 @@ pub fn extract(set: &PointerSet, format: Format, bytes: &[u8]) -> Result<Fields,
             Err("the body is not valid UTF-8".to_string())
         }
         Format::Json => {
-            let mut de = serde_json::Deserializer::from_slice(bytes);
-            seed.deserialize(&mut de)
-                .and_then(|()| de.end())
+            let mut p = Parser::new(bytes);
+            json_walk(&mut p, set, 0, seed.out)
+                .and_then(|()| p.end())
                 .map_err(|e| e.to_string())
         }
         Format::MessagePack => {
@@ -142,6 +144,89 @@ impl<'de> DeserializeSeed<'de> for NodeSeed<'_, '_> {
 }
 
 use serde::Deserialize;
+
+/// The walk of [`NodeSeed`] over JSON, by hand on `json::read`'s parser: what serde_json did
+/// when driven by the seed (keys off the pointers skipped as `IgnoredAny`), error for error.
+fn json_walk(
+    p: &mut Parser<'_>,
+    set: &PointerSet,
+    node: usize,
+    out: &mut Fields,
+) -> Result<(), JsonError> {
+    let here = set.nodes.get(node);
+    if here.is_some_and(|n| !n.ends.is_empty()) {
+        let value = p.value()?;
+        fill_from_value(set, node, &value, out);
+        return Ok(());
+    }
+    let children: &[(String, usize)] = here.map(|n| n.children.as_slice()).unwrap_or_default();
+    match p.whitespace() {
+        Some(b'{') => {
+            p.enter()?;
+            p.closed(true, &mut |p| json_object(p, set, children, out))
+        }
+        Some(b'[') => {
+            p.enter()?;
+            p.closed(false, &mut |p| json_array(p, set, children, out))
+        }
+        // A leaf: read (and checked) whole, as serde_json handed it to the visitor.
+        _ => p.value().map(drop),
+    }
+}
+
+fn json_object(
+    p: &mut Parser<'_>,
+    set: &PointerSet,
+    children: &[(String, usize)],
+    out: &mut Fields,
+) -> Result<(), JsonError> {
+    let mut seen = vec![false; children.len()];
+    let mut first = true;
+    while let Some(key) = p.next_key(first)? {
+        first = false;
+        match children.iter().position(|(token, _)| *token == key) {
+            Some(slot) => {
+                if let Some(flag) = seen.get_mut(slot) {
+                    if *flag {
+                        return Err(JsonError::custom(format!(
+                            "duplicate key \"{key}\" in one object"
+                        )));
+                    }
+                    *flag = true;
+                }
+                p.colon()?;
+                let child = children.get(slot).map_or(usize::MAX, |(_, c)| *c);
+                json_walk(p, set, child, out)?;
+            }
+            None => {
+                p.colon()?;
+                p.ignore_value()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_array(
+    p: &mut Parser<'_>,
+    set: &PointerSet,
+    children: &[(String, usize)],
+    out: &mut Fields,
+) -> Result<(), JsonError> {
+    let mut index = 0usize;
+    while p.next_item(index == 0)? {
+        let wanted = children
+            .iter()
+            .find(|(token, _)| array_index(token) == Some(index))
+            .map(|(_, c)| *c);
+        match wanted {
+            Some(child) => json_walk(p, set, child, out)?,
+            None => p.ignore_value()?,
+        }
+        index = index.saturating_add(1);
+    }
+    Ok(())
+}
 
 pub(super) fn fill_from_value(set: &PointerSet, node: usize, value: &Value, out: &mut Fields) {
     let Some(n) = set.nodes.get(node) else { return };
@@ -546,5 +631,64 @@ mod tests {
         ];
         let f = extract(&s, Format::MessagePack, &bytes).unwrap();
         assert_eq!(f.get(0), Some(&json!("m")));
+    }
+
+    /// The walk by serde over serde_json, as JSON was read before `json_walk`.
+    fn extract_serde(set: &PointerSet, bytes: &[u8]) -> Result<Fields, ExtractError> {
+        if std::str::from_utf8(bytes).is_err() {
+            return extract(set, Format::Json, bytes);
+        }
+        let mut out = Fields::with_len(set.len());
+        let seed = NodeSeed {
+            set,
+            node: 0,
+            out: &mut out,
+        };
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        match seed.deserialize(&mut de).and_then(|()| de.end()) {
+            Ok(()) => Ok(out),
+            Err(e) => Err(ExtractError {
+                detail: format!("malformed JSON: {e}"),
+            }),
+        }
+    }
+
+    #[test]
+    fn json_reads_as_serde_json_did() {
+        use crate::json::read::tests::{mutated, spaced};
+        let sets = [
+            set(&["/model"]),
+            set(&["/model", "/messages/0/content", "/a/b", "/a"]),
+            set(&["/messages/1", "/stream", "/0", "/x/0/y"]),
+        ];
+        let mut rng = crate::rng::Rng::seed_from_u64(61);
+        for base in [
+            r#"{"model":"m","messages":[{"role":"u","content":"hi"},{"content":[1,2]}],"stream":true,"x":[{"y":1e400}]}"#,
+            r#"{"a":{"b":[1,-0,"\u00e9"],"b":2},"model":"m","model":"n","junk":[[[[{"k":"\ud800"}]]]]}"#,
+            r#"[{"x":[{"y":null}]},1,2]"#,
+            r#"{"model":{"model":"x"},"a":1.5e-3,"messages":{"1":2}}"#,
+        ] {
+            let d = base.as_bytes();
+            for cut in 0..d.len() {
+                for s in &sets {
+                    assert_eq!(
+                        extract(s, Format::Json, &d[..cut]),
+                        extract_serde(s, &d[..cut])
+                    );
+                }
+            }
+            for _ in 0..3_000 {
+                let doc = mutated(&spaced(d, &mut rng), &mut rng);
+                let doc = mutated(&doc, &mut rng);
+                for s in &sets {
+                    assert_eq!(
+                        extract(s, Format::Json, &doc),
+                        extract_serde(s, &doc),
+                        "{}",
+                        String::from_utf8_lossy(&doc)
+                    );
+                }
+            }
+        }
     }
 }

@@ -334,7 +334,10 @@ impl PrefixScan {
             quoted.push(b'"');
             quoted.extend_from_slice(&self.key);
             quoted.push(b'"');
-            serde_json::from_slice(&quoted).ok()?
+            match crate::json::read::from_slice(&quoted).ok()? {
+                Value::String(s) => s,
+                _ => return None,
+            }
         } else {
             String::from_utf8(std::mem::take(&mut self.key)).ok()?
         };
@@ -368,7 +371,7 @@ impl PrefixScan {
         {
             let mut kept = self.kept.take()?;
             kept.bytes.extend_from_slice(chunk.get(*kept_from..end)?);
-            let value: Value = serde_json::from_slice(&kept.bytes).ok()?;
+            let value = crate::json::read::from_slice(&kept.bytes).ok()?;
             fill_from_value(set, kept.node, &value, &mut self.fields);
             if self.fields.all_found() {
                 self.progress = Progress::Complete;

@@ -309,7 +309,7 @@ impl Reply {
         Reply {
             status,
             kind: ReplyKind::Error,
-            content: ReplyContent::Json(serde_json::to_vec(&body).unwrap_or_default()),
+            content: ReplyContent::Json(crate::json::write::to_vec(&body)),
             model,
             rule: None,
             detector: None,
@@ -801,7 +801,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
         Outcome::Reply(Reply {
             status,
             kind: ReplyKind::Reject,
-            content: ReplyContent::Json(serde_json::to_vec(&body).unwrap_or_default()),
+            content: ReplyContent::Json(crate::json::write::to_vec(&body)),
             model: None,
             rule: Some(rule),
             detector: None,

@@ -18,7 +18,7 @@ pub type Targets = BTreeMap<String, Vec<Value>>;
 /// Merges `targets` into the static configuration; the merged document, which `config::parse`
 /// accepts (else its error).
 pub fn merged(static_bytes: &[u8], targets: &Targets) -> Result<Vec<u8>, ConfigError> {
-    let mut doc: Value = serde_json::from_slice(static_bytes).map_err(|e| ConfigError {
+    let mut doc = crate::json::read::from_slice(static_bytes).map_err(|e| ConfigError {
         field: String::new(),
         reason: format!("the static configuration is not JSON: {e}"),
     })?;
@@ -45,10 +45,7 @@ pub fn merged(static_bytes: &[u8], targets: &Targets) -> Result<Vec<u8>, ConfigE
             None => models.push(json!({ "name": name, "targets": ts })),
         }
     }
-    let bytes = serde_json::to_vec(&doc).map_err(|e| ConfigError {
-        field: String::new(),
-        reason: format!("the merged configuration cannot be written: {e}"),
-    })?;
+    let bytes = crate::json::write::to_vec(&doc);
     config::parse(&bytes)?;
     Ok(bytes)
 }
@@ -84,7 +81,7 @@ pub fn check_targets(
     // configuration's business).
     let probe = json!({ "models": [ { "name": name, "targets": targets,
                                       "strategy": { "type": "thompson" } } ] });
-    let bytes = serde_json::to_vec(&probe).unwrap_or_default();
+    let bytes = crate::json::write::to_vec(&probe);
     match config::parse(&bytes) {
         Ok(_) => Ok(()),
         Err(e) => {

@@ -9,13 +9,13 @@
 //! - anything else (another status, Envoy's own timeout or connection failure, a body that is
 //!   not that JSON) fails the whole poll.
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::merge::{check_targets, Targets};
 use super::settings::{fill, MlflowModel};
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::ConfigError;
+use crate::json::read::{from_text, text_struct};
 
 /// Largest alias answer read (a model version with its tags is a few KiB).
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -77,31 +77,38 @@ pub fn encode(s: &str) -> String {
     out
 }
 
-#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Deserialize, Debug, PartialEq))]
 struct AliasAnswer {
     model_version: ModelVersion,
 }
 
-#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Deserialize, Debug, PartialEq))]
 struct ModelVersion {
     version: Value,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     tags: Vec<Tag>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default)]
+#[cfg_attr(test, derive(serde::Deserialize, Debug, PartialEq))]
 struct Tag {
     key: String,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     value: String,
 }
 
-#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Deserialize, Debug, PartialEq))]
 struct ErrorAnswer {
     error_code: String,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     message: String,
 }
+
+// Read by hand, accepting what serde's derive did.
+text_struct!(AliasAnswer { model_version });
+text_struct!(ModelVersion { version, tags default });
+text_struct!(Tag { key, value default });
+text_struct!(ErrorAnswer { error_code, message default });
 
 impl ErrorAnswer {
     /// MLflow's way of saying the alias (or the registered model) does not exist.
@@ -118,7 +125,7 @@ pub fn read_answer(answer: &Answer) -> Result<Option<Version>, String> {
     match classify(answer.status.as_deref(), &answer.body) {
         CalloutAnswer::Failed(why) => Err(format!("MLflow did not answer: {why}")),
         CalloutAnswer::Status(200) => {
-            let a: AliasAnswer = serde_json::from_slice(&answer.body)
+            let a: AliasAnswer = from_text(&answer.body)
                 .map_err(|e| format!("MLflow's answer is not a model version: {e}"))?;
             let version = match a.model_version.version {
                 Value::String(s) if !s.is_empty() => s,
@@ -133,20 +140,18 @@ pub fn read_answer(answer: &Answer) -> Result<Option<Version>, String> {
                 .collect();
             Ok(Some(Version { version, tags }))
         }
-        CalloutAnswer::Status(s @ (400 | 404)) => {
-            match serde_json::from_slice::<ErrorAnswer>(&answer.body) {
-                Ok(e) if e.not_found() => Ok(None),
-                Ok(e) => Err(format!(
-                    "MLflow answered {s} {}: {}",
-                    e.error_code, e.message
-                )),
-                Err(_) => Err(format!(
-                    "MLflow answered {s} without an MLflow error (wrong path or prefix?)"
-                )),
-            }
-        }
+        CalloutAnswer::Status(s @ (400 | 404)) => match from_text::<ErrorAnswer>(&answer.body) {
+            Ok(e) if e.not_found() => Ok(None),
+            Ok(e) => Err(format!(
+                "MLflow answered {s} {}: {}",
+                e.error_code, e.message
+            )),
+            Err(_) => Err(format!(
+                "MLflow answered {s} without an MLflow error (wrong path or prefix?)"
+            )),
+        },
         CalloutAnswer::Status(s) => {
-            let code = serde_json::from_slice::<ErrorAnswer>(&answer.body)
+            let code = from_text::<ErrorAnswer>(&answer.body)
                 .map(|e| e.error_code)
                 .unwrap_or_default();
             Err(format!("MLflow answered {s} {code}").trim_end().to_string())
@@ -381,4 +386,28 @@ mod tests {
     const MLFLOW_NO_MODEL: &str = r#"{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Registered Model with name=nope not found", "sqlstate": "KAM00", "error_class": "RESOURCE_NOT_FOUND"}"#;
     const MLFLOW_NO_ALIAS_404: &str = r#"{"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Registered model alias champion not found."}"#;
     const MLFLOW_BAD_HOST: &str = "Invalid Host header - possible DNS rebinding attack detected";
+
+    #[test]
+    fn read_as_serde_read_it() {
+        let mut rng = crate::rng::Rng::seed_from_u64(41);
+        for base in [
+            r#"{"model_version":{"name":"m","version":"3","tags":[{"key":"weight","value":"5"},{"key":"k"}]}}"#,
+            r#"{"model_version":{"version":3}}"#,
+            r#"{"model_version":{"version":null,"tags":[]}}"#,
+            r#"{"model_version":{}}"#,
+            r#"{"model_version":["7",[["k","v"]]]}"#,
+            r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"x"}"#,
+            r#"{"error_code":"INVALID_PARAMETER_VALUE","message":"Registered model alias a not found."}"#,
+            r#"{"error_code":5}"#,
+            r#"[]"#,
+            r#"{"model_version":{"version":"1","tags":[{"key":"a","value":1}]}}"#,
+        ] {
+            for _ in 0..200 {
+                let doc = crate::json::documents_tests::respelled(base.as_bytes(), &mut rng);
+                crate::json::documents_tests::reads_alike::<AliasAnswer>(&doc);
+                crate::json::documents_tests::reads_alike::<ErrorAnswer>(&doc);
+            }
+            crate::json::documents_tests::reads_alike::<AliasAnswer>(base.as_bytes());
+        }
+    }
 }

@@ -14,9 +14,6 @@
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-
 use super::merge::{merged, Targets};
 use super::settings::{RegistrySettings, Source};
 use super::{json, mlflow};
@@ -24,6 +21,8 @@ use crate::bandit::{cas_edit, Codec};
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::ConfigError;
 use crate::host::{Host, HostStore, MetricKind};
+use crate::json::read::{from_text, text_struct, FromText};
+use crate::json::{ObjectWriter, ToJson};
 use crate::learning::shared_prefix;
 use crate::metrics::PREFIX;
 use crate::plugin::Plugin;
@@ -32,7 +31,8 @@ use crate::plugin::Plugin;
 const ATTEMPTS: u32 = 16;
 
 /// The poll bookkeeping of this Envoy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct PollRecord {
     /// No poll starts before this (Unix ms).
     pub next_due_ms: u64,
@@ -49,7 +49,8 @@ pub struct PollRecord {
 }
 
 /// The last good registry answer.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot {
     /// 0: nothing published yet (the configured targets serve).
     pub generation: u64,
@@ -57,23 +58,62 @@ pub struct Snapshot {
     pub published_ms: u64,
 }
 
+// Read by hand, accepting what serde's derive did.
+text_struct!(PollRecord {
+    next_due_ms,
+    seq,
+    failures,
+    last_ok_ms,
+    last_error,
+    unresolved
+});
+text_struct!(Snapshot {
+    generation,
+    models,
+    published_ms
+});
+
+// Written by hand, fields in declaration order as serde's derive wrote them.
+impl ToJson for PollRecord {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("next_due_ms", &self.next_due_ms)
+            .field("seq", &self.seq)
+            .field("failures", &self.failures)
+            .field("last_ok_ms", &self.last_ok_ms)
+            .field("last_error", &self.last_error)
+            .field("unresolved", &self.unresolved)
+            .end();
+    }
+}
+
+impl ToJson for Snapshot {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        ObjectWriter::new(out)
+            .field("generation", &self.generation)
+            .field("models", &self.models)
+            .field("published_ms", &self.published_ms)
+            .end();
+    }
+}
+
 struct JsonCodec<T>(std::marker::PhantomData<T>);
 
-impl<T: Serialize + DeserializeOwned> Codec for JsonCodec<T> {
+impl<T: ToJson + FromText> Codec for JsonCodec<T> {
     type Value = T;
     type Error = String;
     fn decode(&self, bytes: &[u8]) -> Result<T, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        from_text(bytes).map_err(|e| e.to_string())
     }
     fn encode(&self, value: &T) -> Vec<u8> {
-        serde_json::to_vec(value).unwrap_or_default()
+        crate::json::write::to_vec(value)
     }
 }
 
 /// Changes a record: `f` edits it and says whether to write. The value now stored.
 fn update<T>(host: &dyn Host, key: &str, mut f: impl FnMut(&mut T) -> bool) -> Result<T, String>
 where
-    T: Serialize + DeserializeOwned + Default + Clone,
+    T: ToJson + FromText + Default + Clone,
 {
     cas_edit(
         &HostStore(host),
@@ -86,21 +126,17 @@ where
     .map_err(|e| e.to_string())
 }
 
-fn read<T: DeserializeOwned + Default>(host: &dyn Host, key: &str) -> T {
+fn read<T: FromText + Default>(host: &dyn Host, key: &str) -> T {
     match host.shared_data(key) {
-        Ok((Some(b), _)) => serde_json::from_slice(&b).unwrap_or_default(),
+        Ok((Some(b), _)) => from_text(&b).unwrap_or_default(),
         _ => T::default(),
     }
 }
 
 /// Writes the initial value of a missing key (a missing key ignores CAS: seeded before use).
-fn seed<T: Serialize + Default>(host: &dyn Host, key: &str) {
+fn seed<T: ToJson + Default>(host: &dyn Host, key: &str) {
     if let Ok((None, _)) = host.shared_data(key) {
-        let _ = host.set_shared_data(
-            key,
-            &serde_json::to_vec(&T::default()).unwrap_or_default(),
-            None,
-        );
+        let _ = host.set_shared_data(key, &crate::json::write::to_vec(&T::default()), None);
     }
 }
 
@@ -240,7 +276,7 @@ impl Poller {
             return None;
         }
         self.seen_cas = cas;
-        let snap: Snapshot = match serde_json::from_slice(&bytes?) {
+        let snap: Snapshot = match from_text(&bytes?) {
             Ok(s) => s,
             Err(e) => {
                 log::warn!(

@@ -80,7 +80,7 @@ impl SseUsageScanner {
             return;
         }
         let data = data.strip_suffix(b"\r").unwrap_or(data);
-        if let Ok(v) = serde_json::from_slice::<Value>(data) {
+        if let Ok(v) = crate::json::read::from_slice(data) {
             if let Some(u) = usage_of(&v) {
                 self.usage = Some(u);
             }

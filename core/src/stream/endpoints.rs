@@ -124,7 +124,7 @@ impl Stream {
             None => {
                 let doc =
                     learning::state_document(&HostStore(host), &plugin.name, cfg, self.vm.build);
-                self.send_json(host, 200, &serde_json::to_vec(&doc).unwrap_or_default());
+                self.send_json(host, 200, &crate::json::write::to_vec(&doc));
             }
         }
         Some(Action::Pause)

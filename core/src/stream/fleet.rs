@@ -207,7 +207,7 @@ impl Stream {
                     "accepted": { "model": checked.token.model, "target": checked.token.target, "reward": checked.reward },
                     "detail": "recorded by an earlier attempt whose answer was lost",
                 });
-                self.send_json(host, 200, &serde_json::to_vec(&body).unwrap_or_default());
+                self.send_json(host, 200, &crate::json::write::to_vec(&body));
             }
             Spent::Replayed => {
                 let reply = learning::refusal(
@@ -294,7 +294,7 @@ impl Stream {
         retry_after: Option<&str>,
     ) {
         self.feedback_counted(host, reply, client_body);
-        let body = serde_json::to_vec(&reply.body).unwrap_or_default();
+        let body = crate::json::write::to_vec(&reply.body);
         let mut extra = Vec::with_capacity(1);
         let next_minute = (60 - host.now_secs() % 60).to_string();
         match reply.result {

@@ -260,7 +260,7 @@ fn reward(
             model: route.model,
             target: target.name.clone(),
             context: route.context,
-            body: serde_json::to_vec(&summary).unwrap_or_default(),
+            body: crate::json::write::to_vec(&summary),
         };
         return plugin.enqueue_evaluation(host, job);
     }

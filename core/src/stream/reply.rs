@@ -311,7 +311,7 @@ fn grpc_reply(reply: &LocalReply<'_>) -> (u32, String) {
     let json = reply
         .body
         .filter(|_| reply.content_type == Some("application/json"))
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+        .and_then(|b| crate::json::read::from_slice(b).ok());
     let field = |k: &str| {
         json.as_ref()
             .and_then(|j| j.get(k)?.as_str().map(str::to_string))

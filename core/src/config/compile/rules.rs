@@ -291,7 +291,7 @@ fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, C
             }
             ReplyBody::Echo
         }
-        (false, Some(v)) => ReplyBody::Json(serde_json::to_vec(&v).unwrap_or_default()),
+        (false, Some(v)) => ReplyBody::Json(crate::json::write::to_vec(&v)),
         (false, None) => ReplyBody::Empty,
     };
     Ok(Action::Reply {

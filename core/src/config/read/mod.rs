@@ -13,7 +13,6 @@ mod text;
 
 use std::fmt;
 
-use serde::de::{Error as _, Unexpected};
 use serde_json::Value;
 
 use super::ConfigError;
@@ -125,16 +124,17 @@ impl fmt::Display for At<'_> {
 
 /// serde_json's wording for a value of the wrong type (`invalid type: string "a", expected u32`).
 pub(crate) fn invalid_type(v: &Value, at: &At<'_>, expected: &str) -> ConfigError {
-    at.error(serde_json::Error::invalid_type(unexpected(v), &expected))
+    at.error(crate::json::read::invalid_type(v, expected))
 }
 
-pub(crate) fn invalid_value(v: Unexpected<'_>, at: &At<'_>, expected: &str) -> ConfigError {
-    at.error(serde_json::Error::invalid_value(v, &expected))
+/// serde's wording for a value out of range, `found` as serde says it (`integer `-1``).
+pub(crate) fn invalid_value(found: impl fmt::Display, at: &At<'_>, expected: &str) -> ConfigError {
+    at.error(format_args!("invalid value: {found}, expected {expected}"))
 }
 
 /// serde's missing-field error, naming the field itself rather than its struct (`models[0].name`).
 pub(crate) fn missing_field(at: &At<'_>, name: &'static str) -> ConfigError {
-    at.key(name).error(serde_json::Error::missing_field(name))
+    at.key(name).error(format_args!("missing field `{name}`"))
 }
 
 pub(crate) fn unknown_variant(
@@ -142,22 +142,22 @@ pub(crate) fn unknown_variant(
     name: &str,
     variants: &'static [&'static str],
 ) -> ConfigError {
-    at.error(serde_json::Error::unknown_variant(name, variants))
+    at.error(unknown("variant", name, variants))
 }
 
-fn unexpected(v: &Value) -> Unexpected<'_> {
-    match v {
-        Value::Null => Unexpected::Unit,
-        Value::Bool(b) => Unexpected::Bool(*b),
-        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
-            (Some(u), _) => Unexpected::Unsigned(u),
-            (None, Some(i)) => Unexpected::Signed(i),
-            (None, None) => Unexpected::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Value::String(s) => Unexpected::Str(s),
-        Value::Array(_) => Unexpected::Seq,
-        Value::Object(_) => Unexpected::Map,
-    }
+/// serde's words for a name not among `names` (`unknown field `x`, expected `a` or `b``).
+pub(crate) fn unknown(what: &str, name: &str, names: &[&str]) -> String {
+    let quoted = |n: &&str| format!("`{n}`");
+    let one_of = match names {
+        [] => return format!("unknown {what} `{name}`, there are no {what}s"),
+        [a] => quoted(a),
+        [a, b] => format!("{} or {}", quoted(a), quoted(b)),
+        all => format!(
+            "one of {}",
+            all.iter().map(quoted).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    format!("unknown {what} `{name}`, expected {one_of}")
 }
 
 /// `FromJson` for a struct, each field read by an [`Obj`] method (`req`, `or_default`,

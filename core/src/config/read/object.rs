@@ -3,7 +3,6 @@
 
 use std::cell::Cell;
 
-use serde::de::Error as _;
 use serde_json::{Map, Value};
 
 use super::{invalid_type, missing_field, At, FromJson};
@@ -78,7 +77,7 @@ impl<'a> Obj<'a> {
                 let known =
                     |k: &&String| Some(k.as_str()) == tag || self.names.contains(&k.as_str());
                 if let Some(k) = map.keys().find(|k| !known(k)) {
-                    let e = serde_json::Error::unknown_field(k, self.names);
+                    let e = super::unknown("field", k, self.names);
                     return Err(self.at.key(k).error(e));
                 }
                 match self.at.duplicates().first() {
@@ -154,8 +153,8 @@ impl<'a> Obj<'a> {
                 let n = self.names.len();
                 let plural = if n == 1 { "" } else { "s" };
                 let expected = format!("{} with {n} element{plural}", self.what);
-                let e = serde_json::Error::invalid_length(index, &expected.as_str());
-                self.at.error(e)
+                self.at
+                    .error(format_args!("invalid length {index}, expected {expected}"))
             }
         }
     }

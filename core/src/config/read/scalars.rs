@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::{Error as _, Unexpected};
 use serde_json::{Map, Value};
 
 use super::{invalid_type, invalid_value, unknown_variant, At, FromJson};
@@ -33,7 +32,7 @@ impl FromJson for i64 {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
         match (v.as_i64(), v.as_u64()) {
             (Some(n), _) => Ok(n),
-            (None, Some(n)) => Err(invalid_value(Unexpected::Unsigned(n), at, "i64")),
+            (None, Some(n)) => Err(invalid_value(format_args!("integer `{n}`"), at, "i64")),
             (None, None) => Err(invalid_type(v, at, "i64")),
         }
     }
@@ -42,10 +41,10 @@ impl FromJson for i64 {
 /// A whole number that fits `T` (named `name`): out of range is an error, never a wrap.
 fn unsigned<T: TryFrom<u64>>(v: &Value, at: &At<'_>, name: &str) -> Result<T, ConfigError> {
     if let Some(n) = v.as_u64() {
-        return T::try_from(n).map_err(|_| invalid_value(Unexpected::Unsigned(n), at, name));
+        return T::try_from(n).map_err(|_| invalid_value(format_args!("integer `{n}`"), at, name));
     }
     match v.as_i64() {
-        Some(n) => Err(invalid_value(Unexpected::Signed(n), at, name)),
+        Some(n) => Err(invalid_value(format_args!("integer `{n}`"), at, name)),
         None => Err(invalid_type(v, at, name)),
     }
 }
@@ -145,10 +144,7 @@ pub(crate) fn newtype_variant<T: FromJson>(
 ) -> Result<(&'static str, T), ConfigError> {
     match variant(v, at, variants)? {
         (name, Some(x)) => Ok((name, T::from_json(x, &at.key(name))?)),
-        (_, None) => Err(at.error(serde_json::Error::invalid_type(
-            Unexpected::UnitVariant,
-            &"newtype variant",
-        ))),
+        (_, None) => Err(at.error("invalid type: unit variant, expected newtype variant")),
     }
 }
 
@@ -162,7 +158,7 @@ fn variant<'v>(
         Value::String(s) => (s.as_str(), None),
         Value::Object(map) => match map.iter().next() {
             Some((k, x)) if map.len() == 1 && at.duplicates().is_empty() => (k.as_str(), Some(x)),
-            _ => return Err(invalid_value(Unexpected::Map, at, "map with a single key")),
+            _ => return Err(invalid_value("map", at, "map with a single key")),
         },
         other => return Err(invalid_type(other, at, "string or map")),
     };

@@ -257,3 +257,58 @@ fn enum_variants_by_name() {
         ))
     );
 }
+
+/// The words written by hand are serde's own.
+#[test]
+fn error_words_are_serde_s() {
+    use serde::de::{Error as _, Unexpected};
+    const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+    for n in 0..=NAMES.len() {
+        let names: &'static [&'static str] = &NAMES[..n];
+        assert_eq!(
+            super::unknown("field", "x", names),
+            serde_json::Error::unknown_field("x", names).to_string()
+        );
+        assert_eq!(
+            super::unknown("variant", "x", names),
+            serde_json::Error::unknown_variant("x", names).to_string()
+        );
+    }
+    let at_root = super::At::root(&[]);
+    for v in [
+        json!(null),
+        json!(true),
+        json!(5),
+        json!(-5),
+        json!(1.5),
+        json!(1e300),
+        json!("a\"é\n"),
+        json!([1]),
+        json!({"a": 1}),
+    ] {
+        let unexpected = match &v {
+            Value::Null => Unexpected::Unit,
+            Value::Bool(b) => Unexpected::Bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Unexpected::Unsigned(u),
+                (None, Some(i)) => Unexpected::Signed(i),
+                (None, None) => Unexpected::Float(n.as_f64().unwrap()),
+            },
+            Value::String(s) => Unexpected::Str(s),
+            Value::Array(_) => Unexpected::Seq,
+            Value::Object(_) => Unexpected::Map,
+        };
+        assert_eq!(
+            super::invalid_type(&v, &at_root, "u32").reason,
+            serde_json::Error::invalid_type(unexpected, &"u32").to_string()
+        );
+    }
+    assert_eq!(
+        super::invalid_value("integer `-1`", &at_root, "u32").reason,
+        serde_json::Error::invalid_value(Unexpected::Signed(-1), &"u32").to_string()
+    );
+    assert_eq!(
+        super::missing_field(&at_root, "name").reason,
+        serde_json::Error::missing_field("name").to_string()
+    );
+}

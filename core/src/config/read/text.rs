@@ -1,15 +1,13 @@
-//! The document's text into a `serde_json::Value`, with two things serde_json's own `Value`
-//! reader does not do: a syntax error names the field it is in (as `serde_path_to_error` did),
+//! The document's text into a `serde_json::Value` (by `json::read`'s parser), with two things
+//! serde_json's own `Value` reader does not do: a syntax error names the field it is in (as `serde_path_to_error` did),
 //! and a key written twice is recorded. serde_json keeps the last value silently; a struct field
 //! given twice is refused ([`super::Obj`]), a map keeps the last as it always did.
 
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use super::{At, Step};
 use crate::config::ConfigError;
+use crate::json::read::{Error, Parser};
 
 /// A key written twice in one object.
 pub(super) struct Duplicate {
@@ -24,12 +22,8 @@ pub(super) struct Duplicate {
 /// pasted twice must not start with half of itself).
 pub(super) fn parse(bytes: &[u8]) -> Result<(Value, Vec<Duplicate>), ConfigError> {
     let mut track = Track::default();
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let node = Node {
-        at: At::root(&[]),
-        track: &mut track,
-    };
-    match node.deserialize(&mut de).and_then(|v| de.end().map(|()| v)) {
+    let mut p = Parser::new(bytes);
+    match node(&mut p, &At::root(&[]), &mut track).and_then(|v| p.end().map(|()| v)) {
         Ok(v) => Ok((v, track.duplicates)),
         Err(e) => Err(ConfigError {
             field: track.error_at.unwrap_or_default(),
@@ -53,98 +47,68 @@ impl Track {
     }
 }
 
-/// One value, at `at`.
-struct Node<'a, 't> {
-    at: At<'a>,
-    track: &'t mut Track,
+/// One value, at `at`; an error in it (not in the `,` or `:` around it) is placed there.
+fn node(p: &mut Parser<'_>, at: &At<'_>, track: &mut Track) -> Result<Value, Error> {
+    build(p, at, track).inspect_err(|_| track.fail(at))
 }
 
-impl<'de> DeserializeSeed<'de> for Node<'_, '_> {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        let Node { at, track } = self;
-        let build = Build {
-            at: &at,
-            track: &mut *track,
-        };
-        d.deserialize_any(build).inspect_err(|_| track.fail(&at))
-    }
-}
-
-struct Build<'a, 't> {
-    at: &'a At<'a>,
-    track: &'t mut Track,
-}
-
-impl<'de> Visitor<'de> for Build<'_, '_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-        Ok(Value::Bool(b))
-    }
-
-    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
-        Ok(Value::Number(n.into()))
-    }
-
-    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
-        Ok(Value::Number(n.into()))
-    }
-
-    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-        Ok(Value::String(s.to_owned()))
-    }
-
-    fn visit_string<E>(self, s: String) -> Result<Value, E> {
-        Ok(Value::String(s))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Node {
-            at: self.at.index(out.len()),
-            track: &mut *self.track,
-        })? {
-            out.push(v);
+fn build(p: &mut Parser<'_>, at: &At<'_>, track: &mut Track) -> Result<Value, Error> {
+    match p.whitespace() {
+        Some(b'[') => {
+            p.enter()?;
+            let items = items(p, at, track);
+            p.leave();
+            let items = items?;
+            p.end_seq().map(|()| Value::Array(items))
         }
-        Ok(Value::Array(out))
+        Some(b'{') => {
+            p.enter()?;
+            let entries = entries(p, at, track);
+            p.leave();
+            let entries = entries?;
+            p.end_map().map(|()| Value::Object(entries))
+        }
+        _ => p.value(),
     }
+}
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        loop {
-            let key = match map.next_key::<String>() {
-                Ok(Some(key)) => key,
-                Ok(None) => return Ok(Value::Object(out)),
-                Err(e) => {
-                    self.track.fail(&self.at.step(Step::Unreadable));
-                    return Err(e);
-                }
-            };
-            let value = map.next_value_seed(Node {
-                at: self.at.key(&key),
-                track: &mut *self.track,
-            })?;
-            if let Some(earlier) = out.insert(key.clone(), value) {
-                self.track.duplicates.push(Duplicate {
-                    object: self.at.steps(),
-                    key,
-                    earlier,
-                });
+fn items(p: &mut Parser<'_>, at: &At<'_>, track: &mut Track) -> Result<Vec<Value>, Error> {
+    let mut out = Vec::new();
+    while p.next_item(out.is_empty())? {
+        out.push(node(p, &at.index(out.len()), track)?);
+    }
+    Ok(out)
+}
+
+/// An object's entries; a key written twice is recorded with the value it lost.
+fn entries(
+    p: &mut Parser<'_>,
+    at: &At<'_>,
+    track: &mut Track,
+) -> Result<Map<String, Value>, Error> {
+    let mut out = Map::new();
+    loop {
+        let key = match p.next_key(out.is_empty()) {
+            Ok(Some(key)) => key.into_owned(),
+            Ok(None) => return Ok(out),
+            Err(e) => {
+                track.fail(&at.step(Step::Unreadable));
+                return Err(e);
             }
+        };
+        p.colon()?;
+        let value = node(p, &at.key(&key), track)?;
+        if let Some(earlier) = out.insert(key.clone(), value) {
+            track.duplicates.push(Duplicate {
+                object: at.steps(),
+                key,
+                earlier,
+            });
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[path = "text_tests.rs"]
+mod tests;
