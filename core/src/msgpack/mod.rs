@@ -9,4 +9,5 @@ pub mod read;
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 pub mod testing;
+pub mod value;
 pub mod write;
