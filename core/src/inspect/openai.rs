@@ -3,10 +3,10 @@
 //! MessagePack by hand on `msgpack::read`, as serde's derive read it over rmp-serde); fields the
 //! summary does not need are skipped, not built.
 
+use crate::json::Value;
 use serde::de::IgnoredAny;
 #[cfg(test)]
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::msgpack::read::{Reader, Token};
 use crate::msgpack::value::value;
@@ -305,7 +305,7 @@ fn summary_of(req: &Request) -> ChatSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     fn sum(v: Value) -> ChatSummary {
         summarize(Format::Json, v.to_string().as_bytes()).unwrap()

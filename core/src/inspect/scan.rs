@@ -602,7 +602,8 @@ mod tests {
 
     #[test]
     fn messagepack_reads_the_same() {
-        let doc = serde_json::json!({"data": {"strData": "call +1 jane@example.com"}, "k": [1, 2]});
+        let doc =
+            crate::json::json!({"data": {"strData": "call +1 jane@example.com"}, "k": [1, 2]});
         let bytes = rmp_serde::to_vec_named(&doc).unwrap();
         let text = scan(Format::MessagePack, &bytes, 1 << 20).unwrap();
         assert!(

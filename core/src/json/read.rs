@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde_json::{Map, Number, Value};
+use crate::json::{Map, Number, Value};
 
 /// A syntax error, in serde_json's words and place.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! null), and the same errors word for word (a bin or an extension is no JSON value; the first
 //! key of a map must be a str, later ones may be a bin holding UTF-8, as serde's `String` took).
 
-use serde_json::{Map, Number, Value};
+use crate::json::{Map, Number, Value};
 
 use super::read::{Error, Reader, Token};
 

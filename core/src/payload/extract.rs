@@ -9,9 +9,9 @@
 
 use std::fmt;
 
+use crate::json::Value;
 #[cfg(test)]
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
 
 #[cfg(test)]
 use super::pointer::Node;
@@ -547,7 +547,7 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     fn set(pointers: &[&str]) -> PointerSet {
         let mut s = PointerSet::new();

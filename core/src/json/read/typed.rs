@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::{Error, Num, Parser, EOF_VALUE};
 use crate::json::write;
