@@ -4,10 +4,10 @@
 //! summary does not need are skipped, not built.
 
 use crate::json::Value;
-use serde::de::IgnoredAny;
 #[cfg(test)]
 use serde::Deserialize;
 
+use crate::json::read::IgnoredAny;
 use crate::msgpack::read::{Reader, Token};
 use crate::msgpack::value::value;
 use crate::payload::Format;

@@ -364,7 +364,7 @@ mod string;
 pub(crate) mod typed;
 
 pub(crate) use typed::text_struct;
-pub use typed::{from_text, invalid_type, FromText};
+pub use typed::{from_text, invalid_type, FromText, IgnoredAny};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
