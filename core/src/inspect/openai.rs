@@ -92,7 +92,7 @@ struct Message {
     content: Option<Value>,
 }
 
-// JSON read by hand, accepting what serde's derive did (which still reads MessagePack).
+// JSON read by hand, accepting what serde's derive did (kept for tests as the reference).
 crate::json::read::text_struct!(Request {
     messages default,
     prompt default,

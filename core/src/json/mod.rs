@@ -1,7 +1,7 @@
 //! JSON by hand, in the exact forms serde_json read and wrote: [`read`] (bytes in, its errors
 //! word for word), [`write`] (bytes out, number and string spelling included), [`ToJson`]
 //! for the documents the filter writes, and [`Value`] (serde_json's `Value` API, equality and
-//! text) with [`json!`] to build one.
+//! text) with `json!` to build one.
 
 pub mod read;
 pub mod value;

@@ -2,7 +2,7 @@
 //! `is_*`, `pointer`, indexing that yields null when absent), its equality (numbers equal when
 //! the same kind and value: 1 and 1.0 differ), its `Display` (compact JSON, serde_json's bytes:
 //! [`crate::json::write`]) and `Debug`, and [`Map`] in serde_json's order without
-//! `preserve_order` (a `BTreeMap`). [`json!`] builds one as serde_json's macro did.
+//! `preserve_order` (a `BTreeMap`). `json!` builds one as serde_json's macro did.
 
 use std::collections::BTreeMap;
 use std::fmt;
