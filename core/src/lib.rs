@@ -12,7 +12,8 @@
 //!   `feedback`, `learning`, `reward` (signed rewards, spent ids, health, implicit rewards),
 //!   `callout` (what the filter resends, what the answers mean, the pending-callout mechanism),
 //!   `metrics` (names) and `telemetry` (ids and what counts), `rng`, `msgpack` (MessagePack by
-//!   hand, in the forms rmp-serde wrote and read).
+//!   hand, in the forms rmp-serde wrote and read), `json` (JSON and its `Value` by hand, in
+//!   serde_json's forms). serde and serde_json are references for tests only.
 
 pub mod bandit;
 pub mod callout;

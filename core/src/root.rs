@@ -461,7 +461,7 @@ fn evaluated(
     let reward = match answer.status.as_deref() {
         Some("200") => crate::json::read::from_slice(&answer.body)
             .ok()
-            .and_then(|v| v.get("reward").and_then(serde_json::Value::as_f64))
+            .and_then(|v| v.get("reward").and_then(crate::json::Value::as_f64))
             .ok_or_else(|| "the evaluator's answer has no numeric \"reward\"".to_string())
             .and_then(|r| crate::bandit::check_reward(r).map_err(|e| e.to_string())),
         Some(s) => Err(format!("the evaluator answered status {s}")),

@@ -30,8 +30,10 @@ impl LocalReply {
         find(&self.headers, name)
     }
 
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    pub fn json(&self) -> crate::json::Value {
+        crate::json::read::from_slice(&self.body)
+            .ok()
+            .unwrap_or(crate::json::Value::Null)
     }
 }
 

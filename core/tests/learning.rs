@@ -77,7 +77,7 @@ fn post(
         principal: None,
     };
     let r = process_feedback(store, PLUGIN, c, now, &input);
-    (r.status, r.body)
+    (r.status, r.body.into())
 }
 
 fn observations(store: &MemoryStore, model: &str) -> u64 {
@@ -365,7 +365,7 @@ fn router_feedback_is_verified_spent_and_forwarded_once() {
     );
     let again = send(&store, &c, body.as_bytes(), None, None);
     assert_eq!(
-        (again.status, again.body),
+        (again.status, serde_json::Value::from(again.body)),
         (
             409,
             json!({"error": "replayed", "detail": "this decision's feedback was already accepted"})
@@ -394,7 +394,10 @@ fn router_feedback_is_verified_spent_and_forwarded_once() {
 fn router_feedback_refusals() {
     let c = router_cfg();
     let store = MemoryStore::new();
-    let err = |r: FeedbackReply| (r.status, r.body["error"].clone(), r.body["detail"].clone());
+    let err = |r: FeedbackReply| {
+        let body = serde_json::Value::from(r.body);
+        (r.status, body["error"].clone(), body["detail"].clone())
+    };
     // Disagreeing routing.
     let t = token(&c, "iris", "a", 1000, 1);
     let body = json!({"response": {"meta": {"routing": {"iris": 1}, "tags": {"x-inference-decision": t}}}, "reward": 1});

@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
     match (&got, &doc) {
         (Ok(fields), Ok(doc)) => {
             for (i, p) in set.iter().enumerate() {
-                assert_eq!(fields.get(i), doc.pointer(p), "pointer {p:?}");
+                assert_eq!(
+                    fields.get(i).map(Value::from),
+                    doc.pointer(p).cloned(),
+                    "pointer {p:?}"
+                );
             }
             // serde_json and rmp-serde count nesting differently near their limits (128).
             if depth(doc) < 100 {

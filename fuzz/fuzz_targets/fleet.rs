@@ -176,5 +176,5 @@ fn run(vm: &mut Vm, status: &str, body: &[u8]) {
         "{}",
         String::from_utf8_lossy(&reply.body)
     );
-    check_numbers(&reply.json());
+    check_numbers(&reply.json().into());
 }

@@ -4,6 +4,7 @@
 #![no_main]
 
 use inference_router_core::json::write::to_vec;
+use inference_router_core::json::Value;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,6 +13,6 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(to_vec(&f), serde_json::to_vec(&f).unwrap(), "{f:e}");
     }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
-        assert_eq!(to_vec(&v), serde_json::to_vec(&v).unwrap());
+        assert_eq!(to_vec(&Value::from(&v)), serde_json::to_vec(&v).unwrap());
     }
 });

@@ -36,6 +36,7 @@
 
 use core::fmt;
 
+#[cfg(any(test, feature = "testing"))]
 use serde::{Deserialize, Serialize};
 
 use super::state::{ArmState, ModelState};
@@ -95,7 +96,8 @@ impl ChangeParams {
 }
 
 /// One arm's detector: four numbers, in the shared state beside the arm.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct Watch {
     /// Observations since the arm's last restart.
     pub n: f64,
@@ -119,7 +121,8 @@ impl Watch {
 }
 
 /// The detectors of a model's arms, in arm order (same length as the arms, else ignored).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct ChangeState {
     pub arms: Vec<Watch>,
 }

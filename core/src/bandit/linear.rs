@@ -17,6 +17,7 @@
 //! which never wins, instead of trapping. With decay, what is above the ridge is discounted like
 //! the Beta posteriors are.
 
+#[cfg(any(test, feature = "testing"))]
 use serde::{Deserialize, Serialize};
 
 use super::context::MAX_DIMS;
@@ -29,7 +30,8 @@ pub const MIN_PIVOT: f64 = 1e-9;
 pub const MAX_LINEAR_ARMS: usize = 256;
 
 /// One arm's statistics: `a` the upper triangle of `A` (`d(d+1)/2` values), `b` (`d`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct LinearArm {
     pub name: String,
     pub a: Vec<f64>,
@@ -38,7 +40,8 @@ pub struct LinearArm {
 
 /// The contextual statistics of a model, by arm name. Arms that have seen no reward are absent
 /// (they are `A = ridge · I`, `b = 0`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct LinearPart {
     pub arms: Vec<LinearArm>,
 }

@@ -19,6 +19,7 @@
 use core::fmt;
 use std::collections::BTreeSet;
 
+#[cfg(any(test, feature = "testing"))]
 use serde::{Deserialize, Serialize};
 
 use super::change::ChangeState;
@@ -36,7 +37,8 @@ pub const STATE_VERSION: u32 = 1;
 /// strategy's discount factor on each accepted reward, so `pulls` is a real number, not an
 /// integer. `alpha` and `beta` are the Beta posterior parameters including the prior; with decay
 /// the part above the prior is discounted, so the posterior relaxes towards the prior.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct ArmState {
     /// Target name; arms are matched to configured targets by this name.
     pub name: String,
@@ -76,7 +78,8 @@ impl ArmState {
 /// Everything learned about one model. Arms are in the order of the configured targets once the
 /// state has gone through [`reconcile`]; arm indices returned by
 /// [`Strategy::select`](super::Strategy::select) index this vector.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct ModelState {
     /// Format version; [`STATE_VERSION`] for every state this build writes.
     pub version: u32,
@@ -90,31 +93,42 @@ pub struct ModelState {
     /// One entry per target: what *this* Envoy learned, prior included.
     pub arms: Vec<ArmState>,
     /// Time decay and fleet contributions; absent (and not encoded) when neither is used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        any(test, feature = "testing"),
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub ext: Option<StateExt>,
     /// Change detectors, one per arm in arm order; only with `change_detection`. A state that
     /// has them is encoded as a map (see `codec`), so builds that do not know the field skip it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        any(test, feature = "testing"),
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub change: Option<ChangeState>,
 }
 
 /// The tail of a state that uses time decay or learns as a fleet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct StateExt {
     /// The Unix time (ms) the decayed statistics of `arms` are as of (time decay); 0 otherwise.
     pub as_of_ms: u64,
     /// What the other replicas of the fleet learned, as merged by the last sync.
-    #[serde(default)]
+    #[cfg_attr(any(test, feature = "testing"), serde(default))]
     pub fleet: Option<FleetPart>,
     /// A contextual strategy's regressions (`linucb`); absent, and not encoded, otherwise, so
     /// earlier states read unchanged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        any(test, feature = "testing"),
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub linear: Option<super::linear::LinearPart>,
 }
 
 /// The rest of the fleet's statistics for one model: every other replica's contribution (and
 /// the retired ones'), summed, decayed to `as_of_ms`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct FleetPart {
     pub as_of_ms: u64,
     /// Rewards the other replicas accepted.
@@ -125,7 +139,8 @@ pub struct FleetPart {
 }
 
 /// One target's statistics without the prior, as replicas exchange and add them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct ArmSums {
     pub name: String,
     pub pulls: f64,

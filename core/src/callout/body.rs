@@ -304,7 +304,7 @@ pub fn is_streamed(format: Option<Format>, body: &[u8], accept: Option<&str>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     #[test]
     fn json_model_is_replaced_and_nothing_else_changes() {
@@ -373,7 +373,7 @@ mod tests {
             let out = rewrite_model(Format::MessagePack, &body, name)
                 .unwrap()
                 .unwrap();
-            let back: serde_json::Value = rmp_serde::from_slice(&out).unwrap();
+            let back: crate::json::Value = rmp_serde::from_slice(&out).unwrap();
             let mut want = doc.clone();
             want["model"] = json!(name);
             assert_eq!(back, want);

@@ -6,7 +6,7 @@
 //! `partial` is true when some target failed: no answer, or a 5xx / 429. The reply's status is
 //! 200 when at least one target answered 2xx, else 502.
 
-use serde_json::{json, Value};
+use crate::json::{json, Value};
 
 use super::answer::{classify, is_failure, CalloutAnswer};
 use crate::payload::{format_of_content_type, Format};

@@ -9,7 +9,7 @@
 //! Feedback message, `meta.routing` naming the child under the model's name (which is the
 //! router's predictive-unit id, `PREDICTIVE_UNIT_ID`, in a Seldon graph).
 
-use serde_json::{json, Value};
+use crate::json::{json, Value};
 
 use crate::config::Config;
 /// Where it always was; the reward's pipeline is [`crate::learning::process_feedback`].

@@ -502,8 +502,8 @@ pub enum HeaderTest {
 
 #[derive(Debug)]
 pub enum BodyTest {
-    Exact(serde_json::Value),
-    OneOf(Vec<serde_json::Value>),
+    Exact(crate::json::Value),
+    OneOf(Vec<crate::json::Value>),
     Present(bool),
     Range { gt: Option<f64>, lt: Option<f64> },
 }

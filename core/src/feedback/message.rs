@@ -6,7 +6,7 @@
 //! decision, taken from `response.meta.tags["x-inference-decision"]` or from the feedback
 //! request's `x-inference-decision` header.
 
-use serde_json::Value;
+use crate::json::Value;
 
 use crate::bandit::check_reward;
 
@@ -15,7 +15,7 @@ pub struct Feedback {
     pub decision: String,
     pub reward: f64,
     /// Seldon's `response.meta.routing`, when given: router name → child index.
-    pub routing: Option<serde_json::Map<String, Value>>,
+    pub routing: Option<crate::json::Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ struct Raw {
 
 /// The fields of an object, as serde's derive took them from a `Value`: `null` for an absent
 /// option, other keys ignored.
-fn raw(mut object: serde_json::Map<String, Value>) -> Result<Raw, String> {
+fn raw(mut object: crate::json::Map<String, Value>) -> Result<Raw, String> {
     let decision = match object.remove("decision") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
@@ -100,23 +100,23 @@ mod tests {
     #[test]
     fn fields_are_taken_as_serde_took_them() {
         for v in [
-            serde_json::json!({}),
-            serde_json::json!({"decision": null, "reward": null, "response": null}),
-            serde_json::json!({"decision": "d", "reward": 1, "response": {"a": [1]}, "x": 1}),
-            serde_json::json!({"decision": 5}),
-            serde_json::json!({"decision": -5}),
-            serde_json::json!({"decision": 1.5}),
-            serde_json::json!({"decision": 1e300}),
-            serde_json::json!({"decision": true}),
-            serde_json::json!({"decision": [1]}),
-            serde_json::json!({"decision": {"a": 1}}),
-            serde_json::json!({"decision": "é\n", "reward": "1"}),
+            crate::json::json!({}),
+            crate::json::json!({"decision": null, "reward": null, "response": null}),
+            crate::json::json!({"decision": "d", "reward": 1, "response": {"a": [1]}, "x": 1}),
+            crate::json::json!({"decision": 5}),
+            crate::json::json!({"decision": -5}),
+            crate::json::json!({"decision": 1.5}),
+            crate::json::json!({"decision": 1e300}),
+            crate::json::json!({"decision": true}),
+            crate::json::json!({"decision": [1]}),
+            crate::json::json!({"decision": {"a": 1}}),
+            crate::json::json!({"decision": "é\n", "reward": "1"}),
         ] {
             let Value::Object(o) = v.clone() else {
                 unreachable!()
             };
             let ours = raw(o).map_err(|e| e.to_string());
-            let theirs = serde_json::from_value::<Raw>(v).map_err(|e| e.to_string());
+            let theirs = serde_json::from_value::<Raw>(v.into()).map_err(|e| e.to_string());
             assert_eq!(ours, theirs);
         }
     }

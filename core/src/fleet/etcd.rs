@@ -8,9 +8,9 @@
 //! etcd's `header` is not an answer, whatever else it holds: the caller must treat it as a
 //! failure, never as "not succeeded".
 
+use crate::json::{json, Value};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::{json, Value};
 
 /// A request to the gateway: POST `path` with the JSON `body`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +116,7 @@ pub fn range_prefix(prefix: &str) -> Request {
 /// A put of `key`, attached to `lease` when given (the body of `/v3/kv/put` and of a
 /// transaction's `request_put`).
 fn put_body(key: &str, value: &[u8], lease: Option<i64>) -> Value {
-    let mut body = serde_json::Map::new();
+    let mut body = crate::json::Map::new();
     body.insert("key".into(), json!(b64(key.as_bytes())));
     body.insert("value".into(), json!(b64(value)));
     if let Some(id) = lease {

@@ -1,6 +1,6 @@
 //! KServe v2 / Open Inference Protocol request validation against a model's declared inputs.
 
-use serde_json::Value;
+use crate::json::Value;
 
 /// The datatypes of the Open Inference Protocol.
 pub const DATATYPES: [&str; 13] = [
@@ -138,7 +138,7 @@ pub fn validate(spec: &[InputSpec], body: &[u8]) -> Result<(), SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     fn spec() -> Vec<InputSpec> {
         vec![InputSpec {

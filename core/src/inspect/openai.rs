@@ -1,12 +1,15 @@
 //! What an OpenAI-style request asks of a model: images, tools, JSON output, streaming, and how
 //! much context it needs. Read in one pass into typed structs (JSON by `json::read::FromText`,
-//! MessagePack by serde's derive); fields the summary does not need are skipped, not built.
+//! MessagePack by hand on `msgpack::read`, as serde's derive read it over rmp-serde); fields the
+//! summary does not need are skipped, not built.
 
-use serde::de::IgnoredAny;
+use crate::json::Value;
+#[cfg(test)]
 use serde::Deserialize;
-use serde_json::Value;
 
-use crate::msgpack::read::Reader;
+use crate::json::read::IgnoredAny;
+use crate::msgpack::read::{Reader, Token};
+use crate::msgpack::value::value;
 use crate::payload::Format;
 
 /// Prompt text kept for detectors; longer prompts are scanned up to this many bytes.
@@ -61,37 +64,35 @@ impl ChatSummary {
     }
 }
 
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Debug, PartialEq))]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
 struct Request {
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     messages: Option<Vec<Message>>,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     prompt: Option<Value>,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     input: Option<Value>,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     tools: Option<IgnoredAny>,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     functions: Option<IgnoredAny>,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     response_format: Option<Value>,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     stream: Option<Value>,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     max_tokens: Option<Value>,
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     max_completion_tokens: Option<Value>,
 }
 
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Debug, PartialEq))]
+#[cfg_attr(test, derive(Deserialize, Debug, PartialEq))]
 struct Message {
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     content: Option<Value>,
 }
 
-// JSON read by hand, accepting what serde's derive did (which still reads MessagePack).
+// JSON read by hand, accepting what serde's derive did (kept for tests as the reference).
 crate::json::read::text_struct!(Request {
     messages default,
     prompt default,
@@ -119,9 +120,141 @@ pub fn summarize(format: Format, body: &[u8]) -> Option<ChatSummary> {
         Format::Json => crate::json::read::from_text(body).ok()?,
         // The same nesting limit as body extraction: the wasm stack is 1 MiB. Bytes after the
         // document are not looked at.
-        Format::MessagePack => Request::deserialize(&mut Reader::new(body, 128)).ok()?,
+        Format::MessagePack => mp_request(&mut Reader::new(body, 128)).ok()?,
     };
     Some(summary_of(&req))
+}
+
+/// A struct with these fields, as serde's derive read one from rmp-serde: a map (keys by name,
+/// as str or bin, or by index; unknown keys skipped, a field given twice refused), an array (the
+/// fields in order, the missing ones absent, more items refused) or an empty bin. Only whether
+/// it was read matters here, not why not.
+fn mp_struct(
+    r: &mut Reader<'_>,
+    fields: &[&str],
+    field: &mut dyn FnMut(&mut Reader<'_>, usize) -> Result<(), ()>,
+) -> Result<(), ()> {
+    let refused = |_| crate::msgpack::read::Error::Marker;
+    match r.token().map_err(drop)? {
+        Token::Map(n) => r
+            .nested(|r| {
+                let mut seen = vec![false; fields.len()];
+                for _ in 0..n {
+                    let slot = match r.token()? {
+                        Token::Str(key) | Token::Bin(key) => {
+                            fields.iter().position(|f| f.as_bytes() == key)
+                        }
+                        Token::Uint(i) => usize::try_from(i).ok().filter(|i| *i < fields.len()),
+                        _ => return Err(refused(())),
+                    };
+                    match slot.and_then(|i| Some((i, seen.get_mut(i)?))) {
+                        Some((_, true)) => return Err(refused(())),
+                        Some((i, flag)) => {
+                            *flag = true;
+                            field(r, i).map_err(refused)?;
+                        }
+                        None => r.skip()?,
+                    }
+                }
+                Ok(())
+            })
+            .map_err(drop),
+        Token::Array(n) => r
+            .nested(|r| {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                for i in 0..n.min(fields.len()) {
+                    field(r, i).map_err(refused)?;
+                }
+                match n > fields.len() {
+                    true => Err(refused(())),
+                    false => Ok(()),
+                }
+            })
+            .map_err(drop),
+        Token::Bin([]) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// `None` for nil, else what `read` reads (serde's `Option` over rmp-serde).
+fn mp_option<T>(
+    r: &mut Reader<'_>,
+    read: impl FnOnce(&mut Reader<'_>) -> Result<T, ()>,
+) -> Result<Option<T>, ()> {
+    match r.peek() {
+        None => Err(()),
+        Some(0xc0) => r.token().map(|_| None).map_err(drop),
+        Some(_) => read(r).map(Some),
+    }
+}
+
+fn mp_value(r: &mut Reader<'_>) -> Result<Value, ()> {
+    value(r).map_err(drop)
+}
+
+fn mp_message(r: &mut Reader<'_>) -> Result<Message, ()> {
+    let mut m = Message { content: None };
+    mp_struct(r, &["content"], &mut |r, _| {
+        m.content = mp_option(r, mp_value)?;
+        Ok(())
+    })?;
+    Ok(m)
+}
+
+/// A sequence of messages: an array of them, or an empty bin.
+fn mp_messages(r: &mut Reader<'_>) -> Result<Vec<Message>, ()> {
+    match r.token().map_err(drop)? {
+        Token::Array(n) => r
+            .nested(|r| {
+                (0..n)
+                    .map(|_| mp_message(r).map_err(|()| crate::msgpack::read::Error::Marker))
+                    .collect()
+            })
+            .map_err(drop),
+        Token::Bin([]) => Ok(Vec::new()),
+        _ => Err(()),
+    }
+}
+
+fn mp_request(r: &mut Reader<'_>) -> Result<Request, ()> {
+    let mut q = Request {
+        messages: None,
+        prompt: None,
+        input: None,
+        tools: None,
+        functions: None,
+        response_format: None,
+        stream: None,
+        max_tokens: None,
+        max_completion_tokens: None,
+    };
+    let fields = [
+        "messages",
+        "prompt",
+        "input",
+        "tools",
+        "functions",
+        "response_format",
+        "stream",
+        "max_tokens",
+        "max_completion_tokens",
+    ];
+    mp_struct(r, &fields, &mut |r, i| {
+        let skipped = |r: &mut Reader<'_>| r.skip().map(|()| IgnoredAny).map_err(drop);
+        match i {
+            0 => q.messages = mp_option(r, mp_messages)?,
+            1 => q.prompt = mp_option(r, mp_value)?,
+            2 => q.input = mp_option(r, mp_value)?,
+            3 => q.tools = mp_option(r, skipped)?,
+            4 => q.functions = mp_option(r, skipped)?,
+            5 => q.response_format = mp_option(r, mp_value)?,
+            6 => q.stream = mp_option(r, mp_value)?,
+            7 => q.max_tokens = mp_option(r, mp_value)?,
+            _ => q.max_completion_tokens = mp_option(r, mp_value)?,
+        }
+        Ok(())
+    })?;
+    Ok(q)
 }
 
 fn summary_of(req: &Request) -> ChatSummary {
@@ -172,7 +305,7 @@ fn summary_of(req: &Request) -> ChatSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     fn sum(v: Value) -> ChatSummary {
         summarize(Format::Json, v.to_string().as_bytes()).unwrap()
@@ -262,6 +395,36 @@ mod tests {
             read > 1000 && refused > 1000,
             "{read} read, {refused} refused"
         );
+    }
+
+    #[test]
+    fn messagepack_structs_in_every_shape_read_as_with_rmp_serde() {
+        let with_rmp = |body: &[u8]| {
+            let mut rest = body;
+            let mut de = rmp_serde::Deserializer::new(&mut rest);
+            de.set_max_depth(128);
+            Request::deserialize(&mut de).ok().map(|r| summary_of(&r))
+        };
+        let docs: [&[u8]; 12] = [
+            b"\xc4\x00",
+            b"\xc4\x01\x00",
+            b"\x91\xc4\x00",
+            b"\x91\x91\x91\xa2hi",
+            b"\x91\x91\x92\xa2hi\xc0",
+            b"\x91\x91\xc4\x00",
+            b"\x9a\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0",
+            b"\x99\xc0\xa1p\xc0\xc0\xc0\xc0\xc3\x05\x06",
+            b"\x82\x01\xa1p\xc4\x05input\xa1q",
+            b"\x82\x01\xa1p\xc4\x06prompt\xa1q",
+            b"\x82\x09\xa1p\x08\x07",
+            b"\x82\xff\xa1p\x08\x07",
+        ];
+        for doc in docs {
+            for cut in 0..=doc.len() {
+                let b = &doc[..cut];
+                assert_eq!(summarize(Format::MessagePack, b), with_rmp(b), "{b:02x?}");
+            }
+        }
     }
 
     #[test]

@@ -10,12 +10,14 @@
 //! refuses such a request where a detector must decide (`scan.unscanned`), so that nothing
 //! passes a sensitive-data rule unread.
 
+#[cfg(test)]
 use std::fmt;
 
+#[cfg(test)]
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::json::read::{Num, Parser};
-use crate::msgpack::read::Reader;
+use crate::msgpack::read::{Error as MpError, Reader, Token};
 use crate::payload::Format;
 
 /// Nesting deeper than this is not scanned (the wasm stack is 1 MiB); below serde_json's own
@@ -170,14 +172,8 @@ pub fn scan(format: Format, body: &[u8], limit: usize) -> Result<String, NotScan
             json_node(&mut p, &mut walk, 0).is_ok() && p.end().is_ok()
         }
         Format::MessagePack => {
-            let mut de = Reader::new(body, MAX_DEPTH + 8);
-            let read = Node {
-                walk: &mut walk,
-                depth: 0,
-            }
-            .deserialize(&mut de)
-            .is_ok();
-            read && de.rest().is_empty()
+            let mut r = Reader::new(body, MAX_DEPTH + 8);
+            mp_node(&mut r, &mut walk, 0).is_ok() && r.rest().is_empty()
         }
     };
     match (ok, walk.why) {
@@ -204,6 +200,7 @@ impl Walk {
         Ok(())
     }
 
+    #[cfg(test)]
     fn stop<E: de::Error>(&mut self, why: NotScanned) -> E {
         self.why = Some(why);
         E::custom(why.as_str())
@@ -294,12 +291,81 @@ fn json_entries(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(),
     Ok(())
 }
 
-/// One value of the document, at some depth: serde's walk, for MessagePack.
+/// The walk of [`Node`] over MessagePack, by hand on `msgpack::read`'s reader: the same text,
+/// and the same reason to stop, as when rmp-serde drove it (an extension is malformed; a key may
+/// be any value, its text the key's).
+fn mp_node(r: &mut Reader<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> {
+    if depth > MAX_DEPTH {
+        walk.why = Some(NotScanned::TooDeep);
+        return Err(());
+    }
+    let pushed = |walk: &mut Walk, s: &str| walk.push(s).map_err(|why| walk.why = Some(why));
+    // Only whether the walk went through matters: the reader's own errors are all "malformed".
+    let nested = |r: &mut Reader<'_>, walk: &mut Walk, items: u64, each: MpItem| {
+        r.nested(|r| {
+            (0..items).try_for_each(|_| each(r, walk, depth + 1).map_err(|()| MpError::Marker))
+        })
+        .map_err(drop)
+    };
+    match r.token().map_err(drop)? {
+        Token::Nil | Token::Bool(_) => Ok(()),
+        Token::Uint(u) => pushed(walk, &u.to_string()),
+        Token::Int(i) => pushed(walk, &i.to_string()),
+        // A card number written as a float (4.111111111111111e15) is still its digits.
+        Token::Float(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e20 => {
+            pushed(walk, &format!("{}", v.abs() as u64))
+        }
+        Token::Float(_) => Ok(()),
+        Token::Str(b) | Token::Bin(b) => pushed(walk, &String::from_utf8_lossy(b)),
+        Token::Array(n) => nested(r, walk, u64::from(n), mp_node),
+        Token::Map(n) => {
+            let mut keys: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+            r.nested(|r| {
+                (0..n).try_for_each(|_| {
+                    mp_entry(r, walk, depth, &mut keys).map_err(|()| MpError::Marker)
+                })
+            })
+            .map_err(drop)
+        }
+        Token::Ext(_) => r.nested(|_| Err(MpError::Marker)).map_err(drop),
+    }
+}
+
+type MpItem = fn(&mut Reader<'_>, &mut Walk, usize) -> Result<(), ()>;
+
+/// One key and its value; a key written twice stops the walk.
+fn mp_entry(
+    r: &mut Reader<'_>,
+    walk: &mut Walk,
+    depth: usize,
+    keys: &mut std::collections::BTreeSet<String>,
+) -> Result<(), ()> {
+    let mut key = Walk {
+        text: String::new(),
+        limit: walk.limit,
+        why: None,
+    };
+    if mp_node(r, &mut key, depth + 1).is_err() {
+        walk.why = walk.why.or(key.why);
+        return Err(());
+    }
+    walk.push(key.text.trim_end_matches('\n'))
+        .map_err(|why| walk.why = Some(why))?;
+    if !keys.insert(key.text) {
+        walk.why = Some(NotScanned::DuplicateKey);
+        return Err(());
+    }
+    mp_node(r, walk, depth + 1)
+}
+
+/// One value of the document, at some depth: serde's walk, for MessagePack (kept for tests).
+#[cfg(test)]
 struct Node<'w> {
     walk: &'w mut Walk,
     depth: usize,
 }
 
+#[cfg(test)]
 impl<'de> DeserializeSeed<'de> for Node<'_> {
     type Value = ();
 
@@ -311,6 +377,7 @@ impl<'de> DeserializeSeed<'de> for Node<'_> {
     }
 }
 
+#[cfg(test)]
 impl Node<'_> {
     fn text<E: de::Error>(self, s: &str) -> Result<(), E> {
         self.walk.push(s).map_err(|why| self.walk.stop(why))
@@ -324,6 +391,7 @@ impl Node<'_> {
     }
 }
 
+#[cfg(test)]
 impl<'de> Visitor<'de> for Node<'_> {
     type Value = ();
 
@@ -509,8 +577,33 @@ mod tests {
     }
 
     #[test]
+    fn messagepack_odd_keys_and_extensions_scan_as_with_rmp_serde() {
+        let docs: [&[u8]; 6] = [
+            b"\x82\x92\xa1a\x01\xa1v\xa1y\xc4\x02\xff\xfe",
+            b"\x82\x81\xa1a\x01\xa1v\xa1y\xcb\x43\x30\0\0\0\0\0\0",
+            b"\x81\xd4\x05\x07\xa1v",
+            b"\x91\xc7\x01\x05\x07",
+            b"\x82\x91\xa1k\x01\x91\xa1k\x02",
+            b"\x82\xa2\xffk\x01\xc4\x02\xffk\x02",
+        ];
+        for doc in docs {
+            for cut in 0..=doc.len() {
+                for limit in [1 << 20, 4] {
+                    let b = &doc[..cut];
+                    assert_eq!(
+                        scan(Format::MessagePack, b, limit),
+                        scan_rmp(b, limit),
+                        "{b:02x?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn messagepack_reads_the_same() {
-        let doc = serde_json::json!({"data": {"strData": "call +1 jane@example.com"}, "k": [1, 2]});
+        let doc =
+            crate::json::json!({"data": {"strData": "call +1 jane@example.com"}, "k": [1, 2]});
         let bytes = rmp_serde::to_vec_named(&doc).unwrap();
         let text = scan(Format::MessagePack, &bytes, 1 << 20).unwrap();
         assert!(

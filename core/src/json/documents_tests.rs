@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::json::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::read::tests::{mutated, spaced};
 use super::read::{from_text, FromText};
@@ -137,7 +137,7 @@ fn registry_records_are_written_as_serde_wrote_them() {
             models: map(r, |r| {
                 list(
                     r,
-                    |r| serde_json::json!({ "name": any_name(r), "weight": any_f64(r) }),
+                    |r| crate::json::json!({ "name": any_name(r), "weight": any_f64(r) }),
                 )
             }),
             published_ms: any_u64(r),
@@ -296,7 +296,7 @@ fn documents_are_read_as_serde_read_them() {
                 models: map(r, |r| {
                     list(
                         r,
-                        |r| serde_json::json!({ "a": any_f64(r), "v": [1, null] }),
+                        |r| crate::json::json!({ "a": any_f64(r), "v": [1, null] }),
                     )
                 }),
                 published_ms: any_u64(r),

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde_json::{Map, Number, Value};
+use crate::json::{Map, Number, Value};
 
 /// A syntax error, in serde_json's words and place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,7 +364,7 @@ mod string;
 pub(crate) mod typed;
 
 pub(crate) use typed::text_struct;
-pub use typed::{from_text, invalid_type, FromText};
+pub use typed::{from_text, invalid_type, FromText, IgnoredAny};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]

@@ -2,7 +2,7 @@
 //! documents, for every cut and many changes of them, and for numbers and strings built to hit
 //! its edges (overflowing integers and exponents, escapes, surrogates, bad UTF-8, nesting).
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::from_slice;
 use crate::json::write::to_vec;

@@ -280,9 +280,9 @@ impl<T: ToJson> ToJson for BTreeMap<String, T> {
     }
 }
 
-impl ToJson for serde_json::Value {
+impl ToJson for crate::json::Value {
     fn write_json(&self, out: &mut Vec<u8>) {
-        use serde_json::Value;
+        use crate::json::Value;
         match self {
             Value::Null => out.extend_from_slice(b"null"),
             Value::Bool(b) => b.write_json(out),

@@ -1,6 +1,6 @@
 //! The writer against serde_json itself: the same bytes for every float, string and value.
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::*;
 use crate::msgpack::testing::{any_f64, any_name};

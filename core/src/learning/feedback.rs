@@ -4,7 +4,7 @@
 //! and/or forward it to the model's router (`router.feedback_path`). The stream
 //! (`stream::endpoints`) sends the reply and queues the forward.
 
-use serde_json::{json, Value};
+use crate::json::{json, Value};
 
 use super::trust::{self, BudgetError, Grant};
 use super::{apply_reward, spent, spent_prefix, Applied, ApplyError, Refusal, MAX_CAS_ATTEMPTS};

@@ -2,6 +2,7 @@
 //! failure, and a moving estimate of its latency. Both feed the decision (fallback, budgets).
 //! Updates are best effort: a lost race drops one sample, never blocks a request.
 
+#[cfg(any(test, feature = "testing"))]
 use serde::{Deserialize, Serialize};
 
 use std::convert::Infallible;
@@ -19,7 +20,8 @@ pub fn health_key(plugin: &str, model: &str) -> String {
     format!("inference-router/v1/{plugin}/health/{model}")
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct Health {
     /// By target index: Unix second until which the target cools down (0: not cooling).
     pub cooling_until: Vec<u64>,
@@ -27,19 +29,23 @@ pub struct Health {
     pub latency_ms: Vec<f64>,
     /// By target index: samples behind the estimate, up to [`FULL_WEIGHT`] (what a fleet weighs
     /// this Envoy's estimate by).
-    #[serde(default)]
+    #[cfg_attr(any(test, feature = "testing"), serde(default))]
     pub samples: Vec<f64>,
     /// By target index: when the last sample was taken (Unix ms; 0: never).
-    #[serde(default)]
+    #[cfg_attr(any(test, feature = "testing"), serde(default))]
     pub sampled_ms: Vec<u64>,
     /// What the other replicas of a fleet report, as merged by the last sync.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        any(test, feature = "testing"),
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
     pub fleet: Option<FleetHealth>,
 }
 
 /// The other replicas' health of a model's targets, merged: the latest cooldown, and the
 /// latency estimates averaged by their samples (estimates older than [`STALE_MS`] left out).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct FleetHealth {
     pub cooling_until: Vec<u64>,
     pub latency_ms: Vec<f64>,

@@ -7,7 +7,7 @@ mod health_codec;
 pub mod spent;
 pub mod trust;
 
-use serde_json::{json, Value};
+use crate::json::{json, Value};
 
 pub use feedback::{
     admit, complete, process_feedback, refusal, Accepted, Checked, FeedbackInput, FeedbackReply,
@@ -222,7 +222,7 @@ pub fn state_document<S: SharedStore + ?Sized>(
     cfg: &Config,
     build: crate::plugin::Build,
 ) -> Value {
-    let mut models = serde_json::Map::new();
+    let mut models = crate::json::Map::new();
     for m in cfg.models.iter() {
         let Some(strategy) = m.bandit() else { continue };
         let key = state_key(plugin, &m.name);

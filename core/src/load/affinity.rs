@@ -2,7 +2,7 @@
 //! messages), so requests of one conversation go to the endpoint whose KV cache holds that
 //! prefix. Requests without OpenAI `messages` have no key.
 
-use serde_json::Value;
+use crate::json::Value;
 
 #[cfg_attr(test, derive(serde::Deserialize, Debug, PartialEq))]
 struct Chat {

@@ -37,10 +37,10 @@ pub fn document<S: crate::bandit::SharedStore + ?Sized>(
     store: &S,
     plugin: &str,
     cfg: &crate::config::Config,
-) -> serde_json::Value {
-    use serde_json::json;
+) -> crate::json::Value {
+    use crate::json::json;
     let estimate = |v: f64| (v >= 0.0).then_some(v);
-    let mut models = serde_json::Map::new();
+    let mut models = crate::json::Map::new();
     for m in cfg.models.iter().filter(|m| m.tracks_load) {
         let load = match store.get(&load_key(plugin, m)) {
             Ok((Some(bytes), _)) => Load::decode(&bytes, m),
@@ -67,5 +67,5 @@ pub fn document<S: crate::bandit::SharedStore + ?Sized>(
             json!({ "targets": targets, "endpoints": endpoints }),
         );
     }
-    serde_json::Value::Object(models)
+    crate::json::Value::Object(models)
 }

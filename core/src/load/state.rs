@@ -2,6 +2,7 @@
 //! requests in flight per target and per endpoint, latency estimates, and the last load report
 //! of each endpoint. Written by CAS on every request start and end (`track`).
 
+#[cfg(any(test, feature = "testing"))]
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Model, Target};
@@ -11,7 +12,8 @@ pub const MAX_ENDPOINTS: usize = 128;
 /// Weight of a new latency sample in the moving averages.
 const LATENCY_ALPHA: f64 = 0.2;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct Load {
     /// The model's target names when written: a document of other targets is not this one's.
     pub names: Vec<String>,
@@ -19,7 +21,8 @@ pub struct Load {
     pub endpoints: Vec<EndpointLoad>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct TargetLoad {
     pub in_flight: u32,
     /// Moving averages in ms, to the end of the response / to its headers (negative: none).
@@ -37,7 +40,8 @@ impl Default for TargetLoad {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(any(test, feature = "testing"), derive(Serialize, Deserialize))]
 pub struct EndpointLoad {
     /// `ip:port`, as Envoy's `upstream.address` and the override_host header write it.
     pub address: String,

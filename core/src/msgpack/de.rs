@@ -1,5 +1,6 @@
-//! A serde `Deserializer` over MessagePack for the body readers (`payload::extract`,
-//! `inspect::openai`, `inspect::scan`), whose serde walks also read JSON. It hands every
+//! A serde `Deserializer` over MessagePack, kept for tests: the body readers' serde walks
+//! (`payload::extract`, `inspect::openai`, `inspect::scan`) ran on it before they were written by
+//! hand on [`super::read::Reader`]. It hands every
 //! visitor what rmp-serde's did, for the methods those walks call (`any`, `option`, `seq`,
 //! `struct`, `identifier`, `str`, `ignored_any`, `newtype_struct`); a bin read as a sequence
 //! or struct is its bytes as integers, invalid UTF-8 in a str is offered as bytes, an extension

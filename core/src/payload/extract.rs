@@ -2,18 +2,23 @@
 //!
 //! The walk is driven by the pointer trie: keys on a pointer's path are followed, everything else
 //! is skipped as serde's `IgnoredAny` skips it (still checked for well-formedness), and only the
-//! values a pointer ends at are materialised. MessagePack is walked by a serde `DeserializeSeed`
-//! over `msgpack::read::Reader`; JSON by the same walk written on `json::read`'s parser
-//! (`json_walk`), which accepts and refuses what serde_json did, error for error.
+//! values a pointer ends at are materialised. MessagePack is walked by hand on
+//! `msgpack::read::Reader` (`mp_walk`), JSON on `json::read`'s parser (`json_walk`): each accepts
+//! and refuses what the serde walk (`NodeSeed`, kept for tests) did over rmp-serde and
+//! serde_json, error for error.
 
 use std::fmt;
 
+use crate::json::Value;
+#[cfg(test)]
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
 
-use super::pointer::{Node, PointerSet};
+#[cfg(test)]
+use super::pointer::Node;
+use super::pointer::PointerSet;
 use crate::json::read::{Error as JsonError, Parser};
-use crate::msgpack::read::Reader;
+use crate::msgpack;
+use crate::msgpack::read::{Error as MpError, Reader, Token};
 
 /// Nesting deeper than this is refused (serde_json's own limit is the same).
 pub(super) const MAX_DEPTH: usize = 128;
@@ -77,11 +82,6 @@ impl fmt::Display for ExtractError {
 
 pub fn extract(set: &PointerSet, format: Format, bytes: &[u8]) -> Result<Fields, ExtractError> {
     let mut out = Fields::with_len(set.len());
-    let seed = NodeSeed {
-        set,
-        node: 0,
-        out: &mut out,
-    };
     let result = match format {
         // JSON is UTF-8 (RFC 8259). serde_json skips unread strings without checking them, so
         // check the whole body once: a router must not pass on what the model server may reject
@@ -91,19 +91,18 @@ pub fn extract(set: &PointerSet, format: Format, bytes: &[u8]) -> Result<Fields,
         }
         Format::Json => {
             let mut p = Parser::new(bytes);
-            json_walk(&mut p, set, 0, seed.out)
+            json_walk(&mut p, set, 0, &mut out)
                 .and_then(|()| p.end())
                 .map_err(|e| e.to_string())
         }
         Format::MessagePack => {
-            let mut de = Reader::new(bytes, MAX_DEPTH);
-            let r = seed.deserialize(&mut de).map_err(|e| e.to_string());
-            match r {
-                Ok(()) if !de.rest().is_empty() => Err(format!(
+            let mut r = Reader::new(bytes, MAX_DEPTH);
+            match mp_walk(&mut r, set, 0, &mut out) {
+                Ok(()) if !r.rest().is_empty() => Err(format!(
                     "{} bytes after the end of the document",
-                    de.rest().len()
+                    r.rest().len()
                 )),
-                other => other,
+                other => other.map_err(|e| e.to_string()),
             }
         }
     };
@@ -115,18 +114,21 @@ pub fn extract(set: &PointerSet, format: Format, bytes: &[u8]) -> Result<Fields,
     }
 }
 
+#[cfg(test)]
 struct NodeSeed<'s, 'o> {
     set: &'s PointerSet,
     node: usize,
     out: &'o mut Fields,
 }
 
+#[cfg(test)]
 impl NodeSeed<'_, '_> {
     fn node(&self) -> Option<&Node> {
         self.set.nodes.get(self.node)
     }
 }
 
+#[cfg(test)]
 impl<'de> DeserializeSeed<'de> for NodeSeed<'_, '_> {
     type Value = ();
 
@@ -143,6 +145,7 @@ impl<'de> DeserializeSeed<'de> for NodeSeed<'_, '_> {
     }
 }
 
+#[cfg(test)]
 use serde::Deserialize;
 
 /// The walk of [`NodeSeed`] over JSON, by hand on `json::read`'s parser: what serde_json did
@@ -228,6 +231,104 @@ fn json_array(
     Ok(())
 }
 
+/// The walk of [`NodeSeed`] over MessagePack, by hand on `msgpack::read`'s reader: what
+/// rmp-serde did when driven by the seed (keys off the pointers skipped as `IgnoredAny`; keys
+/// that are not str never match; an extension is the sequence (type, payload)), error for error.
+fn mp_walk(
+    r: &mut Reader<'_>,
+    set: &PointerSet,
+    node: usize,
+    out: &mut Fields,
+) -> Result<(), MpError> {
+    let here = set.nodes.get(node);
+    if here.is_some_and(|n| !n.ends.is_empty()) {
+        let value = msgpack::value::value(r)?;
+        fill_from_value(set, node, &value, out);
+        return Ok(());
+    }
+    let children: &[(String, usize)] = here.map(|n| n.children.as_slice()).unwrap_or_default();
+    let at = |index: usize| {
+        children
+            .iter()
+            .find(|(token, _)| array_index(token) == Some(index))
+            .map(|(_, c)| *c)
+    };
+    match r.token()? {
+        Token::Array(n) => r.nested(|r| {
+            for index in 0..n {
+                match at(index as usize) {
+                    Some(child) => mp_walk(r, set, child, out)?,
+                    None => r.skip()?,
+                }
+            }
+            Ok(())
+        }),
+        Token::Map(n) => r.nested(|r| mp_map(r, set, children, n, out)),
+        Token::Ext(len) => r.nested(|r| {
+            let tag = r.ext_type()?;
+            let ends = |c: Option<usize>| {
+                c.and_then(|c| set.nodes.get(c).map(|n| (c, !n.ends.is_empty())))
+                    .filter(|(_, e)| *e)
+                    .map(|(c, _)| c)
+            };
+            if let Some(c) = ends(at(0)) {
+                fill_from_value(set, c, &Value::Number(i64::from(tag).into()), out);
+            }
+            r.ext_data(len)?;
+            match ends(at(1)) {
+                Some(_) => Err(MpError::Syntax(
+                    "invalid type: byte array, expected any valid JSON value".into(),
+                )),
+                None => Ok(()),
+            }
+        }),
+        // A leaf, read (and checked) whole: nothing below it can match.
+        _ => Ok(()),
+    }
+}
+
+fn mp_map(
+    r: &mut Reader<'_>,
+    set: &PointerSet,
+    children: &[(String, usize)],
+    n: u32,
+    out: &mut Fields,
+) -> Result<(), MpError> {
+    let mut seen = vec![false; children.len()];
+    for _ in 0..n {
+        let slot = match r.token()? {
+            Token::Str(b) => std::str::from_utf8(b)
+                .ok()
+                .and_then(|key| children.iter().position(|(token, _)| token == key)),
+            Token::Array(m) => r.nested(|r| (0..m).try_for_each(|_| r.skip()).map(|()| None))?,
+            Token::Map(m) => r.nested(|r| {
+                (0..m)
+                    .try_for_each(|_| r.skip().and_then(|()| r.skip()))
+                    .map(|()| None)
+            })?,
+            Token::Ext(_) => r.nested(|_| {
+                Err(MpError::Syntax(
+                    "invalid type: newtype struct, expected a map key".into(),
+                ))
+            })?,
+            _ => None,
+        };
+        match slot.and_then(|slot| Some((seen.get_mut(slot)?, children.get(slot)?))) {
+            Some((flag, (token, child))) => {
+                if *flag {
+                    return Err(MpError::Syntax(format!(
+                        "duplicate key \"{token}\" in one object"
+                    )));
+                }
+                *flag = true;
+                mp_walk(r, set, *child, out)?;
+            }
+            None => r.skip()?,
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn fill_from_value(set: &PointerSet, node: usize, value: &Value, out: &mut Fields) {
     let Some(n) = set.nodes.get(node) else { return };
     for &end in &n.ends {
@@ -256,10 +357,12 @@ pub(super) fn array_index(token: &str) -> Option<usize> {
     token.parse().ok()
 }
 
+#[cfg(test)]
 struct NodeVisitor<'s, 'o> {
     seed: NodeSeed<'s, 'o>,
 }
 
+#[cfg(test)]
 impl<'de> Visitor<'de> for NodeVisitor<'_, '_> {
     type Value = ();
 
@@ -376,10 +479,12 @@ impl<'de> Visitor<'de> for NodeVisitor<'_, '_> {
 
 /// Reads a map key and says which child of the current node it names, if any. Non-string keys
 /// (MessagePack allows them) never match a pointer token.
+#[cfg(test)]
 struct KeySeed<'c> {
     children: &'c [(String, usize)],
 }
 
+#[cfg(test)]
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     type Value = Option<usize>;
 
@@ -388,12 +493,14 @@ impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     }
 }
 
+#[cfg(test)]
 impl KeySeed<'_> {
     fn slot(&self, key: &str) -> Option<usize> {
         self.children.iter().position(|(token, _)| token == key)
     }
 }
 
+#[cfg(test)]
 impl<'de> Visitor<'de> for KeySeed<'_> {
     type Value = Option<usize>;
 
@@ -440,7 +547,7 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     fn set(pointers: &[&str]) -> PointerSet {
         let mut s = PointerSet::new();
@@ -594,6 +701,7 @@ mod tests {
                 "/x/1",
                 "/0/0",
             ]),
+            set(&["/x/1", "/0/1", "/y/0/1", "/messages/0"]),
         ];
         let mut rng = crate::rng::Rng::seed_from_u64(31);
         let (mut read, mut refused) = (0, 0);
@@ -620,6 +728,39 @@ mod tests {
             read > 3000 && refused > 3000,
             "{read} read, {refused} refused"
         );
+    }
+
+    #[test]
+    fn messagepack_extensions_and_odd_keys_read_as_rmp_serde_did() {
+        let sets = [
+            set(&["/x/0"]),
+            set(&["/x/1"]),
+            set(&["/x/0", "/x/2"]),
+            set(&["/x/0/a"]),
+            set(&["/y"]),
+        ];
+        let docs: [&[u8]; 8] = [
+            b"\x81\xa1x\xd4\x05\x07",
+            b"\x81\xa1x\xc7\x02\xfe\x01\x02",
+            b"\x81\xa1x\xc7\x02\xfe\x01",
+            b"\x81\xa1x\xc7",
+            b"\x82\xd4\x05\x07\xc0\xa1y\x01",
+            b"\x82\x91\xc0\xc0\xa1y\x01",
+            b"\x82\x81\xc0\xc0\xc0\xa1y\x01",
+            b"\x82\xa1y\x01\xa1y\x02",
+        ];
+        for doc in docs {
+            for cut in 0..=doc.len() {
+                for s in &sets {
+                    let b = &doc[..cut];
+                    assert_eq!(
+                        extract(s, Format::MessagePack, b),
+                        extract_rmp(s, b),
+                        "{b:02x?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

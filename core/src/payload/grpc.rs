@@ -143,7 +143,7 @@ pub fn fields(pointers: &crate::payload::PointerSet, routing: &Routing) -> crate
             _ => None,
         };
         if let Some(v) = value {
-            fields.set(i, serde_json::Value::String(v));
+            fields.set(i, crate::json::Value::String(v));
         }
     }
     fields

@@ -6,7 +6,7 @@
 //! Nothing marks the type, so an 8-byte string and a double look alike; the configuration says
 //! which fields are compared as numbers, and that decides.
 
-use serde_json::{Number, Value};
+use crate::json::{Number, Value};
 
 use super::{Fields, PointerSet};
 
@@ -105,7 +105,7 @@ pub fn encode_pairs<K: AsRef<str>, V: AsRef<[u8]>>(pairs: &[(K, V)]) -> Vec<u8> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::json::json;
 
     fn pairs(items: &[(&str, &[u8])]) -> Vec<u8> {
         encode_pairs(items)

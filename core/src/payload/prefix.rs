@@ -9,7 +9,7 @@
 //! decision, and a walk that finds the structure broken gives up, leaving the body to the
 //! whole-body path, which reports the error.
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::extract::{array_index, fill_from_value, Fields, MAX_DEPTH};
 use super::pointer::PointerSet;
@@ -387,8 +387,8 @@ impl PrefixScan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::json;
     use crate::payload::{extract, Format};
-    use serde_json::json;
 
     fn set(pointers: &[&str]) -> PointerSet {
         let mut set = PointerSet::new();

@@ -15,7 +15,7 @@ mod path;
 mod select;
 mod sticky;
 
-use serde_json::Value;
+use crate::json::Value;
 
 pub use path::{model_from_path, PathModel};
 pub use select::{Candidates, Exclusion};
@@ -300,7 +300,7 @@ impl Reply {
     pub fn error(status: u16, code: &str, detail: &str, model: Option<usize>) -> Reply {
         Reply::error_with(
             status,
-            serde_json::json!({ "error": code, "detail": detail }),
+            crate::json::json!({ "error": code, "detail": detail }),
             model,
         )
     }
@@ -792,7 +792,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
 
     /// A rule's rejection, naming the rule and the detector that fired, if one did.
     fn rule_reject(&self, rule: usize, name: &str, status: u16, message: &str) -> Outcome {
-        let mut body = serde_json::json!({ "error": "rejected", "detail": message, "rule": name });
+        let mut body = crate::json::json!({ "error": "rejected", "detail": message, "rule": name });
         if let Some(d) = self.fired.and_then(|d| self.cfg.detectors.get(d)) {
             if let Some(obj) = body.as_object_mut() {
                 obj.insert("detector".into(), Value::String(d.name.clone()));
@@ -813,7 +813,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
     /// A rule with `when.detected` met a payload the detectors could not read completely.
     fn not_scanned(&self, rule: usize, why: NotScanned) -> Outcome {
         let name = self.cfg.rules.get(rule).map_or("", |r| r.name.as_str());
-        let body = serde_json::json!({
+        let body = crate::json::json!({
             "error": "not_scanned", "detail": why.describe(), "reason": why.as_str(), "rule": name
         });
         let mut reply = Reply::error_with(why.status(), body, None);
@@ -920,7 +920,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
             } => match crate::inspect::kserve::validate(spec, raw) {
                 Ok(()) => Ok(()),
                 Err(e) => {
-                    let body = serde_json::json!({ "error": "invalid_input", "detail": e.detail, "input": e.input });
+                    let body = crate::json::json!({ "error": "invalid_input", "detail": e.detail, "input": e.input });
                     Err(Outcome::Reply(Reply::error_with(400, body, Some(mi))))
                 }
             },

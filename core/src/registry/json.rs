@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 use super::merge::{check_targets, Targets};
 use crate::config::read::{self, read_struct};
@@ -93,7 +93,7 @@ pub fn parse(bytes: &[u8]) -> Result<Targets, ConfigError> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
-    use serde_json::json;
+    use crate::json::json;
 
     use super::*;
 

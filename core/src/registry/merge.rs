@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde_json::{json, Map, Value};
+use crate::json::{json, Map, Value};
 
 use crate::config::{self, ConfigError};
 
@@ -120,7 +120,7 @@ mod tests {
     }
 
     fn merge(cfg: &Value, targets: Value) -> Result<Value, ConfigError> {
-        let targets: Targets = serde_json::from_value(targets).unwrap();
+        let targets: Targets = serde_json::from_value(targets.into()).unwrap();
         merged(cfg.to_string().as_bytes(), &targets).map(|b| serde_json::from_slice(&b).unwrap())
     }
 

@@ -9,7 +9,7 @@
 //! - anything else (another status, Envoy's own timeout or connection failure, a body that is
 //!   not that JSON) fails the whole poll.
 
-use serde_json::{json, Value};
+use crate::json::{json, Value};
 
 use super::merge::{check_targets, Targets};
 use super::settings::{fill, MlflowModel};
@@ -179,7 +179,7 @@ pub fn targets(
                 Some(c) => c.to_string(),
                 None => fill(&m.cluster, &v.version, &a.alias),
             };
-            let mut fields = serde_json::Map::new();
+            let mut fields = crate::json::Map::new();
             fields.insert("name".into(), json!(a.target));
             fields.insert("cluster".into(), json!(cluster));
             fields.insert("weight".into(), json!(a.weight));

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use crate::config::read::{read_struct, unit_variant, At, FromJson};
 use crate::config::{ConfigError, Model};
@@ -394,7 +394,7 @@ pub fn fill(template: &str, version: &str, alias: &str) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
-    use serde_json::{json, Value};
+    use crate::json::{json, Value};
 
     use crate::config::parse;
 

@@ -1,7 +1,7 @@
 //! OpenAI token usage from a response body: a whole JSON document, or a stream of server-sent
 //! events scanned chunk by chunk (the response is never held back for this).
 
-use serde_json::Value;
+use crate::json::Value;
 
 use crate::payload::{extract, Format, PointerSet};
 
@@ -27,7 +27,7 @@ pub fn usage_from_json(body: &[u8]) -> Option<Usage> {
     let i = set.insert("/usage").ok()?;
     let fields = extract(&set, Format::Json, body).ok()?;
     let usage = fields.get(i)?.clone();
-    usage_of(&serde_json::json!({ "usage": usage }))
+    usage_of(&crate::json::json!({ "usage": usage }))
 }
 
 /// Finds the `usage` object in an SSE stream (`data: {...}` lines; OpenAI sends it in the last

@@ -179,7 +179,7 @@ impl Stream {
                         reply
                             .body
                             .get("detail")
-                            .and_then(serde_json::Value::as_str)
+                            .and_then(crate::json::Value::as_str)
                             .unwrap_or_default()
                     );
                 }

@@ -13,8 +13,8 @@ use crate::fleet::spend::{self, Spent, StreamCall};
 use crate::fleet::sync::{self, Outgoing};
 use crate::fleet::{self, etcd, local, outcome, Outcome};
 use crate::host::{Action, Call, Host, HostStore, Stream as Half};
+use crate::json::json;
 use crate::learning::{self, Checked, FeedbackReply, Refusal};
-use serde_json::json;
 
 /// What a stream's fleet callout continues.
 #[derive(Debug, Clone, PartialEq)]

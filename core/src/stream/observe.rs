@@ -246,14 +246,14 @@ fn reward(
     };
     let reward = implicit_reward(settings, &target.price, &obs);
     if settings.evaluator.is_some() {
-        let summary = serde_json::json!({
+        let summary = crate::json::json!({
             "model": model.name,
             "target": target.name,
             "decision": decision,
             "status": obs.status,
             "latency_ms": obs.latency_ms,
             "ttfb_ms": watch.first_byte_ms,
-            "usage": obs.usage.map(|u| serde_json::json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens})),
+            "usage": obs.usage.map(|u| crate::json::json!({"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens})),
             "implicit_reward": reward.as_ref().ok(),
         });
         let job = EvalJob {

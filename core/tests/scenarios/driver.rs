@@ -289,7 +289,7 @@ impl Vm {
             "state endpoint: {}",
             String::from_utf8_lossy(&r.body)
         );
-        r.json()
+        r.json().into()
     }
 
     /// One model's entry of the state document.
@@ -361,7 +361,7 @@ pub fn assert_error(reply: &LocalReply, status: u16, code: &str) -> Value {
         Some("error"),
         "{reply:?}"
     );
-    v
+    v.into()
 }
 
 /// Asserts a refusal of the filter's own endpoints (feedback, state): status and code, and no
@@ -373,7 +373,7 @@ pub fn assert_refused(reply: &LocalReply, status: u16, code: &str) -> Value {
     let v = reply.json();
     assert_eq!(v["error"], code, "{v}");
     assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
-    v
+    v.into()
 }
 
 pub fn get(path: &str) -> Vec<(&str, &str)> {

@@ -35,7 +35,7 @@ fn traffic(vm: &mut Vm, n: usize) {
 fn sentiment(vm: &mut Vm, token: &str) -> Value {
     let r = vm.state_with(token);
     assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["models"]["sentiment"].clone()
+    r.json()["models"]["sentiment"].clone().into()
 }
 
 fn names(m: &Value) -> Vec<String> {

@@ -46,7 +46,7 @@ pub(super) fn numeric_pointers(rules: &[Rule], pointers: usize) -> Vec<bool> {
             let numeric = match test {
                 BodyTest::Range { .. } => true,
                 BodyTest::Exact(v) => v.is_number(),
-                BodyTest::OneOf(vs) => vs.iter().all(serde_json::Value::is_number),
+                BodyTest::OneOf(vs) => vs.iter().all(crate::json::Value::is_number),
                 BodyTest::Present(_) => false,
             };
             if let Some(slot) = numeric_pointers.get_mut(*pointer) {

@@ -22,7 +22,7 @@ pub use model::*;
 pub use policy::*;
 pub use rules::*;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::read::{read_struct, unit_variant, At, FromJson};
 use super::ConfigError;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use crate::config::read::{read_struct, At, FromJson};
 use crate::config::ConfigError;

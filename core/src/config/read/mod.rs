@@ -2,7 +2,7 @@
 //! exact field (`models[0].targets[1].weight`) in serde's words. Hand-written: replacing serde's
 //! derived visitors and `serde_path_to_error` took ~180 KB off the 1.42 MB wasm module.
 //!
-//! - [`text`]: bytes → `serde_json::Value`, a syntax error located, keys written twice recorded;
+//! - [`text`]: bytes → `crate::json::Value`, a syntax error located, keys written twice recorded;
 //! - [`scalars`]: numbers, strings, lists, maps and enum variants;
 //! - [`object`]: a struct's fields ([`Obj`]);
 //! - here: [`At`] (where a value is), serde's error wording and [`read_struct!`].
@@ -13,7 +13,7 @@ mod text;
 
 use std::fmt;
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::ConfigError;
 pub(crate) use object::Obj;
@@ -169,7 +169,7 @@ macro_rules! read_struct {
             // One copy per struct, however many places read it (`when` of rules and shadows).
             #[inline(never)]
             fn from_json(
-                v: &serde_json::Value,
+                v: &crate::json::Value,
                 at: &$crate::config::read::At<'_>,
             ) -> Result<Self, $crate::config::ConfigError> {
                 let o = $crate::config::read::Obj::new(

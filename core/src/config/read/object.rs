@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 
-use serde_json::{Map, Value};
+use crate::json::{Map, Value};
 
 use super::{invalid_type, missing_field, At, FromJson};
 use crate::config::ConfigError;

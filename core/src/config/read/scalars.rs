@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use crate::json::Value;
 
 use super::{invalid_type, invalid_value, unknown_variant, At, FromJson};
 use crate::config::ConfigError;
@@ -71,14 +71,6 @@ impl FromJson for u64 {
 impl FromJson for Value {
     fn from_json(v: &Value, _: &At<'_>) -> Result<Self, ConfigError> {
         Ok(v.clone())
-    }
-}
-
-impl FromJson for Map<String, Value> {
-    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        v.as_object()
-            .cloned()
-            .ok_or_else(|| invalid_type(v, at, "a map"))
     }
 }
 

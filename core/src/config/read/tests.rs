@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use crate::json::{json, Value};
 
 use super::{document, newtype_variant, unit_variant, At, FromJson};
 use crate::config::ConfigError;

@@ -4,8 +4,8 @@
 
 use std::fmt;
 
+use crate::json::{Map, Number, Value};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value};
 
 use super::super::{At, Step};
 use super::Duplicate;

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
+use crate::json::Value;
 
 use super::{Error, Num, Parser, EOF_VALUE};
 use crate::json::write;
@@ -330,9 +330,21 @@ impl FromText for Value {
 }
 
 /// A value skipped, as serde's `IgnoredAny` skipped it.
-impl FromText for serde::de::IgnoredAny {
+/// A value read and dropped (serde's `IgnoredAny`): still checked, never built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IgnoredAny;
+
+/// Through serde's `IgnoredAny`, for the derives kept as test references.
+#[cfg(any(test, feature = "testing"))]
+impl<'de> serde::Deserialize<'de> for IgnoredAny {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<IgnoredAny, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| IgnoredAny)
+    }
+}
+
+impl FromText for IgnoredAny {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
-        p.ignore_value().map(|()| serde::de::IgnoredAny)
+        p.ignore_value().map(|()| IgnoredAny)
     }
 }
 
