@@ -30,8 +30,8 @@ WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # registry made 1.42 MB with serde derives and rmp-serde; MessagePack by hand (core/src/msgpack,
 # -202 KB) and the configuration read by hand (core/src/config/read, -180 KB) make 1.04 MB, and
 # wasm-opt -Oz 914 KB; JSON, its `Value` and the MessagePack walks by hand (core/src/json,
-# core/src/msgpack; serde and serde_json left to tests) 874 KB. 1 MiB catches a dependency that
-# bloats the module.
+# core/src/msgpack; serde and serde_json left to tests) 874 KB; without std's sorts (driftsort per
+# element type; core/src/sort.rs) 839 KB. 1 MiB catches a dependency that bloats the module.
 #
 # Code generation (`make bench` rows × the minimal wasm filter: header / Thompson routed / body
 # 1 KiB × the body floor, one paired run each, 2026-12-06): opt-level z 1,042 KB 0.81 / 0.70 /

@@ -34,6 +34,7 @@ pub mod registry;
 pub mod reward;
 pub mod rng;
 pub mod root;
+pub mod sort;
 pub mod stream;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]

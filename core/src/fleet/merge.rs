@@ -35,11 +35,12 @@ pub fn own_learned(strategy: &Strategy, state: &ModelState, id: &str) -> Learned
         half_life_ms: strategy.half_life_ms().unwrap_or(0.0),
         as_of_ms: state.as_of_ms(),
         updates: state.updates,
-        targets: state
-            .arms
-            .iter()
-            .map(|a| (a.name.clone(), a.sums(prior).values()))
-            .collect(),
+        targets: crate::sort::map(
+            state
+                .arms
+                .iter()
+                .map(|a| (a.name.clone(), a.sums(prior).values())),
+        ),
     }
 }
 
@@ -95,19 +96,15 @@ pub fn correct_own(
 
 /// This Envoy's own health of a model's targets, as published.
 pub fn own_health(health: &Health, targets: &[&str]) -> BTreeMap<String, TargetHealth> {
-    targets
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let h = [
-                health.cooling_until.get(i).copied().unwrap_or(0) as f64,
-                health.latency_ms.get(i).copied().unwrap_or(-1.0),
-                health.samples.get(i).copied().unwrap_or(0.0),
-                health.sampled_ms.get(i).copied().unwrap_or(0) as f64,
-            ];
-            ((*t).to_owned(), h)
-        })
-        .collect()
+    crate::sort::map(targets.iter().enumerate().map(|(i, t)| {
+        let h = [
+            health.cooling_until.get(i).copied().unwrap_or(0) as f64,
+            health.latency_ms.get(i).copied().unwrap_or(-1.0),
+            health.samples.get(i).copied().unwrap_or(0.0),
+            health.sampled_ms.get(i).copied().unwrap_or(0) as f64,
+        ];
+        ((*t).to_owned(), h)
+    }))
 }
 
 /// The other replicas' health of a model, merged: the latest cooldown per target, and the

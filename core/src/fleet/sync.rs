@@ -238,7 +238,7 @@ fn publish(
         incarnation,
         seq,
         written_ms: now_ms,
-        models: models.into_iter().map(|(m, l)| (m, vec![l])).collect(),
+        models: crate::sort::map(models.into_iter().map(|(m, l)| (m, vec![l]))),
         health,
     };
     let k = keys(plugin, fleet);
@@ -572,11 +572,11 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
         });
         return;
     }
-    let models: BTreeMap<String, Learned> = doc
-        .models
-        .iter()
-        .filter_map(|(m, entries)| Some((m.clone(), entries.first()?.clone())))
-        .collect();
+    let models: BTreeMap<String, Learned> = crate::sort::map(
+        doc.models
+            .iter()
+            .filter_map(|(m, entries)| Some((m.clone(), entries.first()?.clone()))),
+    );
     correct_all(host, plugin, &models, 1.0, now_ms);
     log::info!(
         "inference-router: fleet: resuming replica {:?} from its previous life's contribution (seq {})",

@@ -606,11 +606,9 @@ impl<T: ToValue, const N: usize> ToValue for [T; N] {
 
 impl<T: ToValue> ToValue for Map<String, T> {
     fn to_value(&self) -> Value {
-        Value::Object(
-            self.iter()
-                .map(|(k, v)| (k.clone(), v.to_value()))
-                .collect(),
-        )
+        Value::Object(crate::sort::map(
+            self.iter().map(|(k, v)| (k.clone(), v.to_value())),
+        ))
     }
 }
 

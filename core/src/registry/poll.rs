@@ -489,7 +489,7 @@ impl Poller {
             self.failed(host, format!("the merged configuration was refused: {e}"));
             return None;
         }
-        let unresolved: BTreeSet<String> = unresolved.into_iter().collect();
+        let unresolved: BTreeSet<String> = crate::sort::set(unresolved);
         let mut before = PollRecord::default();
         let stored = update::<PollRecord>(host, &self.poll_key, |r| {
             before = r.clone();

@@ -144,7 +144,8 @@ pub(super) fn compile_when(
         let test = body_test(&bf, c)?;
         conds.push(Condition::Body { pointer, test });
     }
-    conds.sort_by_key(Condition::cost);
+    // The conditions of one rule of the operator's configuration: few, bounded by it.
+    crate::sort::by_key(&mut conds, Condition::cost);
     Ok(conds)
 }
 

@@ -370,7 +370,7 @@ impl<T: FromText> FromText for Vec<T> {
 
 impl<T: FromText + Ord> FromText for BTreeSet<T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
-        Vec::<T>::read(p).map(|items| items.into_iter().collect())
+        Vec::<T>::read(p).map(crate::sort::set)
     }
 }
 
