@@ -146,9 +146,7 @@ impl Parser<'_> {
     fn ignore_str(&mut self) -> Result<(), Error> {
         loop {
             let rest = self.bytes.get(self.index..).unwrap_or_default();
-            let plain = rest
-                .iter()
-                .position(|b| matches!(b, b'"' | b'\\' | 0..=0x1f));
+            let plain = super::string::plain_len(rest);
             self.index = self.index.saturating_add(plain.unwrap_or(rest.len()));
             match self.peek() {
                 None => return Err(self.error(EOF_STRING)),
