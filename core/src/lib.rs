@@ -20,6 +20,7 @@ pub mod callout;
 pub mod config;
 pub mod feedback;
 pub mod fleet;
+pub mod hex;
 pub mod host;
 pub mod inspect;
 pub mod json;

@@ -161,8 +161,7 @@ impl Context {
 
     /// Two hex digits per feature, as a decision token carries it.
     pub fn to_hex(&self) -> String {
-        let bytes = self.bytes.iter().take(self.len());
-        bytes.map(|b| format!("{b:02x}")).collect()
+        crate::hex::encode(self.bytes.get(..self.len()).unwrap_or_default())
     }
 
     /// The inverse of [`to_hex`](Self::to_hex): `None` for anything else.
@@ -170,11 +169,13 @@ impl Context {
         if s.len() % 2 != 0 || s.len() / 2 > MAX_FEATURES || !s.is_ascii() {
             return None;
         }
+        let decoded = crate::hex::decode(s)?;
         let mut bytes = [0u8; MAX_FEATURES];
-        for (i, slot) in bytes.iter_mut().enumerate().take(s.len() / 2) {
-            *slot = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-        }
-        let len = u8::try_from(s.len() / 2).ok()?;
+        bytes
+            .iter_mut()
+            .zip(&decoded)
+            .for_each(|(slot, b)| *slot = *b);
+        let len = u8::try_from(decoded.len()).ok()?;
         Some(Context { len, bytes })
     }
 }

@@ -112,33 +112,6 @@ impl std::fmt::Debug for TokenKeys {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(
-            *DIGITS.get(usize::from(b >> 4)).unwrap_or(&b'0'),
-        ));
-        s.push(char::from(
-            *DIGITS.get(usize::from(b & 0xf)).unwrap_or(&b'0'),
-        ));
-    }
-    s
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| {
-            s.get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-        })
-        .collect()
-}
-
 fn mac(key: &SigningKey, parts: &[&[u8]]) -> Option<HmacSha256> {
     let mut mac = key.keyed.clone()?;
     for part in parts {
@@ -215,7 +188,7 @@ impl TokenKeys {
         }
         let tag = Self::tag(key, plugin, &payload)
             .map(|m| m.finalize().into_bytes())
-            .map(|b| hex(b.get(..TAG_BYTES).unwrap_or_default()))
+            .map(|b| crate::hex::encode(b.get(..TAG_BYTES).unwrap_or_default()))
             .unwrap_or_default();
         format!("{payload}~{tag}")
     }
@@ -244,7 +217,7 @@ impl TokenKeys {
                     .ok_or(TokenError::Malformed)?,
             ),
         };
-        let tag = unhex(tag_hex).ok_or(TokenError::Malformed)?;
+        let tag = crate::hex::decode(tag_hex).ok_or(TokenError::Malformed)?;
         if tag.len() != TAG_BYTES || nonce.len() != 16 {
             return Err(TokenError::Malformed);
         }
@@ -393,7 +366,7 @@ mod tests {
         let mut m = HmacSha256::new_from_slice(b"Jefe").unwrap();
         m.update(b"what do ya want for nothing?");
         assert_eq!(
-            hex(&m.finalize().into_bytes()),
+            crate::hex::encode(&m.finalize().into_bytes()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
