@@ -1,7 +1,7 @@
 //! Host calls with every status returned as a value.
 //!
-//! The SDK's `hostcalls` functions `panic!` on any status they do not expect (and its logger
-//! unwraps), and a panic kills the wasm VM. These wrappers declare the same proxy-wasm ABI
+//! A panic kills the wasm VM (the Rust SDK's `hostcalls` panic on any status they do not
+//! expect, which is why the shell does not use them). These wrappers declare the proxy-wasm ABI
 //! imports with a plain `u32` status, so an unexpected answer from the host is an `Err` the
 //! caller handles. Memory the host returns was allocated by our `proxy_on_memory_allocate`
 //! (`exports.rs` says how), and is taken back with `Vec::from_raw_parts(ptr, len, len)`.
