@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The host boundary. The compiler keeps proxy-wasm out of the core (inference-router-core has no
 # such dependency); this checks that it stays that way, and that the shell (src/) makes every
-# host call through src/host/abi.rs: the SDK's hostcalls panic on unexpected host statuses.
+# host call through src/host/abi.rs, which returns every host status as a value (the proxy-wasm
+# SDK's hostcalls panic on unexpected statuses; the shell has its own exports, no SDK).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if cargo tree -q -p inference-router-core -e normal --prefix none | grep -q '^proxy-wasm '; then
@@ -14,9 +15,15 @@ if [ -n "$hits" ]; then
   echo "$hits" >&2
   exit 1
 fi
-hits=$(grep -rnE 'hostcalls::|\.(get_http_request_header|set_http_request_header|send_http_response|get_shared_data|set_shared_data|dispatch_http_call|get_property|get_plugin_configuration)\(' src --include='*.rs' | grep -vE '^[^:]+:[0-9]+:\s*//' | grep -v '// sdk-call:' || true)
+hits=$(grep -rnE 'hostcalls::|\.(get_http_request_header|set_http_request_header|send_http_response|get_shared_data|set_shared_data|dispatch_http_call|get_property|get_plugin_configuration)\(' src --include='*.rs' | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
 if [ -n "$hits" ]; then
   echo "SDK host calls that panic on unexpected statuses (use src/host/abi.rs):" >&2
+  echo "$hits" >&2
+  exit 1
+fi
+hits=$(grep -rln 'wasm_import_module' src --include='*.rs' | grep -vx 'src/host/abi.rs' || true)
+if [ -n "$hits" ]; then
+  echo "host imports declared outside src/host/abi.rs:" >&2
   echo "$hits" >&2
   exit 1
 fi

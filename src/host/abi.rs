@@ -1,15 +1,12 @@
 //! Host calls with every status returned as a value.
 //!
-//! The SDK's `hostcalls` functions `panic!` on any status they do not expect (and its logger
-//! unwraps), and a panic kills the wasm VM. These wrappers declare the same proxy-wasm ABI
+//! A panic kills the wasm VM (the Rust SDK's `hostcalls` panic on any status they do not
+//! expect, which is why the shell does not use them). These wrappers declare the proxy-wasm ABI
 //! imports with a plain `u32` status, so an unexpected answer from the host is an `Err` the
-//! caller handles. Memory the host returns was allocated through the SDK's exported
-//! `proxy_on_memory_allocate` (a `Vec<u8>` of exactly that size), so it is taken back with
-//! `Vec::from_raw_parts(ptr, len, len)`.
+//! caller handles. Memory the host returns was allocated by our `proxy_on_memory_allocate`
+//! (`exports.rs` says how), and is taken back with `Vec::from_raw_parts(ptr, len, len)`.
 
 use std::ptr::{null, null_mut};
-
-use proxy_wasm::hostcalls::dispatch_http_call as sdk_dispatch_http_call; // sdk-call: see http_call
 
 /// Raw proxy-wasm status (`0` is OK).
 pub type Status = u32;
@@ -116,6 +113,19 @@ extern "C" {
     fn proxy_continue_stream(stream_type: u32) -> Status;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize)
         -> Status;
+    fn proxy_http_call(
+        upstream_data: *const u8,
+        upstream_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        trailers_data: *const u8,
+        trailers_size: usize,
+        timeout_milliseconds: u32,
+        return_token: *mut u32,
+    ) -> Status;
+    fn proxy_set_effective_context(context_id: u32) -> Status;
 }
 
 fn status(s: Status) -> Result<(), Status> {
@@ -129,7 +139,8 @@ fn status(s: Status) -> Result<(), Status> {
 /// Takes ownership of a host-returned buffer.
 ///
 /// # Safety
-/// `data` must be null or a buffer of `size` bytes allocated by `proxy_on_memory_allocate`.
+/// `data` must be null or a buffer of `size` bytes allocated by `proxy_on_memory_allocate`
+/// (`exports.rs`).
 unsafe fn take(data: *mut u8, size: usize) -> Option<Vec<u8>> {
     if data.is_null() {
         None
@@ -310,26 +321,43 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), 
     })
 }
 
-/// Starts an HTTP callout to `cluster`; returns its token.
-///
-/// The one SDK host call used: the SDK must register the token, or its dispatcher panics on
-/// the answer ("invalid token_id"), and registration is private to it. It handles the statuses
-/// Envoy's `httpCall` returns (OK, BadArgument for an unknown cluster or missing pseudo-header,
-/// InternalFailure when the call cannot start).
+/// Starts an HTTP callout to `cluster`; returns its token. Envoy's `httpCall` answers OK,
+/// BadArgument (an unknown cluster, a missing pseudo-header) or InternalFailure (the call could
+/// not start). The caller records which context sent it (`contexts::callout_sent`).
 pub fn http_call(
     cluster: &str,
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
     timeout_ms: u32,
 ) -> Result<u32, Status> {
-    sdk_dispatch_http_call(
-        cluster,
-        headers.to_vec(),
-        body,
-        Vec::new(),
-        std::time::Duration::from_millis(u64::from(timeout_ms)),
-    )
-    .map_err(|s| s as u32)
+    let headers = serialize_headers(headers);
+    // No trailers: an empty map (its count, 0).
+    let trailers = serialize_headers(&[]);
+    let (body_ptr, body_len) = body.map_or((null(), 0), |b| (b.as_ptr(), b.len()));
+    let mut token = 0u32;
+    // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
+    status(unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            body_ptr,
+            body_len,
+            trailers.as_ptr(),
+            trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    })
+    .map(|()| token)
+}
+
+/// Makes `context_id` the context later host calls of this callback act on (a callout's answer
+/// arrives on the root context; the stream that sent it handles it).
+pub fn set_effective_context(context_id: u32) -> Result<(), Status> {
+    // SAFETY: an ABI import that takes scalars only.
+    status(unsafe { proxy_set_effective_context(context_id) })
 }
 
 pub fn call_foreign_function(name: &str) -> Result<(), Status> {

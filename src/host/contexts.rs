@@ -1,26 +1,115 @@
-//! The SDK's context traits, each callback handed to the core with the wasm host.
+//! The contexts Envoy created in this VM, by id, and which context sent each HTTP callout.
+//!
+//! A root context (`root_context_id == 0` at creation; one per plugin configuration sharing the
+//! VM) is the core's `Root`; an HTTP context is the core's `Stream`, made by its root. A stream
+//! of a root without a configuration is not kept: it passes through, as an unknown id does
+//! (every callback answers Continue, `on_done` true).
+//!
+//! Envoy sends every HTTP callout from the root context and delivers its answer there
+//! (proxy-wasm-cpp-host's `http_call`), so, as the SDK's dispatcher did, the shell keeps the
+//! context each token was sent from and hands the answer to that one, made the effective
+//! context for the host calls that follow.
+//!
+//! Both tables are Vecs sorted by key: Envoy's context ids and callout tokens only grow, so a
+//! new entry is a push, a lookup a binary search, and a removal moves pointer-sized entries
+//! (streams are boxed). The state is per VM; a wasm VM runs one thread.
 
-use inference_router_core::host::Action as CoreAction;
+use std::cell::RefCell;
+
 use inference_router_core::plugin::{Build, VmState};
 use inference_router_core::root::Root;
 use inference_router_core::stream::Stream;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
 
 use super::abi;
-use super::wasm_host::WasmHost;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const GIT_SHA: &str = env!("INFERENCE_ROUTER_GIT_SHA");
 
-fn action(a: CoreAction) -> Action {
-    match a {
-        CoreAction::Continue => Action::Continue,
-        CoreAction::Pause => Action::Pause,
+/// Every context of this VM.
+pub(crate) struct Contexts {
+    roots: Vec<(u32, Root)>,
+    /// HTTP contexts, sorted by id.
+    streams: Vec<(u32, Box<Stream>)>,
+}
+
+thread_local! {
+    static CONTEXTS: RefCell<Contexts> = const {
+        RefCell::new(Contexts { roots: Vec::new(), streams: Vec::new() })
+    };
+    /// Callouts in flight: (token, id of the context that sent it), sorted by token.
+    static CALLOUTS: RefCell<Vec<(u32, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the contexts; `otherwise` if they are already in use (a callback re-entered
+/// from a host call, which Envoy does not do: it defers what a host call triggers).
+pub(crate) fn with<R>(otherwise: R, f: impl FnOnce(&mut Contexts) -> R) -> R {
+    CONTEXTS.with(|c| match c.try_borrow_mut() {
+        Ok(mut c) => f(&mut c),
+        Err(_) => otherwise,
+    })
+}
+
+impl Contexts {
+    pub fn root(&mut self, id: u32) -> Option<&mut Root> {
+        self.roots
+            .iter_mut()
+            .find(|(i, _)| *i == id)
+            .map(|(_, r)| r)
+    }
+
+    pub fn stream(&mut self, id: u32) -> Option<&mut Stream> {
+        let at = self.streams.binary_search_by_key(&id, |(i, _)| *i).ok()?;
+        self.streams.get_mut(at).map(|(_, s)| &mut **s)
+    }
+
+    pub fn add_root(&mut self, id: u32, root: Root) {
+        match self.root(id) {
+            Some(r) => *r = root,
+            None => self.roots.push((id, root)),
+        }
+    }
+
+    /// The HTTP context `id` of root `root_id`; none (it passes through) when that root has no
+    /// configuration.
+    pub fn add_stream(&mut self, id: u32, root_id: u32) {
+        let Some(stream) = self.root(root_id).and_then(|r| r.stream(id)) else {
+            return;
+        };
+        let stream = Box::new(stream);
+        match self.streams.binary_search_by_key(&id, |(i, _)| *i) {
+            Ok(at) => {
+                if let Some(slot) = self.streams.get_mut(at) {
+                    slot.1 = stream;
+                }
+            }
+            Err(at) => self.streams.insert(at, (id, stream)),
+        }
+    }
+
+    /// Removes (drops) context `id`.
+    pub fn remove(&mut self, id: u32) {
+        if let Ok(at) = self.streams.binary_search_by_key(&id, |(i, _)| *i) {
+            self.streams.remove(at);
+        } else if let Some(at) = self.roots.iter().position(|(i, _)| *i == id) {
+            self.roots.swap_remove(at);
+        }
     }
 }
 
-/// Distinct per VM start (decision ids and draws must not repeat across restarts).
+/// A new root context's state: its own seeds (distinct per VM start, so decision ids and draws
+/// do not repeat across restarts) and this build's version.
+pub(crate) fn new_root() -> Root {
+    let build = Build {
+        version: VERSION,
+        commit: GIT_SHA,
+    };
+    Root::new(VmState::new(entropy_u64(), entropy_u64()).with_build(build))
+}
+
+pub(crate) fn log_start() {
+    log::info!("inference-router {VERSION} ({GIT_SHA}) starting");
+}
+
 fn entropy_u64() -> u64 {
     let mut buf = [0u8; 8];
     match getrandom::fill(&mut buf) {
@@ -32,117 +121,37 @@ fn entropy_u64() -> u64 {
     }
 }
 
-pub(crate) struct RootShell(Root);
-
-impl RootShell {
-    pub fn new() -> Self {
-        let build = Build {
-            version: VERSION,
-            commit: GIT_SHA,
-        };
-        RootShell(Root::new(
-            VmState::new(entropy_u64(), entropy_u64()).with_build(build),
-        ))
-    }
-}
-
-impl Context for RootShell {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        self.0.on_callout_answer(&WasmHost, token, body_size);
-    }
-}
-
-impl RootContext for RootShell {
-    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        log::info!("inference-router {VERSION} ({GIT_SHA}) starting");
-        true
-    }
-
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        self.0.configure(&WasmHost)
-    }
-
-    fn on_tick(&mut self) {
-        self.0.on_tick(&WasmHost);
-    }
-
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // The SDK panics on None; without a configuration (Envoy refuses the listener first,
-        // so this is defensive) the stream passes through untouched.
-        Some(match self.0.stream(context_id) {
-            Some(stream) => Box::new(StreamShell(stream)),
-            None => Box::new(PassThrough),
-        })
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
-struct StreamShell(Stream);
-
-impl Context for StreamShell {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        self.0.on_callout_answer(&WasmHost, token, body_size);
-    }
-}
-
-impl HttpContext for StreamShell {
-    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        // The only panic of the shell, compiled only into the test-trap build that the fault
-        // suite uses (target/test-trap); the shipped module has none.
-        #[cfg(feature = "test-trap")]
-        #[allow(clippy::panic)]
-        if matches!(
-            abi::get_header(abi::MAP_REQUEST_HEADERS, "x-inference-test-trap"),
-            Ok(Some(_))
-        ) {
-            panic!("test-trap build: trap requested by x-inference-test-trap");
+/// Records that `context` sent the callout `token`.
+pub(crate) fn callout_sent(token: u32, context: u32) {
+    CALLOUTS.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            match c.binary_search_by_key(&token, |(t, _)| *t) {
+                Ok(at) => {
+                    if let Some(slot) = c.get_mut(at) {
+                        slot.1 = context;
+                    }
+                }
+                Err(at) => c.insert(at, (token, context)),
+            }
         }
-        action(self.0.on_request_headers(&WasmHost, end_of_stream))
-    }
-
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_request_body(&WasmHost, body_size, end_of_stream))
-    }
-
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        action(self.0.on_request_trailers(&WasmHost))
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_response_headers(&WasmHost, end_of_stream))
-    }
-
-    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        action(self.0.on_response_body(&WasmHost, body_size))
-    }
-
-    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        action(self.0.on_response_trailers(&WasmHost))
-    }
-
-    fn on_log(&mut self) {
-        self.0.on_done(&WasmHost);
-    }
+    });
 }
 
-/// The context of a plugin that has no configuration: every stream passes untouched.
-struct PassThrough;
+/// The context that sent callout `token`, forgotten as its answer arrives.
+pub(crate) fn callout_answered(token: u32) -> Option<u32> {
+    CALLOUTS.with(|c| {
+        let mut c = c.try_borrow_mut().ok()?;
+        let at = c.binary_search_by_key(&token, |(t, _)| *t).ok()?;
+        Some(c.remove(at).1)
+    })
+}
 
-impl Context for PassThrough {}
-
-impl HttpContext for PassThrough {}
+/// Forgets the callouts of a deleted context: Envoy cancels those it still had, and an answer
+/// to one would find no context anyway.
+pub(crate) fn forget_callouts(context: u32) {
+    CALLOUTS.with(|c| {
+        if let Ok(mut c) = c.try_borrow_mut() {
+            c.retain(|(_, ctx)| *ctx != context);
+        }
+    });
+}

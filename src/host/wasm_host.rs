@@ -2,9 +2,18 @@
 
 use inference_router_core::host::{Buffer, Call, Host, Map, MetricKind, Status, Stream};
 
-use super::abi;
+use super::{abi, contexts};
 
-pub(crate) struct WasmHost;
+/// The host as seen by one context: the callouts it sends are answered to it.
+pub(crate) struct WasmHost {
+    context_id: u32,
+}
+
+impl WasmHost {
+    pub fn of(context_id: u32) -> Self {
+        WasmHost { context_id }
+    }
+}
 
 fn map(m: Map) -> u32 {
     match m {
@@ -76,7 +85,9 @@ impl Host for WasmHost {
     }
 
     fn dispatch(&self, call: &Call<'_>) -> Result<u32, Status> {
-        abi::http_call(call.cluster, call.headers, Some(call.body), call.timeout_ms)
+        let token = abi::http_call(call.cluster, call.headers, Some(call.body), call.timeout_ms)?;
+        contexts::callout_sent(token, self.context_id);
+        Ok(token)
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, Status> {
