@@ -4,7 +4,7 @@
 //! the feedback whose spend is in doubt. Every change is a bounded CAS loop (`cas_update`);
 //! records are seeded ahead of use where a lost first write would matter.
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 use std::marker::PhantomData;
 
 use super::doc::Learned;
@@ -61,7 +61,7 @@ pub struct Published {
 #[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot {
     pub seq: u64,
-    pub models: BTreeMap<String, Learned>,
+    pub models: VecMap<String, Learned>,
 }
 
 impl Published {

@@ -1,7 +1,7 @@
 //! The documents written by hand against serde's derive (kept for tests only): the same bytes
 //! for generated values of every field.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::json::Value;
 use serde::de::DeserializeOwned;
@@ -29,7 +29,8 @@ fn list<T>(rng: &mut Rng, mut item: impl FnMut(&mut Rng) -> T) -> Vec<T> {
     (0..rng.below(4)).map(|_| item(rng)).collect()
 }
 
-fn map<T>(rng: &mut Rng, item: impl FnMut(&mut Rng) -> T) -> BTreeMap<String, T> {
+/// A `BTreeMap` or a `VecMap`, whichever the document holds.
+fn map<T, M: FromIterator<(String, T)>>(rng: &mut Rng, item: impl FnMut(&mut Rng) -> T) -> M {
     let values = list(rng, item);
     values.into_iter().map(|v| (any_name(rng), v)).collect()
 }

@@ -3,6 +3,8 @@
 //! struct fields in declaration order, maps in their key order.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use crate::vecmap::VecMap;
 use std::fmt::Write as _;
 
 /// A value that writes itself as JSON.
@@ -271,6 +273,16 @@ impl<A: ToJson, B: ToJson> ToJson for (A, B) {
 }
 
 impl<T: ToJson> ToJson for BTreeMap<String, T> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = ObjectWriter::new(out);
+        for (k, v) in self {
+            o.field(k, v);
+        }
+        o.end();
+    }
+}
+
+impl<T: ToJson> ToJson for VecMap<String, T> {
     fn write_json(&self, out: &mut Vec<u8>) {
         let mut o = ObjectWriter::new(out);
         for (k, v) in self {

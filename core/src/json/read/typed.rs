@@ -8,6 +8,8 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::vecmap::VecMap;
+
 use crate::json::Value;
 
 use super::{Error, Num, Parser, EOF_VALUE};
@@ -409,6 +411,24 @@ impl<T: FromText> FromText for BTreeMap<String, T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         p.open(b'{', "a map")?;
         let mut map = BTreeMap::new();
+        p.closed(true, &mut |p| {
+            let mut first = true;
+            while let Some(key) = p.next_key(first)? {
+                first = false;
+                p.colon()?;
+                map.insert(key.into_owned(), T::read(p)?);
+            }
+            Ok(())
+        })?;
+        Ok(map)
+    }
+}
+
+/// As `BTreeMap<String, T>`'s: a key given twice keeps its last value.
+impl<T: FromText> FromText for VecMap<String, T> {
+    fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
+        p.open(b'{', "a map")?;
+        let mut map = VecMap::new();
         p.closed(true, &mut |p| {
             let mut first = true;
             while let Some(key) = p.next_key(first)? {
