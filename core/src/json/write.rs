@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::vecmap::VecMap;
+use crate::vecmap::{VecMap, VecSet};
 use std::fmt::Write as _;
 
 /// A value that writes itself as JSON.
@@ -257,6 +257,12 @@ impl<T: ToJson, const N: usize> ToJson for [T; N] {
 }
 
 impl<T: ToJson> ToJson for BTreeSet<T> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        seq(out, self);
+    }
+}
+
+impl<T: ToJson> ToJson for VecSet<T> {
     fn write_json(&self, out: &mut Vec<u8>) {
         seq(out, self);
     }

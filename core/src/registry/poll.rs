@@ -11,7 +11,7 @@
 //! that fails, or whose answer is refused, writes nothing to `snapshot`: routing stays on the
 //! last good generation (or the configured targets, before the first).
 
-use std::collections::BTreeSet;
+use crate::vecmap::VecSet;
 use std::rc::Rc;
 
 use super::merge::{merged, Targets};
@@ -45,7 +45,7 @@ pub struct PollRecord {
     /// Why the last poll failed (logged when it changes).
     pub last_error: String,
     /// MLflow models none of whose aliases resolved at the last good poll.
-    pub unresolved: BTreeSet<String>,
+    pub unresolved: VecSet<String>,
 }
 
 /// The last good registry answer.
@@ -489,7 +489,7 @@ impl Poller {
             self.failed(host, format!("the merged configuration was refused: {e}"));
             return None;
         }
-        let unresolved: BTreeSet<String> = crate::sort::set(unresolved);
+        let unresolved: VecSet<String> = unresolved.into_iter().collect();
         let mut before = PollRecord::default();
         let stored = update::<PollRecord>(host, &self.poll_key, |r| {
             before = r.clone();

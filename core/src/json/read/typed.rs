@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::vecmap::VecMap;
+use crate::vecmap::{VecMap, VecSet};
 
 use crate::json::Value;
 
@@ -373,6 +373,12 @@ impl<T: FromText> FromText for Vec<T> {
 impl<T: FromText + Ord> FromText for BTreeSet<T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         Vec::<T>::read(p).map(crate::sort::set)
+    }
+}
+
+impl<T: FromText + Ord> FromText for VecSet<T> {
+    fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
+        Vec::<T>::read(p).map(|items| items.into_iter().collect())
     }
 }
 
