@@ -234,6 +234,24 @@ where
     C::Value: Clone,
     F: FnMut(C::Value) -> Result<Change<C::Value>, E>,
 {
+    cas_loop(store, key, max_attempts, codec, initial, &mut f)
+}
+
+/// `cas_update`'s loop, one copy per store, codec and error type whatever the edit (a generic
+/// edit would copy it into every caller).
+fn cas_loop<S, C, E>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    codec: &C,
+    initial: &C::Value,
+    f: &mut dyn FnMut(C::Value) -> Result<Change<C::Value>, E>,
+) -> Result<CasOutcome<C::Value, C::Error>, UpdateFailure<E>>
+where
+    S: SharedStore + ?Sized,
+    C: Codec + ?Sized,
+    C::Value: Clone,
+{
     let mut attempts = 0u32;
     let mut seeded = false;
     let store_failure = |error, attempts| UpdateFailure::Store { error, attempts };
