@@ -157,18 +157,24 @@ impl ToJson for InDoubt {
     }
 }
 
-/// JSON of any record; bytes that do not decode give the record's initial value.
-struct Pack<T>(PhantomData<T>);
+/// Shared-data bytes as stored: the codec of every record's CAS loop, so the module holds one
+/// loop for all record types (each record decodes and encodes its JSON in its edit).
+struct Raw;
 
-impl<T: ToJson + FromText> Codec for Pack<T> {
-    type Value = T;
-    type Error = String;
-    fn decode(&self, bytes: &[u8]) -> Result<T, String> {
-        from_text(bytes).map_err(|e| e.to_string())
+impl Codec for Raw {
+    type Value = Vec<u8>;
+    type Error = std::convert::Infallible;
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, Self::Error> {
+        Ok(bytes.to_vec())
     }
-    fn encode(&self, value: &T) -> Vec<u8> {
-        crate::json::write::to_vec(value)
+    fn encode(&self, value: &Vec<u8>) -> Vec<u8> {
+        value.clone()
     }
+}
+
+/// A record's JSON; bytes that do not decode give the record's initial value.
+fn decode<T: FromText + Default>(bytes: &[u8]) -> T {
+    from_text(bytes).unwrap_or_default()
 }
 
 /// One record of a plugin's fleet bookkeeping.
@@ -188,7 +194,7 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
     /// The record (its initial value when missing or undecodable).
     pub fn read(&self, host: &dyn Host) -> T {
         match host.shared_data(&self.key) {
-            Ok((Some(bytes), _)) => Pack::<T>(PhantomData).decode(&bytes).unwrap_or_default(),
+            Ok((Some(bytes), _)) => decode(&bytes),
             _ => T::default(),
         }
     }
@@ -200,7 +206,7 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
         host: &dyn Host,
         mut f: impl FnMut(&mut T) -> bool,
     ) -> Result<T, StoreError> {
-        // One CAS loop per record type, whatever the edit (a `dyn` edit: less code in the module).
+        // One edit per record type, whatever the change (a `dyn` edit: less code in the module).
         self.update_dyn(host, &mut f)
     }
 
@@ -209,14 +215,24 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
         host: &dyn Host,
         f: &mut dyn FnMut(&mut T) -> bool,
     ) -> Result<T, StoreError> {
+        let mut now = T::default();
+        let initial = crate::json::write::to_vec(&now);
         cas_edit(
             &HostStore(host),
             &self.key,
             ATTEMPTS,
-            &Pack::<T>(PhantomData),
-            &T::default(),
-            f,
-        )
+            &Raw,
+            &initial,
+            |bytes| {
+                now = decode(bytes);
+                let write = f(&mut now);
+                if write {
+                    *bytes = crate::json::write::to_vec(&now);
+                }
+                write
+            },
+        )?;
+        Ok(now)
     }
 
     /// Changes the record (always written); a lost race or a host failure is logged, not
