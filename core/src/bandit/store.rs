@@ -342,6 +342,47 @@ where
     }
 }
 
+/// Stored bytes as they are: the codec of a loop that runs over the bytes, the caller reading
+/// and writing its value in its edit (one loop for all such values rather than one per codec).
+pub struct Bytes;
+
+impl Codec for Bytes {
+    type Value = Vec<u8>;
+    type Error = std::convert::Infallible;
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, Self::Error> {
+        Ok(bytes.to_vec())
+    }
+    fn encode(&self, bytes: &Vec<u8>) -> Vec<u8> {
+        bytes.clone()
+    }
+}
+
+/// [`cas_edit`] of a value that `decode` reads from any bytes (making the best of bad ones, as
+/// `initial`) and `encode` writes: the same outcomes, with the loop over the stored bytes
+/// ([`Bytes`]), so one loop serves every such value.
+pub fn cas_edit_with<S: SharedStore + ?Sized, T>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    initial: T,
+    decode: impl Fn(&[u8]) -> T,
+    encode: impl Fn(&T) -> Vec<u8>,
+    mut f: impl FnMut(&mut T) -> bool,
+) -> Result<T, StoreError> {
+    let seed = encode(&initial);
+    let mut now = initial;
+    cas_edit(store, key, max_attempts, &Bytes, &seed, |bytes| {
+        now = decode(bytes);
+        let write = f(&mut now);
+        if write {
+            *bytes = encode(&now);
+        }
+        write
+    })?;
+    // The edit ran on the value now stored: `cas_edit` succeeds only after it.
+    Ok(now)
+}
+
 /// Bounded CAS read-modify-write of the bandit state under `key`: [`cas_update`] with
 /// [`StateCodec`], `f` always writing. All outcomes are listed in the module docs.
 pub fn update_state<S, E, F>(

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 
 use super::doc::Learned;
 use super::keys::local;
-use crate::bandit::{cas_edit, Codec, StoreError};
+use crate::bandit::{cas_edit_with, StoreError};
 use crate::feedback::DecisionToken;
 use crate::host::{Host, HostStore};
 use crate::json::read::{from_text, text_struct, FromText};
@@ -157,21 +157,6 @@ impl ToJson for InDoubt {
     }
 }
 
-/// Shared-data bytes as stored: the codec of every record's CAS loop, so the module holds one
-/// loop for all record types (each record decodes and encodes its JSON in its edit).
-struct Raw;
-
-impl Codec for Raw {
-    type Value = Vec<u8>;
-    type Error = std::convert::Infallible;
-    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, Self::Error> {
-        Ok(bytes.to_vec())
-    }
-    fn encode(&self, value: &Vec<u8>) -> Vec<u8> {
-        value.clone()
-    }
-}
-
 /// A record's JSON; bytes that do not decode give the record's initial value.
 fn decode<T: FromText + Default>(bytes: &[u8]) -> T {
     from_text(bytes).unwrap_or_default()
@@ -215,24 +200,15 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
         host: &dyn Host,
         f: &mut dyn FnMut(&mut T) -> bool,
     ) -> Result<T, StoreError> {
-        let mut now = T::default();
-        let initial = crate::json::write::to_vec(&now);
-        cas_edit(
+        cas_edit_with(
             &HostStore(host),
             &self.key,
             ATTEMPTS,
-            &Raw,
-            &initial,
-            |bytes| {
-                now = decode(bytes);
-                let write = f(&mut now);
-                if write {
-                    *bytes = crate::json::write::to_vec(&now);
-                }
-                write
-            },
-        )?;
-        Ok(now)
+            T::default(),
+            decode,
+            crate::json::write::to_vec,
+            f,
+        )
     }
 
     /// Changes the record (always written); a lost race or a host failure is logged, not
