@@ -371,7 +371,7 @@ pub fn cas_edit_with<S: SharedStore + ?Sized, T>(
 ) -> Result<T, StoreError> {
     let seed = encode(&initial);
     let mut now = initial;
-    cas_edit(store, key, max_attempts, &Bytes, &seed, |bytes| {
+    edit_bytes(store, key, max_attempts, &seed, &mut |bytes| {
         now = decode(bytes);
         let write = f(&mut now);
         if write {
@@ -381,6 +381,17 @@ pub fn cas_edit_with<S: SharedStore + ?Sized, T>(
     })?;
     // The edit ran on the value now stored: `cas_edit` succeeds only after it.
     Ok(now)
+}
+
+/// `cas_edit_with`'s loop: one copy whatever the value and the edit.
+fn edit_bytes<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    seed: &Vec<u8>,
+    edit: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+) -> Result<Vec<u8>, StoreError> {
+    cas_edit(store, key, max_attempts, &Bytes, seed, edit)
 }
 
 /// Bounded CAS read-modify-write of the bandit state under `key`: [`cas_update`] with
