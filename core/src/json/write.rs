@@ -2,8 +2,6 @@
 //! decimal, floats in zmij's shortest form (`1.0`, `1e+16`, `1.5e-7`; `null` when not finite),
 //! struct fields in declaration order, maps in their key order.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use crate::vecmap::{VecMap, VecSet};
 use std::fmt::Write as _;
 
@@ -256,12 +254,6 @@ impl<T: ToJson, const N: usize> ToJson for [T; N] {
     }
 }
 
-impl<T: ToJson> ToJson for BTreeSet<T> {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        seq(out, self);
-    }
-}
-
 impl<T: ToJson> ToJson for VecSet<T> {
     fn write_json(&self, out: &mut Vec<u8>) {
         seq(out, self);
@@ -275,16 +267,6 @@ impl<A: ToJson, B: ToJson> ToJson for (A, B) {
         out.push(b',');
         self.1.write_json(out);
         out.push(b']');
-    }
-}
-
-impl<T: ToJson> ToJson for BTreeMap<String, T> {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let mut o = ObjectWriter::new(out);
-        for (k, v) in self {
-            o.field(k, v);
-        }
-        o.end();
     }
 }
 

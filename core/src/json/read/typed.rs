@@ -5,10 +5,8 @@
 //! Errors keep serde_json's words; where serde_json placed an error by its own approximation
 //! the column may differ by a little (these errors are logged, never matched).
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
-
 use crate::vecmap::{VecMap, VecSet};
+use std::borrow::Cow;
 
 use crate::json::Value;
 
@@ -370,12 +368,6 @@ impl<T: FromText> FromText for Vec<T> {
     }
 }
 
-impl<T: FromText + Ord> FromText for BTreeSet<T> {
-    fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
-        Vec::<T>::read(p).map(crate::sort::set)
-    }
-}
-
 impl<T: FromText + Ord> FromText for VecSet<T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         Vec::<T>::read(p).map(|items| items.into_iter().collect())
@@ -413,24 +405,6 @@ impl<A: FromText + Default, B: FromText + Default> FromText for (A, B) {
 }
 
 /// A map keyed by strings; a key given twice keeps its last value.
-impl<T: FromText> FromText for BTreeMap<String, T> {
-    fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
-        p.open(b'{', "a map")?;
-        let mut map = BTreeMap::new();
-        p.closed(true, &mut |p| {
-            let mut first = true;
-            while let Some(key) = p.next_key(first)? {
-                first = false;
-                p.colon()?;
-                map.insert(key.into_owned(), T::read(p)?);
-            }
-            Ok(())
-        })?;
-        Ok(map)
-    }
-}
-
-/// As `BTreeMap<String, T>`'s: a key given twice keeps its last value.
 impl<T: FromText> FromText for VecMap<String, T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         p.open(b'{', "a map")?;
