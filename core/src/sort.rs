@@ -8,12 +8,14 @@
 //!
 //! - [`by_key`]: an insertion sort, stable, O(n²) comparisons and swaps: for slices whose length
 //!   the operator's configuration bounds, never for what a client sends.
-//! - [`map`] and [`set`]: a tree built by inserting each item, O(n log n), with `from_iter`'s
-//!   result: a key given twice keeps its last value (`insert` replaces the value). Of keys or
-//!   elements equal by `Ord`, `from_iter` keeps the last and `insert` the first: the same for
-//!   the strings and numbers ordered here, which are equal only when identical.
+//! - [`map`]: a tree built by inserting each item, O(n log n), with `from_iter`'s result: a key
+//!   given twice keeps its last value (`insert` replaces the value). Of keys equal by `Ord`,
+//!   `from_iter` keeps the last and `insert` the first: the same for the strings ordered here,
+//!   which are equal only when identical.
+//!
+//! Sets, and maps the configuration bounds, are `vecmap`'s sorted `Vec`s instead.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Sorts `v` by `key`, stably (equal keys keep their order), in O(n²): only for short slices
 /// whose length the configuration bounds (see the module documentation).
@@ -40,17 +42,6 @@ pub fn map<K: Ord, V>(iter: impl IntoIterator<Item = (K, V)>) -> BTreeMap<K, V> 
         m.insert(k, v);
     }
     m
-}
-
-/// `iter.collect::<BTreeSet<_>>()` without the sort: the same set (of elements equal by `Ord`
-/// the first stays, not the last, which for strings is the same; `replace` would keep the last
-/// for 315 more bytes).
-pub fn set<T: Ord>(iter: impl IntoIterator<Item = T>) -> BTreeSet<T> {
-    let mut s = BTreeSet::new();
-    for t in iter {
-        s.insert(t);
-    }
-    s
 }
 
 #[cfg(test)]
@@ -106,36 +97,5 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(got.get("b"), Some(&3));
         assert_eq!(got.get("a"), Some(&5));
-    }
-
-    /// The same set as `collect`; of elements equal by `Ord` but told apart otherwise, the first
-    /// stays (`collect` keeps the last): what the documentation says.
-    #[test]
-    fn set_is_collect() {
-        let strings = vec!["b", "a", "b", "c", "a"];
-        let want: BTreeSet<_> = strings.clone().into_iter().collect();
-        assert_eq!(set(strings), want);
-
-        #[derive(Debug, Clone)]
-        struct Tagged(u8, &'static str);
-        impl PartialEq for Tagged {
-            fn eq(&self, o: &Self) -> bool {
-                self.0 == o.0
-            }
-        }
-        impl Eq for Tagged {}
-        impl PartialOrd for Tagged {
-            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-                Some(self.cmp(o))
-            }
-        }
-        impl Ord for Tagged {
-            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-                self.0.cmp(&o.0)
-            }
-        }
-        let items = vec![Tagged(2, "first"), Tagged(1, "x"), Tagged(2, "last")];
-        let tags = |s: &BTreeSet<Tagged>| s.iter().map(|t| (t.0, t.1)).collect::<Vec<_>>();
-        assert_eq!(tags(&set(items)), [(1, "x"), (2, "first")]);
     }
 }

@@ -62,8 +62,8 @@ pub use state::{
     Refresh, ResetReason, StateCache, StateExt, STATE_VERSION,
 };
 pub use store::{
-    cas_edit, cas_update, seed, update_state, CasOutcome, Change, Codec, MemoryStore, SeedOutcome,
-    SharedStore, StateCodec, StoreError, UpdateFailure, UpdateOutcome,
+    cas_edit, cas_edit_with, cas_update, seed, update_state, Bytes, CasOutcome, Change, Codec,
+    MemoryStore, SeedOutcome, SharedStore, StateCodec, StoreError, UpdateFailure, UpdateOutcome,
 };
 pub use strategy::{
     check_reward, half_life_to_gamma, ucb1_index, validate, Algorithm, Decay, ParamError, Prior,

@@ -16,8 +16,8 @@
 //!   field (`linear`) is left out when absent: a build that predates it reads every state that
 //!   does not use it, and this build reads every earlier state.
 
+use crate::vecmap::VecSet;
 use core::fmt;
-use std::collections::BTreeSet;
 
 #[cfg(any(test, feature = "testing"))]
 use serde::{Deserialize, Serialize};
@@ -264,7 +264,7 @@ impl ModelState {
         if self.arms.is_empty() {
             return Err("arms: the state has no arms".to_owned());
         }
-        let mut names = BTreeSet::new();
+        let mut names = VecSet::new();
         for (i, arm) in self.arms.iter().enumerate() {
             if arm.name.is_empty() {
                 return Err(format!("arms[{i}].name: is empty"));

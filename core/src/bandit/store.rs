@@ -234,6 +234,24 @@ where
     C::Value: Clone,
     F: FnMut(C::Value) -> Result<Change<C::Value>, E>,
 {
+    cas_loop(store, key, max_attempts, codec, initial, &mut f)
+}
+
+/// `cas_update`'s loop, one copy per store, codec and error type whatever the edit (a generic
+/// edit would copy it into every caller).
+fn cas_loop<S, C, E>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    codec: &C,
+    initial: &C::Value,
+    f: &mut dyn FnMut(C::Value) -> Result<Change<C::Value>, E>,
+) -> Result<CasOutcome<C::Value, C::Error>, UpdateFailure<E>>
+where
+    S: SharedStore + ?Sized,
+    C: Codec + ?Sized,
+    C::Value: Clone,
+{
     let mut attempts = 0u32;
     let mut seeded = false;
     let store_failure = |error, attempts| UpdateFailure::Store { error, attempts };
@@ -322,6 +340,58 @@ where
         Err(UpdateFailure::Store { error, .. }) => Err(error),
         Err(UpdateFailure::Rejected(never)) => match never {},
     }
+}
+
+/// Stored bytes as they are: the codec of a loop that runs over the bytes, the caller reading
+/// and writing its value in its edit (one loop for all such values rather than one per codec).
+pub struct Bytes;
+
+impl Codec for Bytes {
+    type Value = Vec<u8>;
+    type Error = std::convert::Infallible;
+    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, Self::Error> {
+        Ok(bytes.to_vec())
+    }
+    fn encode(&self, bytes: &Vec<u8>) -> Vec<u8> {
+        bytes.clone()
+    }
+}
+
+/// [`cas_edit`] of a value that `decode` reads from any bytes (making the best of bad ones, as
+/// `initial`) and `encode` writes: the same outcomes, with the loop over the stored bytes
+/// ([`Bytes`]), so one loop serves every such value.
+pub fn cas_edit_with<S: SharedStore + ?Sized, T>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    initial: T,
+    decode: impl Fn(&[u8]) -> T,
+    encode: impl Fn(&T) -> Vec<u8>,
+    mut f: impl FnMut(&mut T) -> bool,
+) -> Result<T, StoreError> {
+    let seed = encode(&initial);
+    let mut now = initial;
+    edit_bytes(store, key, max_attempts, &seed, &mut |bytes| {
+        now = decode(bytes);
+        let write = f(&mut now);
+        if write {
+            *bytes = encode(&now);
+        }
+        write
+    })?;
+    // The edit ran on the value now stored: `cas_edit` succeeds only after it.
+    Ok(now)
+}
+
+/// `cas_edit_with`'s loop: one copy whatever the value and the edit.
+fn edit_bytes<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    seed: &Vec<u8>,
+    edit: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+) -> Result<Vec<u8>, StoreError> {
+    cas_edit(store, key, max_attempts, &Bytes, seed, edit)
 }
 
 /// Bounded CAS read-modify-write of the bandit state under `key`: [`cas_update`] with

@@ -2,19 +2,19 @@
 //! continuation, the value that says what its answer continues. A stream keeps its router,
 //! fan-out and retry calls here; the root context its evaluator, shadow and feedback calls.
 
-use std::collections::HashMap;
+use crate::vecmap::VecMap;
 
 use crate::host::{Buffer, Call, Host, Map, Status};
 
 /// Callouts in flight, by token, each with its continuation `K`.
 pub struct Pending<K> {
-    calls: HashMap<u32, K>,
+    calls: VecMap<u32, K>,
 }
 
 impl<K> Default for Pending<K> {
     fn default() -> Self {
         Pending {
-            calls: HashMap::new(),
+            calls: VecMap::new(),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! Decoding is strict: a value with a number that is negative, not finite, or inconsistent
 //! (reward sum above observations) is refused whole, so one bad writer cannot poison the view.
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use crate::bandit::ArmSums;
 use crate::json::read::{from_text, text_struct};
@@ -36,10 +36,10 @@ pub struct Contribution {
     /// The writer's clock when it wrote (retirement is judged by it).
     pub written_ms: u64,
     #[cfg_attr(test, serde(default))]
-    pub models: BTreeMap<String, Vec<Learned>>,
+    pub models: VecMap<String, Vec<Learned>>,
     /// Model → target → health.
     #[cfg_attr(test, serde(default))]
-    pub health: BTreeMap<String, BTreeMap<String, TargetHealth>>,
+    pub health: VecMap<String, VecMap<String, TargetHealth>>,
 }
 
 /// What one model learned under one configuration identity.
@@ -53,7 +53,7 @@ pub struct Learned {
     pub as_of_ms: u64,
     pub updates: u64,
     /// Target → `[observations, reward sum, alpha gain, beta gain]`.
-    pub targets: BTreeMap<String, [f64; 4]>,
+    pub targets: VecMap<String, [f64; 4]>,
 }
 
 /// One target's health: `[cooling until (Unix s), latency estimate (ms, -1: none), samples
@@ -66,7 +66,7 @@ pub type TargetHealth = [f64; 4];
 pub struct Retired {
     pub v: u32,
     #[cfg_attr(test, serde(default))]
-    pub models: BTreeMap<String, Vec<Learned>>,
+    pub models: VecMap<String, Vec<Learned>>,
     #[cfg_attr(test, serde(default))]
     pub folded: Vec<Folded>,
 }
@@ -204,7 +204,7 @@ impl Learned {
     }
 }
 
-fn check_models(models: &BTreeMap<String, Vec<Learned>>) -> Result<(), String> {
+fn check_models(models: &VecMap<String, Vec<Learned>>) -> Result<(), String> {
     for (model, entries) in models {
         for e in entries {
             e.check().map_err(|why| format!("model {model:?}: {why}"))?;
@@ -309,7 +309,7 @@ mod tests {
             half_life_ms,
             as_of_ms,
             updates: pulls as u64,
-            targets: BTreeMap::from([("a".into(), [pulls, pulls / 2.0, pulls / 2.0, pulls / 2.0])]),
+            targets: VecMap::from([("a".into(), [pulls, pulls / 2.0, pulls / 2.0, pulls / 2.0])]),
         }
     }
 
@@ -336,8 +336,8 @@ mod tests {
             incarnation: "i".into(),
             seq: 1,
             written_ms: 1,
-            models: BTreeMap::from([("m".into(), vec![learned(0, 0.0, 2.0)])]),
-            health: BTreeMap::new(),
+            models: VecMap::from([("m".into(), vec![learned(0, 0.0, 2.0)])]),
+            health: VecMap::new(),
         };
         assert_eq!(Contribution::decode(&good.encode()).unwrap(), good);
         let text = String::from_utf8(good.encode()).unwrap();
@@ -360,8 +360,8 @@ mod tests {
             incarnation: inc.into(),
             seq,
             written_ms: 1,
-            models: BTreeMap::from([("m".into(), vec![learned(0, 0.0, 2.0)])]),
-            health: BTreeMap::new(),
+            models: VecMap::from([("m".into(), vec![learned(0, 0.0, 2.0)])]),
+            health: VecMap::new(),
         };
         let mut r = Retired::default();
         r.fold(&c(3, "x"), 10);

@@ -9,8 +9,6 @@
 //! failure, never as "not succeeded".
 
 use crate::json::{json, Value};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 
 /// A request to the gateway: POST `path` with the JSON `body`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +79,7 @@ pub enum AnswerError {
 }
 
 fn b64(bytes: &[u8]) -> String {
-    STANDARD.encode(bytes)
+    super::base64::encode(bytes)
 }
 
 fn request(path: &'static str, body: &Value) -> Request {
@@ -222,9 +220,7 @@ fn int(v: Option<&Value>, field: &'static str) -> Result<i64, AnswerError> {
 fn bytes(v: Option<&Value>, field: &'static str) -> Result<Vec<u8>, AnswerError> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => STANDARD
-            .decode(s)
-            .map_err(|_| AnswerError::Malformed(field)),
+        Some(Value::String(s)) => super::base64::decode(s).ok_or(AnswerError::Malformed(field)),
         Some(_) => Err(AnswerError::Malformed(field)),
     }
 }

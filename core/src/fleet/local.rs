@@ -4,12 +4,12 @@
 //! the feedback whose spend is in doubt. Every change is a bounded CAS loop (`cas_update`);
 //! records are seeded ahead of use where a lost first write would matter.
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 use std::marker::PhantomData;
 
 use super::doc::Learned;
 use super::keys::local;
-use crate::bandit::{cas_edit, Codec, StoreError};
+use crate::bandit::{cas_edit_with, StoreError};
 use crate::feedback::DecisionToken;
 use crate::host::{Host, HostStore};
 use crate::json::read::{from_text, text_struct, FromText};
@@ -61,7 +61,7 @@ pub struct Published {
 #[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot {
     pub seq: u64,
-    pub models: BTreeMap<String, Learned>,
+    pub models: VecMap<String, Learned>,
 }
 
 impl Published {
@@ -157,18 +157,9 @@ impl ToJson for InDoubt {
     }
 }
 
-/// JSON of any record; bytes that do not decode give the record's initial value.
-struct Pack<T>(PhantomData<T>);
-
-impl<T: ToJson + FromText> Codec for Pack<T> {
-    type Value = T;
-    type Error = String;
-    fn decode(&self, bytes: &[u8]) -> Result<T, String> {
-        from_text(bytes).map_err(|e| e.to_string())
-    }
-    fn encode(&self, value: &T) -> Vec<u8> {
-        crate::json::write::to_vec(value)
-    }
+/// A record's JSON; bytes that do not decode give the record's initial value.
+fn decode<T: FromText + Default>(bytes: &[u8]) -> T {
+    from_text(bytes).unwrap_or_default()
 }
 
 /// One record of a plugin's fleet bookkeeping.
@@ -188,7 +179,7 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
     /// The record (its initial value when missing or undecodable).
     pub fn read(&self, host: &dyn Host) -> T {
         match host.shared_data(&self.key) {
-            Ok((Some(bytes), _)) => Pack::<T>(PhantomData).decode(&bytes).unwrap_or_default(),
+            Ok((Some(bytes), _)) => decode(&bytes),
             _ => T::default(),
         }
     }
@@ -200,7 +191,7 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
         host: &dyn Host,
         mut f: impl FnMut(&mut T) -> bool,
     ) -> Result<T, StoreError> {
-        // One CAS loop per record type, whatever the edit (a `dyn` edit: less code in the module).
+        // One edit per record type, whatever the change (a `dyn` edit: less code in the module).
         self.update_dyn(host, &mut f)
     }
 
@@ -209,12 +200,13 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
         host: &dyn Host,
         f: &mut dyn FnMut(&mut T) -> bool,
     ) -> Result<T, StoreError> {
-        cas_edit(
+        cas_edit_with(
             &HostStore(host),
             &self.key,
             ATTEMPTS,
-            &Pack::<T>(PhantomData),
-            &T::default(),
+            T::default(),
+            decode,
+            crate::json::write::to_vec,
             f,
         )
     }

@@ -3,7 +3,7 @@
 //! (plus the retired ones'), and the two corrections a replica's own statistics may need:
 //! taking away what was folded into the retired document, and adopting a previous life's.
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use super::doc::{Contribution, Learned, TargetHealth};
 use crate::bandit::{ArmSums, FleetPart, ModelState, Strategy};
@@ -35,12 +35,11 @@ pub fn own_learned(strategy: &Strategy, state: &ModelState, id: &str) -> Learned
         half_life_ms: strategy.half_life_ms().unwrap_or(0.0),
         as_of_ms: state.as_of_ms(),
         updates: state.updates,
-        targets: crate::sort::map(
-            state
-                .arms
-                .iter()
-                .map(|a| (a.name.clone(), a.sums(prior).values())),
-        ),
+        targets: state
+            .arms
+            .iter()
+            .map(|a| (a.name.clone(), a.sums(prior).values()))
+            .collect(),
     }
 }
 
@@ -95,16 +94,18 @@ pub fn correct_own(
 }
 
 /// This Envoy's own health of a model's targets, as published.
-pub fn own_health(health: &Health, targets: &[&str]) -> BTreeMap<String, TargetHealth> {
-    crate::sort::map(targets.iter().enumerate().map(|(i, t)| {
+pub fn own_health(health: &Health, targets: &[&str]) -> VecMap<String, TargetHealth> {
+    let mut own = VecMap::new();
+    for (i, t) in targets.iter().enumerate() {
         let h = [
             health.cooling_until.get(i).copied().unwrap_or(0) as f64,
             health.latency_ms.get(i).copied().unwrap_or(-1.0),
             health.samples.get(i).copied().unwrap_or(0.0),
             health.sampled_ms.get(i).copied().unwrap_or(0) as f64,
         ];
-        ((*t).to_owned(), h)
-    }))
+        own.insert((*t).to_owned(), h);
+    }
+    own
 }
 
 /// The other replicas' health of a model, merged: the latest cooldown per target, and the
@@ -241,22 +242,22 @@ mod tests {
 
     #[test]
     fn fleet_health_takes_the_latest_cooldown_and_weighs_fresh_latencies() {
-        use std::collections::BTreeMap;
-        let doc = |health: BTreeMap<String, TargetHealth>| Contribution {
+        use crate::vecmap::VecMap;
+        let doc = |health: VecMap<String, TargetHealth>| Contribution {
             v: 1,
             replica: "r".into(),
             incarnation: "i".into(),
             seq: 1,
             written_ms: 1,
-            models: BTreeMap::new(),
-            health: BTreeMap::from([("m".into(), health)]),
+            models: VecMap::new(),
+            health: VecMap::from([("m".into(), health)]),
         };
         let now = 1_000_000_000;
-        let a = doc(BTreeMap::from([
+        let a = doc(VecMap::from([
             ("x".into(), [100.0, 200.0, 5.0, (now - 1000) as f64]),
             ("y".into(), [0.0, 50.0, 5.0, (now - STALE_MS - 1) as f64]),
         ]));
-        let b = doc(BTreeMap::from([(
+        let b = doc(VecMap::from([(
             "x".into(),
             [300.0, 100.0, 1.0, now as f64],
         )]));

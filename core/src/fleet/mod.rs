@@ -15,6 +15,7 @@
 //! | module | holds |
 //! |---|---|
 //! | `etcd` | the gateway's requests and answers |
+//! | `base64` | the gateway's base64 for keys and values |
 //! | `keys` | where things live in etcd and in shared data |
 //! | `doc` | the contribution and retired documents (JSON) |
 //! | `merge` | local state ⇄ documents: identity, own contribution, fleet part, health |
@@ -22,6 +23,7 @@
 //! | `sync` | the root context's rounds: publish, read and merge, retire, leases, auth |
 //! | `spend` | a feedback's spend, and the answers that are in doubt |
 
+mod base64;
 pub mod doc;
 pub mod etcd;
 pub mod keys;

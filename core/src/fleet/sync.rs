@@ -15,7 +15,7 @@
 //!   `replica`), whose statistics are adopted once it has stopped writing; or a live duplicate,
 //!   which stops this replica from publishing (`fleet.replica_conflicts`).
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use super::doc::{Contribution, Learned, Retired, TargetHealth, DOC_VERSION};
 use super::etcd::{self, Compare, Kv, Op};
@@ -164,11 +164,11 @@ fn health_models(plugin: &Plugin) -> impl Iterator<Item = (&Model, &str)> {
         .filter_map(|(m, key)| Some((m, key.as_deref()?)))
 }
 
-type OwnHealth = BTreeMap<String, BTreeMap<String, TargetHealth>>;
+type OwnHealth = VecMap<String, VecMap<String, TargetHealth>>;
 
 /// What this replica publishes now: its own statistics per model, and its health.
-fn own_parts(host: &dyn Host, plugin: &Plugin) -> (BTreeMap<String, Learned>, OwnHealth) {
-    let mut models = BTreeMap::new();
+fn own_parts(host: &dyn Host, plugin: &Plugin) -> (VecMap<String, Learned>, OwnHealth) {
+    let mut models = VecMap::new();
     for (m, key, strategy) in learning_models(plugin) {
         let names = m.target_names();
         let state = stored_state(host, key, strategy, &names);
@@ -177,7 +177,7 @@ fn own_parts(host: &dyn Host, plugin: &Plugin) -> (BTreeMap<String, Learned>, Ow
             own_learned(strategy, &state, &identity(strategy)),
         );
     }
-    let mut healths = BTreeMap::new();
+    let mut healths = VecMap::new();
     for (m, key) in health_models(plugin) {
         let n = m.targets.len();
         let h = match host.shared_data(key) {
@@ -190,7 +190,7 @@ fn own_parts(host: &dyn Host, plugin: &Plugin) -> (BTreeMap<String, Learned>, Ow
 }
 
 /// FNV-1a 64 of what a contribution says (not when or by which round).
-fn digest(models: &BTreeMap<String, Learned>, health: &OwnHealth) -> u64 {
+fn digest(models: &VecMap<String, Learned>, health: &OwnHealth) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut bytes = crate::json::write::to_vec(models);
     bytes.extend(crate::json::write::to_vec(health));
@@ -238,7 +238,7 @@ fn publish(
         incarnation,
         seq,
         written_ms: now_ms,
-        models: crate::sort::map(models.into_iter().map(|(m, l)| (m, vec![l]))),
+        models: models.into_iter().map(|(m, l)| (m, vec![l])).collect(),
         health,
     };
     let k = keys(plugin, fleet);
@@ -509,7 +509,7 @@ fn rebase(host: &dyn Host, plugin: &Plugin, retired: Option<&Kv>, now_ms: u64) {
 fn correct_all(
     host: &dyn Host,
     plugin: &Plugin,
-    models: &BTreeMap<String, Learned>,
+    models: &VecMap<String, Learned>,
     sign: f64,
     now_ms: u64,
 ) {
@@ -572,11 +572,11 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
         });
         return;
     }
-    let models: BTreeMap<String, Learned> = crate::sort::map(
-        doc.models
-            .iter()
-            .filter_map(|(m, entries)| Some((m.clone(), entries.first()?.clone()))),
-    );
+    let models: VecMap<String, Learned> = doc
+        .models
+        .iter()
+        .filter_map(|(m, entries)| Some((m.clone(), entries.first()?.clone())))
+        .collect();
     correct_all(host, plugin, &models, 1.0, now_ms);
     log::info!(
         "inference-router: fleet: resuming replica {:?} from its previous life's contribution (seq {})",

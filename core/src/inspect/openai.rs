@@ -206,9 +206,12 @@ fn mp_messages(r: &mut Reader<'_>) -> Result<Vec<Message>, ()> {
     match r.token().map_err(drop)? {
         Token::Array(n) => r
             .nested(|r| {
-                (0..n)
-                    .map(|_| mp_message(r).map_err(|()| crate::msgpack::read::Error::Marker))
-                    .collect()
+                // A loop rather than `collect` into a `Result`: less code in the module.
+                let mut messages = Vec::new();
+                for _ in 0..n {
+                    messages.push(mp_message(r).map_err(|()| crate::msgpack::read::Error::Marker)?);
+                }
+                Ok(messages)
             })
             .map_err(drop),
         Token::Bin([]) => Ok(Vec::new()),

@@ -612,12 +612,6 @@ impl<T: ToValue> ToValue for Map<String, T> {
     }
 }
 
-impl<T: ToValue> ToValue for std::collections::BTreeSet<T> {
-    fn to_value(&self) -> Value {
-        Value::Array(self.iter().map(ToValue::to_value).collect())
-    }
-}
-
 pub fn to_value<T: ToValue + ?Sized>(v: &T) -> Value {
     v.to_value()
 }

@@ -2,7 +2,7 @@
 //! decimal, floats in zmij's shortest form (`1.0`, `1e+16`, `1.5e-7`; `null` when not finite),
 //! struct fields in declaration order, maps in their key order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use crate::vecmap::{VecMap, VecSet};
 use std::fmt::Write as _;
 
 /// A value that writes itself as JSON.
@@ -254,7 +254,7 @@ impl<T: ToJson, const N: usize> ToJson for [T; N] {
     }
 }
 
-impl<T: ToJson> ToJson for BTreeSet<T> {
+impl<T: ToJson> ToJson for VecSet<T> {
     fn write_json(&self, out: &mut Vec<u8>) {
         seq(out, self);
     }
@@ -270,7 +270,7 @@ impl<A: ToJson, B: ToJson> ToJson for (A, B) {
     }
 }
 
-impl<T: ToJson> ToJson for BTreeMap<String, T> {
+impl<T: ToJson> ToJson for VecMap<String, T> {
     fn write_json(&self, out: &mut Vec<u8>) {
         let mut o = ObjectWriter::new(out);
         for (k, v) in self {

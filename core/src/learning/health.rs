@@ -5,9 +5,7 @@
 #[cfg(any(test, feature = "testing"))]
 use serde::{Deserialize, Serialize};
 
-use std::convert::Infallible;
-
-use crate::bandit::{cas_edit, Codec, SharedStore, StoreError};
+use crate::bandit::{cas_edit_with, SharedStore, StoreError};
 
 /// Weight of a new latency sample in the moving average.
 pub const LATENCY_ALPHA: f64 = 0.2;
@@ -143,21 +141,6 @@ pub fn cooldown_seconds(retry_after: Option<&str>, default: u64) -> u64 {
         .map_or(default, |s| s.min(MAX_COOLDOWN_SECONDS))
 }
 
-/// Health of a model with this many targets ([`Health::decode`] never fails: bytes of another
-/// shape give a fresh health).
-struct HealthCodec(usize);
-
-impl Codec for HealthCodec {
-    type Value = Health;
-    type Error = Infallible;
-    fn decode(&self, bytes: &[u8]) -> Result<Health, Infallible> {
-        Ok(Health::decode(bytes, self.0))
-    }
-    fn encode(&self, value: &Health) -> Vec<u8> {
-        value.encode()
-    }
-}
-
 impl Health {
     fn apply(&mut self, sample: Sample) {
         if let Some(until) = sample.cool_until {
@@ -211,13 +194,14 @@ fn change<S: SharedStore + ?Sized>(
     targets: usize,
     mut edit: impl FnMut(&mut Health),
 ) -> Result<(), StoreError> {
-    let fresh = Health::new(targets);
-    cas_edit(
+    // `Health::decode` never fails: bytes of another shape give a fresh health.
+    cas_edit_with(
         store,
         key,
         MAX_ATTEMPTS,
-        &HealthCodec(targets),
-        &fresh,
+        Health::new(targets),
+        |bytes| Health::decode(bytes, targets),
+        Health::encode,
         |h| {
             edit(h);
             true

@@ -11,9 +11,7 @@
 //! worker spends into it could drop a spent id. Buckets whose tokens have all expired are emptied;
 //! a late spend cannot reach them, since expired tokens are refused first.
 
-use std::convert::Infallible;
-
-use crate::bandit::{cas_update, Change, Codec, SharedStore, StoreError, UpdateFailure};
+use crate::bandit::{cas_update, Bytes, Change, SharedStore, StoreError, UpdateFailure};
 
 /// Seconds of expiry one bucket covers.
 pub const BUCKET_SECONDS: u64 = 3600;
@@ -157,31 +155,17 @@ pub fn unspend<S: SharedStore + ?Sized>(
     .map(|_| ())
 }
 
-/// A shard's bytes as they are (their form is checked by [`change`], which refuses rather than
-/// resets: forgetting spent ids would accept replays).
-struct Raw;
-
-impl Codec for Raw {
-    type Value = Vec<u8>;
-    type Error = Infallible;
-    fn decode(&self, bytes: &[u8]) -> Result<Vec<u8>, Infallible> {
-        Ok(bytes.to_vec())
-    }
-    fn encode(&self, bytes: &Vec<u8>) -> Vec<u8> {
-        bytes.clone()
-    }
-}
-
-/// CAS read-modify-write of a shard ([`cas_update`]); `edit` returns `Ok(None)` to write
-/// nothing. A missing shard should have been seeded ahead of time: it is seeded here and the
-/// race accepted.
+/// CAS read-modify-write of a shard ([`cas_update`] over its bytes as they are: their form is
+/// checked here, which refuses rather than resets, as forgetting spent ids would accept
+/// replays); `edit` returns `Ok(None)` to write nothing. A missing shard should have been
+/// seeded ahead of time: it is seeded here and the race accepted.
 fn change<S: SharedStore + ?Sized>(
     store: &S,
     key: &str,
     max_attempts: u32,
     mut edit: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, SpendError>,
 ) -> Result<bool, SpendError> {
-    let outcome = cas_update(store, key, max_attempts, &Raw, &Vec::new(), |bytes| {
+    let outcome = cas_update(store, key, max_attempts, &Bytes, &Vec::new(), |bytes| {
         if bytes.len() % NONCE_BYTES != 0 {
             return Err(SpendError::Corrupt);
         }

@@ -7,7 +7,9 @@ use std::convert::Infallible;
 
 use super::orca::Report;
 use super::state::{score, unknown_latency, EndpointLoad, Load, MAX_ENDPOINTS};
-use crate::bandit::{cas_edit, cas_update, Change, Codec, SharedStore, StoreError, UpdateFailure};
+use crate::bandit::{
+    cas_edit_with, cas_update, Change, Codec, SharedStore, StoreError, UpdateFailure,
+};
 use crate::config::Model;
 use crate::rng::Rng;
 
@@ -186,13 +188,13 @@ pub fn release<S: SharedStore + ?Sized>(
     model: &Model,
     done: &Done,
 ) -> Result<(), StoreError> {
-    let fresh = Load::fresh(model);
-    cas_edit(
+    cas_edit_with(
         store,
         key,
         MAX_ATTEMPTS,
-        &LoadCodec(model),
-        &fresh,
+        Load::fresh(model),
+        |bytes| Load::decode(bytes, model),
+        Load::encode,
         |load| {
             if done.reserved {
                 give_back(load, done.target, done.endpoint.as_deref());

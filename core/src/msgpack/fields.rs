@@ -78,20 +78,40 @@ pub fn seq_of<'a, T>(
     t: Token<'a>,
     mut item: impl FnMut(&mut Reader<'a>, Token<'a>) -> Result<T, Error>,
 ) -> Result<Vec<T>, Error> {
+    let mut out = Vec::new();
+    each_item(r, t, &mut |r, first, capacity| {
+        if out.capacity() == 0 {
+            out.reserve_exact(capacity);
+        }
+        out.push(item(r, first)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// `seq_of`'s walk, one copy for every item type (a generic body would be one per caller):
+/// hands each item's first token to `item` with the capacity the sequence needs.
+fn each_item<'a>(
+    r: &mut Reader<'a>,
+    t: Token<'a>,
+    item: &mut dyn FnMut(&mut Reader<'a>, Token<'a>, usize) -> Result<(), Error>,
+) -> Result<(), Error> {
     match t {
         Token::Array(n) => r.nested(|r| {
             // Every item takes a byte at least: a count beyond the input is not allocated.
-            let mut out = Vec::with_capacity((n as usize).min(r.rest().len()));
+            let capacity = (n as usize).min(r.rest().len());
             for _ in 0..n {
                 let first = r.token()?;
-                out.push(item(r, first)?);
+                item(r, first, capacity)?;
             }
-            Ok(out)
+            Ok(())
         }),
-        Token::Bin(bytes) => bytes
-            .iter()
-            .map(|b| item(r, Token::Uint(u64::from(*b))))
-            .collect(),
+        Token::Bin(bytes) => {
+            for b in bytes {
+                item(r, Token::Uint(u64::from(*b)), bytes.len())?;
+            }
+            Ok(())
+        }
         _ => Err(unexpected(t, "a sequence")),
     }
 }
@@ -105,6 +125,17 @@ pub fn struct_of<'a>(
     names: &[&str],
     required: usize,
     mut field: impl FnMut(usize, &mut Reader<'a>, Token<'a>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    fields(r, t, names, required, &mut field)
+}
+
+/// `struct_of`'s walk, one copy for every struct (a generic body would be one per caller).
+fn fields<'a>(
+    r: &mut Reader<'a>,
+    t: Token<'a>,
+    names: &[&str],
+    required: usize,
+    field: &mut dyn FnMut(usize, &mut Reader<'a>, Token<'a>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let all = names.len();
     let present = match t {

@@ -22,24 +22,24 @@ pub fn parse_pointer(pointer: &str) -> Result<Vec<String>, String> {
     let rest = pointer
         .strip_prefix('/')
         .ok_or_else(|| "a JSON pointer must start with '/'".to_string())?;
-    rest.split('/')
-        .map(|token| {
-            let mut out = String::with_capacity(token.len());
-            let mut chars = token.chars();
-            while let Some(c) = chars.next() {
-                if c == '~' {
-                    match chars.next() {
-                        Some('0') => out.push('~'),
-                        Some('1') => out.push('/'),
-                        _ => return Err("'~' must be followed by 0 or 1 (RFC 6901)".to_string()),
-                    }
-                } else {
-                    out.push(c);
+    let mut tokens = Vec::new();
+    for token in rest.split('/') {
+        let mut out = String::with_capacity(token.len());
+        let mut chars = token.chars();
+        while let Some(c) = chars.next() {
+            if c == '~' {
+                match chars.next() {
+                    Some('0') => out.push('~'),
+                    Some('1') => out.push('/'),
+                    _ => return Err("'~' must be followed by 0 or 1 (RFC 6901)".to_string()),
                 }
+            } else {
+                out.push(c);
             }
-            Ok(out)
-        })
-        .collect()
+        }
+        tokens.push(out);
+    }
+    Ok(tokens)
 }
 
 impl PointerSet {

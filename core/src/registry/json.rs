@@ -9,13 +9,12 @@
 //! `down`; down versions are left out. The whole document is validated before anything of it
 //! is used; a refusal names the document's field (`models[0].versions[1].weight`).
 
-use std::collections::HashSet;
-
 use crate::json::{Map, Value};
 
 use super::merge::{check_targets, Targets};
 use crate::config::read::{self, read_struct};
 use crate::config::ConfigError;
+use crate::vecmap::VecSet;
 
 /// Largest document read (bigger answers fail the poll unread).
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -46,7 +45,7 @@ fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Conf
 /// The targets a document gives, by model; its first error otherwise.
 pub fn parse(bytes: &[u8]) -> Result<Targets, ConfigError> {
     let doc: Document = read::document(bytes)?;
-    let mut names = HashSet::new();
+    let mut names = VecSet::new();
     let mut out = Targets::new();
     for (mi, m) in doc.models.into_iter().enumerate() {
         let mf = format!("models[{mi}]");

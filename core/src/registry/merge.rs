@@ -6,14 +6,14 @@
 //! by the normal [`config::parse`]: a rule, shadow or tenant allow-list that names a target the
 //! registry removed makes the merged configuration fail, and it is refused.
 
-use std::collections::{BTreeMap, HashSet};
+use crate::vecmap::{VecMap, VecSet};
 
 use crate::json::{json, Map, Value};
 
 use crate::config::{self, ConfigError};
 
 /// Model name → its targets, each a JSON object of a configured target's fields.
-pub type Targets = BTreeMap<String, Vec<Value>>;
+pub type Targets = VecMap<String, Vec<Value>>;
 
 /// Merges `targets` into the static configuration; the merged document, which `config::parse`
 /// accepts (else its error).
@@ -29,7 +29,7 @@ pub fn merged(static_bytes: &[u8], targets: &Targets) -> Result<Vec<u8>, ConfigE
         });
     };
     for (name, ts) in targets {
-        let names: HashSet<&str> = ts
+        let names: VecSet<&str> = ts
             .iter()
             .filter_map(|t| t.get("name").and_then(Value::as_str))
             .collect();
@@ -52,7 +52,7 @@ pub fn merged(static_bytes: &[u8], targets: &Targets) -> Result<Vec<u8>, ConfigE
 
 /// Drops `default_target`, `fallback` entries and `min_share` entries naming a target not in
 /// `names`.
-fn adjust_references(model: &mut Map<String, Value>, names: &HashSet<&str>) {
+fn adjust_references(model: &mut Map<String, Value>, names: &VecSet<&str>) {
     let gone = |v: &Value| v.as_str().is_some_and(|n| !names.contains(n));
     if model.get("default_target").is_some_and(gone) {
         model.remove("default_target");

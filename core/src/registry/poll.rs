@@ -11,13 +11,13 @@
 //! that fails, or whose answer is refused, writes nothing to `snapshot`: routing stays on the
 //! last good generation (or the configured targets, before the first).
 
-use std::collections::BTreeSet;
+use crate::vecmap::VecSet;
 use std::rc::Rc;
 
 use super::merge::{merged, Targets};
 use super::settings::{RegistrySettings, Source};
 use super::{json, mlflow};
-use crate::bandit::{cas_edit, Codec};
+use crate::bandit::cas_edit_with;
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::ConfigError;
 use crate::host::{Host, HostStore, MetricKind};
@@ -45,7 +45,7 @@ pub struct PollRecord {
     /// Why the last poll failed (logged when it changes).
     pub last_error: String,
     /// MLflow models none of whose aliases resolved at the last good poll.
-    pub unresolved: BTreeSet<String>,
+    pub unresolved: VecSet<String>,
 }
 
 /// The last good registry answer.
@@ -97,30 +97,18 @@ impl ToJson for Snapshot {
     }
 }
 
-struct JsonCodec<T>(std::marker::PhantomData<T>);
-
-impl<T: ToJson + FromText> Codec for JsonCodec<T> {
-    type Value = T;
-    type Error = String;
-    fn decode(&self, bytes: &[u8]) -> Result<T, String> {
-        from_text(bytes).map_err(|e| e.to_string())
-    }
-    fn encode(&self, value: &T) -> Vec<u8> {
-        crate::json::write::to_vec(value)
-    }
-}
-
 /// Changes a record: `f` edits it and says whether to write. The value now stored.
 fn update<T>(host: &dyn Host, key: &str, mut f: impl FnMut(&mut T) -> bool) -> Result<T, String>
 where
     T: ToJson + FromText + Default + Clone,
 {
-    cas_edit(
+    cas_edit_with(
         &HostStore(host),
         key,
         ATTEMPTS,
-        &JsonCodec::<T>(std::marker::PhantomData),
-        &T::default(),
+        T::default(),
+        |bytes| from_text(bytes).unwrap_or_default(),
+        crate::json::write::to_vec,
         |v: &mut T| f(v),
     )
     .map_err(|e| e.to_string())
@@ -489,7 +477,7 @@ impl Poller {
             self.failed(host, format!("the merged configuration was refused: {e}"));
             return None;
         }
-        let unresolved: BTreeSet<String> = crate::sort::set(unresolved);
+        let unresolved: VecSet<String> = unresolved.into_iter().collect();
         let mut before = PollRecord::default();
         let stored = update::<PollRecord>(host, &self.poll_key, |r| {
             before = r.clone();

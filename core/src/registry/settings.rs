@@ -1,7 +1,7 @@
 //! The `registry` section as users write it, and its validation into [`RegistrySettings`].
 //! Every error names the field (`registry.poll_ms`) and why.
 
-use std::collections::HashSet;
+use crate::vecmap::VecSet;
 
 use crate::json::Value;
 
@@ -262,7 +262,7 @@ fn compile_mlflow(dto: MlflowDto, models: &[Model]) -> Result<Vec<MlflowModel>, 
     if dto.models.is_empty() {
         return err(F, "at least one model is required");
     }
-    let mut seen = HashSet::new();
+    let mut seen = VecSet::new();
     let mut total_aliases = 0usize;
     let mut out = Vec::with_capacity(dto.models.len());
     for (mi, m) in dto.models.into_iter().enumerate() {

@@ -5,8 +5,8 @@
 //! Errors keep serde_json's words; where serde_json placed an error by its own approximation
 //! the column may differ by a little (these errors are logged, never matched).
 
+use crate::vecmap::{VecMap, VecSet};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
 
 use crate::json::Value;
 
@@ -368,9 +368,9 @@ impl<T: FromText> FromText for Vec<T> {
     }
 }
 
-impl<T: FromText + Ord> FromText for BTreeSet<T> {
+impl<T: FromText + Ord> FromText for VecSet<T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
-        Vec::<T>::read(p).map(crate::sort::set)
+        Vec::<T>::read(p).map(|items| items.into_iter().collect())
     }
 }
 
@@ -405,10 +405,10 @@ impl<A: FromText + Default, B: FromText + Default> FromText for (A, B) {
 }
 
 /// A map keyed by strings; a key given twice keeps its last value.
-impl<T: FromText> FromText for BTreeMap<String, T> {
+impl<T: FromText> FromText for VecMap<String, T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         p.open(b'{', "a map")?;
-        let mut map = BTreeMap::new();
+        let mut map = VecMap::new();
         p.closed(true, &mut |p| {
             let mut first = true;
             while let Some(key) = p.next_key(first)? {
