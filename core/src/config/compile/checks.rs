@@ -1,9 +1,8 @@
 //! Field checks and name lookups shared by the sections; each error names the field.
 
-use std::collections::{HashMap, HashSet};
-
 use crate::config::{ConfigError, Target};
 use crate::metrics::metric_segment;
+use crate::vecmap::{VecMap, VecSet};
 
 const MAX_NAME_LEN: usize = 128;
 /// Longest callout timeout (router, fan-out, shadow, evaluator).
@@ -41,8 +40,8 @@ pub(super) fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
 /// they give: two different names may still give the same metric name.
 #[derive(Default)]
 pub(super) struct Names {
-    names: HashSet<String>,
-    metrics: HashSet<String>,
+    names: VecSet<String>,
+    metrics: VecSet<String>,
 }
 
 impl Names {
@@ -158,7 +157,7 @@ pub(super) fn check_timeout(field: String, timeout_ms: u32) -> Result<u32, Confi
 /// The index of a model another section names.
 pub(super) fn model_named(
     field: impl Into<String>,
-    index: &HashMap<String, usize>,
+    index: &VecMap<String, usize>,
     name: &str,
 ) -> Result<usize, ConfigError> {
     match index.get(name) {
@@ -173,7 +172,7 @@ pub(super) fn model_named(
 /// [`model_named`] for an optional name.
 pub(super) fn optional_model(
     field: impl Into<String>,
-    index: &HashMap<String, usize>,
+    index: &VecMap<String, usize>,
     name: Option<&String>,
 ) -> Result<Option<usize>, ConfigError> {
     name.map(|n| model_named(field, index, n)).transpose()

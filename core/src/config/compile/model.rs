@@ -1,8 +1,6 @@
 //! Models: names, targets, strategy (weighted or bandit), implicit rewards, the default
 //! target, the KServe input spec, fallback, retry, and their router or fan-out.
 
-use std::collections::HashMap;
-
 use super::callouts::{compile_evaluator, compile_fan_out, compile_router};
 use super::checks::{check_header_name, check_weight, err, is_cluster_name, target_named, Names};
 use crate::bandit::Algorithm;
@@ -11,6 +9,7 @@ use crate::config::{
     ConfigError, Model, Price, RewardSettings, StickyKey, Strategy, Target, CAPABILITIES,
 };
 use crate::inspect::kserve::{InputSpec, DATATYPES};
+use crate::vecmap::VecMap;
 
 const MAX_WEIGHT: u32 = 1_000_000;
 /// Longest cooldown of a failed target.
@@ -19,12 +18,12 @@ const MAX_COOLDOWN_SECONDS: u64 = 3600;
 /// The models, and their index by name.
 pub(super) fn compile_models(
     dtos: Vec<ModelDto>,
-) -> Result<(Vec<Model>, HashMap<String, usize>), ConfigError> {
+) -> Result<(Vec<Model>, VecMap<String, usize>), ConfigError> {
     if dtos.is_empty() {
         return err("models", "at least one model is required");
     }
     let mut models = Vec::with_capacity(dtos.len());
-    let mut index = HashMap::new();
+    let mut index = VecMap::new();
     let mut names = Names::default();
     for (mi, m) in dtos.into_iter().enumerate() {
         let field = format!("models[{mi}]");

@@ -1,6 +1,6 @@
 //! Policy sections: sensitive-data detectors, tenants, residency, budget.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::vecmap::VecMap;
 
 use super::checks::{check_header_name, check_name, err, optional_model, target_named};
 use crate::config::dto::{
@@ -44,7 +44,7 @@ pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetec
 pub(super) fn compile_tenants(
     t: TenantsDto,
     models: &[Model],
-    index: &HashMap<String, usize>,
+    index: &VecMap<String, usize>,
 ) -> Result<Tenants, ConfigError> {
     let source = match value_source("tenants", t.header, t.jwt)? {
         Some(source) => source,
@@ -67,7 +67,7 @@ fn compile_tenant(
     d: TenantDto,
     earlier: &[Tenant],
     models: &[Model],
-    index: &HashMap<String, usize>,
+    index: &VecMap<String, usize>,
 ) -> Result<Tenant, ConfigError> {
     if d.name.is_empty() || earlier.iter().any(|x| x.name == d.name) {
         return err(
@@ -107,9 +107,9 @@ fn compile_tenant(
 /// A tenant's `allow` map → by model index: denied, every target, or these targets.
 fn tenant_allow(
     f: &str,
-    map: BTreeMap<String, Vec<String>>,
+    map: VecMap<String, Vec<String>>,
     models: &[Model],
-    index: &HashMap<String, usize>,
+    index: &VecMap<String, usize>,
 ) -> Result<Vec<ModelAllow>, ConfigError> {
     let mut per_model = vec![ModelAllow::Denied; models.len()];
     for (model_name, targets) in map {

@@ -1,6 +1,6 @@
 //! Rules: `when` conditions (also a shadow's) and `then` actions.
 
-use std::collections::HashMap;
+use crate::vecmap::VecMap;
 
 use super::checks::{check_header_name, err, optional_model, parse_hhmm, target_named, Names};
 use crate::config::dto::*;
@@ -12,7 +12,7 @@ use crate::payload::PointerSet;
 /// What the rules and shadows may name, compiled before them.
 pub(super) struct Context<'a> {
     pub(super) models: &'a [Model],
-    pub(super) index: &'a HashMap<String, usize>,
+    pub(super) index: &'a VecMap<String, usize>,
     pub(super) detectors: &'a [&'a str],
     pub(super) source: BodySource,
 }
