@@ -18,6 +18,20 @@ pub(super) fn err<T>(
     })
 }
 
+/// `field.key`: the path of a field under `field` (one function, not a `format!` per site).
+pub(super) fn child(field: &str, key: &str) -> String {
+    let mut path = String::with_capacity(field.len() + 1 + key.len());
+    path.push_str(field);
+    path.push('.');
+    path.push_str(key);
+    path
+}
+
+/// `field[i]`: the path of an item of the list `field`.
+pub(super) fn item(field: &str, i: usize) -> String {
+    format!("{field}[{i}]")
+}
+
 pub(super) fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return err(field, format!("must be 1 to {MAX_NAME_LEN} characters"));

@@ -1,6 +1,6 @@
 //! The paths the filter answers itself: feedback (signed rewards) and the state endpoint.
 
-use super::checks::{check_path, err};
+use super::checks::{check_path, child, err, item};
 use super::policy::value_source;
 use crate::config::dto::{BindDto, FeedbackDto, SigningKeyDto, StateEndpointDto};
 use crate::config::{Bind, ConfigError, FeedbackSettings, StateEndpoint};
@@ -45,7 +45,7 @@ pub(super) fn compile_feedback(
                 .is_some_and(|before| before.contains(e))
         {
             return err(
-                format!("feedback.evaluators[{i}]"),
+                item("feedback.evaluators", i),
                 "must be a non-empty principal, listed once",
             );
         }
@@ -95,12 +95,12 @@ fn compile_keys(
                         .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
                 if !valid || keys.iter().any(|seen| seen.id == k.id) {
                     return err(
-                        format!("feedback.signing_keys[{i}].id"),
+                        child(&item("feedback.signing_keys", i), "id"),
                         "must be 1 to 32 letters, digits, '.', '_' or '-', unique among the keys",
                     );
                 }
                 if k.key.len() < 16 {
-                    return err(format!("feedback.signing_keys[{i}].key"), SHORT);
+                    return err(child(&item("feedback.signing_keys", i), "key"), SHORT);
                 }
                 keys.push(SigningKey::new(&k.id, k.key.as_bytes()));
             }

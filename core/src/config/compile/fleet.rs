@@ -1,6 +1,6 @@
 //! `fleet`: the etcd cluster replicas share what they learn through, and what can be shared.
 
-use super::checks::{check_cluster, err};
+use super::checks::{check_cluster, child, err, item};
 use crate::config::dto::FleetDto;
 use crate::config::{ConfigError, EtcdAuth, FleetSettings, Model};
 
@@ -108,19 +108,19 @@ fn check_shareable(
             .is_some_and(|b| matches!(b.algorithm(), crate::bandit::Algorithm::LinUcb { .. }))
         {
             return err(
-                format!("models[{mi}].strategy.type"),
+                child(&item("models", mi), "strategy.type"),
                 "linucb learns on this Envoy only: its regressions are not exchanged through the fleet, so a fleet would route on a partial view; remove `fleet` or use thompson / ucb1",
             );
         }
         if m.bandit().is_some_and(|b| b.decays_per_update()) {
             return err(
-                format!("models[{mi}].strategy.decay"),
+                child(&item("models", mi), "strategy.decay"),
                 "\"gamma\" and \"half_life\" discount per update of one replica, which does not add up across a fleet; use {\"half_life_seconds\": s}",
             );
         }
         if m.bandit().is_some_and(|b| b.detects_changes()) {
             return err(
-                format!("models[{mi}].strategy.change_detection"),
+                child(&item("models", mi), "strategy.change_detection"),
                 "cannot be used with fleet: a replica's detector sees only its own rewards and restarts only its own statistics, while routing adds the other replicas' (and retired ones') statistics of the same target, which keep the change hidden; use {\"half_life_seconds\": s} decay in a fleet",
             );
         }

@@ -18,7 +18,7 @@ mod model;
 mod policy;
 mod rules;
 
-use checks::{check_header_name, err};
+use checks::{check_header_name, err, item};
 
 use crate::config::dto::*;
 use crate::config::*;
@@ -252,7 +252,7 @@ fn check_metadata_body(
         ];
         if let Some((_, what)) = needs_body.iter().find(|(on, _)| *on) {
             return err(
-                format!("models[{mi}]"),
+                item("models", mi),
                 format!("{what} needs the request body, which body.source \"metadata\" does not give; use \"buffer\""),
             );
         }
