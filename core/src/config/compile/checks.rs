@@ -157,14 +157,52 @@ pub(super) fn check_cluster(field: String, cluster: &str) -> Result<(), ConfigEr
     Ok(())
 }
 
+/// How [`check_range`] words a value out of range.
+#[derive(Clone, Copy)]
+pub(super) enum Range {
+    /// "must be between {lo} and {hi}, got {got}"
+    Between,
+    /// "must be {lo} to {hi}, got {got}"
+    To,
+}
+
+/// `got` within `[lo, hi]`: one message writer for every bounded number.
+pub(super) fn check_range(
+    field: &str,
+    words: Range,
+    (lo, hi): (u64, u64),
+    got: u64,
+) -> Result<(), ConfigError> {
+    if (lo..=hi).contains(&got) {
+        return Ok(());
+    }
+    let reason = match words {
+        Range::Between => format!("must be between {lo} and {hi}, got {got}"),
+        Range::To => format!("must be {lo} to {hi}, got {got}"),
+    };
+    err(field, reason)
+}
+
+/// `got` at most `max`.
+pub(super) fn check_at_most(field: &str, max: u64, got: u64) -> Result<(), ConfigError> {
+    if got <= max {
+        return Ok(());
+    }
+    err(field, format!("must be at most {max}, got {got}"))
+}
+
+/// An entry a list names a second time.
+pub(super) fn listed_twice(field: String, name: &str) -> ConfigError {
+    ConfigError {
+        field,
+        reason: format!("{name:?} is listed twice"),
+    }
+}
+
 /// A callout's timeout: 1 ms to a minute.
 pub(super) fn check_timeout(field: String, timeout_ms: u32) -> Result<u32, ConfigError> {
-    if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
-        return err(
-            field,
-            format!("must be between 1 and {MAX_TIMEOUT_MS}, got {timeout_ms}"),
-        );
-    }
+    let bounds = (1, u64::from(MAX_TIMEOUT_MS));
+    check_range(&field, Range::Between, bounds, u64::from(timeout_ms))?;
     Ok(timeout_ms)
 }
 

@@ -1,6 +1,6 @@
 //! The paths the filter answers itself: feedback (signed rewards) and the state endpoint.
 
-use super::checks::{check_path, child, err, item};
+use super::checks::{check_path, check_range, child, err, item, Range};
 use super::policy::value_source;
 use crate::config::dto::{BindDto, FeedbackDto, SigningKeyDto, StateEndpointDto};
 use crate::config::{Bind, ConfigError, FeedbackSettings, StateEndpoint};
@@ -131,12 +131,12 @@ fn compile_bind(dto: Option<BindDto>, has_tenants: bool) -> Result<Option<Bind>,
 /// Ids per spent-id shard for `feedback.max_accepted_per_hour`.
 fn spent_per_shard(per_hour: u64) -> Result<usize, ConfigError> {
     let (min, max) = (1_024, 4_194_304);
-    if !(min..=max).contains(&per_hour) {
-        return err(
-            "feedback.max_accepted_per_hour",
-            format!("must be between {min} and {max}, got {per_hour}"),
-        );
-    }
+    check_range(
+        "feedback.max_accepted_per_hour",
+        Range::Between,
+        (min, max),
+        per_hour,
+    )?;
     Ok(usize::try_from(per_hour.div_ceil(spent::SHARDS)).unwrap_or(usize::MAX))
 }
 

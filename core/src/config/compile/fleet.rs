@@ -1,6 +1,6 @@
 //! `fleet`: the etcd cluster replicas share what they learn through, and what can be shared.
 
-use super::checks::{check_cluster, child, err, item};
+use super::checks::{check_cluster, check_range, child, err, item, Range};
 use crate::config::dto::FleetDto;
 use crate::config::{ConfigError, EtcdAuth, FleetSettings, Model};
 
@@ -37,15 +37,13 @@ pub(super) fn compile_fleet(
             format!("{prefix:?} must start with '/', not end with '/', and hold at most {MAX_PREFIX_LEN} printable characters without spaces"),
         );
     }
-    if !(MIN_SYNC_MS..=MAX_SYNC_MS).contains(&f.sync_ms) {
-        return err(
-            "fleet.sync_ms",
-            format!(
-                "must be between {MIN_SYNC_MS} and {MAX_SYNC_MS}, got {}",
-                f.sync_ms
-            ),
-        );
-    }
+    let bounds = (u64::from(MIN_SYNC_MS), u64::from(MAX_SYNC_MS));
+    check_range(
+        "fleet.sync_ms",
+        Range::Between,
+        bounds,
+        u64::from(f.sync_ms),
+    )?;
     let timeout_ms = f.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS.min(f.sync_ms));
     if timeout_ms == 0 || timeout_ms > f.sync_ms {
         return err(

@@ -3,7 +3,8 @@
 
 use super::callouts::{compile_evaluator, compile_fan_out, compile_router};
 use super::checks::{
-    check_header_name, check_weight, child, err, is_cluster_name, item, target_named, Names,
+    check_at_most, check_header_name, check_range, check_weight, child, err, is_cluster_name, item,
+    listed_twice, target_named, Names, Range,
 };
 use crate::bandit::Algorithm;
 use crate::config::dto::*;
@@ -60,15 +61,11 @@ fn compile_model(field: &str, m: ModelDto) -> Result<Model, ConfigError> {
         .map(|spec| compile_input_spec(&child(field, "input_spec"), spec))
         .transpose()?;
     let fallback = compile_fallback(field, &m.fallback, &targets)?;
-    if m.cooldown_seconds > MAX_COOLDOWN_SECONDS {
-        return err(
-            child(field, "cooldown_seconds"),
-            format!(
-                "must be at most {MAX_COOLDOWN_SECONDS}, got {}",
-                m.cooldown_seconds
-            ),
-        );
-    }
+    check_at_most(
+        &child(field, "cooldown_seconds"),
+        MAX_COOLDOWN_SECONDS,
+        m.cooldown_seconds,
+    )?;
     if m.retry && fallback.is_empty() {
         return err(
             child(field, "retry"),
@@ -145,12 +142,12 @@ fn compile_affinity(
             "needs a target that picks endpoints (`endpoints` or `observe_endpoints`)",
         );
     }
-    if !(1..=MAX_AFFINITY_MESSAGES).contains(&a.messages) {
-        return err(
-            child(field, "affinity.messages"),
-            format!("must be 1 to {MAX_AFFINITY_MESSAGES}, got {}", a.messages),
-        );
-    }
+    check_range(
+        &child(field, "affinity.messages"),
+        Range::To,
+        (1, u64::from(MAX_AFFINITY_MESSAGES)),
+        u64::from(a.messages),
+    )?;
     Ok(Some(a.messages))
 }
 
@@ -196,13 +193,10 @@ fn compile_target(
     }
     check_load_fields(tf, &t)?;
     let weight = match (t.weight, weighted) {
-        (Some(w), _) if w > MAX_WEIGHT => {
-            return err(
-                child(tf, "weight"),
-                format!("must be at most {MAX_WEIGHT}, got {w}"),
-            )
+        (Some(w), _) => {
+            check_at_most(&child(tf, "weight"), MAX_WEIGHT.into(), w.into())?;
+            w
         }
-        (Some(w), _) => w,
         (None, true) => {
             return err(
                 child(tf, "weight"),
@@ -278,10 +272,7 @@ fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), ConfigError> {
             );
         }
         if t.endpoints.iter().take(i).any(|x| x == e) {
-            return err(
-                item(&child(tf, "endpoints"), i),
-                format!("{e:?} is listed twice"),
-            );
+            return Err(listed_twice(item(&child(tf, "endpoints"), i), e));
         }
     }
     if t.endpoint_capacity.is_some() && t.endpoints.is_empty() && !t.observe_endpoints {
@@ -419,10 +410,7 @@ fn compile_features(
             );
         };
         if out.contains(&f) {
-            return err(
-                item(&child(field, "features"), i),
-                format!("{name:?} is listed twice"),
-            );
+            return Err(listed_twice(item(&child(field, "features"), i), name));
         }
         out.push(f);
     }
@@ -551,12 +539,7 @@ fn compile_fallback(
     for (fi, name) in names.iter().enumerate() {
         match targets.iter().position(|t| &t.name == name) {
             Some(i) if !fallback.contains(&i) => fallback.push(i),
-            Some(_) => {
-                return err(
-                    item(&child(field, "fallback"), fi),
-                    format!("{name:?} is listed twice"),
-                )
-            }
+            Some(_) => return Err(listed_twice(item(&child(field, "fallback"), fi), name)),
             None => {
                 return err(
                     item(&child(field, "fallback"), fi),

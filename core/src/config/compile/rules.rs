@@ -3,7 +3,8 @@
 use crate::vecmap::VecMap;
 
 use super::checks::{
-    check_header_name, child, err, item, optional_model, parse_hhmm, target_named, Names,
+    check_header_name, check_range, child, err, item, optional_model, parse_hhmm, target_named,
+    Names, Range,
 };
 use crate::config::dto::*;
 use crate::config::{
@@ -271,12 +272,8 @@ fn compile_then(field: &str, t: ThenDto, ctx: &Context<'_>) -> Result<Action, Co
 }
 
 fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, ConfigError> {
-    if !(200..=599).contains(&reply.status) {
-        return err(
-            child(rf, "status"),
-            format!("must be 200 to 599, got {}", reply.status),
-        );
-    }
+    let status = u64::from(reply.status);
+    check_range(&child(rf, "status"), Range::To, (200, 599), status)?;
     let body = match (reply.echo, reply.body) {
         (true, Some(_)) => return err(rf, "\"echo\" and \"body\" exclude each other"),
         (true, None) => {
@@ -298,12 +295,8 @@ fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, C
 }
 
 fn then_reject(rf: &str, reject: RejectDto) -> Result<Action, ConfigError> {
-    if !(400..=599).contains(&reject.status) {
-        return err(
-            child(rf, "status"),
-            format!("must be 400 to 599, got {}", reject.status),
-        );
-    }
+    let status = u64::from(reject.status);
+    check_range(&child(rf, "status"), Range::To, (400, 599), status)?;
     if reject.message.is_empty() {
         return err(child(rf, "message"), "must not be empty");
     }
