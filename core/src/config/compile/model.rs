@@ -462,12 +462,12 @@ fn compile_bandit_with(
         }
     });
     Bandit::new(params, targets.len()).map_err(|e| {
-        let sub = match e.arm.and_then(|a| targets.get(a)) {
-            Some(t) => format!("{}.{}", e.field, t.name),
-            None => e.field.to_string(),
-        };
+        let at = child(field, e.field);
         ConfigError {
-            field: child(field, &sub),
+            field: match e.arm.and_then(|a| targets.get(a)) {
+                Some(t) => child(&at, &t.name),
+                None => at,
+            },
             reason: e.reason,
         }
     })
