@@ -3,11 +3,11 @@
 
 use crate::bandit::{Alarm, ModelState};
 use crate::callout::StatusClass;
-use crate::config::Config;
+use crate::config::{Config, Model};
 use crate::host::{Host, MetricKind};
 use crate::inspect::scan::NotScanned;
 use crate::learning::Refusal;
-use crate::metrics::{metric_segment, MetricNames, PREFIX};
+use crate::metrics::{metric_segment, segment_char, GAUGE_SUFFIXES, PREFIX};
 use crate::policy::{Reason, ReplyKind};
 
 pub struct Metrics {
@@ -71,27 +71,33 @@ pub struct LoadIds {
 }
 
 impl LoadIds {
-    fn define(host: &dyn Host, cfg: &Config) -> Result<Self, String> {
-        let c = |name: &str| define(host, MetricKind::Counter, &format!("{PREFIX}.load.{name}"));
-        let mut in_flight = Vec::with_capacity(cfg.models.len());
-        for m in &cfg.models {
-            let mut ids = Vec::new();
-            for t in m.targets.iter().filter(|_| m.tracks_load) {
-                let name = format!(
-                    "{PREFIX}.load.in_flight.{}.{}",
-                    metric_segment(&m.name),
-                    metric_segment(&t.name)
-                );
-                ids.push(define(host, MetricKind::Gauge, &name)?);
-            }
-            in_flight.push(ids);
-        }
+    fn define(d: &mut Definer<'_>, cfg: &Config) -> Result<Self, String> {
+        let in_flight = d.per_target(
+            MetricKind::Gauge,
+            "load.in_flight",
+            cfg,
+            |m| m.tracks_load,
+            None,
+        )?;
+        let mut ids = [0u32; 5];
+        d.fixed(
+            MetricKind::Counter,
+            &[
+                "load.over_capacity",
+                "load.full_skips",
+                "load.reports",
+                "load.reports_invalid",
+                "load.untracked",
+            ],
+            &mut ids,
+        )?;
+        let [over_capacity, full_skips, reports, reports_invalid, untracked] = ids;
         Ok(LoadIds {
-            over_capacity: c("over_capacity")?,
-            full_skips: c("full_skips")?,
-            reports: c("reports")?,
-            reports_invalid: c("reports_invalid")?,
-            untracked: c("untracked")?,
+            over_capacity,
+            full_skips,
+            reports,
+            reports_invalid,
+            untracked,
             in_flight,
         })
     }
@@ -124,23 +130,54 @@ pub struct FleetIds {
 }
 
 impl FleetIds {
-    fn define(host: &dyn Host) -> Result<Self, String> {
-        let c = |name: &str| define(host, MetricKind::Counter, &format!("{PREFIX}.fleet.{name}"));
-        let g = |name: &str| define(host, MetricKind::Gauge, &format!("{PREFIX}.fleet.{name}"));
+    fn define(d: &mut Definer<'_>) -> Result<Self, String> {
+        let mut counters = [0u32; 11];
+        let mut gauges = [0u32; 2];
+        d.fixed(
+            MetricKind::Counter,
+            &[
+                "fleet.sync.success",
+                "fleet.sync.failures",
+                "fleet.publish.success",
+                "fleet.publish.failures",
+                "fleet.etcd_requests",
+            ],
+            &mut counters[..5],
+        )?;
+        d.fixed(
+            MetricKind::Gauge,
+            &["fleet.replicas", "fleet.lag_ms"],
+            &mut gauges,
+        )?;
+        d.fixed(
+            MetricKind::Counter,
+            &[
+                "fleet.retired",
+                "fleet.rebased",
+                "fleet.replica_conflicts",
+                "fleet.invalid_contributions",
+                "fleet.feedback.in_doubt",
+                "fleet.feedback.in_doubt_applied",
+            ],
+            &mut counters[5..],
+        )?;
+        let [sync_success, sync_failures, publish_success, publish_failures, etcd_requests, retired, rebased, conflicts, invalid, in_doubt, in_doubt_applied] =
+            counters;
+        let [replicas, lag_ms] = gauges;
         Ok(FleetIds {
-            sync_success: c("sync.success")?,
-            sync_failures: c("sync.failures")?,
-            publish_success: c("publish.success")?,
-            publish_failures: c("publish.failures")?,
-            etcd_requests: c("etcd_requests")?,
-            replicas: g("replicas")?,
-            lag_ms: g("lag_ms")?,
-            retired: c("retired")?,
-            rebased: c("rebased")?,
-            conflicts: c("replica_conflicts")?,
-            invalid: c("invalid_contributions")?,
-            in_doubt: c("feedback.in_doubt")?,
-            in_doubt_applied: c("feedback.in_doubt_applied")?,
+            sync_success,
+            sync_failures,
+            publish_success,
+            publish_failures,
+            etcd_requests,
+            replicas,
+            lag_ms,
+            retired,
+            rebased,
+            conflicts,
+            invalid,
+            in_doubt,
+            in_doubt_applied,
         })
     }
 }
@@ -150,16 +187,66 @@ struct ShadowIds {
     latency_ms: u32,
 }
 
-fn define(host: &dyn Host, kind: MetricKind, name: &str) -> Result<u32, String> {
-    host.define_metric(kind, name)
-        .map_err(|s| format!("{name}: host status {s}"))
+/// Defines metrics through the host, each name `inference_router.<head>.<tail>...` written into
+/// one buffer: a tail (a model, target, rule or detector name) as a [`metric_segment`].
+struct Definer<'h> {
+    host: &'h dyn Host,
+    name: String,
 }
 
-fn counters(host: &dyn Host, names: &[String]) -> Result<Vec<u32>, String> {
-    names
-        .iter()
-        .map(|n| define(host, MetricKind::Counter, n))
-        .collect()
+impl Definer<'_> {
+    fn define(&mut self, kind: MetricKind, head: &str, tail: &[&str]) -> Result<u32, String> {
+        let name = &mut self.name;
+        name.clear();
+        name.push_str(PREFIX);
+        name.push('.');
+        name.push_str(head);
+        for part in tail {
+            name.push('.');
+            name.extend(part.chars().map(segment_char));
+        }
+        (self.host.define_metric(kind, name)).map_err(|s| format!("{name}: host status {s}"))
+    }
+
+    /// One metric per head, into `ids`.
+    fn fixed(&mut self, kind: MetricKind, heads: &[&str], ids: &mut [u32]) -> Result<(), String> {
+        for (id, head) in ids.iter_mut().zip(heads) {
+            *id = self.define(kind, head, &[])?;
+        }
+        Ok(())
+    }
+
+    /// `<head>.<tail>` for each tail.
+    fn each(&mut self, kind: MetricKind, head: &str, tails: &[&str]) -> Result<Vec<u32>, String> {
+        (tails.iter())
+            .map(|t| self.define(kind, head, &[t]))
+            .collect()
+    }
+
+    /// `<head>.<model>.<target>[.<suffix>]` for every target of the models `which` picks, by
+    /// `[model][target]` (empty for the others).
+    fn per_target(
+        &mut self,
+        kind: MetricKind,
+        head: &str,
+        cfg: &Config,
+        which: fn(&Model) -> bool,
+        suffix: Option<&str>,
+    ) -> Result<Vec<Vec<u32>>, String> {
+        let mut out = Vec::with_capacity(cfg.models.len());
+        for m in &cfg.models {
+            let mut ids = Vec::new();
+            for t in m.targets.iter().filter(|_| which(m)) {
+                let id = match suffix {
+                    None => self.define(kind, head, &[&m.name, &t.name])?,
+                    Some(s) => self.define(kind, head, &[&m.name, &t.name, s])?,
+                };
+                ids.push(id);
+            }
+            out.push(ids);
+        }
+        Ok(out)
+    }
 }
 
 /// `inference_router.build.<version>.<commit>`, set to 1: in Prometheus, one series per build
@@ -180,114 +267,169 @@ pub fn publish_build(host: &dyn Host, build: crate::plugin::Build) {
 
 impl Metrics {
     pub fn define(host: &dyn Host, cfg: &Config) -> Result<Self, String> {
-        let n = MetricNames::for_config(cfg);
-        let mut bandit_gauges = Vec::with_capacity(n.bandit_gauges.len());
-        for per_model in &n.bandit_gauges {
-            let mut ids = Vec::with_capacity(per_model.len());
-            for names in per_model {
+        let mut d = Definer {
+            host,
+            name: String::new(),
+        };
+        let d = &mut d;
+        let bandit_gauges = Self::define_bandit_gauges(d, cfg)?;
+        let requests = d.per_target(MetricKind::Counter, "requests", cfg, |_| true, None)?;
+        let reasons = Reason::FIXED.map(Reason::metric_segment);
+        let decisions_fixed = d.each(MetricKind::Counter, "decisions", &reasons)?;
+        let rules: Vec<&str> = cfg.rules.iter().map(|r| r.name.as_str()).collect();
+        let decisions_rules = d.each(MetricKind::Counter, "decisions.rule", &rules)?;
+        let mut body = [0u32; 3];
+        d.fixed(
+            MetricKind::Counter,
+            &[
+                "body.parse_failures",
+                "body.too_large",
+                "body.decided_early",
+            ],
+            &mut body,
+        )?;
+        let local_replies = d.each(
+            MetricKind::Counter,
+            "local_replies",
+            &ReplyKind::ALL.map(ReplyKind::as_str),
+        )?;
+        let feedback_accepted = d.define(MetricKind::Counter, "feedback.accepted", &[])?;
+        let feedback_rejected = d.each(
+            MetricKind::Counter,
+            "feedback.rejected",
+            &Refusal::ALL.map(Refusal::as_str),
+        )?;
+        let mut learning = [0u32; 7];
+        d.fixed(
+            MetricKind::Counter,
+            &[
+                "rewards.implicit",
+                "rewards.evaluator",
+                "rewards.failed",
+                "bandit.cas_retries",
+                "bandit.cas_exhausted",
+                "bandit.state_resets",
+                "evaluator.failures",
+            ],
+            &mut learning,
+        )?;
+        let detects_changes = |m: &Model| m.bandit().is_some_and(|b| b.detects_changes());
+        let change_alarms = d.per_target(
+            MetricKind::Counter,
+            "bandit",
+            cfg,
+            detects_changes,
+            Some("change_alarms"),
+        )?;
+        let names: Vec<&str> = cfg.detectors.iter().map(|x| x.name.as_str()).collect();
+        let detectors = d.each(MetricKind::Counter, "detectors", &names)?;
+        let reasons: &[&str] = if cfg.has_detected_rules {
+            &NotScanned::ALL.map(NotScanned::as_str)
+        } else {
+            &[]
+        };
+        let not_scanned = d.each(MetricKind::Counter, "detectors.not_scanned", reasons)?;
+        let bypassed = d.each(MetricKind::Counter, "detectors.bypassed", reasons)?;
+        let mut callouts = [0u32; 8];
+        d.fixed(
+            MetricKind::Counter,
+            &[
+                "router.failures",
+                "router.feedback_forwarded",
+                "router.feedback_failures",
+                "fan_out.partial",
+                "retry.attempts",
+                "retry.recovered",
+                "retry.failed",
+                "shadow.dropped",
+            ],
+            &mut callouts,
+        )?;
+        let shadow = Self::define_shadows(d, cfg)?;
+        let fleet = cfg
+            .fleet
+            .as_ref()
+            .map(|_| FleetIds::define(d))
+            .transpose()?;
+        let load = (cfg.models.iter().any(|m| m.tracks_load))
+            .then(|| LoadIds::define(d, cfg))
+            .transpose()?;
+        let [body_parse_failures, body_too_large, body_decided_early] = body;
+        let [rewards_implicit, rewards_evaluator, rewards_failed, cas_retries, cas_exhausted, state_resets, evaluator_failures] =
+            learning;
+        let [router_failures, router_feedback_forwarded, router_feedback_failures, fan_out_partial, retry_attempts, retry_recovered, retry_failed, shadow_dropped] =
+            callouts;
+        Ok(Metrics {
+            requests,
+            decisions_fixed,
+            decisions_rules,
+            body_parse_failures,
+            body_too_large,
+            body_decided_early,
+            local_replies,
+            feedback_accepted,
+            feedback_rejected,
+            rewards_implicit,
+            rewards_evaluator,
+            rewards_failed,
+            cas_retries,
+            cas_exhausted,
+            state_resets,
+            evaluator_failures,
+            bandit_gauges,
+            change_alarms,
+            detectors,
+            not_scanned,
+            bypassed,
+            router_failures,
+            router_feedback_forwarded,
+            router_feedback_failures,
+            fan_out_partial,
+            retry_attempts,
+            retry_recovered,
+            retry_failed,
+            shadow_dropped,
+            shadow,
+            fleet,
+            load,
+        })
+    }
+
+    /// `bandit.<model>.<target>.{pulls,mean_reward_milli,alpha_milli,beta_milli}`, by
+    /// `[model][target]` (empty for models that are not bandits).
+    fn define_bandit_gauges(
+        d: &mut Definer<'_>,
+        cfg: &Config,
+    ) -> Result<Vec<Vec<[u32; 4]>>, String> {
+        let mut out = Vec::with_capacity(cfg.models.len());
+        for m in &cfg.models {
+            let mut ids = Vec::new();
+            for t in m.targets.iter().filter(|_| m.is_bandit()) {
                 let mut four = [0u32; 4];
-                for (slot, name) in four.iter_mut().zip(names) {
-                    *slot = define(host, MetricKind::Gauge, name)?;
+                for (slot, g) in four.iter_mut().zip(GAUGE_SUFFIXES) {
+                    *slot = d.define(MetricKind::Gauge, "bandit", &[&m.name, &t.name, g])?;
                 }
                 ids.push(four);
             }
-            bandit_gauges.push(ids);
+            out.push(ids);
         }
-        Ok(Metrics {
-            requests: n
-                .requests
-                .iter()
-                .map(|m| counters(host, m))
-                .collect::<Result<_, _>>()?,
-            decisions_fixed: counters(host, &n.decisions_fixed)?,
-            decisions_rules: counters(host, &n.decisions_rules)?,
-            body_parse_failures: define(host, MetricKind::Counter, &n.body_parse_failures)?,
-            body_too_large: define(host, MetricKind::Counter, &n.body_too_large)?,
-            body_decided_early: define(host, MetricKind::Counter, &n.body_decided_early)?,
-            local_replies: counters(host, &n.local_replies)?,
-            feedback_accepted: define(host, MetricKind::Counter, &n.feedback_accepted)?,
-            feedback_rejected: counters(host, &n.feedback_rejected)?,
-            rewards_implicit: define(host, MetricKind::Counter, &n.rewards_implicit)?,
-            rewards_evaluator: define(host, MetricKind::Counter, &n.rewards_evaluator)?,
-            rewards_failed: define(host, MetricKind::Counter, &n.rewards_failed)?,
-            cas_retries: define(host, MetricKind::Counter, &n.cas_retries)?,
-            cas_exhausted: define(host, MetricKind::Counter, &n.cas_exhausted)?,
-            state_resets: define(host, MetricKind::Counter, &n.state_resets)?,
-            evaluator_failures: define(host, MetricKind::Counter, &n.evaluator_failures)?,
-            bandit_gauges,
-            change_alarms: (n.change_alarms.iter())
-                .map(|m| counters(host, m))
-                .collect::<Result<_, _>>()?,
-            detectors: counters(host, &n.detectors)?,
-            not_scanned: counters(host, &n.not_scanned)?,
-            bypassed: counters(host, &n.bypassed)?,
-            router_failures: define(
-                host,
-                MetricKind::Counter,
-                &format!("{PREFIX}.router.failures"),
-            )?,
-            router_feedback_forwarded: define(
-                host,
-                MetricKind::Counter,
-                &format!("{PREFIX}.router.feedback_forwarded"),
-            )?,
-            router_feedback_failures: define(
-                host,
-                MetricKind::Counter,
-                &format!("{PREFIX}.router.feedback_failures"),
-            )?,
-            fan_out_partial: define(
-                host,
-                MetricKind::Counter,
-                &format!("{PREFIX}.fan_out.partial"),
-            )?,
-            retry_attempts: define(
-                host,
-                MetricKind::Counter,
-                &format!("{PREFIX}.retry.attempts"),
-            )?,
-            retry_recovered: define(
-                host,
-                MetricKind::Counter,
-                &format!("{PREFIX}.retry.recovered"),
-            )?,
-            retry_failed: define(host, MetricKind::Counter, &format!("{PREFIX}.retry.failed"))?,
-            shadow_dropped: define(
-                host,
-                MetricKind::Counter,
-                &format!("{PREFIX}.shadow.dropped"),
-            )?,
-            shadow: Self::define_shadows(host, cfg)?,
-            fleet: cfg
-                .fleet
-                .as_ref()
-                .map(|_| FleetIds::define(host))
-                .transpose()?,
-            load: (cfg.models.iter().any(|m| m.tracks_load))
-                .then(|| LoadIds::define(host, cfg))
-                .transpose()?,
-        })
+        Ok(out)
     }
 
     /// `shadow.<model>.<class>` counters and the `shadow.<model>.latency_ms` histogram, once
     /// per model that some shadow mirrors.
-    fn define_shadows(host: &dyn Host, cfg: &Config) -> Result<Vec<Option<ShadowIds>>, String> {
+    fn define_shadows(d: &mut Definer<'_>, cfg: &Config) -> Result<Vec<Option<ShadowIds>>, String> {
         let mut out = Vec::with_capacity(cfg.models.len());
         for (mi, m) in cfg.models.iter().enumerate() {
             if !cfg.shadows.iter().any(|s| s.model == mi) {
                 out.push(None);
                 continue;
             }
-            let base = format!("{PREFIX}.shadow.{}", metric_segment(&m.name));
             let mut classes = [0u32; 5];
             for (slot, class) in classes.iter_mut().zip(StatusClass::ALL) {
-                *slot = define(
-                    host,
-                    MetricKind::Counter,
-                    &format!("{base}.{}", class.as_str()),
-                )?;
+                *slot = d.define(MetricKind::Counter, "shadow", &[&m.name, class.as_str()])?;
             }
-            let latency_ms = define(host, MetricKind::Histogram, &format!("{base}.latency_ms"))?;
+            let latency_ms = d.define(MetricKind::Histogram, "shadow", &[&m.name, "latency_ms"])?;
             out.push(Some(ShadowIds {
                 classes,
                 latency_ms,
@@ -401,3 +543,7 @@ impl Metrics {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests;

@@ -5,12 +5,11 @@ mod compile;
 pub mod dto;
 pub(crate) mod read;
 
-use std::collections::HashMap;
-
 pub use compile::parse;
 pub use dto::{BodySource, OnInvalid, Unscanned};
 
 use crate::payload::PointerSet;
+use crate::vecmap::VecMap;
 
 /// A configuration error: the field path (`models[0].targets[1].weight`) and why it is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +40,7 @@ pub struct Config {
     pub body: BodySettings,
     pub default_model: Option<usize>,
     pub models: Vec<Model>,
-    model_index: HashMap<String, usize>,
+    model_index: VecMap<String, usize>,
     pub rules: Vec<Rule>,
     /// Every body field that routing may read; index 0 is always `/model`.
     pub pointers: PointerSet,

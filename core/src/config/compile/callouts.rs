@@ -1,7 +1,9 @@
 //! Requests the filter sends itself: an external router, a fan-out, shadows, an evaluator;
 //! and the policies such a resend could bypass.
 
-use super::checks::{check_cluster, check_path, check_timeout, err, model_named, target_named};
+use super::checks::{
+    check_cluster, check_path, check_timeout, child, err, item, model_named, target_named,
+};
 use super::rules::{compile_when, Context};
 use crate::config::dto::{BodySource, EvaluatorDto, FanOutDto, RouterDto, ShadowDto};
 use crate::config::{ConfigError, Evaluator, ExternalRouter, FanOut, Model, Shadow, Tenants};
@@ -12,13 +14,13 @@ pub(super) fn compile_router(
     dto: Option<RouterDto>,
 ) -> Result<Option<ExternalRouter>, ConfigError> {
     let Some(r) = dto else { return Ok(None) };
-    let rf = format!("{field}.router");
-    check_cluster(format!("{rf}.cluster"), &r.cluster)?;
-    check_path(&format!("{rf}.path"), &r.path)?;
+    let rf = child(field, "router");
+    check_cluster(child(&rf, "cluster"), &r.cluster)?;
+    check_path(&child(&rf, "path"), &r.path)?;
     if let Some(p) = &r.feedback_path {
-        check_path(&format!("{rf}.feedback_path"), p)?;
+        check_path(&child(&rf, "feedback_path"), p)?;
     }
-    let timeout_ms = check_timeout(format!("{rf}.timeout_ms"), r.timeout_ms)?;
+    let timeout_ms = check_timeout(child(&rf, "timeout_ms"), r.timeout_ms)?;
     Ok(Some(ExternalRouter {
         authority: r.authority.unwrap_or_else(|| r.cluster.clone()),
         cluster: r.cluster,
@@ -34,10 +36,10 @@ pub(super) fn compile_fan_out(
     has_router: bool,
 ) -> Result<Option<FanOut>, ConfigError> {
     let Some(f) = dto else { return Ok(None) };
-    let timeout_ms = check_timeout(format!("{field}.fan_out.timeout_ms"), f.timeout_ms)?;
+    let timeout_ms = check_timeout(child(field, "fan_out.timeout_ms"), f.timeout_ms)?;
     if has_router {
         return err(
-            format!("{field}.fan_out"),
+            child(field, "fan_out"),
             "excludes \"router\": a fan-out sends to every target",
         );
     }
@@ -49,9 +51,9 @@ pub(super) fn compile_evaluator(
     dto: Option<EvaluatorDto>,
 ) -> Result<Option<Evaluator>, ConfigError> {
     let Some(e) = dto else { return Ok(None) };
-    check_cluster(format!("{field}.evaluator.cluster"), &e.cluster)?;
-    check_path(&format!("{field}.evaluator.path"), &e.path)?;
-    let timeout_ms = check_timeout(format!("{field}.evaluator.timeout_ms"), e.timeout_ms)?;
+    check_cluster(child(field, "evaluator.cluster"), &e.cluster)?;
+    check_path(&child(field, "evaluator.path"), &e.path)?;
+    let timeout_ms = check_timeout(child(field, "evaluator.timeout_ms"), e.timeout_ms)?;
     Ok(Some(Evaluator {
         authority: e.authority.unwrap_or_else(|| e.cluster.clone()),
         cluster: e.cluster,
@@ -67,21 +69,21 @@ pub(super) fn compile_shadows(
 ) -> Result<Vec<Shadow>, ConfigError> {
     let mut shadows = Vec::with_capacity(dtos.len());
     for (si, sh) in dtos.into_iter().enumerate() {
-        let field = format!("shadows[{si}]");
-        let model = model_named(format!("{field}.model"), ctx.index, &sh.model)?;
+        let field = item("shadows", si);
+        let model = model_named(child(&field, "model"), ctx.index, &sh.model)?;
         let targets = ctx.models.get(model).map_or(&[][..], |m| &m.targets);
-        let target = target_named(format!("{field}.target"), targets, &sh.model, &sh.target)?;
+        let target = target_named(child(&field, "target"), targets, &sh.model, &sh.target)?;
         if !(sh.percent > 0.0 && sh.percent <= 100.0) {
             return err(
-                format!("{field}.percent"),
+                child(&field, "percent"),
                 format!("must be above 0 and at most 100, got {}", sh.percent),
             );
         }
-        let timeout_ms = check_timeout(format!("{field}.timeout_ms"), sh.timeout_ms)?;
+        let timeout_ms = check_timeout(child(&field, "timeout_ms"), sh.timeout_ms)?;
         if ctx.source == BodySource::Metadata {
             return err(field, "mirrors the request body, which body.source \"metadata\" does not give; use \"buffer\"");
         }
-        let when = compile_when(&format!("{field}.when"), sh.when, ctx.detectors, pointers)?;
+        let when = compile_when(&child(&field, "when"), sh.when, ctx.detectors, pointers)?;
         shadows.push(Shadow {
             model,
             when,
@@ -114,7 +116,7 @@ pub(super) fn check_resends(
         ];
         if let Some((what, _)) = resend.iter().find(|(_, on)| *on && m.tracks_load) {
             return err(
-                format!("models[{mi}].{what}"),
+                child(&item("models", mi), what),
                 "cannot be combined with load tracking (least_loaded, capacity, endpoints): requests the filter resends by callout hold no slot",
             );
         }
@@ -136,7 +138,7 @@ pub(super) fn check_resends(
         };
         if let Some(conflict) = conflict {
             return err(
-                format!("models[{mi}].{what}"),
+                child(&item("models", mi), what),
                 format!("cannot be combined with {conflict}: it would reach targets the policy may exclude"),
             );
         }

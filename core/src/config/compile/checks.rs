@@ -1,9 +1,8 @@
 //! Field checks and name lookups shared by the sections; each error names the field.
 
-use std::collections::{HashMap, HashSet};
-
 use crate::config::{ConfigError, Target};
 use crate::metrics::metric_segment;
+use crate::vecmap::{VecMap, VecSet};
 
 const MAX_NAME_LEN: usize = 128;
 /// Longest callout timeout (router, fan-out, shadow, evaluator).
@@ -17,6 +16,20 @@ pub(super) fn err<T>(
         field: field.into(),
         reason: reason.into(),
     })
+}
+
+/// `field.key`: the path of a field under `field` (one function, not a `format!` per site).
+pub(super) fn child(field: &str, key: &str) -> String {
+    let mut path = String::with_capacity(field.len() + 1 + key.len());
+    path.push_str(field);
+    path.push('.');
+    path.push_str(key);
+    path
+}
+
+/// `field[i]`: the path of an item of the list `field`.
+pub(super) fn item(field: &str, i: usize) -> String {
+    format!("{field}[{i}]")
 }
 
 pub(super) fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
@@ -41,8 +54,8 @@ pub(super) fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
 /// they give: two different names may still give the same metric name.
 #[derive(Default)]
 pub(super) struct Names {
-    names: HashSet<String>,
-    metrics: HashSet<String>,
+    names: VecSet<String>,
+    metrics: VecSet<String>,
 }
 
 impl Names {
@@ -144,21 +157,59 @@ pub(super) fn check_cluster(field: String, cluster: &str) -> Result<(), ConfigEr
     Ok(())
 }
 
+/// How [`check_range`] words a value out of range.
+#[derive(Clone, Copy)]
+pub(super) enum Range {
+    /// "must be between {lo} and {hi}, got {got}"
+    Between,
+    /// "must be {lo} to {hi}, got {got}"
+    To,
+}
+
+/// `got` within `[lo, hi]`: one message writer for every bounded number.
+pub(super) fn check_range(
+    field: &str,
+    words: Range,
+    (lo, hi): (u64, u64),
+    got: u64,
+) -> Result<(), ConfigError> {
+    if (lo..=hi).contains(&got) {
+        return Ok(());
+    }
+    let reason = match words {
+        Range::Between => format!("must be between {lo} and {hi}, got {got}"),
+        Range::To => format!("must be {lo} to {hi}, got {got}"),
+    };
+    err(field, reason)
+}
+
+/// `got` at most `max`.
+pub(super) fn check_at_most(field: &str, max: u64, got: u64) -> Result<(), ConfigError> {
+    if got <= max {
+        return Ok(());
+    }
+    err(field, format!("must be at most {max}, got {got}"))
+}
+
+/// An entry a list names a second time.
+pub(super) fn listed_twice(field: String, name: &str) -> ConfigError {
+    ConfigError {
+        field,
+        reason: format!("{name:?} is listed twice"),
+    }
+}
+
 /// A callout's timeout: 1 ms to a minute.
 pub(super) fn check_timeout(field: String, timeout_ms: u32) -> Result<u32, ConfigError> {
-    if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
-        return err(
-            field,
-            format!("must be between 1 and {MAX_TIMEOUT_MS}, got {timeout_ms}"),
-        );
-    }
+    let bounds = (1, u64::from(MAX_TIMEOUT_MS));
+    check_range(&field, Range::Between, bounds, u64::from(timeout_ms))?;
     Ok(timeout_ms)
 }
 
 /// The index of a model another section names.
 pub(super) fn model_named(
     field: impl Into<String>,
-    index: &HashMap<String, usize>,
+    index: &VecMap<String, usize>,
     name: &str,
 ) -> Result<usize, ConfigError> {
     match index.get(name) {
@@ -173,7 +224,7 @@ pub(super) fn model_named(
 /// [`model_named`] for an optional name.
 pub(super) fn optional_model(
     field: impl Into<String>,
-    index: &HashMap<String, usize>,
+    index: &VecMap<String, usize>,
     name: Option<&String>,
 ) -> Result<Option<usize>, ConfigError> {
     name.map(|n| model_named(field, index, n)).transpose()

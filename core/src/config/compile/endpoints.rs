@@ -1,6 +1,6 @@
 //! The paths the filter answers itself: feedback (signed rewards) and the state endpoint.
 
-use super::checks::{check_path, err};
+use super::checks::{check_path, check_range, child, err, item, Range};
 use super::policy::value_source;
 use crate::config::dto::{BindDto, FeedbackDto, SigningKeyDto, StateEndpointDto};
 use crate::config::{Bind, ConfigError, FeedbackSettings, StateEndpoint};
@@ -45,7 +45,7 @@ pub(super) fn compile_feedback(
                 .is_some_and(|before| before.contains(e))
         {
             return err(
-                format!("feedback.evaluators[{i}]"),
+                item("feedback.evaluators", i),
                 "must be a non-empty principal, listed once",
             );
         }
@@ -95,12 +95,12 @@ fn compile_keys(
                         .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
                 if !valid || keys.iter().any(|seen| seen.id == k.id) {
                     return err(
-                        format!("feedback.signing_keys[{i}].id"),
+                        child(&item("feedback.signing_keys", i), "id"),
                         "must be 1 to 32 letters, digits, '.', '_' or '-', unique among the keys",
                     );
                 }
                 if k.key.len() < 16 {
-                    return err(format!("feedback.signing_keys[{i}].key"), SHORT);
+                    return err(child(&item("feedback.signing_keys", i), "key"), SHORT);
                 }
                 keys.push(SigningKey::new(&k.id, k.key.as_bytes()));
             }
@@ -131,12 +131,12 @@ fn compile_bind(dto: Option<BindDto>, has_tenants: bool) -> Result<Option<Bind>,
 /// Ids per spent-id shard for `feedback.max_accepted_per_hour`.
 fn spent_per_shard(per_hour: u64) -> Result<usize, ConfigError> {
     let (min, max) = (1_024, 4_194_304);
-    if !(min..=max).contains(&per_hour) {
-        return err(
-            "feedback.max_accepted_per_hour",
-            format!("must be between {min} and {max}, got {per_hour}"),
-        );
-    }
+    check_range(
+        "feedback.max_accepted_per_hour",
+        Range::Between,
+        (min, max),
+        per_hour,
+    )?;
     Ok(usize::try_from(per_hour.div_ceil(spent::SHARDS)).unwrap_or(usize::MAX))
 }
 

@@ -1,6 +1,6 @@
 //! `fleet`: the etcd cluster replicas share what they learn through, and what can be shared.
 
-use super::checks::{check_cluster, err};
+use super::checks::{check_cluster, check_range, child, err, item, Range};
 use crate::config::dto::FleetDto;
 use crate::config::{ConfigError, EtcdAuth, FleetSettings, Model};
 
@@ -37,15 +37,13 @@ pub(super) fn compile_fleet(
             format!("{prefix:?} must start with '/', not end with '/', and hold at most {MAX_PREFIX_LEN} printable characters without spaces"),
         );
     }
-    if !(MIN_SYNC_MS..=MAX_SYNC_MS).contains(&f.sync_ms) {
-        return err(
-            "fleet.sync_ms",
-            format!(
-                "must be between {MIN_SYNC_MS} and {MAX_SYNC_MS}, got {}",
-                f.sync_ms
-            ),
-        );
-    }
+    let bounds = (u64::from(MIN_SYNC_MS), u64::from(MAX_SYNC_MS));
+    check_range(
+        "fleet.sync_ms",
+        Range::Between,
+        bounds,
+        u64::from(f.sync_ms),
+    )?;
     let timeout_ms = f.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS.min(f.sync_ms));
     if timeout_ms == 0 || timeout_ms > f.sync_ms {
         return err(
@@ -108,19 +106,19 @@ fn check_shareable(
             .is_some_and(|b| matches!(b.algorithm(), crate::bandit::Algorithm::LinUcb { .. }))
         {
             return err(
-                format!("models[{mi}].strategy.type"),
+                child(&item("models", mi), "strategy.type"),
                 "linucb learns on this Envoy only: its regressions are not exchanged through the fleet, so a fleet would route on a partial view; remove `fleet` or use thompson / ucb1",
             );
         }
         if m.bandit().is_some_and(|b| b.decays_per_update()) {
             return err(
-                format!("models[{mi}].strategy.decay"),
+                child(&item("models", mi), "strategy.decay"),
                 "\"gamma\" and \"half_life\" discount per update of one replica, which does not add up across a fleet; use {\"half_life_seconds\": s}",
             );
         }
         if m.bandit().is_some_and(|b| b.detects_changes()) {
             return err(
-                format!("models[{mi}].strategy.change_detection"),
+                child(&item("models", mi), "strategy.change_detection"),
                 "cannot be used with fleet: a replica's detector sees only its own rewards and restarts only its own statistics, while routing adds the other replicas' (and retired ones') statistics of the same target, which keep the change hidden; use {\"half_life_seconds\": s} decay in a fleet",
             );
         }

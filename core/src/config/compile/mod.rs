@@ -18,7 +18,7 @@ mod model;
 mod policy;
 mod rules;
 
-use checks::{check_header_name, err};
+use checks::{check_header_name, check_range, err, item, Range};
 
 use crate::config::dto::*;
 use crate::config::*;
@@ -130,21 +130,18 @@ fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, 
             )
         }
     };
-    if !(100..=MAX_LOAD_STALE_MS).contains(&d.stale_ms) {
-        return err(
-            "load.stale_ms",
-            format!("must be 100 to {MAX_LOAD_STALE_MS}, got {}", d.stale_ms),
-        );
-    }
-    if !(1..=MAX_RETRY_AFTER_SECONDS).contains(&d.retry_after_seconds) {
-        return err(
-            "load.retry_after_seconds",
-            format!(
-                "must be 1 to {MAX_RETRY_AFTER_SECONDS}, got {}",
-                d.retry_after_seconds
-            ),
-        );
-    }
+    check_range(
+        "load.stale_ms",
+        Range::To,
+        (100, MAX_LOAD_STALE_MS),
+        d.stale_ms,
+    )?;
+    check_range(
+        "load.retry_after_seconds",
+        Range::To,
+        (1, u64::from(MAX_RETRY_AFTER_SECONDS)),
+        u64::from(d.retry_after_seconds),
+    )?;
     Ok(LoadSettings {
         endpoint_header: d.endpoint_header,
         orca_format,
@@ -169,15 +166,12 @@ fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings
             "applies to rules and shadows with `when.detected`, and none has one",
         );
     }
-    if s.max_bytes == 0 || s.max_bytes > MAX_SCAN_BYTES {
-        return err(
-            "scan.max_bytes",
-            format!(
-                "must be between 1 and {MAX_SCAN_BYTES}, got {}",
-                s.max_bytes
-            ),
-        );
-    }
+    check_range(
+        "scan.max_bytes",
+        Range::Between,
+        (1, MAX_SCAN_BYTES),
+        s.max_bytes,
+    )?;
     Ok(ScanSettings {
         max_bytes: usize::try_from(s.max_bytes).unwrap_or(usize::MAX),
         unscanned: s.unscanned,
@@ -201,15 +195,12 @@ fn check_headers(dto: &ConfigDto) -> Result<(), ConfigError> {
 }
 
 fn check_body(body: &BodyDto) -> Result<BodySettings, ConfigError> {
-    if body.max_bytes == 0 || body.max_bytes > MAX_BODY_LIMIT {
-        return err(
-            "body.max_bytes",
-            format!(
-                "must be between 1 and {MAX_BODY_LIMIT}, got {}",
-                body.max_bytes
-            ),
-        );
-    }
+    check_range(
+        "body.max_bytes",
+        Range::Between,
+        (1, MAX_BODY_LIMIT),
+        body.max_bytes,
+    )?;
     if body.source == BodySource::Metadata && body.metadata_namespace.trim().is_empty() {
         return err(
             "body.metadata_namespace",
@@ -252,10 +243,14 @@ fn check_metadata_body(
         ];
         if let Some((_, what)) = needs_body.iter().find(|(on, _)| *on) {
             return err(
-                format!("models[{mi}]"),
+                item("models", mi),
                 format!("{what} needs the request body, which body.source \"metadata\" does not give; use \"buffer\""),
             );
         }
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod messages_tests;

@@ -1,16 +1,18 @@
 //! Models: names, targets, strategy (weighted or bandit), implicit rewards, the default
 //! target, the KServe input spec, fallback, retry, and their router or fan-out.
 
-use std::collections::HashMap;
-
 use super::callouts::{compile_evaluator, compile_fan_out, compile_router};
-use super::checks::{check_header_name, check_weight, err, is_cluster_name, target_named, Names};
+use super::checks::{
+    check_at_most, check_header_name, check_range, check_weight, child, err, is_cluster_name, item,
+    listed_twice, target_named, Names, Range,
+};
 use crate::bandit::Algorithm;
 use crate::config::dto::*;
 use crate::config::{
     ConfigError, Model, Price, RewardSettings, StickyKey, Strategy, Target, CAPABILITIES,
 };
 use crate::inspect::kserve::{InputSpec, DATATYPES};
+use crate::vecmap::VecMap;
 
 const MAX_WEIGHT: u32 = 1_000_000;
 /// Longest cooldown of a failed target.
@@ -19,16 +21,16 @@ const MAX_COOLDOWN_SECONDS: u64 = 3600;
 /// The models, and their index by name.
 pub(super) fn compile_models(
     dtos: Vec<ModelDto>,
-) -> Result<(Vec<Model>, HashMap<String, usize>), ConfigError> {
+) -> Result<(Vec<Model>, VecMap<String, usize>), ConfigError> {
     if dtos.is_empty() {
         return err("models", "at least one model is required");
     }
     let mut models = Vec::with_capacity(dtos.len());
-    let mut index = HashMap::new();
+    let mut index = VecMap::new();
     let mut names = Names::default();
     for (mi, m) in dtos.into_iter().enumerate() {
-        let field = format!("models[{mi}]");
-        names.add(&format!("{field}.name"), &m.name, "model", "model")?;
+        let field = item("models", mi);
+        names.add(&child(&field, "name"), &m.name, "model", "model")?;
         index.insert(m.name.clone(), mi);
         models.push(compile_model(&field, m)?);
     }
@@ -43,34 +45,30 @@ fn compile_model(field: &str, m: ModelDto) -> Result<Model, ConfigError> {
     let reward = match m.reward {
         None => None,
         Some(_) if m_is_fixed(&strategy) => return err(
-            format!("{field}.reward"),
+            child(field, "reward"),
             "only bandit strategies (epsilon_greedy, thompson, ucb1, linucb) learn from rewards",
         ),
-        Some(r) => Some(compile_reward(&format!("{field}.reward"), r)?),
+        Some(r) => Some(compile_reward(&child(field, "reward"), r)?),
     };
     let (cumulative_weights, total_weight) =
         cumulative_weights(field, &targets, weighted || least_loaded)?;
     let default_target = match &m.default_target {
         None => 0,
-        Some(name) => target_named(format!("{field}.default_target"), &targets, &m.name, name)?,
+        Some(name) => target_named(child(field, "default_target"), &targets, &m.name, name)?,
     };
     let input_spec = m
         .input_spec
-        .map(|spec| compile_input_spec(&format!("{field}.input_spec"), spec))
+        .map(|spec| compile_input_spec(&child(field, "input_spec"), spec))
         .transpose()?;
     let fallback = compile_fallback(field, &m.fallback, &targets)?;
-    if m.cooldown_seconds > MAX_COOLDOWN_SECONDS {
-        return err(
-            format!("{field}.cooldown_seconds"),
-            format!(
-                "must be at most {MAX_COOLDOWN_SECONDS}, got {}",
-                m.cooldown_seconds
-            ),
-        );
-    }
+    check_at_most(
+        &child(field, "cooldown_seconds"),
+        MAX_COOLDOWN_SECONDS,
+        m.cooldown_seconds,
+    )?;
     if m.retry && fallback.is_empty() {
         return err(
-            format!("{field}.retry"),
+            child(field, "retry"),
             "needs a fallback list: a retry goes to the next fallback target",
         );
     }
@@ -120,7 +118,7 @@ fn cumulative_weights(
     let total = sums.last().copied().unwrap_or(0);
     if weighted && total == 0 {
         return err(
-            format!("{field}.targets"),
+            child(field, "targets"),
             "at least one target needs a weight above 0",
         );
     }
@@ -140,16 +138,16 @@ fn compile_affinity(
     let Some(a) = dto else { return Ok(None) };
     if !targets.iter().any(Target::picks_endpoint) {
         return err(
-            format!("{field}.affinity"),
+            child(field, "affinity"),
             "needs a target that picks endpoints (`endpoints` or `observe_endpoints`)",
         );
     }
-    if !(1..=MAX_AFFINITY_MESSAGES).contains(&a.messages) {
-        return err(
-            format!("{field}.affinity.messages"),
-            format!("must be 1 to {MAX_AFFINITY_MESSAGES}, got {}", a.messages),
-        );
-    }
+    check_range(
+        &child(field, "affinity.messages"),
+        Range::To,
+        (1, u64::from(MAX_AFFINITY_MESSAGES)),
+        u64::from(a.messages),
+    )?;
     Ok(Some(a.messages))
 }
 
@@ -164,17 +162,14 @@ fn compile_targets(
     least_loaded: bool,
 ) -> Result<Vec<Target>, ConfigError> {
     if dtos.is_empty() {
-        return err(
-            format!("{field}.targets"),
-            "at least one target is required",
-        );
+        return err(child(field, "targets"), "at least one target is required");
     }
     let mut names = Names::default();
     let mut targets = Vec::with_capacity(dtos.len());
     for (ti, t) in dtos.into_iter().enumerate() {
-        let tf = format!("{field}.targets[{ti}]");
+        let tf = item(&child(field, "targets"), ti);
         names.add(
-            &format!("{tf}.name"),
+            &child(&tf, "name"),
             &t.name,
             "target of this model",
             "target",
@@ -192,22 +187,19 @@ fn compile_target(
 ) -> Result<Target, ConfigError> {
     if !is_cluster_name(&t.cluster) {
         return err(
-            format!("{tf}.cluster"),
+            child(tf, "cluster"),
             "must be a non-empty Envoy cluster name without spaces",
         );
     }
     check_load_fields(tf, &t)?;
     let weight = match (t.weight, weighted) {
-        (Some(w), _) if w > MAX_WEIGHT => {
-            return err(
-                format!("{tf}.weight"),
-                format!("must be at most {MAX_WEIGHT}, got {w}"),
-            )
+        (Some(w), _) => {
+            check_at_most(&child(tf, "weight"), MAX_WEIGHT.into(), w.into())?;
+            w
         }
-        (Some(w), _) => w,
         (None, true) => {
             return err(
-                format!("{tf}.weight"),
+                child(tf, "weight"),
                 "is required by the \"weighted\" strategy",
             )
         }
@@ -217,26 +209,26 @@ fn compile_target(
     let price = match t.price {
         None => Price::default(),
         Some(p) => Price {
-            input_per_1k: check_weight(format!("{tf}.price.input_per_1k"), p.input_per_1k)?,
-            output_per_1k: check_weight(format!("{tf}.price.output_per_1k"), p.output_per_1k)?,
+            input_per_1k: check_weight(child(tf, "price.input_per_1k"), p.input_per_1k)?,
+            output_per_1k: check_weight(child(tf, "price.output_per_1k"), p.output_per_1k)?,
         },
     };
     if let Some((ci, c)) =
         (t.capabilities.iter().enumerate()).find(|(_, c)| !CAPABILITIES.contains(&c.as_str()))
     {
         return err(
-            format!("{tf}.capabilities[{ci}]"),
+            item(&child(tf, "capabilities"), ci),
             format!("{c:?} is not a capability ({})", CAPABILITIES.join(", ")),
         );
     }
     if t.max_context_tokens == Some(0) {
-        return err(format!("{tf}.max_context_tokens"), "must be above 0");
+        return err(child(tf, "max_context_tokens"), "must be above 0");
     }
     if t.region.as_ref().is_some_and(String::is_empty) {
-        return err(format!("{tf}.region"), "must not be empty");
+        return err(child(tf, "region"), "must not be empty");
     }
     if t.tags.iter().any(String::is_empty) {
-        return err(format!("{tf}.tags"), "tags must not be empty");
+        return err(child(tf, "tags"), "tags must not be empty");
     }
     Ok(Target {
         capacity: t.capacity,
@@ -263,32 +255,29 @@ fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), ConfigError> {
         ("endpoint_capacity", t.endpoint_capacity),
     ] {
         if value == Some(0) {
-            return err(format!("{tf}.{name}"), "must be above 0");
+            return err(child(tf, name), "must be above 0");
         }
     }
     if t.endpoints.len() > MAX_TARGET_ENDPOINTS {
         return err(
-            format!("{tf}.endpoints"),
+            child(tf, "endpoints"),
             format!("at most {MAX_TARGET_ENDPOINTS} endpoints"),
         );
     }
     for (i, e) in t.endpoints.iter().enumerate() {
         if e.parse::<std::net::SocketAddr>().is_err() {
             return err(
-                format!("{tf}.endpoints[{i}]"),
+                item(&child(tf, "endpoints"), i),
                 format!("{e:?} is not an address `ip:port` (IPv6 as `[ip]:port`), the form Envoy's override_host policy matches"),
             );
         }
         if t.endpoints.iter().take(i).any(|x| x == e) {
-            return err(
-                format!("{tf}.endpoints[{i}]"),
-                format!("{e:?} is listed twice"),
-            );
+            return Err(listed_twice(item(&child(tf, "endpoints"), i), e));
         }
     }
     if t.endpoint_capacity.is_some() && t.endpoints.is_empty() && !t.observe_endpoints {
         return err(
-            format!("{tf}.endpoint_capacity"),
+            child(tf, "endpoint_capacity"),
             "needs `endpoints` or `observe_endpoints`: the filter only limits endpoints it picks",
         );
     }
@@ -344,7 +333,7 @@ fn compile_strategy(
             prior,
             min_share,
         } => {
-            let field = format!("{field}.strategy");
+            let field = child(field, "strategy");
             let features = compile_features(&field, &features)?;
             let dto = (
                 Algorithm::LinUcb { alpha, ridge },
@@ -356,21 +345,21 @@ fn compile_strategy(
             return compile_bandit_with(&field, dto, features, targets).map(Strategy::Bandit);
         }
     };
-    let bandit = compile_bandit(&format!("{field}.strategy"), bandit, targets)?;
+    let bandit = compile_bandit(&child(field, "strategy"), bandit, targets)?;
     Ok(Strategy::Bandit(bandit))
 }
 
 fn compile_sticky(field: &str, dto: StickyDto) -> Result<StickyKey, ConfigError> {
     match dto {
         StickyDto::Header(h) => {
-            check_header_name(&format!("{field}.strategy.sticky.header"), &h)?;
+            check_header_name(&child(field, "strategy.sticky.header"), &h)?;
             Ok(StickyKey::Header(h))
         }
         StickyDto::Cookie(c) => {
             let bad = |ch: char| ch.is_ascii_control() || " ;=,".contains(ch);
             if c.is_empty() || c.chars().any(bad) {
                 return err(
-                    format!("{field}.strategy.sticky.cookie"),
+                    child(field, "strategy.sticky.cookie"),
                     "must be a valid cookie name",
                 );
             }
@@ -405,7 +394,7 @@ fn compile_features(
     use crate::bandit::context::MAX_FEATURES;
     if names.is_empty() || names.len() > MAX_FEATURES {
         return err(
-            format!("{field}.features"),
+            child(field, "features"),
             format!(
                 "must list 1 to {MAX_FEATURES} features, got {}",
                 names.len()
@@ -416,15 +405,12 @@ fn compile_features(
     for (i, name) in names.iter().enumerate() {
         let Some(f) = crate::bandit::Feature::parse(name) else {
             return err(
-                format!("{field}.features[{i}]"),
+                item(&child(field, "features"), i),
                 format!("{name:?} is not a feature: prompt_tokens, max_tokens, tools, vision, json_mode, stream, tenant:<name> or path:</prefix>"),
             );
         };
         if out.contains(&f) {
-            return err(
-                format!("{field}.features[{i}]"),
-                format!("{name:?} is listed twice"),
-            );
+            return Err(listed_twice(item(&child(field, "features"), i), name));
         }
         out.push(f);
     }
@@ -458,7 +444,7 @@ fn compile_bandit_with(
         Some(MinShareDto::PerTarget(map)) => {
             if let Some(name) = map.keys().find(|n| !targets.iter().any(|t| &t.name == *n)) {
                 return err(
-                    format!("{field}.min_share.{name}"),
+                    child(&child(field, "min_share"), name),
                     "is not a target of this model",
                 );
             }
@@ -476,12 +462,12 @@ fn compile_bandit_with(
         }
     });
     Bandit::new(params, targets.len()).map_err(|e| {
-        let sub = match e.arm.and_then(|a| targets.get(a)) {
-            Some(t) => format!("{}.{}", e.field, t.name),
-            None => e.field.to_string(),
-        };
+        let at = child(field, e.field);
         ConfigError {
-            field: format!("{field}.{sub}"),
+            field: match e.arm.and_then(|a| targets.get(a)) {
+                Some(t) => child(&at, &t.name),
+                None => at,
+            },
             reason: e.reason,
         }
     })
@@ -489,18 +475,18 @@ fn compile_bandit_with(
 
 fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, ConfigError> {
     if let Some(h) = &r.header {
-        check_header_name(&format!("{field}.header"), h)?;
+        check_header_name(&child(field, "header"), h)?;
     }
     if r.latency_target_ms == Some(0) {
-        return err(format!("{field}.latency_target_ms"), "must be above 0");
+        return err(child(field, "latency_target_ms"), "must be above 0");
     }
     let evaluator = compile_evaluator(field, r.evaluator)?;
     Ok(RewardSettings {
         status: r.status,
         latency_target_ms: r.latency_target_ms,
         header: r.header,
-        cost_weight: check_weight(format!("{field}.cost_weight"), r.cost_weight)?,
-        latency_weight: check_weight(format!("{field}.latency_weight"), r.latency_weight)?,
+        cost_weight: check_weight(child(field, "cost_weight"), r.cost_weight)?,
+        latency_weight: check_weight(child(field, "latency_weight"), r.latency_weight)?,
         evaluator,
     })
 }
@@ -508,16 +494,16 @@ fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, ConfigErr
 fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputSpec>, ConfigError> {
     let mut out: Vec<InputSpec> = Vec::with_capacity(spec.len());
     for (ii, i) in spec.into_iter().enumerate() {
-        let f = format!("{field}[{ii}]");
+        let f = item(field, ii);
         if i.name.is_empty() || out.iter().any(|o| o.name == i.name) {
             return err(
-                format!("{f}.name"),
+                child(&f, "name"),
                 "must be a non-empty name, unique among the inputs",
             );
         }
         if !DATATYPES.contains(&i.datatype.as_str()) {
             return err(
-                format!("{f}.datatype"),
+                child(&f, "datatype"),
                 format!(
                     "{:?} is not a KServe v2 datatype ({})",
                     i.datatype,
@@ -527,7 +513,7 @@ fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputS
         }
         if i.shape.iter().any(|&d| d < -1) {
             return err(
-                format!("{f}.shape"),
+                child(&f, "shape"),
                 "dimensions are sizes, or -1 for any size",
             );
         }
@@ -553,15 +539,10 @@ fn compile_fallback(
     for (fi, name) in names.iter().enumerate() {
         match targets.iter().position(|t| &t.name == name) {
             Some(i) if !fallback.contains(&i) => fallback.push(i),
-            Some(_) => {
-                return err(
-                    format!("{field}.fallback[{fi}]"),
-                    format!("{name:?} is listed twice"),
-                )
-            }
+            Some(_) => return Err(listed_twice(item(&child(field, "fallback"), fi), name)),
             None => {
                 return err(
-                    format!("{field}.fallback[{fi}]"),
+                    item(&child(field, "fallback"), fi),
                     format!("{name:?} is not a target of this model"),
                 )
             }
@@ -583,7 +564,7 @@ pub(super) fn check_tenant_features(
             };
             if tenants.and_then(|t| t.by_name(name)).is_none() {
                 return err(
-                    format!("models[{mi}].strategy.features[{i}]"),
+                    item(&child(&item("models", mi), "strategy.features"), i),
                     format!("tenant {name:?} is not in tenants.list"),
                 );
             }

@@ -1,8 +1,10 @@
 //! Policy sections: sensitive-data detectors, tenants, residency, budget.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::vecmap::VecMap;
 
-use super::checks::{check_header_name, check_name, err, optional_model, target_named};
+use super::checks::{
+    check_header_name, check_name, child, err, item, optional_model, target_named,
+};
 use crate::config::dto::{
     BudgetDto, DetectorDto, JwtClaimDto, ResidencyDto, TenantDto, TenantsDto,
 };
@@ -14,21 +16,21 @@ use crate::inspect::detect::Detector;
 pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetector>, ConfigError> {
     let mut detectors: Vec<NamedDetector> = Vec::with_capacity(dtos.len());
     for (di, d) in dtos.into_iter().enumerate() {
-        let field = format!("detectors[{di}]");
-        check_name(&format!("{field}.name"), &d.name)?;
+        let field = item("detectors", di);
+        check_name(&child(&field, "name"), &d.name)?;
         if detectors.iter().any(|x| x.name == d.name) {
             return err(
-                format!("{field}.name"),
+                child(&field, "name"),
                 format!("{:?} is used by an earlier detector", d.name),
             );
         }
         let detector = match (d.builtin, d.regex) {
             (Some(b), None) => Detector::builtin(&b).ok_or_else(|| ConfigError {
-                field: format!("{field}.builtin"),
+                field: child(&field, "builtin"),
                 reason: format!("{b:?} is not a built-in detector (email, card, iban)"),
             })?,
             (None, Some(re)) => Detector::regex(&re).map_err(|reason| ConfigError {
-                field: format!("{field}.regex"),
+                field: child(&field, "regex"),
                 reason,
             })?,
             _ => return err(field, "needs exactly one of \"builtin\" or \"regex\""),
@@ -44,7 +46,7 @@ pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetec
 pub(super) fn compile_tenants(
     t: TenantsDto,
     models: &[Model],
-    index: &HashMap<String, usize>,
+    index: &VecMap<String, usize>,
 ) -> Result<Tenants, ConfigError> {
     let source = match value_source("tenants", t.header, t.jwt)? {
         Some(source) => source,
@@ -52,7 +54,7 @@ pub(super) fn compile_tenants(
     };
     let mut list = Vec::with_capacity(t.list.len());
     for (ti, d) in t.list.into_iter().enumerate() {
-        let tenant = compile_tenant(&format!("tenants.list[{ti}]"), d, &list, models, index)?;
+        let tenant = compile_tenant(&item("tenants.list", ti), d, &list, models, index)?;
         list.push(tenant);
     }
     Ok(Tenants {
@@ -67,19 +69,15 @@ fn compile_tenant(
     d: TenantDto,
     earlier: &[Tenant],
     models: &[Model],
-    index: &HashMap<String, usize>,
+    index: &VecMap<String, usize>,
 ) -> Result<Tenant, ConfigError> {
     if d.name.is_empty() || earlier.iter().any(|x| x.name == d.name) {
         return err(
-            format!("{f}.name"),
+            child(f, "name"),
             "must be a non-empty name, unique among the tenants",
         );
     }
-    let default_model = optional_model(
-        format!("{f}.default_model"),
-        index,
-        d.default_model.as_ref(),
-    )?;
+    let default_model = optional_model(child(f, "default_model"), index, d.default_model.as_ref())?;
     let allow = match d.allow {
         None => None,
         Some(map) => {
@@ -87,7 +85,7 @@ fn compile_tenant(
             if let Some(dm) = default_model {
                 if matches!(per_model.get(dm), Some(ModelAllow::Denied) | None) {
                     return err(
-                        format!("{f}.default_model"),
+                        child(f, "default_model"),
                         "is not in the tenant's allow list",
                     );
                 }
@@ -107,13 +105,13 @@ fn compile_tenant(
 /// A tenant's `allow` map → by model index: denied, every target, or these targets.
 fn tenant_allow(
     f: &str,
-    map: BTreeMap<String, Vec<String>>,
+    map: VecMap<String, Vec<String>>,
     models: &[Model],
-    index: &HashMap<String, usize>,
+    index: &VecMap<String, usize>,
 ) -> Result<Vec<ModelAllow>, ConfigError> {
     let mut per_model = vec![ModelAllow::Denied; models.len()];
     for (model_name, targets) in map {
-        let field = format!("{f}.allow.{model_name}");
+        let field = child(&child(f, "allow"), &model_name);
         let Some(&mi) = index.get(&model_name) else {
             return err(field, "is not the name of a configured model");
         };
@@ -175,13 +173,13 @@ pub(super) fn value_source(
     match (header, jwt) {
         (None, None) => Ok(None),
         (Some(h), None) => {
-            check_header_name(&format!("{field}.header"), &h)?;
+            check_header_name(&child(field, "header"), &h)?;
             Ok(Some(ValueSource::Header(h)))
         }
         (None, Some(j)) => {
             if j.namespace.is_empty() || j.payload_key.is_empty() || j.claim.is_empty() {
                 return err(
-                    format!("{field}.jwt"),
+                    child(field, "jwt"),
                     "namespace, payload_key and claim must not be empty",
                 );
             }

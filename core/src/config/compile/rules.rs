@@ -1,8 +1,11 @@
 //! Rules: `when` conditions (also a shadow's) and `then` actions.
 
-use std::collections::HashMap;
+use crate::vecmap::VecMap;
 
-use super::checks::{check_header_name, err, optional_model, parse_hhmm, target_named, Names};
+use super::checks::{
+    check_header_name, check_range, child, err, item, optional_model, parse_hhmm, target_named,
+    Names, Range,
+};
 use crate::config::dto::*;
 use crate::config::{
     Action, BodyTest, Condition, ConfigError, HeaderTest, Model, ReplyBody, Rule, TargetPin,
@@ -12,7 +15,7 @@ use crate::payload::PointerSet;
 /// What the rules and shadows may name, compiled before them.
 pub(super) struct Context<'a> {
     pub(super) models: &'a [Model],
-    pub(super) index: &'a HashMap<String, usize>,
+    pub(super) index: &'a VecMap<String, usize>,
     pub(super) detectors: &'a [&'a str],
     pub(super) source: BodySource,
 }
@@ -25,10 +28,10 @@ pub(super) fn compile_rules(
     let mut rules = Vec::with_capacity(dtos.len());
     let mut names = Names::default();
     for (ri, r) in dtos.into_iter().enumerate() {
-        let field = format!("rules[{ri}]");
-        names.add(&format!("{field}.name"), &r.name, "rule", "rule")?;
-        let when = compile_when(&format!("{field}.when"), r.when, ctx.detectors, pointers)?;
-        let then = compile_then(&format!("{field}.then"), r.then, ctx)?;
+        let field = item("rules", ri);
+        names.add(&child(&field, "name"), &r.name, "rule", "rule")?;
+        let when = compile_when(&child(&field, "when"), r.when, ctx.detectors, pointers)?;
+        let then = compile_then(&child(&field, "then"), r.then, ctx)?;
         rules.push(Rule {
             name: r.name,
             when,
@@ -107,37 +110,34 @@ pub(super) fn compile_when(
         if let Some(v) = list {
             let values = one_or_many(v);
             if values.is_empty() || values.iter().any(String::is_empty) {
-                return err(
-                    format!("{field}.{name}"),
-                    "must name at least one non-empty value",
-                );
+                return err(child(field, name), "must name at least one non-empty value");
             }
             conds.push(make(values));
         }
     }
     if let Some(v) = w.detected {
-        conds.push(detected(&format!("{field}.detected"), v, detectors)?);
+        conds.push(detected(&child(field, "detected"), v, detectors)?);
     }
     if let Some(v) = w.method {
-        conds.push(method(&format!("{field}.method"), v)?);
+        conds.push(method(&child(field, "method"), v)?);
     }
     if let Some(prefix) = w.path_prefix {
         if !prefix.starts_with('/') {
             return err(
-                format!("{field}.path_prefix"),
+                child(field, "path_prefix"),
                 format!("{prefix:?} must start with '/'"),
             );
         }
         conds.push(Condition::PathPrefix(prefix));
     }
     for (name, c) in w.headers {
-        conds.push(header(&format!("{field}.headers.{name}"), name, c)?);
+        conds.push(header(&child(&child(field, "headers"), &name), name, c)?);
     }
     if let Some(t) = w.time_utc {
-        conds.push(time_utc(&format!("{field}.time_utc"), t)?);
+        conds.push(time_utc(&child(field, "time_utc"), t)?);
     }
     for (ptr, c) in w.body {
-        let bf = format!("{field}.body.{ptr}");
+        let bf = child(&child(field, "body"), &ptr);
         let pointer = pointers
             .insert(&ptr)
             .or_else(|reason| err(bf.clone(), reason))?;
@@ -193,8 +193,8 @@ fn header(hf: &str, name: String, c: HeaderCondDto) -> Result<Condition, ConfigE
 }
 
 fn time_utc(field: &str, t: TimeWindowDto) -> Result<Condition, ConfigError> {
-    let from_minute = parse_hhmm(&format!("{field}.from"), &t.from)?;
-    let to_minute = parse_hhmm(&format!("{field}.to"), &t.to)?;
+    let from_minute = parse_hhmm(&child(field, "from"), &t.from)?;
+    let to_minute = parse_hhmm(&child(field, "to"), &t.to)?;
     if from_minute == to_minute {
         return err(
             field,
@@ -212,7 +212,7 @@ fn body_test(bf: &str, c: BodyCondDto) -> Result<BodyTest, ConfigError> {
         (Some(v), None, None, None, None) => BodyTest::Exact(v),
         (None, Some(vs), None, None, None) => {
             if vs.is_empty() {
-                return err(format!("{bf}.one_of"), "must list at least one value");
+                return err(child(bf, "one_of"), "must list at least one value");
             }
             BodyTest::OneOf(vs)
         }
@@ -220,7 +220,7 @@ fn body_test(bf: &str, c: BodyCondDto) -> Result<BodyTest, ConfigError> {
         (None, None, None, gt, lt) if gt.is_some() || lt.is_some() => {
             for (name, v) in [("gt", gt), ("lt", lt)] {
                 if v.is_some_and(|v| !v.is_finite()) {
-                    return err(format!("{bf}.{name}"), "must be a finite number");
+                    return err(child(bf, name), "must be a finite number");
                 }
             }
             if let (Some(g), Some(l)) = (gt, lt) {
@@ -255,10 +255,7 @@ fn compile_then(field: &str, t: ThenDto, ctx: &Context<'_>) -> Result<Action, Co
     }
     if let Some(r) = t.restrict {
         if r.region.is_none() && r.tags.is_empty() {
-            return err(
-                format!("{field}.restrict"),
-                "needs \"region\" and/or \"tags\"",
-            );
+            return err(child(field, "restrict"), "needs \"region\" and/or \"tags\"");
         }
         return Ok(Action::Restrict {
             region: r.region,
@@ -266,27 +263,23 @@ fn compile_then(field: &str, t: ThenDto, ctx: &Context<'_>) -> Result<Action, Co
         });
     }
     if let Some(reply) = t.reply {
-        return then_reply(&format!("{field}.reply"), reply, ctx.source);
+        return then_reply(&child(field, "reply"), reply, ctx.source);
     }
     if let Some(reject) = t.reject {
-        return then_reject(&format!("{field}.reject"), reject);
+        return then_reject(&child(field, "reject"), reject);
     }
     then_pin(field, t.model, t.target, ctx)
 }
 
 fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, ConfigError> {
-    if !(200..=599).contains(&reply.status) {
-        return err(
-            format!("{rf}.status"),
-            format!("must be 200 to 599, got {}", reply.status),
-        );
-    }
+    let status = u64::from(reply.status);
+    check_range(&child(rf, "status"), Range::To, (200, 599), status)?;
     let body = match (reply.echo, reply.body) {
         (true, Some(_)) => return err(rf, "\"echo\" and \"body\" exclude each other"),
         (true, None) => {
             if source == BodySource::Metadata {
                 return err(
-                    format!("{rf}.echo"),
+                    child(rf, "echo"),
                     "needs the raw body, which body.source \"metadata\" does not give; use \"buffer\"",
                 );
             }
@@ -302,14 +295,10 @@ fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, C
 }
 
 fn then_reject(rf: &str, reject: RejectDto) -> Result<Action, ConfigError> {
-    if !(400..=599).contains(&reject.status) {
-        return err(
-            format!("{rf}.status"),
-            format!("must be 400 to 599, got {}", reject.status),
-        );
-    }
+    let status = u64::from(reject.status);
+    check_range(&child(rf, "status"), Range::To, (400, 599), status)?;
     if reject.message.is_empty() {
-        return err(format!("{rf}.message"), "must not be empty");
+        return err(child(rf, "message"), "must not be empty");
     }
     Ok(Action::Reject {
         status: reject.status,
@@ -324,18 +313,18 @@ fn then_pin(
     target: Option<String>,
     ctx: &Context<'_>,
 ) -> Result<Action, ConfigError> {
-    let model = optional_model(format!("{field}.model"), ctx.index, model_name.as_ref())?;
+    let model = optional_model(child(field, "model"), ctx.index, model_name.as_ref())?;
     let target = match (target, model) {
         (None, _) => TargetPin::None,
         (Some(name), Some(mi)) => {
             let targets = ctx.models.get(mi).map_or(&[][..], |m| &m.targets);
             let of = model_name.as_deref().unwrap_or_default();
-            TargetPin::Index(target_named(format!("{field}.target"), targets, of, &name)?)
+            TargetPin::Index(target_named(child(field, "target"), targets, of, &name)?)
         }
         (Some(name), None) => {
             if !ctx.models.iter().any(|m| m.target_by_name(&name).is_some()) {
                 return err(
-                    format!("{field}.target"),
+                    child(field, "target"),
                     format!("no model has a target named {name:?}"),
                 );
             }

@@ -1,6 +1,6 @@
 //! A model as written: its targets, strategy, reward, input spec and callouts.
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use crate::json::Value;
 
@@ -412,7 +412,7 @@ read_struct!(PriorDto {
 #[derive(Debug)]
 pub enum MinShareDto {
     All(f64),
-    PerTarget(BTreeMap<String, f64>),
+    PerTarget(VecMap<String, f64>),
 }
 
 impl FromJson for MinShareDto {
@@ -420,7 +420,7 @@ impl FromJson for MinShareDto {
         if let Some(x) = v.as_f64() {
             return Ok(MinShareDto::All(x));
         }
-        BTreeMap::from_json(v, at)
+        VecMap::from_json(v, at)
             .map(MinShareDto::PerTarget)
             .map_err(|_| at.error("data did not match any variant of untagged enum MinShareDto"))
     }

@@ -1,6 +1,6 @@
 //! Policy sections as written: tenants, residency, detectors, budget and shadows.
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use super::rules::WhenDto;
 use crate::config::read::read_struct;
@@ -46,7 +46,7 @@ pub struct TenantDto {
     pub region: Option<String>,
     pub default_model: Option<String>,
     /// Model → allowed targets (an empty list allows every target). Absent: every model.
-    pub allow: Option<BTreeMap<String, Vec<String>>>,
+    pub allow: Option<VecMap<String, Vec<String>>>,
 }
 
 read_struct!(TenantDto {

@@ -1,6 +1,6 @@
 //! A rule as written: `when` conditions and the `then` action.
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use crate::json::Value;
 
@@ -22,10 +22,10 @@ read_struct!(RuleDto {
 
 #[derive(Debug, Default)]
 pub struct WhenDto {
-    pub headers: BTreeMap<String, HeaderCondDto>,
+    pub headers: VecMap<String, HeaderCondDto>,
     pub path_prefix: Option<String>,
     pub method: Option<OneOrMany>,
-    pub body: BTreeMap<String, BodyCondDto>,
+    pub body: VecMap<String, BodyCondDto>,
     pub time_utc: Option<TimeWindowDto>,
     pub tenant: Option<OneOrMany>,
     pub tier: Option<OneOrMany>,

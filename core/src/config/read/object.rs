@@ -103,7 +103,9 @@ impl<'a> Obj<'a> {
         }
     }
 
-    /// A field that must be present.
+    /// A field that must be present. Not inlined (nor `or`): one copy per field type rather
+    /// than one per field of every struct.
+    #[inline(never)]
     pub(crate) fn req<T: FromJson + Default>(&self, name: &'static str) -> T {
         match self.get(name) {
             Some((v, at)) => self.keep(T::from_json(v, &at), T::default),
@@ -112,6 +114,7 @@ impl<'a> Obj<'a> {
     }
 
     /// A field that takes `default()` when absent (present, it must be valid, even `null`).
+    #[inline(never)]
     pub(crate) fn or<T: FromJson>(&self, name: &str, default: fn() -> T) -> T {
         match self.get(name) {
             Some((v, at)) => self.keep(T::from_json(v, &at), default),
@@ -139,10 +142,16 @@ impl<'a> Obj<'a> {
     /// The value read, or `stand_in()` with the error kept for [`Obj::finish`].
     fn keep<T>(&self, read: Result<T, ConfigError>, stand_in: fn() -> T) -> T {
         read.unwrap_or_else(|e| {
-            let first = self.error.take().unwrap_or(e);
-            self.error.set(Some(first));
+            self.record(e);
             stand_in()
         })
+    }
+
+    /// Keeps `e` unless an earlier field failed (not generic: one copy for every field type).
+    #[inline(never)]
+    fn record(&self, e: ConfigError) {
+        let first = self.error.take().unwrap_or(e);
+        self.error.set(Some(first));
     }
 
     fn missing(&self, name: &'static str) -> ConfigError {

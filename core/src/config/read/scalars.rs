@@ -7,6 +7,7 @@ use crate::json::Value;
 
 use super::{invalid_type, invalid_value, unknown_variant, At, FromJson};
 use crate::config::ConfigError;
+use crate::vecmap::VecMap;
 
 impl FromJson for String {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
@@ -98,7 +99,7 @@ impl<T: FromJson> FromJson for Vec<T> {
 }
 
 /// A key written twice keeps its last value, but every value must be valid, as before.
-impl<T: FromJson> FromJson for BTreeMap<String, T> {
+impl<T: FromJson> FromJson for VecMap<String, T> {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
         let Value::Object(map) = v else {
             return Err(invalid_type(v, at, "a map"));
@@ -107,9 +108,21 @@ impl<T: FromJson> FromJson for BTreeMap<String, T> {
             T::from_json(&d.earlier, &at.key(&d.key))?;
         }
         // Inserted in order: collecting would sort them again, in code for every `T`.
-        let mut out = BTreeMap::new();
+        let mut out = VecMap::new();
         for (k, x) in map {
             out.insert(k.clone(), T::from_json(x, &at.key(k))?);
+        }
+        Ok(out)
+    }
+}
+
+/// [`VecMap`]'s read for the maps other modules keep in a `BTreeMap` (the registry's).
+impl<T: FromJson> FromJson for BTreeMap<String, T> {
+    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
+        let read: VecMap<String, T> = VecMap::from_json(v, at)?;
+        let mut out = BTreeMap::new();
+        for (k, x) in read {
+            out.insert(k, x);
         }
         Ok(out)
     }
