@@ -245,7 +245,7 @@ impl<R: RequestView> Decider<'_, R> {
             ),
         };
         let mut best: Option<(usize, f64, u32)> = None;
-        for t in cands.indices().collect::<Vec<_>>() {
+        for t in cands.indices() {
             let Some(target) = model.targets.get(t) else {
                 continue;
             };
