@@ -101,6 +101,16 @@ pub struct Plugin {
 }
 
 /// The longest node id kept in a replica id.
+/// Per model, its shared-data key of one kind (`None`: the model has none). One loop for
+/// every kind of key rather than a collect per closure.
+fn keys(cfg: &Config, key: &dyn Fn(&config::Model) -> Option<String>) -> Vec<Option<String>> {
+    let mut out = Vec::with_capacity(cfg.models.len());
+    for m in &cfg.models {
+        out.push(key(m));
+    }
+    out
+}
+
 const MAX_NODE_LEN: usize = 96;
 
 /// Envoy's node id (`xds.node.id`) made safe as an etcd key part; `envoy` when there is none.
@@ -136,24 +146,16 @@ impl Plugin {
         let cfg = config::parse(bytes).map_err(|e| format!("invalid configuration: {e}"))?;
         let metrics =
             Metrics::define(host, &cfg).map_err(|e| format!("cannot define metrics: {e}"))?;
-        let state_keys = cfg
-            .models
-            .iter()
-            .map(|m| m.is_bandit().then(|| learning::state_key(&name, &m.name)))
-            .collect();
-        let health_keys: Vec<Option<String>> = cfg
-            .models
-            .iter()
-            .map(|m| {
-                (!m.fallback.is_empty() || cfg.budget.is_some())
-                    .then(|| learning::health::health_key(&name, &m.name))
-            })
-            .collect();
-        let load_keys: Vec<Option<String>> = cfg
-            .models
-            .iter()
-            .map(|m| m.tracks_load.then(|| crate::load::load_key(&name, m)))
-            .collect();
+        let state_keys = keys(&cfg, &|m| {
+            m.is_bandit().then(|| learning::state_key(&name, &m.name))
+        });
+        let health_keys = keys(&cfg, &|m| {
+            (!m.fallback.is_empty() || cfg.budget.is_some())
+                .then(|| learning::health::health_key(&name, &m.name))
+        });
+        let load_keys = keys(&cfg, &|m| {
+            m.tracks_load.then(|| crate::load::load_key(&name, m))
+        });
         let forwards_feedback = cfg.feedback.is_some()
             && cfg
                 .models
