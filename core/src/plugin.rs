@@ -457,21 +457,20 @@ impl<'a> HostShared<'a> {
 }
 
 impl HostShared<'_> {
-    fn health(&mut self, model: usize) -> Option<Health> {
+    /// A target's (cooling until, latency estimate) from its model's health, read in the
+    /// cache (decoded again only when its CAS token changed), without a copy of the health.
+    fn target_health(&mut self, model: usize, target: usize) -> Option<(u64, Option<f64>)> {
         let key = self.plugin.health_keys.get(model)?.as_ref()?;
         let targets = self.plugin.cfg.models.get(model)?.targets.len();
         let (bytes, cas) = self.host.shared_data(key).ok()?;
         let mut cache = self.plugin.health.try_borrow_mut().ok()?;
         let slot = cache.get_mut(model)?;
-        match (slot.as_ref(), bytes) {
-            (Some((cached, h)), _) if cas.is_some() && *cached == cas => Some(h.clone()),
-            (_, None) => None,
-            (_, Some(b)) => {
-                let h = Health::decode(&b, targets);
-                *slot = Some((cas, h.clone()));
-                Some(h)
-            }
+        let fresh = matches!(slot, Some((cached, _)) if cas.is_some() && *cached == cas);
+        if !fresh {
+            *slot = Some((cas, Health::decode(&bytes?, targets)));
         }
+        let (_, h) = slot.as_ref()?;
+        Some((h.cooling(target), h.latency(target)))
     }
 }
 
@@ -507,11 +506,12 @@ impl Shared for HostShared<'_> {
     }
 
     fn cooling_until(&mut self, model: usize, target: usize) -> u64 {
-        self.health(model).map_or(0, |h| h.cooling(target))
+        self.target_health(model, target)
+            .map_or(0, |(cooling, _)| cooling)
     }
 
     fn latency_ms(&mut self, model: usize, target: usize) -> Option<f64> {
-        self.health(model)?.latency(target)
+        self.target_health(model, target)?.1
     }
 
     fn has_room(&mut self, model: usize, target: usize) -> bool {
