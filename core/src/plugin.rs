@@ -101,6 +101,16 @@ pub struct Plugin {
 }
 
 /// The longest node id kept in a replica id.
+/// Per model, its shared-data key of one kind (`None`: the model has none). One loop for
+/// every kind of key rather than a collect per closure.
+fn keys(cfg: &Config, key: &dyn Fn(&config::Model) -> Option<String>) -> Vec<Option<String>> {
+    let mut out = Vec::with_capacity(cfg.models.len());
+    for m in &cfg.models {
+        out.push(key(m));
+    }
+    out
+}
+
 const MAX_NODE_LEN: usize = 96;
 
 /// Envoy's node id (`xds.node.id`) made safe as an etcd key part; `envoy` when there is none.
@@ -136,24 +146,16 @@ impl Plugin {
         let cfg = config::parse(bytes).map_err(|e| format!("invalid configuration: {e}"))?;
         let metrics =
             Metrics::define(host, &cfg).map_err(|e| format!("cannot define metrics: {e}"))?;
-        let state_keys = cfg
-            .models
-            .iter()
-            .map(|m| m.is_bandit().then(|| learning::state_key(&name, &m.name)))
-            .collect();
-        let health_keys: Vec<Option<String>> = cfg
-            .models
-            .iter()
-            .map(|m| {
-                (!m.fallback.is_empty() || cfg.budget.is_some())
-                    .then(|| learning::health::health_key(&name, &m.name))
-            })
-            .collect();
-        let load_keys: Vec<Option<String>> = cfg
-            .models
-            .iter()
-            .map(|m| m.tracks_load.then(|| crate::load::load_key(&name, m)))
-            .collect();
+        let state_keys = keys(&cfg, &|m| {
+            m.is_bandit().then(|| learning::state_key(&name, &m.name))
+        });
+        let health_keys = keys(&cfg, &|m| {
+            (!m.fallback.is_empty() || cfg.budget.is_some())
+                .then(|| learning::health::health_key(&name, &m.name))
+        });
+        let load_keys = keys(&cfg, &|m| {
+            m.tracks_load.then(|| crate::load::load_key(&name, m))
+        });
         let forwards_feedback = cfg.feedback.is_some()
             && cfg
                 .models
@@ -455,21 +457,20 @@ impl<'a> HostShared<'a> {
 }
 
 impl HostShared<'_> {
-    fn health(&mut self, model: usize) -> Option<Health> {
+    /// A target's (cooling until, latency estimate) from its model's health, read in the
+    /// cache (decoded again only when its CAS token changed), without a copy of the health.
+    fn target_health(&mut self, model: usize, target: usize) -> Option<(u64, Option<f64>)> {
         let key = self.plugin.health_keys.get(model)?.as_ref()?;
         let targets = self.plugin.cfg.models.get(model)?.targets.len();
         let (bytes, cas) = self.host.shared_data(key).ok()?;
         let mut cache = self.plugin.health.try_borrow_mut().ok()?;
         let slot = cache.get_mut(model)?;
-        match (slot.as_ref(), bytes) {
-            (Some((cached, h)), _) if cas.is_some() && *cached == cas => Some(h.clone()),
-            (_, None) => None,
-            (_, Some(b)) => {
-                let h = Health::decode(&b, targets);
-                *slot = Some((cas, h.clone()));
-                Some(h)
-            }
+        let fresh = matches!(slot, Some((cached, _)) if cas.is_some() && *cached == cas);
+        if !fresh {
+            *slot = Some((cas, Health::decode(&bytes?, targets)));
         }
+        let (_, h) = slot.as_ref()?;
+        Some((h.cooling(target), h.latency(target)))
     }
 }
 
@@ -505,11 +506,12 @@ impl Shared for HostShared<'_> {
     }
 
     fn cooling_until(&mut self, model: usize, target: usize) -> u64 {
-        self.health(model).map_or(0, |h| h.cooling(target))
+        self.target_health(model, target)
+            .map_or(0, |(cooling, _)| cooling)
     }
 
     fn latency_ms(&mut self, model: usize, target: usize) -> Option<f64> {
-        self.health(model)?.latency(target)
+        self.target_health(model, target)?.1
     }
 
     fn has_room(&mut self, model: usize, target: usize) -> bool {

@@ -149,14 +149,12 @@ fn head(b: &[u8], at: usize) -> Result<Head, String> {
             is_str,
         })
     };
+    // An extension's payload is its type byte, then its data.
     let ext = |size_bytes: usize| -> Result<Head, String> {
-        let n = usize::try_from(be(b, p, size_bytes)?).map_err(|e| e.to_string())?;
+        let h = sized(size_bytes, false)?;
         Ok(Head {
-            payload: p + size_bytes,
-            len: n + 1,
-            children: 0,
-            is_map: None,
-            is_str: false,
+            len: h.len + 1,
+            ..h
         })
     };
     let container = |size_bytes: usize, map: bool| -> Result<Head, String> {

@@ -49,29 +49,35 @@ impl Detector {
 fn has_email(text: &str) -> bool {
     let bytes = text.as_bytes();
     let local = |b: u8| b.is_ascii_alphanumeric() || b"._%+-".contains(&b);
+    bytes.windows(2).enumerate().any(|(i, pair)| {
+        pair.get(1) == Some(&b'@')
+            && pair.first().is_some_and(|&c| local(c))
+            && is_mail_domain(bytes.get(i + 2..).unwrap_or_default())
+    })
+}
+
+/// Whether the text after an `@` starts with a domain: dot-separated non-empty labels, at least
+/// two, the last (the TLD) 2+ letters; trailing dots are not part of it. Works on the bytes,
+/// without copies: every domain character is ASCII.
+fn is_mail_domain(after: &[u8]) -> bool {
     let domain = |b: u8| b.is_ascii_alphanumeric() || b".-".contains(&b);
-    bytes.iter().enumerate().any(|(i, &b)| {
-        if b != b'@' || i == 0 {
+    let len = after
+        .iter()
+        .position(|&c| !domain(c))
+        .unwrap_or(after.len());
+    let dom = after.get(..len).unwrap_or_default();
+    let end = dom.iter().rposition(|&c| c != b'.').map_or(0, |p| p + 1);
+    let dom = dom.get(..end).unwrap_or_default();
+    let mut labels = 0usize;
+    let mut last: &[u8] = &[];
+    for label in dom.split(|&c| c == b'.') {
+        if label.is_empty() {
             return false;
         }
-        let before = bytes.get(i - 1).is_some_and(|&c| local(c));
-        let after: Vec<u8> = bytes
-            .get(i + 1..)
-            .unwrap_or_default()
-            .iter()
-            .copied()
-            .take_while(|&c| domain(c))
-            .collect();
-        let dom = String::from_utf8_lossy(&after);
-        let dom = dom.trim_end_matches('.');
-        let labels: Vec<&str> = dom.split('.').collect();
-        before
-            && labels.len() >= 2
-            && labels.iter().all(|l| !l.is_empty())
-            && labels
-                .last()
-                .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
-    })
+        labels += 1;
+        last = label;
+    }
+    labels >= 2 && last.len() >= 2 && last.iter().all(u8::is_ascii_alphabetic)
 }
 
 fn luhn(digits: &[u8]) -> bool {
@@ -240,6 +246,12 @@ mod tests {
         assert!(!d.fires("user@localhost"));
         assert!(!d.fires("@handle on social"));
         assert!(!d.fires("x@y.1"));
+        assert!(d.fires("see a@example.com."));
+        assert!(d.fires("@@ a@b.io"));
+        assert!(!d.fires("a@b..io"));
+        assert!(!d.fires("a@.io"));
+        assert!(!d.fires("a@b.io-x"));
+        assert!(!d.fires("a@"));
     }
 
     #[test]

@@ -244,16 +244,29 @@ fn mp_request(r: &mut Reader<'_>) -> Result<Request, ()> {
     ];
     mp_struct(r, &fields, &mut |r, i| {
         let skipped = |r: &mut Reader<'_>| r.skip().map(|()| IgnoredAny).map_err(drop);
+        // One read per kind of field, then the slot it fills.
         match i {
             0 => q.messages = mp_option(r, mp_messages)?,
-            1 => q.prompt = mp_option(r, mp_value)?,
-            2 => q.input = mp_option(r, mp_value)?,
-            3 => q.tools = mp_option(r, skipped)?,
-            4 => q.functions = mp_option(r, skipped)?,
-            5 => q.response_format = mp_option(r, mp_value)?,
-            6 => q.stream = mp_option(r, mp_value)?,
-            7 => q.max_tokens = mp_option(r, mp_value)?,
-            _ => q.max_completion_tokens = mp_option(r, mp_value)?,
+            3 | 4 => {
+                let given = mp_option(r, skipped)?;
+                *if i == 3 {
+                    &mut q.tools
+                } else {
+                    &mut q.functions
+                } = given;
+            }
+            _ => {
+                let value = mp_option(r, mp_value)?;
+                let slot = match i {
+                    1 => &mut q.prompt,
+                    2 => &mut q.input,
+                    5 => &mut q.response_format,
+                    6 => &mut q.stream,
+                    7 => &mut q.max_tokens,
+                    _ => &mut q.max_completion_tokens,
+                };
+                *slot = value;
+            }
         }
         Ok(())
     })?;

@@ -20,6 +20,16 @@ use crate::json::read::{Num, Parser};
 use crate::msgpack::read::{Error as MpError, Reader, Token};
 use crate::payload::Format;
 
+/// The keys seen in one object (a tree: O(log n) whatever order they come in), each with a
+/// `Null`: the JSON document's map type rather than a `BTreeSet<String>`, so that the module
+/// holds one copy of the B-tree code for both.
+type SeenKeys = crate::json::Map<String, crate::json::Value>;
+
+/// Records a key; `false` when the object already had it.
+fn first_time(keys: &mut SeenKeys, key: String) -> bool {
+    keys.insert(key, crate::json::Value::Null).is_none()
+}
+
 /// Nesting deeper than this is not scanned (the wasm stack is 1 MiB); below serde_json's own
 /// limit (128), so the reason is ours.
 const MAX_DEPTH: usize = 100;
@@ -265,7 +275,7 @@ fn json_items(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(), (
 
 /// An object's keys and values; a key written twice stops the walk.
 fn json_entries(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> {
-    let mut keys: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut keys = SeenKeys::new();
     let mut first = true;
     while p.has_next_key(first).map_err(drop)? {
         first = false;
@@ -287,7 +297,7 @@ fn json_entries(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(),
         }
         walk.push(key_line(&key.text))
             .map_err(|why| walk.why = Some(why))?;
-        if !keys.insert(key.text) {
+        if !first_time(&mut keys, key.text) {
             walk.why = Some(NotScanned::DuplicateKey);
             return Err(());
         }
@@ -325,7 +335,7 @@ fn mp_node(r: &mut Reader<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> 
         Token::Str(b) | Token::Bin(b) => pushed(walk, &String::from_utf8_lossy(b)),
         Token::Array(n) => nested(r, walk, u64::from(n), mp_node),
         Token::Map(n) => {
-            let mut keys: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+            let mut keys = SeenKeys::new();
             r.nested(|r| {
                 (0..n).try_for_each(|_| {
                     mp_entry(r, walk, depth, &mut keys).map_err(|()| MpError::Marker)
@@ -344,7 +354,7 @@ fn mp_entry(
     r: &mut Reader<'_>,
     walk: &mut Walk,
     depth: usize,
-    keys: &mut std::collections::BTreeSet<String>,
+    keys: &mut SeenKeys,
 ) -> Result<(), ()> {
     let mut key = Walk {
         text: String::new(),
@@ -357,7 +367,7 @@ fn mp_entry(
     }
     walk.push(key_line(&key.text))
         .map_err(|why| walk.why = Some(why))?;
-    if !keys.insert(key.text) {
+    if !first_time(keys, key.text) {
         walk.why = Some(NotScanned::DuplicateKey);
         return Err(());
     }
@@ -453,7 +463,7 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         // Keys seen in this object (a tree: O(log n) whatever order they come in); a second
         // one with the same text is refused.
-        let mut keys: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut keys = SeenKeys::new();
         loop {
             let mut key = Walk {
                 text: String::new(),
@@ -475,7 +485,7 @@ impl<'de> Visitor<'de> for Node<'_> {
             self.walk
                 .push(key_line(&key.text))
                 .map_err(|why| self.walk.stop::<A::Error>(why))?;
-            if !keys.insert(key.text) {
+            if !first_time(&mut keys, key.text) {
                 return Err(self.walk.stop(NotScanned::DuplicateKey));
             }
             map.next_value_seed(self.child())?;

@@ -89,15 +89,33 @@ fn endpoint_load<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<EndpointLoad, E
     ];
     let mut e = EndpointLoad::new("", 0);
     struct_of(r, t, &names, 8, |i, _, t| {
+        // One read per kind of field, then the slot it fills.
         match i {
             0 => e.address = string_of(t)?,
-            1 => e.target = u32_of(t)?,
-            2 => e.in_flight = u32_of(t)?,
-            3 => e.latency_ms = f64_of(t)?,
-            4 => e.waiting = f64_of(t)?,
-            5 => e.kv_cache = f64_of(t)?,
-            6 => e.reported_ms = u64_of(t)?,
-            _ => e.seen_ms = u64_of(t)?,
+            1 | 2 => {
+                let n = u32_of(t)?;
+                *if i == 1 {
+                    &mut e.target
+                } else {
+                    &mut e.in_flight
+                } = n;
+            }
+            3..=5 => {
+                let x = f64_of(t)?;
+                *match i {
+                    3 => &mut e.latency_ms,
+                    4 => &mut e.waiting,
+                    _ => &mut e.kv_cache,
+                } = x;
+            }
+            _ => {
+                let n = u64_of(t)?;
+                *if i == 6 {
+                    &mut e.reported_ms
+                } else {
+                    &mut e.seen_ms
+                } = n;
+            }
         }
         Ok(())
     })?;

@@ -300,7 +300,7 @@ impl Reply {
     pub fn error(status: u16, code: &str, detail: &str, model: Option<usize>) -> Reply {
         Reply::error_with(
             status,
-            crate::json::json!({ "error": code, "detail": detail }),
+            text_object(&[("error", code), ("detail", detail)]),
             model,
         )
     }
@@ -386,6 +386,16 @@ struct Matched<'c> {
 
 /// The target a pin with a model names: `Some(None)` for the model alone, `None` when the
 /// pin does not apply (a named target the model does not have).
+/// A JSON object of text fields, keys sorted as `json!` has them: one loop for every error body
+/// rather than a map built inline at each site.
+fn text_object(fields: &[(&str, &str)]) -> Value {
+    let mut map = crate::json::value::Map::new();
+    for (key, value) in fields {
+        map.insert((*key).to_string(), Value::String((*value).to_string()));
+    }
+    Value::Object(map)
+}
+
 fn pin_target(cfg: &Config, model: usize, target: &TargetPin) -> Option<Option<usize>> {
     let model = cfg.models.get(model)?;
     match target {
@@ -566,14 +576,15 @@ impl<'a, R: RequestView> Decider<'a, R> {
                 })
             }
             Condition::Tenant(names) => {
-                let name = self.tenant().map(|(n, _)| n.to_string());
-                yes(name.is_some_and(|n| names.contains(&n)))
+                let name = self.tenant().map(|(n, _)| n);
+                yes(name.is_some_and(|n| names.iter().any(|x| x == n)))
             }
             Condition::Tier(tiers) => {
+                let cfg = self.cfg;
                 let tier = self
                     .tenant_index()
-                    .and_then(|i| self.cfg.tenants.as_ref()?.list.get(i)?.tier.clone());
-                yes(tier.is_some_and(|t| tiers.contains(&t)))
+                    .and_then(|i| cfg.tenants.as_ref()?.list.get(i)?.tier.as_ref());
+                yes(tier.is_some_and(|t| tiers.contains(t)))
             }
             Condition::Detected(indices) => {
                 for &i in indices {
@@ -792,12 +803,16 @@ impl<'a, R: RequestView> Decider<'a, R> {
 
     /// A rule's rejection, naming the rule and the detector that fired, if one did.
     fn rule_reject(&self, rule: usize, name: &str, status: u16, message: &str) -> Outcome {
-        let mut body = crate::json::json!({ "error": "rejected", "detail": message, "rule": name });
-        if let Some(d) = self.fired.and_then(|d| self.cfg.detectors.get(d)) {
-            if let Some(obj) = body.as_object_mut() {
-                obj.insert("detector".into(), Value::String(d.name.clone()));
-            }
-        }
+        let detector = self.fired.and_then(|d| self.cfg.detectors.get(d));
+        let fields = [
+            ("error", "rejected"),
+            ("detail", message),
+            ("rule", name),
+            ("detector", detector.map_or("", |d| d.name.as_str())),
+        ];
+        // The detector only when one fired.
+        let shown = if detector.is_some() { 4 } else { 3 };
+        let body = text_object(fields.get(..shown).unwrap_or_default());
         Outcome::Reply(Reply {
             status,
             kind: ReplyKind::Reject,
@@ -813,9 +828,12 @@ impl<'a, R: RequestView> Decider<'a, R> {
     /// A rule with `when.detected` met a payload the detectors could not read completely.
     fn not_scanned(&self, rule: usize, why: NotScanned) -> Outcome {
         let name = self.cfg.rules.get(rule).map_or("", |r| r.name.as_str());
-        let body = crate::json::json!({
-            "error": "not_scanned", "detail": why.describe(), "reason": why.as_str(), "rule": name
-        });
+        let body = text_object(&[
+            ("error", "not_scanned"),
+            ("detail", why.describe()),
+            ("reason", why.as_str()),
+            ("rule", name),
+        ]);
         let mut reply = Reply::error_with(why.status(), body, None);
         reply.rule = Some(rule);
         reply.unscanned = Some(why);
@@ -920,7 +938,11 @@ impl<'a, R: RequestView> Decider<'a, R> {
             } => match crate::inspect::kserve::validate(spec, raw) {
                 Ok(()) => Ok(()),
                 Err(e) => {
-                    let body = crate::json::json!({ "error": "invalid_input", "detail": e.detail, "input": e.input });
+                    let body = text_object(&[
+                        ("error", "invalid_input"),
+                        ("detail", &e.detail),
+                        ("input", &e.input),
+                    ]);
                     Err(Outcome::Reply(Reply::error_with(400, body, Some(mi))))
                 }
             },

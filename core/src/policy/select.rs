@@ -151,23 +151,25 @@ impl<R: RequestView> Decider<'_, R> {
             }
         }
         if model.capability_routing {
-            let summary = match self.summary() {
+            // What the request needs, read from the summary in place (its text can be large).
+            let wanted = match self.summary() {
                 Err(()) => return Err(Outcome::NeedBody),
-                Ok(s) => s.cloned(),
+                Ok(s) => s.map(|s| {
+                    let caps = [
+                        (s.has_image, "vision"),
+                        (s.has_tools, "tools"),
+                        (s.json_mode, "json_mode"),
+                        (s.stream, "streaming"),
+                    ];
+                    (caps, s.needed_context())
+                }),
             };
-            if let Some(s) = summary {
-                let needs: Vec<&'static str> = [
-                    (s.has_image, "vision"),
-                    (s.has_tools, "tools"),
-                    (s.json_mode, "json_mode"),
-                    (s.stream, "streaming"),
-                ]
-                .into_iter()
-                .filter_map(|(on, cap)| on.then_some(cap))
-                .collect();
-                let needed = s.needed_context();
+            if let Some((caps, needed)) = wanted {
                 for (t, target) in model.targets.iter().enumerate() {
-                    if let Some(cap) = needs.iter().find(|cap| !target.has_capability(cap)) {
+                    let missing = caps
+                        .iter()
+                        .find(|(on, cap)| *on && !target.has_capability(cap));
+                    if let Some((_, cap)) = missing {
                         c.exclude(t, 3, Exclusion::Capability(cap));
                     } else if target.max_context_tokens.is_some_and(|m| needed > m) {
                         c.exclude(t, 4, Exclusion::Context(needed));
@@ -243,7 +245,7 @@ impl<R: RequestView> Decider<'_, R> {
             ),
         };
         let mut best: Option<(usize, f64, u32)> = None;
-        for t in cands.indices().collect::<Vec<_>>() {
+        for t in cands.indices() {
             let Some(target) = model.targets.get(t) else {
                 continue;
             };

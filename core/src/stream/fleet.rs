@@ -99,30 +99,30 @@ impl Stream {
 
     /// A fleet callout of this stream answered.
     pub(super) fn fleet_answered(&mut self, host: &dyn Host, then: FleetThen, answer: &Answer) {
-        let Some(fleet) = self.plugin.cfg.fleet.clone() else {
+        let plugin = Rc::clone(&self.plugin);
+        let Some(fleet) = &plugin.cfg.fleet else {
             return;
         };
         match then {
             FleetThen::Spend(out, false) if outcome(answer) == Outcome::NotSent => {
                 // Nothing reached etcd (a member just went away): the next member, once.
                 let request = out.request.clone();
-                if !self.send_etcd(host, &fleet, &request, FleetThen::Spend(out, true)) {
-                    self.not_sent(host, &fleet, None);
+                if !self.send_etcd(host, fleet, &request, FleetThen::Spend(out, true)) {
+                    self.not_sent(host, fleet, None);
                 }
             }
             FleetThen::Spend(out, _) => self.spend_answered(host, out.call, answer),
             FleetThen::Warm(deferred) => self.warm_answered(host, deferred, answer),
             FleetThen::Login(next, request) => {
-                let plugin = Rc::clone(&self.plugin);
                 let sent = sync::logged_in(
                     host,
                     &plugin,
                     &outcome(answer),
                     &answer.body,
                     fleet::now_ms(host),
-                ) && self.send_etcd(host, &fleet, &request, (*next).clone());
+                ) && self.send_etcd(host, fleet, &request, (*next).clone());
                 if !sent {
-                    self.not_sent(host, &fleet, Some(*next));
+                    self.not_sent(host, fleet, Some(*next));
                 }
             }
         }
@@ -180,7 +180,7 @@ impl Stream {
 
     fn spend_answered(&mut self, host: &dyn Host, call: StreamCall, answer: &Answer) {
         let plugin = Rc::clone(&self.plugin);
-        let Some(fleet) = plugin.cfg.fleet.clone() else {
+        let Some(fleet) = &plugin.cfg.fleet else {
             return;
         };
         let now_ms = fleet::now_ms(host);
@@ -188,20 +188,20 @@ impl Stream {
             StreamCall::Lease { checked, bucket } => {
                 match spend::lease_answer(host, &plugin, bucket, answer, now_ms) {
                     Ok(lease) => {
-                        let next = spend::spend(host, &plugin, &fleet, checked, lease);
-                        return self.send_spend(host, &fleet, next);
+                        let next = spend::spend(host, &plugin, fleet, checked, lease);
+                        return self.send_spend(host, fleet, next);
                     }
                     Err(why) => {
                         let detail =
                             format!("no lease for the decision id could be had ({why}); try again");
-                        return self.feedback_unavailable(host, &fleet, &detail);
+                        return self.feedback_unavailable(host, fleet, &detail);
                     }
                 }
             }
             StreamCall::Spend { checked } => checked,
         };
         match spend::spent(host, &plugin, &checked, answer, now_ms) {
-            Spent::Apply => self.apply_spent(host, &fleet, &checked, now_ms),
+            Spent::Apply => self.apply_spent(host, fleet, &checked, now_ms),
             Spent::AlreadyApplied => {
                 let body = json!({
                     "accepted": { "model": checked.token.model, "target": checked.token.target, "reward": checked.reward },
@@ -218,15 +218,15 @@ impl Stream {
             }
             Spent::LeaseGone if !self.lease_retried => {
                 self.lease_retried = true;
-                let next = spend::begin(host, &plugin, &fleet, checked, now_ms);
-                self.send_spend(host, &fleet, next);
+                let next = spend::begin(host, &plugin, fleet, checked, now_ms);
+                self.send_spend(host, fleet, next);
             }
             Spent::LeaseGone => self.feedback_unavailable(
                 host,
-                &fleet,
+                fleet,
                 "etcd keeps losing the decision id's lease; try again",
             ),
-            Spent::Retry { why, .. } => self.feedback_unavailable(host, &fleet, &why),
+            Spent::Retry { why, .. } => self.feedback_unavailable(host, fleet, &why),
         }
     }
 

@@ -233,15 +233,12 @@ impl Stream {
             )
         });
         let retry_after = reply.retry_after.map(|s| s.to_string());
-        let extra: Vec<(&str, &str)> = retry_after
-            .iter()
-            .map(|s| ("retry-after", s.as_str()))
-            .collect();
+        let extra = retry_after.as_deref().map(|s| ("retry-after", s));
         let local = LocalReply {
             status: reply.status,
             content_type,
             body,
-            extra: &extra,
+            extra: extra.as_slice(),
         };
         self.send_local(host, &local, meta);
     }

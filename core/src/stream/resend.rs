@@ -476,20 +476,20 @@ impl Stream {
             else {
                 continue;
             };
-            let body = match (&shadow.rewrite_model, self.format) {
+            let rewritten = match (&shadow.rewrite_model, self.format) {
                 (Some(name), Some(format)) => match rewrite_model(format, &held.body, name) {
-                    Ok(Some(b)) => b,
-                    Ok(None) => held.body.clone(),
+                    Ok(b) => b,
                     Err(e) => {
                         log::warn!(
                             "inference-router[{}]: shadow copy sent without the model rewrite: {e}",
                             self.context_id
                         );
-                        held.body.clone()
+                        None
                     }
                 },
-                _ => held.body.clone(),
+                _ => None,
             };
+            let body = rewritten.unwrap_or_else(|| held.body.clone());
             let mut headers: Vec<(String, String)> = held
                 .headers()
                 .into_iter()
