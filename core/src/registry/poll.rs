@@ -558,11 +558,16 @@ impl Poller {
 /// Moves `from`'s queued evaluator jobs and mirror jobs into `to` (model order is kept by the
 /// merge, so their model indices stay valid).
 fn carry_over(from: &Plugin, to: &Plugin) {
+    // Job by job with the queues' own push and pop: `extend(drain(..))` is 3 KB of code more.
     if let (Ok(mut a), Ok(mut b)) = (from.outbox.try_borrow_mut(), to.outbox.try_borrow_mut()) {
-        b.extend(a.drain(..));
+        while let Some(job) = a.pop_front() {
+            b.push_back(job);
+        }
     }
     if let (Ok(mut a), Ok(mut b)) = (from.mirror.try_borrow_mut(), to.mirror.try_borrow_mut()) {
-        b.extend(a.drain(..));
+        while let Some(job) = a.pop_front() {
+            b.push_back(job);
+        }
     }
 }
 
