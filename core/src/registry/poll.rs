@@ -102,6 +102,14 @@ fn update<T>(host: &dyn Host, key: &str, mut f: impl FnMut(&mut T) -> bool) -> R
 where
     T: ToJson + FromText + Default + Clone,
 {
+    update_dyn(host, key, &mut f)
+}
+
+/// `update`'s body, one copy per record type (a generic edit would make one per change).
+fn update_dyn<T>(host: &dyn Host, key: &str, f: &mut dyn FnMut(&mut T) -> bool) -> Result<T, String>
+where
+    T: ToJson + FromText + Default + Clone,
+{
     cas_edit_with(
         &HostStore(host),
         key,
