@@ -61,6 +61,22 @@ pub fn stable_order(n: usize, cmp: &mut dyn FnMut(usize, usize) -> Ordering) -> 
     order
 }
 
+/// Moves the items of a slice, by `swap`, so that the item at `order[i]` ends at `i` (`order` a
+/// permutation of its indices, as `stable_order` gives). `order` is used up on the way.
+pub fn permute(order: &mut [usize], swap: &mut dyn FnMut(usize, usize)) {
+    for start in 0..order.len() {
+        // Each cycle of the permutation by swaps along it; a placed index points at itself.
+        let mut at = start;
+        while let Some(from) = order.get_mut(at).map(|from| std::mem::replace(from, at)) {
+            if from == start || from == at {
+                break;
+            }
+            swap(at, from);
+            at = from;
+        }
+    }
+}
+
 /// `left` and `right`, each in order, into `out` in order; of equal items `left`'s first.
 fn merge(
     left: &[usize],
@@ -122,6 +138,32 @@ mod tests {
         let mut two = [2, 1];
         by_key(&mut two, |x| *x);
         assert_eq!(two, [1, 2]);
+    }
+
+    /// Every permutation of up to 6 items lands each item where `order` says.
+    #[test]
+    fn permute_places_every_item() {
+        fn each(n: usize, prefix: &mut Vec<usize>, check: &mut dyn FnMut(&[usize])) {
+            if prefix.len() == n {
+                return check(prefix);
+            }
+            for i in 0..n {
+                if !prefix.contains(&i) {
+                    prefix.push(i);
+                    each(n, prefix, check);
+                    prefix.pop();
+                }
+            }
+        }
+        for n in 0..=6 {
+            each(n, &mut Vec::new(), &mut |order| {
+                let mut items: Vec<usize> = (0..n).map(|i| i * 10).collect();
+                let mut scratch = order.to_vec();
+                permute(&mut scratch, &mut |a, b| items.swap(a, b));
+                let want: Vec<usize> = order.iter().map(|i| i * 10).collect();
+                assert_eq!(items, want, "{order:?}");
+            });
+        }
     }
 
     /// Against std's stable sort on every sequence of up to 7 keys from 0..3, and on longer

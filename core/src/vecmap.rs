@@ -172,12 +172,8 @@ impl<K: Ord, V> VecMap<K, V> {
             }
         } else {
             let key = |i: usize| items.get(i).map(|(k, _)| k);
-            let order = crate::sort::stable_order(items.len(), &mut |a, b| key(a).cmp(&key(b)));
-            let mut slots: Vec<Option<(K, V)>> = items.into_iter().map(Some).collect();
-            items = order
-                .into_iter()
-                .filter_map(|i| slots.get_mut(i).and_then(Option::take))
-                .collect();
+            let mut order = crate::sort::stable_order(items.len(), &mut |a, b| key(a).cmp(&key(b)));
+            crate::sort::permute(&mut order, &mut |a, b| items.swap(a, b));
         }
         // Of equal keys, now side by side in their order, the first stays with the last value.
         items.dedup_by(|later, kept| {
