@@ -8,14 +8,13 @@
 //!
 //! - [`by_key`]: an insertion sort, stable, O(n²) comparisons and swaps: for slices whose length
 //!   the operator's configuration bounds, never for what a client sends.
-//! - [`map`]: a tree built by inserting each item, O(n log n), with `from_iter`'s result: a key
-//!   given twice keeps its last value (`insert` replaces the value). Of keys equal by `Ord`,
-//!   `from_iter` keeps the last and `insert` the first: the same for the strings ordered here,
-//!   which are equal only when identical.
+//! - [`stable_order`]: a merge sort of indices, O(n log n), for what a client can grow (the
+//!   entries of a JSON or MessagePack object): one copy whatever is ordered, as it moves
+//!   indices and asks the caller to compare.
 //!
 //! Sets, and maps the configuration bounds, are `vecmap`'s sorted `Vec`s instead.
 
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
 
 /// Sorts `v` by `key`, stably (equal keys keep their order), in O(n²): only for short slices
 /// whose length the configuration bounds (see the module documentation).
@@ -33,15 +32,68 @@ pub fn by_key<T, K: Ord>(v: &mut [T], mut key: impl FnMut(&T) -> K) {
     }
 }
 
-/// `iter.collect::<BTreeMap<_, _>>()` without the sort: the same map (a key given twice keeps
-/// its last value; of keys equal by `Ord` the first stays, not the last, which for the strings
-/// and numbers used as keys here is the same).
-pub fn map<K: Ord, V>(iter: impl IntoIterator<Item = (K, V)>) -> BTreeMap<K, V> {
-    let mut m = BTreeMap::new();
-    for (k, v) in iter {
-        m.insert(k, v);
+/// The indices `0..n` ordered by `cmp`, stably (equal items keep their order): a bottom-up
+/// merge sort, O(n log n) comparisons.
+pub fn stable_order(n: usize, cmp: &mut dyn FnMut(usize, usize) -> Ordering) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut merged = vec![0; n];
+    let mut width = 1usize;
+    while width < n {
+        let mut start = 0;
+        while start < n {
+            let mid = start.saturating_add(width).min(n);
+            let end = mid.saturating_add(width).min(n);
+            let (left, right) = (
+                order.get(start..mid).unwrap_or_default(),
+                order.get(mid..end).unwrap_or_default(),
+            );
+            merge(
+                left,
+                right,
+                merged.get_mut(start..end).unwrap_or_default(),
+                cmp,
+            );
+            start = end;
+        }
+        std::mem::swap(&mut order, &mut merged);
+        width = width.saturating_mul(2);
     }
-    m
+    order
+}
+
+/// Moves the items of a slice, by `swap`, so that the item at `order[i]` ends at `i` (`order` a
+/// permutation of its indices, as `stable_order` gives). `order` is used up on the way.
+pub fn permute(order: &mut [usize], swap: &mut dyn FnMut(usize, usize)) {
+    for start in 0..order.len() {
+        // Each cycle of the permutation by swaps along it; a placed index points at itself.
+        let mut at = start;
+        while let Some(from) = order.get_mut(at).map(|from| std::mem::replace(from, at)) {
+            if from == start || from == at {
+                break;
+            }
+            swap(at, from);
+            at = from;
+        }
+    }
+}
+
+/// `left` and `right`, each in order, into `out` in order; of equal items `left`'s first.
+fn merge(
+    left: &[usize],
+    right: &[usize],
+    out: &mut [usize],
+    cmp: &mut dyn FnMut(usize, usize) -> Ordering,
+) {
+    let (mut l, mut r) = (left.iter().peekable(), right.iter().peekable());
+    for slot in out {
+        let from_right = match (l.peek(), r.peek()) {
+            (Some(&&a), Some(&&b)) => cmp(b, a) == Ordering::Less,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        let next = if from_right { r.next() } else { l.next() };
+        *slot = next.copied().unwrap_or_default();
+    }
 }
 
 #[cfg(test)]
@@ -88,14 +140,58 @@ mod tests {
         assert_eq!(two, [1, 2]);
     }
 
-    /// A key given twice keeps its last value, as `collect` does.
+    /// Every permutation of up to 6 items lands each item where `order` says.
     #[test]
-    fn map_is_collect() {
-        let pairs = vec![("b", 1), ("a", 2), ("b", 3), ("c", 4), ("a", 5)];
-        let want: BTreeMap<_, _> = pairs.clone().into_iter().collect();
-        let got = map(pairs);
-        assert_eq!(got, want);
-        assert_eq!(got.get("b"), Some(&3));
-        assert_eq!(got.get("a"), Some(&5));
+    fn permute_places_every_item() {
+        fn each(n: usize, prefix: &mut Vec<usize>, check: &mut dyn FnMut(&[usize])) {
+            if prefix.len() == n {
+                return check(prefix);
+            }
+            for i in 0..n {
+                if !prefix.contains(&i) {
+                    prefix.push(i);
+                    each(n, prefix, check);
+                    prefix.pop();
+                }
+            }
+        }
+        for n in 0..=6 {
+            each(n, &mut Vec::new(), &mut |order| {
+                let mut items: Vec<usize> = (0..n).map(|i| i * 10).collect();
+                let mut scratch = order.to_vec();
+                permute(&mut scratch, &mut |a, b| items.swap(a, b));
+                let want: Vec<usize> = order.iter().map(|i| i * 10).collect();
+                assert_eq!(items, want, "{order:?}");
+            });
+        }
+    }
+
+    /// Against std's stable sort on every sequence of up to 7 keys from 0..3, and on longer
+    /// ones (odd lengths, runs).
+    #[test]
+    fn stable_order_matches_std_stable_sort() {
+        let check = |keys: &[u32]| {
+            let got = stable_order(keys.len(), &mut |a, b| keys[a].cmp(&keys[b]));
+            let mut want: Vec<usize> = (0..keys.len()).collect();
+            want.sort_by_key(|&i| keys[i]);
+            assert_eq!(got, want, "{keys:?}");
+        };
+        for len in 0..=7u32 {
+            for code in 0..3u32.pow(len) {
+                let mut c = code;
+                let keys: Vec<u32> = (0..len)
+                    .map(|_| {
+                        let k = c % 3;
+                        c /= 3;
+                        k
+                    })
+                    .collect();
+                check(&keys);
+            }
+        }
+        for len in [100u32, 257, 1000] {
+            check(&(0..len).map(|i| (i * 7919) % 13).collect::<Vec<_>>());
+            check(&(0..len).rev().collect::<Vec<_>>());
+        }
     }
 }

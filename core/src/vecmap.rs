@@ -150,7 +150,45 @@ impl<K: Ord, V> VecMap<K, V> {
         let at = self.find(&key);
         Entry { map: self, key, at }
     }
+
+    /// The map of `items` in O(n log n), for what a client sends (a JSON or MessagePack
+    /// object's entries): `collect`'s map, a key given twice keeping its last value.
+    #[inline(never)]
+    pub fn from_entries(mut items: Vec<(K, V)>) -> Self {
+        if items
+            .windows(2)
+            .all(|w| matches!(w, [(a, _), (b, _)] if a < b))
+        {
+            return VecMap { items };
+        }
+        if items.len() <= SHORT {
+            // In place, stably: each item moves down past the greater keys before it.
+            for i in 1..items.len() {
+                let mut j = i;
+                while j > 0 && items.get(j - 1).map(|e| &e.0) > items.get(j).map(|e| &e.0) {
+                    items.swap(j - 1, j);
+                    j -= 1;
+                }
+            }
+        } else {
+            let key = |i: usize| items.get(i).map(|(k, _)| k);
+            let mut order = crate::sort::stable_order(items.len(), &mut |a, b| key(a).cmp(&key(b)));
+            crate::sort::permute(&mut order, &mut |a, b| items.swap(a, b));
+        }
+        // Of equal keys, now side by side in their order, the first stays with the last value.
+        items.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut kept.1);
+            }
+            same
+        });
+        VecMap { items }
+    }
 }
+
+/// Entries that `from_entries` sorts in place (an insertion sort: no allocation, quadratic).
+const SHORT: usize = 16;
 
 /// A place in a [`VecMap`], found once: `BTreeMap::entry`'s inserting half.
 pub struct Entry<'a, K, V> {
@@ -538,6 +576,26 @@ mod tests {
                 assert!(ours.iter().eq(std_map.iter()));
                 assert!(our_set.iter().eq(std_set.iter()));
             }
+        }
+    }
+
+    /// `from_entries` is `BTreeMap`'s `collect`: key order, a repeated key's last value; on
+    /// sorted input, shuffled input and many repeats.
+    #[test]
+    fn from_entries_is_collect() {
+        let mut rng = Rng::seed_from_u64(11);
+        for round in 0..300u32 {
+            let n = (rng.next_u64() % 70) as u32;
+            let range = 1 + rng.next_u64() % 80;
+            let items: Vec<(u8, u32)> = (0..n)
+                .map(|i| match round % 3 {
+                    0 => (i as u8, i),
+                    _ => ((rng.next_u64() % range) as u8, i),
+                })
+                .collect();
+            let want: BTreeMap<u8, u32> = items.iter().copied().collect();
+            let got = VecMap::from_entries(items);
+            assert!(got.iter().eq(want.iter()), "round {round}");
         }
     }
 

@@ -166,14 +166,23 @@ fn op_json(op: &Op<'_>) -> Value {
 
 /// A transaction: when every comparison holds, `success` runs, else `failure`; atomically.
 pub fn txn(compares: &[Compare<'_>], success: &[Op<'_>], failure: &[Op<'_>]) -> Request {
-    request(
-        "/v3/kv/txn",
-        &json!({
-            "compare": compares.iter().map(compare_json).collect::<Vec<_>>(),
-            "success": success.iter().map(op_json).collect::<Vec<_>>(),
-            "failure": failure.iter().map(op_json).collect::<Vec<_>>(),
-        }),
-    )
+    // Loops rather than a `collect` per closure: less code.
+    let mut compare = Vec::with_capacity(compares.len());
+    for c in compares {
+        compare.push(compare_json(c));
+    }
+    let ops = |ops: &[Op<'_>]| {
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(op_json(op));
+        }
+        Value::Array(out)
+    };
+    let mut body = crate::json::Map::new();
+    body.insert("compare".into(), Value::Array(compare));
+    body.insert("success".into(), ops(success));
+    body.insert("failure".into(), ops(failure));
+    request("/v3/kv/txn", &Value::Object(body))
 }
 
 /// Logs in (`/v3/auth/authenticate`); the answer's token goes in the `authorization` header

@@ -214,6 +214,12 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
     /// Changes the record (always written); a lost race or a host failure is logged, not
     /// returned: bookkeeping that a later round redoes.
     pub fn set(&self, host: &dyn Host, mut f: impl FnMut(&mut T)) {
+        self.set_dyn(host, &mut f);
+    }
+
+    /// `set`'s body, one copy per record type (inlined, it would be one per change).
+    #[inline(never)]
+    fn set_dyn(&self, host: &dyn Host, f: &mut dyn FnMut(&mut T)) {
         if let Err(e) = self.update_dyn(host, &mut |v| {
             f(v);
             true

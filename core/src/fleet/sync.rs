@@ -99,9 +99,14 @@ pub fn tick(host: &dyn Host, plugin: &Plugin, now_ms: u64) -> Vec<Outgoing<Call>
     }
     let record = local::sync(&plugin.name).read(host);
     let mut out = Vec::with_capacity(4);
-    out.extend(publish(host, plugin, fleet, &record, seq, now_ms));
+    // Pushed rather than `extend`ed from an `Option`: one less copy of `extend`'s code.
+    if let Some(publish) = publish(host, plugin, fleet, &record, seq, now_ms) {
+        out.push(publish);
+    }
     out.push(read(plugin, fleet));
-    out.extend(lease_due(host, plugin, now_ms));
+    if let Some(lease) = lease_due(host, plugin, now_ms) {
+        out.push(lease);
+    }
     out.extend(super::spend::resolutions(
         host,
         plugin,
@@ -343,9 +348,8 @@ fn settled(
         }
         Call::Read => match (&result, etcd::parse_range(body)) {
             (Outcome::Answered, Ok(range)) => {
-                return merge_read(host, plugin, fleet, &range.kvs, now_ms, true)
-                    .into_iter()
-                    .collect();
+                let fold = merge_read(host, plugin, fleet, &range.kvs, now_ms, true);
+                return fold.map_or_else(Vec::new, |f| vec![f]);
             }
             (_, parsed) => {
                 let why = match (&result, parsed) {

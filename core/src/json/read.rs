@@ -316,15 +316,15 @@ impl<'a> Parser<'a> {
 
     /// Entries of an object; a key given twice keeps its last value, as serde_json's map does.
     fn entries(&mut self) -> Result<Map<String, Value>, Error> {
-        let mut map = Map::new();
+        let mut entries = Vec::new();
         let mut first = true;
         while let Some(key) = self.next_key(first)? {
             first = false;
             self.colon()?;
             let value = self.value()?;
-            map.insert(key.into_owned(), value);
+            entries.push((key.into_owned(), value));
         }
-        Ok(map)
+        Ok(Map::from_entries(entries))
     }
 
     pub(crate) fn end_seq(&mut self) -> Result<(), Error> {

@@ -2,13 +2,13 @@
 //! `is_*`, `pointer`, indexing that yields null when absent), its equality (numbers equal when
 //! the same kind and value: 1 and 1.0 differ), its `Display` (compact JSON, serde_json's bytes:
 //! [`crate::json::write`]) and `Debug`, and [`Map`] in serde_json's order without
-//! `preserve_order` (a `BTreeMap`). `json!` builds one as serde_json's macro did.
+//! `preserve_order` (its `BTreeMap`'s order: here a sorted `Vec`, one map type fewer in the
+//! module). `json!` builds one as serde_json's macro did.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// An object: keys in sorted order, as serde_json's `Map` without `preserve_order`.
-pub type Map<K, V> = BTreeMap<K, V>;
+pub type Map<K, V> = crate::vecmap::VecMap<K, V>;
 
 #[derive(Clone, PartialEq, Default)]
 pub enum Value {
@@ -606,9 +606,23 @@ impl<T: ToValue, const N: usize> ToValue for [T; N] {
 
 impl<T: ToValue> ToValue for Map<String, T> {
     fn to_value(&self) -> Value {
-        Value::Object(crate::sort::map(
-            self.iter().map(|(k, v)| (k.clone(), v.to_value())),
-        ))
+        Value::Object(
+            self.iter()
+                .map(|(k, v)| (k.clone(), v.to_value()))
+                .collect(),
+        )
+    }
+}
+
+/// For the tests that build the same value with serde_json's `json!` from a `BTreeMap`.
+#[cfg(any(test, feature = "testing"))]
+impl<T: ToValue> ToValue for std::collections::BTreeMap<String, T> {
+    fn to_value(&self) -> Value {
+        Value::Object(
+            self.iter()
+                .map(|(k, v)| (k.clone(), v.to_value()))
+                .collect(),
+        )
     }
 }
 

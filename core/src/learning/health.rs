@@ -194,6 +194,16 @@ fn change<S: SharedStore + ?Sized>(
     targets: usize,
     mut edit: impl FnMut(&mut Health),
 ) -> Result<(), StoreError> {
+    change_dyn(store, key, targets, &mut edit)
+}
+
+/// `change`'s body, one copy whatever the edit.
+fn change_dyn<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    targets: usize,
+    edit: &mut dyn FnMut(&mut Health),
+) -> Result<(), StoreError> {
     // `Health::decode` never fails: bytes of another shape give a fresh health.
     cas_edit_with(
         store,

@@ -165,6 +165,19 @@ fn change<S: SharedStore + ?Sized>(
     max_attempts: u32,
     mut edit: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, SpendError>,
 ) -> Result<bool, SpendError> {
+    change_dyn(store, key, max_attempts, &mut edit)
+}
+
+/// An edit of a shard's bytes: the bytes to write instead, if any.
+type ShardEdit<'a> = dyn FnMut(&[u8]) -> Result<Option<Vec<u8>>, SpendError> + 'a;
+
+/// `change`'s body, one copy whatever the edit.
+fn change_dyn<S: SharedStore + ?Sized>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    edit: &mut ShardEdit<'_>,
+) -> Result<bool, SpendError> {
     let outcome = cas_update(store, key, max_attempts, &Bytes, &Vec::new(), |bytes| {
         if bytes.len() % NONCE_BYTES != 0 {
             return Err(SpendError::Corrupt);

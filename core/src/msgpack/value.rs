@@ -62,7 +62,7 @@ pub fn value(r: &mut Reader<'_>) -> Result<Value, Error> {
 const EXPECTED: &str = "any valid JSON value";
 
 fn map(r: &mut Reader<'_>, n: u32) -> Result<Value, Error> {
-    let mut out = Map::new();
+    let mut out = Vec::new();
     for i in 0..n {
         let t = r.token()?;
         let expected = if i == 0 { "a string key" } else { "a string" };
@@ -77,9 +77,9 @@ fn map(r: &mut Reader<'_>, n: u32) -> Result<Value, Error> {
             _ => return Err(invalid_type(&t, expected)),
         };
         let v = value(r)?;
-        out.insert(key.to_owned(), v);
+        out.push((key.to_owned(), v));
     }
-    Ok(Value::Object(out))
+    Ok(Value::Object(Map::from_entries(out)))
 }
 
 #[cfg(test)]

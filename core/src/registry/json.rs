@@ -27,13 +27,25 @@ read_struct!(Document { models: req });
 
 struct DocModel {
     name: String,
-    versions: Vec<Map<String, Value>>,
+    versions: Vec<Version>,
 }
 
 read_struct!(DocModel {
     name: req,
     versions: req,
 });
+
+/// A version's fields as the document gives them (any object; checked as a target later).
+struct Version(Map<String, Value>);
+
+impl read::FromJson for Version {
+    fn from_json(v: &Value, at: &read::At<'_>) -> Result<Self, ConfigError> {
+        match v {
+            Value::Object(fields) => Ok(Version(fields.clone())),
+            _ => Err(read::invalid_type(v, at, "a map")),
+        }
+    }
+}
 
 fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError {
@@ -61,7 +73,7 @@ pub fn parse(bytes: &[u8]) -> Result<Targets, ConfigError> {
         }
         let mut all = Vec::with_capacity(m.versions.len());
         let mut up = Vec::with_capacity(m.versions.len());
-        for (vi, mut v) in m.versions.into_iter().enumerate() {
+        for (vi, Version(mut v)) in m.versions.into_iter().enumerate() {
             let is_up = match v.remove("health") {
                 None => true,
                 Some(Value::String(h)) if h == "up" => true,

@@ -102,6 +102,14 @@ fn update<T>(host: &dyn Host, key: &str, mut f: impl FnMut(&mut T) -> bool) -> R
 where
     T: ToJson + FromText + Default + Clone,
 {
+    update_dyn(host, key, &mut f)
+}
+
+/// `update`'s body, one copy per record type (a generic edit would make one per change).
+fn update_dyn<T>(host: &dyn Host, key: &str, f: &mut dyn FnMut(&mut T) -> bool) -> Result<T, String>
+where
+    T: ToJson + FromText + Default + Clone,
+{
     cas_edit_with(
         &HostStore(host),
         key,
@@ -558,11 +566,16 @@ impl Poller {
 /// Moves `from`'s queued evaluator jobs and mirror jobs into `to` (model order is kept by the
 /// merge, so their model indices stay valid).
 fn carry_over(from: &Plugin, to: &Plugin) {
+    // Job by job with the queues' own push and pop: `extend(drain(..))` is 3 KB of code more.
     if let (Ok(mut a), Ok(mut b)) = (from.outbox.try_borrow_mut(), to.outbox.try_borrow_mut()) {
-        b.extend(a.drain(..));
+        while let Some(job) = a.pop_front() {
+            b.push_back(job);
+        }
     }
     if let (Ok(mut a), Ok(mut b)) = (from.mirror.try_borrow_mut(), to.mirror.try_borrow_mut()) {
-        b.extend(a.drain(..));
+        while let Some(job) = a.pop_front() {
+            b.push_back(job);
+        }
     }
 }
 

@@ -101,17 +101,41 @@ impl Parser<'_> {
         }
     }
 
-    /// The items of an array, each read by `item` (after its `[`).
-    fn each_item(
+    /// An array, each item read by `item`.
+    // One copy for every item type: the generic part is `item` alone.
+    #[inline(never)]
+    fn items_by(
         &mut self,
         item: &mut dyn FnMut(&mut Self) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let mut first = true;
-        while self.next_item(first)? {
-            first = false;
-            item(self)?;
-        }
-        Ok(())
+        self.open(b'[', "a sequence")?;
+        self.closed(false, &mut |p| {
+            let mut first = true;
+            while p.next_item(first)? {
+                first = false;
+                item(p)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// An object keyed by strings, each entry read by `entry` (given its key).
+    // One copy for every value type: the generic part is `entry` alone.
+    #[inline(never)]
+    fn entries_by(
+        &mut self,
+        entry: &mut dyn FnMut(&mut Self, String) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.open(b'{', "a map")?;
+        self.closed(true, &mut |p| {
+            let mut first = true;
+            while let Some(key) = p.next_key(first)? {
+                first = false;
+                p.colon()?;
+                entry(p, key.into_owned())?;
+            }
+            Ok(())
+        })
     }
 
     /// Runs `body` (after an opening `[` or `{`, counted), then the closing (`end_seq` or
@@ -359,11 +383,8 @@ impl<T: FromText> FromText for Option<T> {
 
 impl<T: FromText> FromText for Vec<T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
-        p.open(b'[', "a sequence")?;
         let mut items = Vec::new();
-        p.closed(false, &mut |p| {
-            p.each_item(&mut |p| T::read(p).map(|v| items.push(v)))
-        })?;
+        p.items_by(&mut |p| T::read(p).map(|v| items.push(v)))?;
         Ok(items)
     }
 }
@@ -407,17 +428,8 @@ impl<A: FromText + Default, B: FromText + Default> FromText for (A, B) {
 /// A map keyed by strings; a key given twice keeps its last value.
 impl<T: FromText> FromText for VecMap<String, T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
-        p.open(b'{', "a map")?;
         let mut map = VecMap::new();
-        p.closed(true, &mut |p| {
-            let mut first = true;
-            while let Some(key) = p.next_key(first)? {
-                first = false;
-                p.colon()?;
-                map.insert(key.into_owned(), T::read(p)?);
-            }
-            Ok(())
-        })?;
+        p.entries_by(&mut |p, key| T::read(p).map(|v| drop(map.insert(key, v))))?;
         Ok(map)
     }
 }
