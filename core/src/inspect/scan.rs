@@ -20,14 +20,13 @@ use crate::json::read::{Num, Parser};
 use crate::msgpack::read::{Error as MpError, Reader, Token};
 use crate::payload::Format;
 
-/// The keys seen in one object (a tree: O(log n) whatever order they come in), each with a
-/// `Null`: the JSON document's map type rather than a `BTreeSet<String>`, so that the module
-/// holds one copy of the B-tree code for both.
-type SeenKeys = crate::json::Map<String, crate::json::Value>;
+/// The keys seen in one object, from what a client sends: a tree, O(log n) per key whatever
+/// order they come in (a sorted `Vec` would shift on every insert: quadratic on a hostile body).
+type SeenKeys = std::collections::BTreeSet<String>;
 
 /// Records a key; `false` when the object already had it.
 fn first_time(keys: &mut SeenKeys, key: String) -> bool {
-    keys.insert(key, crate::json::Value::Null).is_none()
+    keys.insert(key)
 }
 
 /// Nesting deeper than this is not scanned (the wasm stack is 1 MiB); below serde_json's own

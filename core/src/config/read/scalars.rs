@@ -1,8 +1,6 @@
 //! [`FromJson`] for the values fields hold, and the variants of externally tagged enums, each
 //! refused in the words serde used (`invalid value: integer `-1`, expected u32`).
 
-use std::collections::BTreeMap;
-
 use crate::json::Value;
 
 use super::{invalid_type, invalid_value, unknown_variant, At, FromJson};
@@ -111,18 +109,6 @@ impl<T: FromJson> FromJson for VecMap<String, T> {
         let mut out = VecMap::new();
         for (k, x) in map {
             out.insert(k.clone(), T::from_json(x, &at.key(k))?);
-        }
-        Ok(out)
-    }
-}
-
-/// [`VecMap`]'s read for the maps other modules keep in a `BTreeMap` (the registry's).
-impl<T: FromJson> FromJson for BTreeMap<String, T> {
-    fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        let read: VecMap<String, T> = VecMap::from_json(v, at)?;
-        let mut out = BTreeMap::new();
-        for (k, x) in read {
-            out.insert(k, x);
         }
         Ok(out)
     }

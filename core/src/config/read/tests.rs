@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use crate::json::{json, Value};
 
@@ -21,7 +21,7 @@ read_struct!(Inner {
 #[derive(Debug, PartialEq)]
 struct Outer {
     list: Vec<Inner>,
-    by_name: BTreeMap<String, Inner>,
+    by_name: VecMap<String, Inner>,
     flag: bool,
     raw: Option<Value>,
 }
