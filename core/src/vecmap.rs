@@ -3,8 +3,10 @@
 //! Every key and value type of a `BTreeMap` instantiates std's tree code (search, insert with
 //! node splits, removal with rebalancing, iterators): 1–3 KB of wasm per instantiation, ~38 KB
 //! for this crate's. A sorted `Vec` needs a binary search and a shift. Lookups are O(log n),
-//! inserts and removals O(n): for what the configuration bounds (models, targets, rules, a
-//! fleet's replicas), never for collections a client can grow.
+//! inserts and removals O(n): one at a time only for what the configuration bounds (models,
+//! targets, rules, a fleet's replicas). What a client sends (a JSON or MessagePack object) is
+//! built whole by [`VecMap::from_entries`], in O(n log n); never insert a client's keys one by
+//! one (`inspect::scan` keeps its seen keys in a `BTreeSet` for that reason).
 //!
 //! The behaviour is `BTreeMap`'s where the crate relies on it: iteration in key order,
 //! `insert` returns the old value and keeps the first key, `collect` keeps a repeated key's last
