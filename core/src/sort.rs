@@ -6,8 +6,9 @@
 //! smallsort: ~3.5 KB of wasm per type, ~30 KB for this crate's seven. What the filter orders is
 //! small (the conditions of one rule, a model's targets, a fleet's models), so:
 //!
-//! - [`by_key`]: an insertion sort, stable, O(n²) comparisons and swaps: for slices whose length
-//!   the operator's configuration bounds, never for what a client sends.
+//! - [`by_key`] and [`insertion`]: an insertion sort, stable, O(n²) comparisons and swaps: for
+//!   slices whose length the operator's configuration bounds, or short ones, never for what a
+//!   client can grow.
 //! - [`stable_order`]: a merge sort of indices, O(n log n), for what a client can grow (the
 //!   entries of a JSON or MessagePack object): one copy whatever is ordered, as it moves
 //!   indices and asks the caller to compare.
@@ -19,12 +20,18 @@ use std::cmp::Ordering;
 /// Sorts `v` by `key`, stably (equal keys keep their order), in O(n²): only for short slices
 /// whose length the configuration bounds (see the module documentation).
 pub fn by_key<T, K: Ord>(v: &mut [T], mut key: impl FnMut(&T) -> K) {
+    insertion(v, |a, b| key(a).cmp(&key(b)));
+}
+
+/// Sorts `v` by `cmp`, stably, in place: an insertion sort, O(n²), no allocation. For slices
+/// the configuration bounds, or short ones (`VecMap::from_entries` below 17 entries).
+pub fn insertion<T>(v: &mut [T], mut cmp: impl FnMut(&T, &T) -> Ordering) {
     for i in 1..v.len() {
         let mut j = i;
-        // Moves v[i] down past every earlier element with a greater key (not an equal one).
+        // Moves v[i] down past every earlier element that orders after it (not an equal one).
         while let Some(prev) = j.checked_sub(1) {
             match (v.get(prev), v.get(j)) {
-                (Some(a), Some(b)) if key(a) > key(b) => v.swap(prev, j),
+                (Some(a), Some(b)) if cmp(a, b) == Ordering::Greater => v.swap(prev, j),
                 _ => break,
             }
             j = prev;

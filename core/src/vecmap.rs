@@ -164,14 +164,7 @@ impl<K: Ord, V> VecMap<K, V> {
             return VecMap { items };
         }
         if items.len() <= SHORT {
-            // In place, stably: each item moves down past the greater keys before it.
-            for i in 1..items.len() {
-                let mut j = i;
-                while j > 0 && items.get(j - 1).map(|e| &e.0) > items.get(j).map(|e| &e.0) {
-                    items.swap(j - 1, j);
-                    j -= 1;
-                }
-            }
+            crate::sort::insertion(&mut items, |a, b| a.0.cmp(&b.0));
         } else {
             let key = |i: usize| items.get(i).map(|(k, _)| k);
             let mut order = crate::sort::stable_order(items.len(), &mut |a, b| key(a).cmp(&key(b)));
@@ -189,7 +182,7 @@ impl<K: Ord, V> VecMap<K, V> {
     }
 }
 
-/// Entries that `from_entries` sorts in place (an insertion sort: no allocation, quadratic).
+/// Entries that `from_entries` sorts in place (`sort::insertion`: no allocation, quadratic).
 const SHORT: usize = 16;
 
 /// A place in a [`VecMap`], found once: `BTreeMap::entry`'s inserting half.
