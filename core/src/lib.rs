@@ -11,7 +11,8 @@
 //!   `inspect` (what a payload asks for, sensitive data), `bandit` (learning strategies),
 //!   `feedback`, `learning`, `reward` (signed rewards, spent ids, health, implicit rewards),
 //!   `callout` (what the filter resends, what the answers mean, the pending-callout mechanism),
-//!   `metrics` (names) and `telemetry` (ids and what counts), `rng`, `sort` and `vecmap` (ordering
+//!   `metrics` (names) and `telemetry` (ids and what counts), `quote` (text quoted for
+//!   messages without std's Unicode tables), `rng`, `sort` and `vecmap` (ordering
 //!   and ordered collections without std's sorts and trees, for size), `msgpack` (MessagePack by
 //!   hand, in the forms rmp-serde wrote and read), `json` (JSON and its `Value` by hand, in
 //!   serde_json's forms). serde and serde_json are references for tests only.
@@ -32,6 +33,7 @@ pub mod msgpack;
 pub mod payload;
 pub mod plugin;
 pub mod policy;
+pub mod quote;
 pub mod registry;
 pub mod reward;
 pub mod rng;
