@@ -65,23 +65,19 @@ pub fn float(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(b"0.0");
         return;
     }
-    // Rust's `{:e}` gives the same shortest digits, as `d.ddde-x`: only the layout differs.
     // Rust's `{:e}` gives the same shortest digits but for a tie, as `d.ddde-x`.
-    let (mut digits, point) = scientific(v.abs(), None);
+    let (mut digits, point) = scientific(v.abs());
     if let Some(even) = tie_to_even(v.abs(), &digits, point) {
         digits = even;
     }
     layout(out, &digits, point);
 }
 
-/// The significant digits of `v` (shortest, or `precision` after the first) and where the
-/// decimal point goes: `0.d₁d₂… × 10^point`.
-fn scientific(v: f64, precision: Option<usize>) -> (Vec<u8>, i32) {
+/// The shortest significant digits of `v` and where the decimal point goes:
+/// `0.d₁d₂… × 10^point`.
+fn scientific(v: f64) -> (Vec<u8>, i32) {
     let mut sci = String::with_capacity(32);
-    let _ = match precision {
-        Some(p) => write!(sci, "{v:.p$e}"),
-        None => write!(sci, "{v:e}"),
-    };
+    let _ = write!(sci, "{v:e}");
     let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
     let digits = mantissa.bytes().filter(u8::is_ascii_digit).collect();
     (digits, exp.parse::<i32>().unwrap_or(0).saturating_add(1))
@@ -89,39 +85,59 @@ fn scientific(v: f64, precision: Option<usize>) -> (Vec<u8>, i32) {
 
 /// When `v` lies exactly halfway between two shortest candidates, Rust takes the upper one
 /// and zmij the one whose last digit is even: that one, if it is not `digits`.
+///
+/// The test is exact, in integers from `v`'s bits: std's exact decimal expansion (`{:.800e}`)
+/// would do it too, at the cost of a long formatting for every float written.
 fn tie_to_even(v: f64, digits: &[u8], point: i32) -> Option<Vec<u8>> {
-    let n = digits.len();
-    let halfway = |precision| {
-        let (exact, at) = scientific(v, Some(precision));
-        let (lower, rest) = exact.split_at(n.min(exact.len()));
-        let half = rest.split_first().is_some_and(|(d, zeros)| {
-            *d == b'5' && zeros.iter().all(|z| *z == b'0') && at == point
-        });
-        half.then(|| lower.to_vec())
-    };
-    // A cheap look first; a double's exact expansion has at most 767 significant digits.
-    halfway(n + 20)?;
-    let mut lower = halfway(800)?;
-    if lower.last().is_some_and(|d| d % 2 == 1) {
-        increment(&mut lower)?;
+    let n = u32::try_from(digits.len()).ok()?;
+    let q = point.checked_sub(i32::try_from(n).ok()?)?;
+    let lower = halfway_lower(v, q)?;
+    let (least, bound) = (10u64.checked_pow(n.checked_sub(1)?)?, 10u64.checked_pow(n)?);
+    if !(least..bound).contains(&lower) {
+        return None; // another number of digits: not a tie between two n-digit candidates
     }
-    while lower.len() > 1 && lower.last() == Some(&b'0') {
-        lower.pop();
+    let even = if lower % 2 == 1 { lower + 1 } else { lower };
+    if even == bound {
+        return None; // carries out of the first digit: not a tie's case
     }
-    (lower != digits).then_some(lower)
+    let mut even = even.to_string().into_bytes();
+    while even.len() > 1 && even.last() == Some(&b'0') {
+        even.pop();
+    }
+    (even != digits).then_some(even)
 }
 
-/// Adds one in the last place; `None` when it carries out of the first (not a tie's case).
-fn increment(digits: &mut [u8]) -> Option<()> {
-    for d in digits.iter_mut().rev() {
-        if *d == b'9' {
-            *d = b'0';
-        } else {
-            *d += 1;
-            return Some(());
-        }
+/// `l` when `v` is exactly `(l + 1/2) × 10^q`: `(2l + 1) × 5^q × 2^(q - 1)`, so `v`'s odd
+/// mantissa times `2^e` must have `e = q - 1` and the mantissa must be `(2l + 1) × 5^q`.
+fn halfway_lower(v: f64, q: i32) -> Option<u64> {
+    let (mantissa, exp) = binary_parts(v);
+    if mantissa == 0 || exp != q.checked_sub(1)? {
+        return None;
     }
-    None
+    let power = 5u64.checked_pow(q.unsigned_abs())?;
+    let odd = if q >= 0 {
+        (mantissa % power == 0).then(|| mantissa / power)?
+    } else {
+        mantissa.checked_mul(power)?
+    };
+    Some(odd / 2)
+}
+
+/// A finite `v`'s magnitude as `mantissa × 2^exp` with an odd mantissa (0 for zero).
+fn binary_parts(v: f64) -> (u64, i32) {
+    let bits = v.to_bits();
+    let fraction = bits & ((1 << 52) - 1);
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let (mantissa, exp) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | 1 << 52, biased - 1075)
+    };
+    if mantissa == 0 {
+        return (0, 0);
+    }
+    let zeros = mantissa.trailing_zeros();
+    (mantissa >> zeros, exp + zeros as i32)
 }
 
 /// zmij's choice of form (as ryu's, but for the exponent's sign) for `0.d₁d₂… × 10^point`.
