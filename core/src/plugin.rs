@@ -2,6 +2,7 @@
 //! keys it owns, and the queues its streams hand to the root context. Everything a stream of
 //! this plugin shares with the others (one VM is one thread: `Rc` and `RefCell` are enough).
 
+use crate::quote::quoted;
 use std::cell::{Cell, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -302,8 +303,8 @@ impl Plugin {
                 if applied.reset {
                     host.bump(self.metrics.state_resets);
                     log::warn!(
-                        "inference-router: bandit state of {:?} was undecodable and was reset",
-                        applied.model
+                        "inference-router: bandit state of {} was undecodable and was reset",
+                        quoted(&applied.model)
                     );
                 }
                 if let Some(alarm) = &applied.alarm {
@@ -317,7 +318,8 @@ impl Plugin {
                     host.bump(self.metrics.cas_exhausted);
                 }
                 log::warn!(
-                    "inference-router: reward for {target:?} not applied: {}",
+                    "inference-router: reward for {} not applied: {}",
+                    quoted(target),
                     e.describe()
                 );
             }
@@ -484,7 +486,8 @@ impl Shared for HostShared<'_> {
             Ok(v) => v,
             Err(status) => {
                 log::warn!(
-                    "inference-router: reading bandit state {key:?} failed: host status {status}"
+                    "inference-router: reading bandit state {} failed: host status {status}",
+                    quoted(key)
                 );
                 return None;
             }
@@ -495,10 +498,10 @@ impl Shared for HostShared<'_> {
         let cache = self.caches.as_mut()?.get_mut(model)?;
         match cache.refresh(bytes.as_deref(), cas, strategy, &m.target_names()) {
             Refresh::Undecodable(e) => {
-                log::warn!("inference-router: bandit state {key:?} is undecodable ({e}); using a fresh state until the next reward replaces it");
+                log::warn!("inference-router: bandit state {} is undecodable ({e}); using a fresh state until the next reward replaces it", quoted(key));
             }
             Refresh::Decoded(how) if how != Reconciled::Unchanged => {
-                log::info!("inference-router: bandit state {key:?}: {how}");
+                log::info!("inference-router: bandit state {}: {how}", quoted(key));
             }
             _ => {}
         }

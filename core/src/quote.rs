@@ -6,7 +6,7 @@
 //! hyphen, zero-width and bidirectional marks, line and paragraph separators, the byte order
 //! mark) are escaped as `\u{..}`, and the rest is written as it is.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// `text` in double quotes, escaped as the module doc says: `format!("{}", quoted(s))`.
 pub fn quoted(text: &str) -> Quoted<'_> {
@@ -16,51 +16,43 @@ pub fn quoted(text: &str) -> Quoted<'_> {
 /// See [`quoted`].
 pub struct Quoted<'a>(&'a str);
 
+// Character by character: these are messages and logs, where a few bytes of code matter more
+// than the calls per character.
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"")?;
-        let mut plain = 0;
-        for (at, c) in self.0.char_indices() {
-            let Some(escape) = escape(c) else {
-                continue;
-            };
-            f.write_str(self.0.get(plain..at).unwrap_or_default())?;
-            escape.write(f)?;
-            plain = at + c.len_utf8();
+        f.write_char('"')?;
+        for c in self.0.chars() {
+            write_char(f, c)?;
         }
-        f.write_str(self.0.get(plain..).unwrap_or_default())?;
-        f.write_str("\"")
+        f.write_char('"')
     }
 }
 
-enum Escape {
-    Short(&'static str),
-    Unicode(u32),
-}
-
-impl Escape {
-    fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Escape::Short(s) => f.write_str(s),
-            Escape::Unicode(code) => write!(f, "\\u{{{code:x}}}"),
-        }
+fn write_char(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
+    let short = match c {
+        '"' => "\\\"",
+        '\\' => "\\\\",
+        '\n' => "\\n",
+        '\r' => "\\r",
+        '\t' => "\\t",
+        '\0' => "\\0",
+        _ => "",
+    };
+    if !short.is_empty() {
+        return f.write_str(short);
     }
-}
-
-fn escape(c: char) -> Option<Escape> {
     let code = u32::from(c);
-    Some(match c {
-        '"' => Escape::Short("\\\""),
-        '\\' => Escape::Short("\\\\"),
-        '\n' => Escape::Short("\\n"),
-        '\r' => Escape::Short("\\r"),
-        '\t' => Escape::Short("\\t"),
-        '\0' => Escape::Short("\\0"),
-        _ if code < 0x20 || (0x7f..=0x9f).contains(&code) || hides_text(code) => {
-            Escape::Unicode(code)
-        }
-        _ => return None,
-    })
+    if !(code < 0x20 || (0x7f..=0x9f).contains(&code) || hides_text(code)) {
+        return f.write_char(c);
+    }
+    // `\u{..}` in lower-case hex without leading zeros, as `{:?}` writes it.
+    f.write_str("\\u{")?;
+    let digits = (32 - code.leading_zeros()).div_ceil(4).max(1);
+    for at in (0..digits).rev() {
+        let digit = (code >> (4 * at)) & 0xf;
+        f.write_char(char::from_digit(digit, 16).unwrap_or('0'))?;
+    }
+    f.write_char('}')
 }
 
 /// Characters beyond the C1 controls that change how text reads without showing themselves.

@@ -490,9 +490,9 @@ impl Metrics {
         let m = cfg.models.get(model);
         let target = m.and_then(|m| m.targets.get(alarm.arm));
         log::warn!(
-            "inference-router: model {:?}, target {:?}: {alarm}; its statistics restart",
-            m.map_or("", |m| m.name.as_str()),
-            target.map_or("", |t| t.name.as_str()),
+            "inference-router: model {}, target {}: {alarm}; its statistics restart",
+            crate::quote::quoted(m.map_or("", |m| m.name.as_str())),
+            crate::quote::quoted(target.map_or("", |t| t.name.as_str())),
         );
     }
 

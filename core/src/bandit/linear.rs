@@ -148,17 +148,15 @@ impl LinearArm {
     /// Finite numbers, consistent lengths, a dimension of at most [`MAX_DIMS`], a positive
     /// diagonal (a sentence naming the field otherwise).
     pub fn check(&self, d: usize) -> Result<(), String> {
-        let name = &self.name;
-        if name.is_empty() || self.b.len() != d || self.a.len() != packed_len(d) {
-            return Err(format!("linear arm {name:?}: expected {d} dimensions"));
+        let name = crate::quote::quoted(&self.name);
+        if self.name.is_empty() || self.b.len() != d || self.a.len() != packed_len(d) {
+            return Err(format!("linear arm {name}: expected {d} dimensions"));
         }
         if !self.a.iter().chain(&self.b).all(|v| v.is_finite()) {
-            return Err(format!("linear arm {name:?}: numbers must be finite"));
+            return Err(format!("linear arm {name}: numbers must be finite"));
         }
         if (0..d).any(|i| self.a.get(at(d, i, i)).is_none_or(|v| *v <= 0.0)) {
-            return Err(format!(
-                "linear arm {name:?}: diagonal of A must be above 0"
-            ));
+            return Err(format!("linear arm {name}: diagonal of A must be above 0"));
         }
         Ok(())
     }
@@ -184,7 +182,10 @@ impl LinearPart {
         for (i, arm) in self.arms.iter().enumerate() {
             arm.check(d)?;
             if self.arms.iter().take(i).any(|o| o.name == arm.name) {
-                return Err(format!("linear arm {:?} appears twice", arm.name));
+                return Err(format!(
+                    "linear arm {} appears twice",
+                    crate::quote::quoted(&arm.name)
+                ));
             }
         }
         Ok(())

@@ -199,7 +199,10 @@ impl ArmSums {
     fn check(&self) -> Result<(), String> {
         let ok = self.values().iter().all(|v| v.is_finite() && *v >= 0.0);
         if self.name.is_empty() || !ok || self.reward_sum > self.pulls * (1.0 + 1e-9) + 1e-9 {
-            return Err(format!("fleet sums of {:?} are not usable", self.name));
+            return Err(format!(
+                "fleet sums of {} are not usable",
+                crate::quote::quoted(&self.name)
+            ));
         }
         Ok(())
     }
@@ -270,7 +273,10 @@ impl ModelState {
                 return Err(format!("arms[{i}].name: is empty"));
             }
             if !names.insert(arm.name.as_str()) {
-                return Err(format!("arms[{i}].name: {:?} appears twice", arm.name));
+                return Err(format!(
+                    "arms[{i}].name: {} appears twice",
+                    crate::quote::quoted(&arm.name)
+                ));
             }
             let numbers = [
                 ("pulls", arm.pulls),

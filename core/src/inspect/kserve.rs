@@ -1,6 +1,7 @@
 //! KServe v2 / Open Inference Protocol request validation against a model's declared inputs.
 
 use crate::json::Value;
+use crate::quote::quoted;
 
 /// The datatypes of the Open Inference Protocol.
 pub const DATATYPES: [&str; 13] = [
@@ -75,8 +76,8 @@ pub fn validate(spec: &[InputSpec], body: &[u8]) -> Result<(), SpecError> {
             return Err(err(
                 &input.name,
                 format!(
-                    "input {:?} is not an input of this model (inputs: {})",
-                    input.name,
+                    "input {} is not an input of this model (inputs: {})",
+                    quoted(&input.name),
                     names.join(", ")
                 ),
             ));
@@ -84,14 +85,19 @@ pub fn validate(spec: &[InputSpec], body: &[u8]) -> Result<(), SpecError> {
     }
     for s in spec {
         let Some(input) = req.inputs.iter().find(|i| i.name == s.name) else {
-            return Err(err(&s.name, format!("input {:?} is missing", s.name)));
+            return Err(err(
+                &s.name,
+                format!("input {} is missing", quoted(&s.name)),
+            ));
         };
         if input.datatype != s.datatype {
             return Err(err(
                 &s.name,
                 format!(
-                    "input {:?} has datatype {}, expected {}",
-                    s.name, input.datatype, s.datatype
+                    "input {} has datatype {}, expected {}",
+                    quoted(&s.name),
+                    input.datatype,
+                    s.datatype
                 ),
             ));
         }
@@ -105,8 +111,8 @@ pub fn validate(spec: &[InputSpec], body: &[u8]) -> Result<(), SpecError> {
             return Err(err(
                 &s.name,
                 format!(
-                    "input {:?} has shape {}, expected {}",
-                    s.name,
+                    "input {} has shape {}, expected {}",
+                    quoted(&s.name),
                     shape_text(&input.shape),
                     shape_text(&s.shape)
                 ),
@@ -122,8 +128,8 @@ pub fn validate(spec: &[InputSpec], body: &[u8]) -> Result<(), SpecError> {
                 return Err(err(
                     &s.name,
                     format!(
-                        "input {:?} has {got} values, expected {} for shape {}",
-                        s.name,
+                        "input {} has {got} values, expected {} for shape {}",
+                        quoted(&s.name),
                         expected
                             .map_or_else(|| "a countable number".to_string(), |e| e.to_string()),
                         shape_text(&input.shape)

@@ -30,6 +30,7 @@ use crate::inspect::openai::{summarize, ChatSummary};
 use crate::inspect::scan::NotScanned;
 use crate::payload::grpc::Routing;
 use crate::payload::{Fields, Format};
+use crate::quote::quoted;
 use crate::rng::Rng;
 
 /// Request headers as the core sees them. Names are lowercase; pseudo-headers (`:path`,
@@ -916,7 +917,11 @@ impl<'a, R: RequestView> Decider<'a, R> {
         Err(Outcome::Reply(Reply::error(
             403,
             "forbidden",
-            &format!("tenant {name:?} may not use model {:?}", model.name),
+            &format!(
+                "tenant {} may not use model {}",
+                quoted(&name),
+                quoted(&model.name)
+            ),
             Some(mi),
         )))
     }
@@ -1016,7 +1021,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
                 None => Err(Outcome::Reply(Reply::error(
                     404,
                     "unknown_model",
-                    &format!("no model named {name:?} is configured"),
+                    &format!("no model named {} is configured", quoted(&name)),
                     None,
                 ))),
             };
@@ -1028,7 +1033,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
                 None => Err(Outcome::Reply(Reply::error(
                     404,
                     "unknown_version",
-                    &format!("model {name:?} has no version {v:?}"),
+                    &format!("model {} has no version {}", quoted(&name), quoted(&v)),
                     Some(mi),
                 ))),
             },
@@ -1047,8 +1052,8 @@ impl<'a, R: RequestView> Decider<'a, R> {
                 404,
                 "unknown_model",
                 &format!(
-                    "the request names no model: send the {:?} header, use a /v2/models/{{name}}/ or /v1/models/{{name}} path, or a JSON body with \"model\"",
-                    cfg.model_header
+                    "the request names no model: send the {} header, use a /v2/models/{{name}}/ or /v1/models/{{name}} path, or a JSON body with \"model\"",
+                    quoted(&cfg.model_header)
                 ),
                 None,
             ))),
@@ -1070,20 +1075,22 @@ impl<'a, R: RequestView> Decider<'a, R> {
             .get(mi)
             .map(|m| m.name.as_str())
             .unwrap_or_default();
+        let model = quoted(model);
         let (status, code, detail) = match why {
             Exclusion::Tenant => {
                 let t = self.tenant().map(|(n, _)| n.to_string()).unwrap_or_default();
-                (403, "forbidden", format!("tenant {t:?} may not use this target of model {model:?}"))
+                let t = quoted(&t);
+                (403, "forbidden", format!("tenant {t} may not use this target of model {model}"))
             }
-            Exclusion::Restricted => (403, "forbidden", format!("no target of model {model:?} satisfies the matching rule's restriction")),
-            Exclusion::Region(region) => (403, "forbidden", format!("no target of model {model:?} keeps data in region {region:?}")),
-            Exclusion::Capability(c) => (422, "capability_unavailable", format!("no target of model {model:?} offers {c}")),
+            Exclusion::Restricted => (403, "forbidden", format!("no target of model {model} satisfies the matching rule's restriction")),
+            Exclusion::Region(region) => (403, "forbidden", format!("no target of model {model} keeps data in region {}", quoted(&region))),
+            Exclusion::Capability(c) => (422, "capability_unavailable", format!("no target of model {model} offers {c}")),
             Exclusion::Context(needed) => (
                 422,
                 "capability_unavailable",
-                format!("no target of model {model:?} has a context of {needed} tokens (estimated prompt + max_tokens)"),
+                format!("no target of model {model} has a context of {needed} tokens (estimated prompt + max_tokens)"),
             ),
-            Exclusion::Full => (503, "over_capacity", format!("every target of model {model:?} that may serve this request is at capacity")),
+            Exclusion::Full => (503, "over_capacity", format!("every target of model {model} that may serve this request is at capacity")),
         };
         let mut reply = Reply::error(status, code, &detail, Some(mi));
         reply.rule = None;

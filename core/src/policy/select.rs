@@ -280,8 +280,8 @@ impl<R: RequestView> Decider<'_, R> {
                     422,
                     "budget_unmet",
                     &format!(
-                        "no target of model {:?} fits {}",
-                        model.name,
+                        "no target of model {} fits {}",
+                        crate::quote::quoted(&model.name),
                         limits.join(" and ")
                     ),
                     Some(mi),

@@ -88,9 +88,9 @@ impl Stream {
             }
             Err(status) => {
                 log::warn!(
-                    "inference-router[{}]: fleet: request to cluster {:?} not started: host status {status}",
+                    "inference-router[{}]: fleet: request to cluster {} not started: host status {status}",
                     self.context_id,
-                    fleet.cluster
+                    crate::quote::quoted(&fleet.cluster)
                 );
                 false
             }

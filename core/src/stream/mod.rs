@@ -404,9 +404,9 @@ impl Stream {
             Some(ns) => fields_from_metadata(&cfg.pointers, &cfg.numeric_pointers, &ns),
             None => {
                 log::warn!(
-                    "inference-router[{}]: metadata namespace {:?} is not in the expected encoding; body fields ignored",
+                    "inference-router[{}]: metadata namespace {} is not in the expected encoding; body fields ignored",
                     self.context_id,
-                    cfg.body.metadata_namespace
+                    crate::quote::quoted(&cfg.body.metadata_namespace)
                 );
                 Fields::with_len(cfg.pointers.len())
             }

@@ -281,9 +281,9 @@ impl Stream {
             Err(status) => {
                 host.bump(plugin.metrics.router_failures);
                 log::warn!(
-                    "inference-router[{}]: router callout to cluster {:?} not started (host status {status}); using the strategy's choice",
+                    "inference-router[{}]: router callout to cluster {} not started (host status {status}); using the strategy's choice",
                     self.context_id,
-                    router.cluster
+                    crate::quote::quoted(&router.cluster)
                 );
                 false
             }
@@ -315,9 +315,9 @@ impl Stream {
             Err(why) => {
                 host.bump(plugin.metrics.router_failures);
                 log::warn!(
-                    "inference-router[{}]: router of model {:?}: {why}; using the strategy's choice",
+                    "inference-router[{}]: router of model {}: {why}; using the strategy's choice",
                     self.context_id,
-                    model.name
+                    crate::quote::quoted(&model.name)
                 );
                 route
             }
@@ -372,9 +372,9 @@ impl Stream {
                     }
                     Err(status) => {
                         log::warn!(
-                            "inference-router[{}]: fan-out callout to cluster {:?} not started: host status {status}",
+                            "inference-router[{}]: fan-out callout to cluster {} not started: host status {status}",
                             self.context_id,
-                            target.cluster
+                            crate::quote::quoted(&target.cluster)
                         );
                         *slot = Some(no_answer(&target.name));
                     }
@@ -546,9 +546,9 @@ impl Stream {
             }
             Err(s) => {
                 log::warn!(
-                    "inference-router[{}]: retry callout to cluster {:?} not started: host status {s}",
+                    "inference-router[{}]: retry callout to cluster {} not started: host status {s}",
                     self.context_id,
-                    target.cluster
+                    crate::quote::quoted(&target.cluster)
                 );
                 host.bump(plugin.metrics.retry_failed);
                 None
