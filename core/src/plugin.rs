@@ -263,7 +263,7 @@ impl Plugin {
         match kind {
             MirrorKind::Shadow { .. } => host.bump(self.metrics.shadow_dropped),
             MirrorKind::Feedback { .. } => host.bump(self.metrics.router_feedback_failures),
-            MirrorKind::Unspend => log::warn!("inference-router: fleet: the release of a spent decision id whose reward was not applied was dropped"),
+            MirrorKind::Unspend => crate::host_log!(Warn, "inference-router: fleet: the release of a spent decision id whose reward was not applied was dropped"),
         }
     }
 
@@ -302,7 +302,8 @@ impl Plugin {
                 host.add(self.metrics.cas_retries, u64::from(applied.retries));
                 if applied.reset {
                     host.bump(self.metrics.state_resets);
-                    log::warn!(
+                    crate::host_log!(
+                        Warn,
                         "inference-router: bandit state of {} was undecodable and was reset",
                         quoted(&applied.model)
                     );
@@ -317,7 +318,8 @@ impl Plugin {
                 if matches!(e, learning::ApplyError::Contention { .. }) {
                     host.bump(self.metrics.cas_exhausted);
                 }
-                log::warn!(
+                crate::host_log!(
+                    Warn,
                     "inference-router: reward for {} not applied: {}",
                     quoted(target),
                     e.describe()
@@ -485,7 +487,8 @@ impl Shared for HostShared<'_> {
         let (bytes, cas) = match self.host.shared_data(key) {
             Ok(v) => v,
             Err(status) => {
-                log::warn!(
+                crate::host_log!(
+                    Warn,
                     "inference-router: reading bandit state {} failed: host status {status}",
                     quoted(key)
                 );
@@ -498,10 +501,14 @@ impl Shared for HostShared<'_> {
         let cache = self.caches.as_mut()?.get_mut(model)?;
         match cache.refresh(bytes.as_deref(), cas, strategy, &m.target_names()) {
             Refresh::Undecodable(e) => {
-                log::warn!("inference-router: bandit state {} is undecodable ({e}); using a fresh state until the next reward replaces it", quoted(key));
+                crate::host_log!(Warn, "inference-router: bandit state {} is undecodable ({e}); using a fresh state until the next reward replaces it", quoted(key));
             }
             Refresh::Decoded(how) if how != Reconciled::Unchanged => {
-                log::info!("inference-router: bandit state {}: {how}", quoted(key));
+                crate::host_log!(
+                    Info,
+                    "inference-router: bandit state {}: {how}",
+                    quoted(key)
+                );
             }
             _ => {}
         }

@@ -261,7 +261,7 @@ pub fn publish_build(host: &dyn Host, build: crate::plugin::Build) {
         Ok(id) => {
             let _ = host.record_metric(id, 1);
         }
-        Err(status) => log::warn!("inference-router: {name}: host status {status}"),
+        Err(status) => crate::host_log!(Warn, "inference-router: {name}: host status {status}"),
     }
 }
 
@@ -489,7 +489,8 @@ impl Metrics {
         }
         let m = cfg.models.get(model);
         let target = m.and_then(|m| m.targets.get(alarm.arm));
-        log::warn!(
+        crate::host_log!(
+            Warn,
             "inference-router: model {}, target {}: {alarm}; its statistics restart",
             crate::quote::quoted(m.map_or("", |m| m.name.as_str())),
             crate::quote::quoted(target.map_or("", |t| t.name.as_str())),

@@ -345,7 +345,7 @@ fn spend<S: SharedStore + ?Sized>(
             "this Envoy accepts no more feedback for decisions expiring this hour (feedback.max_accepted_per_hour)",
         )),
         Err(spent::SpendError::Corrupt) => {
-            log::error!("inference-router: spent-id shard {key} is undecodable; its feedback is refused until it expires");
+            crate::host_log!(Error, "inference-router: spent-id shard {key} is undecodable; its feedback is refused until it expires");
             Err(Refused::new(
                 Refusal::Unavailable,
                 "could not record the decision as used",

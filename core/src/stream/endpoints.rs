@@ -173,7 +173,8 @@ impl Stream {
                 plugin.metrics.feedback_rejected(host, *refusal);
                 if *refusal == Refusal::Unavailable {
                     // The sender is told to retry; say why in the log (no request data in it).
-                    log::warn!(
+                    crate::host_log!(
+                        Warn,
                         "inference-router[{}]: feedback not recorded: {}",
                         self.context_id,
                         reply

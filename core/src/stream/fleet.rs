@@ -87,7 +87,8 @@ impl Stream {
                 true
             }
             Err(status) => {
-                log::warn!(
+                crate::host_log!(
+                    Warn,
                     "inference-router[{}]: fleet: request to cluster {} not started: host status {status}",
                     self.context_id,
                     crate::quote::quoted(&fleet.cluster)

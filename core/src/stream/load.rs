@@ -230,5 +230,5 @@ fn untracked(host: &dyn Host, plugin: &Plugin, what: &str) {
     if let Some(ids) = &plugin.metrics.load {
         host.bump(ids.untracked);
     }
-    log::warn!("inference-router: load: {what}");
+    crate::host_log!(Warn, "inference-router: load: {what}");
 }

@@ -224,7 +224,8 @@ impl Stream {
         let bytes = match host.buffer(Buffer::RequestBody, 0, body_size) {
             Ok(b) => b.unwrap_or_default(),
             Err(status) => {
-                log::warn!(
+                crate::host_log!(
+                    Warn,
                     "inference-router[{}]: cannot read the request body: host status {status}",
                     self.context_id
                 );
@@ -403,7 +404,8 @@ impl Stream {
         match decode_pairs(&bytes) {
             Some(ns) => fields_from_metadata(&cfg.pointers, &cfg.numeric_pointers, &ns),
             None => {
-                log::warn!(
+                crate::host_log!(
+                    Warn,
                     "inference-router[{}]: metadata namespace {} is not in the expected encoding; body fields ignored",
                     self.context_id,
                     crate::quote::quoted(&cfg.body.metadata_namespace)
@@ -482,7 +484,8 @@ impl Stream {
             }
             Outcome::NeedBody => {
                 // Only reachable if the body was already final: the core asked for a body it has.
-                log::error!(
+                crate::host_log!(
+                    Error,
                     "inference-router[{}]: decision still needs the body after reading it",
                     self.context_id
                 );
@@ -509,7 +512,8 @@ impl Stream {
         if let Err(status) = set(&cfg.route_header, &target.cluster)
             .and_then(|()| set(&cfg.target_header, &target.name))
         {
-            log::error!(
+            crate::host_log!(
+                Error,
                 "inference-router[{}]: cannot set routing headers: host status {status}",
                 self.context_id
             );

@@ -277,7 +277,7 @@ fn reward(
         ),
         Err(e) => {
             host.bump(plugin.metrics.rewards_failed);
-            log::warn!("inference-router[{ctx}]: no implicit reward: {e}");
+            crate::host_log!(Warn, "inference-router[{ctx}]: no implicit reward: {e}");
         }
     }
 }
@@ -307,6 +307,9 @@ fn record_health(host: &dyn Host, plugin: &Plugin, route: Route, sample: HealthS
     };
     let store = crate::host::HostStore(host);
     if let Err(e) = health::record(&store, key, model.targets.len(), sample) {
-        log::warn!("inference-router[{ctx}]: target health not recorded: {e}");
+        crate::host_log!(
+            Warn,
+            "inference-router[{ctx}]: target health not recorded: {e}"
+        );
     }
 }

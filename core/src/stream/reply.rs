@@ -293,7 +293,8 @@ impl Stream {
             }
         };
         if let Err(s) = host.send_local_response(reply.status, &headers, body, grpc) {
-            log::error!(
+            crate::host_log!(
+                Error,
                 "inference-router[{}]: cannot send a local reply: host status {s}",
                 self.context_id
             );

@@ -235,7 +235,8 @@ impl Stream {
 
     fn resume(&self, host: &dyn Host, stream: crate::host::Stream) {
         if let Err(status) = host.continue_stream(stream) {
-            log::error!(
+            crate::host_log!(
+                Error,
                 "inference-router[{}]: cannot resume the {stream:?} stream: host status {status}",
                 self.context_id
             );
@@ -255,7 +256,8 @@ impl Stream {
         };
         let Some(held) = &self.held else {
             host.bump(plugin.metrics.router_failures);
-            log::warn!(
+            crate::host_log!(
+                Warn,
                 "inference-router[{}]: the router was not asked: the request body is not held (over body.max_bytes); using the strategy's choice",
                 self.context_id
             );
@@ -280,7 +282,8 @@ impl Stream {
             Ok(()) => true,
             Err(status) => {
                 host.bump(plugin.metrics.router_failures);
-                log::warn!(
+                crate::host_log!(
+                    Warn,
                     "inference-router[{}]: router callout to cluster {} not started (host status {status}); using the strategy's choice",
                     self.context_id,
                     crate::quote::quoted(&router.cluster)
@@ -305,7 +308,8 @@ impl Stream {
             Ok(RouterChoice::Child(target)) => Route::new(route.model, target, Reason::Router),
             Ok(RouterChoice::All) if !streamed => return self.start_fan_out(host, route.model),
             Ok(RouterChoice::All) => {
-                log::info!(
+                crate::host_log!(
+                    Info,
                     "inference-router[{}]: the router chose every child for a streamed request, which cannot be fanned out; using the strategy's choice",
                     self.context_id
                 );
@@ -314,7 +318,8 @@ impl Stream {
             Ok(RouterChoice::None) => return self.echo_for_router(host, route.model),
             Err(why) => {
                 host.bump(plugin.metrics.router_failures);
-                log::warn!(
+                crate::host_log!(
+                    Warn,
                     "inference-router[{}]: router of model {}: {why}; using the strategy's choice",
                     self.context_id,
                     crate::quote::quoted(&model.name)
@@ -371,7 +376,8 @@ impl Stream {
                         plugin.metrics.request(host, model, ti);
                     }
                     Err(status) => {
-                        log::warn!(
+                        crate::host_log!(
+                            Warn,
                             "inference-router[{}]: fan-out callout to cluster {} not started: host status {status}",
                             self.context_id,
                             crate::quote::quoted(&target.cluster)
@@ -480,7 +486,8 @@ impl Stream {
                 (Some(name), Some(format)) => match rewrite_model(format, &held.body, name) {
                     Ok(b) => b,
                     Err(e) => {
-                        log::warn!(
+                        crate::host_log!(
+                            Warn,
                             "inference-router[{}]: shadow copy sent without the model rewrite: {e}",
                             self.context_id
                         );
@@ -545,7 +552,8 @@ impl Stream {
                 Some(Action::Pause)
             }
             Err(s) => {
-                log::warn!(
+                crate::host_log!(
+                    Warn,
                     "inference-router[{}]: retry callout to cluster {} not started: host status {s}",
                     self.context_id,
                     crate::quote::quoted(&target.cluster)
@@ -604,7 +612,8 @@ impl Stream {
             CalloutAnswer::Failed(why) => {
                 // No answer at all: the client gets the original failure, held until now.
                 host.bump(plugin.metrics.retry_failed);
-                log::warn!(
+                crate::host_log!(
+                    Warn,
                     "inference-router[{}]: retry on a fallback target failed ({why}); passing the original answer",
                     self.context_id
                 );
