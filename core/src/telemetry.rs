@@ -71,14 +71,14 @@ pub struct LoadIds {
 }
 
 impl LoadIds {
-    fn define(d: &mut Definer<'_>, cfg: &Config) -> Result<Self, String> {
+    fn define(d: &mut Definer<'_>, cfg: &Config) -> Self {
         let in_flight = d.per_target(
             MetricKind::Gauge,
             "load.in_flight",
             cfg,
             |m| m.tracks_load,
             None,
-        )?;
+        );
         let mut ids = [0u32; 5];
         d.fixed(
             MetricKind::Counter,
@@ -90,16 +90,16 @@ impl LoadIds {
                 "load.untracked",
             ],
             &mut ids,
-        )?;
+        );
         let [over_capacity, full_skips, reports, reports_invalid, untracked] = ids;
-        Ok(LoadIds {
+        LoadIds {
             over_capacity,
             full_skips,
             reports,
             reports_invalid,
             untracked,
             in_flight,
-        })
+        }
     }
 }
 
@@ -130,7 +130,7 @@ pub struct FleetIds {
 }
 
 impl FleetIds {
-    fn define(d: &mut Definer<'_>) -> Result<Self, String> {
+    fn define(d: &mut Definer<'_>) -> Self {
         let mut counters = [0u32; 11];
         let mut gauges = [0u32; 2];
         d.fixed(
@@ -143,12 +143,12 @@ impl FleetIds {
                 "fleet.etcd_requests",
             ],
             &mut counters[..5],
-        )?;
+        );
         d.fixed(
             MetricKind::Gauge,
             &["fleet.replicas", "fleet.lag_ms"],
             &mut gauges,
-        )?;
+        );
         d.fixed(
             MetricKind::Counter,
             &[
@@ -160,11 +160,11 @@ impl FleetIds {
                 "fleet.feedback.in_doubt_applied",
             ],
             &mut counters[5..],
-        )?;
+        );
         let [sync_success, sync_failures, publish_success, publish_failures, etcd_requests, retired, rebased, conflicts, invalid, in_doubt, in_doubt_applied] =
             counters;
         let [replicas, lag_ms] = gauges;
-        Ok(FleetIds {
+        FleetIds {
             sync_success,
             sync_failures,
             publish_success,
@@ -178,7 +178,7 @@ impl FleetIds {
             invalid,
             in_doubt,
             in_doubt_applied,
-        })
+        }
     }
 }
 
@@ -189,13 +189,21 @@ struct ShadowIds {
 
 /// Defines metrics through the host, each name `inference_router.<head>.<tail>...` written into
 /// one buffer: a tail (a model, target, rule or detector name) as a [`metric_segment`].
+///
+/// The first failure is kept and every later definition skipped (id 0) without a host call;
+/// [`Metrics::define`] returns it at the end. The same calls and the same error as stopping
+/// there, without an early return (and its clean-up code) after every definition.
 struct Definer<'h> {
     host: &'h dyn Host,
     name: String,
+    failed: Option<String>,
 }
 
 impl Definer<'_> {
-    fn define(&mut self, kind: MetricKind, head: &str, tail: &[&str]) -> Result<u32, String> {
+    fn define(&mut self, kind: MetricKind, head: &str, tail: &[&str]) -> u32 {
+        if self.failed.is_some() {
+            return 0;
+        }
         let name = &mut self.name;
         name.clear();
         name.push_str(PREFIX);
@@ -205,19 +213,24 @@ impl Definer<'_> {
             name.push('.');
             name.extend(part.chars().map(segment_char));
         }
-        (self.host.define_metric(kind, name)).map_err(|s| format!("{name}: host status {s}"))
+        match self.host.define_metric(kind, name) {
+            Ok(id) => id,
+            Err(s) => {
+                self.failed = Some(format!("{name}: host status {s}"));
+                0
+            }
+        }
     }
 
     /// One metric per head, into `ids`.
-    fn fixed(&mut self, kind: MetricKind, heads: &[&str], ids: &mut [u32]) -> Result<(), String> {
+    fn fixed(&mut self, kind: MetricKind, heads: &[&str], ids: &mut [u32]) {
         for (id, head) in ids.iter_mut().zip(heads) {
-            *id = self.define(kind, head, &[])?;
+            *id = self.define(kind, head, &[]);
         }
-        Ok(())
     }
 
     /// `<head>.<tail>` for each tail.
-    fn each(&mut self, kind: MetricKind, head: &str, tails: &[&str]) -> Result<Vec<u32>, String> {
+    fn each(&mut self, kind: MetricKind, head: &str, tails: &[&str]) -> Vec<u32> {
         (tails.iter())
             .map(|t| self.define(kind, head, &[t]))
             .collect()
@@ -232,20 +245,20 @@ impl Definer<'_> {
         cfg: &Config,
         which: fn(&Model) -> bool,
         suffix: Option<&str>,
-    ) -> Result<Vec<Vec<u32>>, String> {
+    ) -> Vec<Vec<u32>> {
         let mut out = Vec::with_capacity(cfg.models.len());
         for m in &cfg.models {
             let mut ids = Vec::new();
             for t in m.targets.iter().filter(|_| which(m)) {
                 let id = match suffix {
-                    None => self.define(kind, head, &[&m.name, &t.name])?,
-                    Some(s) => self.define(kind, head, &[&m.name, &t.name, s])?,
+                    None => self.define(kind, head, &[&m.name, &t.name]),
+                    Some(s) => self.define(kind, head, &[&m.name, &t.name, s]),
                 };
                 ids.push(id);
             }
             out.push(ids);
         }
-        Ok(out)
+        out
     }
 }
 
@@ -270,14 +283,15 @@ impl Metrics {
         let mut d = Definer {
             host,
             name: String::new(),
+            failed: None,
         };
         let d = &mut d;
-        let bandit_gauges = Self::define_bandit_gauges(d, cfg)?;
-        let requests = d.per_target(MetricKind::Counter, "requests", cfg, |_| true, None)?;
+        let bandit_gauges = Self::define_bandit_gauges(d, cfg);
+        let requests = d.per_target(MetricKind::Counter, "requests", cfg, |_| true, None);
         let reasons = Reason::FIXED.map(Reason::metric_segment);
-        let decisions_fixed = d.each(MetricKind::Counter, "decisions", &reasons)?;
+        let decisions_fixed = d.each(MetricKind::Counter, "decisions", &reasons);
         let rules: Vec<&str> = cfg.rules.iter().map(|r| r.name.as_str()).collect();
-        let decisions_rules = d.each(MetricKind::Counter, "decisions.rule", &rules)?;
+        let decisions_rules = d.each(MetricKind::Counter, "decisions.rule", &rules);
         let mut body = [0u32; 3];
         d.fixed(
             MetricKind::Counter,
@@ -287,18 +301,18 @@ impl Metrics {
                 "body.decided_early",
             ],
             &mut body,
-        )?;
+        );
         let local_replies = d.each(
             MetricKind::Counter,
             "local_replies",
             &ReplyKind::ALL.map(ReplyKind::as_str),
-        )?;
-        let feedback_accepted = d.define(MetricKind::Counter, "feedback.accepted", &[])?;
+        );
+        let feedback_accepted = d.define(MetricKind::Counter, "feedback.accepted", &[]);
         let feedback_rejected = d.each(
             MetricKind::Counter,
             "feedback.rejected",
             &Refusal::ALL.map(Refusal::as_str),
-        )?;
+        );
         let mut learning = [0u32; 7];
         d.fixed(
             MetricKind::Counter,
@@ -312,7 +326,7 @@ impl Metrics {
                 "evaluator.failures",
             ],
             &mut learning,
-        )?;
+        );
         let detects_changes = |m: &Model| m.bandit().is_some_and(|b| b.detects_changes());
         let change_alarms = d.per_target(
             MetricKind::Counter,
@@ -320,16 +334,16 @@ impl Metrics {
             cfg,
             detects_changes,
             Some("change_alarms"),
-        )?;
+        );
         let names: Vec<&str> = cfg.detectors.iter().map(|x| x.name.as_str()).collect();
-        let detectors = d.each(MetricKind::Counter, "detectors", &names)?;
+        let detectors = d.each(MetricKind::Counter, "detectors", &names);
         let reasons: &[&str] = if cfg.has_detected_rules {
             &NotScanned::ALL.map(NotScanned::as_str)
         } else {
             &[]
         };
-        let not_scanned = d.each(MetricKind::Counter, "detectors.not_scanned", reasons)?;
-        let bypassed = d.each(MetricKind::Counter, "detectors.bypassed", reasons)?;
+        let not_scanned = d.each(MetricKind::Counter, "detectors.not_scanned", reasons);
+        let bypassed = d.each(MetricKind::Counter, "detectors.bypassed", reasons);
         let mut callouts = [0u32; 8];
         d.fixed(
             MetricKind::Counter,
@@ -344,16 +358,13 @@ impl Metrics {
                 "shadow.dropped",
             ],
             &mut callouts,
-        )?;
-        let shadow = Self::define_shadows(d, cfg)?;
-        let fleet = cfg
-            .fleet
-            .as_ref()
-            .map(|_| FleetIds::define(d))
-            .transpose()?;
-        let load = (cfg.models.iter().any(|m| m.tracks_load))
-            .then(|| LoadIds::define(d, cfg))
-            .transpose()?;
+        );
+        let shadow = Self::define_shadows(d, cfg);
+        let fleet = cfg.fleet.as_ref().map(|_| FleetIds::define(d));
+        let load = (cfg.models.iter().any(|m| m.tracks_load)).then(|| LoadIds::define(d, cfg));
+        if let Some(failed) = d.failed.take() {
+            return Err(failed);
+        }
         let [body_parse_failures, body_too_large, body_decided_early] = body;
         let [rewards_implicit, rewards_evaluator, rewards_failed, cas_retries, cas_exhausted, state_resets, evaluator_failures] =
             learning;
@@ -397,28 +408,25 @@ impl Metrics {
 
     /// `bandit.<model>.<target>.{pulls,mean_reward_milli,alpha_milli,beta_milli}`, by
     /// `[model][target]` (empty for models that are not bandits).
-    fn define_bandit_gauges(
-        d: &mut Definer<'_>,
-        cfg: &Config,
-    ) -> Result<Vec<Vec<[u32; 4]>>, String> {
+    fn define_bandit_gauges(d: &mut Definer<'_>, cfg: &Config) -> Vec<Vec<[u32; 4]>> {
         let mut out = Vec::with_capacity(cfg.models.len());
         for m in &cfg.models {
             let mut ids = Vec::new();
             for t in m.targets.iter().filter(|_| m.is_bandit()) {
                 let mut four = [0u32; 4];
                 for (slot, g) in four.iter_mut().zip(GAUGE_SUFFIXES) {
-                    *slot = d.define(MetricKind::Gauge, "bandit", &[&m.name, &t.name, g])?;
+                    *slot = d.define(MetricKind::Gauge, "bandit", &[&m.name, &t.name, g]);
                 }
                 ids.push(four);
             }
             out.push(ids);
         }
-        Ok(out)
+        out
     }
 
     /// `shadow.<model>.<class>` counters and the `shadow.<model>.latency_ms` histogram, once
     /// per model that some shadow mirrors.
-    fn define_shadows(d: &mut Definer<'_>, cfg: &Config) -> Result<Vec<Option<ShadowIds>>, String> {
+    fn define_shadows(d: &mut Definer<'_>, cfg: &Config) -> Vec<Option<ShadowIds>> {
         let mut out = Vec::with_capacity(cfg.models.len());
         for (mi, m) in cfg.models.iter().enumerate() {
             if !cfg.shadows.iter().any(|s| s.model == mi) {
@@ -427,15 +435,15 @@ impl Metrics {
             }
             let mut classes = [0u32; 5];
             for (slot, class) in classes.iter_mut().zip(StatusClass::ALL) {
-                *slot = d.define(MetricKind::Counter, "shadow", &[&m.name, class.as_str()])?;
+                *slot = d.define(MetricKind::Counter, "shadow", &[&m.name, class.as_str()]);
             }
-            let latency_ms = d.define(MetricKind::Histogram, "shadow", &[&m.name, "latency_ms"])?;
+            let latency_ms = d.define(MetricKind::Histogram, "shadow", &[&m.name, "latency_ms"]);
             out.push(Some(ShadowIds {
                 classes,
                 latency_ms,
             }));
         }
-        Ok(out)
+        out
     }
 
     /// Counts a shadow answer by status class and records its latency (only for answers).
