@@ -291,7 +291,10 @@ fn rewrite_msgpack(body: &[u8], model: &str) -> Result<Option<Vec<u8>>, String> 
 /// Whether a request asks for a streamed answer: `Accept: text/event-stream`, or a JSON /
 /// MessagePack body whose top-level `stream` is `true` (read by the OpenAI request summary).
 pub fn is_streamed(format: Option<Format>, body: &[u8], accept: Option<&str>) -> bool {
-    if accept.is_some_and(|a| a.to_ascii_lowercase().contains("text/event-stream")) {
+    // Compared in place, in any ASCII case: no lower-cased copy of the header.
+    const SSE: &[u8] = b"text/event-stream";
+    let asks_sse = |a: &str| (a.as_bytes().windows(SSE.len())).any(|w| w.eq_ignore_ascii_case(SSE));
+    if accept.is_some_and(asks_sse) {
         return true;
     }
     format
