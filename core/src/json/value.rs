@@ -630,6 +630,15 @@ pub fn to_value<T: ToValue + ?Sized>(v: &T) -> Value {
     v.to_value()
 }
 
+/// `json!`'s object field: one call per field (the key made a `String` and the old value, if
+/// any, dropped here) rather than the conversion, the insert and the drop inlined at every field
+/// of every `json!`.
+#[doc(hidden)]
+#[inline(never)]
+pub fn insert_field(object: &mut Map<String, Value>, key: impl Into<String>, value: Value) {
+    let _ = object.insert(key.into(), value);
+}
+
 /// A value written as JSON, as serde_json's `json!` built it (interpolated expressions through
 /// [`ToValue`], as `to_value` turned them into values).
 macro_rules! json {
@@ -688,7 +697,7 @@ macro_rules! json_internal {
     (@object $object:ident () () ()) => {};
 
     (@object $object:ident [$($key:tt)+] ($value:expr) , $($rest:tt)*) => {
-        let _ = $object.insert(($($key)+).into(), $value);
+        $crate::json::value::insert_field(&mut $object, ($($key)+), $value);
         $crate::json::value::json_internal!(@object $object () ($($rest)*) ($($rest)*));
     };
 
@@ -697,7 +706,7 @@ macro_rules! json_internal {
     };
 
     (@object $object:ident [$($key:tt)+] ($value:expr)) => {
-        let _ = $object.insert(($($key)+).into(), $value);
+        $crate::json::value::insert_field(&mut $object, ($($key)+), $value);
     };
 
     (@object $object:ident ($($key:tt)+) (: null $($rest:tt)*) $copy:tt) => {
