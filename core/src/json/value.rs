@@ -626,6 +626,8 @@ impl<T: ToValue> ToValue for std::collections::BTreeMap<String, T> {
     }
 }
 
+/// Not inlined: `json!` calls it for every interpolated value, one copy per type is enough.
+#[inline(never)]
 pub fn to_value<T: ToValue + ?Sized>(v: &T) -> Value {
     v.to_value()
 }
