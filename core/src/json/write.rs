@@ -92,7 +92,7 @@ fn tie_to_even(v: f64, digits: &[u8], point: i32) -> Option<Vec<u8>> {
     let n = u32::try_from(digits.len()).ok()?;
     let q = point.checked_sub(i32::try_from(n).ok()?)?;
     let lower = halfway_lower(v, q)?;
-    let (least, bound) = (10u64.checked_pow(n.checked_sub(1)?)?, 10u64.checked_pow(n)?);
+    let (least, bound) = (power(10, n.checked_sub(1)?)?, power(10, n)?);
     if !(least..bound).contains(&lower) {
         return None; // another number of digits: not a tie between two n-digit candidates
     }
@@ -114,13 +114,18 @@ fn halfway_lower(v: f64, q: i32) -> Option<u64> {
     if mantissa == 0 || exp != q.checked_sub(1)? {
         return None;
     }
-    let power = 5u64.checked_pow(q.unsigned_abs())?;
+    let five = power(5, q.unsigned_abs())?;
     let odd = if q >= 0 {
-        (mantissa % power == 0).then(|| mantissa / power)?
+        (mantissa % five == 0).then(|| mantissa / five)?
     } else {
-        mantissa.checked_mul(power)?
+        mantissa.checked_mul(five)?
     };
     Some(odd / 2)
+}
+
+/// `base^exp`, `None` past `u64` (a loop: smaller than std's `checked_pow`, exponents are small).
+fn power(base: u64, exp: u32) -> Option<u64> {
+    (0..exp).try_fold(1u64, |acc, _| acc.checked_mul(base))
 }
 
 /// A finite `v`'s magnitude as `mantissa × 2^exp` with an odd mantissa (0 for zero).
