@@ -4,7 +4,7 @@
 //!
 //! - [`text`]: bytes → `crate::json::Value`, a syntax error located, keys written twice recorded;
 //! - [`scalars`]: numbers, strings, lists, maps and enum variants;
-//! - [`object`]: a struct's fields ([`Obj`]);
+//! - [`object`]: a struct's fields ([`read_fields`]);
 //! - here: [`At`] (where a value is), serde's error wording and [`read_struct!`].
 
 mod object;
@@ -16,7 +16,7 @@ use std::fmt;
 use crate::json::Value;
 
 use super::ConfigError;
-pub(crate) use object::Obj;
+pub(crate) use object::{read as read_fields, Present, Shape, Slot};
 pub(crate) use scalars::{newtype_variant, unit_variant};
 use text::Duplicate;
 
@@ -160,9 +160,10 @@ pub(crate) fn unknown(what: &str, name: &str, names: &[&str]) -> String {
     format!("unknown {what} `{name}`, expected {one_of}")
 }
 
-/// `FromJson` for a struct, each field read by an [`Obj`] method (`req`, `or_default`,
-/// `or(default_fn)`, `present`); the fields listed are all the struct accepts, in the order
-/// serde's messages list them.
+/// `FromJson` for a struct, each field `req` (required), `or_default`, `or(default_fn)` or
+/// `present` (any value, `null` too); the fields listed are all the struct accepts, in the order
+/// serde's messages list them. The struct is built with every field's default, then
+/// [`read_fields`] reads the fields given into it.
 macro_rules! read_struct {
     ($name:ident { $($field:ident: $how:ident $(($default:expr))?),* $(,)? }) => {
         impl $crate::config::read::FromJson for $name {
@@ -172,17 +173,35 @@ macro_rules! read_struct {
                 v: &crate::json::Value,
                 at: &$crate::config::read::At<'_>,
             ) -> Result<Self, $crate::config::ConfigError> {
-                let o = $crate::config::read::Obj::new(
+                use $crate::config::read::Slot;
+                const SHAPE: $crate::config::read::Shape = $crate::config::read::Shape {
+                    what: concat!("struct ", stringify!($name)),
+                    names: &[$(stringify!($field)),*],
+                    required: &[$($crate::config::read::read_struct!(@required $how)),*],
+                    tag: None,
+                };
+                let mut value = $name {
+                    $($field: $crate::config::read::read_struct!(@init $how $($default)?)),*
+                };
+                $crate::config::read::read_fields(
                     v,
                     at,
-                    concat!("struct ", stringify!($name)),
-                    &[$(stringify!($field)),*],
+                    &SHAPE,
+                    &mut [$($crate::config::read::read_struct!(@slot $how value.$field)),*],
                 )?;
-                let value = $name { $($field: o.$how(stringify!($field) $(, $default)?)),* };
-                o.finish(value)
+                Ok(value)
             }
         }
     };
+    (@init or $default:expr) => { $default() };
+    (@init present) => { None };
+    (@init $how:ident) => { Default::default() };
+    (@slot present $place:expr) => {
+        &mut $crate::config::read::Present(&mut $place) as &mut dyn Slot
+    };
+    (@slot $how:ident $place:expr) => { &mut $place as &mut dyn Slot };
+    (@required req) => { true };
+    (@required $how:ident) => { false };
 }
 pub(crate) use read_struct;
 

@@ -85,33 +85,66 @@ impl<T: FromJson> FromJson for Option<T> {
 
 impl<T: FromJson> FromJson for Vec<T> {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        let Value::Array(items) = v else {
-            return Err(invalid_type(v, at, "a sequence"));
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for (i, x) in items.iter().enumerate() {
-            out.push(T::from_json(x, &at.index(i))?);
-        }
+        let mut out = Vec::new();
+        items(v, at, &mut |x, at| {
+            out.push(T::from_json(x, at)?);
+            Ok(())
+        })?;
         Ok(out)
     }
+}
+
+/// A list's items, each given to `item` with where it is. Not generic: one copy for every
+/// item type.
+#[inline(never)]
+fn items(
+    v: &Value,
+    at: &At<'_>,
+    item: &mut dyn FnMut(&Value, &At<'_>) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    let Value::Array(items) = v else {
+        return Err(invalid_type(v, at, "a sequence"));
+    };
+    for (i, x) in items.iter().enumerate() {
+        item(x, &at.index(i))?;
+    }
+    Ok(())
 }
 
 /// A key written twice keeps its last value, but every value must be valid, as before.
 impl<T: FromJson> FromJson for VecMap<String, T> {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        let Value::Object(map) = v else {
-            return Err(invalid_type(v, at, "a map"));
-        };
-        for d in at.duplicates() {
-            T::from_json(&d.earlier, &at.key(&d.key))?;
-        }
-        // Inserted in order: collecting would sort them again, in code for every `T`.
         let mut out = VecMap::new();
-        for (k, x) in map {
-            out.insert(k.clone(), T::from_json(x, &at.key(k))?);
-        }
+        entries(v, at, &mut |key, x, at| {
+            let value = T::from_json(x, at)?;
+            // In order: collecting would sort them again, in code for every `T`.
+            if let Some(key) = key {
+                out.insert(key.clone(), value);
+            }
+            Ok(())
+        })?;
         Ok(out)
     }
+}
+
+/// Reads one entry of a map: its key (`None`: a value a key written twice lost), value and place.
+type Entry<'e> = dyn FnMut(Option<&String>, &Value, &At<'_>) -> Result<(), ConfigError> + 'e;
+
+/// A map's entries, each given to `entry` with its key and where it is; first the values
+/// that keys written twice lost, without a key (checked, then dropped). Not generic: one copy
+/// for every value type.
+#[inline(never)]
+fn entries(v: &Value, at: &At<'_>, entry: &mut Entry<'_>) -> Result<(), ConfigError> {
+    let Value::Object(map) = v else {
+        return Err(invalid_type(v, at, "a map"));
+    };
+    for d in at.duplicates() {
+        entry(None, &d.earlier, &at.key(&d.key))?;
+    }
+    for (k, x) in map {
+        entry(Some(k), x, &at.key(k))?;
+    }
+    Ok(())
 }
 
 /// A variant without data, `"name"` (or `{"name": null}`, which serde_json took too): its
