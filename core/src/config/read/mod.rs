@@ -23,6 +23,19 @@ use text::Duplicate;
 /// A value that can be read from JSON; the error names `at` (or a field under it).
 pub(crate) trait FromJson: Sized {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError>;
+
+    /// Reads `v` into `self`: a struct field by field, in place (`read_struct!`); any other
+    /// value replaced.
+    fn read_in(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        *self = Self::from_json(v, at)?;
+        Ok(())
+    }
+
+    /// Reads `v` into `slot` as `Some`: a struct built in place, not moved there.
+    fn read_some(slot: &mut Option<Self>, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        *slot = Some(Self::from_json(v, at)?);
+        Ok(())
+    }
 }
 
 /// Reads a whole document into `T`.
@@ -163,16 +176,25 @@ pub(crate) fn unknown(what: &str, name: &str, names: &[&str]) -> String {
 /// `FromJson` for a struct, each field `req` (required), `or_default`, `or(default_fn)` or
 /// `present` (any value, `null` too); the fields listed are all the struct accepts, in the order
 /// serde's messages list them. The struct is built with every field's default, then
-/// [`read_fields`] reads the fields given into it.
+/// [`read_fields`] reads the fields given into it, in place (also where it is a field, or in
+/// an `Option`, of another struct).
 macro_rules! read_struct {
     ($name:ident { $($field:ident: $how:ident $(($default:expr))?),* $(,)? }) => {
-        impl $crate::config::read::FromJson for $name {
+        impl $name {
+            /// Every field's default: the struct before its fields are read.
+            fn json_defaults() -> Self {
+                $name {
+                    $($field: $crate::config::read::read_struct!(@init $how $($default)?)),*
+                }
+            }
+
             // One copy per struct, however many places read it (`when` of rules and shadows).
             #[inline(never)]
-            fn from_json(
+            fn read_fields_in(
+                &mut self,
                 v: &crate::json::Value,
                 at: &$crate::config::read::At<'_>,
-            ) -> Result<Self, $crate::config::ConfigError> {
+            ) -> Result<(), $crate::config::ConfigError> {
                 use $crate::config::read::Slot;
                 const SHAPE: $crate::config::read::Shape = $crate::config::read::Shape {
                     what: concat!("struct ", stringify!($name)),
@@ -180,16 +202,39 @@ macro_rules! read_struct {
                     required: &[$($crate::config::read::read_struct!(@required $how)),*],
                     tag: None,
                 };
-                let mut value = $name {
-                    $($field: $crate::config::read::read_struct!(@init $how $($default)?)),*
-                };
                 $crate::config::read::read_fields(
                     v,
                     at,
                     &SHAPE,
-                    &mut [$($crate::config::read::read_struct!(@slot $how value.$field)),*],
-                )?;
+                    &mut [$($crate::config::read::read_struct!(@slot $how self.$field)),*],
+                )
+            }
+        }
+
+        impl $crate::config::read::FromJson for $name {
+            fn from_json(
+                v: &crate::json::Value,
+                at: &$crate::config::read::At<'_>,
+            ) -> Result<Self, $crate::config::ConfigError> {
+                let mut value = Self::json_defaults();
+                value.read_fields_in(v, at)?;
                 Ok(value)
+            }
+
+            fn read_in(
+                &mut self,
+                v: &crate::json::Value,
+                at: &$crate::config::read::At<'_>,
+            ) -> Result<(), $crate::config::ConfigError> {
+                self.read_fields_in(v, at)
+            }
+
+            fn read_some(
+                slot: &mut Option<Self>,
+                v: &crate::json::Value,
+                at: &$crate::config::read::At<'_>,
+            ) -> Result<(), $crate::config::ConfigError> {
+                slot.insert(Self::json_defaults()).read_fields_in(v, at)
             }
         }
     };

@@ -15,8 +15,7 @@ pub(crate) trait Slot {
 
 impl<T: FromJson> Slot for T {
     fn read(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
-        *self = T::from_json(v, at)?;
-        Ok(())
+        self.read_in(v, at)
     }
 }
 

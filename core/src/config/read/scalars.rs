@@ -81,6 +81,16 @@ impl<T: FromJson> FromJson for Option<T> {
             v => T::from_json(v, at).map(Some),
         }
     }
+
+    fn read_in(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        match v {
+            Value::Null => {
+                *self = None;
+                Ok(())
+            }
+            v => T::read_some(self, v, at),
+        }
+    }
 }
 
 impl<T: FromJson> FromJson for Vec<T> {
