@@ -24,8 +24,8 @@ use text::Duplicate;
 pub(crate) trait FromJson: Sized {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError>;
 
-    /// Reads `v` into `self`: a struct field by field, in place (`read_struct!`); any other
-    /// value replaced.
+    /// Reads `v` into `self`, which holds its default (a field not read yet): a struct field
+    /// by field, in place (`read_struct!`), a list's items appended; any other value replaced.
     fn read_in(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
         *self = Self::from_json(v, at)?;
         Ok(())
@@ -34,6 +34,12 @@ pub(crate) trait FromJson: Sized {
     /// Reads `v` into `slot` as `Some`: a struct built in place, not moved there.
     fn read_some(slot: &mut Option<Self>, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
         *slot = Some(Self::from_json(v, at)?);
+        Ok(())
+    }
+
+    /// Reads `v` as a new last item of `list`: a struct built in place there.
+    fn read_push(list: &mut Vec<Self>, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        list.push(Self::from_json(v, at)?);
         Ok(())
     }
 }
@@ -235,6 +241,18 @@ macro_rules! read_struct {
                 at: &$crate::config::read::At<'_>,
             ) -> Result<(), $crate::config::ConfigError> {
                 slot.insert(Self::json_defaults()).read_fields_in(v, at)
+            }
+
+            fn read_push(
+                list: &mut Vec<Self>,
+                v: &crate::json::Value,
+                at: &$crate::config::read::At<'_>,
+            ) -> Result<(), $crate::config::ConfigError> {
+                list.push(Self::json_defaults());
+                match list.last_mut() {
+                    Some(value) => value.read_fields_in(v, at),
+                    None => Ok(()),
+                }
             }
         }
     };

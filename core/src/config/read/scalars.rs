@@ -96,11 +96,12 @@ impl<T: FromJson> FromJson for Option<T> {
 impl<T: FromJson> FromJson for Vec<T> {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
         let mut out = Vec::new();
-        items(v, at, &mut |x, at| {
-            out.push(T::from_json(x, at)?);
-            Ok(())
-        })?;
+        out.read_in(v, at)?;
         Ok(out)
+    }
+
+    fn read_in(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        items(v, at, &mut |x, at| T::read_push(self, x, at))
     }
 }
 
@@ -125,15 +126,19 @@ fn items(
 impl<T: FromJson> FromJson for VecMap<String, T> {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
         let mut out = VecMap::new();
+        out.read_in(v, at)?;
+        Ok(out)
+    }
+
+    fn read_in(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
         entries(v, at, &mut |key, x, at| {
             let value = T::from_json(x, at)?;
             // In order: collecting would sort them again, in code for every `T`.
             if let Some(key) = key {
-                out.insert(key.clone(), value);
+                self.insert(key.clone(), value);
             }
             Ok(())
-        })?;
-        Ok(out)
+        })
     }
 }
 
