@@ -18,6 +18,7 @@ mod model;
 mod policy;
 mod rules;
 
+use checks::quoted_then;
 use checks::{check_header_name, check_range, err, item, Range};
 
 use crate::config::dto::*;
@@ -126,7 +127,7 @@ fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, 
         other => {
             return err(
                 "load.orca_format",
-                format!("{other:?} is not one of text, json, none"),
+                quoted_then(other, "is not one of text, json, none"),
             )
         }
     };

@@ -72,7 +72,7 @@ impl Parser<'_> {
             Some(b'"') => {
                 self.eat();
                 match self.string() {
-                    Ok(s) => format!("string {s:?}").into(),
+                    Ok(s) => format!("string {}", crate::quote::quoted(&s)).into(),
                     Err(e) => return e,
                 }
             }
@@ -484,7 +484,7 @@ pub fn invalid_type(v: &Value, expected: &str) -> String {
             (None, Some(i), _) => unexpected(Num::I64(i)).into(),
             (None, None, f) => unexpected(Num::F64(f.unwrap_or(f64::NAN))).into(),
         },
-        Value::String(s) => format!("string {s:?}").into(),
+        Value::String(s) => format!("string {}", crate::quote::quoted(s)).into(),
         Value::Array(_) => "sequence".into(),
         Value::Object(_) => "map".into(),
     };
