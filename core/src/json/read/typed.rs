@@ -18,6 +18,23 @@ pub trait FromText: Sized {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error>;
 }
 
+/// A struct field's place while [`text_struct!`] reads the struct: `None` until read.
+pub trait TextSlot {
+    fn read(&mut self, p: &mut Parser<'_>) -> Result<(), Error>;
+}
+
+impl<T: FromText> TextSlot for Option<T> {
+    fn read(&mut self, p: &mut Parser<'_>) -> Result<(), Error> {
+        *self = Some(T::read(p)?);
+        Ok(())
+    }
+}
+
+/// `field` as a [`TextSlot`] (its type is inferred from the struct built after).
+pub fn slot<T: FromText>(field: &mut Option<T>) -> &mut dyn TextSlot {
+    field
+}
+
 /// One whole document as `T`: the value and nothing after it but whitespace.
 pub fn from_text<T: FromText>(bytes: &[u8]) -> Result<T, Error> {
     let mut p = Parser::new(bytes);
@@ -171,15 +188,15 @@ impl Parser<'_> {
     }
 
     /// The fields of a struct serde calls `what`, by name from an object or in order from an
-    /// array; `field(p, i)` reads the one named `names[i]`. Checks that every field left out
-    /// may be.
+    /// array; the one named `names[i]` is read into `slots[i]`. Checks that every field left
+    /// out may be.
     #[inline(never)]
     pub fn structure(
         &mut self,
         what: &'static str,
         names: &[&'static str],
         absent: &[Absent],
-        field: &mut dyn FnMut(&mut Self, usize) -> Result<(), Error>,
+        slots: &mut [&mut dyn TextSlot],
     ) -> Result<(), Error> {
         let by_name = match self.whitespace() {
             None => return Err(self.peek_error(EOF_VALUE)),
@@ -189,7 +206,7 @@ impl Parser<'_> {
         };
         self.enter()?;
         self.closed(by_name, &mut |p| {
-            p.fields(by_name, what, names, absent, &mut *field)
+            p.fields(by_name, what, names, absent, slots)
         })
     }
 
@@ -199,7 +216,7 @@ impl Parser<'_> {
         what: &'static str,
         names: &[&'static str],
         absent: &[Absent],
-        field: &mut dyn FnMut(&mut Self, usize) -> Result<(), Error>,
+        slots: &mut [&mut dyn TextSlot],
     ) -> Result<(), Error> {
         let mut seen = vec![false; names.len()];
         if by_name {
@@ -212,7 +229,9 @@ impl Parser<'_> {
                     }
                     Some(i) => {
                         self.colon()?;
-                        field(self, i)?;
+                        if let Some(slot) = slots.get_mut(i) {
+                            slot.read(self)?;
+                        }
                         if let Some(s) = seen.get_mut(i) {
                             *s = true;
                         }
@@ -224,11 +243,11 @@ impl Parser<'_> {
                 }
             }
         } else {
-            for (i, s) in seen.iter_mut().enumerate() {
+            for ((i, s), slot) in seen.iter_mut().enumerate().zip(slots.iter_mut()) {
                 if !self.next_item(i == 0)? {
                     break;
                 }
-                field(self, i)?;
+                slot.read(self)?;
                 *s = true;
             }
         }
@@ -435,30 +454,22 @@ impl<T: FromText> FromText for VecMap<String, T> {
 }
 
 /// `FromText` for a struct as serde's derive read it: its fields in declaration order, each
-/// `default` (`#[serde(default)]`), `option` (an `Option` without it) or required.
+/// `default` (`#[serde(default)]`), `option` (an `Option` without it) or required. Each field is
+/// read into a [`TextSlot`] (`None` until read): the reading is one function for every struct,
+/// one per field type, rather than one per struct.
 macro_rules! text_struct {
     ($name:ident { $($field:ident $($absent:ident)?),* $(,)? }) => {
         impl $crate::json::read::FromText for $name {
             fn read(
                 p: &mut $crate::json::read::Parser<'_>,
             ) -> Result<Self, $crate::json::read::Error> {
-                use $crate::json::read::typed::Absent;
+                use $crate::json::read::typed::{slot, Absent};
                 $(let mut $field = None;)*
                 p.structure(
                     concat!("struct ", stringify!($name)),
                     &[$(stringify!($field)),*],
                     &[$($crate::json::read::text_struct!(@absent $($absent)?)),*],
-                    &mut |p, i| {
-                        let mut k = 0usize;
-                        $(
-                            if i == k {
-                                $field = Some(p.read()?);
-                            }
-                            k += 1;
-                        )*
-                        let _ = k;
-                        Ok(())
-                    },
+                    &mut [$(slot(&mut $field)),*],
                 )?;
                 Ok($name { $($field: $crate::json::read::text_struct!(@take $field $($absent)?)),* })
             }
