@@ -75,7 +75,7 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
     let load = compile_load(dto.load, &models)?;
     let registry = dto
         .registry
-        .map(|r| crate::registry::compile(r, &models))
+        .map(|r| compile_registry(r, &models))
         .transpose()?;
     Ok(Config {
         load,
@@ -104,6 +104,14 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
         feedback,
         state_endpoint,
     })
+}
+
+#[inline(never)]
+fn compile_registry(
+    r: crate::registry::RegistryDto,
+    models: &[Model],
+) -> Result<crate::registry::RegistrySettings, ConfigError> {
+    crate::registry::compile(r, models)
 }
 
 /// Longest accepted `load.stale_ms` (an hour) and `load.retry_after_seconds`.
