@@ -37,10 +37,15 @@ impl FromJson for i64 {
     }
 }
 
-/// A whole number that fits `T` (named `name`): out of range is an error, never a wrap.
-fn unsigned<T: TryFrom<u64>>(v: &Value, at: &At<'_>, name: &str) -> Result<T, ConfigError> {
+/// A whole number of the type serde calls `name`, at most `max`: out of range is an error,
+/// never a wrap. Not generic: one copy for every unsigned type.
+#[inline(never)]
+fn unsigned(v: &Value, at: &At<'_>, name: &str, max: u64) -> Result<u64, ConfigError> {
     if let Some(n) = v.as_u64() {
-        return T::try_from(n).map_err(|_| invalid_value(format_args!("integer `{n}`"), at, name));
+        if n > max {
+            return Err(invalid_value(format_args!("integer `{n}`"), at, name));
+        }
+        return Ok(n);
     }
     match v.as_i64() {
         Some(n) => Err(invalid_value(format_args!("integer `{n}`"), at, name)),
@@ -50,19 +55,19 @@ fn unsigned<T: TryFrom<u64>>(v: &Value, at: &At<'_>, name: &str) -> Result<T, Co
 
 impl FromJson for u16 {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        unsigned(v, at, "u16")
+        unsigned(v, at, "u16", u64::from(u16::MAX)).map(|n| u16::try_from(n).unwrap_or(u16::MAX))
     }
 }
 
 impl FromJson for u32 {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        unsigned(v, at, "u32")
+        unsigned(v, at, "u32", u64::from(u32::MAX)).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
     }
 }
 
 impl FromJson for u64 {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        unsigned(v, at, "u64")
+        unsigned(v, at, "u64", u64::MAX)
     }
 }
 
