@@ -16,6 +16,12 @@ use crate::json::write;
 /// A value read from JSON text.
 pub trait FromText: Sized {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error>;
+
+    /// Reads the value into `slot` as `Some` (a list is filled where it lies, not moved there).
+    fn read_some(slot: &mut Option<Self>, p: &mut Parser<'_>) -> Result<(), Error> {
+        *slot = Some(Self::read(p)?);
+        Ok(())
+    }
 }
 
 /// A struct field's place while [`text_struct!`] reads the struct: `None` until read.
@@ -25,8 +31,7 @@ pub trait TextSlot {
 
 impl<T: FromText> TextSlot for Option<T> {
     fn read(&mut self, p: &mut Parser<'_>) -> Result<(), Error> {
-        *self = Some(T::read(p)?);
-        Ok(())
+        T::read_some(self, p)
     }
 }
 
@@ -406,6 +411,11 @@ impl<T: FromText> FromText for Vec<T> {
         p.items_by(&mut |p| T::read(p).map(|v| items.push(v)))?;
         Ok(items)
     }
+
+    fn read_some(slot: &mut Option<Self>, p: &mut Parser<'_>) -> Result<(), Error> {
+        let items = slot.insert(Vec::new());
+        p.items_by(&mut |p| T::read(p).map(|v| items.push(v)))
+    }
 }
 
 impl<T: FromText + Ord> FromText for VecSet<T> {
@@ -450,6 +460,11 @@ impl<T: FromText> FromText for VecMap<String, T> {
         let mut map = VecMap::new();
         p.entries_by(&mut |p, key| T::read(p).map(|v| drop(map.insert(key, v))))?;
         Ok(map)
+    }
+
+    fn read_some(slot: &mut Option<Self>, p: &mut Parser<'_>) -> Result<(), Error> {
+        let map = slot.insert(VecMap::new());
+        p.entries_by(&mut |p, key| T::read(p).map(|v| drop(map.insert(key, v))))
     }
 }
 
