@@ -108,6 +108,10 @@ impl<T: FromJson> FromJson for Vec<T> {
     fn read_in(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
         items(v, at, &mut |x, at| T::read_push(self, x, at))
     }
+
+    fn read_some(slot: &mut Option<Self>, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        slot.insert(Vec::new()).read_in(v, at)
+    }
 }
 
 /// A list's items, each given to `item` with where it is. Not generic: one copy for every
@@ -144,6 +148,10 @@ impl<T: FromJson> FromJson for VecMap<String, T> {
             }
             Ok(())
         })
+    }
+
+    fn read_some(slot: &mut Option<Self>, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        slot.insert(VecMap::new()).read_in(v, at)
     }
 }
 
