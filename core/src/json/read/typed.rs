@@ -403,6 +403,14 @@ impl<T: FromText> FromText for Option<T> {
             _ => T::read(p).map(Some),
         }
     }
+
+    fn read_some(slot: &mut Option<Self>, p: &mut Parser<'_>) -> Result<(), Error> {
+        let inner = slot.insert(None);
+        match p.whitespace() {
+            Some(b'n') => p.ident(b"null"),
+            _ => T::read_some(inner, p),
+        }
+    }
 }
 
 impl<T: FromText> FromText for Vec<T> {
