@@ -14,6 +14,7 @@ mod text;
 use std::fmt;
 
 use crate::json::Value;
+use crate::vecmap::VecMap;
 
 use super::ConfigError;
 pub(crate) use object::{read as read_fields, Present, Shape, Slot};
@@ -34,6 +35,17 @@ pub(crate) trait FromJson: Sized {
     /// Reads `v` into `slot` as `Some`: a struct built in place, not moved there.
     fn read_some(slot: &mut Option<Self>, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
         *slot = Some(Self::from_json(v, at)?);
+        Ok(())
+    }
+
+    /// Reads `v` as the value of `key`, new in `map`: a struct built in place there.
+    fn read_entry(
+        map: &mut VecMap<String, Self>,
+        key: &str,
+        v: &Value,
+        at: &At<'_>,
+    ) -> Result<(), ConfigError> {
+        map.insert(key.to_owned(), Self::from_json(v, at)?);
         Ok(())
     }
 
@@ -241,6 +253,17 @@ macro_rules! read_struct {
                 at: &$crate::config::read::At<'_>,
             ) -> Result<(), $crate::config::ConfigError> {
                 slot.insert(Self::json_defaults()).read_fields_in(v, at)
+            }
+
+            fn read_entry(
+                map: &mut $crate::vecmap::VecMap<String, Self>,
+                key: &str,
+                v: &crate::json::Value,
+                at: &$crate::config::read::At<'_>,
+            ) -> Result<(), $crate::config::ConfigError> {
+                map.entry(key.to_owned())
+                    .or_insert_with(Self::json_defaults)
+                    .read_fields_in(v, at)
             }
 
             fn read_push(

@@ -140,13 +140,11 @@ impl<T: FromJson> FromJson for VecMap<String, T> {
     }
 
     fn read_in(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
-        entries(v, at, &mut |key, x, at| {
-            let value = T::from_json(x, at)?;
-            // In order: collecting would sort them again, in code for every `T`.
-            if let Some(key) = key {
-                self.insert(key.clone(), value);
-            }
-            Ok(())
+        // In order: collecting would sort them again, in code for every `T`. A value a key
+        // written twice lost is read into a map of its own (checked, then dropped).
+        entries(v, at, &mut |key, x, at| match key {
+            Some(key) => T::read_entry(self, key, x, at),
+            None => T::read_entry(&mut VecMap::new(), "", x, at),
         })
     }
 
