@@ -138,7 +138,11 @@ pub struct EtcdAuth {
 
 impl std::fmt::Debug for EtcdAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EtcdAuth({:?}, <password>)", self.username)
+        write!(
+            f,
+            "EtcdAuth({}, <password>)",
+            crate::quote::quoted(&self.username)
+        )
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::config::{ConfigError, Target};
 use crate::metrics::metric_segment;
+use crate::quote::quoted;
 use crate::vecmap::{VecMap, VecSet};
 
 const MAX_NAME_LEN: usize = 128;
@@ -27,6 +28,13 @@ pub(super) fn child(field: &str, key: &str) -> String {
     path
 }
 
+/// `"value" then`: the value quoted as `{:?}` quotes it, then what is wrong with it (one
+/// writer for every such message).
+#[inline(never)]
+pub(super) fn quoted_then(value: &str, then: &str) -> String {
+    format!("{} {then}", quoted(value))
+}
+
 /// `field[i]`: the path of an item of the list `field`.
 pub(super) fn item(field: &str, i: usize) -> String {
     format!("{field}[{i}]")
@@ -44,7 +52,7 @@ pub(super) fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
     if !first_ok || !rest_ok {
         return err(
             field,
-            format!("{name:?} may hold only letters, digits, '.', '_', ':' and '-', and must start with a letter or digit"),
+            quoted_then(name, "may hold only letters, digits, '.', '_', ':' and '-', and must start with a letter or digit"),
         );
     }
     Ok(())
@@ -70,12 +78,18 @@ impl Names {
     ) -> Result<(), ConfigError> {
         check_name(field, name)?;
         if !self.names.insert(name.to_string()) {
-            return err(field, format!("{name:?} is used by an earlier {earlier}"));
+            return err(
+                field,
+                format!("{} is used by an earlier {earlier}", quoted(name)),
+            );
         }
         if !self.metrics.insert(metric_segment(name)) {
             return err(
                 field,
-                format!("{name:?} gives the same metric name as an earlier {earlier_metric}"),
+                format!(
+                    "{} gives the same metric name as an earlier {earlier_metric}",
+                    quoted(name)
+                ),
             );
         }
         Ok(())
@@ -89,17 +103,20 @@ pub(super) fn check_header_name(field: &str, name: &str) -> Result<(), ConfigErr
     if name.starts_with(':') {
         return err(
             field,
-            format!("{name:?} is a pseudo-header; name a regular header"),
+            quoted_then(name, "is a pseudo-header; name a regular header"),
         );
     }
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if !name.chars().all(token) {
-        return err(field, format!("{name:?} is not a valid HTTP header name"));
+        return err(field, quoted_then(name, "is not a valid HTTP header name"));
     }
     if name.chars().any(|c| c.is_ascii_uppercase()) {
         return err(
             field,
-            format!("{name:?} must be lowercase (Envoy and HTTP/2 use lowercase header names)"),
+            quoted_then(
+                name,
+                "must be lowercase (Envoy and HTTP/2 use lowercase header names)",
+            ),
         );
     }
     Ok(())
@@ -119,7 +136,7 @@ pub(super) fn parse_hhmm(field: &str, s: &str) -> Result<u32, ConfigError> {
         Some(minute) => Ok(minute),
         None => err(
             field,
-            format!("{s:?} is not a UTC time of day as \"HH:MM\" (00:00 to 23:59)"),
+            quoted_then(s, "is not a UTC time of day as \"HH:MM\" (00:00 to 23:59)"),
         ),
     }
 }
@@ -128,7 +145,7 @@ pub(super) fn check_path(field: &str, path: &str) -> Result<(), ConfigError> {
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
         return err(
             field,
-            format!("{path:?} must be a path starting with '/', without query"),
+            quoted_then(path, "must be a path starting with '/', without query"),
         );
     }
     Ok(())
@@ -195,7 +212,7 @@ pub(super) fn check_at_most(field: &str, max: u64, got: u64) -> Result<(), Confi
 pub(super) fn listed_twice(field: String, name: &str) -> ConfigError {
     ConfigError {
         field,
-        reason: format!("{name:?} is listed twice"),
+        reason: quoted_then(name, "is listed twice"),
     }
 }
 
@@ -216,7 +233,7 @@ pub(super) fn model_named(
         Some(&i) => Ok(i),
         None => err(
             field,
-            format!("{name:?} is not the name of a configured model"),
+            quoted_then(name, "is not the name of a configured model"),
         ),
     }
 }
@@ -241,7 +258,11 @@ pub(super) fn target_named(
         Some(i) => Ok(i),
         None => err(
             field,
-            format!("{name:?} is not a target of model {model:?}"),
+            format!(
+                "{} is not a target of model {}",
+                quoted(name),
+                quoted(model)
+            ),
         ),
     }
 }

@@ -3,6 +3,7 @@
 use super::checks::{check_cluster, check_range, child, err, item, Range};
 use crate::config::dto::FleetDto;
 use crate::config::{ConfigError, EtcdAuth, FleetSettings, Model};
+use crate::quote::quoted;
 
 const MIN_SYNC_MS: u32 = 100;
 const MAX_SYNC_MS: u32 = 600_000;
@@ -34,7 +35,7 @@ pub(super) fn compile_fleet(
     if !prefix_ok {
         return err(
             "fleet.prefix",
-            format!("{prefix:?} must start with '/', not end with '/', and hold at most {MAX_PREFIX_LEN} printable characters without spaces"),
+            format!("{} must start with '/', not end with '/', and hold at most {MAX_PREFIX_LEN} printable characters without spaces", quoted(prefix)),
         );
     }
     let bounds = (u64::from(MIN_SYNC_MS), u64::from(MAX_SYNC_MS));
@@ -58,7 +59,10 @@ pub(super) fn compile_fleet(
         if r.len() > MAX_REPLICA_LEN || !is_key_part(r) {
             return err(
                 "fleet.replica",
-                format!("{r:?} must be 1 to {MAX_REPLICA_LEN} printable characters without '/' or spaces"),
+                format!(
+                    "{} must be 1 to {MAX_REPLICA_LEN} printable characters without '/' or spaces",
+                    quoted(r)
+                ),
             );
         }
     }

@@ -18,6 +18,7 @@ mod model;
 mod policy;
 mod rules;
 
+use checks::quoted_then;
 use checks::{check_header_name, check_range, err, item, Range};
 
 use crate::config::dto::*;
@@ -74,7 +75,7 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
     let load = compile_load(dto.load, &models)?;
     let registry = dto
         .registry
-        .map(|r| crate::registry::compile(r, &models))
+        .map(|r| compile_registry(r, &models))
         .transpose()?;
     Ok(Config {
         load,
@@ -105,6 +106,14 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
     })
 }
 
+#[inline(never)]
+fn compile_registry(
+    r: crate::registry::RegistryDto,
+    models: &[Model],
+) -> Result<crate::registry::RegistrySettings, ConfigError> {
+    crate::registry::compile(r, models)
+}
+
 /// Longest accepted `load.stale_ms` (an hour) and `load.retry_after_seconds`.
 const MAX_LOAD_STALE_MS: u64 = 3_600_000;
 const MAX_RETRY_AFTER_SECONDS: u32 = 3600;
@@ -126,7 +135,7 @@ fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, 
         other => {
             return err(
                 "load.orca_format",
-                format!("{other:?} is not one of text, json, none"),
+                quoted_then(other, "is not one of text, json, none"),
             )
         }
     };

@@ -2,6 +2,7 @@
 //! target, the KServe input spec, fallback, retry, and their router or fan-out.
 
 use super::callouts::{compile_evaluator, compile_fan_out, compile_router};
+use super::checks::quoted_then;
 use super::checks::{
     check_at_most, check_header_name, check_range, check_weight, child, err, is_cluster_name, item,
     listed_twice, target_named, Names, Range,
@@ -12,6 +13,7 @@ use crate::config::{
     ConfigError, Model, Price, RewardSettings, StickyKey, Strategy, Target, CAPABILITIES,
 };
 use crate::inspect::kserve::{InputSpec, DATATYPES};
+use crate::quote::quoted;
 use crate::vecmap::VecMap;
 
 const MAX_WEIGHT: u32 = 1_000_000;
@@ -218,7 +220,11 @@ fn compile_target(
     {
         return err(
             item(&child(tf, "capabilities"), ci),
-            format!("{c:?} is not a capability ({})", CAPABILITIES.join(", ")),
+            format!(
+                "{} is not a capability ({})",
+                quoted(c),
+                CAPABILITIES.join(", ")
+            ),
         );
     }
     if t.max_context_tokens == Some(0) {
@@ -268,7 +274,7 @@ fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), ConfigError> {
         if e.parse::<std::net::SocketAddr>().is_err() {
             return err(
                 item(&child(tf, "endpoints"), i),
-                format!("{e:?} is not an address `ip:port` (IPv6 as `[ip]:port`), the form Envoy's override_host policy matches"),
+                quoted_then(e, "is not an address `ip:port` (IPv6 as `[ip]:port`), the form Envoy's override_host policy matches"),
             );
         }
         if t.endpoints.iter().take(i).any(|x| x == e) {
@@ -406,7 +412,7 @@ fn compile_features(
         let Some(f) = crate::bandit::Feature::parse(name) else {
             return err(
                 item(&child(field, "features"), i),
-                format!("{name:?} is not a feature: prompt_tokens, max_tokens, tools, vision, json_mode, stream, tenant:<name> or path:</prefix>"),
+                quoted_then(name, "is not a feature: prompt_tokens, max_tokens, tools, vision, json_mode, stream, tenant:<name> or path:</prefix>"),
             );
         };
         if out.contains(&f) {
@@ -505,8 +511,8 @@ fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputS
             return err(
                 child(&f, "datatype"),
                 format!(
-                    "{:?} is not a KServe v2 datatype ({})",
-                    i.datatype,
+                    "{} is not a KServe v2 datatype ({})",
+                    quoted(&i.datatype),
                     DATATYPES.join(", ")
                 ),
             );
@@ -543,7 +549,7 @@ fn compile_fallback(
             None => {
                 return err(
                     item(&child(field, "fallback"), fi),
-                    format!("{name:?} is not a target of this model"),
+                    quoted_then(name, "is not a target of this model"),
                 )
             }
         }
@@ -565,7 +571,7 @@ pub(super) fn check_tenant_features(
             if tenants.and_then(|t| t.by_name(name)).is_none() {
                 return err(
                     item(&child(&item("models", mi), "strategy.features"), i),
-                    format!("tenant {name:?} is not in tenants.list"),
+                    format!("tenant {} is not in tenants.list", quoted(name)),
                 );
             }
         }

@@ -1,5 +1,6 @@
 //! Policy sections: sensitive-data detectors, tenants, residency, budget.
 
+use super::checks::quoted_then;
 use crate::vecmap::VecMap;
 
 use super::checks::{
@@ -21,13 +22,13 @@ pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetec
         if detectors.iter().any(|x| x.name == d.name) {
             return err(
                 child(&field, "name"),
-                format!("{:?} is used by an earlier detector", d.name),
+                quoted_then(&d.name, "is used by an earlier detector"),
             );
         }
         let detector = match (d.builtin, d.regex) {
             (Some(b), None) => Detector::builtin(&b).ok_or_else(|| ConfigError {
                 field: child(&field, "builtin"),
-                reason: format!("{b:?} is not a built-in detector (email, card, iban)"),
+                reason: quoted_then(&b, "is not a built-in detector (email, card, iban)"),
             })?,
             (None, Some(re)) => Detector::regex(&re).map_err(|reason| ConfigError {
                 field: child(&field, "regex"),

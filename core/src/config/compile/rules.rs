@@ -1,5 +1,7 @@
 //! Rules: `when` conditions (also a shadow's) and `then` actions.
 
+use super::checks::quoted_then;
+use crate::quote::quoted;
 use crate::vecmap::VecMap;
 
 use super::checks::{
@@ -125,7 +127,7 @@ pub(super) fn compile_when(
         if !prefix.starts_with('/') {
             return err(
                 child(field, "path_prefix"),
-                format!("{prefix:?} must start with '/'"),
+                quoted_then(&prefix, "must start with '/'"),
             );
         }
         conds.push(Condition::PathPrefix(prefix));
@@ -154,7 +156,7 @@ fn detected(field: &str, v: OneOrMany, detectors: &[&str]) -> Result<Condition, 
     for name in one_or_many(v) {
         match detectors.iter().position(|d| *d == name) {
             Some(i) => idx.push(i),
-            None => return err(field, format!("{name:?} is not a configured detector")),
+            None => return err(field, quoted_then(&name, "is not a configured detector")),
         }
     }
     if idx.is_empty() {
@@ -170,7 +172,7 @@ fn method(field: &str, v: OneOrMany) -> Result<Condition, ConfigError> {
     }
     for m in &methods {
         if m.is_empty() || !m.chars().all(|c| c.is_ascii_uppercase()) {
-            return err(field, format!("{m:?} is not an uppercase HTTP method"));
+            return err(field, quoted_then(m, "is not an uppercase HTTP method"));
         }
     }
     Ok(Condition::Method(methods))
@@ -325,7 +327,7 @@ fn then_pin(
             if !ctx.models.iter().any(|m| m.target_by_name(&name).is_some()) {
                 return err(
                     child(field, "target"),
-                    format!("no model has a target named {name:?}"),
+                    format!("no model has a target named {}", quoted(&name)),
                 );
             }
             TargetPin::Named(name)

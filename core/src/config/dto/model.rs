@@ -6,7 +6,8 @@ use crate::json::Value;
 
 use super::default_true;
 use crate::config::read::{
-    invalid_type, missing_field, newtype_variant, read_struct, unknown_variant, At, FromJson, Obj,
+    invalid_type, missing_field, newtype_variant, read_fields, read_struct, unknown_variant, At,
+    FromJson, Shape, Slot,
 };
 use crate::config::ConfigError;
 
@@ -258,72 +259,104 @@ const STRATEGIES: &[&str] = &[
 /// The fields Thompson and UCB1 take (epsilon-greedy: the first three and `epsilon`).
 const WATCHED: &[&str] = &["decay", "prior", "min_share", "change_detection"];
 
+/// A variant's fields (beside its `type`), as serde called the variant.
+const fn variant(
+    what: &'static str,
+    names: &'static [&'static str],
+    required: &'static [bool],
+) -> Shape {
+    Shape {
+        what,
+        names,
+        required,
+        tag: Some("type"),
+    }
+}
+
+const WEIGHTED: Shape = variant("struct variant StrategyDto::Weighted", &["sticky"], &[]);
+const LEAST_LOADED: Shape = variant("struct variant StrategyDto::LeastLoaded", &[], &[]);
+const EPSILON_GREEDY: Shape = variant(
+    "struct variant StrategyDto::EpsilonGreedy",
+    &["epsilon", "decay", "prior", "min_share"],
+    &[true],
+);
+const THOMPSON: Shape = variant("struct variant StrategyDto::Thompson", WATCHED, &[]);
+const UCB1: Shape = variant("struct variant StrategyDto::Ucb1", WATCHED, &[]);
+const LINUCB: Shape = variant(
+    "struct variant StrategyDto::LinUcb",
+    &["features", "alpha", "ridge", "decay", "prior", "min_share"],
+    &[true],
+);
+
 impl FromJson for StrategyDto {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
         let (kind, kind_at) = strategy_type(v, at)?;
-        let fields = |variant, names| Obj::with_tag(v, at, variant, names, Some("type"));
-        match kind {
-            "weighted" => {
-                let o = fields("struct variant StrategyDto::Weighted", &["sticky"])?;
-                let sticky = o.or_default("sticky");
-                o.finish(StrategyDto::Weighted { sticky })
-            }
-            "least_loaded" => {
-                let o = fields("struct variant StrategyDto::LeastLoaded", &[])?;
-                o.finish(StrategyDto::LeastLoaded {})
-            }
-            "epsilon_greedy" => {
-                let names = &["epsilon", "decay", "prior", "min_share"];
-                let o = fields("struct variant StrategyDto::EpsilonGreedy", names)?;
-                let epsilon = o.req("epsilon");
-                let (decay, prior, min_share) = learning(&o);
-                o.finish(StrategyDto::EpsilonGreedy {
-                    epsilon,
-                    decay,
-                    prior,
-                    min_share,
-                })
-            }
-            "thompson" => {
-                let o = fields("struct variant StrategyDto::Thompson", WATCHED)?;
-                let (decay, prior, min_share) = learning(&o);
-                let change_detection = o.or_default("change_detection");
-                o.finish(StrategyDto::Thompson {
-                    decay,
-                    prior,
-                    min_share,
-                    change_detection,
-                })
-            }
-            "ucb1" => {
-                let o = fields("struct variant StrategyDto::Ucb1", WATCHED)?;
-                let (decay, prior, min_share) = learning(&o);
-                let change_detection = o.or_default("change_detection");
-                o.finish(StrategyDto::Ucb1 {
-                    decay,
-                    prior,
-                    min_share,
-                    change_detection,
-                })
-            }
-            "linucb" => {
-                let names = &["features", "alpha", "ridge", "decay", "prior", "min_share"];
-                let o = fields("struct variant StrategyDto::LinUcb", names)?;
-                let features = o.req("features");
-                let alpha = o.or("alpha", default_linucb_alpha);
-                let ridge = o.or("ridge", default_linucb_ridge);
-                let (decay, prior, min_share) = learning(&o);
-                o.finish(StrategyDto::LinUcb {
-                    features,
-                    alpha,
-                    ridge,
-                    decay,
-                    prior,
-                    min_share,
-                })
-            }
-            other => Err(unknown_variant(&kind_at, other, STRATEGIES)),
-        }
+        // Every variant's fields, read into these (the defaults of those left out).
+        let (mut decay, mut prior, mut min_share, mut change_detection) = (None, None, None, None);
+        let mut sticky = None;
+        let (mut epsilon, mut alpha, mut ridge) =
+            (0.0, default_linucb_alpha(), default_linucb_ridge());
+        let mut features = Vec::new();
+        let (shape, slots): (&Shape, &mut [&mut dyn Slot]) = match kind {
+            "weighted" => (&WEIGHTED, &mut [&mut sticky]),
+            "least_loaded" => (&LEAST_LOADED, &mut []),
+            "epsilon_greedy" => (
+                &EPSILON_GREEDY,
+                &mut [&mut epsilon, &mut decay, &mut prior, &mut min_share],
+            ),
+            "thompson" | "ucb1" => (
+                if kind == "thompson" { &THOMPSON } else { &UCB1 },
+                &mut [
+                    &mut decay,
+                    &mut prior,
+                    &mut min_share,
+                    &mut change_detection,
+                ],
+            ),
+            "linucb" => (
+                &LINUCB,
+                &mut [
+                    &mut features,
+                    &mut alpha,
+                    &mut ridge,
+                    &mut decay,
+                    &mut prior,
+                    &mut min_share,
+                ],
+            ),
+            other => return Err(unknown_variant(&kind_at, other, STRATEGIES)),
+        };
+        read_fields(v, at, shape, slots)?;
+        Ok(match kind {
+            "weighted" => StrategyDto::Weighted { sticky },
+            "least_loaded" => StrategyDto::LeastLoaded {},
+            "epsilon_greedy" => StrategyDto::EpsilonGreedy {
+                epsilon,
+                decay,
+                prior,
+                min_share,
+            },
+            "thompson" => StrategyDto::Thompson {
+                decay,
+                prior,
+                min_share,
+                change_detection,
+            },
+            "ucb1" => StrategyDto::Ucb1 {
+                decay,
+                prior,
+                min_share,
+                change_detection,
+            },
+            _ => StrategyDto::LinUcb {
+                features,
+                alpha,
+                ridge,
+                decay,
+                prior,
+                min_share,
+            },
+        })
     }
 }
 
@@ -353,15 +386,6 @@ fn strategy_type<'v, 'a>(v: &'v Value, at: &'a At<'_>) -> Result<(&'v str, At<'a
         Some(other) => Err(invalid_type(other, &tag_at, "variant identifier")),
         None => Err(missing_field(at, "type")),
     }
-}
-
-/// `decay`, `prior` and `min_share`, read in that order.
-fn learning(o: &Obj<'_>) -> (Option<DecayDto>, Option<PriorDto>, Option<MinShareDto>) {
-    (
-        o.or_default("decay"),
-        o.or_default("prior"),
-        o.or_default("min_share"),
-    )
 }
 
 /// Written `{"gamma": 0.99}`.

@@ -4,7 +4,7 @@
 //!
 //! - [`text`]: bytes → `crate::json::Value`, a syntax error located, keys written twice recorded;
 //! - [`scalars`]: numbers, strings, lists, maps and enum variants;
-//! - [`object`]: a struct's fields ([`Obj`]);
+//! - [`object`]: a struct's fields ([`read_fields`]);
 //! - here: [`At`] (where a value is), serde's error wording and [`read_struct!`].
 
 mod object;
@@ -14,15 +14,46 @@ mod text;
 use std::fmt;
 
 use crate::json::Value;
+use crate::vecmap::VecMap;
 
 use super::ConfigError;
-pub(crate) use object::Obj;
+pub(crate) use object::{read as read_fields, Present, Shape, Slot};
 pub(crate) use scalars::{newtype_variant, unit_variant};
 use text::Duplicate;
 
 /// A value that can be read from JSON; the error names `at` (or a field under it).
 pub(crate) trait FromJson: Sized {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError>;
+
+    /// Reads `v` into `self`, which holds its default (a field not read yet): a struct field
+    /// by field, in place (`read_struct!`), a list's items appended; any other value replaced.
+    fn read_in(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        *self = Self::from_json(v, at)?;
+        Ok(())
+    }
+
+    /// Reads `v` into `slot` as `Some`: a struct built in place, not moved there.
+    fn read_some(slot: &mut Option<Self>, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        *slot = Some(Self::from_json(v, at)?);
+        Ok(())
+    }
+
+    /// Reads `v` as the value of `key`, new in `map`: a struct built in place there.
+    fn read_entry(
+        map: &mut VecMap<String, Self>,
+        key: &str,
+        v: &Value,
+        at: &At<'_>,
+    ) -> Result<(), ConfigError> {
+        map.insert(key.to_owned(), Self::from_json(v, at)?);
+        Ok(())
+    }
+
+    /// Reads `v` as a new last item of `list`: a struct built in place there.
+    fn read_push(list: &mut Vec<Self>, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        list.push(Self::from_json(v, at)?);
+        Ok(())
+    }
 }
 
 /// Reads a whole document into `T`.
@@ -160,29 +191,103 @@ pub(crate) fn unknown(what: &str, name: &str, names: &[&str]) -> String {
     format!("unknown {what} `{name}`, expected {one_of}")
 }
 
-/// `FromJson` for a struct, each field read by an [`Obj`] method (`req`, `or_default`,
-/// `or(default_fn)`, `present`); the fields listed are all the struct accepts, in the order
-/// serde's messages list them.
+/// `FromJson` for a struct, each field `req` (required), `or_default`, `or(default_fn)` or
+/// `present` (any value, `null` too); the fields listed are all the struct accepts, in the order
+/// serde's messages list them. The struct is built with every field's default, then
+/// [`read_fields`] reads the fields given into it, in place (also where it is a field, or in
+/// an `Option`, of another struct).
 macro_rules! read_struct {
     ($name:ident { $($field:ident: $how:ident $(($default:expr))?),* $(,)? }) => {
-        impl $crate::config::read::FromJson for $name {
+        impl $name {
+            /// Every field's default: the struct before its fields are read.
+            fn json_defaults() -> Self {
+                $name {
+                    $($field: $crate::config::read::read_struct!(@init $how $($default)?)),*
+                }
+            }
+
             // One copy per struct, however many places read it (`when` of rules and shadows).
             #[inline(never)]
+            fn read_fields_in(
+                &mut self,
+                v: &crate::json::Value,
+                at: &$crate::config::read::At<'_>,
+            ) -> Result<(), $crate::config::ConfigError> {
+                use $crate::config::read::Slot;
+                const SHAPE: $crate::config::read::Shape = $crate::config::read::Shape {
+                    what: concat!("struct ", stringify!($name)),
+                    names: &[$(stringify!($field)),*],
+                    required: &[$($crate::config::read::read_struct!(@required $how)),*],
+                    tag: None,
+                };
+                $crate::config::read::read_fields(
+                    v,
+                    at,
+                    &SHAPE,
+                    &mut [$($crate::config::read::read_struct!(@slot $how self.$field)),*],
+                )
+            }
+        }
+
+        impl $crate::config::read::FromJson for $name {
             fn from_json(
                 v: &crate::json::Value,
                 at: &$crate::config::read::At<'_>,
             ) -> Result<Self, $crate::config::ConfigError> {
-                let o = $crate::config::read::Obj::new(
-                    v,
-                    at,
-                    concat!("struct ", stringify!($name)),
-                    &[$(stringify!($field)),*],
-                )?;
-                let value = $name { $($field: o.$how(stringify!($field) $(, $default)?)),* };
-                o.finish(value)
+                let mut value = Self::json_defaults();
+                value.read_fields_in(v, at)?;
+                Ok(value)
+            }
+
+            fn read_in(
+                &mut self,
+                v: &crate::json::Value,
+                at: &$crate::config::read::At<'_>,
+            ) -> Result<(), $crate::config::ConfigError> {
+                self.read_fields_in(v, at)
+            }
+
+            fn read_some(
+                slot: &mut Option<Self>,
+                v: &crate::json::Value,
+                at: &$crate::config::read::At<'_>,
+            ) -> Result<(), $crate::config::ConfigError> {
+                slot.insert(Self::json_defaults()).read_fields_in(v, at)
+            }
+
+            fn read_entry(
+                map: &mut $crate::vecmap::VecMap<String, Self>,
+                key: &str,
+                v: &crate::json::Value,
+                at: &$crate::config::read::At<'_>,
+            ) -> Result<(), $crate::config::ConfigError> {
+                map.entry(key.to_owned())
+                    .or_insert_with(Self::json_defaults)
+                    .read_fields_in(v, at)
+            }
+
+            fn read_push(
+                list: &mut Vec<Self>,
+                v: &crate::json::Value,
+                at: &$crate::config::read::At<'_>,
+            ) -> Result<(), $crate::config::ConfigError> {
+                list.push(Self::json_defaults());
+                match list.last_mut() {
+                    Some(value) => value.read_fields_in(v, at),
+                    None => Ok(()),
+                }
             }
         }
     };
+    (@init or $default:expr) => { $default() };
+    (@init present) => { None };
+    (@init $how:ident) => { Default::default() };
+    (@slot present $place:expr) => {
+        &mut $crate::config::read::Present(&mut $place) as &mut dyn Slot
+    };
+    (@slot $how:ident $place:expr) => { &mut $place as &mut dyn Slot };
+    (@required req) => { true };
+    (@required $how:ident) => { false };
 }
 pub(crate) use read_struct;
 

@@ -37,10 +37,15 @@ impl FromJson for i64 {
     }
 }
 
-/// A whole number that fits `T` (named `name`): out of range is an error, never a wrap.
-fn unsigned<T: TryFrom<u64>>(v: &Value, at: &At<'_>, name: &str) -> Result<T, ConfigError> {
+/// A whole number of the type serde calls `name`, at most `max`: out of range is an error,
+/// never a wrap. Not generic: one copy for every unsigned type.
+#[inline(never)]
+fn unsigned(v: &Value, at: &At<'_>, name: &str, max: u64) -> Result<u64, ConfigError> {
     if let Some(n) = v.as_u64() {
-        return T::try_from(n).map_err(|_| invalid_value(format_args!("integer `{n}`"), at, name));
+        if n > max {
+            return Err(invalid_value(format_args!("integer `{n}`"), at, name));
+        }
+        return Ok(n);
     }
     match v.as_i64() {
         Some(n) => Err(invalid_value(format_args!("integer `{n}`"), at, name)),
@@ -50,19 +55,19 @@ fn unsigned<T: TryFrom<u64>>(v: &Value, at: &At<'_>, name: &str) -> Result<T, Co
 
 impl FromJson for u16 {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        unsigned(v, at, "u16")
+        unsigned(v, at, "u16", u64::from(u16::MAX)).map(|n| u16::try_from(n).unwrap_or(u16::MAX))
     }
 }
 
 impl FromJson for u32 {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        unsigned(v, at, "u32")
+        unsigned(v, at, "u32", u64::from(u32::MAX)).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
     }
 }
 
 impl FromJson for u64 {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        unsigned(v, at, "u64")
+        unsigned(v, at, "u64", u64::MAX)
     }
 }
 
@@ -81,37 +86,91 @@ impl<T: FromJson> FromJson for Option<T> {
             v => T::from_json(v, at).map(Some),
         }
     }
+
+    fn read_in(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        match v {
+            Value::Null => {
+                *self = None;
+                Ok(())
+            }
+            v => T::read_some(self, v, at),
+        }
+    }
 }
 
 impl<T: FromJson> FromJson for Vec<T> {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        let Value::Array(items) = v else {
-            return Err(invalid_type(v, at, "a sequence"));
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for (i, x) in items.iter().enumerate() {
-            out.push(T::from_json(x, &at.index(i))?);
-        }
+        let mut out = Vec::new();
+        out.read_in(v, at)?;
         Ok(out)
     }
+
+    fn read_in(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        items(v, at, &mut |x, at| T::read_push(self, x, at))
+    }
+
+    fn read_some(slot: &mut Option<Self>, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        slot.insert(Vec::new()).read_in(v, at)
+    }
+}
+
+/// A list's items, each given to `item` with where it is. Not generic: one copy for every
+/// item type.
+#[inline(never)]
+fn items(
+    v: &Value,
+    at: &At<'_>,
+    item: &mut dyn FnMut(&Value, &At<'_>) -> Result<(), ConfigError>,
+) -> Result<(), ConfigError> {
+    let Value::Array(items) = v else {
+        return Err(invalid_type(v, at, "a sequence"));
+    };
+    for (i, x) in items.iter().enumerate() {
+        item(x, &at.index(i))?;
+    }
+    Ok(())
 }
 
 /// A key written twice keeps its last value, but every value must be valid, as before.
 impl<T: FromJson> FromJson for VecMap<String, T> {
     fn from_json(v: &Value, at: &At<'_>) -> Result<Self, ConfigError> {
-        let Value::Object(map) = v else {
-            return Err(invalid_type(v, at, "a map"));
-        };
-        for d in at.duplicates() {
-            T::from_json(&d.earlier, &at.key(&d.key))?;
-        }
-        // Inserted in order: collecting would sort them again, in code for every `T`.
         let mut out = VecMap::new();
-        for (k, x) in map {
-            out.insert(k.clone(), T::from_json(x, &at.key(k))?);
-        }
+        out.read_in(v, at)?;
         Ok(out)
     }
+
+    fn read_in(&mut self, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        // In order: collecting would sort them again, in code for every `T`. A value a key
+        // written twice lost is read into a map of its own (checked, then dropped).
+        entries(v, at, &mut |key, x, at| match key {
+            Some(key) => T::read_entry(self, key, x, at),
+            None => T::read_entry(&mut VecMap::new(), "", x, at),
+        })
+    }
+
+    fn read_some(slot: &mut Option<Self>, v: &Value, at: &At<'_>) -> Result<(), ConfigError> {
+        slot.insert(VecMap::new()).read_in(v, at)
+    }
+}
+
+/// Reads one entry of a map: its key (`None`: a value a key written twice lost), value and place.
+type Entry<'e> = dyn FnMut(Option<&String>, &Value, &At<'_>) -> Result<(), ConfigError> + 'e;
+
+/// A map's entries, each given to `entry` with its key and where it is; first the values
+/// that keys written twice lost, without a key (checked, then dropped). Not generic: one copy
+/// for every value type.
+#[inline(never)]
+fn entries(v: &Value, at: &At<'_>, entry: &mut Entry<'_>) -> Result<(), ConfigError> {
+    let Value::Object(map) = v else {
+        return Err(invalid_type(v, at, "a map"));
+    };
+    for d in at.duplicates() {
+        entry(None, &d.earlier, &at.key(&d.key))?;
+    }
+    for (k, x) in map {
+        entry(Some(k), x, &at.key(k))?;
+    }
+    Ok(())
 }
 
 /// A variant without data, `"name"` (or `{"name": null}`, which serde_json took too): its

@@ -1,7 +1,7 @@
 //! The document's text into a `crate::json::Value` (by `json::read`'s parser), with two things
 //! serde_json's own `Value` reader does not do: a syntax error names the field it is in (as `serde_path_to_error` did),
 //! and a key written twice is recorded. serde_json keeps the last value silently; a struct field
-//! given twice is refused ([`super::Obj`]), a map keeps the last as it always did.
+//! given twice is refused ([`super::read_fields`]), a map keeps the last as it always did.
 
 use crate::json::{Map, Value};
 

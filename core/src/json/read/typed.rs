@@ -16,6 +16,28 @@ use crate::json::write;
 /// A value read from JSON text.
 pub trait FromText: Sized {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error>;
+
+    /// Reads the value into `slot` as `Some` (a list is filled where it lies, not moved there).
+    fn read_some(slot: &mut Option<Self>, p: &mut Parser<'_>) -> Result<(), Error> {
+        *slot = Some(Self::read(p)?);
+        Ok(())
+    }
+}
+
+/// A struct field's place while [`text_struct!`] reads the struct: `None` until read.
+pub trait TextSlot {
+    fn read(&mut self, p: &mut Parser<'_>) -> Result<(), Error>;
+}
+
+impl<T: FromText> TextSlot for Option<T> {
+    fn read(&mut self, p: &mut Parser<'_>) -> Result<(), Error> {
+        T::read_some(self, p)
+    }
+}
+
+/// `field` as a [`TextSlot`] (its type is inferred from the struct built after).
+pub fn slot<T: FromText>(field: &mut Option<T>) -> &mut dyn TextSlot {
+    field
 }
 
 /// One whole document as `T`: the value and nothing after it but whitespace.
@@ -72,7 +94,7 @@ impl Parser<'_> {
             Some(b'"') => {
                 self.eat();
                 match self.string() {
-                    Ok(s) => format!("string {s:?}").into(),
+                    Ok(s) => format!("string {}", crate::quote::quoted(&s)).into(),
                     Err(e) => return e,
                 }
             }
@@ -171,15 +193,15 @@ impl Parser<'_> {
     }
 
     /// The fields of a struct serde calls `what`, by name from an object or in order from an
-    /// array; `field(p, i)` reads the one named `names[i]`. Checks that every field left out
-    /// may be.
+    /// array; the one named `names[i]` is read into `slots[i]`. Checks that every field left
+    /// out may be.
     #[inline(never)]
     pub fn structure(
         &mut self,
         what: &'static str,
         names: &[&'static str],
         absent: &[Absent],
-        field: &mut dyn FnMut(&mut Self, usize) -> Result<(), Error>,
+        slots: &mut [&mut dyn TextSlot],
     ) -> Result<(), Error> {
         let by_name = match self.whitespace() {
             None => return Err(self.peek_error(EOF_VALUE)),
@@ -189,7 +211,7 @@ impl Parser<'_> {
         };
         self.enter()?;
         self.closed(by_name, &mut |p| {
-            p.fields(by_name, what, names, absent, &mut *field)
+            p.fields(by_name, what, names, absent, slots)
         })
     }
 
@@ -199,7 +221,7 @@ impl Parser<'_> {
         what: &'static str,
         names: &[&'static str],
         absent: &[Absent],
-        field: &mut dyn FnMut(&mut Self, usize) -> Result<(), Error>,
+        slots: &mut [&mut dyn TextSlot],
     ) -> Result<(), Error> {
         let mut seen = vec![false; names.len()];
         if by_name {
@@ -212,7 +234,9 @@ impl Parser<'_> {
                     }
                     Some(i) => {
                         self.colon()?;
-                        field(self, i)?;
+                        if let Some(slot) = slots.get_mut(i) {
+                            slot.read(self)?;
+                        }
                         if let Some(s) = seen.get_mut(i) {
                             *s = true;
                         }
@@ -224,11 +248,11 @@ impl Parser<'_> {
                 }
             }
         } else {
-            for (i, s) in seen.iter_mut().enumerate() {
+            for ((i, s), slot) in seen.iter_mut().enumerate().zip(slots.iter_mut()) {
                 if !self.next_item(i == 0)? {
                     break;
                 }
-                field(self, i)?;
+                slot.read(self)?;
                 *s = true;
             }
         }
@@ -379,6 +403,14 @@ impl<T: FromText> FromText for Option<T> {
             _ => T::read(p).map(Some),
         }
     }
+
+    fn read_some(slot: &mut Option<Self>, p: &mut Parser<'_>) -> Result<(), Error> {
+        let inner = slot.insert(None);
+        match p.whitespace() {
+            Some(b'n') => p.ident(b"null"),
+            _ => T::read_some(inner, p),
+        }
+    }
 }
 
 impl<T: FromText> FromText for Vec<T> {
@@ -386,6 +418,11 @@ impl<T: FromText> FromText for Vec<T> {
         let mut items = Vec::new();
         p.items_by(&mut |p| T::read(p).map(|v| items.push(v)))?;
         Ok(items)
+    }
+
+    fn read_some(slot: &mut Option<Self>, p: &mut Parser<'_>) -> Result<(), Error> {
+        let items = slot.insert(Vec::new());
+        p.items_by(&mut |p| T::read(p).map(|v| items.push(v)))
     }
 }
 
@@ -432,33 +469,30 @@ impl<T: FromText> FromText for VecMap<String, T> {
         p.entries_by(&mut |p, key| T::read(p).map(|v| drop(map.insert(key, v))))?;
         Ok(map)
     }
+
+    fn read_some(slot: &mut Option<Self>, p: &mut Parser<'_>) -> Result<(), Error> {
+        let map = slot.insert(VecMap::new());
+        p.entries_by(&mut |p, key| T::read(p).map(|v| drop(map.insert(key, v))))
+    }
 }
 
 /// `FromText` for a struct as serde's derive read it: its fields in declaration order, each
-/// `default` (`#[serde(default)]`), `option` (an `Option` without it) or required.
+/// `default` (`#[serde(default)]`), `option` (an `Option` without it) or required. Each field is
+/// read into a [`TextSlot`] (`None` until read): the reading is one function for every struct,
+/// one per field type, rather than one per struct.
 macro_rules! text_struct {
     ($name:ident { $($field:ident $($absent:ident)?),* $(,)? }) => {
         impl $crate::json::read::FromText for $name {
             fn read(
                 p: &mut $crate::json::read::Parser<'_>,
             ) -> Result<Self, $crate::json::read::Error> {
-                use $crate::json::read::typed::Absent;
+                use $crate::json::read::typed::{slot, Absent};
                 $(let mut $field = None;)*
                 p.structure(
                     concat!("struct ", stringify!($name)),
                     &[$(stringify!($field)),*],
                     &[$($crate::json::read::text_struct!(@absent $($absent)?)),*],
-                    &mut |p, i| {
-                        let mut k = 0usize;
-                        $(
-                            if i == k {
-                                $field = Some(p.read()?);
-                            }
-                            k += 1;
-                        )*
-                        let _ = k;
-                        Ok(())
-                    },
+                    &mut [$(slot(&mut $field)),*],
                 )?;
                 Ok($name { $($field: $crate::json::read::text_struct!(@take $field $($absent)?)),* })
             }
@@ -484,7 +518,7 @@ pub fn invalid_type(v: &Value, expected: &str) -> String {
             (None, Some(i), _) => unexpected(Num::I64(i)).into(),
             (None, None, f) => unexpected(Num::F64(f.unwrap_or(f64::NAN))).into(),
         },
-        Value::String(s) => format!("string {s:?}").into(),
+        Value::String(s) => format!("string {}", crate::quote::quoted(s)).into(),
         Value::Array(_) => "sequence".into(),
         Value::Object(_) => "map".into(),
     };
