@@ -18,8 +18,15 @@ if ! command -v wasm-opt >/dev/null; then
     exit 1
 fi
 # The features rustc's wasm32-wasip1 output uses; wasm-opt refuses the module without them.
+# Before -Oz (passes run in the order given; after it they made the module larger):
+# --low-memory-unused lets -Oz fold `ptr + k` (k < 1024) into a load's or store's offset, which
+# only differs when the sum wraps below address 1024, and no valid pointer is within 1 KiB of
+# 4 GiB (-4.2 KB); --duplicate-function-elimination and --merge-similar-functions make one body
+# of functions that differ only in constants, the others calling it with those (-2.0 KB). A
+# second -Oz finds more after the first (-0.6 KB).
 wasm-opt --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
     --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
-    -Oz "$src" -o "$out.tmp"
+    --low-memory-unused --duplicate-function-elimination --merge-similar-functions \
+    -Oz -Oz "$src" -o "$out.tmp"
 mv "$out.tmp" "$out"
 echo "optimize-wasm: $out $(stat -c %s "$src") -> $(stat -c %s "$out") bytes"
