@@ -99,7 +99,9 @@ mod tests {
 
     #[test]
     fn hidden_characters_are_escaped_as_debug_escapes_them() {
-        for c in ['\u{80}', '\u{9f}', '\u{ad}', '\u{200b}', '\u{202e}', '\u{2066}', '\u{feff}'] {
+        for c in [
+            '\u{80}', '\u{9f}', '\u{ad}', '\u{200b}', '\u{202e}', '\u{2066}', '\u{feff}',
+        ] {
             let s = format!("x{c}y");
             assert_eq!(quoted(&s).to_string(), debug(&s), "{:x}", u32::from(c));
         }

@@ -8,7 +8,9 @@
 //! etcd's `header` is not an answer, whatever else it holds: the caller must treat it as a
 //! failure, never as "not succeeded".
 
-use crate::json::{json, Value};
+#[cfg(test)]
+use crate::json::json;
+use crate::json::{ObjectWriter, ToJson, Value};
 
 /// A request to the gateway: POST `path` with the JSON `body`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +84,39 @@ fn b64(bytes: &[u8]) -> String {
     super::base64::encode(bytes)
 }
 
-fn request(path: &'static str, body: &Value) -> Request {
-    Request {
-        path,
-        body: crate::json::write::to_vec(body),
+// Bodies are written straight to bytes, fields in key order: the order the gateway got when
+// they were built as `json::Value` objects (maps sorted by key), without building one.
+
+/// `{"a":"…","b":"…"}`: string fields, in the order given.
+fn object(out: &mut Vec<u8>, fields: &[(&str, &str)]) {
+    let mut o = ObjectWriter::new(out);
+    for (name, value) in fields {
+        o.field(name, *value);
     }
+    o.end();
+}
+
+/// `{"key":"<base64 of key>"}`.
+fn key_object(out: &mut Vec<u8>, key: &str) {
+    object(out, &[("key", &b64(key.as_bytes()))]);
+}
+
+/// `[item,…]`, each written by `write`.
+fn array<T>(out: &mut Vec<u8>, items: &[T], write: fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
+fn request(path: &'static str, fields: &[(&str, &str)]) -> Request {
+    let mut body = Vec::new();
+    object(&mut body, fields);
+    Request { path, body }
 }
 
 /// The end of the key range holding every key that starts with `prefix`: the prefix with its
@@ -107,82 +137,119 @@ pub fn range_prefix(prefix: &str) -> Request {
     let key = prefix.as_bytes();
     request(
         "/v3/kv/range",
-        &json!({ "key": b64(key), "range_end": b64(&prefix_end(key)) }),
+        &[("key", &b64(key)), ("range_end", &b64(&prefix_end(key)))],
     )
 }
 
 /// A put of `key`, attached to `lease` when given (the body of `/v3/kv/put` and of a
 /// transaction's `request_put`).
-fn put_body(key: &str, value: &[u8], lease: Option<i64>) -> Value {
-    let mut body = crate::json::Map::new();
-    body.insert("key".into(), json!(b64(key.as_bytes())));
-    body.insert("value".into(), json!(b64(value)));
-    if let Some(id) = lease {
-        body.insert("lease".into(), json!(id.to_string()));
+fn put_body(out: &mut Vec<u8>, key: &str, value: &[u8], lease: Option<i64>) {
+    let (key, value) = (b64(key.as_bytes()), b64(value));
+    match lease {
+        Some(id) => object(
+            out,
+            &[("key", &key), ("lease", &id.to_string()), ("value", &value)],
+        ),
+        None => object(out, &[("key", &key), ("value", &value)]),
     }
-    Value::Object(body)
 }
 
 /// Writes `key` unconditionally, attached to `lease` when given.
 pub fn put(key: &str, value: &[u8], lease: Option<i64>) -> Request {
-    request("/v3/kv/put", &put_body(key, value, lease))
+    let mut body = Vec::new();
+    put_body(&mut body, key, value, lease);
+    Request {
+        path: "/v3/kv/put",
+        body,
+    }
 }
 
 /// Creates `key` only if it has never existed (its create revision is 0): etcd decides, so of
 /// any number of concurrent creators exactly one succeeds. Attached to `lease` when given.
 pub fn create_once(key: &str, value: &[u8], lease: Option<i64>) -> Request {
-    let k = b64(key.as_bytes());
-    let put = put_body(key, value, lease);
-    request(
-        "/v3/kv/txn",
-        &json!({
-            "compare": [{ "key": k, "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
-            "success": [{ "request_put": put }]
-        }),
-    )
-}
-
-fn compare_json(c: &Compare<'_>) -> Value {
-    match c {
-        Compare::Exists(key) => json!({
-            "key": b64(key.as_bytes()), "target": "VERSION", "result": "GREATER", "version": "0"
-        }),
-        Compare::Absent(key) => json!({
-            "key": b64(key.as_bytes()), "target": "CREATE", "result": "EQUAL", "create_revision": "0"
-        }),
-        Compare::ModRevision(key, rev) => json!({
-            "key": b64(key.as_bytes()), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()
-        }),
+    let put = Op::Put { key, value, lease };
+    let mut body = Vec::new();
+    let mut o = ObjectWriter::new(&mut body);
+    o.field("compare", &Raw(&[Compare::Absent(key)], compare_json));
+    o.field("success", &Raw(&[put], op_json));
+    o.end();
+    Request {
+        path: "/v3/kv/txn",
+        body,
     }
 }
 
-fn op_json(op: &Op<'_>) -> Value {
-    match op {
-        Op::Put { key, value, lease } => json!({ "request_put": put_body(key, value, *lease) }),
-        Op::Delete(key) => json!({ "request_delete_range": { "key": b64(key.as_bytes()) } }),
-        Op::Get(key) => json!({ "request_range": { "key": b64(key.as_bytes()) } }),
+fn compare_json(out: &mut Vec<u8>, c: &Compare<'_>) {
+    match c {
+        Compare::Exists(key) => object(
+            out,
+            &[
+                ("key", &b64(key.as_bytes())),
+                ("result", "GREATER"),
+                ("target", "VERSION"),
+                ("version", "0"),
+            ],
+        ),
+        Compare::Absent(key) => object(
+            out,
+            &[
+                ("create_revision", "0"),
+                ("key", &b64(key.as_bytes())),
+                ("result", "EQUAL"),
+                ("target", "CREATE"),
+            ],
+        ),
+        Compare::ModRevision(key, rev) => object(
+            out,
+            &[
+                ("key", &b64(key.as_bytes())),
+                ("mod_revision", &rev.to_string()),
+                ("result", "EQUAL"),
+                ("target", "MOD"),
+            ],
+        ),
+    }
+}
+
+fn op_json(out: &mut Vec<u8>, op: &Op<'_>) {
+    let (name, key) = match op {
+        Op::Put { key, value, lease } => {
+            out.extend_from_slice(b"{\"request_put\":");
+            put_body(out, key, value, *lease);
+            out.push(b'}');
+            return;
+        }
+        Op::Delete(key) => ("request_delete_range", key),
+        Op::Get(key) => ("request_range", key),
+    };
+    out.push(b'{');
+    crate::json::write::string(out, name);
+    out.push(b':');
+    key_object(out, key);
+    out.push(b'}');
+}
+
+/// Items written as a JSON array by `.1`.
+struct Raw<'a, T>(&'a [T], fn(&mut Vec<u8>, &T));
+
+impl<T> ToJson for Raw<'_, T> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        array(out, self.0, self.1);
     }
 }
 
 /// A transaction: when every comparison holds, `success` runs, else `failure`; atomically.
 pub fn txn(compares: &[Compare<'_>], success: &[Op<'_>], failure: &[Op<'_>]) -> Request {
-    // Loops rather than a `collect` per closure: less code.
-    let mut compare = Vec::with_capacity(compares.len());
-    for c in compares {
-        compare.push(compare_json(c));
+    let mut body = Vec::new();
+    let mut o = ObjectWriter::new(&mut body);
+    o.field("compare", &Raw(compares, compare_json));
+    o.field("failure", &Raw(failure, op_json));
+    o.field("success", &Raw(success, op_json));
+    o.end();
+    Request {
+        path: "/v3/kv/txn",
+        body,
     }
-    let ops = |ops: &[Op<'_>]| {
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            out.push(op_json(op));
-        }
-        Value::Array(out)
-    };
-    let mut body = crate::json::Map::new();
-    body.insert("compare".into(), Value::Array(compare));
-    body.insert("success".into(), ops(success));
-    body.insert("failure".into(), ops(failure));
-    request("/v3/kv/txn", &Value::Object(body))
 }
 
 /// Logs in (`/v3/auth/authenticate`); the answer's token goes in the `authorization` header
@@ -190,16 +257,13 @@ pub fn txn(compares: &[Compare<'_>], success: &[Op<'_>], failure: &[Op<'_>]) -> 
 pub fn authenticate(username: &str, password: &str) -> Request {
     request(
         "/v3/auth/authenticate",
-        &json!({ "name": username, "password": password }),
+        &[("name", username), ("password", password)],
     )
 }
 
 /// A lease that ends `ttl_seconds` from now (keys attached to it go with it).
 pub fn lease_grant(ttl_seconds: u64) -> Request {
-    request(
-        "/v3/lease/grant",
-        &json!({ "TTL": ttl_seconds.to_string() }),
-    )
+    request("/v3/lease/grant", &[("TTL", &ttl_seconds.to_string())])
 }
 
 /// The parsed answer, once it is known to be etcd's and not an error.
@@ -352,6 +416,70 @@ mod tests {
         assert_eq!(t["compare"][0]["target"], "CREATE");
         assert_eq!(t["success"][0]["request_put"]["lease"], "9");
         assert_eq!(body(&lease_grant(60)), json!({"TTL": "60"}));
+    }
+
+    /// The bodies as they were written from `json::Value`s (maps in key order), byte for byte.
+    #[test]
+    fn bodies_are_the_bytes_value_objects_wrote() {
+        let bytes = |v: Value| crate::json::write::to_vec(&v);
+        assert_eq!(
+            range_prefix("/ir/").body,
+            bytes(json!({"key": "L2lyLw==", "range_end": "L2lyMA=="}))
+        );
+        assert_eq!(
+            put("k", b"v", Some(-7)).body,
+            bytes(json!({"key": "aw==", "value": "dg==", "lease": "-7"}))
+        );
+        assert_eq!(
+            put("k", b"", None).body,
+            bytes(json!({"key": "aw==", "value": ""}))
+        );
+        let put_k = json!({"key": "aw==", "value": "dg==", "lease": "9"});
+        let absent =
+            json!({"key": "aw==", "target": "CREATE", "result": "EQUAL", "create_revision": "0"});
+        assert_eq!(
+            create_once("k", b"v", Some(9)).body,
+            bytes(
+                json!({"compare": [absent.clone()], "success": [{"request_put": put_k.clone()}]})
+            )
+        );
+        let t = txn(
+            &[
+                Compare::Exists("k"),
+                Compare::Absent("k"),
+                Compare::ModRevision("k", 42),
+            ],
+            &[
+                Op::Put {
+                    key: "k",
+                    value: b"v",
+                    lease: Some(9),
+                },
+                Op::Delete("k"),
+            ],
+            &[Op::Get("k")],
+        );
+        assert_eq!(
+            t.body,
+            bytes(json!({
+                "compare": [
+                    {"key": "aw==", "target": "VERSION", "result": "GREATER", "version": "0"},
+                    absent,
+                    {"key": "aw==", "target": "MOD", "result": "EQUAL", "mod_revision": "42"}
+                ],
+                "success": [{"request_put": put_k}, {"request_delete_range": {"key": "aw=="}}],
+                "failure": [{"request_range": {"key": "aw=="}}]
+            }))
+        );
+        assert_eq!(
+            txn(&[], &[], &[]).body,
+            bytes(json!({"compare": [], "success": [], "failure": []}))
+        );
+        assert_eq!(
+            authenticate("u\"1", "p").body,
+            bytes(json!({"name": "u\"1", "password": "p"}))
+        );
+        assert_eq!(lease_grant(60).body, bytes(json!({"TTL": "60"})));
     }
 
     #[test]
