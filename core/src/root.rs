@@ -5,6 +5,7 @@
 
 mod registry;
 
+use std::fmt;
 use std::rc::Rc;
 
 use crate::bandit::{seed, update_state, Reconciled, Refresh, SeedOutcome, StateCache};
@@ -14,6 +15,7 @@ use crate::host::{Buffer, Call, Host, HostStore};
 use crate::learning::{self, spent};
 use crate::plugin::{MirrorKind, Plugin, VmState};
 use crate::policy::Shared;
+use crate::quote::quoted;
 use crate::stream::Stream;
 
 const TICK_MS: u32 = 200;
@@ -104,8 +106,8 @@ impl Root {
         };
         let cfg = &plugin.cfg;
         log::info!(
-            "inference-router: plugin {:?} configured: {} model(s), {} rule(s), body source {:?}, feedback {}",
-            plugin.name,
+            "inference-router: plugin {} configured: {} model(s), {} rule(s), body source {:?}, feedback {}",
+            quoted(&plugin.name),
             cfg.models.len(),
             cfg.rules.len(),
             cfg.body.source,
@@ -278,8 +280,8 @@ impl Root {
             }
             Err(status) => {
                 log::debug!(
-                    "inference-router: fleet: request to cluster {:?} not started: host status {status}",
-                    settings.cluster
+                    "inference-router: fleet: request to cluster {} not started: host status {status}",
+                    quoted(&settings.cluster)
                 );
                 false
             }
@@ -349,8 +351,8 @@ impl Root {
             if let Err(status) = self.pending.send(host, &call, then) {
                 host.bump(plugin.metrics.evaluator_failures);
                 log::warn!(
-                    "inference-router: evaluator callout to cluster {:?} not started: host status {status}",
-                    eval.cluster
+                    "inference-router: evaluator callout to cluster {} not started: host status {status}",
+                    quoted(&eval.cluster)
                 );
             }
         }
@@ -385,8 +387,8 @@ impl Root {
             if let Err(status) = self.pending.send(host, &call, then) {
                 plugin.mirror_lost(host, job.kind);
                 log::warn!(
-                    "inference-router: callout to cluster {:?} not started: host status {status}",
-                    job.cluster
+                    "inference-router: callout to cluster {} not started: host status {status}",
+                    quoted(&job.cluster)
                 );
             }
         }
@@ -421,20 +423,28 @@ fn prepare_state(host: &dyn Host, plugin: &Plugin) {
         let names = m.target_names();
         let initial = strategy.initial_state(&names);
         match seed(&store, key, &initial) {
-            Ok(SeedOutcome::Seeded) => log::info!("inference-router: bandit state {key:?} created"),
+            Ok(SeedOutcome::Seeded) => {
+                log::info!("inference-router: bandit state {} created", quoted(key))
+            }
             Ok(SeedOutcome::AlreadyPresent) => {}
-            Err(e) => log::warn!("inference-router: seeding bandit state {key:?} failed: {e}"),
+            Err(e) => log::warn!(
+                "inference-router: seeding bandit state {} failed: {e}",
+                quoted(key)
+            ),
         }
         // Reconcile stored state with this configuration once, and log what changed.
         let (bytes, cas) = host.shared_data(key).unwrap_or((None, None));
         let needs_write = match StateCache::new().refresh(bytes.as_deref(), cas, strategy, &names) {
             Refresh::Decoded(Reconciled::Unchanged) | Refresh::Cached | Refresh::Missing => false,
             Refresh::Decoded(r) => {
-                log::info!("inference-router: bandit state {key:?}: {r}");
+                log::info!("inference-router: bandit state {}: {r}", quoted(key));
                 true
             }
             Refresh::Undecodable(e) => {
-                log::warn!("inference-router: bandit state {key:?} was undecodable ({e}); reset");
+                log::warn!(
+                    "inference-router: bandit state {} was undecodable ({e}); reset",
+                    quoted(key)
+                );
                 host.bump(plugin.metrics.state_resets);
                 true
             }
@@ -444,7 +454,10 @@ fn prepare_state(host: &dyn Host, plugin: &Plugin) {
                 Ok::<_, String>(strategy.reconcile(s, &names).0)
             });
             if let Err(e) = result {
-                log::warn!("inference-router: writing reconciled state {key:?} failed: {e}");
+                log::warn!(
+                    "inference-router: writing reconciled state {} failed: {e}",
+                    quoted(key)
+                );
             }
         }
     }
@@ -483,11 +496,22 @@ fn feedback_forwarded(host: &dyn Host, plugin: &Plugin, model: usize, answer: &C
         }
         other => {
             host.bump(plugin.metrics.router_feedback_failures);
-            let name = plugin.cfg.models.get(model).map(|m| m.name.as_str());
+            let name = ModelName(plugin.cfg.models.get(model).map(|m| m.name.as_str()));
             log::warn!(
-                "inference-router: the router of model {name:?} did not take the reward: {other:?}"
+                "inference-router: the router of model {name} did not take the reward: {other:?}"
             );
         }
+    }
+}
+
+/// `Some("name")` or `None`, as `{:?}` of an `Option<&str>` writes it, the name quoted by
+/// `crate::quote` (no Unicode tables).
+struct ModelName<'a>(Option<&'a str>);
+
+impl fmt::Display for ModelName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = if self.0.is_some() { "Some" } else { "None" };
+        fleet::debug_variant(f, variant, self.0)
     }
 }
 
@@ -511,6 +535,18 @@ fn publish_gauges(host: &dyn Host, plugin: &Plugin) {
     if let Some(ids) = &plugin.metrics.fleet {
         if let Some(lag) = fleet::sync::lag_ms(host, plugin, fleet::now_ms(host)) {
             let _ = host.record_metric(ids.lag_ms, lag);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModelName;
+
+    #[test]
+    fn model_names_are_written_as_debug_wrote_them() {
+        for name in [Some("fraud"), Some("a \"b\"\n"), None] {
+            assert_eq!(ModelName(name).to_string(), format!("{name:?}"));
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::config::FleetSettings;
 use crate::host::{Host, HostStore};
 use crate::learning::{self, spent, Checked};
 use crate::plugin::Plugin;
+use crate::quote::quoted;
 
 /// A lost answer's key that etcd still does not show after this long was never written.
 const SETTLE_MS: u64 = 30_000;
@@ -225,7 +226,7 @@ fn lost(host: &dyn Host, plugin: &Plugin, checked: &Checked, why: &str, now_ms: 
         }
         if list.len() >= MAX_IN_DOUBT {
             let gone = list.remove(0);
-            log::warn!("inference-router: fleet: too many feedbacks in doubt; forgetting the oldest (decision of {:?})", gone.token.model);
+            log::warn!("inference-router: fleet: too many feedbacks in doubt; forgetting the oldest (decision of {})", quoted(&gone.token.model));
         }
         list.push(record.clone());
         true

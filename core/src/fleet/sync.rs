@@ -29,6 +29,7 @@ use crate::config::{FleetSettings, Model};
 use crate::host::{Host, HostStore};
 use crate::learning::{health, spent, MAX_CAS_ATTEMPTS};
 use crate::plugin::Plugin;
+use crate::quote::quoted;
 
 /// Extra life of a spent-id lease beyond the end of its expiry bucket.
 pub const LEASE_MARGIN_S: u64 = 60;
@@ -532,8 +533,8 @@ fn correct_all(
         });
         if let Err(e) = result {
             log::warn!(
-                "inference-router: fleet: correcting the statistics of {:?} failed: {e}",
-                m.name
+                "inference-router: fleet: correcting the statistics of {} failed: {e}",
+                quoted(&m.name)
             );
         }
     }
@@ -567,8 +568,8 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
     if quiet_for < live {
         bump(host, plugin, |f| f.conflicts);
         log::error!(
-            "inference-router: fleet: replica id {:?} is written by another live Envoy (incarnation {}); this one stops publishing until it goes",
-            doc.replica,
+            "inference-router: fleet: replica id {} is written by another live Envoy (incarnation {}); this one stops publishing until it goes",
+            quoted(&doc.replica),
             doc.incarnation
         );
         local::sync(&plugin.name).set(host, |r| {
@@ -583,8 +584,8 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
         .collect();
     correct_all(host, plugin, &models, 1.0, now_ms);
     log::info!(
-        "inference-router: fleet: resuming replica {:?} from its previous life's contribution (seq {})",
-        doc.replica,
+        "inference-router: fleet: resuming replica {} from its previous life's contribution (seq {})",
+        quoted(&doc.replica),
         doc.seq
     );
     local::sync(&plugin.name).set(host, |r| {
@@ -681,7 +682,7 @@ pub fn merge_read(
 
 fn invalid(host: &dyn Host, plugin: &Plugin, whose: &str, why: &str) {
     bump(host, plugin, |f| f.invalid);
-    log::warn!("inference-router: fleet: ignoring {whose:?}: {why}");
+    log::warn!("inference-router: fleet: ignoring {}: {why}", quoted(whose));
 }
 
 fn merge_models(
@@ -715,8 +716,8 @@ fn merge_models(
         });
         if let Err(e) = result {
             log::warn!(
-                "inference-router: fleet: merging the fleet's statistics of {:?} failed: {e}",
-                m.name
+                "inference-router: fleet: merging the fleet's statistics of {} failed: {e}",
+                quoted(&m.name)
             );
         }
     }
@@ -727,8 +728,8 @@ fn merge_health(host: &dyn Host, plugin: &Plugin, docs: &[&Contribution], now_ms
         let fleet = fleet_health(docs, &m.name, &m.target_names(), now_ms);
         if let Err(e) = health::set_fleet(&HostStore(host), key, m.targets.len(), fleet) {
             log::warn!(
-                "inference-router: fleet: merging the fleet's health of {:?} failed: {e}",
-                m.name
+                "inference-router: fleet: merging the fleet's health of {} failed: {e}",
+                quoted(&m.name)
             );
         }
     }
@@ -781,11 +782,14 @@ fn folded(host: &dyn Host, plugin: &Plugin, result: &Outcome, body: &[u8], repli
     match (result, etcd::parse_txn(body)) {
         (Outcome::Answered, Ok(txn)) if txn.succeeded => {
             bump(host, plugin, |f| f.retired);
-            log::info!("inference-router: fleet: retired replica {replica:?} (quiet for longer than retire_after_seconds); what it learned stays counted");
+            log::info!("inference-router: fleet: retired replica {} (quiet for longer than retire_after_seconds); what it learned stays counted", quoted(replica));
         }
         // Another replica folded it first, or it came back: nothing to do.
         (Outcome::Answered, Ok(_)) => {}
-        (other, _) => log::warn!("inference-router: fleet: retiring {replica:?} failed: {other:?}"),
+        (other, _) => log::warn!(
+            "inference-router: fleet: retiring {} failed: {other:?}",
+            quoted(replica)
+        ),
     }
 }
 

@@ -26,6 +26,7 @@ use crate::json::{ObjectWriter, ToJson};
 use crate::learning::shared_prefix;
 use crate::metrics::PREFIX;
 use crate::plugin::Plugin;
+use crate::quote::quoted;
 
 /// CAS attempts on a registry record.
 const ATTEMPTS: u32 = 16;
@@ -505,7 +506,7 @@ impl Poller {
             );
         }
         for m in unresolved.difference(&before.unresolved) {
-            log::warn!("inference-router: registry: no alias of model {m:?} resolves in MLflow; it keeps its configured targets");
+            log::warn!("inference-router: registry: no alias of model {} resolves in MLflow; it keeps its configured targets", quoted(m));
         }
         let mut generation = None;
         let published = update::<Snapshot>(host, &self.snapshot_key, |s| {
@@ -544,7 +545,7 @@ impl Poller {
                 0 => "the configured targets".to_string(),
                 g => format!("registry generation {g}"),
             };
-            log::warn!("inference-router: registry: poll of cluster {:?} failed: {why}; routing stays on {serving}", self.settings.cluster);
+            log::warn!("inference-router: registry: poll of cluster {} failed: {why}; routing stays on {serving}", quoted(&self.settings.cluster));
         }
     }
 

@@ -7,6 +7,7 @@ use crate::json::Value;
 
 use crate::config::read::{read_struct, unit_variant, At, FromJson};
 use crate::config::{ConfigError, Model};
+use crate::quote::quoted;
 
 /// Shortest and longest poll period.
 pub const MIN_POLL_MS: u32 = 200;
@@ -218,7 +219,10 @@ pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, C
             {
                 return err(
                     format!("{F}.path"),
-                    format!("{path:?} must be a path starting with '/', without spaces or '#'"),
+                    format!(
+                        "{} must be a path starting with '/', without spaces or '#'",
+                        quoted(&path)
+                    ),
                 );
             }
             Source::Json { path }
@@ -233,7 +237,7 @@ pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, C
             {
                 return err(
                     format!("{F}.path"),
-                    format!("{prefix:?} must be empty or a path starting with '/', without a trailing '/' or query"),
+                    format!("{} must be empty or a path starting with '/', without a trailing '/' or query", quoted(&prefix)),
                 );
             }
             let Some(mlflow) = dto.mlflow else {
@@ -270,13 +274,13 @@ fn compile_mlflow(dto: MlflowDto, models: &[Model]) -> Result<Vec<MlflowModel>, 
         let Some(configured) = models.iter().find(|c| c.name == m.model) else {
             return err(
                 format!("{f}.model"),
-                format!("{:?} is not the name of a configured model", m.model),
+                format!("{} is not the name of a configured model", quoted(&m.model)),
             );
         };
         if !seen.insert(m.model.clone()) {
             return err(
                 format!("{f}.model"),
-                format!("{:?} is mapped by an earlier entry", m.model),
+                format!("{} is mapped by an earlier entry", quoted(&m.model)),
             );
         }
         if m.registered_model.is_empty()
@@ -311,28 +315,28 @@ fn compile_mlflow(dto: MlflowDto, models: &[Model]) -> Result<Vec<MlflowModel>, 
                 return err(
                     format!("{af}.alias"),
                     format!(
-                        "{:?} must be 1 to 255 letters, digits, '_' or '-' (an MLflow alias)",
-                        a.alias
+                        "{} must be 1 to 255 letters, digits, '_' or '-' (an MLflow alias)",
+                        quoted(&a.alias)
                     ),
                 );
             }
             if aliases.iter().any(|x| x.alias == a.alias) {
                 return err(
                     format!("{af}.alias"),
-                    format!("{:?} is listed twice", a.alias),
+                    format!("{} is listed twice", quoted(&a.alias)),
                 );
             }
             let target = a.target.unwrap_or_else(|| a.alias.clone());
             if !is_name(&target) {
                 return err(
                     format!("{af}.target"),
-                    format!("{target:?} may hold only letters, digits, '.', '_', ':' and '-', and must start with a letter or digit (1 to 128 characters)"),
+                    format!("{} may hold only letters, digits, '.', '_', ':' and '-', and must start with a letter or digit (1 to 128 characters)", quoted(&target)),
                 );
             }
             if aliases.iter().any(|x| x.target == target) {
                 return err(
                     format!("{af}.target"),
-                    format!("{target:?} is the target of an earlier alias"),
+                    format!("{} is the target of an earlier alias", quoted(&target)),
                 );
             }
             if a.weight > MAX_WEIGHT {
@@ -351,8 +355,8 @@ fn compile_mlflow(dto: MlflowDto, models: &[Model]) -> Result<Vec<MlflowModel>, 
             return err(
                 format!("{f}.aliases"),
                 format!(
-                    "model {:?} is weighted: at least one alias needs a weight above 0",
-                    m.model
+                    "model {} is weighted: at least one alias needs a weight above 0",
+                    quoted(&m.model)
                 ),
             );
         }
@@ -372,7 +376,10 @@ fn check_template(field: &str, template: &str) -> Result<(), ConfigError> {
     if bare.contains(['{', '}']) {
         return err(
             field,
-            format!("{template:?}: the only placeholders are {{version}} and {{alias}}"),
+            format!(
+                "{}: the only placeholders are {{version}} and {{alias}}",
+                quoted(template)
+            ),
         );
     }
     if !is_cluster_name(template) {
