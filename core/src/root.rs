@@ -4,6 +4,7 @@
 //! as a stream's, each with its continuation.
 
 mod registry;
+pub(crate) mod say;
 
 use std::fmt;
 use std::rc::Rc;
@@ -105,14 +106,14 @@ impl Root {
             None => plugin,
         };
         let cfg = &plugin.cfg;
-        log::info!(
+        say::info(format_args!(
             "inference-router: plugin {} configured: {} model(s), {} rule(s), body source {:?}, feedback {}",
             quoted(&plugin.name),
             cfg.models.len(),
             cfg.rules.len(),
             cfg.body.source,
             if cfg.feedback.is_some() { "on" } else { "off" }
-        );
+        ));
         crate::telemetry::publish_build(host, self.vm.build);
         prepare_state(host, &plugin);
         self.spent_cleared_below = 0;
@@ -120,12 +121,12 @@ impl Root {
         self.maintain_spent(host, &plugin);
         if plugin.periodic {
             if let Err(status) = host.set_tick_period_ms(tick_ms(&plugin)) {
-                log::warn!("inference-router: no tick (host status {status}): spent ids and gauges are not maintained");
+                say::warn(format_args!("inference-router: no tick (host status {status}): spent ids and gauges are not maintained"));
             }
         }
         if plugin.cfg.fleet.is_some() {
             if fleet::local::incarnation(host, &plugin.name, self.vm.next_u64()).is_none() {
-                log::warn!("inference-router: fleet: no incarnation could be recorded in shared data; sync waits for it");
+                say::warn(format_args!("inference-router: fleet: no incarnation could be recorded in shared data; sync waits for it"));
             }
             // The first round right away: a replica that starts routes from the fleet's view
             // as soon as possible (a request that comes earlier waits for it, see warm_start).
@@ -221,7 +222,7 @@ impl Root {
             Then::Registry { .. } => {}
             Then::Unspend => {
                 if fleet::outcome(&answer) != fleet::Outcome::Answered {
-                    log::warn!("inference-router: fleet: a spent decision id whose reward was not applied could not be released; its sender will be told it was replayed");
+                    say::warn(format_args!("inference-router: fleet: a spent decision id whose reward was not applied could not be released; its sender will be told it was replayed"));
                 }
             }
         }
@@ -279,10 +280,10 @@ impl Root {
                 true
             }
             Err(status) => {
-                log::debug!(
+                say::debug(format_args!(
                     "inference-router: fleet: request to cluster {} not started: host status {status}",
                     quoted(&settings.cluster)
-                );
+                ));
                 false
             }
         }
@@ -301,7 +302,9 @@ impl Root {
         let from = (*issuing.start()).max(self.spent_seeded_to);
         for b in from..=*issuing.end() {
             if let Err(e) = spent::seed_bucket(&store, &prefix, b) {
-                log::warn!("inference-router: creating spent-id bucket {b} failed: {e}");
+                say::warn(format_args!(
+                    "inference-router: creating spent-id bucket {b} failed: {e}"
+                ));
             }
         }
         self.spent_seeded_to = issuing.end().saturating_add(1);
@@ -350,10 +353,10 @@ impl Root {
             };
             if let Err(status) = self.pending.send(host, &call, then) {
                 host.bump(plugin.metrics.evaluator_failures);
-                log::warn!(
+                say::warn(format_args!(
                     "inference-router: evaluator callout to cluster {} not started: host status {status}",
                     quoted(&eval.cluster)
-                );
+                ));
             }
         }
     }
@@ -386,10 +389,10 @@ impl Root {
             };
             if let Err(status) = self.pending.send(host, &call, then) {
                 plugin.mirror_lost(host, job.kind);
-                log::warn!(
+                say::warn(format_args!(
                     "inference-router: callout to cluster {} not started: host status {status}",
                     quoted(&job.cluster)
-                );
+                ));
             }
         }
     }
@@ -423,28 +426,32 @@ fn prepare_state(host: &dyn Host, plugin: &Plugin) {
         let names = m.target_names();
         let initial = strategy.initial_state(&names);
         match seed(&store, key, &initial) {
-            Ok(SeedOutcome::Seeded) => {
-                log::info!("inference-router: bandit state {} created", quoted(key))
-            }
+            Ok(SeedOutcome::Seeded) => say::info(format_args!(
+                "inference-router: bandit state {} created",
+                quoted(key)
+            )),
             Ok(SeedOutcome::AlreadyPresent) => {}
-            Err(e) => log::warn!(
+            Err(e) => say::warn(format_args!(
                 "inference-router: seeding bandit state {} failed: {e}",
                 quoted(key)
-            ),
+            )),
         }
         // Reconcile stored state with this configuration once, and log what changed.
         let (bytes, cas) = host.shared_data(key).unwrap_or((None, None));
         let needs_write = match StateCache::new().refresh(bytes.as_deref(), cas, strategy, &names) {
             Refresh::Decoded(Reconciled::Unchanged) | Refresh::Cached | Refresh::Missing => false,
             Refresh::Decoded(r) => {
-                log::info!("inference-router: bandit state {}: {r}", quoted(key));
+                say::info(format_args!(
+                    "inference-router: bandit state {}: {r}",
+                    quoted(key)
+                ));
                 true
             }
             Refresh::Undecodable(e) => {
-                log::warn!(
+                say::warn(format_args!(
                     "inference-router: bandit state {} was undecodable ({e}); reset",
                     quoted(key)
-                );
+                ));
                 host.bump(plugin.metrics.state_resets);
                 true
             }
@@ -454,10 +461,10 @@ fn prepare_state(host: &dyn Host, plugin: &Plugin) {
                 Ok::<_, String>(strategy.reconcile(s, &names).0)
             });
             if let Err(e) = result {
-                log::warn!(
+                say::warn(format_args!(
                     "inference-router: writing reconciled state {} failed: {e}",
                     quoted(key)
-                );
+                ));
             }
         }
     }
@@ -484,7 +491,7 @@ fn evaluated(
         Ok(r) => plugin.record_reward(host, model, graded, r, plugin.metrics.rewards_evaluator),
         Err(e) => {
             host.bump(plugin.metrics.evaluator_failures);
-            log::warn!("inference-router: evaluator: {e}");
+            say::warn(format_args!("inference-router: evaluator: {e}"));
         }
     }
 }
@@ -497,9 +504,9 @@ fn feedback_forwarded(host: &dyn Host, plugin: &Plugin, model: usize, answer: &C
         other => {
             host.bump(plugin.metrics.router_feedback_failures);
             let name = ModelName(plugin.cfg.models.get(model).map(|m| m.name.as_str()));
-            log::warn!(
+            say::warn(format_args!(
                 "inference-router: the router of model {name} did not take the reward: {other:?}"
-            );
+            ));
         }
     }
 }

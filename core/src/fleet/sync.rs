@@ -30,6 +30,7 @@ use crate::host::{Host, HostStore};
 use crate::learning::{health, spent, MAX_CAS_ATTEMPTS};
 use crate::plugin::Plugin;
 use crate::quote::quoted;
+use crate::root::say;
 
 /// Extra life of a spent-id lease beyond the end of its expiry bucket.
 pub const LEASE_MARGIN_S: u64 = 60;
@@ -363,9 +364,9 @@ fn settled(
         Call::Fold { replica } => folded(host, plugin, &result, body, &replica),
         Call::Lease { bucket } => match (&result, etcd::parse_lease(body)) {
             (Outcome::Answered, Ok(id)) => keep_lease(host, plugin, bucket, id, now_ms),
-            (other, _) => {
-                log::warn!("inference-router: fleet: spent-id lease not granted: {other:?}")
-            }
+            (other, _) => say::warn(format_args!(
+                "inference-router: fleet: spent-id lease not granted: {other:?}"
+            )),
         },
         Call::Resolve { nonce } => {
             super::spend::resolved(host, plugin, nonce, &result, body, now_ms)
@@ -403,7 +404,7 @@ pub fn logged_in(
 ) -> bool {
     match (result, etcd::parse_token(body)) {
         (Outcome::Answered, Ok(token)) => {
-            log::info!("inference-router: fleet: logged in to etcd");
+            say::info(format_args!("inference-router: fleet: logged in to etcd"));
             local::token(&plugin.name).set(host, |t| {
                 *t = token.clone();
             });
@@ -411,7 +412,9 @@ pub fn logged_in(
         }
         (other, _) => {
             bump(host, plugin, |f| f.sync_failures);
-            log::warn!("inference-router: fleet: etcd login failed: {other:?}");
+            say::warn(format_args!(
+                "inference-router: fleet: etcd login failed: {other:?}"
+            ));
             if matches!(other, Outcome::Refused(_)) {
                 local::sync(&plugin.name).set(host, |r| {
                     r.login_after_ms = now_ms.saturating_add(super::LOGIN_BACKOFF_MS);
@@ -453,7 +456,9 @@ fn published(
         (Outcome::Answered, Ok(txn)) => txn,
         (other, _) => {
             bump(host, plugin, |f| f.publish_failures);
-            log::warn!("inference-router: fleet: publish failed: {other:?}");
+            say::warn(format_args!(
+                "inference-router: fleet: publish failed: {other:?}"
+            ));
             return;
         }
     };
@@ -493,13 +498,13 @@ fn rebase(host: &dyn Host, plugin: &Plugin, retired: Option<&Kv>, now_ms: u64) {
     match (folded, snapshot) {
         (Some(seq), Some(s)) => {
             if s.seq != seq {
-                log::warn!("inference-router: fleet: this replica's contribution {seq} was retired; taking away {} (the last one known)", s.seq);
+                say::warn(format_args!("inference-router: fleet: this replica's contribution {seq} was retired; taking away {} (the last one known)", s.seq));
             }
             correct_all(host, plugin, &s.models, -1.0, now_ms);
             bump(host, plugin, |f| f.rebased);
-            log::warn!("inference-router: fleet: this replica was retired while cut off; its folded statistics now count in the retired document");
+            say::warn(format_args!("inference-router: fleet: this replica was retired while cut off; its folded statistics now count in the retired document"));
         }
-        _ => log::warn!("inference-router: fleet: this replica's key is gone (not retired by a replica); publishing everything again"),
+        _ => say::warn(format_args!("inference-router: fleet: this replica's key is gone (not retired by a replica); publishing everything again")),
     }
     local::sync(&plugin.name).set(host, |r| {
         r.created = false;
@@ -532,10 +537,10 @@ fn correct_all(
             Ok::<_, String>(state)
         });
         if let Err(e) = result {
-            log::warn!(
+            say::warn(format_args!(
                 "inference-router: fleet: correcting the statistics of {} failed: {e}",
                 quoted(&m.name)
-            );
+            ));
         }
     }
 }
@@ -549,7 +554,7 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
     let doc = match Contribution::decode(&kv.value) {
         Ok(doc) => doc,
         Err(why) => {
-            log::warn!("inference-router: fleet: this replica's key holds something unusable ({why}); it is replaced");
+            say::warn(format_args!("inference-router: fleet: this replica's key holds something unusable ({why}); it is replaced"));
             local::sync(&plugin.name).set(host, |r| {
                 r.created = true;
             });
@@ -567,11 +572,11 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
     let live = heartbeat_ms(fleet) + 2 * u64::from(fleet.sync_ms) + u64::from(fleet.timeout_ms);
     if quiet_for < live {
         bump(host, plugin, |f| f.conflicts);
-        log::error!(
+        say::error(format_args!(
             "inference-router: fleet: replica id {} is written by another live Envoy (incarnation {}); this one stops publishing until it goes",
             quoted(&doc.replica),
             doc.incarnation
-        );
+        ));
         local::sync(&plugin.name).set(host, |r| {
             r.conflict = true;
         });
@@ -583,11 +588,11 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
         .filter_map(|(m, entries)| Some((m.clone(), entries.first()?.clone())))
         .collect();
     correct_all(host, plugin, &models, 1.0, now_ms);
-    log::info!(
+    say::info(format_args!(
         "inference-router: fleet: resuming replica {} from its previous life's contribution (seq {})",
         quoted(&doc.replica),
         doc.seq
-    );
+    ));
     local::sync(&plugin.name).set(host, |r| {
         r.created = true;
         r.published_digest = 0;
@@ -605,7 +610,7 @@ pub fn read_failed(host: &dyn Host, plugin: &Plugin, why: &str) {
     });
     // Once per outage, not once per round.
     if record.map_or(true, |r| r.failures == 1) {
-        log::warn!("inference-router: fleet: sync read failed ({why}); routing goes on from the last merged view");
+        say::warn(format_args!("inference-router: fleet: sync read failed ({why}); routing goes on from the last merged view"));
     }
 }
 
@@ -657,10 +662,10 @@ pub fn merge_read(
         .saturating_add(1);
     local::sync(&plugin.name).set(host, |r| {
         if r.failures > 0 {
-            log::info!(
+            say::info(format_args!(
                 "inference-router: fleet: sync works again after {} failed rounds",
                 r.failures
-            );
+            ));
         }
         r.last_ok_ms = now_ms;
         r.warm_done = true;
@@ -682,7 +687,10 @@ pub fn merge_read(
 
 fn invalid(host: &dyn Host, plugin: &Plugin, whose: &str, why: &str) {
     bump(host, plugin, |f| f.invalid);
-    log::warn!("inference-router: fleet: ignoring {}: {why}", quoted(whose));
+    say::warn(format_args!(
+        "inference-router: fleet: ignoring {}: {why}",
+        quoted(whose)
+    ));
 }
 
 fn merge_models(
@@ -715,10 +723,10 @@ fn merge_models(
             Ok::<_, String>(state)
         });
         if let Err(e) = result {
-            log::warn!(
+            say::warn(format_args!(
                 "inference-router: fleet: merging the fleet's statistics of {} failed: {e}",
                 quoted(&m.name)
-            );
+            ));
         }
     }
 }
@@ -727,10 +735,10 @@ fn merge_health(host: &dyn Host, plugin: &Plugin, docs: &[&Contribution], now_ms
     for (m, key) in health_models(plugin) {
         let fleet = fleet_health(docs, &m.name, &m.target_names(), now_ms);
         if let Err(e) = health::set_fleet(&HostStore(host), key, m.targets.len(), fleet) {
-            log::warn!(
+            say::warn(format_args!(
                 "inference-router: fleet: merging the fleet's health of {} failed: {e}",
                 quoted(&m.name)
-            );
+            ));
         }
     }
 }
@@ -782,14 +790,14 @@ fn folded(host: &dyn Host, plugin: &Plugin, result: &Outcome, body: &[u8], repli
     match (result, etcd::parse_txn(body)) {
         (Outcome::Answered, Ok(txn)) if txn.succeeded => {
             bump(host, plugin, |f| f.retired);
-            log::info!("inference-router: fleet: retired replica {} (quiet for longer than retire_after_seconds); what it learned stays counted", quoted(replica));
+            say::info(format_args!("inference-router: fleet: retired replica {} (quiet for longer than retire_after_seconds); what it learned stays counted", quoted(replica)));
         }
         // Another replica folded it first, or it came back: nothing to do.
         (Outcome::Answered, Ok(_)) => {}
-        (other, _) => log::warn!(
+        (other, _) => say::warn(format_args!(
             "inference-router: fleet: retiring {} failed: {other:?}",
             quoted(replica)
-        ),
+        )),
     }
 }
 

@@ -27,6 +27,7 @@ use crate::learning::shared_prefix;
 use crate::metrics::PREFIX;
 use crate::plugin::Plugin;
 use crate::quote::quoted;
+use crate::root::say;
 
 /// CAS attempts on a registry record.
 const ATTEMPTS: u32 = 16;
@@ -168,9 +169,9 @@ impl Ids {
         let d = |kind, name: &str| {
             host.define_metric(kind, &format!("{PREFIX}.registry.{name}"))
                 .unwrap_or_else(|s| {
-                    log::warn!(
+                    say::warn(format_args!(
                         "inference-router: registry: metric {name} not defined: host status {s}"
-                    );
+                    ));
                     u32::MAX
                 })
         };
@@ -276,9 +277,9 @@ impl Poller {
         let snap: Snapshot = match from_text(&bytes?) {
             Ok(s) => s,
             Err(e) => {
-                log::warn!(
+                say::warn(format_args!(
                     "inference-router: registry: the shared snapshot is undecodable ({e}); ignored"
-                );
+                ));
                 return None;
             }
         };
@@ -292,12 +293,12 @@ impl Poller {
             Ok(next) => {
                 carry_over(current, &next);
                 next.warm.set(current.warm.get());
-                log::info!(
+                say::info(format_args!(
                     "inference-router: registry: generation {} applied (was {}): {}",
                     snap.generation,
                     self.applied,
                     changes(current, &next)
-                );
+                ));
                 self.applied = snap.generation;
                 host.bump(self.ids.applied);
                 let _ = host.record_metric(self.ids.generation, snap.generation);
@@ -305,10 +306,10 @@ impl Poller {
             }
             Err(e) => {
                 host.bump(self.ids.refused);
-                log::warn!(
+                say::warn(format_args!(
                     "inference-router: registry: generation {} cannot be applied here: {e}",
                     snap.generation
-                );
+                ));
                 None
             }
         }
@@ -497,16 +498,18 @@ impl Poller {
             true
         });
         if let Err(e) = stored {
-            log::warn!("inference-router: registry: poll record not updated: {e}");
+            say::warn(format_args!(
+                "inference-router: registry: poll record not updated: {e}"
+            ));
         }
         if before.failures > 0 {
-            log::info!(
+            say::info(format_args!(
                 "inference-router: registry: answers again after {} failed poll(s)",
                 before.failures
-            );
+            ));
         }
         for m in unresolved.difference(&before.unresolved) {
-            log::warn!("inference-router: registry: no alias of model {} resolves in MLflow; it keeps its configured targets", quoted(m));
+            say::warn(format_args!("inference-router: registry: no alias of model {} resolves in MLflow; it keeps its configured targets", quoted(m)));
         }
         let mut generation = None;
         let published = update::<Snapshot>(host, &self.snapshot_key, |s| {
@@ -523,10 +526,14 @@ impl Poller {
         match (published, generation) {
             (Ok(_), Some(g)) => {
                 host.bump(self.ids.updates);
-                log::info!("inference-router: registry: generation {g} published");
+                say::info(format_args!(
+                    "inference-router: registry: generation {g} published"
+                ));
             }
             (Ok(_), None) => {}
-            (Err(e), _) => log::warn!("inference-router: registry: snapshot not published: {e}"),
+            (Err(e), _) => say::warn(format_args!(
+                "inference-router: registry: snapshot not published: {e}"
+            )),
         }
         self.refresh(host, current)
     }
@@ -545,7 +552,7 @@ impl Poller {
                 0 => "the configured targets".to_string(),
                 g => format!("registry generation {g}"),
             };
-            log::warn!("inference-router: registry: poll of cluster {} failed: {why}; routing stays on {serving}", quoted(&self.settings.cluster));
+            say::warn(format_args!("inference-router: registry: poll of cluster {} failed: {why}; routing stays on {serving}", quoted(&self.settings.cluster)));
         }
     }
 
