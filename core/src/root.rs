@@ -4,7 +4,7 @@
 //! as a stream's, each with its continuation.
 
 mod registry;
-pub(crate) mod say;
+pub mod say;
 
 use std::fmt;
 use std::rc::Rc;

@@ -1,4 +1,5 @@
-//! Log lines of the root context's code (the root, `fleet`, `registry`) through one call.
+//! Log lines of the root context's code (the root, `fleet`, `registry`) and of the shell through
+//! one call.
 //!
 //! Each `log::warn!` (and the others) puts its target, module path, file and line in the module,
 //! which no log line shows: the shell's logger writes the level and the message, and so do the
@@ -11,24 +12,24 @@ use log::Level;
 
 /// Logs `message` at `level`, when the maximum level lets it through (as the `log` macros do).
 #[inline(never)]
-pub(crate) fn at(level: Level, message: Arguments<'_>) {
+pub fn at(level: Level, message: Arguments<'_>) {
     if level <= log::STATIC_MAX_LEVEL && level <= log::max_level() {
         log::logger().log(&log::Record::builder().level(level).args(message).build());
     }
 }
 
-pub(crate) fn error(message: Arguments<'_>) {
+pub fn error(message: Arguments<'_>) {
     at(Level::Error, message);
 }
 
-pub(crate) fn warn(message: Arguments<'_>) {
+pub fn warn(message: Arguments<'_>) {
     at(Level::Warn, message);
 }
 
-pub(crate) fn info(message: Arguments<'_>) {
+pub fn info(message: Arguments<'_>) {
     at(Level::Info, message);
 }
 
-pub(crate) fn debug(message: Arguments<'_>) {
+pub fn debug(message: Arguments<'_>) {
     at(Level::Debug, message);
 }
