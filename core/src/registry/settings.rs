@@ -164,23 +164,22 @@ fn is_name(s: &str) -> bool {
 
 /// Validates and compiles the section; `models` are the configured models.
 pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, ConfigError> {
-    const F: &str = "registry";
     if !is_cluster_name(&dto.cluster) {
         return err(
-            format!("{F}.cluster"),
+            "registry.cluster",
             "must be a non-empty Envoy cluster name without spaces",
         );
     }
     let authority = dto.authority.unwrap_or_else(|| dto.cluster.clone());
     if authority.is_empty() || authority.chars().any(|c| c.is_ascii_control() || c == ' ') {
         return err(
-            format!("{F}.authority"),
+            "registry.authority",
             "must be a non-empty host name without spaces",
         );
     }
     if !(MIN_POLL_MS..=MAX_POLL_MS).contains(&dto.poll_ms) {
         return err(
-            format!("{F}.poll_ms"),
+            "registry.poll_ms",
             format!(
                 "must be between {MIN_POLL_MS} and {MAX_POLL_MS}, got {}",
                 dto.poll_ms
@@ -193,7 +192,7 @@ pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, C
         .unwrap_or_else(|| DEFAULT_TIMEOUT_MS.min(dto.poll_ms));
     if timeout_ms == 0 || timeout_ms > max_timeout {
         return err(
-            format!("{F}.timeout_ms"),
+            "registry.timeout_ms",
             format!(
                 "must be between 1 and {max_timeout} (at most poll_ms and {MAX_TIMEOUT_MS}), got {timeout_ms}"
             ),
@@ -203,13 +202,13 @@ pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, C
         SourceKind::Json => {
             if dto.mlflow.is_some() {
                 return err(
-                    format!("{F}.mlflow"),
+                    "registry.mlflow",
                     "applies only to source \"mlflow\", and source is \"json\"",
                 );
             }
             let Some(path) = dto.path else {
                 return err(
-                    format!("{F}.path"),
+                    "registry.path",
                     "is required with source \"json\": the path of the registry document",
                 );
             };
@@ -218,7 +217,7 @@ pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, C
                 || path.chars().any(|c| c.is_ascii_control())
             {
                 return err(
-                    format!("{F}.path"),
+                    "registry.path",
                     format!(
                         "{} must be a path starting with '/', without spaces or '#'",
                         quoted(&path)
@@ -236,13 +235,13 @@ pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, C
                     || prefix.chars().any(|c| c.is_ascii_control()))
             {
                 return err(
-                    format!("{F}.path"),
+                    "registry.path",
                     format!("{} must be empty or a path starting with '/', without a trailing '/' or query", quoted(&prefix)),
                 );
             }
             let Some(mlflow) = dto.mlflow else {
                 return err(
-                    format!("{F}.mlflow"),
+                    "registry.mlflow",
                     "is required with source \"mlflow\": which configured models map to which registered models",
                 );
             };
