@@ -10,6 +10,7 @@
 
 #[cfg(test)]
 use crate::json::json;
+use crate::json::write::string;
 use crate::json::{ObjectWriter, ToJson, Value};
 
 /// A request to the gateway: POST `path` with the JSON `body`.
@@ -93,25 +94,35 @@ impl std::fmt::Debug for AnswerError {
     }
 }
 
-fn b64(bytes: &[u8]) -> String {
-    super::base64::encode(bytes)
-}
-
 // Bodies are written straight to bytes, fields in key order: the order the gateway got when
 // they were built as `json::Value` objects (maps sorted by key), without building one.
 
-/// `{"a":"…","b":"…"}`: string fields, in the order given.
-fn object(out: &mut Vec<u8>, fields: &[(&str, &str)]) {
-    let mut o = ObjectWriter::new(out);
-    for (name, value) in fields {
-        o.field(name, *value);
-    }
-    o.end();
+/// A field's value: text (JSON-escaped), or bytes written as base64 (which needs no escaping).
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Text(&'a str),
+    Base64(&'a [u8]),
 }
 
-/// `{"key":"<base64 of key>"}`.
-fn key_object(out: &mut Vec<u8>, key: &str) {
-    object(out, &[("key", &b64(key.as_bytes()))]);
+/// `{"a":…,"b":…}`: the fields in the order given.
+fn object(out: &mut Vec<u8>, fields: &[(&str, Field<'_>)]) {
+    out.push(b'{');
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, name);
+        out.push(b':');
+        match value {
+            Field::Text(text) => string(out, text),
+            Field::Base64(bytes) => {
+                out.push(b'"');
+                out.extend_from_slice(super::base64::encode(bytes).as_bytes());
+                out.push(b'"');
+            }
+        }
+    }
+    out.push(b'}');
 }
 
 /// `[item,…]`, each written by `write`.
@@ -126,7 +137,7 @@ fn array<T>(out: &mut Vec<u8>, items: &[T], write: fn(&mut Vec<u8>, &T)) {
     out.push(b']');
 }
 
-fn request(path: &'static str, fields: &[(&str, &str)]) -> Request {
+fn request(path: &'static str, fields: &[(&str, Field<'_>)]) -> Request {
     let mut body = Vec::new();
     object(&mut body, fields);
     Request { path, body }
@@ -150,20 +161,27 @@ pub fn range_prefix(prefix: &str) -> Request {
     let key = prefix.as_bytes();
     request(
         "/v3/kv/range",
-        &[("key", &b64(key)), ("range_end", &b64(&prefix_end(key)))],
+        &[
+            ("key", Field::Base64(key)),
+            ("range_end", Field::Base64(&prefix_end(key))),
+        ],
     )
 }
 
 /// A put of `key`, attached to `lease` when given (the body of `/v3/kv/put` and of a
 /// transaction's `request_put`).
 fn put_body(out: &mut Vec<u8>, key: &str, value: &[u8], lease: Option<i64>) {
-    let (key, value) = (b64(key.as_bytes()), b64(value));
+    let (key, value) = (Field::Base64(key.as_bytes()), Field::Base64(value));
     match lease {
         Some(id) => object(
             out,
-            &[("key", &key), ("lease", &id.to_string()), ("value", &value)],
+            &[
+                ("key", key),
+                ("lease", Field::Text(&id.to_string())),
+                ("value", value),
+            ],
         ),
-        None => object(out, &[("key", &key), ("value", &value)]),
+        None => object(out, &[("key", key), ("value", value)]),
     }
 }
 
@@ -193,32 +211,33 @@ pub fn create_once(key: &str, value: &[u8], lease: Option<i64>) -> Request {
 }
 
 fn compare_json(out: &mut Vec<u8>, c: &Compare<'_>) {
+    let text = Field::Text;
     match c {
         Compare::Exists(key) => object(
             out,
             &[
-                ("key", &b64(key.as_bytes())),
-                ("result", "GREATER"),
-                ("target", "VERSION"),
-                ("version", "0"),
+                ("key", Field::Base64(key.as_bytes())),
+                ("result", text("GREATER")),
+                ("target", text("VERSION")),
+                ("version", text("0")),
             ],
         ),
         Compare::Absent(key) => object(
             out,
             &[
-                ("create_revision", "0"),
-                ("key", &b64(key.as_bytes())),
-                ("result", "EQUAL"),
-                ("target", "CREATE"),
+                ("create_revision", text("0")),
+                ("key", Field::Base64(key.as_bytes())),
+                ("result", text("EQUAL")),
+                ("target", text("CREATE")),
             ],
         ),
         Compare::ModRevision(key, rev) => object(
             out,
             &[
-                ("key", &b64(key.as_bytes())),
-                ("mod_revision", &rev.to_string()),
-                ("result", "EQUAL"),
-                ("target", "MOD"),
+                ("key", Field::Base64(key.as_bytes())),
+                ("mod_revision", text(&rev.to_string())),
+                ("result", text("EQUAL")),
+                ("target", text("MOD")),
             ],
         ),
     }
@@ -236,9 +255,9 @@ fn op_json(out: &mut Vec<u8>, op: &Op<'_>) {
         Op::Get(key) => ("request_range", key),
     };
     out.push(b'{');
-    crate::json::write::string(out, name);
+    string(out, name);
     out.push(b':');
-    key_object(out, key);
+    object(out, &[("key", Field::Base64(key.as_bytes()))]);
     out.push(b'}');
 }
 
@@ -270,13 +289,19 @@ pub fn txn(compares: &[Compare<'_>], success: &[Op<'_>], failure: &[Op<'_>]) -> 
 pub fn authenticate(username: &str, password: &str) -> Request {
     request(
         "/v3/auth/authenticate",
-        &[("name", username), ("password", password)],
+        &[
+            ("name", Field::Text(username)),
+            ("password", Field::Text(password)),
+        ],
     )
 }
 
 /// A lease that ends `ttl_seconds` from now (keys attached to it go with it).
 pub fn lease_grant(ttl_seconds: u64) -> Request {
-    request("/v3/lease/grant", &[("TTL", &ttl_seconds.to_string())])
+    request(
+        "/v3/lease/grant",
+        &[("TTL", Field::Text(&ttl_seconds.to_string()))],
+    )
 }
 
 /// The parsed answer, once it is known to be etcd's and not an error.
