@@ -106,14 +106,17 @@ impl Root {
             None => plugin,
         };
         let cfg = &plugin.cfg;
-        say::info(format_args!(
-            "inference-router: plugin {} configured: {} model(s), {} rule(s), body source {:?}, feedback {}",
-            quoted(&plugin.name),
-            cfg.models.len(),
-            cfg.rules.len(),
-            cfg.body.source,
-            if cfg.feedback.is_some() { "on" } else { "off" }
-        ));
+        say::info(
+            say::ROOT,
+            format_args!(
+                "plugin {} configured: {} model(s), {} rule(s), body source {:?}, feedback {}",
+                quoted(&plugin.name),
+                cfg.models.len(),
+                cfg.rules.len(),
+                cfg.body.source,
+                if cfg.feedback.is_some() { "on" } else { "off" }
+            ),
+        );
         crate::telemetry::publish_build(host, self.vm.build);
         prepare_state(host, &plugin);
         self.spent_cleared_below = 0;
@@ -121,12 +124,22 @@ impl Root {
         self.maintain_spent(host, &plugin);
         if plugin.periodic {
             if let Err(status) = host.set_tick_period_ms(tick_ms(&plugin)) {
-                say::warn(format_args!("inference-router: no tick (host status {status}): spent ids and gauges are not maintained"));
+                say::warn(
+                    say::ROOT,
+                    format_args!(
+                        "no tick (host status {status}): spent ids and gauges are not maintained"
+                    ),
+                );
             }
         }
         if plugin.cfg.fleet.is_some() {
             if fleet::local::incarnation(host, &plugin.name, self.vm.next_u64()).is_none() {
-                say::warn(format_args!("inference-router: fleet: no incarnation could be recorded in shared data; sync waits for it"));
+                say::warn(
+                    say::FLEET,
+                    format_args!(
+                        "no incarnation could be recorded in shared data; sync waits for it"
+                    ),
+                );
             }
             // The first round right away: a replica that starts routes from the fleet's view
             // as soon as possible (a request that comes earlier waits for it, see warm_start).
@@ -222,7 +235,7 @@ impl Root {
             Then::Registry { .. } => {}
             Then::Unspend => {
                 if fleet::outcome(&answer) != fleet::Outcome::Answered {
-                    say::warn(format_args!("inference-router: fleet: a spent decision id whose reward was not applied could not be released; its sender will be told it was replayed"));
+                    say::warn(say::FLEET, format_args!("a spent decision id whose reward was not applied could not be released; its sender will be told it was replayed"));
                 }
             }
         }
@@ -280,10 +293,13 @@ impl Root {
                 true
             }
             Err(status) => {
-                say::debug(format_args!(
-                    "inference-router: fleet: request to cluster {} not started: host status {status}",
-                    quoted(&settings.cluster)
-                ));
+                say::debug(
+                    say::FLEET,
+                    format_args!(
+                        "request to cluster {} not started: host status {status}",
+                        quoted(&settings.cluster)
+                    ),
+                );
                 false
             }
         }
@@ -302,9 +318,10 @@ impl Root {
         let from = (*issuing.start()).max(self.spent_seeded_to);
         for b in from..=*issuing.end() {
             if let Err(e) = spent::seed_bucket(&store, &prefix, b) {
-                say::warn(format_args!(
-                    "inference-router: creating spent-id bucket {b} failed: {e}"
-                ));
+                say::warn(
+                    say::ROOT,
+                    format_args!("creating spent-id bucket {b} failed: {e}"),
+                );
             }
         }
         self.spent_seeded_to = issuing.end().saturating_add(1);
@@ -353,10 +370,13 @@ impl Root {
             };
             if let Err(status) = self.pending.send(host, &call, then) {
                 host.bump(plugin.metrics.evaluator_failures);
-                say::warn(format_args!(
-                    "inference-router: evaluator callout to cluster {} not started: host status {status}",
-                    quoted(&eval.cluster)
-                ));
+                say::warn(
+                    say::ROOT,
+                    format_args!(
+                        "evaluator callout to cluster {} not started: host status {status}",
+                        quoted(&eval.cluster)
+                    ),
+                );
             }
         }
     }
@@ -389,10 +409,13 @@ impl Root {
             };
             if let Err(status) = self.pending.send(host, &call, then) {
                 plugin.mirror_lost(host, job.kind);
-                say::warn(format_args!(
-                    "inference-router: callout to cluster {} not started: host status {status}",
-                    quoted(&job.cluster)
-                ));
+                say::warn(
+                    say::ROOT,
+                    format_args!(
+                        "callout to cluster {} not started: host status {status}",
+                        quoted(&job.cluster)
+                    ),
+                );
             }
         }
     }
@@ -426,32 +449,29 @@ fn prepare_state(host: &dyn Host, plugin: &Plugin) {
         let names = m.target_names();
         let initial = strategy.initial_state(&names);
         match seed(&store, key, &initial) {
-            Ok(SeedOutcome::Seeded) => say::info(format_args!(
-                "inference-router: bandit state {} created",
-                quoted(key)
-            )),
+            Ok(SeedOutcome::Seeded) => say::info(
+                say::ROOT,
+                format_args!("bandit state {} created", quoted(key)),
+            ),
             Ok(SeedOutcome::AlreadyPresent) => {}
-            Err(e) => say::warn(format_args!(
-                "inference-router: seeding bandit state {} failed: {e}",
-                quoted(key)
-            )),
+            Err(e) => say::warn(
+                say::ROOT,
+                format_args!("seeding bandit state {} failed: {e}", quoted(key)),
+            ),
         }
         // Reconcile stored state with this configuration once, and log what changed.
         let (bytes, cas) = host.shared_data(key).unwrap_or((None, None));
         let needs_write = match StateCache::new().refresh(bytes.as_deref(), cas, strategy, &names) {
             Refresh::Decoded(Reconciled::Unchanged) | Refresh::Cached | Refresh::Missing => false,
             Refresh::Decoded(r) => {
-                say::info(format_args!(
-                    "inference-router: bandit state {}: {r}",
-                    quoted(key)
-                ));
+                say::info(say::ROOT, format_args!("bandit state {}: {r}", quoted(key)));
                 true
             }
             Refresh::Undecodable(e) => {
-                say::warn(format_args!(
-                    "inference-router: bandit state {} was undecodable ({e}); reset",
-                    quoted(key)
-                ));
+                say::warn(
+                    say::ROOT,
+                    format_args!("bandit state {} was undecodable ({e}); reset", quoted(key)),
+                );
                 host.bump(plugin.metrics.state_resets);
                 true
             }
@@ -461,10 +481,10 @@ fn prepare_state(host: &dyn Host, plugin: &Plugin) {
                 Ok::<_, String>(strategy.reconcile(s, &names).0)
             });
             if let Err(e) = result {
-                say::warn(format_args!(
-                    "inference-router: writing reconciled state {} failed: {e}",
-                    quoted(key)
-                ));
+                say::warn(
+                    say::ROOT,
+                    format_args!("writing reconciled state {} failed: {e}", quoted(key)),
+                );
             }
         }
     }
@@ -491,7 +511,7 @@ fn evaluated(
         Ok(r) => plugin.record_reward(host, model, graded, r, plugin.metrics.rewards_evaluator),
         Err(e) => {
             host.bump(plugin.metrics.evaluator_failures);
-            say::warn(format_args!("inference-router: evaluator: {e}"));
+            say::warn(say::ROOT, format_args!("evaluator: {e}"));
         }
     }
 }
@@ -504,9 +524,10 @@ fn feedback_forwarded(host: &dyn Host, plugin: &Plugin, model: usize, answer: &C
         other => {
             host.bump(plugin.metrics.router_feedback_failures);
             let name = ModelName(plugin.cfg.models.get(model).map(|m| m.name.as_str()));
-            say::warn(format_args!(
-                "inference-router: the router of model {name} did not take the reward: {other:?}"
-            ));
+            say::warn(
+                say::ROOT,
+                format_args!("the router of model {name} did not take the reward: {other:?}"),
+            );
         }
     }
 }

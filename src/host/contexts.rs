@@ -107,9 +107,10 @@ pub(crate) fn new_root() -> Root {
 }
 
 pub(crate) fn log_start() {
-    say::info(format_args!(
-        "inference-router {VERSION} ({GIT_SHA}) starting"
-    ));
+    say::info(
+        say::NONE,
+        format_args!("inference-router {VERSION} ({GIT_SHA}) starting"),
+    );
 }
 
 fn entropy_u64() -> u64 {
@@ -117,9 +118,10 @@ fn entropy_u64() -> u64 {
     match getrandom::fill(&mut buf) {
         Ok(()) => u64::from_le_bytes(buf),
         Err(e) => {
-            say::warn(format_args!(
-                "inference-router: getrandom failed ({e}); seeding from the clock"
-            ));
+            say::warn(
+                say::ROOT,
+                format_args!("getrandom failed ({e}); seeding from the clock"),
+            );
             abi::now_nanos().unwrap_or(0x5eed)
         }
     }

@@ -225,10 +225,7 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
             f(v);
             true
         }) {
-            say::warn(format_args!(
-                "inference-router: fleet: {} not updated: {e}",
-                self.key
-            ));
+            say::warn(say::FLEET, format_args!("{} not updated: {e}", self.key));
         }
     }
 }

@@ -227,7 +227,13 @@ fn lost(host: &dyn Host, plugin: &Plugin, checked: &Checked, why: &str, now_ms: 
         }
         if list.len() >= MAX_IN_DOUBT {
             let gone = list.remove(0);
-            say::warn(format_args!("inference-router: fleet: too many feedbacks in doubt; forgetting the oldest (decision of {})", quoted(&gone.token.model)));
+            say::warn(
+                say::FLEET,
+                format_args!(
+                    "too many feedbacks in doubt; forgetting the oldest (decision of {})",
+                    quoted(&gone.token.model)
+                ),
+            );
         }
         list.push(record.clone());
         true
@@ -326,7 +332,12 @@ pub fn resolved(
 /// Applies the reward of a record whose id etcd shows spent by this Envoy.
 fn apply_in_doubt(host: &dyn Host, plugin: &Plugin, r: &InDoubt, now_ms: u64) {
     let Some((model, plan)) = learning::feedback::plan_for(&plugin.cfg, &r.token) else {
-        say::warn(format_args!("inference-router: fleet: a feedback in doubt names a model or target no longer configured; not applied"));
+        say::warn(
+            say::FLEET,
+            format_args!(
+                "a feedback in doubt names a model or target no longer configured; not applied"
+            ),
+        );
         return;
     };
     let checked = Checked {
@@ -351,9 +362,12 @@ fn apply_in_doubt(host: &dyn Host, plugin: &Plugin, r: &InDoubt, now_ms: u64) {
                 host.bump(ids.in_doubt_applied);
             }
         }
-        Err(refusal) => say::warn(format_args!(
-            "inference-router: fleet: a feedback in doubt could not be applied: {}",
-            refusal.as_str()
-        )),
+        Err(refusal) => say::warn(
+            say::FLEET,
+            format_args!(
+                "a feedback in doubt could not be applied: {}",
+                refusal.as_str()
+            ),
+        ),
     }
 }

@@ -364,9 +364,10 @@ fn settled(
         Call::Fold { replica } => folded(host, plugin, &result, body, &replica),
         Call::Lease { bucket } => match (&result, etcd::parse_lease(body)) {
             (Outcome::Answered, Ok(id)) => keep_lease(host, plugin, bucket, id, now_ms),
-            (other, _) => say::warn(format_args!(
-                "inference-router: fleet: spent-id lease not granted: {other:?}"
-            )),
+            (other, _) => say::warn(
+                say::FLEET,
+                format_args!("spent-id lease not granted: {other:?}"),
+            ),
         },
         Call::Resolve { nonce } => {
             super::spend::resolved(host, plugin, nonce, &result, body, now_ms)
@@ -404,7 +405,7 @@ pub fn logged_in(
 ) -> bool {
     match (result, etcd::parse_token(body)) {
         (Outcome::Answered, Ok(token)) => {
-            say::info(format_args!("inference-router: fleet: logged in to etcd"));
+            say::info(say::FLEET, format_args!("logged in to etcd"));
             local::token(&plugin.name).set(host, |t| {
                 *t = token.clone();
             });
@@ -412,9 +413,7 @@ pub fn logged_in(
         }
         (other, _) => {
             bump(host, plugin, |f| f.sync_failures);
-            say::warn(format_args!(
-                "inference-router: fleet: etcd login failed: {other:?}"
-            ));
+            say::warn(say::FLEET, format_args!("etcd login failed: {other:?}"));
             if matches!(other, Outcome::Refused(_)) {
                 local::sync(&plugin.name).set(host, |r| {
                     r.login_after_ms = now_ms.saturating_add(super::LOGIN_BACKOFF_MS);
@@ -456,9 +455,7 @@ fn published(
         (Outcome::Answered, Ok(txn)) => txn,
         (other, _) => {
             bump(host, plugin, |f| f.publish_failures);
-            say::warn(format_args!(
-                "inference-router: fleet: publish failed: {other:?}"
-            ));
+            say::warn(say::FLEET, format_args!("publish failed: {other:?}"));
             return;
         }
     };
@@ -498,13 +495,13 @@ fn rebase(host: &dyn Host, plugin: &Plugin, retired: Option<&Kv>, now_ms: u64) {
     match (folded, snapshot) {
         (Some(seq), Some(s)) => {
             if s.seq != seq {
-                say::warn(format_args!("inference-router: fleet: this replica's contribution {seq} was retired; taking away {} (the last one known)", s.seq));
+                say::warn(say::FLEET, format_args!("this replica's contribution {seq} was retired; taking away {} (the last one known)", s.seq));
             }
             correct_all(host, plugin, &s.models, -1.0, now_ms);
             bump(host, plugin, |f| f.rebased);
-            say::warn(format_args!("inference-router: fleet: this replica was retired while cut off; its folded statistics now count in the retired document"));
+            say::warn(say::FLEET, format_args!("this replica was retired while cut off; its folded statistics now count in the retired document"));
         }
-        _ => say::warn(format_args!("inference-router: fleet: this replica's key is gone (not retired by a replica); publishing everything again")),
+        _ => say::warn(say::FLEET, format_args!("this replica's key is gone (not retired by a replica); publishing everything again")),
     }
     local::sync(&plugin.name).set(host, |r| {
         r.created = false;
@@ -537,10 +534,13 @@ fn correct_all(
             Ok::<_, String>(state)
         });
         if let Err(e) = result {
-            say::warn(format_args!(
-                "inference-router: fleet: correcting the statistics of {} failed: {e}",
-                quoted(&m.name)
-            ));
+            say::warn(
+                say::FLEET,
+                format_args!(
+                    "correcting the statistics of {} failed: {e}",
+                    quoted(&m.name)
+                ),
+            );
         }
     }
 }
@@ -554,7 +554,10 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
     let doc = match Contribution::decode(&kv.value) {
         Ok(doc) => doc,
         Err(why) => {
-            say::warn(format_args!("inference-router: fleet: this replica's key holds something unusable ({why}); it is replaced"));
+            say::warn(
+                say::FLEET,
+                format_args!("this replica's key holds something unusable ({why}); it is replaced"),
+            );
             local::sync(&plugin.name).set(host, |r| {
                 r.created = true;
             });
@@ -572,8 +575,8 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
     let live = heartbeat_ms(fleet) + 2 * u64::from(fleet.sync_ms) + u64::from(fleet.timeout_ms);
     if quiet_for < live {
         bump(host, plugin, |f| f.conflicts);
-        say::error(format_args!(
-            "inference-router: fleet: replica id {} is written by another live Envoy (incarnation {}); this one stops publishing until it goes",
+        say::error(say::FLEET, format_args!(
+            "replica id {} is written by another live Envoy (incarnation {}); this one stops publishing until it goes",
             quoted(&doc.replica),
             doc.incarnation
         ));
@@ -588,11 +591,14 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
         .filter_map(|(m, entries)| Some((m.clone(), entries.first()?.clone())))
         .collect();
     correct_all(host, plugin, &models, 1.0, now_ms);
-    say::info(format_args!(
-        "inference-router: fleet: resuming replica {} from its previous life's contribution (seq {})",
-        quoted(&doc.replica),
-        doc.seq
-    ));
+    say::info(
+        say::FLEET,
+        format_args!(
+            "resuming replica {} from its previous life's contribution (seq {})",
+            quoted(&doc.replica),
+            doc.seq
+        ),
+    );
     local::sync(&plugin.name).set(host, |r| {
         r.created = true;
         r.published_digest = 0;
@@ -610,7 +616,10 @@ pub fn read_failed(host: &dyn Host, plugin: &Plugin, why: &str) {
     });
     // Once per outage, not once per round.
     if record.map_or(true, |r| r.failures == 1) {
-        say::warn(format_args!("inference-router: fleet: sync read failed ({why}); routing goes on from the last merged view"));
+        say::warn(
+            say::FLEET,
+            format_args!("sync read failed ({why}); routing goes on from the last merged view"),
+        );
     }
 }
 
@@ -662,10 +671,10 @@ pub fn merge_read(
         .saturating_add(1);
     local::sync(&plugin.name).set(host, |r| {
         if r.failures > 0 {
-            say::info(format_args!(
-                "inference-router: fleet: sync works again after {} failed rounds",
-                r.failures
-            ));
+            say::info(
+                say::FLEET,
+                format_args!("sync works again after {} failed rounds", r.failures),
+            );
         }
         r.last_ok_ms = now_ms;
         r.warm_done = true;
@@ -687,10 +696,10 @@ pub fn merge_read(
 
 fn invalid(host: &dyn Host, plugin: &Plugin, whose: &str, why: &str) {
     bump(host, plugin, |f| f.invalid);
-    say::warn(format_args!(
-        "inference-router: fleet: ignoring {}: {why}",
-        quoted(whose)
-    ));
+    say::warn(
+        say::FLEET,
+        format_args!("ignoring {}: {why}", quoted(whose)),
+    );
 }
 
 fn merge_models(
@@ -723,10 +732,13 @@ fn merge_models(
             Ok::<_, String>(state)
         });
         if let Err(e) = result {
-            say::warn(format_args!(
-                "inference-router: fleet: merging the fleet's statistics of {} failed: {e}",
-                quoted(&m.name)
-            ));
+            say::warn(
+                say::FLEET,
+                format_args!(
+                    "merging the fleet's statistics of {} failed: {e}",
+                    quoted(&m.name)
+                ),
+            );
         }
     }
 }
@@ -735,10 +747,13 @@ fn merge_health(host: &dyn Host, plugin: &Plugin, docs: &[&Contribution], now_ms
     for (m, key) in health_models(plugin) {
         let fleet = fleet_health(docs, &m.name, &m.target_names(), now_ms);
         if let Err(e) = health::set_fleet(&HostStore(host), key, m.targets.len(), fleet) {
-            say::warn(format_args!(
-                "inference-router: fleet: merging the fleet's health of {} failed: {e}",
-                quoted(&m.name)
-            ));
+            say::warn(
+                say::FLEET,
+                format_args!(
+                    "merging the fleet's health of {} failed: {e}",
+                    quoted(&m.name)
+                ),
+            );
         }
     }
 }
@@ -790,14 +805,14 @@ fn folded(host: &dyn Host, plugin: &Plugin, result: &Outcome, body: &[u8], repli
     match (result, etcd::parse_txn(body)) {
         (Outcome::Answered, Ok(txn)) if txn.succeeded => {
             bump(host, plugin, |f| f.retired);
-            say::info(format_args!("inference-router: fleet: retired replica {} (quiet for longer than retire_after_seconds); what it learned stays counted", quoted(replica)));
+            say::info(say::FLEET, format_args!("retired replica {} (quiet for longer than retire_after_seconds); what it learned stays counted", quoted(replica)));
         }
         // Another replica folded it first, or it came back: nothing to do.
         (Outcome::Answered, Ok(_)) => {}
-        (other, _) => say::warn(format_args!(
-            "inference-router: fleet: retiring {} failed: {other:?}",
-            quoted(replica)
-        )),
+        (other, _) => say::warn(
+            say::FLEET,
+            format_args!("retiring {} failed: {other:?}", quoted(replica)),
+        ),
     }
 }
 

@@ -169,9 +169,10 @@ impl Ids {
         let d = |kind, name: &str| {
             host.define_metric(kind, &format!("{PREFIX}.registry.{name}"))
                 .unwrap_or_else(|s| {
-                    say::warn(format_args!(
-                        "inference-router: registry: metric {name} not defined: host status {s}"
-                    ));
+                    say::warn(
+                        say::REGISTRY,
+                        format_args!("metric {name} not defined: host status {s}"),
+                    );
                     u32::MAX
                 })
         };
@@ -277,9 +278,10 @@ impl Poller {
         let snap: Snapshot = match from_text(&bytes?) {
             Ok(s) => s,
             Err(e) => {
-                say::warn(format_args!(
-                    "inference-router: registry: the shared snapshot is undecodable ({e}); ignored"
-                ));
+                say::warn(
+                    say::REGISTRY,
+                    format_args!("the shared snapshot is undecodable ({e}); ignored"),
+                );
                 return None;
             }
         };
@@ -293,12 +295,15 @@ impl Poller {
             Ok(next) => {
                 carry_over(current, &next);
                 next.warm.set(current.warm.get());
-                say::info(format_args!(
-                    "inference-router: registry: generation {} applied (was {}): {}",
-                    snap.generation,
-                    self.applied,
-                    changes(current, &next)
-                ));
+                say::info(
+                    say::REGISTRY,
+                    format_args!(
+                        "generation {} applied (was {}): {}",
+                        snap.generation,
+                        self.applied,
+                        changes(current, &next)
+                    ),
+                );
                 self.applied = snap.generation;
                 host.bump(self.ids.applied);
                 let _ = host.record_metric(self.ids.generation, snap.generation);
@@ -306,10 +311,10 @@ impl Poller {
             }
             Err(e) => {
                 host.bump(self.ids.refused);
-                say::warn(format_args!(
-                    "inference-router: registry: generation {} cannot be applied here: {e}",
-                    snap.generation
-                ));
+                say::warn(
+                    say::REGISTRY,
+                    format_args!("generation {} cannot be applied here: {e}", snap.generation),
+                );
                 None
             }
         }
@@ -498,18 +503,22 @@ impl Poller {
             true
         });
         if let Err(e) = stored {
-            say::warn(format_args!(
-                "inference-router: registry: poll record not updated: {e}"
-            ));
+            say::warn(say::REGISTRY, format_args!("poll record not updated: {e}"));
         }
         if before.failures > 0 {
-            say::info(format_args!(
-                "inference-router: registry: answers again after {} failed poll(s)",
-                before.failures
-            ));
+            say::info(
+                say::REGISTRY,
+                format_args!("answers again after {} failed poll(s)", before.failures),
+            );
         }
         for m in unresolved.difference(&before.unresolved) {
-            say::warn(format_args!("inference-router: registry: no alias of model {} resolves in MLflow; it keeps its configured targets", quoted(m)));
+            say::warn(
+                say::REGISTRY,
+                format_args!(
+                    "no alias of model {} resolves in MLflow; it keeps its configured targets",
+                    quoted(m)
+                ),
+            );
         }
         let mut generation = None;
         let published = update::<Snapshot>(host, &self.snapshot_key, |s| {
@@ -526,14 +535,10 @@ impl Poller {
         match (published, generation) {
             (Ok(_), Some(g)) => {
                 host.bump(self.ids.updates);
-                say::info(format_args!(
-                    "inference-router: registry: generation {g} published"
-                ));
+                say::info(say::REGISTRY, format_args!("generation {g} published"));
             }
             (Ok(_), None) => {}
-            (Err(e), _) => say::warn(format_args!(
-                "inference-router: registry: snapshot not published: {e}"
-            )),
+            (Err(e), _) => say::warn(say::REGISTRY, format_args!("snapshot not published: {e}")),
         }
         self.refresh(host, current)
     }
@@ -552,7 +557,13 @@ impl Poller {
                 0 => "the configured targets".to_string(),
                 g => format!("registry generation {g}"),
             };
-            say::warn(format_args!("inference-router: registry: poll of cluster {} failed: {why}; routing stays on {serving}", quoted(&self.settings.cluster)));
+            say::warn(
+                say::REGISTRY,
+                format_args!(
+                    "poll of cluster {} failed: {why}; routing stays on {serving}",
+                    quoted(&self.settings.cluster)
+                ),
+            );
         }
     }
 
