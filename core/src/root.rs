@@ -221,7 +221,7 @@ impl Root {
             Then::Fleet(out, retried) => {
                 // A member that just went away refuses connections until Envoy's health check
                 // notices: the next member is tried once (nothing reached etcd, so it is safe).
-                if !retried && fleet::outcome(&answer) == fleet::Outcome::NotSent {
+                if !retried && matches!(fleet::outcome(&answer), fleet::Outcome::NotSent) {
                     if !self.try_send_fleet(host, &plugin, &out, true) {
                         fleet::sync::not_sent(host, &plugin, out.call, fleet::now_ms(host));
                     }
@@ -234,7 +234,7 @@ impl Root {
             }
             Then::Registry { .. } => {}
             Then::Unspend => {
-                if fleet::outcome(&answer) != fleet::Outcome::Answered {
+                if !matches!(fleet::outcome(&answer), fleet::Outcome::Answered) {
                     say::warn(say::FLEET, format_args!("a spent decision id whose reward was not applied could not be released; its sender will be told it was replayed"));
                 }
             }

@@ -340,7 +340,7 @@ fn settled(
     let Some(fleet) = &plugin.cfg.fleet else {
         return Vec::new();
     };
-    if result == Outcome::Unauthenticated {
+    if matches!(result, Outcome::Unauthenticated) {
         forget_token(host, plugin);
     }
     match call {
