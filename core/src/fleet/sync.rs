@@ -27,6 +27,7 @@ use crate::bandit::{decode, update_state, ModelState, StateExt, Strategy};
 use crate::callout::Answer;
 use crate::config::{FleetSettings, Model};
 use crate::host::{Host, HostStore};
+use crate::json::ToJson;
 use crate::learning::{health, spent, MAX_CAS_ATTEMPTS};
 use crate::plugin::Plugin;
 use crate::quote::quoted;
@@ -200,7 +201,7 @@ fn own_parts(host: &dyn Host, plugin: &Plugin) -> (VecMap<String, Learned>, OwnH
 fn digest(models: &VecMap<String, Learned>, health: &OwnHealth) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut bytes = crate::json::write::to_vec(models);
-    bytes.extend(crate::json::write::to_vec(health));
+    health.write_json(&mut bytes);
     for b in bytes {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
