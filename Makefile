@@ -36,7 +36,7 @@ WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # copy of generic walks and CAS loops, configuration paths and messages through shared helpers
 # 681 KB; a 896 KiB stack (statics below 2^20: 3-byte addresses), no loop strength reduction or
 # load PRE, tail merging from two instructions (.cargo/config.toml) and more wasm-opt passes
-# (scripts/optimize-wasm.sh; speed not yet benchmarked) 665 KB. 704 KiB catches a dependency
+# (scripts/optimize-wasm.sh; speed not yet benchmarked) 663 KB. 704 KiB catches a dependency
 # that bloats the module.
 #
 # Code generation (`make bench` rows × the minimal wasm filter: header / Thompson routed / body
