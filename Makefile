@@ -34,7 +34,10 @@ WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # element type; core/src/sort.rs) 839 KB; the shell's own exports instead of the proxy-wasm SDK's
 # dispatcher (src/host/exports.rs) 804 KB; ordered maps in sorted Vecs (core/src/vecmap.rs), one
 # copy of generic walks and CAS loops, configuration paths and messages through shared helpers
-# 681 KB. 704 KiB catches a dependency that bloats the module.
+# 681 KB; a 896 KiB stack (statics below 2^20: 3-byte addresses), no loop strength reduction or
+# load PRE, tail merging from two instructions (.cargo/config.toml) and more wasm-opt passes
+# (scripts/optimize-wasm.sh; speed not yet benchmarked) 663 KB. 704 KiB catches a dependency
+# that bloats the module.
 #
 # Code generation (`make bench` rows × the minimal wasm filter: header / Thompson routed / body
 # 1 KiB × the body floor, one paired run each, 2026-12-06): opt-level z 1,042 KB 0.81 / 0.70 /

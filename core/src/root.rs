@@ -4,7 +4,9 @@
 //! as a stream's, each with its continuation.
 
 mod registry;
+pub mod say;
 
+use std::fmt;
 use std::rc::Rc;
 
 use crate::bandit::{seed, update_state, Reconciled, Refresh, SeedOutcome, StateCache};
@@ -14,6 +16,7 @@ use crate::host::{Buffer, Call, Host, HostStore};
 use crate::learning::{self, spent};
 use crate::plugin::{MirrorKind, Plugin, VmState};
 use crate::policy::Shared;
+use crate::quote::quoted;
 use crate::stream::Stream;
 
 const TICK_MS: u32 = 200;
@@ -103,13 +106,16 @@ impl Root {
             None => plugin,
         };
         let cfg = &plugin.cfg;
-        log::info!(
-            "inference-router: plugin {:?} configured: {} model(s), {} rule(s), body source {:?}, feedback {}",
-            plugin.name,
-            cfg.models.len(),
-            cfg.rules.len(),
-            cfg.body.source,
-            if cfg.feedback.is_some() { "on" } else { "off" }
+        say::info(
+            say::ROOT,
+            format_args!(
+                "plugin {} configured: {} model(s), {} rule(s), body source {:?}, feedback {}",
+                quoted(&plugin.name),
+                cfg.models.len(),
+                cfg.rules.len(),
+                cfg.body.source,
+                if cfg.feedback.is_some() { "on" } else { "off" }
+            ),
         );
         crate::telemetry::publish_build(host, self.vm.build);
         prepare_state(host, &plugin);
@@ -118,12 +124,22 @@ impl Root {
         self.maintain_spent(host, &plugin);
         if plugin.periodic {
             if let Err(status) = host.set_tick_period_ms(tick_ms(&plugin)) {
-                log::warn!("inference-router: no tick (host status {status}): spent ids and gauges are not maintained");
+                say::warn(
+                    say::ROOT,
+                    format_args!(
+                        "no tick (host status {status}): spent ids and gauges are not maintained"
+                    ),
+                );
             }
         }
         if plugin.cfg.fleet.is_some() {
             if fleet::local::incarnation(host, &plugin.name, self.vm.next_u64()).is_none() {
-                log::warn!("inference-router: fleet: no incarnation could be recorded in shared data; sync waits for it");
+                say::warn(
+                    say::FLEET,
+                    format_args!(
+                        "no incarnation could be recorded in shared data; sync waits for it"
+                    ),
+                );
             }
             // The first round right away: a replica that starts routes from the fleet's view
             // as soon as possible (a request that comes earlier waits for it, see warm_start).
@@ -205,7 +221,7 @@ impl Root {
             Then::Fleet(out, retried) => {
                 // A member that just went away refuses connections until Envoy's health check
                 // notices: the next member is tried once (nothing reached etcd, so it is safe).
-                if !retried && fleet::outcome(&answer) == fleet::Outcome::NotSent {
+                if !retried && matches!(fleet::outcome(&answer), fleet::Outcome::NotSent) {
                     if !self.try_send_fleet(host, &plugin, &out, true) {
                         fleet::sync::not_sent(host, &plugin, out.call, fleet::now_ms(host));
                     }
@@ -218,8 +234,8 @@ impl Root {
             }
             Then::Registry { .. } => {}
             Then::Unspend => {
-                if fleet::outcome(&answer) != fleet::Outcome::Answered {
-                    log::warn!("inference-router: fleet: a spent decision id whose reward was not applied could not be released; its sender will be told it was replayed");
+                if !matches!(fleet::outcome(&answer), fleet::Outcome::Answered) {
+                    say::warn(say::FLEET, format_args!("a spent decision id whose reward was not applied could not be released; its sender will be told it was replayed"));
                 }
             }
         }
@@ -277,9 +293,12 @@ impl Root {
                 true
             }
             Err(status) => {
-                log::debug!(
-                    "inference-router: fleet: request to cluster {:?} not started: host status {status}",
-                    settings.cluster
+                say::debug(
+                    say::FLEET,
+                    format_args!(
+                        "request to cluster {} not started: host status {status}",
+                        quoted(&settings.cluster)
+                    ),
                 );
                 false
             }
@@ -299,7 +318,10 @@ impl Root {
         let from = (*issuing.start()).max(self.spent_seeded_to);
         for b in from..=*issuing.end() {
             if let Err(e) = spent::seed_bucket(&store, &prefix, b) {
-                log::warn!("inference-router: creating spent-id bucket {b} failed: {e}");
+                say::warn(
+                    say::ROOT,
+                    format_args!("creating spent-id bucket {b} failed: {e}"),
+                );
             }
         }
         self.spent_seeded_to = issuing.end().saturating_add(1);
@@ -348,9 +370,12 @@ impl Root {
             };
             if let Err(status) = self.pending.send(host, &call, then) {
                 host.bump(plugin.metrics.evaluator_failures);
-                log::warn!(
-                    "inference-router: evaluator callout to cluster {:?} not started: host status {status}",
-                    eval.cluster
+                say::warn(
+                    say::ROOT,
+                    format_args!(
+                        "evaluator callout to cluster {} not started: host status {status}",
+                        quoted(&eval.cluster)
+                    ),
                 );
             }
         }
@@ -384,9 +409,12 @@ impl Root {
             };
             if let Err(status) = self.pending.send(host, &call, then) {
                 plugin.mirror_lost(host, job.kind);
-                log::warn!(
-                    "inference-router: callout to cluster {:?} not started: host status {status}",
-                    job.cluster
+                say::warn(
+                    say::ROOT,
+                    format_args!(
+                        "callout to cluster {} not started: host status {status}",
+                        quoted(&job.cluster)
+                    ),
                 );
             }
         }
@@ -421,20 +449,29 @@ fn prepare_state(host: &dyn Host, plugin: &Plugin) {
         let names = m.target_names();
         let initial = strategy.initial_state(&names);
         match seed(&store, key, &initial) {
-            Ok(SeedOutcome::Seeded) => log::info!("inference-router: bandit state {key:?} created"),
+            Ok(SeedOutcome::Seeded) => say::info(
+                say::ROOT,
+                format_args!("bandit state {} created", quoted(key)),
+            ),
             Ok(SeedOutcome::AlreadyPresent) => {}
-            Err(e) => log::warn!("inference-router: seeding bandit state {key:?} failed: {e}"),
+            Err(e) => say::warn(
+                say::ROOT,
+                format_args!("seeding bandit state {} failed: {e}", quoted(key)),
+            ),
         }
         // Reconcile stored state with this configuration once, and log what changed.
         let (bytes, cas) = host.shared_data(key).unwrap_or((None, None));
         let needs_write = match StateCache::new().refresh(bytes.as_deref(), cas, strategy, &names) {
             Refresh::Decoded(Reconciled::Unchanged) | Refresh::Cached | Refresh::Missing => false,
             Refresh::Decoded(r) => {
-                log::info!("inference-router: bandit state {key:?}: {r}");
+                say::info(say::ROOT, format_args!("bandit state {}: {r}", quoted(key)));
                 true
             }
             Refresh::Undecodable(e) => {
-                log::warn!("inference-router: bandit state {key:?} was undecodable ({e}); reset");
+                say::warn(
+                    say::ROOT,
+                    format_args!("bandit state {} was undecodable ({e}); reset", quoted(key)),
+                );
                 host.bump(plugin.metrics.state_resets);
                 true
             }
@@ -444,7 +481,10 @@ fn prepare_state(host: &dyn Host, plugin: &Plugin) {
                 Ok::<_, String>(strategy.reconcile(s, &names).0)
             });
             if let Err(e) = result {
-                log::warn!("inference-router: writing reconciled state {key:?} failed: {e}");
+                say::warn(
+                    say::ROOT,
+                    format_args!("writing reconciled state {} failed: {e}", quoted(key)),
+                );
             }
         }
     }
@@ -471,7 +511,7 @@ fn evaluated(
         Ok(r) => plugin.record_reward(host, model, graded, r, plugin.metrics.rewards_evaluator),
         Err(e) => {
             host.bump(plugin.metrics.evaluator_failures);
-            log::warn!("inference-router: evaluator: {e}");
+            say::warn(say::ROOT, format_args!("evaluator: {e}"));
         }
     }
 }
@@ -483,11 +523,23 @@ fn feedback_forwarded(host: &dyn Host, plugin: &Plugin, model: usize, answer: &C
         }
         other => {
             host.bump(plugin.metrics.router_feedback_failures);
-            let name = plugin.cfg.models.get(model).map(|m| m.name.as_str());
-            log::warn!(
-                "inference-router: the router of model {name:?} did not take the reward: {other:?}"
+            let name = ModelName(plugin.cfg.models.get(model).map(|m| m.name.as_str()));
+            say::warn(
+                say::ROOT,
+                format_args!("the router of model {name} did not take the reward: {other:?}"),
             );
         }
+    }
+}
+
+/// `Some("name")` or `None`, as `{:?}` of an `Option<&str>` writes it, the name quoted by
+/// `crate::quote` (no Unicode tables).
+struct ModelName<'a>(Option<&'a str>);
+
+impl fmt::Display for ModelName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let variant = if self.0.is_some() { "Some" } else { "None" };
+        fleet::debug_variant(f, variant, self.0)
     }
 }
 
@@ -511,6 +563,18 @@ fn publish_gauges(host: &dyn Host, plugin: &Plugin) {
     if let Some(ids) = &plugin.metrics.fleet {
         if let Some(lag) = fleet::sync::lag_ms(host, plugin, fleet::now_ms(host)) {
             let _ = host.record_metric(ids.lag_ms, lag);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModelName;
+
+    #[test]
+    fn model_names_are_written_as_debug_wrote_them() {
+        for name in [Some("fraud"), Some("a \"b\"\n"), None] {
+            assert_eq!(ModelName(name).to_string(), format!("{name:?}"));
         }
     }
 }

@@ -17,7 +17,7 @@
 use std::cell::RefCell;
 
 use inference_router_core::plugin::{Build, VmState};
-use inference_router_core::root::Root;
+use inference_router_core::root::{say, Root};
 use inference_router_core::stream::Stream;
 
 use super::abi;
@@ -107,7 +107,10 @@ pub(crate) fn new_root() -> Root {
 }
 
 pub(crate) fn log_start() {
-    log::info!("inference-router {VERSION} ({GIT_SHA}) starting");
+    say::info(
+        say::NONE,
+        format_args!("inference-router {VERSION} ({GIT_SHA}) starting"),
+    );
 }
 
 fn entropy_u64() -> u64 {
@@ -115,7 +118,10 @@ fn entropy_u64() -> u64 {
     match getrandom::fill(&mut buf) {
         Ok(()) => u64::from_le_bytes(buf),
         Err(e) => {
-            log::warn!("inference-router: getrandom failed ({e}); seeding from the clock");
+            say::warn(
+                say::ROOT,
+                format_args!("getrandom failed ({e}); seeding from the clock"),
+            );
             abi::now_nanos().unwrap_or(0x5eed)
         }
     }

@@ -16,6 +16,7 @@ use crate::vecmap::VecMap;
 use crate::bandit::ArmSums;
 use crate::json::read::{from_text, text_struct};
 use crate::json::{ObjectWriter, ToJson};
+use crate::quote::quoted;
 
 /// Format version of both documents.
 pub const DOC_VERSION: u32 = 1;
@@ -197,7 +198,7 @@ impl Learned {
             if !v.iter().all(|x| finite_non_negative(*x))
                 || reward_sum > pulls * (1.0 + 1e-9) + 1e-9
             {
-                return Err(format!("target {name:?} has unusable numbers"));
+                return Err(format!("target {} has unusable numbers", quoted(name)));
             }
         }
         Ok(())
@@ -207,7 +208,8 @@ impl Learned {
 fn check_models(models: &VecMap<String, Vec<Learned>>) -> Result<(), String> {
     for (model, entries) in models {
         for e in entries {
-            e.check().map_err(|why| format!("model {model:?}: {why}"))?;
+            e.check()
+                .map_err(|why| format!("model {}: {why}", quoted(model)))?;
         }
     }
     Ok(())
@@ -230,7 +232,9 @@ impl Contribution {
                     && latency.is_finite();
                 if !ok {
                     return Err(format!(
-                        "health of {model:?}/{target:?} has unusable numbers"
+                        "health of {}/{} has unusable numbers",
+                        quoted(model),
+                        quoted(target)
                     ));
                 }
             }

@@ -8,7 +8,10 @@
 //! etcd's `header` is not an answer, whatever else it holds: the caller must treat it as a
 //! failure, never as "not succeeded".
 
-use crate::json::{json, Value};
+#[cfg(test)]
+use crate::json::json;
+use crate::json::write::string;
+use crate::json::{ObjectWriter, ToJson, Value};
 
 /// A request to the gateway: POST `path` with the JSON `body`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +71,7 @@ pub struct Range {
 }
 
 /// Why an answer could not be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum AnswerError {
     /// Not JSON, or JSON without etcd's `header`.
     NotEtcd,
@@ -78,15 +81,66 @@ pub enum AnswerError {
     Malformed(&'static str),
 }
 
-fn b64(bytes: &[u8]) -> String {
-    super::base64::encode(bytes)
+/// As `#[derive(Debug)]` writes it (`Malformed("ID")`; logs show it), without std's Unicode
+/// tables (`crate::quote`).
+impl std::fmt::Debug for AnswerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (name, text) = match self {
+            AnswerError::NotEtcd => ("NotEtcd", None),
+            AnswerError::Refused(why) => ("Refused", Some(why.as_str())),
+            AnswerError::Malformed(field) => ("Malformed", Some(*field)),
+        };
+        super::debug_variant(f, name, text)
+    }
 }
 
-fn request(path: &'static str, body: &Value) -> Request {
-    Request {
-        path,
-        body: crate::json::write::to_vec(body),
+// Bodies are written straight to bytes, fields in key order: the order the gateway got when
+// they were built as `json::Value` objects (maps sorted by key), without building one.
+
+/// A field's value: text (JSON-escaped), or bytes written as base64 (which needs no escaping).
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Text(&'a str),
+    Base64(&'a [u8]),
+}
+
+/// `{"a":…,"b":…}`: the fields in the order given.
+fn object(out: &mut Vec<u8>, fields: &[(&str, Field<'_>)]) {
+    out.push(b'{');
+    for (i, (name, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, name);
+        out.push(b':');
+        match value {
+            Field::Text(text) => string(out, text),
+            Field::Base64(bytes) => {
+                out.push(b'"');
+                out.extend_from_slice(super::base64::encode(bytes).as_bytes());
+                out.push(b'"');
+            }
+        }
     }
+    out.push(b'}');
+}
+
+/// `[item,…]`, each written by `write`.
+fn array<T>(out: &mut Vec<u8>, items: &[T], write: fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
+fn request(path: &'static str, fields: &[(&str, Field<'_>)]) -> Request {
+    let mut body = Vec::new();
+    object(&mut body, fields);
+    Request { path, body }
 }
 
 /// The end of the key range holding every key that starts with `prefix`: the prefix with its
@@ -107,82 +161,127 @@ pub fn range_prefix(prefix: &str) -> Request {
     let key = prefix.as_bytes();
     request(
         "/v3/kv/range",
-        &json!({ "key": b64(key), "range_end": b64(&prefix_end(key)) }),
+        &[
+            ("key", Field::Base64(key)),
+            ("range_end", Field::Base64(&prefix_end(key))),
+        ],
     )
 }
 
 /// A put of `key`, attached to `lease` when given (the body of `/v3/kv/put` and of a
 /// transaction's `request_put`).
-fn put_body(key: &str, value: &[u8], lease: Option<i64>) -> Value {
-    let mut body = crate::json::Map::new();
-    body.insert("key".into(), json!(b64(key.as_bytes())));
-    body.insert("value".into(), json!(b64(value)));
-    if let Some(id) = lease {
-        body.insert("lease".into(), json!(id.to_string()));
+fn put_body(out: &mut Vec<u8>, key: &str, value: &[u8], lease: Option<i64>) {
+    let (key, value) = (Field::Base64(key.as_bytes()), Field::Base64(value));
+    match lease {
+        Some(id) => object(
+            out,
+            &[
+                ("key", key),
+                ("lease", Field::Text(&id.to_string())),
+                ("value", value),
+            ],
+        ),
+        None => object(out, &[("key", key), ("value", value)]),
     }
-    Value::Object(body)
 }
 
 /// Writes `key` unconditionally, attached to `lease` when given.
 pub fn put(key: &str, value: &[u8], lease: Option<i64>) -> Request {
-    request("/v3/kv/put", &put_body(key, value, lease))
+    let mut body = Vec::new();
+    put_body(&mut body, key, value, lease);
+    Request {
+        path: "/v3/kv/put",
+        body,
+    }
 }
 
 /// Creates `key` only if it has never existed (its create revision is 0): etcd decides, so of
 /// any number of concurrent creators exactly one succeeds. Attached to `lease` when given.
 pub fn create_once(key: &str, value: &[u8], lease: Option<i64>) -> Request {
-    let k = b64(key.as_bytes());
-    let put = put_body(key, value, lease);
-    request(
-        "/v3/kv/txn",
-        &json!({
-            "compare": [{ "key": k, "target": "CREATE", "result": "EQUAL", "create_revision": "0" }],
-            "success": [{ "request_put": put }]
-        }),
-    )
-}
-
-fn compare_json(c: &Compare<'_>) -> Value {
-    match c {
-        Compare::Exists(key) => json!({
-            "key": b64(key.as_bytes()), "target": "VERSION", "result": "GREATER", "version": "0"
-        }),
-        Compare::Absent(key) => json!({
-            "key": b64(key.as_bytes()), "target": "CREATE", "result": "EQUAL", "create_revision": "0"
-        }),
-        Compare::ModRevision(key, rev) => json!({
-            "key": b64(key.as_bytes()), "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string()
-        }),
+    let put = Op::Put { key, value, lease };
+    let mut body = Vec::new();
+    let mut o = ObjectWriter::new(&mut body);
+    o.field("compare", &Raw(&[Compare::Absent(key)], compare_json));
+    o.field("success", &Raw(&[put], op_json));
+    o.end();
+    Request {
+        path: "/v3/kv/txn",
+        body,
     }
 }
 
-fn op_json(op: &Op<'_>) -> Value {
-    match op {
-        Op::Put { key, value, lease } => json!({ "request_put": put_body(key, value, *lease) }),
-        Op::Delete(key) => json!({ "request_delete_range": { "key": b64(key.as_bytes()) } }),
-        Op::Get(key) => json!({ "request_range": { "key": b64(key.as_bytes()) } }),
+fn compare_json(out: &mut Vec<u8>, c: &Compare<'_>) {
+    let text = Field::Text;
+    match c {
+        Compare::Exists(key) => object(
+            out,
+            &[
+                ("key", Field::Base64(key.as_bytes())),
+                ("result", text("GREATER")),
+                ("target", text("VERSION")),
+                ("version", text("0")),
+            ],
+        ),
+        Compare::Absent(key) => object(
+            out,
+            &[
+                ("create_revision", text("0")),
+                ("key", Field::Base64(key.as_bytes())),
+                ("result", text("EQUAL")),
+                ("target", text("CREATE")),
+            ],
+        ),
+        Compare::ModRevision(key, rev) => object(
+            out,
+            &[
+                ("key", Field::Base64(key.as_bytes())),
+                ("mod_revision", text(&rev.to_string())),
+                ("result", text("EQUAL")),
+                ("target", text("MOD")),
+            ],
+        ),
+    }
+}
+
+fn op_json(out: &mut Vec<u8>, op: &Op<'_>) {
+    let (name, key) = match op {
+        Op::Put { key, value, lease } => {
+            out.extend_from_slice(b"{\"request_put\":");
+            put_body(out, key, value, *lease);
+            out.push(b'}');
+            return;
+        }
+        Op::Delete(key) => ("request_delete_range", key),
+        Op::Get(key) => ("request_range", key),
+    };
+    out.push(b'{');
+    string(out, name);
+    out.push(b':');
+    object(out, &[("key", Field::Base64(key.as_bytes()))]);
+    out.push(b'}');
+}
+
+/// Items written as a JSON array by `.1`.
+struct Raw<'a, T>(&'a [T], fn(&mut Vec<u8>, &T));
+
+impl<T> ToJson for Raw<'_, T> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        array(out, self.0, self.1);
     }
 }
 
 /// A transaction: when every comparison holds, `success` runs, else `failure`; atomically.
 pub fn txn(compares: &[Compare<'_>], success: &[Op<'_>], failure: &[Op<'_>]) -> Request {
-    // Loops rather than a `collect` per closure: less code.
-    let mut compare = Vec::with_capacity(compares.len());
-    for c in compares {
-        compare.push(compare_json(c));
+    let mut body = Vec::new();
+    let mut o = ObjectWriter::new(&mut body);
+    o.field("compare", &Raw(compares, compare_json));
+    o.field("failure", &Raw(failure, op_json));
+    o.field("success", &Raw(success, op_json));
+    o.end();
+    Request {
+        path: "/v3/kv/txn",
+        body,
     }
-    let ops = |ops: &[Op<'_>]| {
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            out.push(op_json(op));
-        }
-        Value::Array(out)
-    };
-    let mut body = crate::json::Map::new();
-    body.insert("compare".into(), Value::Array(compare));
-    body.insert("success".into(), ops(success));
-    body.insert("failure".into(), ops(failure));
-    request("/v3/kv/txn", &Value::Object(body))
 }
 
 /// Logs in (`/v3/auth/authenticate`); the answer's token goes in the `authorization` header
@@ -190,7 +289,10 @@ pub fn txn(compares: &[Compare<'_>], success: &[Op<'_>], failure: &[Op<'_>]) -> 
 pub fn authenticate(username: &str, password: &str) -> Request {
     request(
         "/v3/auth/authenticate",
-        &json!({ "name": username, "password": password }),
+        &[
+            ("name", Field::Text(username)),
+            ("password", Field::Text(password)),
+        ],
     )
 }
 
@@ -198,7 +300,7 @@ pub fn authenticate(username: &str, password: &str) -> Request {
 pub fn lease_grant(ttl_seconds: u64) -> Request {
     request(
         "/v3/lease/grant",
-        &json!({ "TTL": ttl_seconds.to_string() }),
+        &[("TTL", Field::Text(&ttl_seconds.to_string()))],
     )
 }
 
@@ -352,6 +454,70 @@ mod tests {
         assert_eq!(t["compare"][0]["target"], "CREATE");
         assert_eq!(t["success"][0]["request_put"]["lease"], "9");
         assert_eq!(body(&lease_grant(60)), json!({"TTL": "60"}));
+    }
+
+    /// The bodies as they were written from `json::Value`s (maps in key order), byte for byte.
+    #[test]
+    fn bodies_are_the_bytes_value_objects_wrote() {
+        let bytes = |v: Value| crate::json::write::to_vec(&v);
+        assert_eq!(
+            range_prefix("/ir/").body,
+            bytes(json!({"key": "L2lyLw==", "range_end": "L2lyMA=="}))
+        );
+        assert_eq!(
+            put("k", b"v", Some(-7)).body,
+            bytes(json!({"key": "aw==", "value": "dg==", "lease": "-7"}))
+        );
+        assert_eq!(
+            put("k", b"", None).body,
+            bytes(json!({"key": "aw==", "value": ""}))
+        );
+        let put_k = json!({"key": "aw==", "value": "dg==", "lease": "9"});
+        let absent =
+            json!({"key": "aw==", "target": "CREATE", "result": "EQUAL", "create_revision": "0"});
+        assert_eq!(
+            create_once("k", b"v", Some(9)).body,
+            bytes(
+                json!({"compare": [absent.clone()], "success": [{"request_put": put_k.clone()}]})
+            )
+        );
+        let t = txn(
+            &[
+                Compare::Exists("k"),
+                Compare::Absent("k"),
+                Compare::ModRevision("k", 42),
+            ],
+            &[
+                Op::Put {
+                    key: "k",
+                    value: b"v",
+                    lease: Some(9),
+                },
+                Op::Delete("k"),
+            ],
+            &[Op::Get("k")],
+        );
+        assert_eq!(
+            t.body,
+            bytes(json!({
+                "compare": [
+                    {"key": "aw==", "target": "VERSION", "result": "GREATER", "version": "0"},
+                    absent,
+                    {"key": "aw==", "target": "MOD", "result": "EQUAL", "mod_revision": "42"}
+                ],
+                "success": [{"request_put": put_k}, {"request_delete_range": {"key": "aw=="}}],
+                "failure": [{"request_range": {"key": "aw=="}}]
+            }))
+        );
+        assert_eq!(
+            txn(&[], &[], &[]).body,
+            bytes(json!({"compare": [], "success": [], "failure": []}))
+        );
+        assert_eq!(
+            authenticate("u\"1", "p").body,
+            bytes(json!({"name": "u\"1", "password": "p"}))
+        );
+        assert_eq!(lease_grant(60).body, bytes(json!({"TTL": "60"})));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::feedback::DecisionToken;
 use crate::host::{Host, HostStore};
 use crate::json::read::{from_text, text_struct, FromText};
 use crate::json::{ObjectWriter, ToJson};
+use crate::root::say;
 
 /// CAS attempts on a bookkeeping record.
 const ATTEMPTS: u32 = 16;
@@ -224,7 +225,7 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
             f(v);
             true
         }) {
-            log::warn!("inference-router: fleet: {} not updated: {e}", self.key);
+            say::warn(say::FLEET, format_args!("{} not updated: {e}", self.key));
         }
     }
 }

@@ -32,12 +32,14 @@ pub mod merge;
 pub mod spend;
 pub mod sync;
 
+use std::fmt;
+
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::FleetSettings;
 use crate::host::Host;
 
 /// What an etcd request came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// etcd answered 200.
     Answered,
@@ -49,6 +51,33 @@ pub enum Outcome {
     NotSent,
     /// It may or may not have been applied (timeout, reset, an etcd 5xx).
     Unknown(String),
+}
+
+/// As `#[derive(Debug)]` writes it (`Refused("…")`; logs show it), the text quoted by
+/// `crate::quote` rather than with std's Unicode tables.
+impl fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, why) = match self {
+            Outcome::Answered => ("Answered", None),
+            Outcome::Refused(why) => ("Refused", Some(why)),
+            Outcome::Unauthenticated => ("Unauthenticated", None),
+            Outcome::NotSent => ("NotSent", None),
+            Outcome::Unknown(why) => ("Unknown", Some(why)),
+        };
+        debug_variant(f, name, why.map(String::as_str))
+    }
+}
+
+/// `Name` or `Name("text")`, as a derived `Debug` writes a unit or a one-string variant.
+pub(crate) fn debug_variant(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    text: Option<&str>,
+) -> fmt::Result {
+    match text {
+        Some(text) => write!(f, "{name}({})", crate::quote::quoted(text)),
+        None => f.write_str(name),
+    }
 }
 
 /// What an etcd answer means; its body (when `Answered`) is `answer.body`.
@@ -119,4 +148,65 @@ pub fn retry_after_secs(fleet: &FleetSettings) -> u64 {
 /// The clock in Unix ms.
 pub fn now_ms(host: &dyn Host) -> u64 {
     crate::plugin::now_ms(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etcd::AnswerError;
+    use super::Outcome;
+
+    /// What `#[derive(Debug)]` wrote, which the logs showed.
+    #[test]
+    fn debug_is_what_derive_wrote() {
+        // Only ever written with `{:?}`, which the dead-code lint does not count as a read.
+        #[allow(dead_code)]
+        #[derive(Debug)]
+        enum Derived {
+            Answered,
+            Refused(String),
+            Unauthenticated,
+            NotSent,
+            Unknown(String),
+            NotEtcd,
+            Malformed(&'static str),
+        }
+        let text = "etcd \"said\" \\ no\n\u{7f}";
+        let pairs = [
+            (
+                format!("{:?}", Outcome::Answered),
+                format!("{:?}", Derived::Answered),
+            ),
+            (
+                format!("{:?}", Outcome::Refused(text.into())),
+                format!("{:?}", Derived::Refused(text.into())),
+            ),
+            (
+                format!("{:?}", Outcome::Unauthenticated),
+                format!("{:?}", Derived::Unauthenticated),
+            ),
+            (
+                format!("{:?}", Outcome::NotSent),
+                format!("{:?}", Derived::NotSent),
+            ),
+            (
+                format!("{:?}", Outcome::Unknown("503 x".into())),
+                format!("{:?}", Derived::Unknown("503 x".into())),
+            ),
+            (
+                format!("{:?}", AnswerError::NotEtcd),
+                format!("{:?}", Derived::NotEtcd),
+            ),
+            (
+                format!("{:?}", AnswerError::Refused(text.into())),
+                format!("{:?}", Derived::Refused(text.into())),
+            ),
+            (
+                format!("{:?}", AnswerError::Malformed("kvs.key")),
+                format!("{:?}", Derived::Malformed("kvs.key")),
+            ),
+        ];
+        for (ours, derived) in pairs {
+            assert_eq!(ours, derived);
+        }
+    }
 }

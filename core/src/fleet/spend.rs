@@ -19,6 +19,8 @@ use crate::config::FleetSettings;
 use crate::host::{Host, HostStore};
 use crate::learning::{self, spent, Checked};
 use crate::plugin::Plugin;
+use crate::quote::quoted;
+use crate::root::say;
 
 /// A lost answer's key that etcd still does not show after this long was never written.
 const SETTLE_MS: u64 = 30_000;
@@ -225,7 +227,13 @@ fn lost(host: &dyn Host, plugin: &Plugin, checked: &Checked, why: &str, now_ms: 
         }
         if list.len() >= MAX_IN_DOUBT {
             let gone = list.remove(0);
-            log::warn!("inference-router: fleet: too many feedbacks in doubt; forgetting the oldest (decision of {:?})", gone.token.model);
+            say::warn(
+                say::FLEET,
+                format_args!(
+                    "too many feedbacks in doubt; forgetting the oldest (decision of {})",
+                    quoted(&gone.token.model)
+                ),
+            );
         }
         list.push(record.clone());
         true
@@ -324,7 +332,12 @@ pub fn resolved(
 /// Applies the reward of a record whose id etcd shows spent by this Envoy.
 fn apply_in_doubt(host: &dyn Host, plugin: &Plugin, r: &InDoubt, now_ms: u64) {
     let Some((model, plan)) = learning::feedback::plan_for(&plugin.cfg, &r.token) else {
-        log::warn!("inference-router: fleet: a feedback in doubt names a model or target no longer configured; not applied");
+        say::warn(
+            say::FLEET,
+            format_args!(
+                "a feedback in doubt names a model or target no longer configured; not applied"
+            ),
+        );
         return;
     };
     let checked = Checked {
@@ -349,9 +362,12 @@ fn apply_in_doubt(host: &dyn Host, plugin: &Plugin, r: &InDoubt, now_ms: u64) {
                 host.bump(ids.in_doubt_applied);
             }
         }
-        Err(refusal) => log::warn!(
-            "inference-router: fleet: a feedback in doubt could not be applied: {}",
-            refusal.as_str()
+        Err(refusal) => say::warn(
+            say::FLEET,
+            format_args!(
+                "a feedback in doubt could not be applied: {}",
+                refusal.as_str()
+            ),
         ),
     }
 }

@@ -27,8 +27,11 @@ use crate::bandit::{decode, update_state, ModelState, StateExt, Strategy};
 use crate::callout::Answer;
 use crate::config::{FleetSettings, Model};
 use crate::host::{Host, HostStore};
+use crate::json::ToJson;
 use crate::learning::{health, spent, MAX_CAS_ATTEMPTS};
 use crate::plugin::Plugin;
+use crate::quote::quoted;
+use crate::root::say;
 
 /// Extra life of a spent-id lease beyond the end of its expiry bucket.
 pub const LEASE_MARGIN_S: u64 = 60;
@@ -198,7 +201,7 @@ fn own_parts(host: &dyn Host, plugin: &Plugin) -> (VecMap<String, Learned>, OwnH
 fn digest(models: &VecMap<String, Learned>, health: &OwnHealth) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut bytes = crate::json::write::to_vec(models);
-    bytes.extend(crate::json::write::to_vec(health));
+    health.write_json(&mut bytes);
     for b in bytes {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
@@ -338,7 +341,7 @@ fn settled(
     let Some(fleet) = &plugin.cfg.fleet else {
         return Vec::new();
     };
-    if result == Outcome::Unauthenticated {
+    if matches!(result, Outcome::Unauthenticated) {
         forget_token(host, plugin);
     }
     match call {
@@ -362,9 +365,10 @@ fn settled(
         Call::Fold { replica } => folded(host, plugin, &result, body, &replica),
         Call::Lease { bucket } => match (&result, etcd::parse_lease(body)) {
             (Outcome::Answered, Ok(id)) => keep_lease(host, plugin, bucket, id, now_ms),
-            (other, _) => {
-                log::warn!("inference-router: fleet: spent-id lease not granted: {other:?}")
-            }
+            (other, _) => say::warn(
+                say::FLEET,
+                format_args!("spent-id lease not granted: {other:?}"),
+            ),
         },
         Call::Resolve { nonce } => {
             super::spend::resolved(host, plugin, nonce, &result, body, now_ms)
@@ -402,7 +406,7 @@ pub fn logged_in(
 ) -> bool {
     match (result, etcd::parse_token(body)) {
         (Outcome::Answered, Ok(token)) => {
-            log::info!("inference-router: fleet: logged in to etcd");
+            say::info(say::FLEET, format_args!("logged in to etcd"));
             local::token(&plugin.name).set(host, |t| {
                 *t = token.clone();
             });
@@ -410,7 +414,7 @@ pub fn logged_in(
         }
         (other, _) => {
             bump(host, plugin, |f| f.sync_failures);
-            log::warn!("inference-router: fleet: etcd login failed: {other:?}");
+            say::warn(say::FLEET, format_args!("etcd login failed: {other:?}"));
             if matches!(other, Outcome::Refused(_)) {
                 local::sync(&plugin.name).set(host, |r| {
                     r.login_after_ms = now_ms.saturating_add(super::LOGIN_BACKOFF_MS);
@@ -452,7 +456,7 @@ fn published(
         (Outcome::Answered, Ok(txn)) => txn,
         (other, _) => {
             bump(host, plugin, |f| f.publish_failures);
-            log::warn!("inference-router: fleet: publish failed: {other:?}");
+            say::warn(say::FLEET, format_args!("publish failed: {other:?}"));
             return;
         }
     };
@@ -492,13 +496,13 @@ fn rebase(host: &dyn Host, plugin: &Plugin, retired: Option<&Kv>, now_ms: u64) {
     match (folded, snapshot) {
         (Some(seq), Some(s)) => {
             if s.seq != seq {
-                log::warn!("inference-router: fleet: this replica's contribution {seq} was retired; taking away {} (the last one known)", s.seq);
+                say::warn(say::FLEET, format_args!("this replica's contribution {seq} was retired; taking away {} (the last one known)", s.seq));
             }
             correct_all(host, plugin, &s.models, -1.0, now_ms);
             bump(host, plugin, |f| f.rebased);
-            log::warn!("inference-router: fleet: this replica was retired while cut off; its folded statistics now count in the retired document");
+            say::warn(say::FLEET, format_args!("this replica was retired while cut off; its folded statistics now count in the retired document"));
         }
-        _ => log::warn!("inference-router: fleet: this replica's key is gone (not retired by a replica); publishing everything again"),
+        _ => say::warn(say::FLEET, format_args!("this replica's key is gone (not retired by a replica); publishing everything again")),
     }
     local::sync(&plugin.name).set(host, |r| {
         r.created = false;
@@ -531,9 +535,12 @@ fn correct_all(
             Ok::<_, String>(state)
         });
         if let Err(e) = result {
-            log::warn!(
-                "inference-router: fleet: correcting the statistics of {:?} failed: {e}",
-                m.name
+            say::warn(
+                say::FLEET,
+                format_args!(
+                    "correcting the statistics of {} failed: {e}",
+                    quoted(&m.name)
+                ),
             );
         }
     }
@@ -548,7 +555,10 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
     let doc = match Contribution::decode(&kv.value) {
         Ok(doc) => doc,
         Err(why) => {
-            log::warn!("inference-router: fleet: this replica's key holds something unusable ({why}); it is replaced");
+            say::warn(
+                say::FLEET,
+                format_args!("this replica's key holds something unusable ({why}); it is replaced"),
+            );
             local::sync(&plugin.name).set(host, |r| {
                 r.created = true;
             });
@@ -566,11 +576,11 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
     let live = heartbeat_ms(fleet) + 2 * u64::from(fleet.sync_ms) + u64::from(fleet.timeout_ms);
     if quiet_for < live {
         bump(host, plugin, |f| f.conflicts);
-        log::error!(
-            "inference-router: fleet: replica id {:?} is written by another live Envoy (incarnation {}); this one stops publishing until it goes",
-            doc.replica,
+        say::error(say::FLEET, format_args!(
+            "replica id {} is written by another live Envoy (incarnation {}); this one stops publishing until it goes",
+            quoted(&doc.replica),
             doc.incarnation
-        );
+        ));
         local::sync(&plugin.name).set(host, |r| {
             r.conflict = true;
         });
@@ -582,10 +592,13 @@ fn foreign_key(host: &dyn Host, plugin: &Plugin, fleet: &FleetSettings, kv: &Kv,
         .filter_map(|(m, entries)| Some((m.clone(), entries.first()?.clone())))
         .collect();
     correct_all(host, plugin, &models, 1.0, now_ms);
-    log::info!(
-        "inference-router: fleet: resuming replica {:?} from its previous life's contribution (seq {})",
-        doc.replica,
-        doc.seq
+    say::info(
+        say::FLEET,
+        format_args!(
+            "resuming replica {} from its previous life's contribution (seq {})",
+            quoted(&doc.replica),
+            doc.seq
+        ),
     );
     local::sync(&plugin.name).set(host, |r| {
         r.created = true;
@@ -604,7 +617,10 @@ pub fn read_failed(host: &dyn Host, plugin: &Plugin, why: &str) {
     });
     // Once per outage, not once per round.
     if record.map_or(true, |r| r.failures == 1) {
-        log::warn!("inference-router: fleet: sync read failed ({why}); routing goes on from the last merged view");
+        say::warn(
+            say::FLEET,
+            format_args!("sync read failed ({why}); routing goes on from the last merged view"),
+        );
     }
 }
 
@@ -656,9 +672,9 @@ pub fn merge_read(
         .saturating_add(1);
     local::sync(&plugin.name).set(host, |r| {
         if r.failures > 0 {
-            log::info!(
-                "inference-router: fleet: sync works again after {} failed rounds",
-                r.failures
+            say::info(
+                say::FLEET,
+                format_args!("sync works again after {} failed rounds", r.failures),
             );
         }
         r.last_ok_ms = now_ms;
@@ -681,7 +697,10 @@ pub fn merge_read(
 
 fn invalid(host: &dyn Host, plugin: &Plugin, whose: &str, why: &str) {
     bump(host, plugin, |f| f.invalid);
-    log::warn!("inference-router: fleet: ignoring {whose:?}: {why}");
+    say::warn(
+        say::FLEET,
+        format_args!("ignoring {}: {why}", quoted(whose)),
+    );
 }
 
 fn merge_models(
@@ -714,9 +733,12 @@ fn merge_models(
             Ok::<_, String>(state)
         });
         if let Err(e) = result {
-            log::warn!(
-                "inference-router: fleet: merging the fleet's statistics of {:?} failed: {e}",
-                m.name
+            say::warn(
+                say::FLEET,
+                format_args!(
+                    "merging the fleet's statistics of {} failed: {e}",
+                    quoted(&m.name)
+                ),
             );
         }
     }
@@ -726,9 +748,12 @@ fn merge_health(host: &dyn Host, plugin: &Plugin, docs: &[&Contribution], now_ms
     for (m, key) in health_models(plugin) {
         let fleet = fleet_health(docs, &m.name, &m.target_names(), now_ms);
         if let Err(e) = health::set_fleet(&HostStore(host), key, m.targets.len(), fleet) {
-            log::warn!(
-                "inference-router: fleet: merging the fleet's health of {:?} failed: {e}",
-                m.name
+            say::warn(
+                say::FLEET,
+                format_args!(
+                    "merging the fleet's health of {} failed: {e}",
+                    quoted(&m.name)
+                ),
             );
         }
     }
@@ -781,11 +806,14 @@ fn folded(host: &dyn Host, plugin: &Plugin, result: &Outcome, body: &[u8], repli
     match (result, etcd::parse_txn(body)) {
         (Outcome::Answered, Ok(txn)) if txn.succeeded => {
             bump(host, plugin, |f| f.retired);
-            log::info!("inference-router: fleet: retired replica {replica:?} (quiet for longer than retire_after_seconds); what it learned stays counted");
+            say::info(say::FLEET, format_args!("retired replica {} (quiet for longer than retire_after_seconds); what it learned stays counted", quoted(replica)));
         }
         // Another replica folded it first, or it came back: nothing to do.
         (Outcome::Answered, Ok(_)) => {}
-        (other, _) => log::warn!("inference-router: fleet: retiring {replica:?} failed: {other:?}"),
+        (other, _) => say::warn(
+            say::FLEET,
+            format_args!("retiring {} failed: {other:?}", quoted(replica)),
+        ),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::json::{Map, Value};
 use super::merge::{check_targets, Targets};
 use crate::config::read::{self, read_struct};
 use crate::config::ConfigError;
+use crate::quote::quoted;
 use crate::vecmap::VecSet;
 
 /// Largest document read (bigger answers fail the poll unread).
@@ -64,7 +65,7 @@ pub fn parse(bytes: &[u8]) -> Result<Targets, ConfigError> {
         if !names.insert(m.name.clone()) {
             return err(
                 format!("{mf}.name"),
-                format!("{:?} is listed by an earlier model", m.name),
+                format!("{} is listed by an earlier model", quoted(&m.name)),
             );
         }
         let vf = format!("{mf}.versions");

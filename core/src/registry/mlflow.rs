@@ -16,6 +16,7 @@ use super::settings::{fill, MlflowModel};
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::ConfigError;
 use crate::json::read::{from_text, text_struct};
+use crate::quote::quoted;
 
 /// Largest alias answer read (a model version with its tags is a few KiB).
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -200,8 +201,11 @@ pub fn targets(
                 ConfigError {
                     field: format!("registry.mlflow.models[{mi}].aliases[{ai}]{sub}"),
                     reason: format!(
-                        "version {} of {:?} (alias {:?}): {}",
-                        v.version, m.registered_model, a.alias, e.reason
+                        "version {} of {} (alias {}): {}",
+                        v.version,
+                        quoted(&m.registered_model),
+                        quoted(&a.alias),
+                        e.reason
                     ),
                 }
             })?;

@@ -26,6 +26,8 @@ use crate::json::{ObjectWriter, ToJson};
 use crate::learning::shared_prefix;
 use crate::metrics::PREFIX;
 use crate::plugin::Plugin;
+use crate::quote::quoted;
+use crate::root::say;
 
 /// CAS attempts on a registry record.
 const ATTEMPTS: u32 = 16;
@@ -167,8 +169,9 @@ impl Ids {
         let d = |kind, name: &str| {
             host.define_metric(kind, &format!("{PREFIX}.registry.{name}"))
                 .unwrap_or_else(|s| {
-                    log::warn!(
-                        "inference-router: registry: metric {name} not defined: host status {s}"
+                    say::warn(
+                        say::REGISTRY,
+                        format_args!("metric {name} not defined: host status {s}"),
                     );
                     u32::MAX
                 })
@@ -275,8 +278,9 @@ impl Poller {
         let snap: Snapshot = match from_text(&bytes?) {
             Ok(s) => s,
             Err(e) => {
-                log::warn!(
-                    "inference-router: registry: the shared snapshot is undecodable ({e}); ignored"
+                say::warn(
+                    say::REGISTRY,
+                    format_args!("the shared snapshot is undecodable ({e}); ignored"),
                 );
                 return None;
             }
@@ -291,11 +295,14 @@ impl Poller {
             Ok(next) => {
                 carry_over(current, &next);
                 next.warm.set(current.warm.get());
-                log::info!(
-                    "inference-router: registry: generation {} applied (was {}): {}",
-                    snap.generation,
-                    self.applied,
-                    changes(current, &next)
+                say::info(
+                    say::REGISTRY,
+                    format_args!(
+                        "generation {} applied (was {}): {}",
+                        snap.generation,
+                        self.applied,
+                        changes(current, &next)
+                    ),
                 );
                 self.applied = snap.generation;
                 host.bump(self.ids.applied);
@@ -304,9 +311,9 @@ impl Poller {
             }
             Err(e) => {
                 host.bump(self.ids.refused);
-                log::warn!(
-                    "inference-router: registry: generation {} cannot be applied here: {e}",
-                    snap.generation
+                say::warn(
+                    say::REGISTRY,
+                    format_args!("generation {} cannot be applied here: {e}", snap.generation),
                 );
                 None
             }
@@ -496,16 +503,22 @@ impl Poller {
             true
         });
         if let Err(e) = stored {
-            log::warn!("inference-router: registry: poll record not updated: {e}");
+            say::warn(say::REGISTRY, format_args!("poll record not updated: {e}"));
         }
         if before.failures > 0 {
-            log::info!(
-                "inference-router: registry: answers again after {} failed poll(s)",
-                before.failures
+            say::info(
+                say::REGISTRY,
+                format_args!("answers again after {} failed poll(s)", before.failures),
             );
         }
         for m in unresolved.difference(&before.unresolved) {
-            log::warn!("inference-router: registry: no alias of model {m:?} resolves in MLflow; it keeps its configured targets");
+            say::warn(
+                say::REGISTRY,
+                format_args!(
+                    "no alias of model {} resolves in MLflow; it keeps its configured targets",
+                    quoted(m)
+                ),
+            );
         }
         let mut generation = None;
         let published = update::<Snapshot>(host, &self.snapshot_key, |s| {
@@ -522,10 +535,10 @@ impl Poller {
         match (published, generation) {
             (Ok(_), Some(g)) => {
                 host.bump(self.ids.updates);
-                log::info!("inference-router: registry: generation {g} published");
+                say::info(say::REGISTRY, format_args!("generation {g} published"));
             }
             (Ok(_), None) => {}
-            (Err(e), _) => log::warn!("inference-router: registry: snapshot not published: {e}"),
+            (Err(e), _) => say::warn(say::REGISTRY, format_args!("snapshot not published: {e}")),
         }
         self.refresh(host, current)
     }
@@ -544,7 +557,13 @@ impl Poller {
                 0 => "the configured targets".to_string(),
                 g => format!("registry generation {g}"),
             };
-            log::warn!("inference-router: registry: poll of cluster {:?} failed: {why}; routing stays on {serving}", self.settings.cluster);
+            say::warn(
+                say::REGISTRY,
+                format_args!(
+                    "poll of cluster {} failed: {why}; routing stays on {serving}",
+                    quoted(&self.settings.cluster)
+                ),
+            );
         }
     }
 

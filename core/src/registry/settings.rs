@@ -7,6 +7,7 @@ use crate::json::Value;
 
 use crate::config::read::{read_struct, unit_variant, At, FromJson};
 use crate::config::{ConfigError, Model};
+use crate::quote::quoted;
 
 /// Shortest and longest poll period.
 pub const MIN_POLL_MS: u32 = 200;
@@ -163,23 +164,22 @@ fn is_name(s: &str) -> bool {
 
 /// Validates and compiles the section; `models` are the configured models.
 pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, ConfigError> {
-    const F: &str = "registry";
     if !is_cluster_name(&dto.cluster) {
         return err(
-            format!("{F}.cluster"),
+            "registry.cluster",
             "must be a non-empty Envoy cluster name without spaces",
         );
     }
     let authority = dto.authority.unwrap_or_else(|| dto.cluster.clone());
     if authority.is_empty() || authority.chars().any(|c| c.is_ascii_control() || c == ' ') {
         return err(
-            format!("{F}.authority"),
+            "registry.authority",
             "must be a non-empty host name without spaces",
         );
     }
     if !(MIN_POLL_MS..=MAX_POLL_MS).contains(&dto.poll_ms) {
         return err(
-            format!("{F}.poll_ms"),
+            "registry.poll_ms",
             format!(
                 "must be between {MIN_POLL_MS} and {MAX_POLL_MS}, got {}",
                 dto.poll_ms
@@ -192,7 +192,7 @@ pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, C
         .unwrap_or_else(|| DEFAULT_TIMEOUT_MS.min(dto.poll_ms));
     if timeout_ms == 0 || timeout_ms > max_timeout {
         return err(
-            format!("{F}.timeout_ms"),
+            "registry.timeout_ms",
             format!(
                 "must be between 1 and {max_timeout} (at most poll_ms and {MAX_TIMEOUT_MS}), got {timeout_ms}"
             ),
@@ -202,13 +202,13 @@ pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, C
         SourceKind::Json => {
             if dto.mlflow.is_some() {
                 return err(
-                    format!("{F}.mlflow"),
+                    "registry.mlflow",
                     "applies only to source \"mlflow\", and source is \"json\"",
                 );
             }
             let Some(path) = dto.path else {
                 return err(
-                    format!("{F}.path"),
+                    "registry.path",
                     "is required with source \"json\": the path of the registry document",
                 );
             };
@@ -217,8 +217,11 @@ pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, C
                 || path.chars().any(|c| c.is_ascii_control())
             {
                 return err(
-                    format!("{F}.path"),
-                    format!("{path:?} must be a path starting with '/', without spaces or '#'"),
+                    "registry.path",
+                    format!(
+                        "{} must be a path starting with '/', without spaces or '#'",
+                        quoted(&path)
+                    ),
                 );
             }
             Source::Json { path }
@@ -232,13 +235,13 @@ pub fn compile(dto: RegistryDto, models: &[Model]) -> Result<RegistrySettings, C
                     || prefix.chars().any(|c| c.is_ascii_control()))
             {
                 return err(
-                    format!("{F}.path"),
-                    format!("{prefix:?} must be empty or a path starting with '/', without a trailing '/' or query"),
+                    "registry.path",
+                    format!("{} must be empty or a path starting with '/', without a trailing '/' or query", quoted(&prefix)),
                 );
             }
             let Some(mlflow) = dto.mlflow else {
                 return err(
-                    format!("{F}.mlflow"),
+                    "registry.mlflow",
                     "is required with source \"mlflow\": which configured models map to which registered models",
                 );
             };
@@ -270,13 +273,13 @@ fn compile_mlflow(dto: MlflowDto, models: &[Model]) -> Result<Vec<MlflowModel>, 
         let Some(configured) = models.iter().find(|c| c.name == m.model) else {
             return err(
                 format!("{f}.model"),
-                format!("{:?} is not the name of a configured model", m.model),
+                format!("{} is not the name of a configured model", quoted(&m.model)),
             );
         };
         if !seen.insert(m.model.clone()) {
             return err(
                 format!("{f}.model"),
-                format!("{:?} is mapped by an earlier entry", m.model),
+                format!("{} is mapped by an earlier entry", quoted(&m.model)),
             );
         }
         if m.registered_model.is_empty()
@@ -311,28 +314,28 @@ fn compile_mlflow(dto: MlflowDto, models: &[Model]) -> Result<Vec<MlflowModel>, 
                 return err(
                     format!("{af}.alias"),
                     format!(
-                        "{:?} must be 1 to 255 letters, digits, '_' or '-' (an MLflow alias)",
-                        a.alias
+                        "{} must be 1 to 255 letters, digits, '_' or '-' (an MLflow alias)",
+                        quoted(&a.alias)
                     ),
                 );
             }
             if aliases.iter().any(|x| x.alias == a.alias) {
                 return err(
                     format!("{af}.alias"),
-                    format!("{:?} is listed twice", a.alias),
+                    format!("{} is listed twice", quoted(&a.alias)),
                 );
             }
             let target = a.target.unwrap_or_else(|| a.alias.clone());
             if !is_name(&target) {
                 return err(
                     format!("{af}.target"),
-                    format!("{target:?} may hold only letters, digits, '.', '_', ':' and '-', and must start with a letter or digit (1 to 128 characters)"),
+                    format!("{} may hold only letters, digits, '.', '_', ':' and '-', and must start with a letter or digit (1 to 128 characters)", quoted(&target)),
                 );
             }
             if aliases.iter().any(|x| x.target == target) {
                 return err(
                     format!("{af}.target"),
-                    format!("{target:?} is the target of an earlier alias"),
+                    format!("{} is the target of an earlier alias", quoted(&target)),
                 );
             }
             if a.weight > MAX_WEIGHT {
@@ -351,8 +354,8 @@ fn compile_mlflow(dto: MlflowDto, models: &[Model]) -> Result<Vec<MlflowModel>, 
             return err(
                 format!("{f}.aliases"),
                 format!(
-                    "model {:?} is weighted: at least one alias needs a weight above 0",
-                    m.model
+                    "model {} is weighted: at least one alias needs a weight above 0",
+                    quoted(&m.model)
                 ),
             );
         }
@@ -372,7 +375,10 @@ fn check_template(field: &str, template: &str) -> Result<(), ConfigError> {
     if bare.contains(['{', '}']) {
         return err(
             field,
-            format!("{template:?}: the only placeholders are {{version}} and {{alias}}"),
+            format!(
+                "{}: the only placeholders are {{version}} and {{alias}}",
+                quoted(template)
+            ),
         );
     }
     if !is_cluster_name(template) {

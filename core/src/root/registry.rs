@@ -8,6 +8,7 @@ use super::{prepare_state, Root, Then};
 use crate::callout::Answer;
 use crate::host::{Call, Host};
 use crate::plugin::{now_ms, Plugin};
+use crate::quote::quoted;
 
 impl Root {
     /// On each tick: apply a newer snapshot, then start a poll when one is due and this VM
@@ -52,8 +53,8 @@ impl Root {
             };
             if let Err(status) = self.pending.send(host, &call, then) {
                 let why = format!(
-                    "the callout to cluster {:?} was not started (host status {status})",
-                    s.cluster
+                    "the callout to cluster {} was not started (host status {status})",
+                    quoted(&s.cluster)
                 );
                 if let Some(poller) = self.registry.as_mut() {
                     poller.not_sent(host, &plugin, r.seq, why, now);
