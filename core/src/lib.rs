@@ -11,8 +11,8 @@
 //!   `inspect` (what a payload asks for, sensitive data), `bandit` (learning strategies),
 //!   `feedback`, `learning`, `reward` (signed rewards, spent ids, health, implicit rewards),
 //!   `callout` (what the filter resends, what the answers mean, the pending-callout mechanism),
-//!   `metrics` (names) and `telemetry` (ids and what counts), `quote` (text quoted for
-//!   messages without std's Unicode tables), `rng`, `sort` and `vecmap` (ordering
+//!   `metrics` (names) and `telemetry` (ids and what counts), `quote` (text quoted in
+//!   messages, one place for the rule), `rng`, `sort` and `vecmap` (ordering
 //!   and ordered collections without std's sorts and trees, for size), `msgpack` (MessagePack by
 //!   hand, in the forms rmp-serde wrote and read), `json` (JSON and its `Value` by hand, in
 //!   serde_json's forms). serde and serde_json are references for tests only.

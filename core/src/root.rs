@@ -6,7 +6,6 @@
 mod registry;
 pub mod say;
 
-use std::fmt;
 use std::rc::Rc;
 
 use crate::bandit::{seed, update_state, Reconciled, Refresh, SeedOutcome, StateCache};
@@ -523,23 +522,12 @@ fn feedback_forwarded(host: &dyn Host, plugin: &Plugin, model: usize, answer: &C
         }
         other => {
             host.bump(plugin.metrics.router_feedback_failures);
-            let name = ModelName(plugin.cfg.models.get(model).map(|m| m.name.as_str()));
+            let name = plugin.cfg.models.get(model).map(|m| m.name.as_str());
             say::warn(
                 say::ROOT,
-                format_args!("the router of model {name} did not take the reward: {other:?}"),
+                format_args!("the router of model {name:?} did not take the reward: {other:?}"),
             );
         }
-    }
-}
-
-/// `Some("name")` or `None`, as `{:?}` of an `Option<&str>` writes it, the name quoted by
-/// `crate::quote` (no Unicode tables).
-struct ModelName<'a>(Option<&'a str>);
-
-impl fmt::Display for ModelName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let variant = if self.0.is_some() { "Some" } else { "None" };
-        fleet::debug_variant(f, variant, self.0)
     }
 }
 
@@ -563,18 +551,6 @@ fn publish_gauges(host: &dyn Host, plugin: &Plugin) {
     if let Some(ids) = &plugin.metrics.fleet {
         if let Some(lag) = fleet::sync::lag_ms(host, plugin, fleet::now_ms(host)) {
             let _ = host.record_metric(ids.lag_ms, lag);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ModelName;
-
-    #[test]
-    fn model_names_are_written_as_debug_wrote_them() {
-        for name in [Some("fraud"), Some("a \"b\"\n"), None] {
-            assert_eq!(ModelName(name).to_string(), format!("{name:?}"));
         }
     }
 }

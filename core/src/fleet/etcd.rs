@@ -71,7 +71,7 @@ pub struct Range {
 }
 
 /// Why an answer could not be used.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnswerError {
     /// Not JSON, or JSON without etcd's `header`.
     NotEtcd,
@@ -79,19 +79,6 @@ pub enum AnswerError {
     Refused(String),
     /// A field that should be base64 or an integer is not.
     Malformed(&'static str),
-}
-
-/// As `#[derive(Debug)]` writes it (`Malformed("ID")`; logs show it), without std's Unicode
-/// tables (`crate::quote`).
-impl std::fmt::Debug for AnswerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (name, text) = match self {
-            AnswerError::NotEtcd => ("NotEtcd", None),
-            AnswerError::Refused(why) => ("Refused", Some(why.as_str())),
-            AnswerError::Malformed(field) => ("Malformed", Some(*field)),
-        };
-        super::debug_variant(f, name, text)
-    }
 }
 
 // Bodies are written straight to bytes, fields in key order: the order the gateway got when

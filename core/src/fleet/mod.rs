@@ -32,14 +32,13 @@ pub mod merge;
 pub mod spend;
 pub mod sync;
 
-use std::fmt;
 
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::FleetSettings;
 use crate::host::Host;
 
 /// What an etcd request came to.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// etcd answered 200.
     Answered,
@@ -51,33 +50,6 @@ pub enum Outcome {
     NotSent,
     /// It may or may not have been applied (timeout, reset, an etcd 5xx).
     Unknown(String),
-}
-
-/// As `#[derive(Debug)]` writes it (`Refused("…")`; logs show it), the text quoted by
-/// `crate::quote` rather than with std's Unicode tables.
-impl fmt::Debug for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (name, why) = match self {
-            Outcome::Answered => ("Answered", None),
-            Outcome::Refused(why) => ("Refused", Some(why)),
-            Outcome::Unauthenticated => ("Unauthenticated", None),
-            Outcome::NotSent => ("NotSent", None),
-            Outcome::Unknown(why) => ("Unknown", Some(why)),
-        };
-        debug_variant(f, name, why.map(String::as_str))
-    }
-}
-
-/// `Name` or `Name("text")`, as a derived `Debug` writes a unit or a one-string variant.
-pub(crate) fn debug_variant(
-    f: &mut fmt::Formatter<'_>,
-    name: &str,
-    text: Option<&str>,
-) -> fmt::Result {
-    match text {
-        Some(text) => write!(f, "{name}({})", crate::quote::quoted(text)),
-        None => f.write_str(name),
-    }
 }
 
 /// What an etcd answer means; its body (when `Answered`) is `answer.body`.
