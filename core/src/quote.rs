@@ -28,7 +28,10 @@ mod tests {
     fn quotes_and_escapes() {
         assert_eq!(quoted("plain").to_string(), r#""plain""#);
         assert_eq!(quoted("a\"b\\c\n\t").to_string(), r#""a\"b\\c\n\t""#);
-        assert_eq!(quoted("x\u{1b}\u{202e}y").to_string(), r#""x\u{1b}\u{202e}y""#);
+        assert_eq!(
+            quoted("x\u{1b}\u{202e}y").to_string(),
+            r#""x\u{1b}\u{202e}y""#
+        );
         assert_eq!(quoted("modèle").to_string(), "\"modèle\"");
     }
 }

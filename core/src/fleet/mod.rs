@@ -32,7 +32,6 @@ pub mod merge;
 pub mod spend;
 pub mod sync;
 
-
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::FleetSettings;
 use crate::host::Host;
