@@ -195,6 +195,12 @@ impl Reason {
 
     /// The `x-inference-reason` value.
     pub fn header_value(self, cfg: &Config) -> String {
+        self.header_text(cfg).into_owned()
+    }
+
+    /// [`header_value`](Self::header_value), borrowed when it is a fixed word (every reason
+    /// but a rule's): no allocation per routed request.
+    pub fn header_text(self, cfg: &Config) -> std::borrow::Cow<'static, str> {
         match self {
             Reason::Rule(i) => format!(
                 "rule:{}",
@@ -202,7 +208,8 @@ impl Reason {
                     .get(i)
                     .map(|r| r.name.as_str())
                     .unwrap_or_default()
-            ),
+            )
+            .into(),
             Reason::PathVersion => "path-version".into(),
             Reason::LeastLoaded => "least-loaded".into(),
             Reason::FanOut => "fan-out".into(),
