@@ -672,8 +672,12 @@ fn main() {
         let mut context = 2u32;
         if whole::request_with_body(&root, &host, context)
             != Some(inference_router_core::host::Action::Continue)
+            || host.local_status() != 0
         {
-            eprintln!("core-bench: whole request (body {size}): not routed");
+            eprintln!(
+                "core-bench: whole request (body {size}): not routed (local reply {})",
+                host.local_status()
+            );
             std::process::exit(2);
         }
         r.case(

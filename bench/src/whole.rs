@@ -75,8 +75,26 @@ impl Host for NopHost {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone()))
     }
-    fn header_map(&self, _: Map) -> Result<Option<Vec<u8>>, Status> {
-        Ok(None)
+    /// The request headers in proxy-wasm's map encoding (as Envoy answers
+    /// `proxy_get_header_map_pairs`): a count, each name and value length, then each name and
+    /// value NUL-terminated.
+    fn header_map(&self, map: Map) -> Result<Option<Vec<u8>>, Status> {
+        if !matches!(map, Map::RequestHeaders) {
+            return Ok(None);
+        }
+        let pairs = self.request.borrow();
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (n, v) in pairs.iter() {
+            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (n, v) in pairs.iter() {
+            out.extend_from_slice(n.as_bytes());
+            out.push(0);
+            out.extend_from_slice(v.as_bytes());
+            out.push(0);
+        }
+        Ok(Some(out))
     }
     fn set_header(&self, map: Map, name: &str, value: &str) -> Result<(), Status> {
         if matches!(map, Map::ResponseHeaders) && name == "x-inference-decision" {
