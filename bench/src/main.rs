@@ -227,6 +227,38 @@ fn measure(s: &Sampling, mut f: impl FnMut()) -> Stat {
     }
 }
 
+/// The cases to run: all of them timed, or one (`--only KEY --iterations N`) run N times
+/// untimed, for an instruction count under `valgrind --tool=callgrind`.
+struct Runner {
+    sampling: Sampling,
+    only: Option<String>,
+    iterations: u64,
+    rows: Vec<(String, Stat, Option<f64>)>,
+}
+
+impl Runner {
+    /// Whether case `key` is to be run (its setup can be skipped otherwise).
+    fn wants(&self, key: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == key)
+    }
+
+    fn case(&mut self, key: &str, label: String, kib: Option<f64>, mut f: impl FnMut()) {
+        match self.only.as_deref() {
+            Some(o) if o == key => {
+                for _ in 0..self.iterations {
+                    f();
+                }
+                println!("{key}: {} iterations", self.iterations);
+            }
+            Some(_) => {}
+            None => {
+                let st = measure(&self.sampling, f);
+                self.rows.push((format!("{label} [{key}]"), st, kib));
+            }
+        }
+    }
+}
+
 fn cfg(v: serde_json::Value) -> Config {
     match parse(v.to_string().as_bytes()) {
         Ok(c) => c,
@@ -309,8 +341,21 @@ fn write_bodies(dir: &str) -> std::io::Result<()> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut only = None;
+    let mut iterations = 10_000u64;
     match args.as_slice() {
         [] => {}
+        [flag, key] if flag == "--only" => only = Some(key.clone()),
+        [flag, key, it, n] if flag == "--only" && it == "--iterations" => {
+            only = Some(key.clone());
+            iterations = match n.parse() {
+                Ok(n) => n,
+                Err(_) => {
+                    eprintln!("core-bench: --iterations {n}: not a number");
+                    std::process::exit(2);
+                }
+            };
+        }
         [flag, dir] if flag == "--write-bodies" => {
             if let Err(e) = write_bodies(dir) {
                 eprintln!("core-bench: writing bodies into {dir}: {e}");
@@ -319,15 +364,21 @@ fn main() {
             return;
         }
         _ => {
-            eprintln!("usage: core-bench [--write-bodies DIR]");
+            eprintln!(
+                "usage: core-bench [--write-bodies DIR | --only CASE [--iterations N]]"
+            );
             std::process::exit(2);
         }
     }
-    let s = Sampling {
-        samples: env_num("BENCH_MICRO_SAMPLES", 21).max(3) as usize,
-        sample_time: Duration::from_millis(env_num("BENCH_MICRO_SAMPLE_MS", 20).max(1)),
+    let mut r = Runner {
+        sampling: Sampling {
+            samples: env_num("BENCH_MICRO_SAMPLES", 21).max(3) as usize,
+            sample_time: Duration::from_millis(env_num("BENCH_MICRO_SAMPLE_MS", 20).max(1)),
+        },
+        only,
+        iterations,
+        rows: Vec::new(),
     };
-    let mut rows: Vec<(String, Stat, Option<f64>)> = Vec::new();
     let common = [
         ("x-inference-cluster", "chat"),
         ("x-user-id", "user-000042"),
@@ -345,7 +396,7 @@ fn main() {
         &decide(&c, &req, Body::Absent, 0, &mut rng, &mut NoShared),
         "header",
     );
-    let st = measure(&s, || {
+    r.case("header", "decide: header routing (x-model)".into(), None, || {
         black_box(decide(
             &c,
             black_box(&req),
@@ -355,11 +406,10 @@ fn main() {
             &mut NoShared,
         ));
     });
-    rows.push(("decide: header routing (x-model)".into(), st, None));
 
     // Weighted 90/10, no stickiness: one random draw.
     let c = cfg(weighted(false));
-    let st = measure(&s, || {
+    r.case("weighted", "decide: weighted 90/10".into(), None, || {
         black_box(decide(
             &c,
             black_box(&req),
@@ -369,37 +419,38 @@ fn main() {
             &mut NoShared,
         ));
     });
-    rows.push(("decide: weighted 90/10".into(), st, None));
 
     // Sticky by x-user-id over 10,000 distinct users.
-    let c = cfg(weighted(true));
-    let users: Vec<Req> = (0..10_000)
-        .map(|u| {
-            let id = format!("user-{u:06}");
-            Req::new(
-                "GET",
-                "/v1/chat/completions",
-                &[("x-model", "chat"), common[0], ("x-user-id", &id)],
-            )
-        })
-        .collect();
-    let mut u = 0usize;
-    let st = measure(&s, || {
-        u = (u + 1) % users.len();
-        black_box(decide(
-            &c,
-            black_box(&users[u]),
-            Body::Absent,
-            0,
-            &mut rng,
-            &mut NoShared,
-        ));
-    });
-    rows.push((
-        "decide: weighted 90/10, sticky (x-user-id, 10k users)".into(),
-        st,
-        None,
-    ));
+    if r.wants("sticky") {
+        let c = cfg(weighted(true));
+        let users: Vec<Req> = (0..10_000)
+            .map(|u| {
+                let id = format!("user-{u:06}");
+                Req::new(
+                    "GET",
+                    "/v1/chat/completions",
+                    &[("x-model", "chat"), common[0], ("x-user-id", &id)],
+                )
+            })
+            .collect();
+        let mut u = 0usize;
+        r.case(
+            "sticky",
+            "decide: weighted 90/10, sticky (x-user-id, 10k users)".into(),
+            None,
+            || {
+                u = (u + 1) % users.len();
+                black_box(decide(
+                    &c,
+                    black_box(&users[u]),
+                    Body::Absent,
+                    0,
+                    &mut rng,
+                    &mut NoShared,
+                ));
+            },
+        );
+    }
 
     // Thompson sampling over two targets from a cached state (the host reads the shared value
     // and decodes it only when it changed), and the signed decision id every answer carries
@@ -414,43 +465,47 @@ fn main() {
         &decide(&c, &req, Body::Absent, 0, &mut rng, &mut states),
         "thompson",
     );
-    let st = measure(&s, || {
-        black_box(decide(
-            &c,
-            black_box(&req),
-            Body::Absent,
-            0,
-            &mut rng,
-            &mut states,
-        ));
-    });
-    rows.push(("decide: Thompson sampling, 2 targets".into(), st, None));
+    r.case(
+        "thompson",
+        "decide: Thompson sampling, 2 targets".into(),
+        None,
+        || {
+            black_box(decide(
+                &c,
+                black_box(&req),
+                Body::Absent,
+                0,
+                &mut rng,
+                &mut states,
+            ));
+        },
+    );
     let Some(fb) = &c.feedback else {
         eprintln!("core-bench: no feedback settings");
         std::process::exit(2);
     };
     let mut nonce = 0u64;
-    let st = measure(&s, || {
-        nonce = nonce.wrapping_add(1);
-        black_box(fb.keys.sign(
-            "bench",
-            black_box(&DecisionToken {
-                model: "chat".into(),
-                target: "stable".into(),
-                expires: 1_800_000_000,
-                nonce,
-                bound: None,
-                key: String::new(),
-                context: None,
-            }),
-            None,
-        ));
-    });
-    rows.push((
+    r.case(
+        "sign",
         "feedback: sign a decision id (HMAC-SHA256, per routed request)".into(),
-        st,
         None,
-    ));
+        || {
+            nonce = nonce.wrapping_add(1);
+            black_box(fb.keys.sign(
+                "bench",
+                black_box(&DecisionToken {
+                    model: "chat".into(),
+                    target: "stable".into(),
+                    expires: 1_800_000_000,
+                    nonce,
+                    bound: None,
+                    key: String::new(),
+                    context: None,
+                }),
+                None,
+            ));
+        },
+    );
     let id = fb.keys.sign(
         "bench",
         &DecisionToken {
@@ -464,14 +519,14 @@ fn main() {
         },
         None,
     );
-    let st = measure(&s, || {
-        black_box(fb.keys.verify("bench", black_box(&id), 1_700_000_000).ok());
-    });
-    rows.push((
+    r.case(
+        "verify",
         "feedback: verify a decision id (per feedback request)".into(),
-        st,
         None,
-    ));
+        || {
+            black_box(fb.keys.verify("bench", black_box(&id), 1_700_000_000).ok());
+        },
+    );
 
     // A rule with a body condition, model from the body: the headers pass (→ NeedBody) and the
     // body pass, on fields already extracted from the 1 KiB document.
@@ -493,29 +548,29 @@ fn main() {
         &decide(&c, &post, Body::Fields(&fields), 0, &mut rng, &mut NoShared),
         "body rule",
     );
-    let st = measure(&s, || {
-        black_box(decide(
-            &c,
-            black_box(&post),
-            Body::Pending,
-            0,
-            &mut rng,
-            &mut NoShared,
-        ));
-        black_box(decide(
-            &c,
-            black_box(&post),
-            Body::Fields(black_box(&fields)),
-            0,
-            &mut rng,
-            &mut NoShared,
-        ));
-    });
-    rows.push((
+    r.case(
+        "body-rule",
         "decide: rule with a body condition (both passes, fields given)".into(),
-        st,
         None,
-    ));
+        || {
+            black_box(decide(
+                &c,
+                black_box(&post),
+                Body::Pending,
+                0,
+                &mut rng,
+                &mut NoShared,
+            ));
+            black_box(decide(
+                &c,
+                black_box(&post),
+                Body::Fields(black_box(&fields)),
+                0,
+                &mut rng,
+                &mut NoShared,
+            ));
+        },
+    );
 
     // Whole requests through the lifecycle, the host answering at once: the module's own work.
     let get = [
@@ -524,10 +579,14 @@ fn main() {
         (":authority", "127.0.0.1"),
         ("x-model", "chat"),
     ];
-    for (what, config) in [
-        ("header routing", two_models()),
-        ("Thompson, signed decision id", thompson()),
+    for (key, what, config) in [
+        ("whole-header", "header routing", two_models()),
+        ("whole-weighted", "weighted 90/10", weighted(false)),
+        ("whole-thompson", "Thompson, signed decision id", thompson()),
     ] {
+        if !r.wants(key) {
+            continue;
+        }
         let host = whole::NopHost::new(&config.to_string(), &get);
         let Some(root) = whole::root(&host) else {
             eprintln!("core-bench: whole request ({what}): configuration refused");
@@ -538,15 +597,98 @@ fn main() {
             eprintln!("core-bench: whole request ({what}): not routed");
             std::process::exit(2);
         }
-        let st = measure(&s, || {
-            context = context.wrapping_add(1).max(2);
-            black_box(whole::request(&root, &host, context));
-        });
-        rows.push((
+        r.case(
+            key,
             format!("request lifecycle, host calls free: {what}"),
-            st,
             None,
-        ));
+            || {
+                context = context.wrapping_add(1).max(2);
+                black_box(whole::request(&root, &host, context));
+            },
+        );
+    }
+
+    // A Thompson request and the feedback on its decision id (POST /feedback with a JSON body):
+    // the signed id, its verification, the reward learned into the shared state.
+    if r.wants("whole-thompson-feedback") {
+        let host = whole::NopHost::new(&thompson().to_string(), &get);
+        let Some(root) = whole::root(&host) else {
+            eprintln!("core-bench: whole request (Thompson feedback): configuration refused");
+            std::process::exit(2);
+        };
+        let post_feedback = [
+            (":method", "POST"),
+            (":path", "/feedback"),
+            (":authority", "127.0.0.1"),
+            ("content-type", "application/json"),
+        ];
+        let mut context = 2u32;
+        let round = |context: &mut u32| -> bool {
+            host.set_request(&get, b"");
+            *context = context.wrapping_add(1).max(2);
+            if !whole::request(&root, &host, *context) {
+                return false;
+            }
+            let Some(id) = host.decision() else {
+                return false;
+            };
+            let body = format!(r#"{{"decision":"{id}","reward":0.8}}"#);
+            host.set_request(&post_feedback, body.as_bytes());
+            *context = context.wrapping_add(1).max(2);
+            whole::request_with_body(&root, &host, *context).is_some()
+                && (200..300).contains(&host.local_status())
+        };
+        if !round(&mut context) {
+            eprintln!("core-bench: whole request (Thompson feedback): no decision id");
+            std::process::exit(2);
+        }
+        r.case(
+            "whole-thompson-feedback",
+            "request lifecycle, host calls free: Thompson request + its feedback".into(),
+            None,
+            || {
+                black_box(round(&mut context));
+            },
+        );
+    }
+
+    // Body routing: a POST whose 1 KiB / 64 KiB JSON body the rule reads.
+    for (key, size) in [("whole-body-1k", 1024usize), ("whole-body-64k", 64 * 1024)] {
+        if !r.wants(key) {
+            continue;
+        }
+        let post = [
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "127.0.0.1"),
+            ("content-type", "application/json"),
+        ];
+        let host = whole::NopHost::new(&body_rule().to_string(), &post);
+        host.set_request(&post, &chat_body(size));
+        let Some(root) = whole::root(&host) else {
+            eprintln!("core-bench: whole request (body {size}): configuration refused");
+            std::process::exit(2);
+        };
+        let mut context = 2u32;
+        if whole::request_with_body(&root, &host, context)
+            != Some(inference_router_core::host::Action::Continue)
+            || host.local_status() != 0
+        {
+            eprintln!(
+                "core-bench: whole request (body {size}): not routed (local reply {})",
+                host.local_status()
+            );
+            std::process::exit(2);
+        }
+        r.case(
+            key,
+            format!("request lifecycle, host calls free: body routing, {size} bytes JSON"),
+            None,
+            || {
+                context = context.wrapping_add(1).max(2);
+                black_box(whole::request_with_body(&root, &host, context));
+            },
+        );
     }
 
     // Extraction of `/model` and `/max_tokens` (the body-rule configuration's pointers).
@@ -571,20 +713,25 @@ fn main() {
                 eprintln!("core-bench: extract {}: {e}", format.name());
                 std::process::exit(2);
             }
-            let st = measure(&s, || {
-                black_box(extract(&c.pointers, format, black_box(bytes)).ok());
-            });
+            let key = format!(
+                "extract-{}-{}k",
+                format.name().to_ascii_lowercase(),
+                size / 1024
+            );
             let kib = bytes.len() as f64 / 1024.0;
-            rows.push((
+            r.case(
+                &key,
                 format!(
                     "extract: {} chat body, {} bytes ({} KiB JSON document)",
                     format.name(),
                     bytes.len(),
                     size / 1024
                 ),
-                st,
                 Some(kib),
-            ));
+                || {
+                    black_box(extract(&c.pointers, format, black_box(bytes)).ok());
+                },
+            );
         }
     }
 
@@ -592,7 +739,10 @@ fn main() {
     // infer-1k.grpc), as the filter reads them: from a chunk that is not the last (it stops at
     // the first field after the version), and from the whole body (it walks every field).
     let infer = infer_body(256);
-    for (complete, what) in [(false, "first chunk"), (true, "whole body")] {
+    for (complete, key, what) in [
+        (false, "grpc-first-chunk", "first chunk"),
+        (true, "grpc-whole-body", "whole body"),
+    ] {
         match read_first(Rpc::KServeModel, &infer, complete) {
             Read::Done(r) if r.name.as_deref() == Some("iris") => {}
             other => {
@@ -600,23 +750,26 @@ fn main() {
                 std::process::exit(2);
             }
         }
-        let st = measure(&s, || {
-            black_box(read_first(Rpc::KServeModel, black_box(&infer), complete));
-        });
-        rows.push((
+        r.case(
+            key,
             format!(
                 "grpc read_first: ModelInfer, {} bytes (1 KiB FP32 tensor), {what}",
                 infer.len()
             ),
-            st,
             None,
-        ));
+            || {
+                black_box(read_first(Rpc::KServeModel, black_box(&infer), complete));
+            },
+        );
     }
 
+    if r.only.is_some() {
+        return;
+    }
     println!(
         "| case | median ns per call | ns per KiB | samples min–max (ns) |\n|---|---:|---:|---:|"
     );
-    for (name, st, kib) in &rows {
+    for (name, st, kib) in &r.rows {
         let per_kib = kib.map_or("".to_string(), |k| format!("{:.0}", st.median / k));
         println!(
             "| {name} | {:.0} | {per_kib} | {:.0}–{:.0} |",
@@ -625,8 +778,8 @@ fn main() {
     }
     println!(
         "\n{} samples of ~{} ms per case; medians. Release profile of the filter (opt-level z, LTO), native {}.",
-        s.samples,
-        s.sample_time.as_millis(),
+        r.sampling.samples,
+        r.sampling.sample_time.as_millis(),
         std::env::consts::ARCH
     );
 }

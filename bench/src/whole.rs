@@ -12,24 +12,54 @@ use inference_router_core::root::Root;
 /// Answers every host call at once: request headers from a list, shared data in a map.
 pub struct NopHost {
     config: Vec<u8>,
-    request: Vec<(String, String)>,
+    request: RefCell<Vec<(String, String)>>,
+    /// The request body `buffer(RequestBody)` answers with.
+    body: RefCell<Vec<u8>>,
+    /// The last `x-inference-decision` the filter set on a response.
+    decision: RefCell<Option<String>>,
     shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     now_ns: Cell<u64>,
     metrics: Cell<u32>,
+    /// The status of the last local reply the filter sent.
+    local_status: Cell<u16>,
 }
 
 impl NopHost {
     pub fn new(config: &str, request: &[(&str, &str)]) -> NopHost {
         NopHost {
             config: config.as_bytes().to_vec(),
-            request: request
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            request: RefCell::new(
+                request
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            body: RefCell::new(Vec::new()),
+            decision: RefCell::new(None),
             shared: RefCell::new(HashMap::new()),
             now_ns: Cell::new(1_700_000_000_000_000_000),
             metrics: Cell::new(0),
+            local_status: Cell::new(0),
         }
+    }
+
+    /// The request headers and body the next requests see.
+    pub fn set_request(&self, request: &[(&str, &str)], body: &[u8]) {
+        *self.request.borrow_mut() = request
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        *self.body.borrow_mut() = body.to_vec();
+    }
+
+    /// The status of the last local reply the filter sent (0: none yet).
+    pub fn local_status(&self) -> u16 {
+        self.local_status.get()
+    }
+
+    /// The decision id the filter last set on a response.
+    pub fn decision(&self) -> Option<String> {
+        self.decision.borrow().clone()
     }
 }
 
@@ -40,14 +70,40 @@ impl Host for NopHost {
         }
         Ok(self
             .request
+            .borrow()
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone()))
     }
-    fn header_map(&self, _: Map) -> Result<Option<Vec<u8>>, Status> {
-        Ok(None)
+    /// The request headers in proxy-wasm's map encoding (as Envoy answers
+    /// `proxy_get_header_map_pairs`): a count, each name and value length, then each name and
+    /// value NUL-terminated.
+    fn header_map(&self, map: Map) -> Result<Option<Vec<u8>>, Status> {
+        if !matches!(map, Map::RequestHeaders) {
+            return Ok(None);
+        }
+        let pairs = self.request.borrow();
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (n, v) in pairs.iter() {
+            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (n, v) in pairs.iter() {
+            out.extend_from_slice(n.as_bytes());
+            out.push(0);
+            out.extend_from_slice(v.as_bytes());
+            out.push(0);
+        }
+        Ok(Some(out))
     }
-    fn set_header(&self, _: Map, _: &str, _: &str) -> Result<(), Status> {
+    fn set_header(&self, map: Map, name: &str, value: &str) -> Result<(), Status> {
+        if matches!(map, Map::ResponseHeaders) && name == "x-inference-decision" {
+            let mut d = self.decision.borrow_mut();
+            d.get_or_insert_with(String::new).clear();
+            if let Some(d) = d.as_mut() {
+                d.push_str(value);
+            }
+        }
         Ok(())
     }
     fn remove_header(&self, _: Map, _: &str) -> Result<(), Status> {
@@ -58,6 +114,14 @@ impl Host for NopHost {
             Buffer::PluginConfiguration => {
                 Some(self.config.iter().skip(start).take(max).copied().collect())
             }
+            // One copy, as the host's buffer read is (not a byte-by-byte collect, which would
+            // count against the filter under callgrind).
+            Buffer::RequestBody => {
+                let body = self.body.borrow();
+                let from = start.min(body.len());
+                let to = from.saturating_add(max).min(body.len());
+                body.get(from..to).map(<[u8]>::to_vec)
+            }
             _ => None,
         })
     }
@@ -66,11 +130,12 @@ impl Host for NopHost {
     }
     fn send_local_response(
         &self,
-        _: u16,
+        status: u16,
         _: &[(&str, &str)],
         _: Option<&[u8]>,
         _: Option<u32>,
     ) -> Result<(), Status> {
+        self.local_status.set(status);
         Ok(())
     }
     fn clear_route_cache(&self) -> Result<(), Status> {
@@ -132,4 +197,22 @@ pub fn request(root: &Root, host: &NopHost, context: u32) -> bool {
     stream.on_response_headers(host, false);
     stream.on_done(host);
     routed
+}
+
+/// One request with a body (headers, then the whole body in one chunk), answered: the action
+/// the request phase ended with (`None`: no stream).
+pub fn request_with_body(
+    root: &Root,
+    host: &NopHost,
+    context: u32,
+) -> Option<inference_router_core::host::Action> {
+    let mut stream = root.stream(context)?;
+    let len = host.body.borrow().len();
+    let mut action = stream.on_request_headers(host, false);
+    if action == inference_router_core::host::Action::Pause {
+        action = stream.on_request_body(host, len, true);
+    }
+    stream.on_response_headers(host, false);
+    stream.on_done(host);
+    Some(action)
 }

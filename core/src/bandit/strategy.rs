@@ -358,6 +358,9 @@ pub struct Strategy {
     min_share_total: f64,
     pub(super) features: Vec<super::context::Feature>,
     change: Option<Detector>,
+    /// [`config_id`](Self::config_id), computed once in [`new`](Self::new) (the strategy is
+    /// immutable): every decode of a changed state reconciles against it.
+    config_id: u64,
 }
 
 impl Strategy {
@@ -370,7 +373,7 @@ impl Strategy {
             _ => None,
         };
         let change = params.change.map(Detector::new).transpose()?;
-        Ok(Strategy {
+        let mut strategy = Strategy {
             change,
             algorithm: params.algorithm,
             gamma,
@@ -379,7 +382,10 @@ impl Strategy {
             min_share: params.min_share,
             min_share_total,
             features: params.features,
-        })
+            config_id: 0,
+        };
+        strategy.config_id = strategy.compute_config_id();
+        Ok(strategy)
     }
 
     /// Whether arms restart on a change of their rewards.
@@ -497,6 +503,11 @@ impl Strategy {
     ///
     /// Stable across builds, platforms and VMs: FNV-1a 64 of a tag and the prior's IEEE bits.
     pub fn config_id(&self) -> u64 {
+        self.config_id
+    }
+
+    /// [`config_id`](Self::config_id) from the fields it depends on.
+    fn compute_config_id(&self) -> u64 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
         let bytes = b"inference-router/bandit/v1"
             .iter()

@@ -6,12 +6,27 @@
 //! Nothing marks the type, so an 8-byte string and a double look alike; the configuration says
 //! which fields are compared as numbers, and that decides.
 
+use std::ops::Range;
+
 use crate::json::{Number, Value};
 
 use super::{Fields, PointerSet};
 
 /// Decodes the proxy-wasm pairs encoding. `None` if the bytes are not well-formed.
 pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let ranges = pair_ranges(bytes)?;
+    let mut pairs = Vec::with_capacity(ranges.len());
+    for (key, value) in ranges {
+        let key = std::str::from_utf8(bytes.get(key)?).ok()?;
+        pairs.push((key.to_string(), bytes.get(value)?.to_vec()));
+    }
+    Some(pairs)
+}
+
+/// Where each key and value of the proxy-wasm pairs encoding lies in `bytes`, in order (keys
+/// not checked for UTF-8); `None` if the bytes are not well-formed. Lets a reader keep the
+/// host's buffer and copy only what it looks up.
+pub fn pair_ranges(bytes: &[u8]) -> Option<Vec<(Range<usize>, Range<usize>)>> {
     let u32_at = |at: usize| -> Option<usize> {
         let b: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(b)).ok()
@@ -30,11 +45,13 @@ pub fn decode_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
         let key_len = u32_at(sizes_at)?;
         let value_len = u32_at(sizes_at + 4)?;
         sizes_at += 8;
-        let key = bytes.get(data_at..data_at.checked_add(key_len)?)?;
-        data_at = data_at.checked_add(key_len)?.checked_add(1)?;
-        let value = bytes.get(data_at..data_at.checked_add(value_len)?)?;
-        data_at = data_at.checked_add(value_len)?.checked_add(1)?;
-        pairs.push((String::from_utf8(key.to_vec()).ok()?, value.to_vec()));
+        let key = data_at..data_at.checked_add(key_len)?;
+        bytes.get(key.clone())?;
+        data_at = key.end.checked_add(1)?;
+        let value = data_at..data_at.checked_add(value_len)?;
+        bytes.get(value.clone())?;
+        data_at = value.end.checked_add(1)?;
+        pairs.push((key, value));
     }
     Some(pairs)
 }

@@ -8,7 +8,9 @@ mod pointer;
 mod prefix;
 
 pub use extract::{extract, ExtractError, Fields, Format};
-pub use metadata::{decode_pairs, decode_value, encode_pairs, fields_from_metadata, metadata_key};
+pub use metadata::{
+    decode_pairs, decode_value, encode_pairs, fields_from_metadata, metadata_key, pair_ranges,
+};
 pub use pointer::{parse_pointer, PointerSet};
 pub use prefix::{PrefixScan, Progress};
 

@@ -195,6 +195,12 @@ impl Reason {
 
     /// The `x-inference-reason` value.
     pub fn header_value(self, cfg: &Config) -> String {
+        self.header_text(cfg).into_owned()
+    }
+
+    /// [`header_value`](Self::header_value), borrowed when it is a fixed word (every reason
+    /// but a rule's): no allocation per routed request.
+    pub fn header_text(self, cfg: &Config) -> std::borrow::Cow<'static, str> {
         match self {
             Reason::Rule(i) => format!(
                 "rule:{}",
@@ -202,7 +208,8 @@ impl Reason {
                     .get(i)
                     .map(|r| r.name.as_str())
                     .unwrap_or_default()
-            ),
+            )
+            .into(),
             Reason::PathVersion => "path-version".into(),
             Reason::LeastLoaded => "least-loaded".into(),
             Reason::FanOut => "fan-out".into(),
@@ -1175,6 +1182,10 @@ impl DecisionIds {
 
     pub fn next_id(&mut self) -> String {
         self.counter = self.counter.wrapping_add(1);
-        format!("{:016x}{:08x}", self.prefix, self.counter)
+        // `format!("{:016x}{:08x}")` without the formatting machinery (one id per request).
+        let mut id = String::with_capacity(24);
+        crate::hex::push_u64(&mut id, self.prefix, 16);
+        crate::hex::push_u64(&mut id, self.counter, 8);
+        id
     }
 }

@@ -297,10 +297,15 @@ impl Stream {
         self.feedback_counted(host, reply, client_body);
         let body = crate::json::write::to_vec(&reply.body);
         let mut extra = Vec::with_capacity(1);
-        let next_minute = (60 - host.now_secs() % 60).to_string();
+        // The clock is read only for the one answer that names the next minute: no host call
+        // and no formatting for every accepted feedback.
+        let next_minute;
         match reply.result {
             Err(Refusal::Unavailable) => extra.push(("retry-after", retry_after.unwrap_or("1"))),
-            Err(Refusal::OverBudget) => extra.push(("retry-after", next_minute.as_str())),
+            Err(Refusal::OverBudget) => {
+                next_minute = (60 - host.now_secs() % 60).to_string();
+                extra.push(("retry-after", next_minute.as_str()));
+            }
             _ => {}
         }
         let local = LocalReply {

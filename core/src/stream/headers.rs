@@ -5,9 +5,10 @@
 //! one header pays one call, as before.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use crate::host::{Host, Map};
-use crate::payload::decode_pairs;
+use crate::payload::pair_ranges;
 
 #[derive(Default)]
 pub(super) struct HeaderCache(RefCell<State>);
@@ -18,8 +19,10 @@ enum State {
     #[default]
     Fresh,
     ReadOnce,
-    /// Every header, in order, as the host sent them.
-    Loaded(Vec<(String, Vec<u8>)>),
+    /// Every header, in order, as the host sent them: the host's buffer and where each name
+    /// and value lies in it. Only a value looked up is
+    /// copied, instead of two allocations per header of the request.
+    Loaded(Vec<u8>, Vec<(Range<usize>, Range<usize>)>),
     /// The map could not be read whole: one call per header.
     Unavailable,
 }
@@ -39,18 +42,28 @@ impl HeaderCache {
             State::Unavailable => return host.request_header(name),
             State::ReadOnce => {
                 *state = match host.header_map(Map::RequestHeaders) {
-                    Ok(bytes) => decode_pairs(&bytes.unwrap_or_default())
-                        .map_or(State::Unavailable, State::Loaded),
+                    // A name that is not UTF-8 (HTTP codecs let none through) can never
+                    // equal the UTF-8 `name` looked up, so it needs no check here.
+                    Ok(bytes) => {
+                        let bytes = bytes.unwrap_or_default();
+                        pair_ranges(&bytes)
+                            .map_or(State::Unavailable, |pairs| State::Loaded(bytes, pairs))
+                    }
                     Err(_) => State::Unavailable,
                 };
             }
-            State::Loaded(_) => {}
+            State::Loaded(..) => {}
         }
         match &*state {
-            State::Loaded(pairs) => pairs
+            State::Loaded(bytes, pairs) => pairs
                 .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .and_then(|(_, v)| String::from_utf8(v.clone()).ok()),
+                .find(|(n, _)| {
+                    bytes
+                        .get(n.clone())
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+                })
+                .and_then(|(_, v)| bytes.get(v.clone()))
+                .and_then(|v| String::from_utf8(v.to_vec()).ok()),
             _ => host.request_header(name),
         }
     }

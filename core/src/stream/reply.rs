@@ -1,6 +1,8 @@
 //! What the response says about the decision (`x-inference-*`), and the one way the filter
 //! answers a request itself.
 
+use std::borrow::Cow;
+
 use super::Stream;
 use crate::config::Config;
 use crate::feedback::DecisionToken;
@@ -14,43 +16,55 @@ pub(super) const DECISION: &str = "x-inference-decision";
 const DETECTOR: &str = "x-inference-detector";
 const BODY: &str = "x-inference-body";
 
-/// What the response will say about the decision.
+/// What the response will say about the decision. Names are kept as indices into the stream's
+/// configuration (which outlives it) and read when the headers are written: no copy of a model,
+/// target or detector name per request.
 pub(super) struct ResponseMeta {
-    model: Option<String>,
-    target: Option<String>,
-    reason: String,
+    model: Option<usize>,
+    target: Option<usize>,
+    reason: Cow<'static, str>,
     pub decision: String,
     /// The detector whose firing decided (never what it matched).
-    detector: Option<String>,
+    detector: Option<usize>,
 }
 
 impl ResponseMeta {
     fn new(
-        cfg: &Config,
+        _cfg: &Config,
         model: Option<usize>,
         target: Option<usize>,
-        reason: String,
+        reason: Cow<'static, str>,
         decision: String,
         detector: Option<usize>,
     ) -> Self {
-        let m = model.and_then(|m| cfg.models.get(m));
         ResponseMeta {
-            model: m.map(|m| m.name.clone()),
-            target: target
-                .and_then(|t| m.and_then(|m| m.targets.get(t)))
-                .map(|t| t.name.clone()),
+            model,
+            target,
             reason,
             decision,
-            detector: detector
-                .and_then(|d| cfg.detectors.get(d))
-                .map(|d| d.name.clone()),
+            detector,
         }
+    }
+
+    fn model_name<'a>(&self, cfg: &'a Config) -> Option<&'a str> {
+        let m = cfg.models.get(self.model?)?;
+        Some(m.name.as_str())
+    }
+
+    fn target_name<'a>(&self, cfg: &'a Config) -> Option<&'a str> {
+        let m = cfg.models.get(self.model?)?;
+        Some(m.targets.get(self.target?)?.name.as_str())
+    }
+
+    fn detector_name<'a>(&self, cfg: &'a Config) -> Option<&'a str> {
+        Some(cfg.detectors.get(self.detector?)?.name.as_str())
     }
 
     /// The headers, in order; `full` false: the decision id alone (feedback needs it even when
     /// the other metadata is off).
     fn headers<'a>(
         &'a self,
+        cfg: &'a Config,
         full: bool,
         note: Option<&'static str>,
     ) -> Vec<(&'static str, &'a str)> {
@@ -58,16 +72,16 @@ impl ResponseMeta {
             return vec![(DECISION, self.decision.as_str())];
         }
         let mut h = Vec::with_capacity(6);
-        if let Some(model) = &self.model {
-            h.push((MODEL, model.as_str()));
+        if let Some(model) = self.model_name(cfg) {
+            h.push((MODEL, model));
         }
-        if let Some(target) = &self.target {
-            h.push((TARGET, target.as_str()));
+        if let Some(target) = self.target_name(cfg) {
+            h.push((TARGET, target));
         }
-        h.push((REASON, self.reason.as_str()));
+        h.push((REASON, &*self.reason));
         h.push((DECISION, self.decision.as_str()));
-        if let Some(d) = &self.detector {
-            h.push((DETECTOR, d.as_str()));
+        if let Some(d) = self.detector_name(cfg) {
+            h.push((DETECTOR, d));
         }
         if let Some(note) = note {
             h.push((BODY, note));
@@ -77,7 +91,7 @@ impl ResponseMeta {
 
     /// Tags the upstream's response. Replaces: an upstream cannot forge what the router decided.
     pub(super) fn tag_response(&self, host: &dyn Host, cfg: &Config, note: Option<&'static str>) {
-        for (name, value) in self.headers(cfg.response_metadata, note) {
+        for (name, value) in self.headers(cfg, cfg.response_metadata, note) {
             let _ = host.set_header(Map::ResponseHeaders, name, value);
         }
         if cfg.response_metadata {
@@ -85,7 +99,7 @@ impl ResponseMeta {
             if note.is_none() {
                 let _ = host.remove_header(Map::ResponseHeaders, BODY);
             }
-            if self.detector.is_none() {
+            if self.detector_name(cfg).is_none() {
                 let _ = host.remove_header(Map::ResponseHeaders, DETECTOR);
             }
         }
@@ -140,7 +154,7 @@ impl Stream {
         let cfg = &self.plugin.cfg;
         let (model, target) = names(cfg, route.model, Some(route.target));
         let decision = self.decision_id(host, model, target.unwrap_or_default(), route.context);
-        let reason = route.reason.header_value(cfg);
+        let reason = route.reason.header_text(cfg);
         ResponseMeta::new(
             cfg,
             Some(route.model),
@@ -173,7 +187,7 @@ impl Stream {
             cfg,
             Some(model),
             target,
-            reason.header_value(cfg),
+            reason.header_text(cfg),
             decision,
             None,
         ))
@@ -222,7 +236,7 @@ impl Stream {
         };
         // Replies carry no decision id of their own unless the metadata is on.
         let meta = cfg.response_metadata.then(|| {
-            let reason = reply.reason_header(cfg);
+            let reason = Cow::Owned(reply.reason_header(cfg));
             ResponseMeta::new(
                 cfg,
                 reply.model,
@@ -276,7 +290,7 @@ impl Stream {
             headers.push(("content-type", ct));
         }
         if let Some(m) = &meta {
-            headers.extend(m.headers(cfg.response_metadata, self.body_note));
+            headers.extend(m.headers(cfg, cfg.response_metadata, self.body_note));
         }
         headers.extend_from_slice(reply.extra);
         forget_client_route_headers(host, cfg);
