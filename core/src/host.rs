@@ -6,22 +6,6 @@
 
 use crate::bandit::{SharedStore, StoreError};
 
-/// Logs through the `log` facade from one place: `crate::host_log!(Warn, "...", ..)` for
-/// `log::warn!("...", ..)`. Each `log::warn!` site adds its own target, module path and file
-/// name to the module, which the host logger never reads (it writes the level and the message).
-#[macro_export]
-macro_rules! host_log {
-    ($level:ident, $($message:tt)+) => {
-        $crate::host::log_at(::log::Level::$level, format_args!($($message)+))
-    };
-}
-
-/// See [`host_log!`](crate::host_log).
-#[inline(never)]
-pub fn log_at(level: log::Level, message: std::fmt::Arguments<'_>) {
-    log::log!(level, "{message}");
-}
-
 /// A proxy-wasm status code other than OK.
 pub type Status = u32;
 

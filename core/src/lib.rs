@@ -37,6 +37,7 @@ pub mod quote;
 pub mod registry;
 pub mod reward;
 pub mod rng;
+pub mod say;
 pub mod root;
 pub mod sort;
 pub mod stream;

@@ -4,7 +4,6 @@
 //! as a stream's, each with its continuation.
 
 mod registry;
-pub mod say;
 
 use std::rc::Rc;
 
@@ -16,6 +15,7 @@ use crate::learning::{self, spent};
 use crate::plugin::{MirrorKind, Plugin, VmState};
 use crate::policy::Shared;
 use crate::quote::quoted;
+use crate::say;
 use crate::stream::Stream;
 
 const TICK_MS: u32 = 200;

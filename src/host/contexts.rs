@@ -17,7 +17,8 @@
 use std::cell::RefCell;
 
 use inference_router_core::plugin::{Build, VmState};
-use inference_router_core::root::{say, Root};
+use inference_router_core::root::Root;
+use inference_router_core::say;
 use inference_router_core::stream::Stream;
 
 use super::abi;

@@ -14,7 +14,7 @@ use crate::feedback::DecisionToken;
 use crate::host::{Host, HostStore};
 use crate::json::read::{from_text, text_struct, FromText};
 use crate::json::{ObjectWriter, ToJson};
-use crate::root::say;
+use crate::say;
 
 /// CAS attempts on a bookkeeping record.
 const ATTEMPTS: u32 = 16;

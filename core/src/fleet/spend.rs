@@ -20,7 +20,7 @@ use crate::host::{Host, HostStore};
 use crate::learning::{self, spent, Checked};
 use crate::plugin::Plugin;
 use crate::quote::quoted;
-use crate::root::say;
+use crate::say;
 
 /// A lost answer's key that etcd still does not show after this long was never written.
 const SETTLE_MS: u64 = 30_000;

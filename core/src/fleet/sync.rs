@@ -31,7 +31,7 @@ use crate::json::ToJson;
 use crate::learning::{health, spent, MAX_CAS_ATTEMPTS};
 use crate::plugin::Plugin;
 use crate::quote::quoted;
-use crate::root::say;
+use crate::say;
 
 /// Extra life of a spent-id lease beyond the end of its expiry bucket.
 pub const LEASE_MARGIN_S: u64 = 60;

@@ -27,7 +27,7 @@ use crate::learning::shared_prefix;
 use crate::metrics::PREFIX;
 use crate::plugin::Plugin;
 use crate::quote::quoted;
-use crate::root::say;
+use crate::say;
 
 /// CAS attempts on a registry record.
 const ATTEMPTS: u32 = 16;

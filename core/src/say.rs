@@ -1,5 +1,5 @@
-//! Log lines of the root context's code (the root, `fleet`, `registry`) and of the shell through
-//! one call.
+//! Every log line of the module, through one call: `say::warn(say::FLEET, format_args!(..))`,
+//! or `crate::host_log!(Warn, "..", ..)` for a line that carries its whole text.
 //!
 //! Each `log::warn!` (and the others) puts its target, module path, file and line in the module,
 //! which no log line shows: the shell's logger writes the level and the message, and so do the
@@ -19,6 +19,14 @@ pub const FLEET: &str = "inference-router: fleet: ";
 pub const REGISTRY: &str = "inference-router: registry: ";
 /// A message that carries its whole text.
 pub const NONE: &str = "";
+
+/// `crate::host_log!(Warn, "...", ..)` logs as `log::warn!("...", ..)` does, through [`at`].
+#[macro_export]
+macro_rules! host_log {
+    ($level:ident, $($message:tt)+) => {
+        $crate::say::at(::log::Level::$level, $crate::say::NONE, format_args!($($message)+))
+    };
+}
 
 /// Logs `prefix` and `message` at `level`, when the maximum level lets it through (as the
 /// `log` macros do).
