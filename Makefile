@@ -36,8 +36,9 @@ WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # copy of generic walks and CAS loops, configuration paths and messages through shared helpers
 # 681 KB; a 896 KiB stack (statics below 2^20: 3-byte addresses), no loop strength reduction or
 # load PRE, tail merging from two instructions (.cargo/config.toml) and more wasm-opt passes
-# (scripts/optimize-wasm.sh; speed not yet benchmarked) 663 KB. 704 KiB catches a dependency
-# that bloats the module.
+# (scripts/optimize-wasm.sh) 663 KB; the configuration read into slots by one non-generic walk
+# (core/src/config/read), structs built in place, log lines through one call (core/src/say.rs)
+# 618 KB. 624 KiB catches a dependency that bloats the module.
 #
 # Code generation (`make bench` rows × the minimal wasm filter: header / Thompson routed / body
 # 1 KiB × the body floor, one paired run each, 2026-12-06): opt-level z 1,042 KB 0.81 / 0.70 /
@@ -46,7 +47,7 @@ WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # opt-level 3 buys 3-11 % throughput for 41 % more bytes to download and compile on every worker;
 # z + -Oz is as fast as z and 12 % smaller: that is what `make build` ships
 # (scripts/optimize-wasm.sh after cargo's opt-level z, Cargo.toml).
-SIZE_BUDGET   := 720896
+SIZE_BUDGET   := 638976
 CARGO_TEST_THREADS ?= 2
 # The release image (docs/release.md): version from Cargo.toml, commit as build.rs embeds it.
 VERSION       := $(shell sed -n '/^\[package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)

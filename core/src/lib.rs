@@ -13,10 +13,9 @@
 //!   `callout` (what the filter resends, what the answers mean, the pending-callout mechanism),
 //!   `metrics` (names) and `telemetry` (ids and what counts), `quote` (text quoted in
 //!   messages, one place for the rule), `say` (every log line, through one call), `rng`, `sort`
-//!   and `vecmap` (ordering
-//!   and ordered collections without std's sorts and trees, for size), `msgpack` (MessagePack by
-//!   hand, in the forms rmp-serde wrote and read), `json` (JSON and its `Value` by hand, in
-//!   serde_json's forms). serde and serde_json are references for tests only.
+//!   and `vecmap` (ordering and ordered collections without std's sorts and trees, for size),
+//!   `msgpack` (MessagePack by hand, in the forms rmp-serde wrote and read), `json` (JSON and
+//!   its `Value` by hand, in serde_json's forms). serde and serde_json are references for tests only.
 
 pub mod bandit;
 pub mod callout;
