@@ -6,7 +6,6 @@
 //! A failed assertion here is reported by libFuzzer as a crash, like a panic inside the filter:
 //! the message says which invariant broke.
 
-use std::sync::OnceLock;
 
 use inference_router_core::bandit::ModelState;
 use inference_router_core::config::{self, BodySource, Config, OnInvalid};
@@ -124,17 +123,24 @@ pub fn bandit_states(cfg: &Config) -> Vec<Option<ModelState>> {
 
 /// The buffer-mode fixtures: `configs/coverage.json` (every condition, action and strategy
 /// kind; feedback on) first, then every documented example (policy features).
+///
+/// Per thread (a configuration caches MAC state in a `RefCell`, so it is not `Sync`); the fuzzer
+/// runs its inputs on one thread, so they are built once.
 pub fn fixtures() -> &'static [Fixture] {
-    static FIXTURES: OnceLock<Vec<Fixture>> = OnceLock::new();
-    FIXTURES.get_or_init(|| {
-        let mut all = vec![Fixture::load("configs/coverage.json", COVERAGE_CONFIG)];
-        for name in DOC_EXAMPLES {
-            let json = doc_example(name)
-                .unwrap_or_else(|| panic!("docs/*.md have no <!-- example:{name} --> JSON block"));
-            all.push(Fixture::load(name, json));
-        }
-        all
-    })
+    thread_local! {
+        static FIXTURES: &'static [Fixture] = Box::leak(load_fixtures().into_boxed_slice());
+    }
+    FIXTURES.with(|f| *f)
+}
+
+fn load_fixtures() -> Vec<Fixture> {
+    let mut all = vec![Fixture::load("configs/coverage.json", COVERAGE_CONFIG)];
+    for name in DOC_EXAMPLES {
+        let json = doc_example(name)
+            .unwrap_or_else(|| panic!("docs/*.md have no <!-- example:{name} --> JSON block"));
+        all.push(Fixture::load(name, json));
+    }
+    all
 }
 
 /// The JSON of every fixture, by name: the buffer-mode ones, then `configs/metadata.json`.
@@ -159,8 +165,11 @@ pub fn coverage_fixture() -> &'static Fixture {
 
 /// `configs/metadata.json`: body fields from dynamic metadata.
 pub fn metadata_fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| Fixture::load("configs/metadata.json", METADATA_CONFIG))
+    thread_local! {
+        static FIXTURE: &'static Fixture =
+            Box::leak(Box::new(Fixture::load("configs/metadata.json", METADATA_CONFIG)));
+    }
+    FIXTURE.with(|f| *f)
 }
 
 /// Shared state the decision reads: fixed bandit states by model index, and target health that
