@@ -159,6 +159,25 @@ pub fn mean_se(v: &[usize]) -> (f64, f64) {
     (mean, (var / n).sqrt())
 }
 
+/// How far `a`'s values tend to lie above `b`'s, in standard deviations: the Mann–Whitney
+/// rank-sum statistic (pairs where `a`'s value is larger, ties counting half) against its mean
+/// and spread when both come from one distribution. Unlike a difference of means, one extreme
+/// run moves it by one pair's worth, not by its size.
+pub fn rank_sum_z(a: &[usize], b: &[usize]) -> f64 {
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let u: f64 = a
+        .iter()
+        .flat_map(|x| b.iter().map(move |y| (x, y)))
+        .map(|(x, y)| match x.cmp(y) {
+            std::cmp::Ordering::Greater => 1.0,
+            std::cmp::Ordering::Equal => 0.5,
+            std::cmp::Ordering::Less => 0.0,
+        })
+        .sum();
+    let sd = (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
+    (u - n1 * n2 / 2.0) / sd.max(f64::MIN_POSITIVE)
+}
+
 /// One regret comparison: one Envoy serving everything, three learning as a fleet, three
 /// learning alone; the same runs, rate and upstreams (`good` succeeds 90 %, `poor` 60 %).
 pub struct Regret {
