@@ -1,4 +1,6 @@
-//! Lowercase hex for the bytes decision ids carry (MAC tags, a contextual decision's features).
+//! The digits decision ids carry, written without the formatting machinery: lowercase hex for
+//! bytes (MAC tags, a contextual decision's features) and numbers (prefix, counter, nonce), and
+//! decimal for an expiry.
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
