@@ -70,6 +70,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET = Path(os.environ.get("BENCH_TARGET_DIR", ROOT / "target" / "bench"))
 WASM = Path(os.environ.get("INFERENCE_ROUTER_WASM",
                            ROOT / "target/wasm32-wasip1/release/inference_router.wasm"))
+# A second inference-router module (BENCH_BASE_WASM, e.g. main's build): every inference-router
+# row selected runs once more with it, in the same rounds, as "<row>@base" — a paired A/B.
+BASE_WASM = Path(os.environ["BENCH_BASE_WASM"]) if os.environ.get("BENCH_BASE_WASM") else None
 MINIMAL_WASM = TARGET / "wasm32-wasip1/release/bench_minimal_filter.wasm"
 MINIMAL_BODY_WASM = TARGET / "wasm32-wasip1/release/bench_minimal_body_filter.wasm"
 UPSTREAM_BIN = TARGET / "release/bench-upstream"
@@ -103,6 +106,15 @@ class Row:
         self.script_args = list(script_args)   # after the traffic's own wrk script arguments
         self.requires = list(requires)         # rows that must run with this one
         self.runs = []              # one dict per round
+        self.base = False           # runs BASE_WASM instead of WASM
+
+    def on_base(self):
+        """The same row, with BENCH_BASE_WASM in an Envoy of its own."""
+        twin = Row(f"{self.key}@base", f"{self.label} [BENCH_BASE_WASM]", self.envoy,
+                   self.traffic, wasm=True, script_args=self.script_args,
+                   requires=[f"{k}@base" for k in self.requires])
+        twin.proc, twin.base = f"{self.proc}@base", True
+        return twin
 
 
 # Traffic classes. Each has its own baseline row (plain cluster_header) and floor row (the
@@ -1340,6 +1352,9 @@ def build_report(rows, measured, latency, memory, envoy_version, started, elapse
     lines.append(f"| load average (1 min) before / after | {load[0]:.2f} / {load[1]:.2f} |")
     lines.append(f"| Envoy | {envoy_version} |")
     lines.append(f"| inference_router.wasm | {WASM.stat().st_size:,} bytes |")
+    if BASE_WASM is not None:
+        lines.append(f"| BENCH_BASE_WASM ({BASE_WASM.name}, rows `@base`) | "
+                     f"{BASE_WASM.stat().st_size:,} bytes |")
     lines.append(f"| minimal filter .wasm | {MINIMAL_WASM.stat().st_size:,} bytes |")
     lines.append(f"| body floor .wasm | {MINIMAL_BODY_WASM.stat().st_size:,} bytes |")
     if rows:
@@ -1577,7 +1592,7 @@ def select_rows():
             r, t = by_key[key], TRAFFIC[by_key[key].traffic]
             todo += [t[k] for k in ("baseline", "floor", "body_floor") if t.get(k) in by_key]
             todo += [k for k in r.requires if k in by_key]
-        return [r for r in all_rows if r.key in wanted]
+        return with_base([r for r in all_rows if r.key in wanted])
     rows = list(all_rows)
     if ANALYSIS:
         # Keep the analysis rows next to what they explain.
@@ -1588,7 +1603,14 @@ def select_rows():
         i = next(i for i, r in enumerate(rows) if r.key == "minimal") + 1
         rows = rows[:i] + [r for r in rows if r in HOSTCALL_ROWS] + \
             [r for r in rows[i:] if r not in HOSTCALL_ROWS]
-    return rows
+    return with_base(rows)
+
+
+def with_base(rows):
+    """With BENCH_BASE_WASM, each inference-router row followed by its twin on that module."""
+    if BASE_WASM is None:
+        return rows
+    return [t for r in rows for t in ([r, r.on_base()] if r.envoy.startswith("ir-") else [r])]
 
 
 def measure_rows(rows, values, workdir, envoy_bin, up, xp):
@@ -1598,7 +1620,9 @@ def measure_rows(rows, values, workdir, envoy_bin, up, xp):
     procs = {r.proc: r for r in rows}
     for name, r in procs.items():
         envoys[name] = start_envoy(name, r.envoy,
-                                   dict(values, MINIMAL_CONFIG=r.minimal_config or ""), workdir,
+                                   dict(values, MINIMAL_CONFIG=r.minimal_config or "",
+                                        **({"WASM_PATH": json.dumps(str(BASE_WASM))}
+                                           if r.base else {})), workdir,
                                    envoy_bin, TRAFFIC[r.traffic].get("clusters", "_clusters.yaml"))
     for p in envoys.values():
         wait_envoy(p)
@@ -1666,7 +1690,7 @@ def main():
         raise Failure("the gRPC rows need h2load: run bench/run.sh, which installs it "
                       "(Debian: apt-get install nghttp2-client), or leave them out with "
                       "BENCH_GRPC=0")
-    for path in (WASM, MINIMAL_WASM, MINIMAL_BODY_WASM, UPSTREAM_BIN, GRPC_CALL_BIN,
+    for path in (WASM, BASE_WASM or WASM, MINIMAL_WASM, MINIMAL_BODY_WASM, UPSTREAM_BIN, GRPC_CALL_BIN,
                  FIRST_BYTE_BIN, EXT_PROC_BIN, CORE_BENCH_BIN):
         if not path.is_file():
             raise Failure(f"{path} is missing: run bench/run.sh, which builds it")
@@ -1716,7 +1740,7 @@ def main():
                              "BENCH_CONNECTIONS", "BENCH_ONLY", "BENCH_MICRO", "BENCH_ANALYSIS",
                              "BENCH_PROFILE", "BENCH_HOSTCALLS", "BENCH_GRPC", "BENCH_LATENCY",
                              "BENCH_LATENCY_REQUESTS", "BENCH_MEMORY", "BENCH_MEMORY_SECONDS",
-                             "ENVOY_BIN", "INFERENCE_ROUTER_WASM")
+                             "ENVOY_BIN", "INFERENCE_ROUTER_WASM", "BENCH_BASE_WASM")
                             if os.environ.get(k))
         command = (settings + " " if settings else "") + "bench/run.sh"
         report, verdicts = build_report(rows, measured, latency, memory, envoy_version, started,

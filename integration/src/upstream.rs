@@ -567,7 +567,8 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     let cluster = shared.cluster.as_str();
     let mut builder = Response::builder().header("x-upstream-cluster", cluster);
     for (n, v) in &behaviour.headers {
-        builder = builder.header(n.as_str(), v.as_str());
+        // As bytes: a value beyond ASCII goes out as it is (obs-text), as real servers send it.
+        builder = builder.header(n.as_str(), v.as_bytes());
     }
     if failed {
         shared.failures.fetch_add(1, Ordering::SeqCst);

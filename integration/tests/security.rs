@@ -163,6 +163,38 @@ fn upstream_cannot_forge_x_inference_body() {
     );
 }
 
+/// Writing the response metadata touches the router's headers only: every other header of the
+/// upstream's comes through as it was sent (repeated ones in their order, values beyond ASCII
+/// byte for byte), and an upstream's optional router headers go.
+#[test]
+fn the_upstreams_other_response_headers_come_through_the_metadata_unchanged() {
+    let h = Harness::demo(&json!({ "models": deterministic_models() }));
+    h.upstreams.set_behaviour(
+        "llm-small",
+        Behaviour::default()
+            .with_header("set-cookie", "a=1")
+            .with_header("x-trace", "café ☕ 1")
+            .with_header("x-inference-detector", "forged")
+            .with_header("set-cookie", "b=2")
+            .with_header("x-inference-body", "forged")
+            .with_header("cache-control", "no-store"),
+    );
+    let r = h.send(&Request::post("/v1/chat/completions").json(&chat_body("chat")));
+    assert_upstream(&r, "llm-small");
+    for (name, want) in [
+        ("set-cookie", vec!["a=1", "b=2"]),
+        ("x-trace", vec!["café ☕ 1"]),
+        ("cache-control", vec!["no-store"]),
+        ("x-upstream-cluster", vec!["llm-small"]),
+        ("x-inference-model", vec!["chat"]),
+        ("x-inference-detector", vec![]),
+        ("x-inference-body", vec![]),
+    ] {
+        assert_eq!(r.header_all(name), want, "{name}: {:?}", r.headers);
+    }
+    assert_eq!(r.header_all("x-inference-decision").len(), 1, "{:?}", r.headers);
+}
+
 /// docs/configuration.md says a client's `route_header` / `target_header` values are "removed
 /// before anything else". They are replaced when the filter routes, and removed before the
 /// filter sends a local reply, so the access log of envoy/demo.yaml
