@@ -192,7 +192,12 @@ fn the_upstreams_other_response_headers_come_through_the_metadata_unchanged() {
     ] {
         assert_eq!(r.header_all(name), want, "{name}: {:?}", r.headers);
     }
-    assert_eq!(r.header_all("x-inference-decision").len(), 1, "{:?}", r.headers);
+    assert_eq!(
+        r.header_all("x-inference-decision").len(),
+        1,
+        "{:?}",
+        r.headers
+    );
 }
 
 /// docs/configuration.md says a client's `route_header` / `target_header` values are "removed
