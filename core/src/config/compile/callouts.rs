@@ -1,18 +1,19 @@
 //! Requests the filter sends itself: an external router, a fan-out, shadows, an evaluator;
 //! and the policies such a resend could bypass.
 
+use super::checks::Refusal;
 use super::checks::{
     check_cluster, check_path, check_timeout, child, err, item, model_named, target_named,
 };
 use super::rules::{compile_when, Context};
 use crate::config::dto::{BodySource, EvaluatorDto, FanOutDto, RouterDto, ShadowDto};
-use crate::config::{ConfigError, Evaluator, ExternalRouter, FanOut, Model, Shadow, Tenants};
+use crate::config::{Evaluator, ExternalRouter, FanOut, Model, Shadow, Tenants};
 use crate::payload::PointerSet;
 
 pub(super) fn compile_router(
     field: &str,
     dto: Option<RouterDto>,
-) -> Result<Option<ExternalRouter>, ConfigError> {
+) -> Result<Option<ExternalRouter>, Refusal> {
     let Some(r) = dto else { return Ok(None) };
     let rf = child(field, "router");
     check_cluster(child(&rf, "cluster"), &r.cluster)?;
@@ -34,7 +35,7 @@ pub(super) fn compile_fan_out(
     field: &str,
     dto: Option<FanOutDto>,
     has_router: bool,
-) -> Result<Option<FanOut>, ConfigError> {
+) -> Result<Option<FanOut>, Refusal> {
     let Some(f) = dto else { return Ok(None) };
     let timeout_ms = check_timeout(child(field, "fan_out.timeout_ms"), f.timeout_ms)?;
     if has_router {
@@ -49,7 +50,7 @@ pub(super) fn compile_fan_out(
 pub(super) fn compile_evaluator(
     field: &str,
     dto: Option<EvaluatorDto>,
-) -> Result<Option<Evaluator>, ConfigError> {
+) -> Result<Option<Evaluator>, Refusal> {
     let Some(e) = dto else { return Ok(None) };
     check_cluster(child(field, "evaluator.cluster"), &e.cluster)?;
     check_path(&child(field, "evaluator.path"), &e.path)?;
@@ -66,7 +67,7 @@ pub(super) fn compile_shadows(
     dtos: Vec<ShadowDto>,
     ctx: &Context<'_>,
     pointers: &mut PointerSet,
-) -> Result<Vec<Shadow>, ConfigError> {
+) -> Result<Vec<Shadow>, Refusal> {
     let mut shadows = Vec::with_capacity(dtos.len());
     for (si, sh) in dtos.into_iter().enumerate() {
         let field = item("shadows", si);
@@ -102,7 +103,7 @@ pub(super) fn check_resends(
     models: &[Model],
     tenants: Option<&Tenants>,
     residency: bool,
-) -> Result<(), ConfigError> {
+) -> Result<(), Refusal> {
     let excluding_tenants = tenants.is_some_and(|t| {
         t.list
             .iter()

@@ -5,18 +5,19 @@ use crate::metrics::metric_segment;
 use crate::quote::quoted;
 use crate::vecmap::{VecMap, VecSet};
 
+/// A refused configuration, boxed: a `Result` carrying it is a pointer wider than its value
+/// at most, so each `?` of the compiler moves one word instead of a `ConfigError`'s six.
+pub(super) type Refusal = Box<ConfigError>;
+
 const MAX_NAME_LEN: usize = 128;
 /// Longest callout timeout (router, fan-out, shadow, evaluator).
 const MAX_TIMEOUT_MS: u32 = 60_000;
 
-pub(super) fn err<T>(
-    field: impl Into<String>,
-    reason: impl Into<String>,
-) -> Result<T, ConfigError> {
-    Err(ConfigError {
+pub(super) fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Refusal> {
+    Err(Box::new(ConfigError {
         field: field.into(),
         reason: reason.into(),
-    })
+    }))
 }
 
 /// `field.key`: the path of a field under `field` (one function, not a `format!` per site).
@@ -40,7 +41,7 @@ pub(super) fn item(field: &str, i: usize) -> String {
     format!("{field}[{i}]")
 }
 
-pub(super) fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+pub(super) fn check_name(field: &str, name: &str) -> Result<(), Refusal> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return err(field, format!("must be 1 to {MAX_NAME_LEN} characters"));
     }
@@ -75,7 +76,7 @@ impl Names {
         name: &str,
         earlier: &str,
         earlier_metric: &str,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<(), Refusal> {
         check_name(field, name)?;
         if !self.names.insert(name.to_string()) {
             return err(
@@ -96,7 +97,7 @@ impl Names {
     }
 }
 
-pub(super) fn check_header_name(field: &str, name: &str) -> Result<(), ConfigError> {
+pub(super) fn check_header_name(field: &str, name: &str) -> Result<(), Refusal> {
     if name.is_empty() {
         return err(field, "must not be empty");
     }
@@ -123,7 +124,7 @@ pub(super) fn check_header_name(field: &str, name: &str) -> Result<(), ConfigErr
 }
 
 /// `HH:MM` → minute of the day.
-pub(super) fn parse_hhmm(field: &str, s: &str) -> Result<u32, ConfigError> {
+pub(super) fn parse_hhmm(field: &str, s: &str) -> Result<u32, Refusal> {
     let parsed = s.split_once(':').and_then(|(h, m)| {
         if h.len() != 2 || m.len() != 2 {
             return None;
@@ -141,7 +142,7 @@ pub(super) fn parse_hhmm(field: &str, s: &str) -> Result<u32, ConfigError> {
     }
 }
 
-pub(super) fn check_path(field: &str, path: &str) -> Result<(), ConfigError> {
+pub(super) fn check_path(field: &str, path: &str) -> Result<(), Refusal> {
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
         return err(
             field,
@@ -151,7 +152,7 @@ pub(super) fn check_path(field: &str, path: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-pub(super) fn check_weight(field: String, v: f64) -> Result<f64, ConfigError> {
+pub(super) fn check_weight(field: String, v: f64) -> Result<f64, Refusal> {
     if !v.is_finite() || v < 0.0 {
         return err(
             field,
@@ -167,7 +168,7 @@ pub(super) fn is_cluster_name(cluster: &str) -> bool {
 }
 
 /// The cluster a callout (router, evaluator) is sent to.
-pub(super) fn check_cluster(field: String, cluster: &str) -> Result<(), ConfigError> {
+pub(super) fn check_cluster(field: String, cluster: &str) -> Result<(), Refusal> {
     if !is_cluster_name(cluster) {
         return err(field, "must be a non-empty Envoy cluster name");
     }
@@ -189,7 +190,7 @@ pub(super) fn check_range(
     words: Range,
     (lo, hi): (u64, u64),
     got: u64,
-) -> Result<(), ConfigError> {
+) -> Result<(), Refusal> {
     if (lo..=hi).contains(&got) {
         return Ok(());
     }
@@ -201,7 +202,7 @@ pub(super) fn check_range(
 }
 
 /// `got` at most `max`.
-pub(super) fn check_at_most(field: &str, max: u64, got: u64) -> Result<(), ConfigError> {
+pub(super) fn check_at_most(field: &str, max: u64, got: u64) -> Result<(), Refusal> {
     if got <= max {
         return Ok(());
     }
@@ -209,15 +210,15 @@ pub(super) fn check_at_most(field: &str, max: u64, got: u64) -> Result<(), Confi
 }
 
 /// An entry a list names a second time.
-pub(super) fn listed_twice(field: String, name: &str) -> ConfigError {
-    ConfigError {
+pub(super) fn listed_twice(field: String, name: &str) -> Refusal {
+    Box::new(ConfigError {
         field,
         reason: quoted_then(name, "is listed twice"),
-    }
+    })
 }
 
 /// A callout's timeout: 1 ms to a minute.
-pub(super) fn check_timeout(field: String, timeout_ms: u32) -> Result<u32, ConfigError> {
+pub(super) fn check_timeout(field: String, timeout_ms: u32) -> Result<u32, Refusal> {
     let bounds = (1, u64::from(MAX_TIMEOUT_MS));
     check_range(&field, Range::Between, bounds, u64::from(timeout_ms))?;
     Ok(timeout_ms)
@@ -228,7 +229,7 @@ pub(super) fn model_named(
     field: impl Into<String>,
     index: &VecMap<String, usize>,
     name: &str,
-) -> Result<usize, ConfigError> {
+) -> Result<usize, Refusal> {
     match index.get(name) {
         Some(&i) => Ok(i),
         None => err(
@@ -243,7 +244,7 @@ pub(super) fn optional_model(
     field: impl Into<String>,
     index: &VecMap<String, usize>,
     name: Option<&String>,
-) -> Result<Option<usize>, ConfigError> {
+) -> Result<Option<usize>, Refusal> {
     name.map(|n| model_named(field, index, n)).transpose()
 }
 
@@ -253,7 +254,7 @@ pub(super) fn target_named(
     targets: &[Target],
     model: &str,
     name: &str,
-) -> Result<usize, ConfigError> {
+) -> Result<usize, Refusal> {
     match targets.iter().position(|t| t.name == name) {
         Some(i) => Ok(i),
         None => err(

@@ -1,9 +1,10 @@
 //! The paths the filter answers itself: feedback (signed rewards) and the state endpoint.
 
+use super::checks::Refusal;
 use super::checks::{check_path, check_range, child, err, item, Range};
 use super::policy::value_source;
 use crate::config::dto::{BindDto, FeedbackDto, SigningKeyDto, StateEndpointDto};
-use crate::config::{Bind, ConfigError, FeedbackSettings, StateEndpoint};
+use crate::config::{Bind, FeedbackSettings, StateEndpoint};
 use crate::feedback::{SigningKey, TokenKeys};
 use crate::learning::spent;
 
@@ -18,7 +19,7 @@ const MAX_TTL: u64 = 7 * 24 * 3600;
 pub(super) fn compile_feedback(
     dto: Option<FeedbackDto>,
     has_tenants: bool,
-) -> Result<Option<FeedbackSettings>, ConfigError> {
+) -> Result<Option<FeedbackSettings>, Refusal> {
     let Some(f) = dto else { return Ok(None) };
     check_path("feedback.path", &f.path)?;
     let keys = compile_keys(f.signing_key, f.signing_keys)?;
@@ -76,7 +77,7 @@ pub(super) fn compile_feedback(
 fn compile_keys(
     one: Option<String>,
     many: Option<Vec<SigningKeyDto>>,
-) -> Result<TokenKeys, ConfigError> {
+) -> Result<TokenKeys, Refusal> {
     const SHORT: &str = "must be at least 16 characters: it is what stops forged rewards";
     match (one, many) {
         (Some(key), None) if key.len() < 16 => err("feedback.signing_key", SHORT),
@@ -114,7 +115,7 @@ fn compile_keys(
     }
 }
 
-fn compile_bind(dto: Option<BindDto>, has_tenants: bool) -> Result<Option<Bind>, ConfigError> {
+fn compile_bind(dto: Option<BindDto>, has_tenants: bool) -> Result<Option<Bind>, Refusal> {
     let Some(b) = dto else { return Ok(None) };
     let value = value_source("feedback.bind", b.header, b.jwt)?;
     match (value, b.tenant) {
@@ -129,7 +130,7 @@ fn compile_bind(dto: Option<BindDto>, has_tenants: bool) -> Result<Option<Bind>,
 }
 
 /// Ids per spent-id shard for `feedback.max_accepted_per_hour`.
-fn spent_per_shard(per_hour: u64) -> Result<usize, ConfigError> {
+fn spent_per_shard(per_hour: u64) -> Result<usize, Refusal> {
     let (min, max) = (1_024, 4_194_304);
     check_range(
         "feedback.max_accepted_per_hour",
@@ -143,7 +144,7 @@ fn spent_per_shard(per_hour: u64) -> Result<usize, ConfigError> {
 pub(super) fn compile_state_endpoint(
     dto: Option<StateEndpointDto>,
     feedback: Option<&FeedbackSettings>,
-) -> Result<Option<StateEndpoint>, ConfigError> {
+) -> Result<Option<StateEndpoint>, Refusal> {
     let Some(e) = dto else { return Ok(None) };
     check_path("state_endpoint.path", &e.path)?;
     if feedback.is_some_and(|f| f.path == e.path) {

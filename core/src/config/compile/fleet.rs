@@ -1,8 +1,9 @@
 //! `fleet`: the etcd cluster replicas share what they learn through, and what can be shared.
 
+use super::checks::Refusal;
 use super::checks::{check_cluster, check_range, child, err, item, Range};
 use crate::config::dto::FleetDto;
-use crate::config::{ConfigError, EtcdAuth, FleetSettings, Model};
+use crate::config::{EtcdAuth, FleetSettings, Model};
 use crate::quote::quoted;
 
 const MIN_SYNC_MS: u32 = 100;
@@ -23,7 +24,7 @@ pub(super) fn compile_fleet(
     models: &[Model],
     has_budget: bool,
     has_feedback: bool,
-) -> Result<Option<FleetSettings>, ConfigError> {
+) -> Result<Option<FleetSettings>, Refusal> {
     let Some(f) = dto else { return Ok(None) };
     check_cluster("fleet.cluster".into(), &f.cluster)?;
     let prefix = &f.prefix;
@@ -100,11 +101,7 @@ pub(super) fn compile_fleet(
 }
 
 /// What a fleet shares must add up across replicas, and there must be something to share.
-fn check_shareable(
-    models: &[Model],
-    has_budget: bool,
-    has_feedback: bool,
-) -> Result<(), ConfigError> {
+fn check_shareable(models: &[Model], has_budget: bool, has_feedback: bool) -> Result<(), Refusal> {
     for (mi, m) in models.iter().enumerate() {
         if m.bandit()
             .is_some_and(|b| matches!(b.algorithm(), crate::bandit::Algorithm::LinUcb { .. }))

@@ -19,7 +19,7 @@ mod policy;
 mod rules;
 
 use checks::quoted_then;
-use checks::{check_header_name, check_range, err, item, Range};
+use checks::{check_header_name, check_range, err, item, Range, Refusal};
 
 use crate::config::dto::*;
 use crate::config::*;
@@ -30,16 +30,17 @@ pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 /// Parses, validates and compiles a configuration document.
 pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return err(
-            "",
-            "the plugin configuration is empty; a JSON object with `models` is required",
-        );
+        return Err(ConfigError {
+            field: String::new(),
+            reason: "the plugin configuration is empty; a JSON object with `models` is required"
+                .into(),
+        });
     }
     let dto: ConfigDto = crate::config::read::document(bytes)?;
-    compile(dto)
+    compile(dto).map_err(|e| *e)
 }
 
-fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
+fn compile(dto: ConfigDto) -> Result<Config, Refusal> {
     check_headers(&dto)?;
     let body = check_body(&dto.body)?;
     let (models, model_index) = model::compile_models(dto.models)?;
@@ -110,15 +111,15 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
 fn compile_registry(
     r: crate::registry::RegistryDto,
     models: &[Model],
-) -> Result<crate::registry::RegistrySettings, ConfigError> {
-    crate::registry::compile(r, models)
+) -> Result<crate::registry::RegistrySettings, Refusal> {
+    crate::registry::compile(r, models).map_err(Box::new)
 }
 
 /// Longest accepted `load.stale_ms` (an hour) and `load.retry_after_seconds`.
 const MAX_LOAD_STALE_MS: u64 = 3_600_000;
 const MAX_RETRY_AFTER_SECONDS: u32 = 3600;
 
-fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, ConfigError> {
+fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, Refusal> {
     let configured = dto.is_some();
     let d = dto.unwrap_or_default();
     if configured && !models.iter().any(|m| m.tracks_load) {
@@ -162,7 +163,7 @@ fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, 
 /// Largest accepted `scan.max_bytes` (text read from one payload).
 const MAX_SCAN_BYTES: u64 = 16 * 1024 * 1024;
 
-fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings, ConfigError> {
+fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings, Refusal> {
     let Some(s) = dto else {
         return Ok(ScanSettings {
             max_bytes: DEFAULT_SCAN_MAX_BYTES as usize,
@@ -187,7 +188,7 @@ fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings
     })
 }
 
-fn check_headers(dto: &ConfigDto) -> Result<(), ConfigError> {
+fn check_headers(dto: &ConfigDto) -> Result<(), Refusal> {
     check_header_name("route_header", &dto.route_header)?;
     check_header_name("target_header", &dto.target_header)?;
     check_header_name("model_header", &dto.model_header)?;
@@ -203,7 +204,7 @@ fn check_headers(dto: &ConfigDto) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_body(body: &BodyDto) -> Result<BodySettings, ConfigError> {
+fn check_body(body: &BodyDto) -> Result<BodySettings, Refusal> {
     check_range(
         "body.max_bytes",
         Range::Between,
@@ -229,7 +230,7 @@ fn check_metadata_body(
     source: BodySource,
     detectors: &[NamedDetector],
     models: &[Model],
-) -> Result<(), ConfigError> {
+) -> Result<(), Refusal> {
     if source != BodySource::Metadata {
         return Ok(());
     }

@@ -3,6 +3,7 @@
 
 use super::callouts::{compile_evaluator, compile_fan_out, compile_router};
 use super::checks::quoted_then;
+use super::checks::Refusal;
 use super::checks::{
     check_at_most, check_header_name, check_range, check_weight, child, err, is_cluster_name, item,
     listed_twice, target_named, Names, Range,
@@ -23,7 +24,7 @@ const MAX_COOLDOWN_SECONDS: u64 = 3600;
 /// The models, and their index by name.
 pub(super) fn compile_models(
     dtos: Vec<ModelDto>,
-) -> Result<(Vec<Model>, VecMap<String, usize>), ConfigError> {
+) -> Result<(Vec<Model>, VecMap<String, usize>), Refusal> {
     if dtos.is_empty() {
         return err("models", "at least one model is required");
     }
@@ -39,7 +40,7 @@ pub(super) fn compile_models(
     Ok((models, index))
 }
 
-fn compile_model(field: &str, m: ModelDto) -> Result<Model, ConfigError> {
+fn compile_model(field: &str, m: ModelDto) -> Result<Model, Refusal> {
     let weighted = matches!(m.strategy, StrategyDto::Weighted { .. });
     let least_loaded = matches!(m.strategy, StrategyDto::LeastLoaded {});
     let targets = compile_targets(field, m.targets, weighted, least_loaded)?;
@@ -109,7 +110,7 @@ fn cumulative_weights(
     field: &str,
     targets: &[Target],
     weighted: bool,
-) -> Result<(Vec<u64>, u64), ConfigError> {
+) -> Result<(Vec<u64>, u64), Refusal> {
     let sums: Vec<u64> = targets
         .iter()
         .scan(0u64, |total, t| {
@@ -136,7 +137,7 @@ fn compile_affinity(
     field: &str,
     dto: Option<AffinityDto>,
     targets: &[Target],
-) -> Result<Option<u32>, ConfigError> {
+) -> Result<Option<u32>, Refusal> {
     let Some(a) = dto else { return Ok(None) };
     if !targets.iter().any(Target::picks_endpoint) {
         return err(
@@ -162,7 +163,7 @@ fn compile_targets(
     dtos: Vec<TargetDto>,
     weighted: bool,
     least_loaded: bool,
-) -> Result<Vec<Target>, ConfigError> {
+) -> Result<Vec<Target>, Refusal> {
     if dtos.is_empty() {
         return err(child(field, "targets"), "at least one target is required");
     }
@@ -186,7 +187,7 @@ fn compile_target(
     t: TargetDto,
     weighted: bool,
     least_loaded: bool,
-) -> Result<Target, ConfigError> {
+) -> Result<Target, Refusal> {
     if !is_cluster_name(&t.cluster) {
         return err(
             child(tf, "cluster"),
@@ -255,7 +256,7 @@ fn compile_target(
 
 /// Capacities above 0; endpoints as `ip:port`, each once; an endpoint capacity only where
 /// endpoints are picked.
-fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), ConfigError> {
+fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), Refusal> {
     for (name, value) in [
         ("capacity", t.capacity),
         ("endpoint_capacity", t.endpoint_capacity),
@@ -294,7 +295,7 @@ fn compile_strategy(
     field: &str,
     dto: StrategyDto,
     targets: &[Target],
-) -> Result<Strategy, ConfigError> {
+) -> Result<Strategy, Refusal> {
     let bandit = match dto {
         StrategyDto::Weighted { sticky } => {
             let sticky = sticky.map(|s| compile_sticky(field, s)).transpose()?;
@@ -355,7 +356,7 @@ fn compile_strategy(
     Ok(Strategy::Bandit(bandit))
 }
 
-fn compile_sticky(field: &str, dto: StickyDto) -> Result<StickyKey, ConfigError> {
+fn compile_sticky(field: &str, dto: StickyDto) -> Result<StickyKey, Refusal> {
     match dto {
         StickyDto::Header(h) => {
             check_header_name(&child(field, "strategy.sticky.header"), &h)?;
@@ -388,15 +389,12 @@ fn compile_bandit(
     field: &str,
     dto: BanditDto,
     targets: &[Target],
-) -> Result<crate::bandit::Strategy, ConfigError> {
+) -> Result<crate::bandit::Strategy, Refusal> {
     compile_bandit_with(field, dto, Vec::new(), targets)
 }
 
 /// `features` of a `linucb` strategy: each a known feature, each once.
-fn compile_features(
-    field: &str,
-    names: &[String],
-) -> Result<Vec<crate::bandit::Feature>, ConfigError> {
+fn compile_features(field: &str, names: &[String]) -> Result<Vec<crate::bandit::Feature>, Refusal> {
     use crate::bandit::context::MAX_FEATURES;
     if names.is_empty() || names.len() > MAX_FEATURES {
         return err(
@@ -428,7 +426,7 @@ fn compile_bandit_with(
     (algorithm, decay, prior, min_share, change): BanditDto,
     features: Vec<crate::bandit::Feature>,
     targets: &[Target],
-) -> Result<crate::bandit::Strategy, ConfigError> {
+) -> Result<crate::bandit::Strategy, Refusal> {
     use crate::bandit::{Decay, Prior, Strategy as Bandit, StrategyParams};
     let mut params = StrategyParams::new(algorithm);
     params.features = features;
@@ -469,17 +467,17 @@ fn compile_bandit_with(
     });
     Bandit::new(params, targets.len()).map_err(|e| {
         let at = child(field, e.field);
-        ConfigError {
+        Box::new(ConfigError {
             field: match e.arm.and_then(|a| targets.get(a)) {
                 Some(t) => child(&at, &t.name),
                 None => at,
             },
             reason: e.reason,
-        }
+        })
     })
 }
 
-fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, ConfigError> {
+fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, Refusal> {
     if let Some(h) = &r.header {
         check_header_name(&child(field, "header"), h)?;
     }
@@ -497,7 +495,7 @@ fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, ConfigErr
     })
 }
 
-fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputSpec>, ConfigError> {
+fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputSpec>, Refusal> {
     let mut out: Vec<InputSpec> = Vec::with_capacity(spec.len());
     for (ii, i) in spec.into_iter().enumerate() {
         let f = item(field, ii);
@@ -540,7 +538,7 @@ fn compile_fallback(
     field: &str,
     names: &[String],
     targets: &[Target],
-) -> Result<Vec<usize>, ConfigError> {
+) -> Result<Vec<usize>, Refusal> {
     let mut fallback = Vec::with_capacity(names.len());
     for (fi, name) in names.iter().enumerate() {
         match targets.iter().position(|t| &t.name == name) {
@@ -561,7 +559,7 @@ fn compile_fallback(
 pub(super) fn check_tenant_features(
     models: &[Model],
     tenants: Option<&crate::config::Tenants>,
-) -> Result<(), ConfigError> {
+) -> Result<(), Refusal> {
     for (mi, m) in models.iter().enumerate() {
         let features = m.bandit().map_or(&[][..], |b| b.features());
         for (i, f) in features.iter().enumerate() {

@@ -3,6 +3,7 @@
 use super::checks::quoted_then;
 use crate::vecmap::VecMap;
 
+use super::checks::Refusal;
 use super::checks::{
     check_header_name, check_name, child, err, item, optional_model, target_named,
 };
@@ -14,7 +15,7 @@ use crate::config::{
 };
 use crate::inspect::detect::Detector;
 
-pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetector>, ConfigError> {
+pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetector>, Refusal> {
     let mut detectors: Vec<NamedDetector> = Vec::with_capacity(dtos.len());
     for (di, d) in dtos.into_iter().enumerate() {
         let field = item("detectors", di);
@@ -26,13 +27,17 @@ pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetec
             );
         }
         let detector = match (d.builtin, d.regex) {
-            (Some(b), None) => Detector::builtin(&b).ok_or_else(|| ConfigError {
-                field: child(&field, "builtin"),
-                reason: quoted_then(&b, "is not a built-in detector (email, card, iban)"),
+            (Some(b), None) => Detector::builtin(&b).ok_or_else(|| {
+                Box::new(ConfigError {
+                    field: child(&field, "builtin"),
+                    reason: quoted_then(&b, "is not a built-in detector (email, card, iban)"),
+                })
             })?,
-            (None, Some(re)) => Detector::regex(&re).map_err(|reason| ConfigError {
-                field: child(&field, "regex"),
-                reason,
+            (None, Some(re)) => Detector::regex(&re).map_err(|reason| {
+                Box::new(ConfigError {
+                    field: child(&field, "regex"),
+                    reason,
+                })
             })?,
             _ => return err(field, "needs exactly one of \"builtin\" or \"regex\""),
         };
@@ -48,7 +53,7 @@ pub(super) fn compile_tenants(
     t: TenantsDto,
     models: &[Model],
     index: &VecMap<String, usize>,
-) -> Result<Tenants, ConfigError> {
+) -> Result<Tenants, Refusal> {
     let source = match value_source("tenants", t.header, t.jwt)? {
         Some(source) => source,
         None => return err("tenants", "needs exactly one of \"header\" or \"jwt\""),
@@ -71,7 +76,7 @@ fn compile_tenant(
     earlier: &[Tenant],
     models: &[Model],
     index: &VecMap<String, usize>,
-) -> Result<Tenant, ConfigError> {
+) -> Result<Tenant, Refusal> {
     if d.name.is_empty() || earlier.iter().any(|x| x.name == d.name) {
         return err(
             child(f, "name"),
@@ -109,7 +114,7 @@ fn tenant_allow(
     map: VecMap<String, Vec<String>>,
     models: &[Model],
     index: &VecMap<String, usize>,
-) -> Result<Vec<ModelAllow>, ConfigError> {
+) -> Result<Vec<ModelAllow>, Refusal> {
     let mut per_model = vec![ModelAllow::Denied; models.len()];
     for (model_name, targets) in map {
         let field = child(&child(f, "allow"), &model_name);
@@ -130,7 +135,7 @@ fn tenant_allow(
     Ok(per_model)
 }
 
-pub(super) fn compile_residency(dto: Option<ResidencyDto>) -> Result<Option<String>, ConfigError> {
+pub(super) fn compile_residency(dto: Option<ResidencyDto>) -> Result<Option<String>, Refusal> {
     let Some(r) = dto else { return Ok(None) };
     match r.header {
         Some(h) => {
@@ -141,7 +146,7 @@ pub(super) fn compile_residency(dto: Option<ResidencyDto>) -> Result<Option<Stri
     }
 }
 
-pub(super) fn compile_budget(dto: Option<BudgetDto>) -> Result<Option<Budget>, ConfigError> {
+pub(super) fn compile_budget(dto: Option<BudgetDto>) -> Result<Option<Budget>, Refusal> {
     let Some(b) = dto else { return Ok(None) };
     check_header_name("budget.cost_header", &b.cost_header)?;
     check_header_name("budget.latency_header", &b.latency_header)?;
@@ -170,7 +175,7 @@ pub(super) fn value_source(
     field: &str,
     header: Option<String>,
     jwt: Option<JwtClaimDto>,
-) -> Result<Option<ValueSource>, ConfigError> {
+) -> Result<Option<ValueSource>, Refusal> {
     match (header, jwt) {
         (None, None) => Ok(None),
         (Some(h), None) => {

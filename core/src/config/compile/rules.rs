@@ -4,14 +4,13 @@ use super::checks::quoted_then;
 use crate::quote::quoted;
 use crate::vecmap::VecMap;
 
+use super::checks::Refusal;
 use super::checks::{
     check_header_name, check_range, child, err, item, optional_model, parse_hhmm, target_named,
     Names, Range,
 };
 use crate::config::dto::*;
-use crate::config::{
-    Action, BodyTest, Condition, ConfigError, HeaderTest, Model, ReplyBody, Rule, TargetPin,
-};
+use crate::config::{Action, BodyTest, Condition, HeaderTest, Model, ReplyBody, Rule, TargetPin};
 use crate::payload::PointerSet;
 
 /// What the rules and shadows may name, compiled before them.
@@ -26,7 +25,7 @@ pub(super) fn compile_rules(
     dtos: Vec<RuleDto>,
     ctx: &Context<'_>,
     pointers: &mut PointerSet,
-) -> Result<Vec<Rule>, ConfigError> {
+) -> Result<Vec<Rule>, Refusal> {
     let mut rules = Vec::with_capacity(dtos.len());
     let mut names = Names::default();
     for (ri, r) in dtos.into_iter().enumerate() {
@@ -102,7 +101,7 @@ pub(super) fn compile_when(
     w: WhenDto,
     detectors: &[&str],
     pointers: &mut PointerSet,
-) -> Result<Vec<Condition>, ConfigError> {
+) -> Result<Vec<Condition>, Refusal> {
     let mut conds = Vec::new();
     type Make = fn(Vec<String>) -> Condition;
     for (name, list, make) in [
@@ -151,7 +150,7 @@ pub(super) fn compile_when(
     Ok(conds)
 }
 
-fn detected(field: &str, v: OneOrMany, detectors: &[&str]) -> Result<Condition, ConfigError> {
+fn detected(field: &str, v: OneOrMany, detectors: &[&str]) -> Result<Condition, Refusal> {
     let mut idx = Vec::new();
     for name in one_or_many(v) {
         match detectors.iter().position(|d| *d == name) {
@@ -165,7 +164,7 @@ fn detected(field: &str, v: OneOrMany, detectors: &[&str]) -> Result<Condition, 
     Ok(Condition::Detected(idx))
 }
 
-fn method(field: &str, v: OneOrMany) -> Result<Condition, ConfigError> {
+fn method(field: &str, v: OneOrMany) -> Result<Condition, Refusal> {
     let methods = one_or_many(v);
     if methods.is_empty() {
         return err(field, "must name at least one method");
@@ -178,7 +177,7 @@ fn method(field: &str, v: OneOrMany) -> Result<Condition, ConfigError> {
     Ok(Condition::Method(methods))
 }
 
-fn header(hf: &str, name: String, c: HeaderCondDto) -> Result<Condition, ConfigError> {
+fn header(hf: &str, name: String, c: HeaderCondDto) -> Result<Condition, Refusal> {
     check_header_name(hf, &name)?;
     let test = match (c.exact, c.prefix, c.present) {
         (Some(v), None, None) => HeaderTest::Exact(v),
@@ -194,7 +193,7 @@ fn header(hf: &str, name: String, c: HeaderCondDto) -> Result<Condition, ConfigE
     Ok(Condition::Header { name, test })
 }
 
-fn time_utc(field: &str, t: TimeWindowDto) -> Result<Condition, ConfigError> {
+fn time_utc(field: &str, t: TimeWindowDto) -> Result<Condition, Refusal> {
     let from_minute = parse_hhmm(&child(field, "from"), &t.from)?;
     let to_minute = parse_hhmm(&child(field, "to"), &t.to)?;
     if from_minute == to_minute {
@@ -209,7 +208,7 @@ fn time_utc(field: &str, t: TimeWindowDto) -> Result<Condition, ConfigError> {
     })
 }
 
-fn body_test(bf: &str, c: BodyCondDto) -> Result<BodyTest, ConfigError> {
+fn body_test(bf: &str, c: BodyCondDto) -> Result<BodyTest, Refusal> {
     Ok(match (c.exact, c.one_of, c.present, c.gt, c.lt) {
         (Some(v), None, None, None, None) => BodyTest::Exact(v),
         (None, Some(vs), None, None, None) => {
@@ -244,7 +243,7 @@ fn body_test(bf: &str, c: BodyCondDto) -> Result<BodyTest, ConfigError> {
     })
 }
 
-fn compile_then(field: &str, t: ThenDto, ctx: &Context<'_>) -> Result<Action, ConfigError> {
+fn compile_then(field: &str, t: ThenDto, ctx: &Context<'_>) -> Result<Action, Refusal> {
     let forms = usize::from(t.model.is_some() || t.target.is_some())
         + usize::from(t.reply.is_some())
         + usize::from(t.reject.is_some())
@@ -273,7 +272,7 @@ fn compile_then(field: &str, t: ThenDto, ctx: &Context<'_>) -> Result<Action, Co
     then_pin(field, t.model, t.target, ctx)
 }
 
-fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, ConfigError> {
+fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, Refusal> {
     let status = u64::from(reply.status);
     check_range(&child(rf, "status"), Range::To, (200, 599), status)?;
     let body = match (reply.echo, reply.body) {
@@ -296,7 +295,7 @@ fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, C
     })
 }
 
-fn then_reject(rf: &str, reject: RejectDto) -> Result<Action, ConfigError> {
+fn then_reject(rf: &str, reject: RejectDto) -> Result<Action, Refusal> {
     let status = u64::from(reject.status);
     check_range(&child(rf, "status"), Range::To, (400, 599), status)?;
     if reject.message.is_empty() {
@@ -314,7 +313,7 @@ fn then_pin(
     model_name: Option<String>,
     target: Option<String>,
     ctx: &Context<'_>,
-) -> Result<Action, ConfigError> {
+) -> Result<Action, Refusal> {
     let model = optional_model(child(field, "model"), ctx.index, model_name.as_ref())?;
     let target = match (target, model) {
         (None, _) => TargetPin::None,
