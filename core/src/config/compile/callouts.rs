@@ -1,9 +1,8 @@
 //! Requests the filter sends itself: an external router, a fan-out, shadows, an evaluator;
 //! and the policies such a resend could bypass.
 
-use super::checks::Refusal;
 use super::checks::{
-    check_cluster, check_path, check_timeout, child, err, item, model_named, target_named,
+    check_cluster, check_path, check_timeout, child, err, item, model_named, target_named, Refusal,
 };
 use super::rules::{compile_when, Context};
 use crate::config::dto::{BodySource, EvaluatorDto, FanOutDto, RouterDto, ShadowDto};

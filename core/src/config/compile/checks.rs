@@ -13,11 +13,18 @@ const MAX_NAME_LEN: usize = 128;
 /// Longest callout timeout (router, fan-out, shadow, evaluator).
 const MAX_TIMEOUT_MS: u32 = 60_000;
 
+/// `Err` refusing `field` for `reason`. Inlined, so the caller sees the result is an error;
+/// the boxing is [`refusal`]'s, once.
+#[inline(always)]
 pub(super) fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Refusal> {
-    Err(Box::new(ConfigError {
-        field: field.into(),
-        reason: reason.into(),
-    }))
+    Err(refusal(field.into(), reason.into()))
+}
+
+/// The one place a refusal is boxed (cold: a configuration is refused once, if at all).
+#[cold]
+#[inline(never)]
+pub(super) fn refusal(field: String, reason: String) -> Refusal {
+    Box::new(ConfigError { field, reason })
 }
 
 /// `field.key`: the path of a field under `field` (one function, not a `format!` per site).
@@ -211,10 +218,7 @@ pub(super) fn check_at_most(field: &str, max: u64, got: u64) -> Result<(), Refus
 
 /// An entry a list names a second time.
 pub(super) fn listed_twice(field: String, name: &str) -> Refusal {
-    Box::new(ConfigError {
-        field,
-        reason: quoted_then(name, "is listed twice"),
-    })
+    refusal(field, quoted_then(name, "is listed twice"))
 }
 
 /// A callout's timeout: 1 ms to a minute.

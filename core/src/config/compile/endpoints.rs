@@ -1,7 +1,6 @@
 //! The paths the filter answers itself: feedback (signed rewards) and the state endpoint.
 
-use super::checks::Refusal;
-use super::checks::{check_path, check_range, child, err, item, Range};
+use super::checks::{check_path, check_range, child, err, item, Range, Refusal};
 use super::policy::value_source;
 use crate::config::dto::{BindDto, FeedbackDto, SigningKeyDto, StateEndpointDto};
 use crate::config::{Bind, FeedbackSettings, StateEndpoint};

@@ -1,7 +1,6 @@
 //! `fleet`: the etcd cluster replicas share what they learn through, and what can be shared.
 
-use super::checks::Refusal;
-use super::checks::{check_cluster, check_range, child, err, item, Range};
+use super::checks::{check_cluster, check_range, child, err, item, Range, Refusal};
 use crate::config::dto::FleetDto;
 use crate::config::{EtcdAuth, FleetSettings, Model};
 use crate::quote::quoted;

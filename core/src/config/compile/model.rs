@@ -2,17 +2,13 @@
 //! target, the KServe input spec, fallback, retry, and their router or fan-out.
 
 use super::callouts::{compile_evaluator, compile_fan_out, compile_router};
-use super::checks::quoted_then;
-use super::checks::Refusal;
 use super::checks::{
     check_at_most, check_header_name, check_range, check_weight, child, err, is_cluster_name, item,
-    listed_twice, target_named, Names, Range,
+    listed_twice, quoted_then, refusal, target_named, Names, Range, Refusal,
 };
 use crate::bandit::Algorithm;
 use crate::config::dto::*;
-use crate::config::{
-    ConfigError, Model, Price, RewardSettings, StickyKey, Strategy, Target, CAPABILITIES,
-};
+use crate::config::{Model, Price, RewardSettings, StickyKey, Strategy, Target, CAPABILITIES};
 use crate::inspect::kserve::{InputSpec, DATATYPES};
 use crate::quote::quoted;
 use crate::vecmap::VecMap;
@@ -467,13 +463,11 @@ fn compile_bandit_with(
     });
     Bandit::new(params, targets.len()).map_err(|e| {
         let at = child(field, e.field);
-        Box::new(ConfigError {
-            field: match e.arm.and_then(|a| targets.get(a)) {
-                Some(t) => child(&at, &t.name),
-                None => at,
-            },
-            reason: e.reason,
-        })
+        let field = match e.arm.and_then(|a| targets.get(a)) {
+            Some(t) => child(&at, &t.name),
+            None => at,
+        };
+        refusal(field, e.reason)
     })
 }
 

@@ -1,17 +1,16 @@
 //! Policy sections: sensitive-data detectors, tenants, residency, budget.
 
-use super::checks::quoted_then;
 use crate::vecmap::VecMap;
 
-use super::checks::Refusal;
 use super::checks::{
-    check_header_name, check_name, child, err, item, optional_model, target_named,
+    check_header_name, check_name, child, err, item, optional_model, quoted_then, refusal,
+    target_named, Refusal,
 };
 use crate::config::dto::{
     BudgetDto, DetectorDto, JwtClaimDto, ResidencyDto, TenantDto, TenantsDto,
 };
 use crate::config::{
-    Budget, ConfigError, JwtPayload, Model, ModelAllow, NamedDetector, Tenant, Tenants, ValueSource,
+    Budget, JwtPayload, Model, ModelAllow, NamedDetector, Tenant, Tenants, ValueSource,
 };
 use crate::inspect::detect::Detector;
 
@@ -28,17 +27,12 @@ pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetec
         }
         let detector = match (d.builtin, d.regex) {
             (Some(b), None) => Detector::builtin(&b).ok_or_else(|| {
-                Box::new(ConfigError {
-                    field: child(&field, "builtin"),
-                    reason: quoted_then(&b, "is not a built-in detector (email, card, iban)"),
-                })
+                let reason = quoted_then(&b, "is not a built-in detector (email, card, iban)");
+                refusal(child(&field, "builtin"), reason)
             })?,
-            (None, Some(re)) => Detector::regex(&re).map_err(|reason| {
-                Box::new(ConfigError {
-                    field: child(&field, "regex"),
-                    reason,
-                })
-            })?,
+            (None, Some(re)) => {
+                Detector::regex(&re).map_err(|reason| refusal(child(&field, "regex"), reason))?
+            }
             _ => return err(field, "needs exactly one of \"builtin\" or \"regex\""),
         };
         detectors.push(NamedDetector {

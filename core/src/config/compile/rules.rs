@@ -1,13 +1,11 @@
 //! Rules: `when` conditions (also a shadow's) and `then` actions.
 
-use super::checks::quoted_then;
 use crate::quote::quoted;
 use crate::vecmap::VecMap;
 
-use super::checks::Refusal;
 use super::checks::{
-    check_header_name, check_range, child, err, item, optional_model, parse_hhmm, target_named,
-    Names, Range,
+    check_header_name, check_range, child, err, item, optional_model, parse_hhmm, quoted_then,
+    target_named, Names, Range, Refusal,
 };
 use crate::config::dto::*;
 use crate::config::{Action, BodyTest, Condition, HeaderTest, Model, ReplyBody, Rule, TargetPin};
