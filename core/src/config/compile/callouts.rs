@@ -2,7 +2,8 @@
 //! and the policies such a resend could bypass.
 
 use super::checks::{
-    check_cluster, check_path, check_timeout, child, err, item, model_named, target_named, Refusal,
+    check_cluster, check_path, check_timeout, child, err, err_in, err_with, item, model_named,
+    target_named, Refusal,
 };
 use super::rules::{compile_when, Context};
 use crate::config::dto::{BodySource, EvaluatorDto, FanOutDto, RouterDto, ShadowDto};
@@ -38,8 +39,9 @@ pub(super) fn compile_fan_out(
     let Some(f) = dto else { return Ok(None) };
     let timeout_ms = check_timeout(child(field, "fan_out.timeout_ms"), f.timeout_ms)?;
     if has_router {
-        return err(
-            child(field, "fan_out"),
+        return err_in(
+            field,
+            "fan_out",
             "excludes \"router\": a fan-out sends to every target",
         );
     }
@@ -74,14 +76,14 @@ pub(super) fn compile_shadows(
         let targets = ctx.models.get(model).map_or(&[][..], |m| &m.targets);
         let target = target_named(child(&field, "target"), targets, &sh.model, &sh.target)?;
         if !(sh.percent > 0.0 && sh.percent <= 100.0) {
-            return err(
+            return err_with(
                 child(&field, "percent"),
                 format!("must be above 0 and at most 100, got {}", sh.percent),
             );
         }
         let timeout_ms = check_timeout(child(&field, "timeout_ms"), sh.timeout_ms)?;
         if ctx.source == BodySource::Metadata {
-            return err(field, "mirrors the request body, which body.source \"metadata\" does not give; use \"buffer\"");
+            return err(&field, "mirrors the request body, which body.source \"metadata\" does not give; use \"buffer\"");
         }
         let when = compile_when(&child(&field, "when"), sh.when, ctx.detectors, pointers)?;
         shadows.push(Shadow {
@@ -115,10 +117,7 @@ pub(super) fn check_resends(
             ("retry", m.retry),
         ];
         if let Some((what, _)) = resend.iter().find(|(_, on)| *on && m.tracks_load) {
-            return err(
-                child(&item("models", mi), what),
-                "cannot be combined with load tracking (least_loaded, capacity, endpoints): requests the filter resends by callout hold no slot",
-            );
+            return err_in(&item("models", mi), what, "cannot be combined with load tracking (least_loaded, capacity, endpoints): requests the filter resends by callout hold no slot");
         }
         let what = if m.router.is_some() {
             "router"
@@ -137,10 +136,7 @@ pub(super) fn check_resends(
             None
         };
         if let Some(conflict) = conflict {
-            return err(
-                child(&item("models", mi), what),
-                format!("cannot be combined with {conflict}: it would reach targets the policy may exclude"),
-            );
+            return err_with(child(&item("models", mi), what), format!("cannot be combined with {conflict}: it would reach targets the policy may exclude"));
         }
     }
     Ok(())

@@ -13,10 +13,25 @@ const MAX_NAME_LEN: usize = 128;
 /// Longest callout timeout (router, fan-out, shadow, evaluator).
 const MAX_TIMEOUT_MS: u32 = 60_000;
 
-/// `Err` refusing `field` for `reason`. Inlined, so the caller sees the result is an error;
-/// the boxing is [`refusal`]'s, once.
+/// `Err` refusing `field` for `reason`. This and the two below are inlined, so the caller sees
+/// the result is an error; each is one call of a cold builder, not allocations at every site.
 #[inline(always)]
-pub(super) fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Result<T, Refusal> {
+pub(super) fn err<T>(field: &str, reason: &str) -> Result<T, Refusal> {
+    Err(refuse(field, reason))
+}
+
+/// [`err`] for the field `parent.key` (the path is built only when refused).
+#[inline(always)]
+pub(super) fn err_in<T>(parent: &str, key: &str, reason: &str) -> Result<T, Refusal> {
+    Err(refuse_in(parent, key, reason))
+}
+
+/// [`err`] for a field or reason already built.
+#[inline(always)]
+pub(super) fn err_with<T>(
+    field: impl Into<String>,
+    reason: impl Into<String>,
+) -> Result<T, Refusal> {
     Err(refusal(field.into(), reason.into()))
 }
 
@@ -25,6 +40,18 @@ pub(super) fn err<T>(field: impl Into<String>, reason: impl Into<String>) -> Res
 #[inline(never)]
 pub(super) fn refusal(field: String, reason: String) -> Refusal {
     Box::new(ConfigError { field, reason })
+}
+
+#[cold]
+#[inline(never)]
+fn refuse(field: &str, reason: &str) -> Refusal {
+    refusal(field.to_owned(), reason.to_owned())
+}
+
+#[cold]
+#[inline(never)]
+fn refuse_in(parent: &str, key: &str, reason: &str) -> Refusal {
+    refusal(child(parent, key), reason.to_owned())
 }
 
 /// `field.key`: the path of a field under `field` (one function, not a `format!` per site).
@@ -50,7 +77,7 @@ pub(super) fn item(field: &str, i: usize) -> String {
 
 pub(super) fn check_name(field: &str, name: &str) -> Result<(), Refusal> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return err(field, format!("must be 1 to {MAX_NAME_LEN} characters"));
+        return err_with(field, format!("must be 1 to {MAX_NAME_LEN} characters"));
     }
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
@@ -58,10 +85,7 @@ pub(super) fn check_name(field: &str, name: &str) -> Result<(), Refusal> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
     if !first_ok || !rest_ok {
-        return err(
-            field,
-            quoted_then(name, "may hold only letters, digits, '.', '_', ':' and '-', and must start with a letter or digit"),
-        );
+        return err_with(field, quoted_then(name, "may hold only letters, digits, '.', '_', ':' and '-', and must start with a letter or digit"));
     }
     Ok(())
 }
@@ -86,13 +110,13 @@ impl Names {
     ) -> Result<(), Refusal> {
         check_name(field, name)?;
         if !self.names.insert(name.to_string()) {
-            return err(
+            return err_with(
                 field,
                 format!("{} is used by an earlier {earlier}", quoted(name)),
             );
         }
         if !self.metrics.insert(metric_segment(name)) {
-            return err(
+            return err_with(
                 field,
                 format!(
                     "{} gives the same metric name as an earlier {earlier_metric}",
@@ -109,17 +133,17 @@ pub(super) fn check_header_name(field: &str, name: &str) -> Result<(), Refusal> 
         return err(field, "must not be empty");
     }
     if name.starts_with(':') {
-        return err(
+        return err_with(
             field,
             quoted_then(name, "is a pseudo-header; name a regular header"),
         );
     }
     let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
     if !name.chars().all(token) {
-        return err(field, quoted_then(name, "is not a valid HTTP header name"));
+        return err_with(field, quoted_then(name, "is not a valid HTTP header name"));
     }
     if name.chars().any(|c| c.is_ascii_uppercase()) {
-        return err(
+        return err_with(
             field,
             quoted_then(
                 name,
@@ -142,7 +166,7 @@ pub(super) fn parse_hhmm(field: &str, s: &str) -> Result<u32, Refusal> {
     });
     match parsed {
         Some(minute) => Ok(minute),
-        None => err(
+        None => err_with(
             field,
             quoted_then(s, "is not a UTC time of day as \"HH:MM\" (00:00 to 23:59)"),
         ),
@@ -151,7 +175,7 @@ pub(super) fn parse_hhmm(field: &str, s: &str) -> Result<u32, Refusal> {
 
 pub(super) fn check_path(field: &str, path: &str) -> Result<(), Refusal> {
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-        return err(
+        return err_with(
             field,
             quoted_then(path, "must be a path starting with '/', without query"),
         );
@@ -161,7 +185,7 @@ pub(super) fn check_path(field: &str, path: &str) -> Result<(), Refusal> {
 
 pub(super) fn check_weight(field: String, v: f64) -> Result<f64, Refusal> {
     if !v.is_finite() || v < 0.0 {
-        return err(
+        return err_with(
             field,
             format!("must be a finite number of at least 0, got {v}"),
         );
@@ -177,7 +201,7 @@ pub(super) fn is_cluster_name(cluster: &str) -> bool {
 /// The cluster a callout (router, evaluator) is sent to.
 pub(super) fn check_cluster(field: String, cluster: &str) -> Result<(), Refusal> {
     if !is_cluster_name(cluster) {
-        return err(field, "must be a non-empty Envoy cluster name");
+        return err(&field, "must be a non-empty Envoy cluster name");
     }
     Ok(())
 }
@@ -205,7 +229,7 @@ pub(super) fn check_range(
         Range::Between => format!("must be between {lo} and {hi}, got {got}"),
         Range::To => format!("must be {lo} to {hi}, got {got}"),
     };
-    err(field, reason)
+    err_with(field, reason)
 }
 
 /// `got` at most `max`.
@@ -213,7 +237,7 @@ pub(super) fn check_at_most(field: &str, max: u64, got: u64) -> Result<(), Refus
     if got <= max {
         return Ok(());
     }
-    err(field, format!("must be at most {max}, got {got}"))
+    err_with(field, format!("must be at most {max}, got {got}"))
 }
 
 /// An entry a list names a second time.
@@ -236,7 +260,7 @@ pub(super) fn model_named(
 ) -> Result<usize, Refusal> {
     match index.get(name) {
         Some(&i) => Ok(i),
-        None => err(
+        None => err_with(
             field,
             quoted_then(name, "is not the name of a configured model"),
         ),
@@ -261,7 +285,7 @@ pub(super) fn target_named(
 ) -> Result<usize, Refusal> {
     match targets.iter().position(|t| t.name == name) {
         Some(i) => Ok(i),
-        None => err(
+        None => err_with(
             field,
             format!(
                 "{} is not a target of model {}",

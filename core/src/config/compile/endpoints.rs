@@ -1,6 +1,6 @@
 //! The paths the filter answers itself: feedback (signed rewards) and the state endpoint.
 
-use super::checks::{check_path, check_range, child, err, item, Range, Refusal};
+use super::checks::{check_path, check_range, err, err_in, err_with, item, Range, Refusal};
 use super::policy::value_source;
 use crate::config::dto::{BindDto, FeedbackDto, SigningKeyDto, StateEndpointDto};
 use crate::config::{Bind, FeedbackSettings, StateEndpoint};
@@ -23,7 +23,7 @@ pub(super) fn compile_feedback(
     check_path("feedback.path", &f.path)?;
     let keys = compile_keys(f.signing_key, f.signing_keys)?;
     if f.ttl_seconds == 0 || f.ttl_seconds > MAX_TTL {
-        return err(
+        return err_with(
             "feedback.ttl_seconds",
             format!(
                 "must be between 1 and {MAX_TTL} (7 days), got {}",
@@ -44,7 +44,7 @@ pub(super) fn compile_feedback(
                 .get(..i)
                 .is_some_and(|before| before.contains(e))
         {
-            return err(
+            return err_with(
                 item("feedback.evaluators", i),
                 "must be a non-empty principal, listed once",
             );
@@ -81,7 +81,7 @@ fn compile_keys(
     match (one, many) {
         (Some(key), None) if key.len() < 16 => err("feedback.signing_key", SHORT),
         (Some(key), None) => Ok(TokenKeys::single(key.as_bytes())),
-        (None, Some(list)) if list.is_empty() || list.len() > MAX_KEYS => err(
+        (None, Some(list)) if list.is_empty() || list.len() > MAX_KEYS => err_with(
             "feedback.signing_keys",
             format!("must hold 1 to {MAX_KEYS} keys (the first signs)"),
         ),
@@ -94,13 +94,14 @@ fn compile_keys(
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
                 if !valid || keys.iter().any(|seen| seen.id == k.id) {
-                    return err(
-                        child(&item("feedback.signing_keys", i), "id"),
+                    return err_in(
+                        &item("feedback.signing_keys", i),
+                        "id",
                         "must be 1 to 32 letters, digits, '.', '_' or '-', unique among the keys",
                     );
                 }
                 if k.key.len() < 16 {
-                    return err(child(&item("feedback.signing_keys", i), "key"), SHORT);
+                    return err_in(&item("feedback.signing_keys", i), "key", SHORT);
                 }
                 keys.push(SigningKey::new(&k.id, k.key.as_bytes()));
             }
@@ -151,22 +152,13 @@ pub(super) fn compile_state_endpoint(
     }
     match (&e.token, e.public) {
         (Some(_), true) => {
-            return err(
-                "state_endpoint.public",
-                "a public endpoint has no token: remove one of them",
-            )
+            return err("state_endpoint.public", "a public endpoint has no token: remove one of them")
         }
         (Some(t), false) if t.chars().count() < MIN_STATE_TOKEN => {
-            return err(
-                "state_endpoint.token",
-                format!("must be at least {MIN_STATE_TOKEN} characters"),
-            )
+            return err_with("state_endpoint.token", format!("must be at least {MIN_STATE_TOKEN} characters"))
         }
         (None, false) => {
-            return err(
-                "state_endpoint.token",
-                format!("is required (at least {MIN_STATE_TOKEN} characters), or declare the endpoint \"public\": true"),
-            )
+            return err_with("state_endpoint.token", format!("is required (at least {MIN_STATE_TOKEN} characters), or declare the endpoint \"public\": true"))
         }
         _ => {}
     }

@@ -19,7 +19,7 @@ mod policy;
 mod rules;
 
 use checks::quoted_then;
-use checks::{check_header_name, check_range, err, item, Range, Refusal};
+use checks::{check_header_name, check_range, err, err_with, item, Range, Refusal};
 
 use crate::config::dto::*;
 use crate::config::*;
@@ -123,10 +123,7 @@ fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, 
     let configured = dto.is_some();
     let d = dto.unwrap_or_default();
     if configured && !models.iter().any(|m| m.tracks_load) {
-        return err(
-            "load",
-            "no model tracks load: give a target `capacity` or `endpoints`, or a model the `least_loaded` strategy",
-        );
+        return err("load", "no model tracks load: give a target `capacity` or `endpoints`, or a model the `least_loaded` strategy");
     }
     check_header_name("load.endpoint_header", &d.endpoint_header)?;
     let orca_format = match d.orca_format.as_str() {
@@ -134,7 +131,7 @@ fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, 
         "json" => OrcaFormat::Json,
         "none" => OrcaFormat::None,
         other => {
-            return err(
+            return err_with(
                 "load.orca_format",
                 quoted_then(other, "is not one of text, json, none"),
             )
@@ -252,10 +249,7 @@ fn check_metadata_body(
             (m.router.is_some(), "router"),
         ];
         if let Some((_, what)) = needs_body.iter().find(|(on, _)| *on) {
-            return err(
-                item("models", mi),
-                format!("{what} needs the request body, which body.source \"metadata\" does not give; use \"buffer\""),
-            );
+            return err_with(item("models", mi), format!("{what} needs the request body, which body.source \"metadata\" does not give; use \"buffer\""));
         }
     }
     Ok(())

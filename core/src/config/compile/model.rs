@@ -3,8 +3,8 @@
 
 use super::callouts::{compile_evaluator, compile_fan_out, compile_router};
 use super::checks::{
-    check_at_most, check_header_name, check_range, check_weight, child, err, is_cluster_name, item,
-    listed_twice, quoted_then, refusal, target_named, Names, Range, Refusal,
+    check_at_most, check_header_name, check_range, check_weight, child, err, err_in, err_with,
+    is_cluster_name, item, listed_twice, quoted_then, refusal, target_named, Names, Range, Refusal,
 };
 use crate::bandit::Algorithm;
 use crate::config::dto::*;
@@ -43,8 +43,9 @@ fn compile_model(field: &str, m: ModelDto) -> Result<Model, Refusal> {
     let strategy = compile_strategy(field, m.strategy, &targets)?;
     let reward = match m.reward {
         None => None,
-        Some(_) if m_is_fixed(&strategy) => return err(
-            child(field, "reward"),
+        Some(_) if m_is_fixed(&strategy) => return err_in(
+            field,
+            "reward",
             "only bandit strategies (epsilon_greedy, thompson, ucb1, linucb) learn from rewards",
         ),
         Some(r) => Some(compile_reward(&child(field, "reward"), r)?),
@@ -66,8 +67,9 @@ fn compile_model(field: &str, m: ModelDto) -> Result<Model, Refusal> {
         m.cooldown_seconds,
     )?;
     if m.retry && fallback.is_empty() {
-        return err(
-            child(field, "retry"),
+        return err_in(
+            field,
+            "retry",
             "needs a fallback list: a retry goes to the next fallback target",
         );
     }
@@ -116,8 +118,9 @@ fn cumulative_weights(
         .collect();
     let total = sums.last().copied().unwrap_or(0);
     if weighted && total == 0 {
-        return err(
-            child(field, "targets"),
+        return err_in(
+            field,
+            "targets",
             "at least one target needs a weight above 0",
         );
     }
@@ -136,8 +139,9 @@ fn compile_affinity(
 ) -> Result<Option<u32>, Refusal> {
     let Some(a) = dto else { return Ok(None) };
     if !targets.iter().any(Target::picks_endpoint) {
-        return err(
-            child(field, "affinity"),
+        return err_in(
+            field,
+            "affinity",
             "needs a target that picks endpoints (`endpoints` or `observe_endpoints`)",
         );
     }
@@ -161,7 +165,7 @@ fn compile_targets(
     least_loaded: bool,
 ) -> Result<Vec<Target>, Refusal> {
     if dtos.is_empty() {
-        return err(child(field, "targets"), "at least one target is required");
+        return err_in(field, "targets", "at least one target is required");
     }
     let mut names = Names::default();
     let mut targets = Vec::with_capacity(dtos.len());
@@ -185,8 +189,9 @@ fn compile_target(
     least_loaded: bool,
 ) -> Result<Target, Refusal> {
     if !is_cluster_name(&t.cluster) {
-        return err(
-            child(tf, "cluster"),
+        return err_in(
+            tf,
+            "cluster",
             "must be a non-empty Envoy cluster name without spaces",
         );
     }
@@ -196,12 +201,7 @@ fn compile_target(
             check_at_most(&child(tf, "weight"), MAX_WEIGHT.into(), w.into())?;
             w
         }
-        (None, true) => {
-            return err(
-                child(tf, "weight"),
-                "is required by the \"weighted\" strategy",
-            )
-        }
+        (None, true) => return err_in(tf, "weight", "is required by the \"weighted\" strategy"),
         (None, false) if least_loaded => 1,
         (None, false) => 0,
     };
@@ -215,7 +215,7 @@ fn compile_target(
     if let Some((ci, c)) =
         (t.capabilities.iter().enumerate()).find(|(_, c)| !CAPABILITIES.contains(&c.as_str()))
     {
-        return err(
+        return err_with(
             item(&child(tf, "capabilities"), ci),
             format!(
                 "{} is not a capability ({})",
@@ -225,13 +225,13 @@ fn compile_target(
         );
     }
     if t.max_context_tokens == Some(0) {
-        return err(child(tf, "max_context_tokens"), "must be above 0");
+        return err_in(tf, "max_context_tokens", "must be above 0");
     }
     if t.region.as_ref().is_some_and(String::is_empty) {
-        return err(child(tf, "region"), "must not be empty");
+        return err_in(tf, "region", "must not be empty");
     }
     if t.tags.iter().any(String::is_empty) {
-        return err(child(tf, "tags"), "tags must not be empty");
+        return err_in(tf, "tags", "tags must not be empty");
     }
     Ok(Target {
         capacity: t.capacity,
@@ -258,29 +258,27 @@ fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), Refusal> {
         ("endpoint_capacity", t.endpoint_capacity),
     ] {
         if value == Some(0) {
-            return err(child(tf, name), "must be above 0");
+            return err_in(tf, name, "must be above 0");
         }
     }
     if t.endpoints.len() > MAX_TARGET_ENDPOINTS {
-        return err(
+        return err_with(
             child(tf, "endpoints"),
             format!("at most {MAX_TARGET_ENDPOINTS} endpoints"),
         );
     }
     for (i, e) in t.endpoints.iter().enumerate() {
         if e.parse::<std::net::SocketAddr>().is_err() {
-            return err(
-                item(&child(tf, "endpoints"), i),
-                quoted_then(e, "is not an address `ip:port` (IPv6 as `[ip]:port`), the form Envoy's override_host policy matches"),
-            );
+            return err_with(item(&child(tf, "endpoints"), i), quoted_then(e, "is not an address `ip:port` (IPv6 as `[ip]:port`), the form Envoy's override_host policy matches"));
         }
         if t.endpoints.iter().take(i).any(|x| x == e) {
             return Err(listed_twice(item(&child(tf, "endpoints"), i), e));
         }
     }
     if t.endpoint_capacity.is_some() && t.endpoints.is_empty() && !t.observe_endpoints {
-        return err(
-            child(tf, "endpoint_capacity"),
+        return err_in(
+            tf,
+            "endpoint_capacity",
             "needs `endpoints` or `observe_endpoints`: the filter only limits endpoints it picks",
         );
     }
@@ -361,8 +359,9 @@ fn compile_sticky(field: &str, dto: StickyDto) -> Result<StickyKey, Refusal> {
         StickyDto::Cookie(c) => {
             let bad = |ch: char| ch.is_ascii_control() || " ;=,".contains(ch);
             if c.is_empty() || c.chars().any(bad) {
-                return err(
-                    child(field, "strategy.sticky.cookie"),
+                return err_in(
+                    field,
+                    "strategy.sticky.cookie",
                     "must be a valid cookie name",
                 );
             }
@@ -393,7 +392,7 @@ fn compile_bandit(
 fn compile_features(field: &str, names: &[String]) -> Result<Vec<crate::bandit::Feature>, Refusal> {
     use crate::bandit::context::MAX_FEATURES;
     if names.is_empty() || names.len() > MAX_FEATURES {
-        return err(
+        return err_with(
             child(field, "features"),
             format!(
                 "must list 1 to {MAX_FEATURES} features, got {}",
@@ -404,10 +403,7 @@ fn compile_features(field: &str, names: &[String]) -> Result<Vec<crate::bandit::
     let mut out = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let Some(f) = crate::bandit::Feature::parse(name) else {
-            return err(
-                item(&child(field, "features"), i),
-                quoted_then(name, "is not a feature: prompt_tokens, max_tokens, tools, vision, json_mode, stream, tenant:<name> or path:</prefix>"),
-            );
+            return err_with(item(&child(field, "features"), i), quoted_then(name, "is not a feature: prompt_tokens, max_tokens, tools, vision, json_mode, stream, tenant:<name> or path:</prefix>"));
         };
         if out.contains(&f) {
             return Err(listed_twice(item(&child(field, "features"), i), name));
@@ -443,8 +439,9 @@ fn compile_bandit_with(
         Some(MinShareDto::All(share)) => vec![share; targets.len()],
         Some(MinShareDto::PerTarget(map)) => {
             if let Some(name) = map.keys().find(|n| !targets.iter().any(|t| &t.name == *n)) {
-                return err(
-                    child(&child(field, "min_share"), name),
+                return err_in(
+                    &child(field, "min_share"),
+                    name,
                     "is not a target of this model",
                 );
             }
@@ -476,7 +473,7 @@ fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, Refusal> 
         check_header_name(&child(field, "header"), h)?;
     }
     if r.latency_target_ms == Some(0) {
-        return err(child(field, "latency_target_ms"), "must be above 0");
+        return err_in(field, "latency_target_ms", "must be above 0");
     }
     let evaluator = compile_evaluator(field, r.evaluator)?;
     Ok(RewardSettings {
@@ -494,13 +491,14 @@ fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputS
     for (ii, i) in spec.into_iter().enumerate() {
         let f = item(field, ii);
         if i.name.is_empty() || out.iter().any(|o| o.name == i.name) {
-            return err(
-                child(&f, "name"),
+            return err_in(
+                &f,
+                "name",
                 "must be a non-empty name, unique among the inputs",
             );
         }
         if !DATATYPES.contains(&i.datatype.as_str()) {
-            return err(
+            return err_with(
                 child(&f, "datatype"),
                 format!(
                     "{} is not a KServe v2 datatype ({})",
@@ -510,10 +508,7 @@ fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputS
             );
         }
         if i.shape.iter().any(|&d| d < -1) {
-            return err(
-                child(&f, "shape"),
-                "dimensions are sizes, or -1 for any size",
-            );
+            return err_in(&f, "shape", "dimensions are sizes, or -1 for any size");
         }
         out.push(InputSpec {
             name: i.name,
@@ -539,7 +534,7 @@ fn compile_fallback(
             Some(i) if !fallback.contains(&i) => fallback.push(i),
             Some(_) => return Err(listed_twice(item(&child(field, "fallback"), fi), name)),
             None => {
-                return err(
+                return err_with(
                     item(&child(field, "fallback"), fi),
                     quoted_then(name, "is not a target of this model"),
                 )
@@ -561,7 +556,7 @@ pub(super) fn check_tenant_features(
                 continue;
             };
             if tenants.and_then(|t| t.by_name(name)).is_none() {
-                return err(
+                return err_with(
                     item(&child(&item("models", mi), "strategy.features"), i),
                     format!("tenant {} is not in tenants.list", quoted(name)),
                 );

@@ -3,8 +3,8 @@
 use crate::vecmap::VecMap;
 
 use super::checks::{
-    check_header_name, check_name, child, err, item, optional_model, quoted_then, refusal,
-    target_named, Refusal,
+    check_header_name, check_name, child, err, err_in, err_with, item, optional_model, quoted_then,
+    refusal, target_named, Refusal,
 };
 use crate::config::dto::{
     BudgetDto, DetectorDto, JwtClaimDto, ResidencyDto, TenantDto, TenantsDto,
@@ -20,7 +20,7 @@ pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetec
         let field = item("detectors", di);
         check_name(&child(&field, "name"), &d.name)?;
         if detectors.iter().any(|x| x.name == d.name) {
-            return err(
+            return err_with(
                 child(&field, "name"),
                 quoted_then(&d.name, "is used by an earlier detector"),
             );
@@ -33,7 +33,7 @@ pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetec
             (None, Some(re)) => {
                 Detector::regex(&re).map_err(|reason| refusal(child(&field, "regex"), reason))?
             }
-            _ => return err(field, "needs exactly one of \"builtin\" or \"regex\""),
+            _ => return err(&field, "needs exactly one of \"builtin\" or \"regex\""),
         };
         detectors.push(NamedDetector {
             name: d.name,
@@ -72,8 +72,9 @@ fn compile_tenant(
     index: &VecMap<String, usize>,
 ) -> Result<Tenant, Refusal> {
     if d.name.is_empty() || earlier.iter().any(|x| x.name == d.name) {
-        return err(
-            child(f, "name"),
+        return err_in(
+            f,
+            "name",
             "must be a non-empty name, unique among the tenants",
         );
     }
@@ -84,10 +85,7 @@ fn compile_tenant(
             let per_model = tenant_allow(f, map, models, index)?;
             if let Some(dm) = default_model {
                 if matches!(per_model.get(dm), Some(ModelAllow::Denied) | None) {
-                    return err(
-                        child(f, "default_model"),
-                        "is not in the tenant's allow list",
-                    );
+                    return err_in(f, "default_model", "is not in the tenant's allow list");
                 }
             }
             Some(per_model)
@@ -113,7 +111,7 @@ fn tenant_allow(
     for (model_name, targets) in map {
         let field = child(&child(f, "allow"), &model_name);
         let Some(&mi) = index.get(&model_name) else {
-            return err(field, "is not the name of a configured model");
+            return err(&field, "is not the name of a configured model");
         };
         let Some(m) = models.get(mi) else { continue };
         let entry = if targets.is_empty() {
@@ -178,8 +176,9 @@ pub(super) fn value_source(
         }
         (None, Some(j)) => {
             if j.namespace.is_empty() || j.payload_key.is_empty() || j.claim.is_empty() {
-                return err(
-                    child(field, "jwt"),
+                return err_in(
+                    field,
+                    "jwt",
                     "namespace, payload_key and claim must not be empty",
                 );
             }

@@ -4,8 +4,8 @@ use crate::quote::quoted;
 use crate::vecmap::VecMap;
 
 use super::checks::{
-    check_header_name, check_range, child, err, item, optional_model, parse_hhmm, quoted_then,
-    target_named, Names, Range, Refusal,
+    check_header_name, check_range, child, err, err_in, err_with, item, optional_model, parse_hhmm,
+    quoted_then, target_named, Names, Range, Refusal,
 };
 use crate::config::dto::*;
 use crate::config::{Action, BodyTest, Condition, HeaderTest, Model, ReplyBody, Rule, TargetPin};
@@ -109,7 +109,7 @@ pub(super) fn compile_when(
         if let Some(v) = list {
             let values = one_or_many(v);
             if values.is_empty() || values.iter().any(String::is_empty) {
-                return err(child(field, name), "must name at least one non-empty value");
+                return err_in(field, name, "must name at least one non-empty value");
             }
             conds.push(make(values));
         }
@@ -122,7 +122,7 @@ pub(super) fn compile_when(
     }
     if let Some(prefix) = w.path_prefix {
         if !prefix.starts_with('/') {
-            return err(
+            return err_with(
                 child(field, "path_prefix"),
                 quoted_then(&prefix, "must start with '/'"),
             );
@@ -139,7 +139,7 @@ pub(super) fn compile_when(
         let bf = child(&child(field, "body"), &ptr);
         let pointer = pointers
             .insert(&ptr)
-            .or_else(|reason| err(bf.clone(), reason))?;
+            .or_else(|reason| err_with(bf.clone(), reason))?;
         let test = body_test(&bf, c)?;
         conds.push(Condition::Body { pointer, test });
     }
@@ -153,7 +153,7 @@ fn detected(field: &str, v: OneOrMany, detectors: &[&str]) -> Result<Condition, 
     for name in one_or_many(v) {
         match detectors.iter().position(|d| *d == name) {
             Some(i) => idx.push(i),
-            None => return err(field, quoted_then(&name, "is not a configured detector")),
+            None => return err_with(field, quoted_then(&name, "is not a configured detector")),
         }
     }
     if idx.is_empty() {
@@ -169,7 +169,7 @@ fn method(field: &str, v: OneOrMany) -> Result<Condition, Refusal> {
     }
     for m in &methods {
         if m.is_empty() || !m.chars().all(|c| c.is_ascii_uppercase()) {
-            return err(field, quoted_then(m, "is not an uppercase HTTP method"));
+            return err_with(field, quoted_then(m, "is not an uppercase HTTP method"));
         }
     }
     Ok(Condition::Method(methods))
@@ -211,7 +211,7 @@ fn body_test(bf: &str, c: BodyCondDto) -> Result<BodyTest, Refusal> {
         (Some(v), None, None, None, None) => BodyTest::Exact(v),
         (None, Some(vs), None, None, None) => {
             if vs.is_empty() {
-                return err(child(bf, "one_of"), "must list at least one value");
+                return err_in(bf, "one_of", "must list at least one value");
             }
             BodyTest::OneOf(vs)
         }
@@ -219,12 +219,12 @@ fn body_test(bf: &str, c: BodyCondDto) -> Result<BodyTest, Refusal> {
         (None, None, None, gt, lt) if gt.is_some() || lt.is_some() => {
             for (name, v) in [("gt", gt), ("lt", lt)] {
                 if v.is_some_and(|v| !v.is_finite()) {
-                    return err(child(bf, name), "must be a finite number");
+                    return err_in(bf, name, "must be a finite number");
                 }
             }
             if let (Some(g), Some(l)) = (gt, lt) {
                 if g >= l {
-                    return err(
+                    return err_with(
                         bf,
                         format!("\"gt\" ({g}) must be below \"lt\" ({l}): nothing could match"),
                     );
@@ -247,14 +247,11 @@ fn compile_then(field: &str, t: ThenDto, ctx: &Context<'_>) -> Result<Action, Re
         + usize::from(t.reject.is_some())
         + usize::from(t.restrict.is_some());
     if forms != 1 {
-        return err(
-            field,
-            "needs exactly one of: \"model\"/\"target\" (pin), \"reply\", \"reject\", or \"restrict\"",
-        );
+        return err(field, "needs exactly one of: \"model\"/\"target\" (pin), \"reply\", \"reject\", or \"restrict\"");
     }
     if let Some(r) = t.restrict {
         if r.region.is_none() && r.tags.is_empty() {
-            return err(child(field, "restrict"), "needs \"region\" and/or \"tags\"");
+            return err_in(field, "restrict", "needs \"region\" and/or \"tags\"");
         }
         return Ok(Action::Restrict {
             region: r.region,
@@ -277,10 +274,7 @@ fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, R
         (true, Some(_)) => return err(rf, "\"echo\" and \"body\" exclude each other"),
         (true, None) => {
             if source == BodySource::Metadata {
-                return err(
-                    child(rf, "echo"),
-                    "needs the raw body, which body.source \"metadata\" does not give; use \"buffer\"",
-                );
+                return err_in(rf, "echo", "needs the raw body, which body.source \"metadata\" does not give; use \"buffer\"");
             }
             ReplyBody::Echo
         }
@@ -297,7 +291,7 @@ fn then_reject(rf: &str, reject: RejectDto) -> Result<Action, Refusal> {
     let status = u64::from(reject.status);
     check_range(&child(rf, "status"), Range::To, (400, 599), status)?;
     if reject.message.is_empty() {
-        return err(child(rf, "message"), "must not be empty");
+        return err_in(rf, "message", "must not be empty");
     }
     Ok(Action::Reject {
         status: reject.status,
@@ -322,7 +316,7 @@ fn then_pin(
         }
         (Some(name), None) => {
             if !ctx.models.iter().any(|m| m.target_by_name(&name).is_some()) {
-                return err(
+                return err_with(
                     child(field, "target"),
                     format!("no model has a target named {}", quoted(&name)),
                 );
