@@ -10,6 +10,8 @@ use crate::vecmap::{VecMap, VecSet};
 pub(super) type Refusal = Box<ConfigError>;
 
 const MAX_NAME_LEN: usize = 128;
+// Its message says 128 in words (a literal is smaller than a `format!`).
+const _: () = assert!(MAX_NAME_LEN == 128);
 /// Longest callout timeout (router, fan-out, shadow, evaluator).
 const MAX_TIMEOUT_MS: u32 = 60_000;
 
@@ -77,7 +79,7 @@ pub(super) fn item(field: &str, i: usize) -> String {
 
 pub(super) fn check_name(field: &str, name: &str) -> Result<(), Refusal> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return err_with(field, format!("must be 1 to {MAX_NAME_LEN} characters"));
+        return err(field, "must be 1 to 128 characters");
     }
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());

@@ -11,6 +11,8 @@ use crate::learning::spent;
 const MIN_STATE_TOKEN: usize = 16;
 /// Most keys `feedback.signing_keys` may hold (each is tried only by its id).
 const MAX_KEYS: usize = 8;
+// Their messages say 16 and 8 in words (a literal is smaller than a `format!`).
+const _: () = assert!(MIN_STATE_TOKEN == 16 && MAX_KEYS == 8);
 
 /// Longest accepted feedback `ttl_seconds`: spent decision ids are kept this long.
 const MAX_TTL: u64 = 7 * 24 * 3600;
@@ -81,9 +83,9 @@ fn compile_keys(
     match (one, many) {
         (Some(key), None) if key.len() < 16 => err("feedback.signing_key", SHORT),
         (Some(key), None) => Ok(TokenKeys::single(key.as_bytes())),
-        (None, Some(list)) if list.is_empty() || list.len() > MAX_KEYS => err_with(
+        (None, Some(list)) if list.is_empty() || list.len() > MAX_KEYS => err(
             "feedback.signing_keys",
-            format!("must hold 1 to {MAX_KEYS} keys (the first signs)"),
+            "must hold 1 to 8 keys (the first signs)",
         ),
         (None, Some(list)) => {
             let mut keys: Vec<SigningKey> = Vec::with_capacity(list.len());
@@ -152,13 +154,19 @@ pub(super) fn compile_state_endpoint(
     }
     match (&e.token, e.public) {
         (Some(_), true) => {
-            return err("state_endpoint.public", "a public endpoint has no token: remove one of them")
+            return err(
+                "state_endpoint.public",
+                "a public endpoint has no token: remove one of them",
+            )
         }
         (Some(t), false) if t.chars().count() < MIN_STATE_TOKEN => {
-            return err_with("state_endpoint.token", format!("must be at least {MIN_STATE_TOKEN} characters"))
+            return err("state_endpoint.token", "must be at least 16 characters")
         }
         (None, false) => {
-            return err_with("state_endpoint.token", format!("is required (at least {MIN_STATE_TOKEN} characters), or declare the endpoint \"public\": true"))
+            return err(
+                "state_endpoint.token",
+                "is required (at least 16 characters), or declare the endpoint \"public\": true",
+            )
         }
         _ => {}
     }

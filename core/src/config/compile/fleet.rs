@@ -1,9 +1,10 @@
 //! `fleet`: the etcd cluster replicas share what they learn through, and what can be shared.
 
-use super::checks::{check_cluster, check_range, err, err_in, err_with, item, Range, Refusal};
+use super::checks::{
+    check_cluster, check_range, err, err_in, err_with, item, quoted_then, Range, Refusal,
+};
 use crate::config::dto::FleetDto;
 use crate::config::{EtcdAuth, FleetSettings, Model};
-use crate::quote::quoted;
 
 const MIN_SYNC_MS: u32 = 100;
 const MAX_SYNC_MS: u32 = 600_000;
@@ -12,6 +13,8 @@ const MIN_RETIRE_SECONDS: u64 = 10;
 const MAX_RETIRE_SECONDS: u64 = 30 * 86_400;
 const MAX_PREFIX_LEN: usize = 256;
 const MAX_REPLICA_LEN: usize = 128;
+// Their messages say 256 and 128 in words (a literal is smaller than a `format!`).
+const _: () = assert!(MAX_PREFIX_LEN == 256 && MAX_REPLICA_LEN == 128);
 
 /// A key part: printable ASCII without `/` (it separates key levels) or spaces.
 fn is_key_part(s: &str) -> bool {
@@ -33,7 +36,7 @@ pub(super) fn compile_fleet(
         && !prefix.ends_with('/')
         && prefix.bytes().all(|b| b.is_ascii_graphic());
     if !prefix_ok {
-        return err_with("fleet.prefix", format!("{} must start with '/', not end with '/', and hold at most {MAX_PREFIX_LEN} printable characters without spaces", quoted(prefix)));
+        return err_with("fleet.prefix", quoted_then(prefix, "must start with '/', not end with '/', and hold at most 256 printable characters without spaces"));
     }
     let bounds = (u64::from(MIN_SYNC_MS), u64::from(MAX_SYNC_MS));
     check_range(
@@ -51,13 +54,11 @@ pub(super) fn compile_fleet(
     }
     if let Some(r) = &f.replica {
         if r.len() > MAX_REPLICA_LEN || !is_key_part(r) {
-            return err_with(
-                "fleet.replica",
-                format!(
-                    "{} must be 1 to {MAX_REPLICA_LEN} printable characters without '/' or spaces",
-                    quoted(r)
-                ),
+            let reason = quoted_then(
+                r,
+                "must be 1 to 128 printable characters without '/' or spaces",
             );
+            return err_with("fleet.replica", reason);
         }
     }
     let min_retire = MIN_RETIRE_SECONDS.max(u64::from(f.sync_ms).saturating_mul(10) / 1000);

@@ -122,3 +122,28 @@ fn an_entry_listed_twice_is_named() {
         assert_eq!(refused(change), message);
     }
 }
+
+#[test]
+fn the_lists_in_words_are_the_lists() {
+    let cases: Vec<Case> = vec![
+        (
+            Box::new(|c| c["models"][0]["targets"][0]["capabilities"] = json!(["smell"])),
+            "capabilities[0]: \"smell\" is not a capability",
+        ),
+        (
+            Box::new(|c| {
+                c["models"][0]["input_spec"] =
+                    json!([{ "name": "x", "datatype": "FP8", "shape": [1] }])
+            }),
+            "datatype: \"FP8\" is not a KServe v2 datatype",
+        ),
+    ];
+    let lists = [
+        crate::config::CAPABILITIES.join(", "),
+        crate::inspect::kserve::DATATYPES.join(", "),
+    ];
+    for ((change, words), list) in cases.into_iter().zip(lists) {
+        let message = refused(change);
+        assert!(message.ends_with(&format!("{words} ({list})")), "{message}");
+    }
+}

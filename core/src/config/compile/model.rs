@@ -157,6 +157,9 @@ fn compile_affinity(
 const MAX_AFFINITY_MESSAGES: u32 = 64;
 /// Most endpoints configured per target (the load document keeps at most `load::MAX_ENDPOINTS`).
 const MAX_TARGET_ENDPOINTS: usize = 32;
+// Its message says 32 in words, an unknown capability's lists CAPABILITIES (literals, not a
+// `format!`; a test compares the list).
+const _: () = assert!(MAX_TARGET_ENDPOINTS == 32 && CAPABILITIES.len() == 4);
 
 fn compile_targets(
     field: &str,
@@ -215,14 +218,11 @@ fn compile_target(
     if let Some((ci, c)) =
         (t.capabilities.iter().enumerate()).find(|(_, c)| !CAPABILITIES.contains(&c.as_str()))
     {
-        return err_with(
-            item(&child(tf, "capabilities"), ci),
-            format!(
-                "{} is not a capability ({})",
-                quoted(c),
-                CAPABILITIES.join(", ")
-            ),
+        let reason = quoted_then(
+            c,
+            "is not a capability (vision, tools, json_mode, streaming)",
         );
+        return err_with(item(&child(tf, "capabilities"), ci), reason);
     }
     if t.max_context_tokens == Some(0) {
         return err_in(tf, "max_context_tokens", "must be above 0");
@@ -262,10 +262,7 @@ fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), Refusal> {
         }
     }
     if t.endpoints.len() > MAX_TARGET_ENDPOINTS {
-        return err_with(
-            child(tf, "endpoints"),
-            format!("at most {MAX_TARGET_ENDPOINTS} endpoints"),
-        );
+        return err_in(tf, "endpoints", "at most 32 endpoints");
     }
     for (i, e) in t.endpoints.iter().enumerate() {
         if e.parse::<std::net::SocketAddr>().is_err() {
@@ -498,14 +495,9 @@ fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputS
             );
         }
         if !DATATYPES.contains(&i.datatype.as_str()) {
-            return err_with(
-                child(&f, "datatype"),
-                format!(
-                    "{} is not a KServe v2 datatype ({})",
-                    quoted(&i.datatype),
-                    DATATYPES.join(", ")
-                ),
-            );
+            // DATATYPES in words (a literal, not a `join` and a `format!`; a test compares them).
+            let reason = quoted_then(&i.datatype, "is not a KServe v2 datatype (BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BYTES)");
+            return err_with(child(&f, "datatype"), reason);
         }
         if i.shape.iter().any(|&d| d < -1) {
             return err_in(&f, "shape", "dimensions are sizes, or -1 for any size");
