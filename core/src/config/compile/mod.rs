@@ -8,8 +8,10 @@
 //! - [`policy`]: detectors, tenants, residency, budget;
 //! - [`callouts`]: router, fan-out, shadows, evaluator, and what a resend may not bypass;
 //! - [`endpoints`]: the feedback and state endpoints;
-//! - [`fleet`]: learning as one fleet through etcd.
+//! - [`fleet`]: learning as one fleet through etcd;
+//! - [`addr`]: endpoint addresses (`ip:port`), checked as std reads them.
 
+mod addr;
 mod callouts;
 mod checks;
 mod endpoints;

@@ -265,7 +265,7 @@ fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), Refusal> {
         return err_in(tf, "endpoints", "at most 32 endpoints");
     }
     for (i, e) in t.endpoints.iter().enumerate() {
-        if e.parse::<std::net::SocketAddr>().is_err() {
+        if !super::addr::is_socket_addr(e) {
             return err_with(item(&child(tf, "endpoints"), i), quoted_then(e, "is not an address `ip:port` (IPv6 as `[ip]:port`), the form Envoy's override_host policy matches"));
         }
         if t.endpoints.iter().take(i).any(|x| x == e) {
