@@ -16,12 +16,12 @@ pub(super) fn compile_router(
 ) -> Result<Option<ExternalRouter>, Refusal> {
     let Some(r) = dto else { return Ok(None) };
     let rf = child(field, "router");
-    check_cluster(child(&rf, "cluster"), &r.cluster)?;
-    check_path(&child(&rf, "path"), &r.path)?;
+    check_cluster(&rf, "cluster", &r.cluster)?;
+    check_path(&rf, "path", &r.path)?;
     if let Some(p) = &r.feedback_path {
-        check_path(&child(&rf, "feedback_path"), p)?;
+        check_path(&rf, "feedback_path", p)?;
     }
-    let timeout_ms = check_timeout(child(&rf, "timeout_ms"), r.timeout_ms)?;
+    let timeout_ms = check_timeout(&rf, "timeout_ms", r.timeout_ms)?;
     Ok(Some(ExternalRouter {
         authority: r.authority.unwrap_or_else(|| r.cluster.clone()),
         cluster: r.cluster,
@@ -37,7 +37,7 @@ pub(super) fn compile_fan_out(
     has_router: bool,
 ) -> Result<Option<FanOut>, Refusal> {
     let Some(f) = dto else { return Ok(None) };
-    let timeout_ms = check_timeout(child(field, "fan_out.timeout_ms"), f.timeout_ms)?;
+    let timeout_ms = check_timeout(field, "fan_out.timeout_ms", f.timeout_ms)?;
     if has_router {
         return err_in(
             field,
@@ -53,9 +53,9 @@ pub(super) fn compile_evaluator(
     dto: Option<EvaluatorDto>,
 ) -> Result<Option<Evaluator>, Refusal> {
     let Some(e) = dto else { return Ok(None) };
-    check_cluster(child(field, "evaluator.cluster"), &e.cluster)?;
-    check_path(&child(field, "evaluator.path"), &e.path)?;
-    let timeout_ms = check_timeout(child(field, "evaluator.timeout_ms"), e.timeout_ms)?;
+    check_cluster(field, "evaluator.cluster", &e.cluster)?;
+    check_path(field, "evaluator.path", &e.path)?;
+    let timeout_ms = check_timeout(field, "evaluator.timeout_ms", e.timeout_ms)?;
     Ok(Some(Evaluator {
         authority: e.authority.unwrap_or_else(|| e.cluster.clone()),
         cluster: e.cluster,
@@ -72,16 +72,16 @@ pub(super) fn compile_shadows(
     let mut shadows = Vec::with_capacity(dtos.len());
     for (si, sh) in dtos.into_iter().enumerate() {
         let field = item("shadows", si);
-        let model = model_named(child(&field, "model"), ctx.index, &sh.model)?;
+        let model = model_named(&field, "model", ctx.index, &sh.model)?;
         let targets = ctx.models.get(model).map_or(&[][..], |m| &m.targets);
-        let target = target_named(child(&field, "target"), targets, &sh.model, &sh.target)?;
+        let target = target_named(&field, "target", targets, &sh.model, &sh.target)?;
         if !(sh.percent > 0.0 && sh.percent <= 100.0) {
             return err_with(
                 child(&field, "percent"),
                 format!("must be above 0 and at most 100, got {}", sh.percent),
             );
         }
-        let timeout_ms = check_timeout(child(&field, "timeout_ms"), sh.timeout_ms)?;
+        let timeout_ms = check_timeout(&field, "timeout_ms", sh.timeout_ms)?;
         if ctx.source == BodySource::Metadata {
             return err(&field, "mirrors the request body, which body.source \"metadata\" does not give; use \"buffer\"");
         }

@@ -15,17 +15,24 @@ const _: () = assert!(MAX_NAME_LEN == 128);
 /// Longest callout timeout (router, fan-out, shadow, evaluator).
 const MAX_TIMEOUT_MS: u32 = 60_000;
 
-/// `Err` refusing `field` for `reason`. This and the two below are inlined, so the caller sees
-/// the result is an error; each is one call of a cold builder, not allocations at every site.
+/// `Err` refusing `field` for `reason`. This and the three below are inlined, so the caller
+/// sees the result is an error; each is one call of a cold builder, not allocations at every
+/// site.
 #[inline(always)]
 pub(super) fn err<T>(field: &str, reason: &str) -> Result<T, Refusal> {
     Err(refuse(field, reason))
 }
 
-/// [`err`] for the field `parent.key` (the path is built only when refused).
+/// [`err`] for the field `at.key` (see [`path`]).
 #[inline(always)]
-pub(super) fn err_in<T>(parent: &str, key: &str, reason: &str) -> Result<T, Refusal> {
-    Err(refuse_in(parent, key, reason))
+pub(super) fn err_in<T>(at: &str, key: &str, reason: &str) -> Result<T, Refusal> {
+    Err(refuse_in(at, key, reason))
+}
+
+/// [`err_in`] with a reason already written.
+#[inline(always)]
+fn err_at<T>(at: &str, key: &str, reason: String) -> Result<T, Refusal> {
+    Err(refuse_at(at, key, reason))
 }
 
 /// [`err`] for a field or reason already built.
@@ -52,8 +59,25 @@ fn refuse(field: &str, reason: &str) -> Refusal {
 
 #[cold]
 #[inline(never)]
-fn refuse_in(parent: &str, key: &str, reason: &str) -> Refusal {
-    refusal(child(parent, key), reason.to_owned())
+fn refuse_in(at: &str, key: &str, reason: &str) -> Refusal {
+    refusal(path(at, key), reason.to_owned())
+}
+
+#[cold]
+#[inline(never)]
+fn refuse_at(at: &str, key: &str, reason: String) -> Refusal {
+    refusal(path(at, key), reason)
+}
+
+/// The path `at.key`, or `at` alone when `key` is empty. The checks below take their field
+/// as these two parts and join them only to refuse it: a value that passes builds no path.
+/// A `key` is always a literal; a name from the document is joined by [`child`].
+fn path(at: &str, key: &str) -> String {
+    if key.is_empty() {
+        at.to_owned()
+    } else {
+        child(at, key)
+    }
 }
 
 /// `field.key`: the path of a field under `field` (one function, not a `format!` per site).
@@ -77,9 +101,9 @@ pub(super) fn item(field: &str, i: usize) -> String {
     format!("{field}[{i}]")
 }
 
-pub(super) fn check_name(field: &str, name: &str) -> Result<(), Refusal> {
+pub(super) fn check_name(at: &str, key: &str, name: &str) -> Result<(), Refusal> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return err(field, "must be 1 to 128 characters");
+        return err_in(at, key, "must be 1 to 128 characters");
     }
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
@@ -87,7 +111,7 @@ pub(super) fn check_name(field: &str, name: &str) -> Result<(), Refusal> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
     if !first_ok || !rest_ok {
-        return err_with(field, quoted_then(name, "may hold only letters, digits, '.', '_', ':' and '-', and must start with a letter or digit"));
+        return err_at(at, key, quoted_then(name, "may hold only letters, digits, '.', '_', ':' and '-', and must start with a letter or digit"));
     }
     Ok(())
 }
@@ -101,63 +125,52 @@ pub(super) struct Names {
 }
 
 impl Names {
-    /// Checks `name` and records it. `earlier` / `earlier_metric`: how the messages call an
-    /// earlier entry of the list ("target of this model" / "target").
+    /// Checks `name` (the field `at.key`) and records it. `earlier` / `earlier_metric`: how
+    /// the messages call an earlier entry of the list ("target of this model" / "target").
     pub(super) fn add(
         &mut self,
-        field: &str,
+        (at, key): (&str, &str),
         name: &str,
         earlier: &str,
         earlier_metric: &str,
     ) -> Result<(), Refusal> {
-        check_name(field, name)?;
+        check_name(at, key, name)?;
         if !self.names.insert(name.to_string()) {
-            return err_with(
-                field,
-                format!("{} is used by an earlier {earlier}", quoted(name)),
-            );
+            let reason = format!("{} is used by an earlier {earlier}", quoted(name));
+            return err_at(at, key, reason);
         }
         if !self.metrics.insert(metric_segment(name)) {
-            return err_with(
-                field,
-                format!(
-                    "{} gives the same metric name as an earlier {earlier_metric}",
-                    quoted(name)
-                ),
+            let reason = format!(
+                "{} gives the same metric name as an earlier {earlier_metric}",
+                quoted(name)
             );
+            return err_at(at, key, reason);
         }
         Ok(())
     }
 }
 
-pub(super) fn check_header_name(field: &str, name: &str) -> Result<(), Refusal> {
+pub(super) fn check_header_name(at: &str, key: &str, name: &str) -> Result<(), Refusal> {
     if name.is_empty() {
-        return err(field, "must not be empty");
+        return err_in(at, key, "must not be empty");
     }
-    if name.starts_with(':') {
-        return err_with(
-            field,
-            quoted_then(name, "is a pseudo-header; name a regular header"),
-        );
-    }
-    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if !name.chars().all(token) {
-        return err_with(field, quoted_then(name, "is not a valid HTTP header name"));
-    }
-    if name.chars().any(|c| c.is_ascii_uppercase()) {
-        return err_with(
-            field,
-            quoted_then(
-                name,
-                "must be lowercase (Envoy and HTTP/2 use lowercase header names)",
-            ),
-        );
-    }
-    Ok(())
+    let reason = if name.starts_with(':') {
+        "is a pseudo-header; name a regular header"
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+    {
+        "is not a valid HTTP header name"
+    } else if name.chars().any(|c| c.is_ascii_uppercase()) {
+        "must be lowercase (Envoy and HTTP/2 use lowercase header names)"
+    } else {
+        return Ok(());
+    };
+    err_at(at, key, quoted_then(name, reason))
 }
 
 /// `HH:MM` → minute of the day.
-pub(super) fn parse_hhmm(field: &str, s: &str) -> Result<u32, Refusal> {
+pub(super) fn parse_hhmm(at: &str, key: &str, s: &str) -> Result<u32, Refusal> {
     let parsed = s.split_once(':').and_then(|(h, m)| {
         if h.len() != 2 || m.len() != 2 {
             return None;
@@ -168,27 +181,30 @@ pub(super) fn parse_hhmm(field: &str, s: &str) -> Result<u32, Refusal> {
     });
     match parsed {
         Some(minute) => Ok(minute),
-        None => err_with(
-            field,
+        None => err_at(
+            at,
+            key,
             quoted_then(s, "is not a UTC time of day as \"HH:MM\" (00:00 to 23:59)"),
         ),
     }
 }
 
-pub(super) fn check_path(field: &str, path: &str) -> Result<(), Refusal> {
+pub(super) fn check_path(at: &str, key: &str, path: &str) -> Result<(), Refusal> {
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
-        return err_with(
-            field,
+        return err_at(
+            at,
+            key,
             quoted_then(path, "must be a path starting with '/', without query"),
         );
     }
     Ok(())
 }
 
-pub(super) fn check_weight(field: String, v: f64) -> Result<f64, Refusal> {
+pub(super) fn check_weight(at: &str, key: &str, v: f64) -> Result<f64, Refusal> {
     if !v.is_finite() || v < 0.0 {
-        return err_with(
-            field,
+        return err_at(
+            at,
+            key,
             format!("must be a finite number of at least 0, got {v}"),
         );
     }
@@ -201,9 +217,9 @@ pub(super) fn is_cluster_name(cluster: &str) -> bool {
 }
 
 /// The cluster a callout (router, evaluator) is sent to.
-pub(super) fn check_cluster(field: String, cluster: &str) -> Result<(), Refusal> {
+pub(super) fn check_cluster(at: &str, key: &str, cluster: &str) -> Result<(), Refusal> {
     if !is_cluster_name(cluster) {
-        return err(&field, "must be a non-empty Envoy cluster name");
+        return err_in(at, key, "must be a non-empty Envoy cluster name");
     }
     Ok(())
 }
@@ -219,7 +235,8 @@ pub(super) enum Range {
 
 /// `got` within `[lo, hi]`: one message writer for every bounded number.
 pub(super) fn check_range(
-    field: &str,
+    at: &str,
+    key: &str,
     words: Range,
     (lo, hi): (u64, u64),
     got: u64,
@@ -231,15 +248,15 @@ pub(super) fn check_range(
         Range::Between => format!("must be between {lo} and {hi}, got {got}"),
         Range::To => format!("must be {lo} to {hi}, got {got}"),
     };
-    err_with(field, reason)
+    err_at(at, key, reason)
 }
 
 /// `got` at most `max`.
-pub(super) fn check_at_most(field: &str, max: u64, got: u64) -> Result<(), Refusal> {
+pub(super) fn check_at_most(at: &str, key: &str, max: u64, got: u64) -> Result<(), Refusal> {
     if got <= max {
         return Ok(());
     }
-    err_with(field, format!("must be at most {max}, got {got}"))
+    err_at(at, key, format!("must be at most {max}, got {got}"))
 }
 
 /// An entry a list names a second time.
@@ -248,22 +265,24 @@ pub(super) fn listed_twice(field: String, name: &str) -> Refusal {
 }
 
 /// A callout's timeout: 1 ms to a minute.
-pub(super) fn check_timeout(field: String, timeout_ms: u32) -> Result<u32, Refusal> {
+pub(super) fn check_timeout(at: &str, key: &str, timeout_ms: u32) -> Result<u32, Refusal> {
     let bounds = (1, u64::from(MAX_TIMEOUT_MS));
-    check_range(&field, Range::Between, bounds, u64::from(timeout_ms))?;
+    check_range(at, key, Range::Between, bounds, u64::from(timeout_ms))?;
     Ok(timeout_ms)
 }
 
 /// The index of a model another section names.
 pub(super) fn model_named(
-    field: impl Into<String>,
+    at: &str,
+    key: &str,
     index: &VecMap<String, usize>,
     name: &str,
 ) -> Result<usize, Refusal> {
     match index.get(name) {
         Some(&i) => Ok(i),
-        None => err_with(
-            field,
+        None => err_at(
+            at,
+            key,
             quoted_then(name, "is not the name of a configured model"),
         ),
     }
@@ -271,24 +290,27 @@ pub(super) fn model_named(
 
 /// [`model_named`] for an optional name.
 pub(super) fn optional_model(
-    field: impl Into<String>,
+    at: &str,
+    key: &str,
     index: &VecMap<String, usize>,
     name: Option<&String>,
 ) -> Result<Option<usize>, Refusal> {
-    name.map(|n| model_named(field, index, n)).transpose()
+    name.map(|n| model_named(at, key, index, n)).transpose()
 }
 
 /// The index of a target of model `model` (its name, for the message) another field names.
 pub(super) fn target_named(
-    field: impl Into<String>,
+    at: &str,
+    key: &str,
     targets: &[Target],
     model: &str,
     name: &str,
 ) -> Result<usize, Refusal> {
     match targets.iter().position(|t| t.name == name) {
         Some(i) => Ok(i),
-        None => err_with(
-            field,
+        None => err_at(
+            at,
+            key,
             format!(
                 "{} is not a target of model {}",
                 quoted(name),

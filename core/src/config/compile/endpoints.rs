@@ -22,7 +22,7 @@ pub(super) fn compile_feedback(
     has_tenants: bool,
 ) -> Result<Option<FeedbackSettings>, Refusal> {
     let Some(f) = dto else { return Ok(None) };
-    check_path("feedback.path", &f.path)?;
+    check_path("feedback.path", "", &f.path)?;
     let keys = compile_keys(f.signing_key, f.signing_keys)?;
     if f.ttl_seconds == 0 || f.ttl_seconds > MAX_TTL {
         return err_with(
@@ -136,6 +136,7 @@ fn spent_per_shard(per_hour: u64) -> Result<usize, Refusal> {
     let (min, max) = (1_024, 4_194_304);
     check_range(
         "feedback.max_accepted_per_hour",
+        "",
         Range::Between,
         (min, max),
         per_hour,
@@ -148,7 +149,7 @@ pub(super) fn compile_state_endpoint(
     feedback: Option<&FeedbackSettings>,
 ) -> Result<Option<StateEndpoint>, Refusal> {
     let Some(e) = dto else { return Ok(None) };
-    check_path("state_endpoint.path", &e.path)?;
+    check_path("state_endpoint.path", "", &e.path)?;
     if feedback.is_some_and(|f| f.path == e.path) {
         return err("state_endpoint.path", "must differ from feedback.path");
     }

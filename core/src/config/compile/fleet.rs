@@ -28,7 +28,7 @@ pub(super) fn compile_fleet(
     has_feedback: bool,
 ) -> Result<Option<FleetSettings>, Refusal> {
     let Some(f) = dto else { return Ok(None) };
-    check_cluster("fleet.cluster".into(), &f.cluster)?;
+    check_cluster("fleet.cluster", "", &f.cluster)?;
     let prefix = &f.prefix;
     let prefix_ok = prefix.len() >= 2
         && prefix.len() <= MAX_PREFIX_LEN
@@ -41,6 +41,7 @@ pub(super) fn compile_fleet(
     let bounds = (u64::from(MIN_SYNC_MS), u64::from(MAX_SYNC_MS));
     check_range(
         "fleet.sync_ms",
+        "",
         Range::Between,
         bounds,
         u64::from(f.sync_ms),

@@ -46,8 +46,12 @@ fn compile(dto: ConfigDto) -> Result<Config, Refusal> {
     check_headers(&dto)?;
     let body = check_body(&dto.body)?;
     let (models, model_index) = model::compile_models(dto.models)?;
-    let default_model =
-        checks::optional_model("default_model", &model_index, dto.default_model.as_ref())?;
+    let default_model = checks::optional_model(
+        "default_model",
+        "",
+        &model_index,
+        dto.default_model.as_ref(),
+    )?;
     let detectors = policy::compile_detectors(dto.detectors)?;
     let detector_names: Vec<&str> = detectors.iter().map(|d| d.name.as_str()).collect();
     let mut pointers = PointerSet::new();
@@ -127,7 +131,7 @@ fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, 
     if configured && !models.iter().any(|m| m.tracks_load) {
         return err("load", "no model tracks load: give a target `capacity` or `endpoints`, or a model the `least_loaded` strategy");
     }
-    check_header_name("load.endpoint_header", &d.endpoint_header)?;
+    check_header_name("load.endpoint_header", "", &d.endpoint_header)?;
     let orca_format = match d.orca_format.as_str() {
         "text" => OrcaFormat::Text,
         "json" => OrcaFormat::Json,
@@ -141,12 +145,14 @@ fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, 
     };
     check_range(
         "load.stale_ms",
+        "",
         Range::To,
         (100, MAX_LOAD_STALE_MS),
         d.stale_ms,
     )?;
     check_range(
         "load.retry_after_seconds",
+        "",
         Range::To,
         (1, u64::from(MAX_RETRY_AFTER_SECONDS)),
         u64::from(d.retry_after_seconds),
@@ -177,6 +183,7 @@ fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings
     }
     check_range(
         "scan.max_bytes",
+        "",
         Range::Between,
         (1, MAX_SCAN_BYTES),
         s.max_bytes,
@@ -188,9 +195,9 @@ fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings
 }
 
 fn check_headers(dto: &ConfigDto) -> Result<(), Refusal> {
-    check_header_name("route_header", &dto.route_header)?;
-    check_header_name("target_header", &dto.target_header)?;
-    check_header_name("model_header", &dto.model_header)?;
+    check_header_name("route_header", "", &dto.route_header)?;
+    check_header_name("target_header", "", &dto.target_header)?;
+    check_header_name("model_header", "", &dto.model_header)?;
     if dto.route_header == dto.target_header {
         return err("target_header", "must differ from route_header");
     }
@@ -206,6 +213,7 @@ fn check_headers(dto: &ConfigDto) -> Result<(), Refusal> {
 fn check_body(body: &BodyDto) -> Result<BodySettings, Refusal> {
     check_range(
         "body.max_bytes",
+        "",
         Range::Between,
         (1, MAX_BODY_LIMIT),
         body.max_bytes,

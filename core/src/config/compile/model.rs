@@ -29,7 +29,7 @@ pub(super) fn compile_models(
     let mut names = Names::default();
     for (mi, m) in dtos.into_iter().enumerate() {
         let field = item("models", mi);
-        names.add(&child(&field, "name"), &m.name, "model", "model")?;
+        names.add((&field, "name"), &m.name, "model", "model")?;
         index.insert(m.name.clone(), mi);
         models.push(compile_model(&field, m)?);
     }
@@ -54,7 +54,7 @@ fn compile_model(field: &str, m: ModelDto) -> Result<Model, Refusal> {
         cumulative_weights(field, &targets, weighted || least_loaded)?;
     let default_target = match &m.default_target {
         None => 0,
-        Some(name) => target_named(child(field, "default_target"), &targets, &m.name, name)?,
+        Some(name) => target_named(field, "default_target", &targets, &m.name, name)?,
     };
     let input_spec = m
         .input_spec
@@ -62,7 +62,8 @@ fn compile_model(field: &str, m: ModelDto) -> Result<Model, Refusal> {
         .transpose()?;
     let fallback = compile_fallback(field, &m.fallback, &targets)?;
     check_at_most(
-        &child(field, "cooldown_seconds"),
+        field,
+        "cooldown_seconds",
         MAX_COOLDOWN_SECONDS,
         m.cooldown_seconds,
     )?;
@@ -146,7 +147,8 @@ fn compile_affinity(
         );
     }
     check_range(
-        &child(field, "affinity.messages"),
+        field,
+        "affinity.messages",
         Range::To,
         (1, u64::from(MAX_AFFINITY_MESSAGES)),
         u64::from(a.messages),
@@ -174,12 +176,7 @@ fn compile_targets(
     let mut targets = Vec::with_capacity(dtos.len());
     for (ti, t) in dtos.into_iter().enumerate() {
         let tf = item(&child(field, "targets"), ti);
-        names.add(
-            &child(&tf, "name"),
-            &t.name,
-            "target of this model",
-            "target",
-        )?;
+        names.add((&tf, "name"), &t.name, "target of this model", "target")?;
         targets.push(compile_target(&tf, t, weighted, least_loaded)?);
     }
     Ok(targets)
@@ -201,7 +198,7 @@ fn compile_target(
     check_load_fields(tf, &t)?;
     let weight = match (t.weight, weighted) {
         (Some(w), _) => {
-            check_at_most(&child(tf, "weight"), MAX_WEIGHT.into(), w.into())?;
+            check_at_most(tf, "weight", MAX_WEIGHT.into(), w.into())?;
             w
         }
         (None, true) => return err_in(tf, "weight", "is required by the \"weighted\" strategy"),
@@ -211,8 +208,8 @@ fn compile_target(
     let price = match t.price {
         None => Price::default(),
         Some(p) => Price {
-            input_per_1k: check_weight(child(tf, "price.input_per_1k"), p.input_per_1k)?,
-            output_per_1k: check_weight(child(tf, "price.output_per_1k"), p.output_per_1k)?,
+            input_per_1k: check_weight(tf, "price.input_per_1k", p.input_per_1k)?,
+            output_per_1k: check_weight(tf, "price.output_per_1k", p.output_per_1k)?,
         },
     };
     if let Some((ci, c)) =
@@ -350,7 +347,7 @@ fn compile_strategy(
 fn compile_sticky(field: &str, dto: StickyDto) -> Result<StickyKey, Refusal> {
     match dto {
         StickyDto::Header(h) => {
-            check_header_name(&child(field, "strategy.sticky.header"), &h)?;
+            check_header_name(field, "strategy.sticky.header", &h)?;
             Ok(StickyKey::Header(h))
         }
         StickyDto::Cookie(c) => {
@@ -436,11 +433,9 @@ fn compile_bandit_with(
         Some(MinShareDto::All(share)) => vec![share; targets.len()],
         Some(MinShareDto::PerTarget(map)) => {
             if let Some(name) = map.keys().find(|n| !targets.iter().any(|t| &t.name == *n)) {
-                return err_in(
-                    &child(field, "min_share"),
-                    name,
-                    "is not a target of this model",
-                );
+                // `name` is the document's and may be empty: joined by `child`, not `err_in`.
+                let field = child(&child(field, "min_share"), name);
+                return err_with(field, "is not a target of this model");
             }
             (targets.iter())
                 .map(|t| map.get(&t.name).copied().unwrap_or(0.0))
@@ -467,7 +462,7 @@ fn compile_bandit_with(
 
 fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, Refusal> {
     if let Some(h) = &r.header {
-        check_header_name(&child(field, "header"), h)?;
+        check_header_name(field, "header", h)?;
     }
     if r.latency_target_ms == Some(0) {
         return err_in(field, "latency_target_ms", "must be above 0");
@@ -477,8 +472,8 @@ fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, Refusal> 
         status: r.status,
         latency_target_ms: r.latency_target_ms,
         header: r.header,
-        cost_weight: check_weight(child(field, "cost_weight"), r.cost_weight)?,
-        latency_weight: check_weight(child(field, "latency_weight"), r.latency_weight)?,
+        cost_weight: check_weight(field, "cost_weight", r.cost_weight)?,
+        latency_weight: check_weight(field, "latency_weight", r.latency_weight)?,
         evaluator,
     })
 }

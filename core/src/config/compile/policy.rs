@@ -18,7 +18,7 @@ pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetec
     let mut detectors: Vec<NamedDetector> = Vec::with_capacity(dtos.len());
     for (di, d) in dtos.into_iter().enumerate() {
         let field = item("detectors", di);
-        check_name(&child(&field, "name"), &d.name)?;
+        check_name(&field, "name", &d.name)?;
         if detectors.iter().any(|x| x.name == d.name) {
             return err_with(
                 child(&field, "name"),
@@ -78,7 +78,7 @@ fn compile_tenant(
             "must be a non-empty name, unique among the tenants",
         );
     }
-    let default_model = optional_model(child(f, "default_model"), index, d.default_model.as_ref())?;
+    let default_model = optional_model(f, "default_model", index, d.default_model.as_ref())?;
     let allow = match d.allow {
         None => None,
         Some(map) => {
@@ -117,7 +117,7 @@ fn tenant_allow(
         let entry = if targets.is_empty() {
             ModelAllow::All
         } else {
-            let named = |tn: &String| target_named(field.as_str(), &m.targets, &model_name, tn);
+            let named = |tn: &String| target_named(field.as_str(), "", &m.targets, &model_name, tn);
             ModelAllow::Targets(targets.iter().map(named).collect::<Result<_, _>>()?)
         };
         if let Some(slot) = per_model.get_mut(mi) {
@@ -131,7 +131,7 @@ pub(super) fn compile_residency(dto: Option<ResidencyDto>) -> Result<Option<Stri
     let Some(r) = dto else { return Ok(None) };
     match r.header {
         Some(h) => {
-            check_header_name("residency.header", &h)?;
+            check_header_name("residency.header", "", &h)?;
             Ok(Some(h))
         }
         None => err("residency.header", "is required"),
@@ -140,9 +140,9 @@ pub(super) fn compile_residency(dto: Option<ResidencyDto>) -> Result<Option<Stri
 
 pub(super) fn compile_budget(dto: Option<BudgetDto>) -> Result<Option<Budget>, Refusal> {
     let Some(b) = dto else { return Ok(None) };
-    check_header_name("budget.cost_header", &b.cost_header)?;
-    check_header_name("budget.latency_header", &b.latency_header)?;
-    check_header_name("budget.escalate_header", &b.escalate_header)?;
+    check_header_name("budget.cost_header", "", &b.cost_header)?;
+    check_header_name("budget.latency_header", "", &b.latency_header)?;
+    check_header_name("budget.escalate_header", "", &b.escalate_header)?;
     let jwt = match b.jwt {
         Some(j) if j.namespace.is_empty() || j.payload_key.is_empty() => {
             return err("budget.jwt", "namespace and payload_key must not be empty")
@@ -171,7 +171,7 @@ pub(super) fn value_source(
     match (header, jwt) {
         (None, None) => Ok(None),
         (Some(h), None) => {
-            check_header_name(&child(field, "header"), &h)?;
+            check_header_name(field, "header", &h)?;
             Ok(Some(ValueSource::Header(h)))
         }
         (None, Some(j)) => {

@@ -28,7 +28,7 @@ pub(super) fn compile_rules(
     let mut names = Names::default();
     for (ri, r) in dtos.into_iter().enumerate() {
         let field = item("rules", ri);
-        names.add(&child(&field, "name"), &r.name, "rule", "rule")?;
+        names.add((&field, "name"), &r.name, "rule", "rule")?;
         let when = compile_when(&child(&field, "when"), r.when, ctx.detectors, pointers)?;
         let then = compile_then(&child(&field, "then"), r.then, ctx)?;
         rules.push(Rule {
@@ -176,7 +176,7 @@ fn method(field: &str, v: OneOrMany) -> Result<Condition, Refusal> {
 }
 
 fn header(hf: &str, name: String, c: HeaderCondDto) -> Result<Condition, Refusal> {
-    check_header_name(hf, &name)?;
+    check_header_name(hf, "", &name)?;
     let test = match (c.exact, c.prefix, c.present) {
         (Some(v), None, None) => HeaderTest::Exact(v),
         (None, Some(p), None) => HeaderTest::Prefix(p),
@@ -192,8 +192,8 @@ fn header(hf: &str, name: String, c: HeaderCondDto) -> Result<Condition, Refusal
 }
 
 fn time_utc(field: &str, t: TimeWindowDto) -> Result<Condition, Refusal> {
-    let from_minute = parse_hhmm(&child(field, "from"), &t.from)?;
-    let to_minute = parse_hhmm(&child(field, "to"), &t.to)?;
+    let from_minute = parse_hhmm(field, "from", &t.from)?;
+    let to_minute = parse_hhmm(field, "to", &t.to)?;
     if from_minute == to_minute {
         return err(
             field,
@@ -269,7 +269,7 @@ fn compile_then(field: &str, t: ThenDto, ctx: &Context<'_>) -> Result<Action, Re
 
 fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, Refusal> {
     let status = u64::from(reply.status);
-    check_range(&child(rf, "status"), Range::To, (200, 599), status)?;
+    check_range(rf, "status", Range::To, (200, 599), status)?;
     let body = match (reply.echo, reply.body) {
         (true, Some(_)) => return err(rf, "\"echo\" and \"body\" exclude each other"),
         (true, None) => {
@@ -289,7 +289,7 @@ fn then_reply(rf: &str, reply: ReplyDto, source: BodySource) -> Result<Action, R
 
 fn then_reject(rf: &str, reject: RejectDto) -> Result<Action, Refusal> {
     let status = u64::from(reject.status);
-    check_range(&child(rf, "status"), Range::To, (400, 599), status)?;
+    check_range(rf, "status", Range::To, (400, 599), status)?;
     if reject.message.is_empty() {
         return err_in(rf, "message", "must not be empty");
     }
@@ -306,13 +306,13 @@ fn then_pin(
     target: Option<String>,
     ctx: &Context<'_>,
 ) -> Result<Action, Refusal> {
-    let model = optional_model(child(field, "model"), ctx.index, model_name.as_ref())?;
+    let model = optional_model(field, "model", ctx.index, model_name.as_ref())?;
     let target = match (target, model) {
         (None, _) => TargetPin::None,
         (Some(name), Some(mi)) => {
             let targets = ctx.models.get(mi).map_or(&[][..], |m| &m.targets);
             let of = model_name.as_deref().unwrap_or_default();
-            TargetPin::Index(target_named(child(field, "target"), targets, of, &name)?)
+            TargetPin::Index(target_named(field, "target", targets, of, &name)?)
         }
         (Some(name), None) => {
             if !ctx.models.iter().any(|m| m.target_by_name(&name).is_some()) {
