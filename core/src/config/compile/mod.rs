@@ -25,6 +25,7 @@ use checks::{check_header_name, check_range, err, err_with, item, Range, Refusal
 
 use crate::config::dto::*;
 use crate::config::*;
+use std::mem::take;
 
 /// Largest accepted `body.max_bytes` (64 MiB): beyond that a sidecar's memory is at risk.
 pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
@@ -42,17 +43,19 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     compile(dto).map_err(|e| *e)
 }
 
-fn compile(dto: ConfigDto) -> Result<Config, Refusal> {
+/// Takes the sections out of `dto` rather than moving them: it stays whole, so each refusal
+/// drops it with one call instead of dropping the sections not yet moved, one by one.
+fn compile(mut dto: ConfigDto) -> Result<Config, Refusal> {
     check_headers(&dto)?;
     let body = check_body(&dto.body)?;
-    let (models, model_index) = model::compile_models(dto.models)?;
+    let (models, model_index) = model::compile_models(take(&mut dto.models))?;
     let default_model = checks::optional_model(
         "default_model",
         "",
         &model_index,
         dto.default_model.as_ref(),
     )?;
-    let detectors = policy::compile_detectors(dto.detectors)?;
+    let detectors = policy::compile_detectors(take(&mut dto.detectors))?;
     let detector_names: Vec<&str> = detectors.iter().map(|d| d.name.as_str()).collect();
     let mut pointers = PointerSet::new();
     let ctx = rules::Context {
@@ -61,27 +64,31 @@ fn compile(dto: ConfigDto) -> Result<Config, Refusal> {
         detectors: &detector_names,
         source: body.source,
     };
-    let rules = rules::compile_rules(dto.rules, &ctx, &mut pointers)?;
+    let rules = rules::compile_rules(take(&mut dto.rules), &ctx, &mut pointers)?;
     // Sized before shadows add pointers: only metadata bodies read it, and they refuse shadows.
     let numeric_pointers = rules::numeric_pointers(&rules, pointers.len());
-    let feedback = endpoints::compile_feedback(dto.feedback, dto.tenants.is_some())?;
-    let state_endpoint = endpoints::compile_state_endpoint(dto.state_endpoint, feedback.as_ref())?;
-    let tenants = dto
-        .tenants
+    let feedback = endpoints::compile_feedback(dto.feedback.take(), dto.tenants.is_some())?;
+    let state_endpoint =
+        endpoints::compile_state_endpoint(dto.state_endpoint.take(), feedback.as_ref())?;
+    let tenants = (dto.tenants.take())
         .map(|t| policy::compile_tenants(t, &models, &model_index))
         .transpose()?;
     model::check_tenant_features(&models, tenants.as_ref())?;
-    let residency_header = policy::compile_residency(dto.residency)?;
-    let budget = policy::compile_budget(dto.budget)?;
-    let shadows = callouts::compile_shadows(dto.shadows, &ctx, &mut pointers)?;
+    let residency_header = policy::compile_residency(dto.residency.take())?;
+    let budget = policy::compile_budget(dto.budget.take())?;
+    let shadows = callouts::compile_shadows(take(&mut dto.shadows), &ctx, &mut pointers)?;
     callouts::check_resends(&models, tenants.as_ref(), residency_header.is_some())?;
     check_metadata_body(body.source, &detectors, &models)?;
-    let fleet = fleet::compile_fleet(dto.fleet, &models, budget.is_some(), feedback.is_some())?;
+    let fleet = fleet::compile_fleet(
+        dto.fleet.take(),
+        &models,
+        budget.is_some(),
+        feedback.is_some(),
+    )?;
     let has_detected_rules = rules::has_detected(&rules, &shadows);
-    let scan = compile_scan(dto.scan, has_detected_rules)?;
-    let load = compile_load(dto.load, &models)?;
-    let registry = dto
-        .registry
+    let scan = compile_scan(dto.scan.take(), has_detected_rules)?;
+    let load = compile_load(dto.load.take(), &models)?;
+    let registry = (dto.registry.take())
         .map(|r| compile_registry(r, &models))
         .transpose()?;
     Ok(Config {
@@ -97,9 +104,9 @@ fn compile(dto: ConfigDto) -> Result<Config, Refusal> {
         detectors,
         budget,
         shadows,
-        route_header: dto.route_header,
-        target_header: dto.target_header,
-        model_header: dto.model_header,
+        route_header: take(&mut dto.route_header),
+        target_header: take(&mut dto.target_header),
+        model_header: take(&mut dto.model_header),
         response_metadata: dto.response_metadata,
         body,
         default_model,
