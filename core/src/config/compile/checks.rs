@@ -31,7 +31,7 @@ pub(super) fn err_in<T>(at: &str, key: &str, reason: &str) -> Result<T, Refusal>
 
 /// [`err_in`] with a reason already written.
 #[inline(always)]
-fn err_at<T>(at: &str, key: &str, reason: String) -> Result<T, Refusal> {
+pub(super) fn err_at<T>(at: &str, key: &str, reason: String) -> Result<T, Refusal> {
     Err(refuse_at(at, key, reason))
 }
 

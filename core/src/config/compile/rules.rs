@@ -4,8 +4,8 @@ use crate::quote::quoted;
 use crate::vecmap::VecMap;
 
 use super::checks::{
-    check_header_name, check_range, child, err, err_in, err_with, item, optional_model, parse_hhmm,
-    quoted_then, target_named, Names, Range, Refusal,
+    check_header_name, check_range, child, err, err_at, err_in, err_with, item, optional_model,
+    parse_hhmm, quoted_then, target_named, Names, Range, Refusal,
 };
 use crate::config::dto::*;
 use crate::config::{Action, BodyTest, Condition, HeaderTest, Model, ReplyBody, Rule, TargetPin};
@@ -115,10 +115,10 @@ pub(super) fn compile_when(
         }
     }
     if let Some(v) = w.detected {
-        conds.push(detected(&child(field, "detected"), v, detectors)?);
+        conds.push(detected(field, v, detectors)?);
     }
     if let Some(v) = w.method {
-        conds.push(method(&child(field, "method"), v)?);
+        conds.push(method(field, v)?);
     }
     if let Some(prefix) = w.path_prefix {
         if !prefix.starts_with('/') {
@@ -133,7 +133,7 @@ pub(super) fn compile_when(
         conds.push(header(&child(&child(field, "headers"), &name), name, c)?);
     }
     if let Some(t) = w.time_utc {
-        conds.push(time_utc(&child(field, "time_utc"), t)?);
+        conds.push(time_utc(field, t)?);
     }
     for (ptr, c) in w.body {
         let bf = child(&child(field, "body"), &ptr);
@@ -148,28 +148,37 @@ pub(super) fn compile_when(
     Ok(conds)
 }
 
-fn detected(field: &str, v: OneOrMany, detectors: &[&str]) -> Result<Condition, Refusal> {
+/// `when.detected`; `at`: the `when` (the path is built only to refuse).
+fn detected(at: &str, v: OneOrMany, detectors: &[&str]) -> Result<Condition, Refusal> {
     let mut idx = Vec::new();
     for name in one_or_many(v) {
         match detectors.iter().position(|d| *d == name) {
             Some(i) => idx.push(i),
-            None => return err_with(field, quoted_then(&name, "is not a configured detector")),
+            None => {
+                let reason = quoted_then(&name, "is not a configured detector");
+                return err_at(at, "detected", reason);
+            }
         }
     }
     if idx.is_empty() {
-        return err(field, "must name at least one detector");
+        return err_in(at, "detected", "must name at least one detector");
     }
     Ok(Condition::Detected(idx))
 }
 
-fn method(field: &str, v: OneOrMany) -> Result<Condition, Refusal> {
+/// `when.method`; `at`: the `when`.
+fn method(at: &str, v: OneOrMany) -> Result<Condition, Refusal> {
     let methods = one_or_many(v);
     if methods.is_empty() {
-        return err(field, "must name at least one method");
+        return err_in(at, "method", "must name at least one method");
     }
     for m in &methods {
         if m.is_empty() || !m.chars().all(|c| c.is_ascii_uppercase()) {
-            return err_with(field, quoted_then(m, "is not an uppercase HTTP method"));
+            return err_at(
+                at,
+                "method",
+                quoted_then(m, "is not an uppercase HTTP method"),
+            );
         }
     }
     Ok(Condition::Method(methods))
@@ -191,12 +200,14 @@ fn header(hf: &str, name: String, c: HeaderCondDto) -> Result<Condition, Refusal
     Ok(Condition::Header { name, test })
 }
 
-fn time_utc(field: &str, t: TimeWindowDto) -> Result<Condition, Refusal> {
-    let from_minute = parse_hhmm(field, "from", &t.from)?;
-    let to_minute = parse_hhmm(field, "to", &t.to)?;
+/// `when.time_utc`; `at`: the `when`.
+fn time_utc(at: &str, t: TimeWindowDto) -> Result<Condition, Refusal> {
+    let from_minute = parse_hhmm(at, "time_utc.from", &t.from)?;
+    let to_minute = parse_hhmm(at, "time_utc.to", &t.to)?;
     if from_minute == to_minute {
-        return err(
-            field,
+        return err_in(
+            at,
+            "time_utc",
             "\"from\" and \"to\" are equal: the window would be empty",
         );
     }
