@@ -110,14 +110,12 @@ fn cumulative_weights(
     targets: &[Target],
     weighted: bool,
 ) -> Result<(Vec<u64>, u64), Refusal> {
-    let sums: Vec<u64> = targets
-        .iter()
-        .scan(0u64, |total, t| {
-            *total = total.saturating_add(u64::from(t.weight));
-            Some(*total)
-        })
-        .collect();
-    let total = sums.last().copied().unwrap_or(0);
+    let mut sums = Vec::with_capacity(targets.len());
+    let mut total = 0u64;
+    for t in targets {
+        total = total.saturating_add(u64::from(t.weight));
+        sums.push(total);
+    }
     if weighted && total == 0 {
         return err_in(
             field,
