@@ -103,18 +103,11 @@ pub(super) fn compile_when(
     pointers: &mut PointerSet,
 ) -> Result<Vec<Condition>, Refusal> {
     let mut conds = Vec::new();
-    type Make = fn(Vec<String>) -> Condition;
-    for (name, list, make) in [
-        ("tenant", w.tenant, Condition::Tenant as Make),
-        ("tier", w.tier, Condition::Tier as Make),
-    ] {
-        if let Some(v) = list {
-            let values = one_or_many(v);
-            if values.is_empty() || values.iter().any(String::is_empty) {
-                return err_in(field, name, "must name at least one non-empty value");
-            }
-            conds.push(make(values));
-        }
+    if let Some(values) = names(field, "tenant", w.tenant)? {
+        conds.push(Condition::Tenant(values));
+    }
+    if let Some(values) = names(field, "tier", w.tier)? {
+        conds.push(Condition::Tier(values));
     }
     if let Some(v) = w.detected {
         conds.push(detected(field, v, detectors)?);
@@ -148,6 +141,16 @@ pub(super) fn compile_when(
     // The conditions of one rule of the operator's configuration: few, bounded by it.
     crate::sort::by_key(&mut conds, Condition::cost);
     Ok(conds)
+}
+
+/// `when.tenant` / `when.tier` (`key`): at least one value, none empty.
+fn names(at: &str, key: &str, v: Option<OneOrMany>) -> Result<Option<Vec<String>>, Refusal> {
+    let Some(v) = v else { return Ok(None) };
+    let values = one_or_many(v);
+    if values.is_empty() || values.iter().any(String::is_empty) {
+        return err_in(at, key, "must name at least one non-empty value");
+    }
+    Ok(Some(values))
 }
 
 /// `when.detected`; `at`: the `when` (the path is built only to refuse).
