@@ -56,12 +56,11 @@ fn compile(mut dto: ConfigDto) -> Result<Config, Refusal> {
         dto.default_model.as_ref(),
     )?;
     let detectors = policy::compile_detectors(take(&mut dto.detectors))?;
-    let detector_names: Vec<&str> = detectors.iter().map(|d| d.name.as_str()).collect();
     let mut pointers = PointerSet::new();
     let ctx = rules::Context {
         models: &models,
         index: &model_index,
-        detectors: &detector_names,
+        detectors: &detectors,
         source: body.source,
     };
     let rules = rules::compile_rules(take(&mut dto.rules), &ctx, &mut pointers)?;

@@ -8,14 +8,16 @@ use super::checks::{
     parse_hhmm, quoted_then, target_named, Names, Range, Refusal,
 };
 use crate::config::dto::*;
-use crate::config::{Action, BodyTest, Condition, HeaderTest, Model, ReplyBody, Rule, TargetPin};
+use crate::config::{
+    Action, BodyTest, Condition, HeaderTest, Model, NamedDetector, ReplyBody, Rule, TargetPin,
+};
 use crate::payload::PointerSet;
 
 /// What the rules and shadows may name, compiled before them.
 pub(super) struct Context<'a> {
     pub(super) models: &'a [Model],
     pub(super) index: &'a VecMap<String, usize>,
-    pub(super) detectors: &'a [&'a str],
+    pub(super) detectors: &'a [NamedDetector],
     pub(super) source: BodySource,
 }
 
@@ -99,7 +101,7 @@ fn one_or_many(v: OneOrMany) -> Vec<String> {
 pub(super) fn compile_when(
     field: &str,
     w: WhenDto,
-    detectors: &[&str],
+    detectors: &[NamedDetector],
     pointers: &mut PointerSet,
 ) -> Result<Vec<Condition>, Refusal> {
     let mut conds = Vec::new();
@@ -154,10 +156,10 @@ fn names(at: &str, key: &str, v: Option<OneOrMany>) -> Result<Option<Vec<String>
 }
 
 /// `when.detected`; `at`: the `when` (the path is built only to refuse).
-fn detected(at: &str, v: OneOrMany, detectors: &[&str]) -> Result<Condition, Refusal> {
+fn detected(at: &str, v: OneOrMany, detectors: &[NamedDetector]) -> Result<Condition, Refusal> {
     let mut idx = Vec::new();
     for name in one_or_many(v) {
-        match detectors.iter().position(|d| *d == name) {
+        match detectors.iter().position(|d| d.name == name) {
             Some(i) => idx.push(i),
             None => {
                 let reason = quoted_then(&name, "is not a configured detector");
