@@ -101,6 +101,11 @@ pub(super) fn item(field: &str, i: usize) -> String {
     format!("{field}[{i}]")
 }
 
+/// `at.key[i]`: [`item`] of [`child`] in one call.
+pub(super) fn item_in(at: &str, key: &str, i: usize) -> String {
+    format!("{at}.{key}[{i}]")
+}
+
 pub(super) fn check_name(at: &str, key: &str, name: &str) -> Result<(), Refusal> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return err_in(at, key, "must be 1 to 128 characters");

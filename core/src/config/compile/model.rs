@@ -4,7 +4,8 @@
 use super::callouts::{compile_evaluator, compile_fan_out, compile_router};
 use super::checks::{
     check_at_most, check_header_name, check_range, check_weight, child, err, err_in, err_with,
-    is_cluster_name, item, listed_twice, quoted_then, refusal, target_named, Names, Range, Refusal,
+    is_cluster_name, item, item_in, listed_twice, quoted_then, refusal, target_named, Names, Range,
+    Refusal,
 };
 use crate::bandit::Algorithm;
 use crate::config::dto::*;
@@ -173,7 +174,7 @@ fn compile_targets(
     let mut names = Names::default();
     let mut targets = Vec::with_capacity(dtos.len());
     for (ti, t) in dtos.into_iter().enumerate() {
-        let tf = item(&child(field, "targets"), ti);
+        let tf = item_in(field, "targets", ti);
         names.add((&tf, "name"), &t.name, "target of this model", "target")?;
         targets.push(compile_target(&tf, t, weighted, least_loaded)?);
     }
@@ -217,7 +218,7 @@ fn compile_target(
             c,
             "is not a capability (vision, tools, json_mode, streaming)",
         );
-        return err_with(item(&child(tf, "capabilities"), ci), reason);
+        return err_with(item_in(tf, "capabilities", ci), reason);
     }
     if t.max_context_tokens == Some(0) {
         return err_in(tf, "max_context_tokens", "must be above 0");
@@ -261,10 +262,10 @@ fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), Refusal> {
     }
     for (i, e) in t.endpoints.iter().enumerate() {
         if !super::addr::is_socket_addr(e) {
-            return err_with(item(&child(tf, "endpoints"), i), quoted_then(e, "is not an address `ip:port` (IPv6 as `[ip]:port`), the form Envoy's override_host policy matches"));
+            return err_with(item_in(tf, "endpoints", i), quoted_then(e, "is not an address `ip:port` (IPv6 as `[ip]:port`), the form Envoy's override_host policy matches"));
         }
         if t.endpoints.iter().take(i).any(|x| x == e) {
-            return Err(listed_twice(item(&child(tf, "endpoints"), i), e));
+            return Err(listed_twice(item_in(tf, "endpoints", i), e));
         }
     }
     if t.endpoint_capacity.is_some() && t.endpoints.is_empty() && !t.observe_endpoints {
@@ -395,10 +396,10 @@ fn compile_features(field: &str, names: &[String]) -> Result<Vec<crate::bandit::
     let mut out = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let Some(f) = crate::bandit::Feature::parse(name) else {
-            return err_with(item(&child(field, "features"), i), quoted_then(name, "is not a feature: prompt_tokens, max_tokens, tools, vision, json_mode, stream, tenant:<name> or path:</prefix>"));
+            return err_with(item_in(field, "features", i), quoted_then(name, "is not a feature: prompt_tokens, max_tokens, tools, vision, json_mode, stream, tenant:<name> or path:</prefix>"));
         };
         if out.contains(&f) {
-            return Err(listed_twice(item(&child(field, "features"), i), name));
+            return Err(listed_twice(item_in(field, "features", i), name));
         }
         out.push(f);
     }
@@ -517,10 +518,10 @@ fn compile_fallback(
     for (fi, name) in names.iter().enumerate() {
         match targets.iter().position(|t| &t.name == name) {
             Some(i) if !fallback.contains(&i) => fallback.push(i),
-            Some(_) => return Err(listed_twice(item(&child(field, "fallback"), fi), name)),
+            Some(_) => return Err(listed_twice(item_in(field, "fallback", fi), name)),
             None => {
                 return err_with(
-                    item(&child(field, "fallback"), fi),
+                    item_in(field, "fallback", fi),
                     quoted_then(name, "is not a target of this model"),
                 )
             }
