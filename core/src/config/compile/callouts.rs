@@ -2,7 +2,7 @@
 //! and the policies such a resend could bypass.
 
 use super::checks::{
-    check_cluster, check_path, check_timeout, child, err, err_in, err_with, item, model_named,
+    check_cluster, check_path, check_timeout, child, err, err_at, err_in, item, model_named,
     target_named, Refusal,
 };
 use super::rules::{compile_when, Context};
@@ -76,8 +76,9 @@ pub(super) fn compile_shadows(
         let targets = ctx.models.get(model).map_or(&[][..], |m| &m.targets);
         let target = target_named(&field, "target", targets, &sh.model, &sh.target)?;
         if !(sh.percent > 0.0 && sh.percent <= 100.0) {
-            return err_with(
-                child(&field, "percent"),
+            return err_at(
+                &field,
+                "percent",
                 format!("must be above 0 and at most 100, got {}", sh.percent),
             );
         }
@@ -136,7 +137,7 @@ pub(super) fn check_resends(
             None
         };
         if let Some(conflict) = conflict {
-            return err_with(child(&item("models", mi), what), format!("cannot be combined with {conflict}: it would reach targets the policy may exclude"));
+            return err_at(&item("models", mi), what, format!("cannot be combined with {conflict}: it would reach targets the policy may exclude"));
         }
     }
     Ok(())

@@ -65,7 +65,7 @@ fn refuse_in(at: &str, key: &str, reason: &str) -> Refusal {
 
 #[cold]
 #[inline(never)]
-fn refuse_at(at: &str, key: &str, reason: String) -> Refusal {
+pub(super) fn refuse_at(at: &str, key: &str, reason: String) -> Refusal {
     refusal(path(at, key), reason)
 }
 

@@ -3,9 +3,9 @@
 
 use super::callouts::{compile_evaluator, compile_fan_out, compile_router};
 use super::checks::{
-    check_at_most, check_header_name, check_range, check_weight, child, err, err_in, err_with,
-    is_cluster_name, item, item_in, listed_twice, quoted_then, refusal, target_named, Names, Range,
-    Refusal,
+    check_at_most, check_header_name, check_range, check_weight, child, err, err_at, err_in,
+    err_with, is_cluster_name, item, item_in, listed_twice, quoted_then, refusal, target_named,
+    Names, Range, Refusal,
 };
 use crate::bandit::Algorithm;
 use crate::config::dto::*;
@@ -385,8 +385,9 @@ fn compile_bandit(
 fn compile_features(field: &str, names: &[String]) -> Result<Vec<crate::bandit::Feature>, Refusal> {
     use crate::bandit::context::MAX_FEATURES;
     if names.is_empty() || names.len() > MAX_FEATURES {
-        return err_with(
-            child(field, "features"),
+        return err_at(
+            field,
+            "features",
             format!(
                 "must list 1 to {MAX_FEATURES} features, got {}",
                 names.len()
@@ -491,7 +492,7 @@ fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputS
         if !DATATYPES.contains(&i.datatype.as_str()) {
             // DATATYPES in words (a literal, not a `join` and a `format!`; a test compares them).
             let reason = quoted_then(&i.datatype, "is not a KServe v2 datatype (BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BYTES)");
-            return err_with(child(&f, "datatype"), reason);
+            return err_at(&f, "datatype", reason);
         }
         if i.shape.iter().any(|&d| d < -1) {
             return err_in(&f, "shape", "dimensions are sizes, or -1 for any size");

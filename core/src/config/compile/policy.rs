@@ -3,8 +3,8 @@
 use crate::vecmap::VecMap;
 
 use super::checks::{
-    check_header_name, check_name, child, err, err_in, err_with, item, optional_model, quoted_then,
-    refusal, target_named, Refusal,
+    check_header_name, check_name, child, err, err_at, err_in, item, optional_model, quoted_then,
+    refuse_at, target_named, Refusal,
 };
 use crate::config::dto::{
     BudgetDto, DetectorDto, JwtClaimDto, ResidencyDto, TenantDto, TenantsDto,
@@ -20,18 +20,19 @@ pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetec
         let field = item("detectors", di);
         check_name(&field, "name", &d.name)?;
         if detectors.iter().any(|x| x.name == d.name) {
-            return err_with(
-                child(&field, "name"),
+            return err_at(
+                &field,
+                "name",
                 quoted_then(&d.name, "is used by an earlier detector"),
             );
         }
         let detector = match (d.builtin, d.regex) {
             (Some(b), None) => Detector::builtin(&b).ok_or_else(|| {
                 let reason = quoted_then(&b, "is not a built-in detector (email, card, iban)");
-                refusal(child(&field, "builtin"), reason)
+                refuse_at(&field, "builtin", reason)
             })?,
             (None, Some(re)) => {
-                Detector::regex(&re).map_err(|reason| refusal(child(&field, "regex"), reason))?
+                Detector::regex(&re).map_err(|reason| refuse_at(&field, "regex", reason))?
             }
             _ => return err(&field, "needs exactly one of \"builtin\" or \"regex\""),
         };

@@ -119,8 +119,9 @@ pub(super) fn compile_when(
     }
     if let Some(prefix) = w.path_prefix {
         if !prefix.starts_with('/') {
-            return err_with(
-                child(field, "path_prefix"),
+            return err_at(
+                field,
+                "path_prefix",
                 quoted_then(&prefix, "must start with '/'"),
             );
         }
@@ -339,8 +340,9 @@ fn then_pin(
         }
         (Some(name), None) => {
             if !ctx.models.iter().any(|m| m.target_by_name(&name).is_some()) {
-                return err_with(
-                    child(field, "target"),
+                return err_at(
+                    field,
+                    "target",
                     format!("no model has a target named {}", quoted(&name)),
                 );
             }
