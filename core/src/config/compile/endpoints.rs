@@ -1,6 +1,6 @@
 //! The paths the filter answers itself: feedback (signed rewards) and the state endpoint.
 
-use super::checks::{check_path, check_range, err, err_in, err_with, item, Range, Refusal};
+use super::checks::{check_path, check_range, err, err_at, err_in, err_with, item, Range, Refusal};
 use super::policy::value_source;
 use crate::config::dto::{BindDto, FeedbackDto, SigningKeyDto, StateEndpointDto};
 use crate::config::{Bind, FeedbackSettings, StateEndpoint};
@@ -25,8 +25,9 @@ pub(super) fn compile_feedback(
     check_path("feedback.path", "", &f.path)?;
     let keys = compile_keys(f.signing_key, f.signing_keys)?;
     if f.ttl_seconds == 0 || f.ttl_seconds > MAX_TTL {
-        return err_with(
+        return err_at(
             "feedback.ttl_seconds",
+            "",
             format!(
                 "must be between 1 and {MAX_TTL} (7 days), got {}",
                 f.ttl_seconds

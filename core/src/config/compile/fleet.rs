@@ -1,7 +1,7 @@
 //! `fleet`: the etcd cluster replicas share what they learn through, and what can be shared.
 
 use super::checks::{
-    check_cluster, check_range, err, err_in, err_with, item, quoted_then, Range, Refusal,
+    check_cluster, check_range, err, err_at, err_in, item, quoted_then, Range, Refusal,
 };
 use crate::config::dto::FleetDto;
 use crate::config::{EtcdAuth, FleetSettings, Model};
@@ -36,7 +36,7 @@ pub(super) fn compile_fleet(
         && !prefix.ends_with('/')
         && prefix.bytes().all(|b| b.is_ascii_graphic());
     if !prefix_ok {
-        return err_with("fleet.prefix", quoted_then(prefix, "must start with '/', not end with '/', and hold at most 256 printable characters without spaces"));
+        return err_at("fleet.prefix", "", quoted_then(prefix, "must start with '/', not end with '/', and hold at most 256 printable characters without spaces"));
     }
     let bounds = (u64::from(MIN_SYNC_MS), u64::from(MAX_SYNC_MS));
     check_range(
@@ -48,7 +48,7 @@ pub(super) fn compile_fleet(
     )?;
     let timeout_ms = f.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS.min(f.sync_ms));
     if timeout_ms == 0 || timeout_ms > f.sync_ms {
-        return err_with("fleet.timeout_ms", format!(
+        return err_at("fleet.timeout_ms", "", format!(
                 "must be between 1 and sync_ms ({}) so that sync rounds do not overlap, got {timeout_ms}",
                 f.sync_ms
             ));
@@ -59,12 +59,12 @@ pub(super) fn compile_fleet(
                 r,
                 "must be 1 to 128 printable characters without '/' or spaces",
             );
-            return err_with("fleet.replica", reason);
+            return err_at("fleet.replica", "", reason);
         }
     }
     let min_retire = MIN_RETIRE_SECONDS.max(u64::from(f.sync_ms).saturating_mul(10) / 1000);
     if !(min_retire..=MAX_RETIRE_SECONDS).contains(&f.retire_after_seconds) {
-        return err_with("fleet.retire_after_seconds", format!(
+        return err_at("fleet.retire_after_seconds", "", format!(
                 "must be between {min_retire} (at least 10 s and 10 sync periods) and {MAX_RETIRE_SECONDS}, got {}",
                 f.retire_after_seconds
             ));

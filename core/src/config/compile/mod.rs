@@ -21,7 +21,7 @@ mod policy;
 mod rules;
 
 use checks::quoted_then;
-use checks::{check_header_name, check_range, err, err_with, item, Range, Refusal};
+use checks::{check_header_name, check_range, err, err_at, err_with, item, Range, Refusal};
 
 use crate::config::dto::*;
 use crate::config::*;
@@ -143,8 +143,9 @@ fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, 
         "json" => OrcaFormat::Json,
         "none" => OrcaFormat::None,
         other => {
-            return err_with(
+            return err_at(
                 "load.orca_format",
+                "",
                 quoted_then(other, "is not one of text, json, none"),
             )
         }

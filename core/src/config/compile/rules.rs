@@ -255,8 +255,9 @@ fn body_test(bf: &str, c: BodyCondDto) -> Result<BodyTest, Refusal> {
         }
         if let (Some(g), Some(l)) = (gt, lt) {
             if g >= l {
-                return err_with(
+                return err_at(
                     bf,
+                    "",
                     format!("\"gt\" ({g}) must be below \"lt\" ({l}): nothing could match"),
                 );
             }
