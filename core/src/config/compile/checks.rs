@@ -5,8 +5,8 @@ use crate::metrics::metric_segment;
 use crate::quote::quoted;
 use crate::vecmap::{VecMap, VecSet};
 
-/// A refused configuration, boxed: a `Result` carrying it is a pointer wider than its value
-/// at most, so each `?` of the compiler moves one word instead of a `ConfigError`'s six.
+/// A refused configuration, boxed: a `Result` carrying it is at most one word wider than its
+/// `Ok` value, so each `?` of the compiler moves one word instead of a `ConfigError`'s six.
 pub(super) type Refusal = Box<ConfigError>;
 
 const MAX_NAME_LEN: usize = 128;
