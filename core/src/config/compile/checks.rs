@@ -140,18 +140,19 @@ impl Names {
         earlier_metric: &str,
     ) -> Result<(), Refusal> {
         check_name(at, key, name)?;
-        if !self.names.insert(name.to_string()) {
-            let reason = format!("{} is used by an earlier {earlier}", quoted(name));
-            return err_at(at, key, reason);
-        }
-        if !self.metrics.insert(metric_segment(name)) {
-            let reason = format!(
-                "{} gives the same metric name as an earlier {earlier_metric}",
-                quoted(name)
-            );
-            return err_at(at, key, reason);
-        }
-        Ok(())
+        // One `format!` for both messages.
+        let (clash, earlier) = if !self.names.insert(name.to_string()) {
+            ("is used by", earlier)
+        } else if !self.metrics.insert(metric_segment(name)) {
+            ("gives the same metric name as", earlier_metric)
+        } else {
+            return Ok(());
+        };
+        err_at(
+            at,
+            key,
+            format!("{} {clash} an earlier {earlier}", quoted(name)),
+        )
     }
 }
 
@@ -249,11 +250,16 @@ pub(super) fn check_range(
     if (lo..=hi).contains(&got) {
         return Ok(());
     }
-    let reason = match words {
-        Range::Between => format!("must be between {lo} and {hi}, got {got}"),
-        Range::To => format!("must be {lo} to {hi}, got {got}"),
+    // One `format!` for both wordings.
+    let (between, and) = match words {
+        Range::Between => ("between ", "and"),
+        Range::To => ("", "to"),
     };
-    err_at(at, key, reason)
+    err_at(
+        at,
+        key,
+        format!("must be {between}{lo} {and} {hi}, got {got}"),
+    )
 }
 
 /// `got` at most `max`.
