@@ -112,21 +112,25 @@ pub(super) fn check_resends(
             .any(|x| x.region.is_some() || x.allow.is_some())
     });
     for (mi, m) in models.iter().enumerate() {
-        let resend = [
-            ("router", m.router.is_some()),
-            ("fan_out", m.fan_out.is_some()),
-            ("retry", m.retry),
-        ];
-        if let Some((what, _)) = resend.iter().find(|(_, on)| *on && m.tracks_load) {
-            return err_in(&item("models", mi), what, "cannot be combined with load tracking (least_loaded, capacity, endpoints): requests the filter resends by callout hold no slot");
-        }
-        let what = if m.router.is_some() {
+        // The first way this model resends, in this order (an if chain: less code than an
+        // array of pairs searched).
+        let resend = if m.router.is_some() {
             "router"
         } else if m.fan_out.is_some() {
             "fan_out"
+        } else if m.retry {
+            "retry"
         } else {
             continue;
         };
+        if m.tracks_load {
+            return err_in(&item("models", mi), resend, "cannot be combined with load tracking (least_loaded, capacity, endpoints): requests the filter resends by callout hold no slot");
+        }
+        // Of the three, a router's pick and a fan-out reach targets the policy did not choose.
+        if m.router.is_none() && m.fan_out.is_none() {
+            continue;
+        }
+        let what = resend;
         let conflict = if m.capability_routing {
             Some("capability routing (targets[].capabilities / max_context_tokens)")
         } else if residency {
