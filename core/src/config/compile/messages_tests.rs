@@ -147,3 +147,34 @@ fn the_lists_in_words_are_the_lists() {
         assert!(message.ends_with(&format!("{words} ({list})")), "{message}");
     }
 }
+
+#[test]
+fn the_first_feature_in_conflict_is_named() {
+    let cases: Vec<Case> = vec![
+        (
+            Box::new(|c| c["models"][0]["retry"] = json!(true)),
+            "models[0].retry: cannot be combined with load tracking (least_loaded, capacity, endpoints): requests the filter resends by callout hold no slot",
+        ),
+        (
+            Box::new(|c| {
+                c["models"][0]["retry"] = json!(true);
+                c["models"][0]["fan_out"] = json!({ "timeout_ms": 100 });
+            }),
+            "models[0].fan_out: cannot be combined with load tracking (least_loaded, capacity, endpoints): requests the filter resends by callout hold no slot",
+        ),
+        (
+            Box::new(|c| {
+                c["body"] = json!({ "source": "metadata", "metadata_namespace": "ns" });
+                c["models"][0]["targets"] = json!([
+                    { "name": "a", "cluster": "c1", "weight": 1 },
+                    { "name": "b", "cluster": "c2", "weight": 1 } ]);
+                c["models"][0]["retry"] = json!(true);
+                c["models"][0]["router"] = json!({ "cluster": "r", "path": "/route" });
+            }),
+            "models[0]: retry needs the request body, which body.source \"metadata\" does not give; use \"buffer\"",
+        ),
+    ];
+    for (change, message) in cases {
+        assert_eq!(refused(change), message);
+    }
+}
