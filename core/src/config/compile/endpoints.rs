@@ -1,9 +1,9 @@
 //! The paths the filter answers itself: feedback (signed rewards) and the state endpoint.
 
-use super::checks::{check_path, check_range, child, err, item, Range};
+use super::checks::{check_path, check_range, err, err_at, err_in, err_with, item, Range, Refusal};
 use super::policy::value_source;
 use crate::config::dto::{BindDto, FeedbackDto, SigningKeyDto, StateEndpointDto};
-use crate::config::{Bind, ConfigError, FeedbackSettings, StateEndpoint};
+use crate::config::{Bind, FeedbackSettings, StateEndpoint};
 use crate::feedback::{SigningKey, TokenKeys};
 use crate::learning::spent;
 
@@ -11,6 +11,8 @@ use crate::learning::spent;
 const MIN_STATE_TOKEN: usize = 16;
 /// Most keys `feedback.signing_keys` may hold (each is tried only by its id).
 const MAX_KEYS: usize = 8;
+// Their messages say 16 and 8 in words (a literal is smaller than a `format!`).
+const _: () = assert!(MIN_STATE_TOKEN == 16 && MAX_KEYS == 8);
 
 /// Longest accepted feedback `ttl_seconds`: spent decision ids are kept this long.
 const MAX_TTL: u64 = 7 * 24 * 3600;
@@ -18,13 +20,14 @@ const MAX_TTL: u64 = 7 * 24 * 3600;
 pub(super) fn compile_feedback(
     dto: Option<FeedbackDto>,
     has_tenants: bool,
-) -> Result<Option<FeedbackSettings>, ConfigError> {
+) -> Result<Option<FeedbackSettings>, Refusal> {
     let Some(f) = dto else { return Ok(None) };
-    check_path("feedback.path", &f.path)?;
+    check_path("feedback.path", "", &f.path)?;
     let keys = compile_keys(f.signing_key, f.signing_keys)?;
     if f.ttl_seconds == 0 || f.ttl_seconds > MAX_TTL {
-        return err(
+        return err_at(
             "feedback.ttl_seconds",
+            "",
             format!(
                 "must be between 1 and {MAX_TTL} (7 days), got {}",
                 f.ttl_seconds
@@ -44,7 +47,7 @@ pub(super) fn compile_feedback(
                 .get(..i)
                 .is_some_and(|before| before.contains(e))
         {
-            return err(
+            return err_with(
                 item("feedback.evaluators", i),
                 "must be a non-empty principal, listed once",
             );
@@ -76,14 +79,14 @@ pub(super) fn compile_feedback(
 fn compile_keys(
     one: Option<String>,
     many: Option<Vec<SigningKeyDto>>,
-) -> Result<TokenKeys, ConfigError> {
+) -> Result<TokenKeys, Refusal> {
     const SHORT: &str = "must be at least 16 characters: it is what stops forged rewards";
     match (one, many) {
         (Some(key), None) if key.len() < 16 => err("feedback.signing_key", SHORT),
         (Some(key), None) => Ok(TokenKeys::single(key.as_bytes())),
         (None, Some(list)) if list.is_empty() || list.len() > MAX_KEYS => err(
             "feedback.signing_keys",
-            format!("must hold 1 to {MAX_KEYS} keys (the first signs)"),
+            "must hold 1 to 8 keys (the first signs)",
         ),
         (None, Some(list)) => {
             let mut keys: Vec<SigningKey> = Vec::with_capacity(list.len());
@@ -94,13 +97,14 @@ fn compile_keys(
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
                 if !valid || keys.iter().any(|seen| seen.id == k.id) {
-                    return err(
-                        child(&item("feedback.signing_keys", i), "id"),
+                    return err_in(
+                        &item("feedback.signing_keys", i),
+                        "id",
                         "must be 1 to 32 letters, digits, '.', '_' or '-', unique among the keys",
                     );
                 }
                 if k.key.len() < 16 {
-                    return err(child(&item("feedback.signing_keys", i), "key"), SHORT);
+                    return err_in(&item("feedback.signing_keys", i), "key", SHORT);
                 }
                 keys.push(SigningKey::new(&k.id, k.key.as_bytes()));
             }
@@ -114,7 +118,7 @@ fn compile_keys(
     }
 }
 
-fn compile_bind(dto: Option<BindDto>, has_tenants: bool) -> Result<Option<Bind>, ConfigError> {
+fn compile_bind(dto: Option<BindDto>, has_tenants: bool) -> Result<Option<Bind>, Refusal> {
     let Some(b) = dto else { return Ok(None) };
     let value = value_source("feedback.bind", b.header, b.jwt)?;
     match (value, b.tenant) {
@@ -129,10 +133,11 @@ fn compile_bind(dto: Option<BindDto>, has_tenants: bool) -> Result<Option<Bind>,
 }
 
 /// Ids per spent-id shard for `feedback.max_accepted_per_hour`.
-fn spent_per_shard(per_hour: u64) -> Result<usize, ConfigError> {
+fn spent_per_shard(per_hour: u64) -> Result<usize, Refusal> {
     let (min, max) = (1_024, 4_194_304);
     check_range(
         "feedback.max_accepted_per_hour",
+        "",
         Range::Between,
         (min, max),
         per_hour,
@@ -143,9 +148,9 @@ fn spent_per_shard(per_hour: u64) -> Result<usize, ConfigError> {
 pub(super) fn compile_state_endpoint(
     dto: Option<StateEndpointDto>,
     feedback: Option<&FeedbackSettings>,
-) -> Result<Option<StateEndpoint>, ConfigError> {
+) -> Result<Option<StateEndpoint>, Refusal> {
     let Some(e) = dto else { return Ok(None) };
-    check_path("state_endpoint.path", &e.path)?;
+    check_path("state_endpoint.path", "", &e.path)?;
     if feedback.is_some_and(|f| f.path == e.path) {
         return err("state_endpoint.path", "must differ from feedback.path");
     }
@@ -157,15 +162,12 @@ pub(super) fn compile_state_endpoint(
             )
         }
         (Some(t), false) if t.chars().count() < MIN_STATE_TOKEN => {
-            return err(
-                "state_endpoint.token",
-                format!("must be at least {MIN_STATE_TOKEN} characters"),
-            )
+            return err("state_endpoint.token", "must be at least 16 characters")
         }
         (None, false) => {
             return err(
                 "state_endpoint.token",
-                format!("is required (at least {MIN_STATE_TOKEN} characters), or declare the endpoint \"public\": true"),
+                "is required (at least 16 characters), or declare the endpoint \"public\": true",
             )
         }
         _ => {}

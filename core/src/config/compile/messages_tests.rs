@@ -122,3 +122,59 @@ fn an_entry_listed_twice_is_named() {
         assert_eq!(refused(change), message);
     }
 }
+
+#[test]
+fn the_lists_in_words_are_the_lists() {
+    let cases: Vec<Case> = vec![
+        (
+            Box::new(|c| c["models"][0]["targets"][0]["capabilities"] = json!(["smell"])),
+            "capabilities[0]: \"smell\" is not a capability",
+        ),
+        (
+            Box::new(|c| {
+                c["models"][0]["input_spec"] =
+                    json!([{ "name": "x", "datatype": "FP8", "shape": [1] }])
+            }),
+            "datatype: \"FP8\" is not a KServe v2 datatype",
+        ),
+    ];
+    let lists = [
+        crate::config::CAPABILITIES.join(", "),
+        crate::inspect::kserve::DATATYPES.join(", "),
+    ];
+    for ((change, words), list) in cases.into_iter().zip(lists) {
+        let message = refused(change);
+        assert!(message.ends_with(&format!("{words} ({list})")), "{message}");
+    }
+}
+
+#[test]
+fn the_first_feature_in_conflict_is_named() {
+    let cases: Vec<Case> = vec![
+        (
+            Box::new(|c| c["models"][0]["retry"] = json!(true)),
+            "models[0].retry: cannot be combined with load tracking (least_loaded, capacity, endpoints): requests the filter resends by callout hold no slot",
+        ),
+        (
+            Box::new(|c| {
+                c["models"][0]["retry"] = json!(true);
+                c["models"][0]["fan_out"] = json!({ "timeout_ms": 100 });
+            }),
+            "models[0].fan_out: cannot be combined with load tracking (least_loaded, capacity, endpoints): requests the filter resends by callout hold no slot",
+        ),
+        (
+            Box::new(|c| {
+                c["body"] = json!({ "source": "metadata", "metadata_namespace": "ns" });
+                c["models"][0]["targets"] = json!([
+                    { "name": "a", "cluster": "c1", "weight": 1 },
+                    { "name": "b", "cluster": "c2", "weight": 1 } ]);
+                c["models"][0]["retry"] = json!(true);
+                c["models"][0]["router"] = json!({ "cluster": "r", "path": "/route" });
+            }),
+            "models[0]: retry needs the request body, which body.source \"metadata\" does not give; use \"buffer\"",
+        ),
+    ];
+    for (change, message) in cases {
+        assert_eq!(refused(change), message);
+    }
+}

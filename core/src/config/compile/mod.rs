@@ -8,8 +8,10 @@
 //! - [`policy`]: detectors, tenants, residency, budget;
 //! - [`callouts`]: router, fan-out, shadows, evaluator, and what a resend may not bypass;
 //! - [`endpoints`]: the feedback and state endpoints;
-//! - [`fleet`]: learning as one fleet through etcd.
+//! - [`fleet`]: learning as one fleet through etcd;
+//! - [`addr`]: endpoint addresses (`ip:port`), checked as std reads them.
 
+mod addr;
 mod callouts;
 mod checks;
 mod endpoints;
@@ -19,10 +21,11 @@ mod policy;
 mod rules;
 
 use checks::quoted_then;
-use checks::{check_header_name, check_range, err, item, Range};
+use checks::{check_header_name, check_range, err, err_at, err_with, item, Range, Refusal};
 
 use crate::config::dto::*;
 use crate::config::*;
+use std::mem::take;
 
 /// Largest accepted `body.max_bytes` (64 MiB): beyond that a sidecar's memory is at risk.
 pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
@@ -30,51 +33,61 @@ pub const MAX_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 /// Parses, validates and compiles a configuration document.
 pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return err(
-            "",
-            "the plugin configuration is empty; a JSON object with `models` is required",
-        );
+        return Err(ConfigError {
+            field: String::new(),
+            reason: "the plugin configuration is empty; a JSON object with `models` is required"
+                .into(),
+        });
     }
     let dto: ConfigDto = crate::config::read::document(bytes)?;
-    compile(dto)
+    compile(dto).map_err(|e| *e)
 }
 
-fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
+/// Takes the sections out of `dto` rather than moving them: it stays whole, so each refusal
+/// drops it with one call instead of dropping the sections not yet moved, one by one.
+fn compile(mut dto: ConfigDto) -> Result<Config, Refusal> {
     check_headers(&dto)?;
     let body = check_body(&dto.body)?;
-    let (models, model_index) = model::compile_models(dto.models)?;
-    let default_model =
-        checks::optional_model("default_model", &model_index, dto.default_model.as_ref())?;
-    let detectors = policy::compile_detectors(dto.detectors)?;
-    let detector_names: Vec<&str> = detectors.iter().map(|d| d.name.as_str()).collect();
+    let (models, model_index) = model::compile_models(take(&mut dto.models))?;
+    let default_model = checks::optional_model(
+        "default_model",
+        "",
+        &model_index,
+        dto.default_model.as_ref(),
+    )?;
+    let detectors = policy::compile_detectors(take(&mut dto.detectors))?;
     let mut pointers = PointerSet::new();
     let ctx = rules::Context {
         models: &models,
         index: &model_index,
-        detectors: &detector_names,
+        detectors: &detectors,
         source: body.source,
     };
-    let rules = rules::compile_rules(dto.rules, &ctx, &mut pointers)?;
+    let rules = rules::compile_rules(take(&mut dto.rules), &ctx, &mut pointers)?;
     // Sized before shadows add pointers: only metadata bodies read it, and they refuse shadows.
     let numeric_pointers = rules::numeric_pointers(&rules, pointers.len());
-    let feedback = endpoints::compile_feedback(dto.feedback, dto.tenants.is_some())?;
-    let state_endpoint = endpoints::compile_state_endpoint(dto.state_endpoint, feedback.as_ref())?;
-    let tenants = dto
-        .tenants
+    let feedback = endpoints::compile_feedback(dto.feedback.take(), dto.tenants.is_some())?;
+    let state_endpoint =
+        endpoints::compile_state_endpoint(dto.state_endpoint.take(), feedback.as_ref())?;
+    let tenants = (dto.tenants.take())
         .map(|t| policy::compile_tenants(t, &models, &model_index))
         .transpose()?;
     model::check_tenant_features(&models, tenants.as_ref())?;
-    let residency_header = policy::compile_residency(dto.residency)?;
-    let budget = policy::compile_budget(dto.budget)?;
-    let shadows = callouts::compile_shadows(dto.shadows, &ctx, &mut pointers)?;
+    let residency_header = policy::compile_residency(dto.residency.take())?;
+    let budget = policy::compile_budget(dto.budget.take())?;
+    let shadows = callouts::compile_shadows(take(&mut dto.shadows), &ctx, &mut pointers)?;
     callouts::check_resends(&models, tenants.as_ref(), residency_header.is_some())?;
     check_metadata_body(body.source, &detectors, &models)?;
-    let fleet = fleet::compile_fleet(dto.fleet, &models, budget.is_some(), feedback.is_some())?;
+    let fleet = fleet::compile_fleet(
+        dto.fleet.take(),
+        &models,
+        budget.is_some(),
+        feedback.is_some(),
+    )?;
     let has_detected_rules = rules::has_detected(&rules, &shadows);
-    let scan = compile_scan(dto.scan, has_detected_rules)?;
-    let load = compile_load(dto.load, &models)?;
-    let registry = dto
-        .registry
+    let scan = compile_scan(dto.scan.take(), has_detected_rules)?;
+    let load = compile_load(dto.load.take(), &models)?;
+    let registry = (dto.registry.take())
         .map(|r| compile_registry(r, &models))
         .transpose()?;
     Ok(Config {
@@ -90,9 +103,9 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
         detectors,
         budget,
         shadows,
-        route_header: dto.route_header,
-        target_header: dto.target_header,
-        model_header: dto.model_header,
+        route_header: take(&mut dto.route_header),
+        target_header: take(&mut dto.target_header),
+        model_header: take(&mut dto.model_header),
         response_metadata: dto.response_metadata,
         body,
         default_model,
@@ -110,43 +123,43 @@ fn compile(dto: ConfigDto) -> Result<Config, ConfigError> {
 fn compile_registry(
     r: crate::registry::RegistryDto,
     models: &[Model],
-) -> Result<crate::registry::RegistrySettings, ConfigError> {
-    crate::registry::compile(r, models)
+) -> Result<crate::registry::RegistrySettings, Refusal> {
+    crate::registry::compile(r, models).map_err(Box::new)
 }
 
 /// Longest accepted `load.stale_ms` (an hour) and `load.retry_after_seconds`.
 const MAX_LOAD_STALE_MS: u64 = 3_600_000;
 const MAX_RETRY_AFTER_SECONDS: u32 = 3600;
 
-fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, ConfigError> {
+fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, Refusal> {
     let configured = dto.is_some();
     let d = dto.unwrap_or_default();
     if configured && !models.iter().any(|m| m.tracks_load) {
-        return err(
-            "load",
-            "no model tracks load: give a target `capacity` or `endpoints`, or a model the `least_loaded` strategy",
-        );
+        return err("load", "no model tracks load: give a target `capacity` or `endpoints`, or a model the `least_loaded` strategy");
     }
-    check_header_name("load.endpoint_header", &d.endpoint_header)?;
+    check_header_name("load.endpoint_header", "", &d.endpoint_header)?;
     let orca_format = match d.orca_format.as_str() {
         "text" => OrcaFormat::Text,
         "json" => OrcaFormat::Json,
         "none" => OrcaFormat::None,
         other => {
-            return err(
+            return err_at(
                 "load.orca_format",
+                "",
                 quoted_then(other, "is not one of text, json, none"),
             )
         }
     };
     check_range(
         "load.stale_ms",
+        "",
         Range::To,
         (100, MAX_LOAD_STALE_MS),
         d.stale_ms,
     )?;
     check_range(
         "load.retry_after_seconds",
+        "",
         Range::To,
         (1, u64::from(MAX_RETRY_AFTER_SECONDS)),
         u64::from(d.retry_after_seconds),
@@ -162,7 +175,7 @@ fn compile_load(dto: Option<LoadDto>, models: &[Model]) -> Result<LoadSettings, 
 /// Largest accepted `scan.max_bytes` (text read from one payload).
 const MAX_SCAN_BYTES: u64 = 16 * 1024 * 1024;
 
-fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings, ConfigError> {
+fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings, Refusal> {
     let Some(s) = dto else {
         return Ok(ScanSettings {
             max_bytes: DEFAULT_SCAN_MAX_BYTES as usize,
@@ -177,6 +190,7 @@ fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings
     }
     check_range(
         "scan.max_bytes",
+        "",
         Range::Between,
         (1, MAX_SCAN_BYTES),
         s.max_bytes,
@@ -187,10 +201,10 @@ fn compile_scan(dto: Option<ScanDto>, has_detected: bool) -> Result<ScanSettings
     })
 }
 
-fn check_headers(dto: &ConfigDto) -> Result<(), ConfigError> {
-    check_header_name("route_header", &dto.route_header)?;
-    check_header_name("target_header", &dto.target_header)?;
-    check_header_name("model_header", &dto.model_header)?;
+fn check_headers(dto: &ConfigDto) -> Result<(), Refusal> {
+    check_header_name("route_header", "", &dto.route_header)?;
+    check_header_name("target_header", "", &dto.target_header)?;
+    check_header_name("model_header", "", &dto.model_header)?;
     if dto.route_header == dto.target_header {
         return err("target_header", "must differ from route_header");
     }
@@ -203,9 +217,10 @@ fn check_headers(dto: &ConfigDto) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn check_body(body: &BodyDto) -> Result<BodySettings, ConfigError> {
+fn check_body(body: &BodyDto) -> Result<BodySettings, Refusal> {
     check_range(
         "body.max_bytes",
+        "",
         Range::Between,
         (1, MAX_BODY_LIMIT),
         body.max_bytes,
@@ -229,7 +244,7 @@ fn check_metadata_body(
     source: BodySource,
     detectors: &[NamedDetector],
     models: &[Model],
-) -> Result<(), ConfigError> {
+) -> Result<(), Refusal> {
     if source != BodySource::Metadata {
         return Ok(());
     }
@@ -240,21 +255,23 @@ fn check_metadata_body(
         );
     }
     for (mi, m) in models.iter().enumerate() {
-        let needs_body = [
-            (
-                m.capability_routing,
-                "targets[].capabilities / max_context_tokens",
-            ),
-            (m.input_spec.is_some(), "input_spec"),
-            (m.retry, "retry"),
-            (m.fan_out.is_some(), "fan_out"),
-            (m.router.is_some(), "router"),
-        ];
-        if let Some((_, what)) = needs_body.iter().find(|(on, _)| *on) {
-            return err(
-                item("models", mi),
-                format!("{what} needs the request body, which body.source \"metadata\" does not give; use \"buffer\""),
-            );
+        // The first feature, in this order, that needs the body (an if chain: less code than
+        // an array of pairs searched).
+        let needs_body = if m.capability_routing {
+            Some("targets[].capabilities / max_context_tokens")
+        } else if m.input_spec.is_some() {
+            Some("input_spec")
+        } else if m.retry {
+            Some("retry")
+        } else if m.fan_out.is_some() {
+            Some("fan_out")
+        } else if m.router.is_some() {
+            Some("router")
+        } else {
+            None
+        };
+        if let Some(what) = needs_body {
+            return err_with(item("models", mi), format!("{what} needs the request body, which body.source \"metadata\" does not give; use \"buffer\""));
         }
     }
     Ok(())

@@ -2,16 +2,14 @@
 //! target, the KServe input spec, fallback, retry, and their router or fan-out.
 
 use super::callouts::{compile_evaluator, compile_fan_out, compile_router};
-use super::checks::quoted_then;
 use super::checks::{
-    check_at_most, check_header_name, check_range, check_weight, child, err, is_cluster_name, item,
-    listed_twice, target_named, Names, Range,
+    check_at_most, check_header_name, check_range, check_weight, child, err, err_at, err_in,
+    err_with, is_cluster_name, item, item_in, listed_twice, quoted_then, refusal, target_named,
+    Names, Range, Refusal,
 };
 use crate::bandit::Algorithm;
 use crate::config::dto::*;
-use crate::config::{
-    ConfigError, Model, Price, RewardSettings, StickyKey, Strategy, Target, CAPABILITIES,
-};
+use crate::config::{Model, Price, RewardSettings, StickyKey, Strategy, Target, CAPABILITIES};
 use crate::inspect::kserve::{InputSpec, DATATYPES};
 use crate::quote::quoted;
 use crate::vecmap::VecMap;
@@ -23,7 +21,7 @@ const MAX_COOLDOWN_SECONDS: u64 = 3600;
 /// The models, and their index by name.
 pub(super) fn compile_models(
     dtos: Vec<ModelDto>,
-) -> Result<(Vec<Model>, VecMap<String, usize>), ConfigError> {
+) -> Result<(Vec<Model>, VecMap<String, usize>), Refusal> {
     if dtos.is_empty() {
         return err("models", "at least one model is required");
     }
@@ -32,22 +30,23 @@ pub(super) fn compile_models(
     let mut names = Names::default();
     for (mi, m) in dtos.into_iter().enumerate() {
         let field = item("models", mi);
-        names.add(&child(&field, "name"), &m.name, "model", "model")?;
+        names.add((&field, "name"), &m.name, "model", "model")?;
         index.insert(m.name.clone(), mi);
         models.push(compile_model(&field, m)?);
     }
     Ok((models, index))
 }
 
-fn compile_model(field: &str, m: ModelDto) -> Result<Model, ConfigError> {
+fn compile_model(field: &str, m: ModelDto) -> Result<Model, Refusal> {
     let weighted = matches!(m.strategy, StrategyDto::Weighted { .. });
     let least_loaded = matches!(m.strategy, StrategyDto::LeastLoaded {});
     let targets = compile_targets(field, m.targets, weighted, least_loaded)?;
     let strategy = compile_strategy(field, m.strategy, &targets)?;
     let reward = match m.reward {
         None => None,
-        Some(_) if m_is_fixed(&strategy) => return err(
-            child(field, "reward"),
+        Some(_) if m_is_fixed(&strategy) => return err_in(
+            field,
+            "reward",
             "only bandit strategies (epsilon_greedy, thompson, ucb1, linucb) learn from rewards",
         ),
         Some(r) => Some(compile_reward(&child(field, "reward"), r)?),
@@ -56,7 +55,7 @@ fn compile_model(field: &str, m: ModelDto) -> Result<Model, ConfigError> {
         cumulative_weights(field, &targets, weighted || least_loaded)?;
     let default_target = match &m.default_target {
         None => 0,
-        Some(name) => target_named(child(field, "default_target"), &targets, &m.name, name)?,
+        Some(name) => target_named(field, "default_target", &targets, &m.name, name)?,
     };
     let input_spec = m
         .input_spec
@@ -64,13 +63,15 @@ fn compile_model(field: &str, m: ModelDto) -> Result<Model, ConfigError> {
         .transpose()?;
     let fallback = compile_fallback(field, &m.fallback, &targets)?;
     check_at_most(
-        &child(field, "cooldown_seconds"),
+        field,
+        "cooldown_seconds",
         MAX_COOLDOWN_SECONDS,
         m.cooldown_seconds,
     )?;
     if m.retry && fallback.is_empty() {
-        return err(
-            child(field, "retry"),
+        return err_in(
+            field,
+            "retry",
             "needs a fallback list: a retry goes to the next fallback target",
         );
     }
@@ -109,18 +110,17 @@ fn cumulative_weights(
     field: &str,
     targets: &[Target],
     weighted: bool,
-) -> Result<(Vec<u64>, u64), ConfigError> {
-    let sums: Vec<u64> = targets
-        .iter()
-        .scan(0u64, |total, t| {
-            *total = total.saturating_add(u64::from(t.weight));
-            Some(*total)
-        })
-        .collect();
-    let total = sums.last().copied().unwrap_or(0);
+) -> Result<(Vec<u64>, u64), Refusal> {
+    let mut sums = Vec::with_capacity(targets.len());
+    let mut total = 0u64;
+    for t in targets {
+        total = total.saturating_add(u64::from(t.weight));
+        sums.push(total);
+    }
     if weighted && total == 0 {
-        return err(
-            child(field, "targets"),
+        return err_in(
+            field,
+            "targets",
             "at least one target needs a weight above 0",
         );
     }
@@ -136,16 +136,18 @@ fn compile_affinity(
     field: &str,
     dto: Option<AffinityDto>,
     targets: &[Target],
-) -> Result<Option<u32>, ConfigError> {
+) -> Result<Option<u32>, Refusal> {
     let Some(a) = dto else { return Ok(None) };
     if !targets.iter().any(Target::picks_endpoint) {
-        return err(
-            child(field, "affinity"),
+        return err_in(
+            field,
+            "affinity",
             "needs a target that picks endpoints (`endpoints` or `observe_endpoints`)",
         );
     }
     check_range(
-        &child(field, "affinity.messages"),
+        field,
+        "affinity.messages",
         Range::To,
         (1, u64::from(MAX_AFFINITY_MESSAGES)),
         u64::from(a.messages),
@@ -156,26 +158,24 @@ fn compile_affinity(
 const MAX_AFFINITY_MESSAGES: u32 = 64;
 /// Most endpoints configured per target (the load document keeps at most `load::MAX_ENDPOINTS`).
 const MAX_TARGET_ENDPOINTS: usize = 32;
+// Its message says 32 in words, an unknown capability's lists CAPABILITIES (literals, not a
+// `format!`; a test compares the list).
+const _: () = assert!(MAX_TARGET_ENDPOINTS == 32 && CAPABILITIES.len() == 4);
 
 fn compile_targets(
     field: &str,
     dtos: Vec<TargetDto>,
     weighted: bool,
     least_loaded: bool,
-) -> Result<Vec<Target>, ConfigError> {
+) -> Result<Vec<Target>, Refusal> {
     if dtos.is_empty() {
-        return err(child(field, "targets"), "at least one target is required");
+        return err_in(field, "targets", "at least one target is required");
     }
     let mut names = Names::default();
     let mut targets = Vec::with_capacity(dtos.len());
     for (ti, t) in dtos.into_iter().enumerate() {
-        let tf = item(&child(field, "targets"), ti);
-        names.add(
-            &child(&tf, "name"),
-            &t.name,
-            "target of this model",
-            "target",
-        )?;
+        let tf = item_in(field, "targets", ti);
+        names.add((&tf, "name"), &t.name, "target of this model", "target")?;
         targets.push(compile_target(&tf, t, weighted, least_loaded)?);
     }
     Ok(targets)
@@ -186,55 +186,48 @@ fn compile_target(
     t: TargetDto,
     weighted: bool,
     least_loaded: bool,
-) -> Result<Target, ConfigError> {
+) -> Result<Target, Refusal> {
     if !is_cluster_name(&t.cluster) {
-        return err(
-            child(tf, "cluster"),
+        return err_in(
+            tf,
+            "cluster",
             "must be a non-empty Envoy cluster name without spaces",
         );
     }
     check_load_fields(tf, &t)?;
     let weight = match (t.weight, weighted) {
         (Some(w), _) => {
-            check_at_most(&child(tf, "weight"), MAX_WEIGHT.into(), w.into())?;
+            check_at_most(tf, "weight", MAX_WEIGHT.into(), w.into())?;
             w
         }
-        (None, true) => {
-            return err(
-                child(tf, "weight"),
-                "is required by the \"weighted\" strategy",
-            )
-        }
+        (None, true) => return err_in(tf, "weight", "is required by the \"weighted\" strategy"),
         (None, false) if least_loaded => 1,
         (None, false) => 0,
     };
     let price = match t.price {
         None => Price::default(),
         Some(p) => Price {
-            input_per_1k: check_weight(child(tf, "price.input_per_1k"), p.input_per_1k)?,
-            output_per_1k: check_weight(child(tf, "price.output_per_1k"), p.output_per_1k)?,
+            input_per_1k: check_weight(tf, "price.input_per_1k", p.input_per_1k)?,
+            output_per_1k: check_weight(tf, "price.output_per_1k", p.output_per_1k)?,
         },
     };
     if let Some((ci, c)) =
         (t.capabilities.iter().enumerate()).find(|(_, c)| !CAPABILITIES.contains(&c.as_str()))
     {
-        return err(
-            item(&child(tf, "capabilities"), ci),
-            format!(
-                "{} is not a capability ({})",
-                quoted(c),
-                CAPABILITIES.join(", ")
-            ),
+        let reason = quoted_then(
+            c,
+            "is not a capability (vision, tools, json_mode, streaming)",
         );
+        return err_with(item_in(tf, "capabilities", ci), reason);
     }
     if t.max_context_tokens == Some(0) {
-        return err(child(tf, "max_context_tokens"), "must be above 0");
+        return err_in(tf, "max_context_tokens", "must be above 0");
     }
     if t.region.as_ref().is_some_and(String::is_empty) {
-        return err(child(tf, "region"), "must not be empty");
+        return err_in(tf, "region", "must not be empty");
     }
     if t.tags.iter().any(String::is_empty) {
-        return err(child(tf, "tags"), "tags must not be empty");
+        return err_in(tf, "tags", "tags must not be empty");
     }
     Ok(Target {
         capacity: t.capacity,
@@ -255,35 +248,30 @@ fn compile_target(
 
 /// Capacities above 0; endpoints as `ip:port`, each once; an endpoint capacity only where
 /// endpoints are picked.
-fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), ConfigError> {
+fn check_load_fields(tf: &str, t: &TargetDto) -> Result<(), Refusal> {
     for (name, value) in [
         ("capacity", t.capacity),
         ("endpoint_capacity", t.endpoint_capacity),
     ] {
         if value == Some(0) {
-            return err(child(tf, name), "must be above 0");
+            return err_in(tf, name, "must be above 0");
         }
     }
     if t.endpoints.len() > MAX_TARGET_ENDPOINTS {
-        return err(
-            child(tf, "endpoints"),
-            format!("at most {MAX_TARGET_ENDPOINTS} endpoints"),
-        );
+        return err_in(tf, "endpoints", "at most 32 endpoints");
     }
     for (i, e) in t.endpoints.iter().enumerate() {
-        if e.parse::<std::net::SocketAddr>().is_err() {
-            return err(
-                item(&child(tf, "endpoints"), i),
-                quoted_then(e, "is not an address `ip:port` (IPv6 as `[ip]:port`), the form Envoy's override_host policy matches"),
-            );
+        if !super::addr::is_socket_addr(e) {
+            return err_with(item_in(tf, "endpoints", i), quoted_then(e, "is not an address `ip:port` (IPv6 as `[ip]:port`), the form Envoy's override_host policy matches"));
         }
         if t.endpoints.iter().take(i).any(|x| x == e) {
-            return Err(listed_twice(item(&child(tf, "endpoints"), i), e));
+            return Err(listed_twice(item_in(tf, "endpoints", i), e));
         }
     }
     if t.endpoint_capacity.is_some() && t.endpoints.is_empty() && !t.observe_endpoints {
-        return err(
-            child(tf, "endpoint_capacity"),
+        return err_in(
+            tf,
+            "endpoint_capacity",
             "needs `endpoints` or `observe_endpoints`: the filter only limits endpoints it picks",
         );
     }
@@ -294,7 +282,7 @@ fn compile_strategy(
     field: &str,
     dto: StrategyDto,
     targets: &[Target],
-) -> Result<Strategy, ConfigError> {
+) -> Result<Strategy, Refusal> {
     let bandit = match dto {
         StrategyDto::Weighted { sticky } => {
             let sticky = sticky.map(|s| compile_sticky(field, s)).transpose()?;
@@ -355,17 +343,18 @@ fn compile_strategy(
     Ok(Strategy::Bandit(bandit))
 }
 
-fn compile_sticky(field: &str, dto: StickyDto) -> Result<StickyKey, ConfigError> {
+fn compile_sticky(field: &str, dto: StickyDto) -> Result<StickyKey, Refusal> {
     match dto {
         StickyDto::Header(h) => {
-            check_header_name(&child(field, "strategy.sticky.header"), &h)?;
+            check_header_name(field, "strategy.sticky.header", &h)?;
             Ok(StickyKey::Header(h))
         }
         StickyDto::Cookie(c) => {
             let bad = |ch: char| ch.is_ascii_control() || " ;=,".contains(ch);
             if c.is_empty() || c.chars().any(bad) {
-                return err(
-                    child(field, "strategy.sticky.cookie"),
+                return err_in(
+                    field,
+                    "strategy.sticky.cookie",
                     "must be a valid cookie name",
                 );
             }
@@ -388,19 +377,17 @@ fn compile_bandit(
     field: &str,
     dto: BanditDto,
     targets: &[Target],
-) -> Result<crate::bandit::Strategy, ConfigError> {
+) -> Result<crate::bandit::Strategy, Refusal> {
     compile_bandit_with(field, dto, Vec::new(), targets)
 }
 
 /// `features` of a `linucb` strategy: each a known feature, each once.
-fn compile_features(
-    field: &str,
-    names: &[String],
-) -> Result<Vec<crate::bandit::Feature>, ConfigError> {
+fn compile_features(field: &str, names: &[String]) -> Result<Vec<crate::bandit::Feature>, Refusal> {
     use crate::bandit::context::MAX_FEATURES;
     if names.is_empty() || names.len() > MAX_FEATURES {
-        return err(
-            child(field, "features"),
+        return err_at(
+            field,
+            "features",
             format!(
                 "must list 1 to {MAX_FEATURES} features, got {}",
                 names.len()
@@ -410,13 +397,10 @@ fn compile_features(
     let mut out = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         let Some(f) = crate::bandit::Feature::parse(name) else {
-            return err(
-                item(&child(field, "features"), i),
-                quoted_then(name, "is not a feature: prompt_tokens, max_tokens, tools, vision, json_mode, stream, tenant:<name> or path:</prefix>"),
-            );
+            return err_with(item_in(field, "features", i), quoted_then(name, "is not a feature: prompt_tokens, max_tokens, tools, vision, json_mode, stream, tenant:<name> or path:</prefix>"));
         };
         if out.contains(&f) {
-            return Err(listed_twice(item(&child(field, "features"), i), name));
+            return Err(listed_twice(item_in(field, "features", i), name));
         }
         out.push(f);
     }
@@ -428,7 +412,7 @@ fn compile_bandit_with(
     (algorithm, decay, prior, min_share, change): BanditDto,
     features: Vec<crate::bandit::Feature>,
     targets: &[Target],
-) -> Result<crate::bandit::Strategy, ConfigError> {
+) -> Result<crate::bandit::Strategy, Refusal> {
     use crate::bandit::{Decay, Prior, Strategy as Bandit, StrategyParams};
     let mut params = StrategyParams::new(algorithm);
     params.features = features;
@@ -449,10 +433,9 @@ fn compile_bandit_with(
         Some(MinShareDto::All(share)) => vec![share; targets.len()],
         Some(MinShareDto::PerTarget(map)) => {
             if let Some(name) = map.keys().find(|n| !targets.iter().any(|t| &t.name == *n)) {
-                return err(
-                    child(&child(field, "min_share"), name),
-                    "is not a target of this model",
-                );
+                // `name` is the document's and may be empty: joined by `child`, not `err_in`.
+                let field = child(&child(field, "min_share"), name);
+                return err_with(field, "is not a target of this model");
             }
             (targets.iter())
                 .map(|t| map.get(&t.name).copied().unwrap_or(0.0))
@@ -469,59 +452,50 @@ fn compile_bandit_with(
     });
     Bandit::new(params, targets.len()).map_err(|e| {
         let at = child(field, e.field);
-        ConfigError {
-            field: match e.arm.and_then(|a| targets.get(a)) {
-                Some(t) => child(&at, &t.name),
-                None => at,
-            },
-            reason: e.reason,
-        }
+        let field = match e.arm.and_then(|a| targets.get(a)) {
+            Some(t) => child(&at, &t.name),
+            None => at,
+        };
+        refusal(field, e.reason)
     })
 }
 
-fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, ConfigError> {
+fn compile_reward(field: &str, r: RewardDto) -> Result<RewardSettings, Refusal> {
     if let Some(h) = &r.header {
-        check_header_name(&child(field, "header"), h)?;
+        check_header_name(field, "header", h)?;
     }
     if r.latency_target_ms == Some(0) {
-        return err(child(field, "latency_target_ms"), "must be above 0");
+        return err_in(field, "latency_target_ms", "must be above 0");
     }
     let evaluator = compile_evaluator(field, r.evaluator)?;
     Ok(RewardSettings {
         status: r.status,
         latency_target_ms: r.latency_target_ms,
         header: r.header,
-        cost_weight: check_weight(child(field, "cost_weight"), r.cost_weight)?,
-        latency_weight: check_weight(child(field, "latency_weight"), r.latency_weight)?,
+        cost_weight: check_weight(field, "cost_weight", r.cost_weight)?,
+        latency_weight: check_weight(field, "latency_weight", r.latency_weight)?,
         evaluator,
     })
 }
 
-fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputSpec>, ConfigError> {
+fn compile_input_spec(field: &str, spec: Vec<InputSpecDto>) -> Result<Vec<InputSpec>, Refusal> {
     let mut out: Vec<InputSpec> = Vec::with_capacity(spec.len());
     for (ii, i) in spec.into_iter().enumerate() {
         let f = item(field, ii);
         if i.name.is_empty() || out.iter().any(|o| o.name == i.name) {
-            return err(
-                child(&f, "name"),
+            return err_in(
+                &f,
+                "name",
                 "must be a non-empty name, unique among the inputs",
             );
         }
         if !DATATYPES.contains(&i.datatype.as_str()) {
-            return err(
-                child(&f, "datatype"),
-                format!(
-                    "{} is not a KServe v2 datatype ({})",
-                    quoted(&i.datatype),
-                    DATATYPES.join(", ")
-                ),
-            );
+            // DATATYPES in words (a literal, not a `join` and a `format!`; a test compares them).
+            let reason = quoted_then(&i.datatype, "is not a KServe v2 datatype (BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, INT64, FP16, FP32, FP64, BYTES)");
+            return err_at(&f, "datatype", reason);
         }
         if i.shape.iter().any(|&d| d < -1) {
-            return err(
-                child(&f, "shape"),
-                "dimensions are sizes, or -1 for any size",
-            );
+            return err_in(&f, "shape", "dimensions are sizes, or -1 for any size");
         }
         out.push(InputSpec {
             name: i.name,
@@ -540,15 +514,15 @@ fn compile_fallback(
     field: &str,
     names: &[String],
     targets: &[Target],
-) -> Result<Vec<usize>, ConfigError> {
+) -> Result<Vec<usize>, Refusal> {
     let mut fallback = Vec::with_capacity(names.len());
     for (fi, name) in names.iter().enumerate() {
         match targets.iter().position(|t| &t.name == name) {
             Some(i) if !fallback.contains(&i) => fallback.push(i),
-            Some(_) => return Err(listed_twice(item(&child(field, "fallback"), fi), name)),
+            Some(_) => return Err(listed_twice(item_in(field, "fallback", fi), name)),
             None => {
-                return err(
-                    item(&child(field, "fallback"), fi),
+                return err_with(
+                    item_in(field, "fallback", fi),
                     quoted_then(name, "is not a target of this model"),
                 )
             }
@@ -561,7 +535,7 @@ fn compile_fallback(
 pub(super) fn check_tenant_features(
     models: &[Model],
     tenants: Option<&crate::config::Tenants>,
-) -> Result<(), ConfigError> {
+) -> Result<(), Refusal> {
     for (mi, m) in models.iter().enumerate() {
         let features = m.bandit().map_or(&[][..], |b| b.features());
         for (i, f) in features.iter().enumerate() {
@@ -569,7 +543,7 @@ pub(super) fn check_tenant_features(
                 continue;
             };
             if tenants.and_then(|t| t.by_name(name)).is_none() {
-                return err(
+                return err_with(
                     item(&child(&item("models", mi), "strategy.features"), i),
                     format!("tenant {} is not in tenants.list", quoted(name)),
                 );

@@ -1,40 +1,40 @@
 //! Policy sections: sensitive-data detectors, tenants, residency, budget.
 
-use super::checks::quoted_then;
 use crate::vecmap::VecMap;
 
 use super::checks::{
-    check_header_name, check_name, child, err, item, optional_model, target_named,
+    check_header_name, check_name, child, err, err_at, err_in, item, optional_model, quoted_then,
+    refuse_at, target_named, Refusal,
 };
 use crate::config::dto::{
     BudgetDto, DetectorDto, JwtClaimDto, ResidencyDto, TenantDto, TenantsDto,
 };
 use crate::config::{
-    Budget, ConfigError, JwtPayload, Model, ModelAllow, NamedDetector, Tenant, Tenants, ValueSource,
+    Budget, JwtPayload, Model, ModelAllow, NamedDetector, Tenant, Tenants, ValueSource,
 };
 use crate::inspect::detect::Detector;
 
-pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetector>, ConfigError> {
+pub(super) fn compile_detectors(dtos: Vec<DetectorDto>) -> Result<Vec<NamedDetector>, Refusal> {
     let mut detectors: Vec<NamedDetector> = Vec::with_capacity(dtos.len());
     for (di, d) in dtos.into_iter().enumerate() {
         let field = item("detectors", di);
-        check_name(&child(&field, "name"), &d.name)?;
+        check_name(&field, "name", &d.name)?;
         if detectors.iter().any(|x| x.name == d.name) {
-            return err(
-                child(&field, "name"),
+            return err_at(
+                &field,
+                "name",
                 quoted_then(&d.name, "is used by an earlier detector"),
             );
         }
         let detector = match (d.builtin, d.regex) {
-            (Some(b), None) => Detector::builtin(&b).ok_or_else(|| ConfigError {
-                field: child(&field, "builtin"),
-                reason: quoted_then(&b, "is not a built-in detector (email, card, iban)"),
+            (Some(b), None) => Detector::builtin(&b).ok_or_else(|| {
+                let reason = quoted_then(&b, "is not a built-in detector (email, card, iban)");
+                refuse_at(&field, "builtin", reason)
             })?,
-            (None, Some(re)) => Detector::regex(&re).map_err(|reason| ConfigError {
-                field: child(&field, "regex"),
-                reason,
-            })?,
-            _ => return err(field, "needs exactly one of \"builtin\" or \"regex\""),
+            (None, Some(re)) => {
+                Detector::regex(&re).map_err(|reason| refuse_at(&field, "regex", reason))?
+            }
+            _ => return err(&field, "needs exactly one of \"builtin\" or \"regex\""),
         };
         detectors.push(NamedDetector {
             name: d.name,
@@ -48,7 +48,7 @@ pub(super) fn compile_tenants(
     t: TenantsDto,
     models: &[Model],
     index: &VecMap<String, usize>,
-) -> Result<Tenants, ConfigError> {
+) -> Result<Tenants, Refusal> {
     let source = match value_source("tenants", t.header, t.jwt)? {
         Some(source) => source,
         None => return err("tenants", "needs exactly one of \"header\" or \"jwt\""),
@@ -71,24 +71,22 @@ fn compile_tenant(
     earlier: &[Tenant],
     models: &[Model],
     index: &VecMap<String, usize>,
-) -> Result<Tenant, ConfigError> {
+) -> Result<Tenant, Refusal> {
     if d.name.is_empty() || earlier.iter().any(|x| x.name == d.name) {
-        return err(
-            child(f, "name"),
+        return err_in(
+            f,
+            "name",
             "must be a non-empty name, unique among the tenants",
         );
     }
-    let default_model = optional_model(child(f, "default_model"), index, d.default_model.as_ref())?;
+    let default_model = optional_model(f, "default_model", index, d.default_model.as_ref())?;
     let allow = match d.allow {
         None => None,
         Some(map) => {
             let per_model = tenant_allow(f, map, models, index)?;
             if let Some(dm) = default_model {
                 if matches!(per_model.get(dm), Some(ModelAllow::Denied) | None) {
-                    return err(
-                        child(f, "default_model"),
-                        "is not in the tenant's allow list",
-                    );
+                    return err_in(f, "default_model", "is not in the tenant's allow list");
                 }
             }
             Some(per_model)
@@ -109,19 +107,23 @@ fn tenant_allow(
     map: VecMap<String, Vec<String>>,
     models: &[Model],
     index: &VecMap<String, usize>,
-) -> Result<Vec<ModelAllow>, ConfigError> {
+) -> Result<Vec<ModelAllow>, Refusal> {
     let mut per_model = vec![ModelAllow::Denied; models.len()];
     for (model_name, targets) in map {
         let field = child(&child(f, "allow"), &model_name);
         let Some(&mi) = index.get(&model_name) else {
-            return err(field, "is not the name of a configured model");
+            return err(&field, "is not the name of a configured model");
         };
         let Some(m) = models.get(mi) else { continue };
         let entry = if targets.is_empty() {
             ModelAllow::All
         } else {
-            let named = |tn: &String| target_named(field.as_str(), &m.targets, &model_name, tn);
-            ModelAllow::Targets(targets.iter().map(named).collect::<Result<_, _>>()?)
+            // A loop, not a `collect` into a `Result`: the same in less code.
+            let mut indices = Vec::with_capacity(targets.len());
+            for tn in &targets {
+                indices.push(target_named(&field, "", &m.targets, &model_name, tn)?);
+            }
+            ModelAllow::Targets(indices)
         };
         if let Some(slot) = per_model.get_mut(mi) {
             *slot = entry;
@@ -130,22 +132,22 @@ fn tenant_allow(
     Ok(per_model)
 }
 
-pub(super) fn compile_residency(dto: Option<ResidencyDto>) -> Result<Option<String>, ConfigError> {
+pub(super) fn compile_residency(dto: Option<ResidencyDto>) -> Result<Option<String>, Refusal> {
     let Some(r) = dto else { return Ok(None) };
     match r.header {
         Some(h) => {
-            check_header_name("residency.header", &h)?;
+            check_header_name("residency.header", "", &h)?;
             Ok(Some(h))
         }
         None => err("residency.header", "is required"),
     }
 }
 
-pub(super) fn compile_budget(dto: Option<BudgetDto>) -> Result<Option<Budget>, ConfigError> {
+pub(super) fn compile_budget(dto: Option<BudgetDto>) -> Result<Option<Budget>, Refusal> {
     let Some(b) = dto else { return Ok(None) };
-    check_header_name("budget.cost_header", &b.cost_header)?;
-    check_header_name("budget.latency_header", &b.latency_header)?;
-    check_header_name("budget.escalate_header", &b.escalate_header)?;
+    check_header_name("budget.cost_header", "", &b.cost_header)?;
+    check_header_name("budget.latency_header", "", &b.latency_header)?;
+    check_header_name("budget.escalate_header", "", &b.escalate_header)?;
     let jwt = match b.jwt {
         Some(j) if j.namespace.is_empty() || j.payload_key.is_empty() => {
             return err("budget.jwt", "namespace and payload_key must not be empty")
@@ -170,17 +172,18 @@ pub(super) fn value_source(
     field: &str,
     header: Option<String>,
     jwt: Option<JwtClaimDto>,
-) -> Result<Option<ValueSource>, ConfigError> {
+) -> Result<Option<ValueSource>, Refusal> {
     match (header, jwt) {
         (None, None) => Ok(None),
         (Some(h), None) => {
-            check_header_name(&child(field, "header"), &h)?;
+            check_header_name(field, "header", &h)?;
             Ok(Some(ValueSource::Header(h)))
         }
         (None, Some(j)) => {
             if j.namespace.is_empty() || j.payload_key.is_empty() || j.claim.is_empty() {
-                return err(
-                    child(field, "jwt"),
+                return err_in(
+                    field,
+                    "jwt",
                     "namespace, payload_key and claim must not be empty",
                 );
             }
