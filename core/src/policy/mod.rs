@@ -917,16 +917,14 @@ impl<'a, R: RequestView> Decider<'a, R> {
         if allowed {
             return Ok(());
         }
-        let name = self
-            .tenant()
-            .map(|(n, _)| n.to_string())
-            .unwrap_or_default();
+        // Quoted in place: the tenant's name is only read until the message is written.
+        let name = self.tenant().map_or("", |(n, _)| n);
         Err(Outcome::Reply(Reply::error(
             403,
             "forbidden",
             &format!(
                 "tenant {} may not use model {}",
-                quoted(&name),
+                quoted(name),
                 quoted(&model.name)
             ),
             Some(mi),
@@ -1076,8 +1074,8 @@ impl<'a, R: RequestView> Decider<'a, R> {
     }
 
     fn excluded_reply(&mut self, mi: usize, why: Exclusion) -> Reply {
-        let model = self
-            .cfg
+        let cfg = self.cfg;
+        let model = cfg
             .models
             .get(mi)
             .map(|m| m.name.as_str())
@@ -1085,8 +1083,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
         let model = quoted(model);
         let (status, code, detail) = match why {
             Exclusion::Tenant => {
-                let t = self.tenant().map(|(n, _)| n.to_string()).unwrap_or_default();
-                let t = quoted(&t);
+                let t = quoted(self.tenant().map_or("", |(n, _)| n));
                 (403, "forbidden", format!("tenant {t} may not use this target of model {model}"))
             }
             Exclusion::Restricted => (403, "forbidden", format!("no target of model {model} satisfies the matching rule's restriction")),
@@ -1102,7 +1099,7 @@ impl<'a, R: RequestView> Decider<'a, R> {
         let mut reply = Reply::error(status, code, &detail, Some(mi));
         reply.rule = None;
         if status == 503 {
-            reply.retry_after = Some(self.cfg.load.retry_after_seconds);
+            reply.retry_after = Some(cfg.load.retry_after_seconds);
         }
         reply
     }
