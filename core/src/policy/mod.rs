@@ -313,6 +313,17 @@ impl Reply {
         )
     }
 
+    /// [`error`](Self::error) with a formatted detail: the formatting, and dropping the text
+    /// after, in one place rather than at every refusal that names something.
+    fn error_fmt(
+        status: u16,
+        code: &str,
+        detail: std::fmt::Arguments<'_>,
+        model: Option<usize>,
+    ) -> Reply {
+        Reply::error(status, code, &std::fmt::format(detail), model)
+    }
+
     fn error_with(status: u16, body: Value, model: Option<usize>) -> Reply {
         Reply {
             status,
@@ -919,10 +930,10 @@ impl<'a, R: RequestView> Decider<'a, R> {
         }
         // Quoted in place: the tenant's name is only read until the message is written.
         let name = self.tenant().map_or("", |(n, _)| n);
-        Err(Outcome::Reply(Reply::error(
+        Err(Outcome::Reply(Reply::error_fmt(
             403,
             "forbidden",
-            &format!(
+            format_args!(
                 "tenant {} may not use model {}",
                 quoted(name),
                 quoted(&model.name)
@@ -1023,10 +1034,10 @@ impl<'a, R: RequestView> Decider<'a, R> {
                 .and_then(|mi| cfg.models.get(mi).map(|m| (mi, m)))
             {
                 Some((mi, model)) => Ok((mi, Some(model.default_target), Some(Reason::Default))),
-                None => Err(Outcome::Reply(Reply::error(
+                None => Err(Outcome::Reply(Reply::error_fmt(
                     404,
                     "unknown_model",
-                    &format!("no model named {} is configured", quoted(&name)),
+                    format_args!("no model named {} is configured", quoted(&name)),
                     None,
                 ))),
             };
@@ -1035,10 +1046,10 @@ impl<'a, R: RequestView> Decider<'a, R> {
             None => Ok((mi, None, None)),
             Some(v) => match model.target_by_name(&v) {
                 Some(ti) => Ok((mi, Some(ti), Some(Reason::PathVersion))),
-                None => Err(Outcome::Reply(Reply::error(
+                None => Err(Outcome::Reply(Reply::error_fmt(
                     404,
                     "unknown_version",
-                    &format!("model {} has no version {}", quoted(&name), quoted(&v)),
+                    format_args!("model {} has no version {}", quoted(&name), quoted(&v)),
                     Some(mi),
                 ))),
             },
@@ -1053,10 +1064,10 @@ impl<'a, R: RequestView> Decider<'a, R> {
             .and_then(|ti| cfg.tenants.as_ref()?.list.get(ti)?.default_model);
         match tenant_default.or(cfg.default_model) {
             Some(mi) => Ok((mi, None, None)),
-            None => Err(Outcome::Reply(Reply::error(
+            None => Err(Outcome::Reply(Reply::error_fmt(
                 404,
                 "unknown_model",
-                &format!(
+                format_args!(
                     "the request names no model: send the {} header, use a /v2/models/{{name}}/ or /v1/models/{{name}} path, or a JSON body with \"model\"",
                     quoted(&cfg.model_header)
                 ),
