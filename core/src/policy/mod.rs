@@ -1092,24 +1092,24 @@ impl<'a, R: RequestView> Decider<'a, R> {
             .map(|m| m.name.as_str())
             .unwrap_or_default();
         let model = quoted(model);
-        let (status, code, detail) = match why {
+        let reply = |status, code, detail| Reply::error_fmt(status, code, detail, Some(mi));
+        let mut reply = match why {
             Exclusion::Tenant => {
                 let t = quoted(self.tenant().map_or("", |(n, _)| n));
-                (403, "forbidden", format!("tenant {t} may not use this target of model {model}"))
+                reply(403, "forbidden", format_args!("tenant {t} may not use this target of model {model}"))
             }
-            Exclusion::Restricted => (403, "forbidden", format!("no target of model {model} satisfies the matching rule's restriction")),
-            Exclusion::Region(region) => (403, "forbidden", format!("no target of model {model} keeps data in region {}", quoted(&region))),
-            Exclusion::Capability(c) => (422, "capability_unavailable", format!("no target of model {model} offers {c}")),
-            Exclusion::Context(needed) => (
+            Exclusion::Restricted => reply(403, "forbidden", format_args!("no target of model {model} satisfies the matching rule's restriction")),
+            Exclusion::Region(region) => reply(403, "forbidden", format_args!("no target of model {model} keeps data in region {}", quoted(&region))),
+            Exclusion::Capability(c) => reply(422, "capability_unavailable", format_args!("no target of model {model} offers {c}")),
+            Exclusion::Context(needed) => reply(
                 422,
                 "capability_unavailable",
-                format!("no target of model {model} has a context of {needed} tokens (estimated prompt + max_tokens)"),
+                format_args!("no target of model {model} has a context of {needed} tokens (estimated prompt + max_tokens)"),
             ),
-            Exclusion::Full => (503, "over_capacity", format!("every target of model {model} that may serve this request is at capacity")),
+            Exclusion::Full => reply(503, "over_capacity", format_args!("every target of model {model} that may serve this request is at capacity")),
         };
-        let mut reply = Reply::error(status, code, &detail, Some(mi));
         reply.rule = None;
-        if status == 503 {
+        if reply.status == 503 {
             reply.retry_after = Some(cfg.load.retry_after_seconds);
         }
         reply
