@@ -76,14 +76,14 @@ impl ChangeParams {
         if !(self.min_change > 0.0 && self.min_change <= 0.5) {
             return Err(out_of_range(
                 "change_detection.min_change",
-                "must be within (0, 0.5]",
+                format_args!("must be within (0, 0.5]"),
                 self.min_change,
             ));
         }
         if !(self.false_alarm_rate > 0.0 && self.false_alarm_rate <= 0.01) {
             return Err(out_of_range(
                 "change_detection.false_alarm_rate",
-                "must be within (0, 0.01]",
+                format_args!("must be within (0, 0.01]"),
                 self.false_alarm_rate,
             ));
         }

@@ -174,7 +174,11 @@ fn param_error(field: &'static str, reason: String) -> ParamError {
 }
 
 /// `field`'s error `"{text}, got {value}"`: one format for every number out of its range.
-pub(super) fn out_of_range(field: &'static str, text: &str, value: f64) -> ParamError {
+pub(super) fn out_of_range(
+    field: &'static str,
+    text: fmt::Arguments<'_>,
+    value: f64,
+) -> ParamError {
     param_error(field, format!("{text}, got {value}"))
 }
 
@@ -194,7 +198,11 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
     super::contextual::validate(params)?;
     if let Algorithm::EpsilonGreedy { epsilon } = params.algorithm {
         if !(0.0..=1.0).contains(&epsilon) {
-            return Err(out_of_range("epsilon", "must be within [0, 1]", epsilon));
+            return Err(out_of_range(
+                "epsilon",
+                format_args!("must be within [0, 1]"),
+                epsilon,
+            ));
         }
     }
     for (field, value) in [
@@ -202,9 +210,10 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
         ("prior.beta", params.prior.beta),
     ] {
         if !(value > 0.0 && value <= MAX_PRIOR) {
-            return Err(param_error(
+            return Err(out_of_range(
                 field,
-                format!("must be above 0 and at most {MAX_PRIOR}, got {value}"),
+                format_args!("must be above 0 and at most {MAX_PRIOR}"),
+                value,
             ));
         }
     }
@@ -212,7 +221,11 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
         Decay::None => 1.0,
         Decay::Discount { gamma } => {
             if !(gamma > 0.0 && gamma <= 1.0) {
-                return Err(out_of_range("decay.gamma", "must be within (0, 1]", gamma));
+                return Err(out_of_range(
+                    "decay.gamma",
+                    format_args!("must be within (0, 1]"),
+                    gamma,
+                ));
             }
             gamma
         }
@@ -220,7 +233,7 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
             if !(observations.is_finite() && observations >= 1.0) {
                 return Err(out_of_range(
                     "decay.half_life",
-                    "must be a finite number of observations, at least 1",
+                    format_args!("must be a finite number of observations, at least 1"),
                     observations,
                 ));
             }
@@ -228,9 +241,10 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
         }
         Decay::HalfLifeSeconds { seconds } => {
             if !(seconds.is_finite() && (1.0..=MAX_HALF_LIFE_SECONDS).contains(&seconds)) {
-                return Err(param_error(
+                return Err(out_of_range(
                     "decay.half_life_seconds",
-                    format!("must be a number of seconds from 1 to {MAX_HALF_LIFE_SECONDS}, got {seconds}"),
+                    format_args!("must be a number of seconds from 1 to {MAX_HALF_LIFE_SECONDS}"),
+                    seconds,
                 ));
             }
             1.0
@@ -250,7 +264,7 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
             if !(0.0..1.0).contains(&share) {
                 return Err(ParamError {
                     arm: Some(i),
-                    ..out_of_range("min_share", "must be within [0, 1)", share)
+                    ..out_of_range("min_share", format_args!("must be within [0, 1)"), share)
                 });
             }
         }
@@ -258,7 +272,7 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
         if total >= 1.0 {
             return Err(out_of_range(
                 "min_share",
-                "shares must sum to less than 1",
+                format_args!("shares must sum to less than 1"),
                 total,
             ));
         }
