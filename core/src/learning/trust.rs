@@ -6,7 +6,7 @@
 //! by evaluators only. Each principal but the evaluators has a budget of rewards per minute on
 //! this Envoy. Without a binding, whoever holds a decision id may reward it once.
 
-use crate::bandit::{cas_edit_with, Codec, SharedStore};
+use crate::bandit::{cas_update, Change, Codec, SharedStore, UpdateFailure};
 use crate::config::{Bind, Config, FeedbackSettings};
 use crate::feedback::DecisionToken;
 use crate::policy::{read_value, RequestView};
@@ -89,9 +89,9 @@ pub enum BudgetError {
 }
 
 /// Counts one reward of the principal `tag` in the current minute, unless it already had
-/// `per_minute`: one [`cas_edit_with`] of the principal's shard. A shard is a minute (8 bytes)
-/// then (tag, count) entries (8 + 4 bytes), all big-endian; another minute's shard (or
-/// undecodable bytes) is started afresh.
+/// `per_minute`: one [`cas_update`] of the principal's shard. A shard is a minute (8 bytes) then
+/// (tag, count) entries (8 + 4 bytes), all big-endian; another minute's shard (or undecodable
+/// bytes) is started afresh.
 pub fn charge<S: SharedStore + ?Sized>(
     store: &S,
     plugin: &str,
@@ -104,39 +104,34 @@ pub fn charge<S: SharedStore + ?Sized>(
         minute,
         entries: Vec::new(),
     };
-    // Through the crate's one loop over stored bytes: a refusal is kept here and the edit
-    // writes nothing, which ends the loop at once as a refused `cas_update` did.
-    let mut refused = None;
-    let outcome = cas_edit_with(
+    let outcome = cas_update(
         store,
         &budget_key(plugin, tag),
         super::MAX_CAS_ATTEMPTS,
-        fresh.clone(),
-        |bytes| TableCodec.decode(bytes).unwrap_or_else(|()| fresh.clone()),
-        |table| TableCodec.encode(table),
+        &TableCodec,
+        &fresh,
         |table| {
-            refused = None;
-            if table.minute != minute {
-                *table = fresh.clone();
-            }
+            let mut table = if table.minute == minute {
+                table
+            } else {
+                fresh.clone()
+            };
             let count = table.count(tag);
             if count >= per_minute {
-                refused = Some(BudgetError::Spent {
+                return Err(BudgetError::Spent {
                     retry_after: 60 - now_secs % 60,
                 });
-                return false;
             }
             if !table.set(tag, count.saturating_add(1)) {
-                refused = Some(BudgetError::Unavailable);
-                return false;
+                return Err(BudgetError::Unavailable);
             }
-            true
+            Ok(Change::Write(table))
         },
     );
-    match (outcome, refused) {
-        (Ok(_), None) => Ok(()),
-        (Ok(_), Some(e)) => Err(e),
-        (Err(_), _) => Err(BudgetError::Unavailable),
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(UpdateFailure::Rejected(e)) => Err(e),
+        Err(_) => Err(BudgetError::Unavailable),
     }
 }
 
