@@ -4,8 +4,6 @@
 //! and/or forward it to the model's router (`router.feedback_path`). The stream
 //! (`stream::endpoints`) sends the reply and queues the forward.
 
-use std::borrow::Cow;
-
 use crate::json::{json, Value};
 
 use super::trust::{self, BudgetError, Grant};
@@ -52,19 +50,17 @@ pub struct FeedbackReply {
     pub result: Result<Accepted, Refusal>,
 }
 
-/// A refusal on its way out of a step (small, unlike the reply it becomes). The detail is
-/// borrowed when it is a fixed sentence (most are): no copy at every refusal.
+/// A refusal on its way out of a step (small, unlike the reply it becomes).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Refused(pub Refusal, pub Cow<'static, str>);
+pub struct Refused(pub Refusal, pub String);
 
 impl Refused {
-    fn new(refusal: Refusal, detail: &'static str) -> Self {
-        Refused(refusal, Cow::Borrowed(detail))
+    fn new(refusal: Refusal, detail: &str) -> Self {
+        Refused(refusal, detail.to_string())
     }
 
     pub fn reply(self) -> FeedbackReply {
         let Refused(refusal, detail) = self;
-        let detail = detail.into_owned();
         FeedbackReply {
             status: refusal.status(),
             body: json!({ "error": refusal.as_str(), "detail": detail }),
@@ -255,7 +251,7 @@ pub fn plan_for(cfg: &Config, token: &DecisionToken) -> Option<(usize, Plan)> {
 
 /// A refusal reply, for steps outside this module (the fleet's spend).
 pub fn refusal(refusal: Refusal, detail: &str) -> FeedbackReply {
-    Refused(refusal, Cow::Owned(detail.to_string())).reply()
+    Refused::new(refusal, detail).reply()
 }
 
 /// Reads the feedback, verifies its token and finds its model.
@@ -299,7 +295,7 @@ fn verify<'c>(
 fn read(input: &FeedbackInput<'_>) -> Result<Feedback, Refused> {
     if !input.body.iter().all(u8::is_ascii_whitespace) {
         return parse_feedback(input.body, input.header_decision)
-            .map_err(|e| Refused(Refusal::Invalid, e.0.into()));
+            .map_err(|e| Refused(Refusal::Invalid, e.0));
     }
     let (Some(decision), Some(reward)) = (input.header_decision, input.header_reward) else {
         return Err(Refused::new(
@@ -312,7 +308,7 @@ fn read(input: &FeedbackInput<'_>) -> Result<Feedback, Refused> {
         .parse::<f64>()
         .map_err(|_| Refused::new(Refusal::Invalid, "x-inference-reward is not a number"))?;
     let reward = crate::bandit::check_reward(reward)
-        .map_err(|e| Refused(Refusal::Invalid, e.to_string().into()))?;
+        .map_err(|e| Refused(Refusal::Invalid, e.to_string()))?;
     Ok(Feedback {
         decision: decision.to_string(),
         reward,
@@ -419,7 +415,7 @@ fn learn<S: SharedStore + ?Sized>(
             ApplyError::NotBandit | ApplyError::UnknownTarget => Refusal::NotLearning,
             _ => Refusal::Unavailable,
         };
-        Refused(refusal, e.describe().into())
+        Refused(refusal, e.describe())
     })?;
     let forward = cfg
         .models
