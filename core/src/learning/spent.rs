@@ -11,8 +11,6 @@
 //! worker spends into it could drop a spent id. Buckets whose tokens have all expired are emptied;
 //! a late spend cannot reach them, since expired tokens are refused first.
 
-use std::convert::Infallible;
-
 use crate::bandit::{cas_update, Bytes, Change, SharedStore, StoreError, UpdateFailure};
 
 /// Seconds of expiry one bucket covers.
@@ -180,30 +178,20 @@ fn change_dyn<S: SharedStore + ?Sized>(
     max_attempts: u32,
     edit: &mut ShardEdit<'_>,
 ) -> Result<bool, SpendError> {
-    // A refusal is kept aside and the edit keeps the bytes, which ends the loop at once as a
-    // refused update would: the loop is then the one `cas_edit_with` runs over bytes too.
-    let mut refused = None;
     let outcome = cas_update(store, key, max_attempts, &Bytes, &Vec::new(), |bytes| {
-        refused = None;
-        let edited = if bytes.len() % NONCE_BYTES != 0 {
-            Err(SpendError::Corrupt)
-        } else {
-            edit(&bytes)
-        };
-        Ok::<_, Infallible>(match edited {
-            Ok(Some(next)) => Change::Write(next),
-            Ok(None) => Change::Keep(bytes),
-            Err(e) => {
-                refused = Some(e);
-                Change::Keep(bytes)
-            }
+        if bytes.len() % NONCE_BYTES != 0 {
+            return Err(SpendError::Corrupt);
+        }
+        Ok(match edit(&bytes)? {
+            Some(next) => Change::Write(next),
+            None => Change::Keep(bytes),
         })
     });
     match outcome {
-        Ok(out) => refused.map_or(Ok(out.wrote), Err),
+        Ok(out) => Ok(out.wrote),
         Err(UpdateFailure::Contention { .. }) => Err(SpendError::Contention),
         Err(UpdateFailure::Store { error, .. }) => Err(SpendError::Store(error)),
-        Err(UpdateFailure::Rejected(never)) => match never {},
+        Err(UpdateFailure::Rejected(e)) => Err(e),
     }
 }
 
