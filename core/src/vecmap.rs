@@ -92,7 +92,7 @@ impl<K: Ord, V> VecMap<K, V> {
     where
         K: Borrow<Q>,
     {
-        search(&self.items, key, |(k, _)| k.borrow())
+        self.items.binary_search_by(|(k, _)| k.borrow().cmp(key))
     }
 
     pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
@@ -180,28 +180,6 @@ impl<K: Ord, V> VecMap<K, V> {
         });
         VecMap { items }
     }
-}
-
-/// `Ok(index)` of `key` in `items` sorted by `key_of` with unique keys, or `Err(index)` where it
-/// would go: `binary_search_by`'s answer (keys are unique), with one comparison in the loop where
-/// std's has two (every map type's `find` is a copy of this).
-fn search<T, Q: Ord + ?Sized>(
-    items: &[T],
-    key: &Q,
-    key_of: impl Fn(&T) -> &Q,
-) -> Result<usize, usize> {
-    let (mut lo, mut hi) = (0, items.len());
-    while lo < hi {
-        // `lo < hi <= len`: neither the midpoint nor `mid + 1` can overflow.
-        let mid = lo + (hi - lo) / 2;
-        let Some(item) = items.get(mid) else { break };
-        match key_of(item).cmp(key) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => return Ok(mid),
-        }
-    }
-    Err(lo)
 }
 
 /// Entries that `from_entries` sorts in place (`sort::insertion`: no allocation, quadratic).
@@ -415,7 +393,7 @@ impl<T: Ord> VecSet<T> {
     where
         T: Borrow<Q>,
     {
-        search(&self.items, value, T::borrow)
+        self.items.binary_search_by(|t| t.borrow().cmp(value))
     }
 
     pub fn contains<Q: Ord + ?Sized>(&self, value: &Q) -> bool
