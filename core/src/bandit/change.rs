@@ -40,7 +40,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::state::{ArmState, ModelState};
-use super::strategy::{ParamError, Prior};
+use super::strategy::{out_of_range, ParamError, Prior};
 
 /// Unvalidated change-detection parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,15 +74,17 @@ impl ChangeParams {
             reason,
         };
         if !(self.min_change > 0.0 && self.min_change <= 0.5) {
-            return Err(bad(
+            return Err(out_of_range(
                 "change_detection.min_change",
-                format!("must be within (0, 0.5], got {}", self.min_change),
+                format_args!("must be within (0, 0.5]"),
+                self.min_change,
             ));
         }
         if !(self.false_alarm_rate > 0.0 && self.false_alarm_rate <= 0.01) {
-            return Err(bad(
+            return Err(out_of_range(
                 "change_detection.false_alarm_rate",
-                format!("must be within (0, 0.01], got {}", self.false_alarm_rate),
+                format_args!("must be within (0, 0.01]"),
+                self.false_alarm_rate,
             ));
         }
         if !(1..=MAX_WARMUP).contains(&self.warmup) {

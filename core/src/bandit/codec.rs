@@ -248,12 +248,18 @@ fn linear_arm<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<LinearArm, Error> 
     struct_of(r, t, &["name", "a", "b"], 3, |i, r, t| {
         match i {
             0 => arm.name = string_of(t)?,
-            1 => arm.a = seq_of(r, t, |_, t| f64_of(t))?,
-            _ => arm.b = seq_of(r, t, |_, t| f64_of(t))?,
+            1 => arm.a = floats(r, t)?,
+            _ => arm.b = floats(r, t)?,
         }
         Ok(())
     })?;
     Ok(arm)
+}
+
+/// A sequence of numbers: one `seq_of` for both of a linear arm's (a closure each would be a copy
+/// each).
+fn floats<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<Vec<f64>, Error> {
+    seq_of(r, t, |_, t| f64_of(t))
 }
 
 fn change_state<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<ChangeState, Error> {

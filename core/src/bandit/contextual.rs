@@ -5,7 +5,9 @@
 use super::context::{Context, MAX_FEATURES};
 use super::linear::{LinearArm, LinearPart};
 use super::state::{ModelState, StateExt};
-use super::strategy::{argmax, Algorithm, Decay, ParamError, Strategy, StrategyParams};
+use super::strategy::{
+    argmax, out_of_range, Algorithm, Decay, ParamError, Strategy, StrategyParams,
+};
 use crate::rng::Rng;
 
 /// The regression learns `reward − 0.5`: the ridge pulls every estimate towards 0, so an arm
@@ -36,15 +38,17 @@ pub(super) fn validate(params: &StrategyParams) -> Result<(), ParamError> {
         return Ok(());
     };
     if !(0.0..=MAX_ALPHA).contains(&alpha) {
-        return Err(error(
+        return Err(out_of_range(
             "alpha",
-            format!("must be within [0, {MAX_ALPHA}], got {alpha}"),
+            format_args!("must be within [0, {MAX_ALPHA}]"),
+            alpha,
         ));
     }
     if !(ridge > 0.0 && ridge <= MAX_RIDGE) {
-        return Err(error(
+        return Err(out_of_range(
             "ridge",
-            format!("must be above 0 and at most {MAX_RIDGE}, got {ridge}"),
+            format_args!("must be above 0 and at most {MAX_RIDGE}"),
+            ridge,
         ));
     }
     let n = params.features.len();

@@ -148,17 +148,21 @@ impl LinearArm {
     /// Finite numbers, consistent lengths, a dimension of at most [`MAX_DIMS`], a positive
     /// diagonal (a sentence naming the field otherwise).
     pub fn check(&self, d: usize) -> Result<(), String> {
-        let name = crate::quote::quoted(&self.name);
-        if self.name.is_empty() || self.b.len() != d || self.a.len() != packed_len(d) {
-            return Err(format!("linear arm {name}: expected {d} dimensions"));
-        }
-        if !self.a.iter().chain(&self.b).all(|v| v.is_finite()) {
-            return Err(format!("linear arm {name}: numbers must be finite"));
-        }
-        if (0..d).any(|i| self.a.get(at(d, i, i)).is_none_or(|v| *v <= 0.0)) {
-            return Err(format!("linear arm {name}: diagonal of A must be above 0"));
-        }
-        Ok(())
+        let problem = if self.name.is_empty() || self.b.len() != d || self.a.len() != packed_len(d)
+        {
+            format_args!("expected {d} dimensions")
+        } else if !self.a.iter().chain(&self.b).all(|v| v.is_finite()) {
+            format_args!("numbers must be finite")
+        } else if (0..d).any(|i| self.a.get(at(d, i, i)).is_none_or(|v| *v <= 0.0)) {
+            format_args!("diagonal of A must be above 0")
+        } else {
+            return Ok(());
+        };
+        // One format for the three: the arm named first.
+        Err(format!(
+            "linear arm {}: {problem}",
+            crate::quote::quoted(&self.name)
+        ))
     }
 }
 

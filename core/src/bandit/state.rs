@@ -270,12 +270,12 @@ impl ModelState {
         let mut names = VecSet::new();
         for (i, arm) in self.arms.iter().enumerate() {
             if arm.name.is_empty() {
-                return Err(format!("arms[{i}].name: is empty"));
+                return Err(arm_error(i, format_args!(".name: is empty")));
             }
             if !names.insert(arm.name.as_str()) {
-                return Err(format!(
-                    "arms[{i}].name: {} appears twice",
-                    crate::quote::quoted(&arm.name)
+                return Err(arm_error(
+                    i,
+                    format_args!(".name: {} appears twice", crate::quote::quoted(&arm.name)),
                 ));
             }
             let numbers = [
@@ -286,26 +286,35 @@ impl ModelState {
             ];
             for (field, value) in numbers {
                 if !value.is_finite() {
-                    return Err(format!("arms[{i}].{field}: must be finite, got {value}"));
+                    return Err(arm_error(
+                        i,
+                        format_args!(".{field}: must be finite, got {value}"),
+                    ));
                 }
             }
             if arm.pulls < 0.0 {
-                return Err(format!(
-                    "arms[{i}].pulls: must not be negative, got {}",
-                    arm.pulls
+                return Err(arm_error(
+                    i,
+                    format_args!(".pulls: must not be negative, got {}", arm.pulls),
                 ));
             }
             let slack = 1e-9 * (1.0 + arm.pulls);
             if arm.reward_sum < -slack || arm.reward_sum > arm.pulls + slack {
-                return Err(format!(
-                    "arms[{i}].reward_sum: must be within [0, pulls = {}], got {}",
-                    arm.pulls, arm.reward_sum
+                return Err(arm_error(
+                    i,
+                    format_args!(
+                        ".reward_sum: must be within [0, pulls = {}], got {}",
+                        arm.pulls, arm.reward_sum
+                    ),
                 ));
             }
             if arm.alpha <= 0.0 || arm.beta <= 0.0 {
-                return Err(format!(
-                    "arms[{i}]: alpha and beta must be above 0, got {} and {}",
-                    arm.alpha, arm.beta
+                return Err(arm_error(
+                    i,
+                    format_args!(
+                        ": alpha and beta must be above 0, got {} and {}",
+                        arm.alpha, arm.beta
+                    ),
                 ));
             }
         }
@@ -334,6 +343,11 @@ impl ModelState {
     pub fn arm_index(&self, name: &str) -> Option<usize> {
         self.arms.iter().position(|arm| arm.name == name)
     }
+}
+
+/// `"arms[{i}]{rest}"`: the index written once for every arm's error.
+fn arm_error(i: usize, rest: fmt::Arguments<'_>) -> String {
+    format!("arms[{i}]{rest}")
 }
 
 /// Why stored bytes could not be used. Every variant is recoverable: the caller replaces the

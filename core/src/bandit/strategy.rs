@@ -173,6 +173,15 @@ fn param_error(field: &'static str, reason: String) -> ParamError {
     }
 }
 
+/// `field`'s error `"{text}, got {value}"`: one format for every number out of its range.
+pub(super) fn out_of_range(
+    field: &'static str,
+    text: fmt::Arguments<'_>,
+    value: f64,
+) -> ParamError {
+    param_error(field, format!("{text}, got {value}"))
+}
+
 /// Checks `params` for a model with `arms` targets; the error names the first bad parameter.
 pub fn validate(params: &StrategyParams, arms: usize) -> Result<(), ParamError> {
     discount_of(params, arms).map(|_| ())
@@ -189,9 +198,10 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
     super::contextual::validate(params)?;
     if let Algorithm::EpsilonGreedy { epsilon } = params.algorithm {
         if !(0.0..=1.0).contains(&epsilon) {
-            return Err(param_error(
+            return Err(out_of_range(
                 "epsilon",
-                format!("must be within [0, 1], got {epsilon}"),
+                format_args!("must be within [0, 1]"),
+                epsilon,
             ));
         }
     }
@@ -200,9 +210,10 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
         ("prior.beta", params.prior.beta),
     ] {
         if !(value > 0.0 && value <= MAX_PRIOR) {
-            return Err(param_error(
+            return Err(out_of_range(
                 field,
-                format!("must be above 0 and at most {MAX_PRIOR}, got {value}"),
+                format_args!("must be above 0 and at most {MAX_PRIOR}"),
+                value,
             ));
         }
     }
@@ -210,29 +221,30 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
         Decay::None => 1.0,
         Decay::Discount { gamma } => {
             if !(gamma > 0.0 && gamma <= 1.0) {
-                return Err(param_error(
+                return Err(out_of_range(
                     "decay.gamma",
-                    format!("must be within (0, 1], got {gamma}"),
+                    format_args!("must be within (0, 1]"),
+                    gamma,
                 ));
             }
             gamma
         }
         Decay::HalfLife { observations } => {
             if !(observations.is_finite() && observations >= 1.0) {
-                return Err(param_error(
+                return Err(out_of_range(
                     "decay.half_life",
-                    format!(
-                        "must be a finite number of observations, at least 1, got {observations}"
-                    ),
+                    format_args!("must be a finite number of observations, at least 1"),
+                    observations,
                 ));
             }
             half_life_to_gamma(observations)
         }
         Decay::HalfLifeSeconds { seconds } => {
             if !(seconds.is_finite() && (1.0..=MAX_HALF_LIFE_SECONDS).contains(&seconds)) {
-                return Err(param_error(
+                return Err(out_of_range(
                     "decay.half_life_seconds",
-                    format!("must be a number of seconds from 1 to {MAX_HALF_LIFE_SECONDS}, got {seconds}"),
+                    format_args!("must be a number of seconds from 1 to {MAX_HALF_LIFE_SECONDS}"),
+                    seconds,
                 ));
             }
             1.0
@@ -251,17 +263,17 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
         for (i, &share) in params.min_share.iter().enumerate() {
             if !(0.0..1.0).contains(&share) {
                 return Err(ParamError {
-                    field: "min_share",
                     arm: Some(i),
-                    reason: format!("must be within [0, 1), got {share}"),
+                    ..out_of_range("min_share", format_args!("must be within [0, 1)"), share)
                 });
             }
         }
         let total: f64 = params.min_share.iter().sum();
         if total >= 1.0 {
-            return Err(param_error(
+            return Err(out_of_range(
                 "min_share",
-                format!("shares must sum to less than 1, got {total}"),
+                format_args!("shares must sum to less than 1"),
+                total,
             ));
         }
     }

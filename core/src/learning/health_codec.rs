@@ -36,15 +36,26 @@ pub fn read_health(bytes: &[u8]) -> Result<Health, Error> {
     let mut h = Health::default();
     struct_of(&mut r, t, &names, 2, |i, r, t| {
         match i {
-            0 => h.cooling_until = seq_of(r, t, |_, t| u64_of(t))?,
-            1 => h.latency_ms = seq_of(r, t, |_, t| f64_of(t))?,
-            2 => h.samples = seq_of(r, t, |_, t| f64_of(t))?,
-            3 => h.sampled_ms = seq_of(r, t, |_, t| u64_of(t))?,
+            0 => h.cooling_until = uints(r, t)?,
+            1 => h.latency_ms = floats(r, t)?,
+            2 => h.samples = floats(r, t)?,
+            3 => h.sampled_ms = uints(r, t)?,
             _ => h.fleet = option_of(r, t, fleet_health)?,
         }
         Ok(())
     })?;
     Ok(h)
+}
+
+/// A sequence of unsigned integers: one `seq_of` for every such field (a closure per field
+/// would be a copy each).
+fn uints<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<Vec<u64>, Error> {
+    seq_of(r, t, |_, t| u64_of(t))
+}
+
+/// A sequence of numbers, as [`uints`].
+fn floats<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<Vec<f64>, Error> {
+    seq_of(r, t, |_, t| f64_of(t))
 }
 
 fn fleet_health<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<FleetHealth, Error> {
@@ -56,9 +67,9 @@ fn fleet_health<'a>(r: &mut Reader<'a>, t: Token<'a>) -> Result<FleetHealth, Err
         3,
         |i, r, t| {
             match i {
-                0 => f.cooling_until = seq_of(r, t, |_, t| u64_of(t))?,
-                1 => f.latency_ms = seq_of(r, t, |_, t| f64_of(t))?,
-                _ => f.samples = seq_of(r, t, |_, t| f64_of(t))?,
+                0 => f.cooling_until = uints(r, t)?,
+                1 => f.latency_ms = floats(r, t)?,
+                _ => f.samples = floats(r, t)?,
             }
             Ok(())
         },

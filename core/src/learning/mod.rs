@@ -244,10 +244,10 @@ pub fn state_document<S: SharedStore + ?Sized>(
                     }
                     doc
                 }
-                Err(e) => json!({ "error": format!("undecodable state: {e}") }),
+                Err(e) => error_json(format!("undecodable state: {e}")),
             },
-            Ok((None, _)) => json!({ "error": "no state yet" }),
-            Err(e) => json!({ "error": format!("shared data failed: {e}") }),
+            Ok((None, _)) => error_json("no state yet".into()),
+            Err(e) => error_json(format!("shared data failed: {e}")),
         };
         models.insert(m.name.clone(), entry);
     }
@@ -263,6 +263,11 @@ pub fn state_document<S: SharedStore + ?Sized>(
         obj.insert("load".into(), load);
     }
     doc
+}
+
+/// `{"error": text}`: one object built for the state endpoint's three errors.
+fn error_json(text: String) -> Value {
+    json!({ "error": text })
 }
 
 pub fn state_json(state: &ModelState) -> Value {

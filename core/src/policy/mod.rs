@@ -313,6 +313,17 @@ impl Reply {
         )
     }
 
+    /// [`error`](Self::error) with a formatted detail: the formatting, and dropping the text
+    /// after, in one place rather than at every refusal that names something.
+    fn error_fmt(
+        status: u16,
+        code: &str,
+        detail: std::fmt::Arguments<'_>,
+        model: Option<usize>,
+    ) -> Reply {
+        Reply::error(status, code, &std::fmt::format(detail), model)
+    }
+
     fn error_with(status: u16, body: Value, model: Option<usize>) -> Reply {
         Reply {
             status,
@@ -917,16 +928,14 @@ impl<'a, R: RequestView> Decider<'a, R> {
         if allowed {
             return Ok(());
         }
-        let name = self
-            .tenant()
-            .map(|(n, _)| n.to_string())
-            .unwrap_or_default();
-        Err(Outcome::Reply(Reply::error(
+        // Quoted in place: the tenant's name is only read until the message is written.
+        let name = self.tenant().map_or("", |(n, _)| n);
+        Err(Outcome::Reply(Reply::error_fmt(
             403,
             "forbidden",
-            &format!(
+            format_args!(
                 "tenant {} may not use model {}",
-                quoted(&name),
+                quoted(name),
                 quoted(&model.name)
             ),
             Some(mi),
@@ -1025,10 +1034,10 @@ impl<'a, R: RequestView> Decider<'a, R> {
                 .and_then(|mi| cfg.models.get(mi).map(|m| (mi, m)))
             {
                 Some((mi, model)) => Ok((mi, Some(model.default_target), Some(Reason::Default))),
-                None => Err(Outcome::Reply(Reply::error(
+                None => Err(Outcome::Reply(Reply::error_fmt(
                     404,
                     "unknown_model",
-                    &format!("no model named {} is configured", quoted(&name)),
+                    format_args!("no model named {} is configured", quoted(&name)),
                     None,
                 ))),
             };
@@ -1037,10 +1046,10 @@ impl<'a, R: RequestView> Decider<'a, R> {
             None => Ok((mi, None, None)),
             Some(v) => match model.target_by_name(&v) {
                 Some(ti) => Ok((mi, Some(ti), Some(Reason::PathVersion))),
-                None => Err(Outcome::Reply(Reply::error(
+                None => Err(Outcome::Reply(Reply::error_fmt(
                     404,
                     "unknown_version",
-                    &format!("model {} has no version {}", quoted(&name), quoted(&v)),
+                    format_args!("model {} has no version {}", quoted(&name), quoted(&v)),
                     Some(mi),
                 ))),
             },
@@ -1055,10 +1064,10 @@ impl<'a, R: RequestView> Decider<'a, R> {
             .and_then(|ti| cfg.tenants.as_ref()?.list.get(ti)?.default_model);
         match tenant_default.or(cfg.default_model) {
             Some(mi) => Ok((mi, None, None)),
-            None => Err(Outcome::Reply(Reply::error(
+            None => Err(Outcome::Reply(Reply::error_fmt(
                 404,
                 "unknown_model",
-                &format!(
+                format_args!(
                     "the request names no model: send the {} header, use a /v2/models/{{name}}/ or /v1/models/{{name}} path, or a JSON body with \"model\"",
                     quoted(&cfg.model_header)
                 ),
@@ -1076,33 +1085,32 @@ impl<'a, R: RequestView> Decider<'a, R> {
     }
 
     fn excluded_reply(&mut self, mi: usize, why: Exclusion) -> Reply {
-        let model = self
-            .cfg
+        let cfg = self.cfg;
+        let model = cfg
             .models
             .get(mi)
             .map(|m| m.name.as_str())
             .unwrap_or_default();
         let model = quoted(model);
-        let (status, code, detail) = match why {
+        let reply = |status, code, detail| Reply::error_fmt(status, code, detail, Some(mi));
+        let mut reply = match why {
             Exclusion::Tenant => {
-                let t = self.tenant().map(|(n, _)| n.to_string()).unwrap_or_default();
-                let t = quoted(&t);
-                (403, "forbidden", format!("tenant {t} may not use this target of model {model}"))
+                let t = quoted(self.tenant().map_or("", |(n, _)| n));
+                reply(403, "forbidden", format_args!("tenant {t} may not use this target of model {model}"))
             }
-            Exclusion::Restricted => (403, "forbidden", format!("no target of model {model} satisfies the matching rule's restriction")),
-            Exclusion::Region(region) => (403, "forbidden", format!("no target of model {model} keeps data in region {}", quoted(&region))),
-            Exclusion::Capability(c) => (422, "capability_unavailable", format!("no target of model {model} offers {c}")),
-            Exclusion::Context(needed) => (
+            Exclusion::Restricted => reply(403, "forbidden", format_args!("no target of model {model} satisfies the matching rule's restriction")),
+            Exclusion::Region(region) => reply(403, "forbidden", format_args!("no target of model {model} keeps data in region {}", quoted(&region))),
+            Exclusion::Capability(c) => reply(422, "capability_unavailable", format_args!("no target of model {model} offers {c}")),
+            Exclusion::Context(needed) => reply(
                 422,
                 "capability_unavailable",
-                format!("no target of model {model} has a context of {needed} tokens (estimated prompt + max_tokens)"),
+                format_args!("no target of model {model} has a context of {needed} tokens (estimated prompt + max_tokens)"),
             ),
-            Exclusion::Full => (503, "over_capacity", format!("every target of model {model} that may serve this request is at capacity")),
+            Exclusion::Full => reply(503, "over_capacity", format_args!("every target of model {model} that may serve this request is at capacity")),
         };
-        let mut reply = Reply::error(status, code, &detail, Some(mi));
         reply.rule = None;
-        if status == 503 {
-            reply.retry_after = Some(self.cfg.load.retry_after_seconds);
+        if reply.status == 503 {
+            reply.retry_after = Some(cfg.load.retry_after_seconds);
         }
         reply
     }

@@ -209,10 +209,10 @@ impl<R: RequestView> Decider<'_, R> {
                 None => Ok(None),
                 Some(v) => match v.trim().parse::<f64>() {
                     Ok(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
-                    _ => Err(Outcome::Reply(Reply::error(
+                    _ => Err(Outcome::Reply(Reply::error_fmt(
                         400,
                         "invalid_budget",
-                        &format!("{name} must be a number of at least 0"),
+                        format_args!("{name} must be a number of at least 0"),
                         Some(mi),
                     ))),
                 },
@@ -276,10 +276,10 @@ impl<R: RequestView> Decider<'_, R> {
                 if let Some(l) = max_latency {
                     limits.push(format!("latency at most {l} ms"));
                 }
-                Err(Outcome::Reply(Reply::error(
+                Err(Outcome::Reply(Reply::error_fmt(
                     422,
                     "budget_unmet",
-                    &format!(
+                    format_args!(
                         "no target of model {} fits {}",
                         crate::quote::quoted(&model.name),
                         limits.join(" and ")
