@@ -30,7 +30,6 @@ pub(super) struct ResponseMeta {
 
 impl ResponseMeta {
     fn new(
-        _cfg: &Config,
         model: Option<usize>,
         target: Option<usize>,
         reason: Cow<'static, str>,
@@ -156,7 +155,6 @@ impl Stream {
         let decision = self.decision_id(host, model, target.unwrap_or_default(), route.context);
         let reason = route.reason.header_text(cfg);
         ResponseMeta::new(
-            cfg,
             Some(route.model),
             Some(route.target),
             reason,
@@ -184,7 +182,6 @@ impl Stream {
         let graded = target_name.unwrap_or(decision_target);
         let decision = self.decision_id(host, model_name, graded, None);
         Some(ResponseMeta::new(
-            cfg,
             Some(model),
             target,
             reason.header_text(cfg),
@@ -237,14 +234,7 @@ impl Stream {
         // Replies carry no decision id of their own unless the metadata is on.
         let meta = cfg.response_metadata.then(|| {
             let reason = Cow::Owned(reply.reason_header(cfg));
-            ResponseMeta::new(
-                cfg,
-                reply.model,
-                None,
-                reason,
-                self.vm.next_id(),
-                reply.detector,
-            )
+            ResponseMeta::new(reply.model, None, reason, self.vm.next_id(), reply.detector)
         });
         let retry_after = reply.retry_after.map(|s| s.to_string());
         let extra = retry_after.as_deref().map(|s| ("retry-after", s));
