@@ -499,12 +499,7 @@ impl Shared for HostShared<'_> {
             self.caches = plugin.caches.try_borrow_mut().ok();
         }
         let cache = self.caches.as_mut()?.get_mut(model)?;
-        // The usual case: the value did not change since this VM decoded it. The target names
-        // (a Vec per call) are gathered only when it did.
-        if cache.is_current(cas) {
-            return cache.state();
-        }
-        match cache.refresh(bytes.as_deref(), cas, strategy, &m.target_names()) {
+        match cache.refresh(bytes.as_deref(), cas, strategy, || m.target_names()) {
             Refresh::Undecodable(e) => {
                 crate::host_log!(Warn, "inference-router: bandit state {} is undecodable ({e}); using a fresh state until the next reward replaces it", quoted(key));
             }

@@ -460,7 +460,9 @@ fn prepare_state(host: &dyn Host, plugin: &Plugin) {
         }
         // Reconcile stored state with this configuration once, and log what changed.
         let (bytes, cas) = host.shared_data(key).unwrap_or((None, None));
-        let needs_write = match StateCache::new().refresh(bytes.as_deref(), cas, strategy, &names) {
+        let needs_write = match StateCache::new()
+            .refresh(bytes.as_deref(), cas, strategy, || names.clone())
+        {
             Refresh::Decoded(Reconciled::Unchanged) | Refresh::Cached | Refresh::Missing => false,
             Refresh::Decoded(r) => {
                 say::info(say::ROOT, format_args!("bandit state {}: {r}", quoted(key)));

@@ -113,7 +113,7 @@ fn cache_decodes_only_when_the_cas_changes() {
     // Missing key: a fresh state to select from.
     let (bytes, cas) = store.get("k").unwrap();
     assert_eq!(
-        cache.refresh(bytes.as_deref(), cas, &s, &names),
+        cache.refresh(bytes.as_deref(), cas, &s, || names.to_vec()),
         Refresh::Missing
     );
     assert_eq!(cache.state().unwrap(), &s.initial_state(&names));
@@ -123,7 +123,7 @@ fn cache_decodes_only_when_the_cas_changes() {
     store.put_raw("k", &encode(&learned));
     let (bytes, cas) = store.get("k").unwrap();
     assert_eq!(
-        cache.refresh(bytes.as_deref(), cas, &s, &names),
+        cache.refresh(bytes.as_deref(), cas, &s, || names.to_vec()),
         Refresh::Decoded(Reconciled::Unchanged)
     );
     assert_eq!(cache.state().unwrap(), &learned);
@@ -131,7 +131,7 @@ fn cache_decodes_only_when_the_cas_changes() {
 
     // Same CAS: nothing decoded, even if we hand it garbage (proves no decode happened).
     assert_eq!(
-        cache.refresh(Some(b"garbage"), cas, &s, &names),
+        cache.refresh(Some(b"garbage"), cas, &s, || names.to_vec()),
         Refresh::Cached
     );
     assert_eq!(cache.state().unwrap(), &learned);
@@ -139,7 +139,7 @@ fn cache_decodes_only_when_the_cas_changes() {
     // Changed targets: the decoded state is reconciled before use.
     store.put_raw("k", &encode(&learned));
     let (bytes, cas) = store.get("k").unwrap();
-    let how = cache.refresh(bytes.as_deref(), cas, &s, &["c", "a"]);
+    let how = cache.refresh(bytes.as_deref(), cas, &s, || vec!["c", "a"]);
     assert!(matches!(
         how,
         Refresh::Decoded(Reconciled::Migrated { kept: 2, .. })
@@ -150,12 +150,12 @@ fn cache_decodes_only_when_the_cas_changes() {
     store.put_raw("k", b"\xff\xff");
     let (bytes, cas) = store.get("k").unwrap();
     assert!(matches!(
-        cache.refresh(bytes.as_deref(), cas, &s, &names),
+        cache.refresh(bytes.as_deref(), cas, &s, || names.to_vec()),
         Refresh::Undecodable(_)
     ));
     assert_eq!(cache.state().unwrap(), &s.initial_state(&names));
     assert_eq!(
-        cache.refresh(bytes.as_deref(), cas, &s, &names),
+        cache.refresh(bytes.as_deref(), cas, &s, || names.to_vec()),
         Refresh::Cached
     );
 

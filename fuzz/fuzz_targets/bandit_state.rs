@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
             let Some(strategy) = m.bandit() else { continue };
             let names = m.target_names();
             let mut cache = StateCache::new();
-            let _ = cache.refresh(Some(data), Some(1), strategy, &names);
+            let _ = cache.refresh(Some(data), Some(1), strategy, || names.to_vec());
             let Some(state) = cache.state() else {
                 panic!("refresh left no state");
             };

@@ -27,7 +27,7 @@
 //!
 //! request (or on_tick):
 //!     (bytes, cas) = store.get(key)
-//!     cache.refresh(bytes.as_deref(), cas, &strategy, &names)  // decodes only if cas changed
+//!     cache.refresh(bytes.as_deref(), cas, &strategy, || names) // decodes only if cas changed
 //!     arm = strategy.select(cache.state(), &mut rng)           // index into names
 //!
 //! reward (root context, e.g. after the response):

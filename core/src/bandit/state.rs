@@ -618,20 +618,23 @@ impl StateCache {
 
     /// Brings the cache up to date with the value just read from shared data.
     ///
-    /// Decodes and reconciles (against `strategy` and `target_names`) only when `cas` differs
-    /// from the cached token. Never fails: a missing key or undecodable bytes leave a fresh
-    /// state in the cache and are reported in the returned [`Refresh`].
-    pub fn refresh(
+    /// Decodes and reconciles (against `strategy` and the configured target names, gathered by
+    /// `target_names` only then) only when `cas` differs from the cached token: the usual
+    /// request finds the value unchanged and builds nothing. Never fails: a missing key or
+    /// undecodable bytes leave a fresh state in the cache and are reported in the returned
+    /// [`Refresh`].
+    pub fn refresh<'n>(
         &mut self,
         bytes: Option<&[u8]>,
         cas: Option<u32>,
         strategy: &Strategy,
-        target_names: &[&str],
+        target_names: impl FnOnce() -> Vec<&'n str>,
     ) -> Refresh {
         if self.is_current(cas) {
             return Refresh::Cached;
         }
         self.cas = cas;
+        let target_names = &target_names();
         let Some(bytes) = bytes else {
             self.state = Some(strategy.initial_state(target_names));
             return Refresh::Missing;
