@@ -91,16 +91,9 @@ enum Field<'a> {
     Base64(&'a [u8]),
 }
 
-/// `{"a":…,"b":…}`: the fields in the order given.
-fn object(out: &mut Vec<u8>, fields: &[(&str, Field<'_>)]) {
-    out.push(b'{');
-    for (i, (name, value)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        string(out, name);
-        out.push(b':');
-        match value {
+impl ToJson for Field<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
             Field::Text(text) => string(out, text),
             Field::Base64(bytes) => {
                 out.push(b'"');
@@ -109,19 +102,15 @@ fn object(out: &mut Vec<u8>, fields: &[(&str, Field<'_>)]) {
             }
         }
     }
-    out.push(b'}');
 }
 
-/// `[item,…]`, each written by `write`.
-fn array<T>(out: &mut Vec<u8>, items: &[T], write: fn(&mut Vec<u8>, &T)) {
-    out.push(b'[');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write(out, item);
+/// `{"a":…,"b":…}`: the fields in the order given.
+fn object(out: &mut Vec<u8>, fields: &[(&str, Field<'_>)]) {
+    let mut o = ObjectWriter::new(out);
+    for (name, value) in fields {
+        o.field(name, value);
     }
-    out.push(b']');
+    o.end();
 }
 
 fn request(path: &'static str, fields: &[(&str, Field<'_>)]) -> Request {
@@ -188,8 +177,8 @@ pub fn create_once(key: &str, value: &[u8], lease: Option<i64>) -> Request {
     let put = Op::Put { key, value, lease };
     let mut body = Vec::new();
     let mut o = ObjectWriter::new(&mut body);
-    o.field("compare", &Raw(&[Compare::Absent(key)], compare_json));
-    o.field("success", &Raw(&[put], op_json));
+    o.field("compare", &[Compare::Absent(key)]);
+    o.field("success", &[put]);
     o.end();
     Request {
         path: "/v3/kv/txn",
@@ -197,63 +186,58 @@ pub fn create_once(key: &str, value: &[u8], lease: Option<i64>) -> Request {
     }
 }
 
-fn compare_json(out: &mut Vec<u8>, c: &Compare<'_>) {
-    let text = Field::Text;
-    match c {
-        Compare::Exists(key) => object(
-            out,
-            &[
-                ("key", Field::Base64(key.as_bytes())),
-                ("result", text("GREATER")),
-                ("target", text("VERSION")),
-                ("version", text("0")),
-            ],
-        ),
-        Compare::Absent(key) => object(
-            out,
-            &[
-                ("create_revision", text("0")),
-                ("key", Field::Base64(key.as_bytes())),
-                ("result", text("EQUAL")),
-                ("target", text("CREATE")),
-            ],
-        ),
-        Compare::ModRevision(key, rev) => object(
-            out,
-            &[
-                ("key", Field::Base64(key.as_bytes())),
-                ("mod_revision", text(&rev.to_string())),
-                ("result", text("EQUAL")),
-                ("target", text("MOD")),
-            ],
-        ),
+impl ToJson for Compare<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let text = Field::Text;
+        match self {
+            Compare::Exists(key) => object(
+                out,
+                &[
+                    ("key", Field::Base64(key.as_bytes())),
+                    ("result", text("GREATER")),
+                    ("target", text("VERSION")),
+                    ("version", text("0")),
+                ],
+            ),
+            Compare::Absent(key) => object(
+                out,
+                &[
+                    ("create_revision", text("0")),
+                    ("key", Field::Base64(key.as_bytes())),
+                    ("result", text("EQUAL")),
+                    ("target", text("CREATE")),
+                ],
+            ),
+            Compare::ModRevision(key, rev) => object(
+                out,
+                &[
+                    ("key", Field::Base64(key.as_bytes())),
+                    ("mod_revision", text(&rev.to_string())),
+                    ("result", text("EQUAL")),
+                    ("target", text("MOD")),
+                ],
+            ),
+        }
     }
 }
 
-fn op_json(out: &mut Vec<u8>, op: &Op<'_>) {
-    let (name, key) = match op {
-        Op::Put { key, value, lease } => {
-            out.extend_from_slice(b"{\"request_put\":");
-            put_body(out, key, value, *lease);
-            out.push(b'}');
-            return;
-        }
-        Op::Delete(key) => ("request_delete_range", key),
-        Op::Get(key) => ("request_range", key),
-    };
-    out.push(b'{');
-    string(out, name);
-    out.push(b':');
-    object(out, &[("key", Field::Base64(key.as_bytes()))]);
-    out.push(b'}');
-}
-
-/// Items written as a JSON array by `.1`.
-struct Raw<'a, T>(&'a [T], fn(&mut Vec<u8>, &T));
-
-impl<T> ToJson for Raw<'_, T> {
+impl ToJson for Op<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
-        array(out, self.0, self.1);
+        let (name, key) = match self {
+            Op::Put { key, value, lease } => {
+                out.extend_from_slice(b"{\"request_put\":");
+                put_body(out, key, value, *lease);
+                out.push(b'}');
+                return;
+            }
+            Op::Delete(key) => ("request_delete_range", key),
+            Op::Get(key) => ("request_range", key),
+        };
+        out.push(b'{');
+        string(out, name);
+        out.push(b':');
+        object(out, &[("key", Field::Base64(key.as_bytes()))]);
+        out.push(b'}');
     }
 }
 
@@ -261,9 +245,9 @@ impl<T> ToJson for Raw<'_, T> {
 pub fn txn(compares: &[Compare<'_>], success: &[Op<'_>], failure: &[Op<'_>]) -> Request {
     let mut body = Vec::new();
     let mut o = ObjectWriter::new(&mut body);
-    o.field("compare", &Raw(compares, compare_json));
-    o.field("failure", &Raw(failure, op_json));
-    o.field("success", &Raw(success, op_json));
+    o.field("compare", compares);
+    o.field("failure", failure);
+    o.field("success", success);
     o.end();
     Request {
         path: "/v3/kv/txn",
