@@ -364,9 +364,7 @@ fn main() {
             return;
         }
         _ => {
-            eprintln!(
-                "usage: core-bench [--write-bodies DIR | --only CASE [--iterations N]]"
-            );
+            eprintln!("usage: core-bench [--write-bodies DIR | --only CASE [--iterations N]]");
             std::process::exit(2);
         }
     }
@@ -396,16 +394,21 @@ fn main() {
         &decide(&c, &req, Body::Absent, 0, &mut rng, &mut NoShared),
         "header",
     );
-    r.case("header", "decide: header routing (x-model)".into(), None, || {
-        black_box(decide(
-            &c,
-            black_box(&req),
-            Body::Absent,
-            0,
-            &mut rng,
-            &mut NoShared,
-        ));
-    });
+    r.case(
+        "header",
+        "decide: header routing (x-model)".into(),
+        None,
+        || {
+            black_box(decide(
+                &c,
+                black_box(&req),
+                Body::Absent,
+                0,
+                &mut rng,
+                &mut NoShared,
+            ));
+        },
+    );
 
     // Weighted 90/10, no stickiness: one random draw.
     let c = cfg(weighted(false));
@@ -588,10 +591,7 @@ fn main() {
             continue;
         }
         let host = whole::NopHost::new(&config.to_string(), &get);
-        let Some(root) = whole::root(&host) else {
-            eprintln!("core-bench: whole request ({what}): configuration refused");
-            std::process::exit(2);
-        };
+        let root = whole::root_or_exit(&host, what);
         let mut context = 2u32;
         if !whole::request(&root, &host, context) {
             eprintln!("core-bench: whole request ({what}): not routed");
@@ -602,8 +602,11 @@ fn main() {
             format!("request lifecycle, host calls free: {what}"),
             None,
             || {
-                context = context.wrapping_add(1).max(2);
-                black_box(whole::request(&root, &host, context));
+                black_box(whole::request(
+                    &root,
+                    &host,
+                    whole::next_context(&mut context),
+                ));
             },
         );
     }
@@ -612,10 +615,7 @@ fn main() {
     // the signed id, its verification, the reward learned into the shared state.
     if r.wants("whole-thompson-feedback") {
         let host = whole::NopHost::new(&thompson().to_string(), &get);
-        let Some(root) = whole::root(&host) else {
-            eprintln!("core-bench: whole request (Thompson feedback): configuration refused");
-            std::process::exit(2);
-        };
+        let root = whole::root_or_exit(&host, "Thompson feedback");
         let post_feedback = [
             (":method", "POST"),
             (":path", "/feedback"),
@@ -625,8 +625,7 @@ fn main() {
         let mut context = 2u32;
         let round = |context: &mut u32| -> bool {
             host.set_request(&get, b"");
-            *context = context.wrapping_add(1).max(2);
-            if !whole::request(&root, &host, *context) {
+            if !whole::request(&root, &host, whole::next_context(context)) {
                 return false;
             }
             let Some(id) = host.decision() else {
@@ -634,8 +633,7 @@ fn main() {
             };
             let body = format!(r#"{{"decision":"{id}","reward":0.8}}"#);
             host.set_request(&post_feedback, body.as_bytes());
-            *context = context.wrapping_add(1).max(2);
-            whole::request_with_body(&root, &host, *context).is_some()
+            whole::request_with_body(&root, &host, whole::next_context(context)).is_some()
                 && (200..300).contains(&host.local_status())
         };
         if !round(&mut context) {
@@ -665,10 +663,7 @@ fn main() {
         ];
         let host = whole::NopHost::new(&body_rule().to_string(), &post);
         host.set_request(&post, &chat_body(size));
-        let Some(root) = whole::root(&host) else {
-            eprintln!("core-bench: whole request (body {size}): configuration refused");
-            std::process::exit(2);
-        };
+        let root = whole::root_or_exit(&host, &format!("body {size}"));
         let mut context = 2u32;
         if whole::request_with_body(&root, &host, context)
             != Some(inference_router_core::host::Action::Continue)
@@ -685,7 +680,7 @@ fn main() {
             format!("request lifecycle, host calls free: body routing, {size} bytes JSON"),
             None,
             || {
-                context = context.wrapping_add(1).max(2);
+                let context = whole::next_context(&mut context);
                 black_box(whole::request_with_body(&root, &host, context));
             },
         );

@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use inference_router_core::host::{Buffer, Call, Host, Map, MetricKind, Status, Stream};
+use inference_router_core::payload;
 use inference_router_core::plugin::VmState;
 use inference_router_core::root::Root;
 
@@ -26,21 +27,18 @@ pub struct NopHost {
 
 impl NopHost {
     pub fn new(config: &str, request: &[(&str, &str)]) -> NopHost {
-        NopHost {
+        let host = NopHost {
             config: config.as_bytes().to_vec(),
-            request: RefCell::new(
-                request
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect(),
-            ),
+            request: RefCell::new(Vec::new()),
             body: RefCell::new(Vec::new()),
             decision: RefCell::new(None),
             shared: RefCell::new(HashMap::new()),
             now_ns: Cell::new(1_700_000_000_000_000_000),
             metrics: Cell::new(0),
             local_status: Cell::new(0),
-        }
+        };
+        host.set_request(request, b"");
+        host
     }
 
     /// The request headers and body the next requests see.
@@ -75,34 +73,21 @@ impl Host for NopHost {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone()))
     }
-    /// The request headers in proxy-wasm's map encoding (as Envoy answers
-    /// `proxy_get_header_map_pairs`): a count, each name and value length, then each name and
-    /// value NUL-terminated.
+    /// The request headers in proxy-wasm's map encoding, as Envoy answers
+    /// `proxy_get_header_map_pairs`.
     fn header_map(&self, map: Map) -> Result<Option<Vec<u8>>, Status> {
         if !matches!(map, Map::RequestHeaders) {
             return Ok(None);
         }
-        let pairs = self.request.borrow();
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (n, v) in pairs.iter() {
-            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (n, v) in pairs.iter() {
-            out.extend_from_slice(n.as_bytes());
-            out.push(0);
-            out.extend_from_slice(v.as_bytes());
-            out.push(0);
-        }
-        Ok(Some(out))
+        Ok(Some(payload::encode_pairs(&self.request.borrow())))
     }
     fn set_header(&self, map: Map, name: &str, value: &str) -> Result<(), Status> {
         if matches!(map, Map::ResponseHeaders) && name == "x-inference-decision" {
+            // The buffer is reused: an allocation here would count against the filter.
             let mut d = self.decision.borrow_mut();
-            d.get_or_insert_with(String::new).clear();
-            if let Some(d) = d.as_mut() {
-                d.push_str(value);
-            }
+            let d = d.get_or_insert_with(String::new);
+            d.clear();
+            d.push_str(value);
         }
         Ok(())
     }
@@ -185,6 +170,20 @@ impl Host for NopHost {
 pub fn root(host: &NopHost) -> Option<Root> {
     let mut root = Root::new(VmState::new(1, 2));
     root.configure(host).then_some(root)
+}
+
+/// [`root`] for a case named `what`; a refused configuration ends the bench (exit 2).
+pub fn root_or_exit(host: &NopHost, what: &str) -> Root {
+    root(host).unwrap_or_else(|| {
+        eprintln!("core-bench: whole request ({what}): configuration refused");
+        std::process::exit(2)
+    })
+}
+
+/// The next stream's context id (0 and 1 are the VM's and the root's).
+pub fn next_context(context: &mut u32) -> u32 {
+    *context = context.wrapping_add(1).max(2);
+    *context
 }
 
 /// One GET request, routed and answered; `false` if it was not routed.
