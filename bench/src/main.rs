@@ -287,6 +287,17 @@ fn weighted(sticky: bool) -> serde_json::Value {
     serde_json::json!({ "models": [m] })
 }
 
+/// The large-prompt latency rows' configuration (bench/envoy/ir-body.yaml): the model from
+/// the body's `model`.
+fn model_from_body() -> serde_json::Value {
+    serde_json::json!({
+        "body": { "max_bytes": 2 * 1024 * 1024 },
+        "models": [
+            { "name": "chat", "targets": [ { "name": "stable", "cluster": "chat", "weight": 1 } ] },
+            { "name": "chat-large", "targets": [ { "name": "stable", "cluster": "chat-canary", "weight": 1 } ] } ]
+    })
+}
+
 fn body_rule() -> serde_json::Value {
     serde_json::json!({
         "models": [ { "name": "chat",
@@ -682,6 +693,45 @@ fn main() {
             || {
                 let context = whole::next_context(&mut context);
                 black_box(whole::request_with_body(&root, &host, context));
+            },
+        );
+    }
+
+    // The large-prompt latency rows' request: `model` first, the body handed on in 16 KiB
+    // pieces; over 64 KiB it is routed on its first piece and the rest passes.
+    for (key, size) in [
+        ("whole-prompt-1k", 1024usize),
+        ("whole-prompt-256k", 256 * 1024),
+    ] {
+        if !r.wants(key) {
+            continue;
+        }
+        let length = size.to_string();
+        let post = [
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "127.0.0.1"),
+            ("content-type", "application/json"),
+            ("content-length", length.as_str()),
+        ];
+        let host = whole::NopHost::new(&model_from_body().to_string(), &post);
+        host.set_request(&post, &prompt_body(size));
+        let root = whole::root_or_exit(&host, &format!("prompt {size}"));
+        let mut context = 2u32;
+        if whole::request_in_chunks(&root, &host, context, 16 * 1024)
+            != Some(inference_router_core::host::Action::Continue)
+            || host.local_status() != 0
+        {
+            eprintln!("core-bench: whole request (prompt {size}): not routed");
+            std::process::exit(2);
+        }
+        r.case(
+            key,
+            format!("request lifecycle, host calls free: model from a {size}-byte prompt, 16 KiB pieces"),
+            None,
+            || {
+                let context = whole::next_context(&mut context);
+                black_box(whole::request_in_chunks(&root, &host, context, 16 * 1024));
             },
         );
     }

@@ -215,3 +215,29 @@ pub fn request_with_body(
     stream.on_done(host);
     Some(action)
 }
+
+/// One request whose body arrives in `chunk`-byte pieces, as Envoy hands a large body on
+/// (each call sees everything buffered so far), answered: the action that ended the request
+/// phase, after which the remaining pieces pass as they do in Envoy (`None`: no stream).
+pub fn request_in_chunks(
+    root: &Root,
+    host: &NopHost,
+    context: u32,
+    chunk: usize,
+) -> Option<inference_router_core::host::Action> {
+    use inference_router_core::host::Action;
+    let mut stream = root.stream(context)?;
+    let len = host.body.borrow().len();
+    let mut action = stream.on_request_headers(host, false);
+    let mut seen = 0;
+    while seen < len {
+        seen = seen.saturating_add(chunk.max(1)).min(len);
+        let now = stream.on_request_body(host, seen, seen == len);
+        if action == Action::Pause {
+            action = now;
+        }
+    }
+    stream.on_response_headers(host, false);
+    stream.on_done(host);
+    Some(action)
+}
