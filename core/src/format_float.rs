@@ -144,21 +144,24 @@ fn rust_digits(a: f64) -> (Digits, i32) {
 }
 
 /// Whether `a` is exactly `(d + 1/2) × 10^q`, that is `(2d + 1) × 5^q × 2^(q - 1)`: its odd
-/// mantissa times `2^e` must have `e = q - 1`, and the mantissa must be `(2d + 1) × 5^q`.
+/// mantissa times `2^e` must have `e = q - 1`, and the mantissa times `5^-q` must be `2d + 1`.
+/// Only `q < 0` can hold ryu's `d`: for `q ≥ 0` that odd mantissa's ulp is at most `2^(q-1)`,
+/// less than the `10^q / 2` by which `d` would miss `a`, and `d` would not read back.
 fn halfway_above(a: f64, d: u64, q: i32) -> bool {
     let (mantissa, exp) = binary_parts(a);
     let zeros = mantissa.trailing_zeros();
-    let (odd, exp) = (mantissa >> zeros, exp + zeros as i32);
-    if exp != q - 1 {
+    if q >= 0 || exp + zeros as i32 != q - 1 {
         return false;
     }
-    let five = (0..q.unsigned_abs()).try_fold(1u64, |p, _| p.checked_mul(5));
-    let twice = d.checked_mul(2).map(|t| t + 1);
-    if q >= 0 {
-        twice.zip(five).and_then(|(t, f)| t.checked_mul(f)) == Some(odd)
-    } else {
-        five.and_then(|f| odd.checked_mul(f)) == twice
+    let twice = 2 * d + 1; // d has at most 17 digits: below 2^58
+    let mut odd = mantissa >> zeros;
+    for _ in 0..q.unsigned_abs() {
+        if odd > twice {
+            return false;
+        }
+        odd *= 5; // below 2^61
     }
+    odd == twice
 }
 
 /// ryu's digits of a finite, positive `a` without zeros at either end, and where the point goes:
@@ -166,8 +169,10 @@ fn halfway_above(a: f64, d: u64, q: i32) -> bool {
 fn parse_shortest(a: f64) -> (Digits, i32) {
     let mut buf = ryu::Buffer::new();
     let text = shortest(a, &mut buf);
-    let (mantissa, exp) = text.split_once('e').unwrap_or((text, "0"));
-    let mut point = exp.parse::<i32>().unwrap_or(0);
+    let (mantissa, exp) = text.split_once('e').unwrap_or((text, ""));
+    let (minus, exp) = exp.strip_prefix('-').map_or((false, exp), |e| (true, e));
+    let exp = exp.bytes().fold(0, |n, b| n * 10 + i32::from(b - b'0'));
+    let mut point = if minus { -exp } else { exp };
     let mut digits = Digits {
         ascii: [0; 17],
         len: 0,
