@@ -40,7 +40,8 @@ WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # (core/src/config/read), structs built in place, log lines through one call (core/src/say.rs)
 # 618 KB; configuration refusals boxed and built by cold helpers only when refusing, endpoint
 # addresses checked without std's parser (core/src/config/compile) 603 KB; shared error and
-# codec helpers in the bandit, policy and learning code 602 KB. 608 KiB catches a dependency
+# codec helpers in the bandit, policy and learning code 602 KB; f64 as text by ryu and
+# core/src/format_float.rs instead of core's flt2dec 587 KB. 608 KiB catches a dependency
 # that bloats the module.
 #
 # Code generation (`make bench` rows × the minimal wasm filter: header / Thompson routed / body

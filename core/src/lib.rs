@@ -15,13 +15,16 @@
 //!   messages, one place for the rule), `say` (every log line, through one call), `rng`, `sort`
 //!   and `vecmap` (ordering and ordered collections without std's sorts and trees, for size),
 //!   `msgpack` (MessagePack by hand, in the forms rmp-serde wrote and read), `json` (JSON and
-//!   its `Value` by hand, in serde_json's forms). serde and serde_json are references for tests only.
+//!   its `Value` by hand, in serde_json's forms), `format_float` (f64 as text: ryu's shortest
+//!   digits in Rust's `{}` and `{:.N}` layouts, without core's float formatting). serde and
+//!   serde_json are references for tests only.
 
 pub mod bandit;
 pub mod callout;
 pub mod config;
 pub mod feedback;
 pub mod fleet;
+pub mod format_float;
 pub mod hex;
 pub mod host;
 pub mod inspect;

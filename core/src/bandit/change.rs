@@ -34,6 +34,7 @@
 //! others keep theirs. An arm that is rarely played learns of its own improvement slowly: give
 //! it a `min_share` so it keeps being observed.
 
+use crate::format_float::{fixed, plain};
 use core::fmt;
 
 #[cfg(any(test, feature = "testing"))]
@@ -153,8 +154,9 @@ impl fmt::Display for Alarm {
         };
         write!(
             f,
-            "mean reward {way} from {:.3} (over {} rewards)",
-            self.reference, self.observations
+            "mean reward {way} from {} (over {} rewards)",
+            fixed::<3>(self.reference),
+            plain(self.observations)
         )
     }
 }

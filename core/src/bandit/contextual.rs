@@ -8,6 +8,7 @@ use super::state::{ModelState, StateExt};
 use super::strategy::{
     argmax, out_of_range, Algorithm, Decay, ParamError, Strategy, StrategyParams,
 };
+use crate::format_float::plain;
 use crate::rng::Rng;
 
 /// The regression learns `reward − 0.5`: the ridge pulls every estimate towards 0, so an arm
@@ -40,14 +41,14 @@ pub(super) fn validate(params: &StrategyParams) -> Result<(), ParamError> {
     if !(0.0..=MAX_ALPHA).contains(&alpha) {
         return Err(out_of_range(
             "alpha",
-            format_args!("must be within [0, {MAX_ALPHA}]"),
+            format_args!("must be within [0, {}]", plain(MAX_ALPHA)),
             alpha,
         ));
     }
     if !(ridge > 0.0 && ridge <= MAX_RIDGE) {
         return Err(out_of_range(
             "ridge",
-            format_args!("must be above 0 and at most {MAX_RIDGE}"),
+            format_args!("must be above 0 and at most {}", plain(MAX_RIDGE)),
             ridge,
         ));
     }

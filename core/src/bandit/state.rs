@@ -16,6 +16,7 @@
 //!   field (`linear`) is left out when absent: a build that predates it reads every state that
 //!   does not use it, and this build reads every earlier state.
 
+use crate::format_float::plain;
 use crate::vecmap::VecSet;
 use core::fmt;
 
@@ -288,14 +289,14 @@ impl ModelState {
                 if !value.is_finite() {
                     return Err(arm_error(
                         i,
-                        format_args!(".{field}: must be finite, got {value}"),
+                        format_args!(".{field}: must be finite, got {}", plain(value)),
                     ));
                 }
             }
             if arm.pulls < 0.0 {
                 return Err(arm_error(
                     i,
-                    format_args!(".pulls: must not be negative, got {}", arm.pulls),
+                    format_args!(".pulls: must not be negative, got {}", plain(arm.pulls)),
                 ));
             }
             let slack = 1e-9 * (1.0 + arm.pulls);
@@ -304,7 +305,8 @@ impl ModelState {
                     i,
                     format_args!(
                         ".reward_sum: must be within [0, pulls = {}], got {}",
-                        arm.pulls, arm.reward_sum
+                        plain(arm.pulls),
+                        plain(arm.reward_sum)
                     ),
                 ));
             }
@@ -313,7 +315,8 @@ impl ModelState {
                     i,
                     format_args!(
                         ": alpha and beta must be above 0, got {} and {}",
-                        arm.alpha, arm.beta
+                        plain(arm.alpha),
+                        plain(arm.beta)
                     ),
                 ));
             }

@@ -54,6 +54,7 @@
 //! the arm's sequential change test ([`super::change`]) and restarts the arm at the prior when
 //! its rewards shift; the floor above is what keeps observing an arm that is rarely chosen.
 
+use crate::format_float::plain;
 use core::fmt;
 
 use super::change::{Alarm, ChangeParams, Detector};
@@ -179,7 +180,7 @@ pub(super) fn out_of_range(
     text: fmt::Arguments<'_>,
     value: f64,
 ) -> ParamError {
-    param_error(field, format!("{text}, got {value}"))
+    param_error(field, format!("{text}, got {}", plain(value)))
 }
 
 /// Checks `params` for a model with `arms` targets; the error names the first bad parameter.
@@ -212,7 +213,7 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
         if !(value > 0.0 && value <= MAX_PRIOR) {
             return Err(out_of_range(
                 field,
-                format_args!("must be above 0 and at most {MAX_PRIOR}"),
+                format_args!("must be above 0 and at most {}", plain(MAX_PRIOR)),
                 value,
             ));
         }
@@ -243,7 +244,10 @@ fn discount_of(params: &StrategyParams, arms: usize) -> Result<f64, ParamError> 
             if !(seconds.is_finite() && (1.0..=MAX_HALF_LIFE_SECONDS).contains(&seconds)) {
                 return Err(out_of_range(
                     "decay.half_life_seconds",
-                    format_args!("must be a number of seconds from 1 to {MAX_HALF_LIFE_SECONDS}"),
+                    format_args!(
+                        "must be a number of seconds from 1 to {}",
+                        plain(MAX_HALF_LIFE_SECONDS)
+                    ),
                     seconds,
                 ));
             }
@@ -310,9 +314,15 @@ impl fmt::Display for RewardError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RewardError::NotFinite(r) => {
-                write!(f, "reward must be a finite number within [0, 1], got {r}")
+                write!(
+                    f,
+                    "reward must be a finite number within [0, 1], got {}",
+                    plain(*r)
+                )
             }
-            RewardError::OutOfRange(r) => write!(f, "reward must be within [0, 1], got {r}"),
+            RewardError::OutOfRange(r) => {
+                write!(f, "reward must be within [0, 1], got {}", plain(*r))
+            }
         }
     }
 }

@@ -3,7 +3,6 @@
 //! struct fields in declaration order, maps in their key order.
 
 use crate::vecmap::{VecMap, VecSet};
-use std::fmt::Write as _;
 
 /// A value that writes itself as JSON.
 pub trait ToJson {
@@ -51,126 +50,24 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// A float as serde_json writes it (zmij's layout of the shortest digits that read back to the
-/// same value); `null` for NaN and the infinities.
+/// A float as serde_json writes it: the shortest digits that read back to the same value (ryu's
+/// are zmij's, ties to an even digit included), in ryu's layout but for the sign of a positive
+/// exponent (`1e+16`); `null` for NaN and the infinities.
 pub fn float(out: &mut Vec<u8>, v: f64) {
     if !v.is_finite() {
         out.extend_from_slice(b"null");
         return;
     }
-    if v.is_sign_negative() {
-        out.push(b'-');
-    }
-    if v == 0.0 {
-        out.extend_from_slice(b"0.0");
-        return;
-    }
-    // Rust's `{:e}` gives the same shortest digits but for a tie, as `d.ddde-x`.
-    let (mut digits, point) = scientific(v.abs());
-    if let Some(even) = tie_to_even(v.abs(), &digits, point) {
-        digits = even;
-    }
-    layout(out, &digits, point);
-}
-
-/// The shortest significant digits of `v` and where the decimal point goes:
-/// `0.d₁d₂… × 10^point`.
-fn scientific(v: f64) -> (Vec<u8>, i32) {
-    let mut sci = String::with_capacity(32);
-    let _ = write!(sci, "{v:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let digits = mantissa.bytes().filter(u8::is_ascii_digit).collect();
-    (digits, exp.parse::<i32>().unwrap_or(0).saturating_add(1))
-}
-
-/// When `v` lies exactly halfway between two shortest candidates, Rust takes the upper one
-/// and zmij the one whose last digit is even: that one, if it is not `digits`.
-///
-/// The test is exact, in integers from `v`'s bits: std's exact decimal expansion (`{:.800e}`)
-/// would do it too, at the cost of a long formatting for every float written.
-fn tie_to_even(v: f64, digits: &[u8], point: i32) -> Option<Vec<u8>> {
-    let n = u32::try_from(digits.len()).ok()?;
-    let q = point.checked_sub(i32::try_from(n).ok()?)?;
-    let lower = halfway_lower(v, q)?;
-    let (least, bound) = (power(10, n.checked_sub(1)?)?, power(10, n)?);
-    if !(least..bound).contains(&lower) {
-        return None; // another number of digits: not a tie between two n-digit candidates
-    }
-    let even = if lower % 2 == 1 { lower + 1 } else { lower };
-    if even == bound {
-        return None; // carries out of the first digit: not a tie's case
-    }
-    let mut even = even.to_string().into_bytes();
-    while even.len() > 1 && even.last() == Some(&b'0') {
-        even.pop();
-    }
-    (even != digits).then_some(even)
-}
-
-/// `l` when `v` is exactly `(l + 1/2) × 10^q`: `(2l + 1) × 5^q × 2^(q - 1)`, so `v`'s odd
-/// mantissa times `2^e` must have `e = q - 1` and the mantissa must be `(2l + 1) × 5^q`.
-fn halfway_lower(v: f64, q: i32) -> Option<u64> {
-    let (mantissa, exp) = binary_parts(v);
-    if mantissa == 0 || exp != q.checked_sub(1)? {
-        return None;
-    }
-    let five = power(5, q.unsigned_abs())?;
-    let odd = if q >= 0 {
-        (mantissa % five == 0).then(|| mantissa / five)?
-    } else {
-        mantissa.checked_mul(five)?
-    };
-    Some(odd / 2)
-}
-
-/// `base^exp`, `None` past `u64` (a loop: smaller than std's `checked_pow`, exponents are small).
-fn power(base: u64, exp: u32) -> Option<u64> {
-    (0..exp).try_fold(1u64, |acc, _| acc.checked_mul(base))
-}
-
-/// A finite `v`'s magnitude as `mantissa × 2^exp` with an odd mantissa (0 for zero).
-fn binary_parts(v: f64) -> (u64, i32) {
-    let bits = v.to_bits();
-    let fraction = bits & ((1 << 52) - 1);
-    let biased = ((bits >> 52) & 0x7ff) as i32;
-    let (mantissa, exp) = if biased == 0 {
-        (fraction, -1074)
-    } else {
-        (fraction | 1 << 52, biased - 1075)
-    };
-    if mantissa == 0 {
-        return (0, 0);
-    }
-    let zeros = mantissa.trailing_zeros();
-    (mantissa >> zeros, exp + zeros as i32)
-}
-
-/// zmij's choice of form (as ryu's, but for the exponent's sign) for `0.d₁d₂… × 10^point`.
-fn layout(out: &mut Vec<u8>, digits: &[u8], point: i32) {
-    let len = i32::try_from(digits.len()).unwrap_or(i32::MAX);
-    let zeros = |out: &mut Vec<u8>, n: i32| out.extend((0..n).map(|_| b'0'));
-    if len <= point && point <= 16 {
-        out.extend_from_slice(digits); // 1234e7 → 12340000000.0
-        zeros(out, point - len);
-        out.extend_from_slice(b".0");
-    } else if 0 < point && point <= 16 {
-        let (int, frac) = digits.split_at(usize::try_from(point).unwrap_or(0)); // 12.34
-        out.extend_from_slice(int);
-        out.push(b'.');
-        out.extend_from_slice(frac);
-    } else if -5 < point && point <= 0 {
-        out.extend_from_slice(b"0."); // 0.001234
-        zeros(out, -point);
-        out.extend_from_slice(digits);
-    } else {
-        let (first, rest) = digits.split_at(1.min(digits.len())); // 1e30, 1.234e33
-        out.extend_from_slice(first);
-        if !rest.is_empty() {
-            out.push(b'.');
-            out.extend_from_slice(rest);
+    let mut buf = ryu::Buffer::new();
+    let text = crate::format_float::shortest(v, &mut buf).as_bytes();
+    match text.iter().position(|&b| b == b'e') {
+        Some(e) if text.get(e + 1) != Some(&b'-') => {
+            let (mantissa, exp) = text.split_at(e + 1);
+            out.extend_from_slice(mantissa);
+            out.push(b'+');
+            out.extend_from_slice(exp);
         }
-        out.extend_from_slice(if point > 0 { b"e+" } else { b"e-" });
-        out.extend_from_slice((point - 1).unsigned_abs().to_string().as_bytes());
+        _ => out.extend_from_slice(text),
     }
 }
 

@@ -3,6 +3,7 @@
 //! null), and the same errors word for word (a bin or an extension is no JSON value; the first
 //! key of a map must be a str, later ones may be a bin holding UTF-8, as serde's `String` took).
 
+use crate::format_float::plain;
 use crate::json::{Map, Number, Value};
 
 use super::read::{Error, Reader, Token};
@@ -16,7 +17,7 @@ pub fn unexpected(t: &Token<'_>) -> String {
         Token::Int(n) => format!("integer `{n}`"),
         Token::Float(f) => {
             // serde's `WithDecimalPoint`: a finite float shows a decimal point.
-            let mut s = format!("{f}");
+            let mut s = plain(f).to_string();
             if f.is_finite() && !s.contains('.') {
                 s.push_str(".0");
             }

@@ -6,6 +6,7 @@ use super::{
     cookie_value, sticky_hash, Body, Decider, Outcome, Reason, Reply, RequestView, Restriction,
 };
 use crate::config::{Model, StickyKey, Strategy};
+use crate::format_float::plain;
 use crate::rng::Rng;
 
 /// Why a target cannot serve a request.
@@ -271,10 +272,10 @@ impl<R: RequestView> Decider<'_, R> {
             None => {
                 let mut limits = Vec::new();
                 if let Some(c) = max_cost {
-                    limits.push(format!("cost at most {c} (estimated {prompt_tokens} prompt + {output_tokens} output tokens)"));
+                    limits.push(format!("cost at most {} (estimated {prompt_tokens} prompt + {output_tokens} output tokens)", plain(c)));
                 }
                 if let Some(l) = max_latency {
-                    limits.push(format!("latency at most {l} ms"));
+                    limits.push(format!("latency at most {} ms", plain(l)));
                 }
                 Err(Outcome::Reply(Reply::error_fmt(
                     422,

@@ -8,6 +8,7 @@ use super::checks::{
 use super::rules::{compile_when, Context};
 use crate::config::dto::{BodySource, EvaluatorDto, FanOutDto, RouterDto, ShadowDto};
 use crate::config::{Evaluator, ExternalRouter, FanOut, Model, Shadow, Tenants};
+use crate::format_float::plain;
 use crate::payload::PointerSet;
 
 pub(super) fn compile_router(
@@ -79,7 +80,7 @@ pub(super) fn compile_shadows(
             return err_at(
                 &field,
                 "percent",
-                format!("must be above 0 and at most 100, got {}", sh.percent),
+                format!("must be above 0 and at most 100, got {}", plain(sh.percent)),
             );
         }
         let timeout_ms = check_timeout(&field, "timeout_ms", sh.timeout_ms)?;

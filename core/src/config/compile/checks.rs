@@ -1,6 +1,7 @@
 //! Field checks and name lookups shared by the sections; each error names the field.
 
 use crate::config::{ConfigError, Target};
+use crate::format_float::plain;
 use crate::metrics::metric_segment;
 use crate::quote::quoted;
 use crate::vecmap::{VecMap, VecSet};
@@ -211,7 +212,7 @@ pub(super) fn check_weight(at: &str, key: &str, v: f64) -> Result<f64, Refusal> 
         return err_at(
             at,
             key,
-            format!("must be a finite number of at least 0, got {v}"),
+            format!("must be a finite number of at least 0, got {}", plain(v)),
         );
     }
     Ok(v)

@@ -1,5 +1,6 @@
 //! Rules: `when` conditions (also a shadow's) and `then` actions.
 
+use crate::format_float::plain;
 use crate::quote::quoted;
 use crate::vecmap::VecMap;
 
@@ -258,7 +259,11 @@ fn body_test(bf: &str, c: BodyCondDto) -> Result<BodyTest, Refusal> {
                 return err_at(
                     bf,
                     "",
-                    format!("\"gt\" ({g}) must be below \"lt\" ({l}): nothing could match"),
+                    format!(
+                        "\"gt\" ({}) must be below \"lt\" ({}): nothing could match",
+                        plain(g),
+                        plain(l)
+                    ),
                 );
             }
         }
