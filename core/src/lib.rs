@@ -14,6 +14,7 @@
 //!   `metrics` (names) and `telemetry` (ids and what counts), `quote` (text quoted in
 //!   messages, one place for the rule), `say` (every log line, through one call), `rng`, `sort`
 //!   and `vecmap` (ordering and ordered collections without std's sorts and trees, for size),
+//!   `parse_float` (decimal text to f64 as std reads it, without core's `dec2flt`, for size),
 //!   `msgpack` (MessagePack by hand, in the forms rmp-serde wrote and read), `json` (JSON and
 //!   its `Value` by hand, in serde_json's forms). serde and serde_json are references for tests only.
 
@@ -30,6 +31,7 @@ pub mod learning;
 pub mod load;
 pub mod metrics;
 pub mod msgpack;
+pub mod parse_float;
 pub mod payload;
 pub mod plugin;
 pub mod policy;
