@@ -164,12 +164,12 @@ impl Decimal {
         // Zeros in front of the digits bring the point to a limb boundary.
         let limb_point = (point + 8).div_euclid(9);
         let mut digits = vec![0; (9 * limb_point - point) as usize];
-        let mut written = n
+        let written = n
             .mantissa
             .iter()
             .filter(|b| b.is_ascii_digit())
             .map(|b| b - b'0');
-        let mut significant = written.by_ref().skip_while(|&b| b == 0);
+        let mut significant = written.skip_while(|&b| b == 0);
         digits.extend(significant.by_ref().take(KEPT_DIGITS));
         // The digits past those kept, when not all zero, make a number strictly between the kept
         // ones and the next at their last place; so does a 1 after them, and no halfway point
@@ -177,12 +177,12 @@ impl Decimal {
         if significant.any(|b| b != 0) {
             digits.push(1);
         }
-        let limbs = digits.chunks(9).map(|c| {
-            let limb = c.iter().fold(0, |l, &b| l * 10 + u32::from(b));
-            limb * 10u32.pow(9 - c.len() as u32)
-        });
+        digits.resize(digits.len().div_ceil(9) * 9, 0);
+        let limbs = digits.chunks_exact(9);
         let mut d = Decimal {
-            limbs: limbs.collect(),
+            limbs: limbs
+                .map(|c| c.iter().fold(0, |l, &b| l * 10 + u32::from(b)))
+                .collect(),
             point: limb_point,
         };
         d.trim();
