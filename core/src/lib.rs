@@ -14,6 +14,7 @@
 //!   `metrics` (names) and `telemetry` (ids and what counts), `quote` (text quoted in
 //!   messages, one place for the rule), `say` (every log line, through one call), `rng`, `sort`
 //!   and `vecmap` (ordering and ordered collections without std's sorts and trees, for size),
+//!   `parse_float` (decimal text to f64 as std reads it, without core's `dec2flt`, for size),
 //!   `msgpack` (MessagePack by hand, in the forms rmp-serde wrote and read), `json` (JSON and
 //!   its `Value` by hand, in serde_json's forms), `format_float` (f64 as text: ryu's shortest
 //!   digits in Rust's `{}` and `{:.N}` layouts, without core's float formatting). serde and
@@ -33,6 +34,7 @@ pub mod learning;
 pub mod load;
 pub mod metrics;
 pub mod msgpack;
+pub mod parse_float;
 pub mod payload;
 pub mod plugin;
 pub mod policy;

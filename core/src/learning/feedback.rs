@@ -303,10 +303,8 @@ fn read(input: &FeedbackInput<'_>) -> Result<Feedback, Refused> {
             "send a JSON body {\"decision\": ..., \"reward\": ...}, Seldon's Feedback message, or the x-inference-decision and x-inference-reward headers",
         ));
     };
-    let reward = reward
-        .trim()
-        .parse::<f64>()
-        .map_err(|_| Refused::new(Refusal::Invalid, "x-inference-reward is not a number"))?;
+    let reward = crate::parse_float::parse_f64(reward.trim())
+        .ok_or_else(|| Refused::new(Refusal::Invalid, "x-inference-reward is not a number"))?;
     let reward = crate::bandit::check_reward(reward)
         .map_err(|e| Refused(Refusal::Invalid, e.to_string()))?;
     Ok(Feedback {

@@ -56,7 +56,7 @@ fn parse_text(text: &str) -> Result<Report, Invalid> {
         let (key, value) = (pair.split_once('='))
             .or_else(|| pair.rsplit_once(':'))
             .ok_or(Invalid::Malformed)?;
-        let value: f64 = value.trim().parse().map_err(|_| Invalid::Malformed)?;
+        let value = crate::parse_float::parse_f64(value.trim()).ok_or(Invalid::Malformed)?;
         let name = key.trim().strip_prefix("named_metrics.");
         set(&mut report, name, value)?;
     }

@@ -208,8 +208,8 @@ impl<R: RequestView> Decider<'_, R> {
         let parse_header = |name: &str, value: Option<String>| -> Result<Option<f64>, Outcome> {
             match value {
                 None => Ok(None),
-                Some(v) => match v.trim().parse::<f64>() {
-                    Ok(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
+                Some(v) => match crate::parse_float::parse_f64(v.trim()) {
+                    Some(x) if x.is_finite() && x >= 0.0 => Ok(Some(x)),
                     _ => Err(Outcome::Reply(Reply::error_fmt(
                         400,
                         "invalid_budget",

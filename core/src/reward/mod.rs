@@ -39,10 +39,8 @@ pub fn implicit_reward(
 ) -> Result<f64, String> {
     let mut quality = match &obs.header {
         Some(raw) => {
-            let v: f64 = raw
-                .trim()
-                .parse()
-                .map_err(|_| "the reward header's value is not a number".to_string())?;
+            let v = crate::parse_float::parse_f64(raw.trim())
+                .ok_or_else(|| "the reward header's value is not a number".to_string())?;
             crate::bandit::check_reward(v).map_err(|e| format!("reward header: {e}"))?
         }
         None if settings.status && is_failure(obs.status) => 0.0,
