@@ -100,15 +100,22 @@ fn any_magnitude(rng: &mut Rng) -> f64 {
     }
 }
 
+/// Checks the specials, the powers of ten and the ties; the generator, seeded with `seed`, for
+/// the random values that follow.
+fn check_fixed_cases(seed: u64, check: impl Fn(f64)) -> Rng {
+    for v in SPECIALS.into_iter().chain(powers_of_ten()) {
+        check(v);
+    }
+    let mut rng = Rng::seed_from_u64(seed);
+    for v in ties(&mut rng) {
+        check(v);
+    }
+    rng
+}
+
 #[test]
 fn plain_is_std_display() {
-    for v in SPECIALS.into_iter().chain(powers_of_ten()) {
-        plain_agrees(v);
-    }
-    let mut rng = Rng::seed_from_u64(11);
-    for v in ties(&mut rng) {
-        plain_agrees(v);
-    }
+    let mut rng = check_fixed_cases(11, plain_agrees);
     for _ in 0..500_000 {
         plain_agrees(f64::from_bits(rng.next_u64()));
         plain_agrees(any_magnitude(&mut rng));
@@ -118,13 +125,7 @@ fn plain_is_std_display() {
 
 #[test]
 fn fixed_is_std_precision() {
-    for v in SPECIALS.into_iter().chain(powers_of_ten()) {
-        fixed_agrees_at_any(v);
-    }
-    let mut rng = Rng::seed_from_u64(13);
-    for v in ties(&mut rng) {
-        fixed_agrees_at_any(v);
-    }
+    let mut rng = check_fixed_cases(13, fixed_agrees_at_any);
     for _ in 0..500_000 {
         fixed_agrees(any_magnitude(&mut rng));
         fixed_agrees(rng.below(1 << 30) as f64 / f64::from(1u32 << rng.below(24)));
