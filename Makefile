@@ -43,7 +43,8 @@ WASM          := target/wasm32-wasip1/release/inference_router.wasm
 # codec helpers in the bandit, policy and learning code 602 KB; sha2's compact (looped)
 # compression 600 KB; f64 as text by ryu and core/src/format_float.rs instead of core's flt2dec
 # 585 KB; f64 read from text by core/src/parse_float.rs instead of core's dec2flt and its 10 KB
-# table 570 KB. 576 KiB catches a dependency that bloats the module.
+# table 570 KB; substring search without std's Two-Way searcher (core/src/substr.rs) 568 KB.
+# 576 KiB catches a dependency that bloats the module.
 #
 # Code generation (`make bench` rows × the minimal wasm filter: header / Thompson routed / body
 # 1 KiB × the body floor, one paired run each, 2026-12-06): opt-level z 1,042 KB 0.81 / 0.70 /

@@ -15,6 +15,7 @@
 //!   messages, one place for the rule), `say` (every log line, through one call), `rng`, `sort`
 //!   and `vecmap` (ordering and ordered collections without std's sorts and trees, for size),
 //!   `parse_float` (decimal text to f64 as std reads it, without core's `dec2flt`, for size),
+//!   `substr` (substring search and replacement without std's Two-Way searcher, for size),
 //!   `msgpack` (MessagePack by hand, in the forms rmp-serde wrote and read), `json` (JSON and
 //!   its `Value` by hand, in serde_json's forms), `format_float` (f64 as text: ryu's shortest
 //!   digits in Rust's `{}` and `{:.N}` layouts, without core's float formatting). serde and
@@ -46,6 +47,7 @@ pub mod root;
 pub mod say;
 pub mod sort;
 pub mod stream;
+pub mod substr;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

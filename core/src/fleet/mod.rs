@@ -35,6 +35,7 @@ pub mod sync;
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::FleetSettings;
 use crate::host::Host;
+use crate::substr;
 
 /// What an etcd request came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +71,8 @@ pub fn outcome(answer: &Answer) -> Outcome {
         CalloutAnswer::Status(200) => Outcome::Answered,
         CalloutAnswer::Status(s) => {
             let why = text();
-            let auth = why.contains("auth token") || why.contains("user name is empty");
+            let auth = substr::contains(&why, "auth token")
+                || substr::contains(&why, "user name is empty");
             if s == 401 || auth {
                 Outcome::Unauthenticated
             } else if (400..500).contains(&s) {

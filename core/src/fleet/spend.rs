@@ -21,6 +21,7 @@ use crate::learning::{self, spent, Checked};
 use crate::plugin::Plugin;
 use crate::quote::quoted;
 use crate::say;
+use crate::substr;
 
 /// A lost answer's key that etcd still does not show after this long was never written.
 const SETTLE_MS: u64 = 30_000;
@@ -157,7 +158,7 @@ pub fn spent(
             // An answer that is not etcd's: as good as lost.
             Err(e) => lost(host, plugin, checked, &format!("{e:?}"), now_ms),
         },
-        Outcome::Refused(why) if why.contains("lease not found") => {
+        Outcome::Refused(why) if substr::contains(&why, "lease not found") => {
             let bucket = spent::bucket_of(checked.token.expires);
             let _ = local::leases(&plugin.name).update(host, |l| {
                 let before = l.len();

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::substr;
+
 /// An object: keys in sorted order, as serde_json's `Map` without `preserve_order`.
 pub type Map<K, V> = crate::vecmap::VecMap<K, V>;
 
@@ -278,7 +280,7 @@ impl Value {
         pointer
             .split('/')
             .skip(1)
-            .map(|x| x.replace("~1", "/").replace("~0", "~"))
+            .map(|x| substr::replace(&substr::replace(x, "~1", "/"), "~0", "~"))
             .try_fold(self, |target, token| match target {
                 Value::Object(map) => map.get(&token),
                 Value::Array(list) => parse_index(&token).and_then(|x| list.get(x)),

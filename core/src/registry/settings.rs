@@ -8,6 +8,7 @@ use crate::json::Value;
 use crate::config::read::{read_struct, unit_variant, At, FromJson};
 use crate::config::{ConfigError, Model};
 use crate::quote::quoted;
+use crate::substr;
 
 /// Shortest and longest poll period.
 pub const MIN_POLL_MS: u32 = 200;
@@ -371,7 +372,7 @@ fn compile_mlflow(dto: MlflowDto, models: &[Model]) -> Result<Vec<MlflowModel>, 
 
 /// A cluster template: a cluster name whose only `{…}` are `{version}` and `{alias}`.
 fn check_template(field: &str, template: &str) -> Result<(), ConfigError> {
-    let bare = template.replace("{version}", "").replace("{alias}", "");
+    let bare = substr::replace(&substr::replace(template, "{version}", ""), "{alias}", "");
     if bare.contains(['{', '}']) {
         return err(
             field,
@@ -392,9 +393,11 @@ fn check_template(field: &str, template: &str) -> Result<(), ConfigError> {
 
 /// A cluster template filled in.
 pub fn fill(template: &str, version: &str, alias: &str) -> String {
-    template
-        .replace("{version}", version)
-        .replace("{alias}", alias)
+    substr::replace(
+        &substr::replace(template, "{version}", version),
+        "{alias}",
+        alias,
+    )
 }
 
 #[cfg(test)]

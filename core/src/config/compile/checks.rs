@@ -164,8 +164,8 @@ pub(super) fn check_header_name(at: &str, key: &str, name: &str) -> Result<(), R
     let reason = if name.starts_with(':') {
         "is a pseudo-header; name a regular header"
     } else if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     {
         "is not a valid HTTP header name"
     } else if name.chars().any(|c| c.is_ascii_uppercase()) {

@@ -178,3 +178,36 @@ fn the_first_feature_in_conflict_is_named() {
         assert_eq!(refused(change), message);
     }
 }
+
+/// Header and cookie names are checked byte by byte, with the outcomes they had char by char: a
+/// non-ASCII character is refused in a header name and allowed in a cookie name.
+#[test]
+fn header_and_cookie_names_refuse_what_they_did_char_by_char() {
+    let header = |name: &str| refused(|c| c["model_header"] = json!(name));
+    for name in ["x-café", "x-m\u{2013}del", "x model", "x\u{0085}y"] {
+        assert_eq!(
+            header(name),
+            format!("model_header: {:?} is not a valid HTTP header name", name)
+        );
+    }
+    let mut ok = base();
+    ok["model_header"] = json!("x-!#$%&'*+-.^_`|~09az");
+    let parsed = crate::config::parse(&crate::json::write::to_vec(&ok));
+    assert!(parsed.is_ok(), "{:?}", parsed.err().map(|e| e.to_string()));
+
+    let cookie = |name: &str| {
+        refused(|c| {
+            c["models"][0]["strategy"] = json!({ "type": "weighted", "sticky": { "cookie": name } })
+        })
+    };
+    for name in ["a b", "a;b", "a=b", "a\u{7f}"] {
+        assert_eq!(
+            cookie(name),
+            "models[0].strategy.sticky.cookie: must be a valid cookie name"
+        );
+    }
+    let mut ok = base();
+    ok["models"][0]["strategy"] =
+        json!({ "type": "weighted", "sticky": { "cookie": "sid-\u{00e9}" } });
+    assert!(crate::config::parse(&crate::json::write::to_vec(&ok)).is_ok());
+}

@@ -350,8 +350,10 @@ fn compile_sticky(field: &str, dto: StickyDto) -> Result<StickyKey, Refusal> {
             Ok(StickyKey::Header(h))
         }
         StickyDto::Cookie(c) => {
-            let bad = |ch: char| ch.is_ascii_control() || " ;=,".contains(ch);
-            if c.is_empty() || c.chars().any(bad) {
+            // Bytes, not chars: the bad ones are ASCII, and a char search links std's substring
+            // searcher for the non-ASCII case.
+            let bad = |b: u8| b.is_ascii_control() || b" ;=,".contains(&b);
+            if c.is_empty() || c.bytes().any(bad) {
                 return err_in(
                     field,
                     "strategy.sticky.cookie",
