@@ -5,6 +5,8 @@
 //! "simple decimal conversion": a string of decimal digits halved or doubled by powers of two until
 //! its binary exponent and 53 significant bits are known.
 
+use crate::json::read::POW10;
+
 /// Significant digits the exact conversion keeps; past them it only notes whether any is non-zero.
 /// A value halfway between two adjacent f64s has at most 767 significant digits, so the first 800
 /// digits of a number already lie on the same side of it as the whole number, or equal it (and
@@ -94,8 +96,10 @@ impl Number<'_> {
         // Clinger: the integer and 10^|exp10| are exact f64s, so one correctly rounded operation
         // gives the correctly rounded result.
         if self.significant <= 19 && self.leading <= 1 << 53 && self.exp10.abs() <= 22 {
-            let (w, p) = (self.leading as f64, pow10(self.exp10.unsigned_abs()));
-            return if self.exp10 < 0 { w / p } else { w * p };
+            let w = self.leading as f64;
+            if let Some(&p) = POW10.get(self.exp10.unsigned_abs() as usize) {
+                return if self.exp10 < 0 { w / p } else { w * p };
+            }
         }
         match Decimal::new(self) {
             Ok(d) => d.into_f64(),
@@ -127,11 +131,6 @@ fn exponent(s: &[u8]) -> Option<i64> {
         }
     }
     Some(if negative { -e } else { e })
-}
-
-/// 10^n for n at most 22, exactly (every product on the way is an exact f64).
-fn pow10(n: u64) -> f64 {
-    (0..n).fold(1.0, |p, _| p * 10.0)
 }
 
 /// The base of `Decimal`'s limbs, nine decimal digits each.

@@ -363,6 +363,7 @@ mod number;
 mod string;
 pub(crate) mod typed;
 
+pub(crate) use number::POW10;
 pub(crate) use typed::text_struct;
 pub use typed::{from_text, invalid_type, FromText, IgnoredAny};
 

@@ -200,8 +200,9 @@ impl Parser<'_> {
     }
 }
 
+/// 10^0 … 10^308, each the f64 nearest (exact up to 10^22); also `parse_float`'s fast path.
 #[rustfmt::skip]
-static POW10: [f64; 309] = [
+pub(crate) static POW10: [f64; 309] = [
     1e000, 1e001, 1e002, 1e003, 1e004, 1e005, 1e006, 1e007, 1e008, 1e009,
     1e010, 1e011, 1e012, 1e013, 1e014, 1e015, 1e016, 1e017, 1e018, 1e019,
     1e020, 1e021, 1e022, 1e023, 1e024, 1e025, 1e026, 1e027, 1e028, 1e029,
