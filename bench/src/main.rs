@@ -309,6 +309,19 @@ fn body_rule() -> serde_json::Value {
     })
 }
 
+/// Times `decide` on one bodiless request: `case` is the row's key and label.
+fn decide_case(
+    r: &mut Runner,
+    case: (&str, &str),
+    (c, req): (&Config, &Req),
+    rng: &mut Rng,
+    shared: &mut dyn Shared,
+) {
+    r.case(case.0, case.1.into(), None, || {
+        black_box(decide(c, black_box(req), Body::Absent, 0, rng, shared));
+    });
+}
+
 /// The learned state of one bandit model, as the host has it cached.
 struct OneState(ModelState);
 
@@ -405,34 +418,23 @@ fn main() {
         &decide(&c, &req, Body::Absent, 0, &mut rng, &mut NoShared),
         "header",
     );
-    r.case(
-        "header",
-        "decide: header routing (x-model)".into(),
-        None,
-        || {
-            black_box(decide(
-                &c,
-                black_box(&req),
-                Body::Absent,
-                0,
-                &mut rng,
-                &mut NoShared,
-            ));
-        },
+    decide_case(
+        &mut r,
+        ("header", "decide: header routing (x-model)"),
+        (&c, &req),
+        &mut rng,
+        &mut NoShared,
     );
 
     // Weighted 90/10, no stickiness: one random draw.
     let c = cfg(weighted(false));
-    r.case("weighted", "decide: weighted 90/10".into(), None, || {
-        black_box(decide(
-            &c,
-            black_box(&req),
-            Body::Absent,
-            0,
-            &mut rng,
-            &mut NoShared,
-        ));
-    });
+    decide_case(
+        &mut r,
+        ("weighted", "decide: weighted 90/10"),
+        (&c, &req),
+        &mut rng,
+        &mut NoShared,
+    );
 
     // Sticky by x-user-id over 10,000 distinct users.
     if r.wants("sticky") {
@@ -479,20 +481,12 @@ fn main() {
         &decide(&c, &req, Body::Absent, 0, &mut rng, &mut states),
         "thompson",
     );
-    r.case(
-        "thompson",
-        "decide: Thompson sampling, 2 targets".into(),
-        None,
-        || {
-            black_box(decide(
-                &c,
-                black_box(&req),
-                Body::Absent,
-                0,
-                &mut rng,
-                &mut states,
-            ));
-        },
+    decide_case(
+        &mut r,
+        ("thompson", "decide: Thompson sampling, 2 targets"),
+        (&c, &req),
+        &mut rng,
+        &mut states,
     );
     let Some(fb) = &c.feedback else {
         eprintln!("core-bench: no feedback settings");
@@ -644,7 +638,8 @@ fn main() {
             };
             let body = format!(r#"{{"decision":"{id}","reward":0.8}}"#);
             host.set_request(&post_feedback, body.as_bytes());
-            whole::request_with_body(&root, &host, whole::next_context(context)).is_some()
+            whole::request_with_body(&root, &host, whole::next_context(context), usize::MAX)
+                .is_some()
                 && (200..300).contains(&host.local_status())
         };
         if !round(&mut context) {
@@ -676,7 +671,7 @@ fn main() {
         host.set_request(&post, &chat_body(size));
         let root = whole::root_or_exit(&host, &format!("body {size}"));
         let mut context = 2u32;
-        if whole::request_with_body(&root, &host, context)
+        if whole::request_with_body(&root, &host, context, usize::MAX)
             != Some(inference_router_core::host::Action::Continue)
             || host.local_status() != 0
         {
@@ -692,7 +687,7 @@ fn main() {
             None,
             || {
                 let context = whole::next_context(&mut context);
-                black_box(whole::request_with_body(&root, &host, context));
+                black_box(whole::request_with_body(&root, &host, context, usize::MAX));
             },
         );
     }
@@ -718,7 +713,7 @@ fn main() {
         host.set_request(&post, &prompt_body(size));
         let root = whole::root_or_exit(&host, &format!("prompt {size}"));
         let mut context = 2u32;
-        if whole::request_in_chunks(&root, &host, context, 16 * 1024)
+        if whole::request_with_body(&root, &host, context, 16 * 1024)
             != Some(inference_router_core::host::Action::Continue)
             || host.local_status() != 0
         {
@@ -731,7 +726,7 @@ fn main() {
             None,
             || {
                 let context = whole::next_context(&mut context);
-                black_box(whole::request_in_chunks(&root, &host, context, 16 * 1024));
+                black_box(whole::request_with_body(&root, &host, context, 16 * 1024));
             },
         );
     }

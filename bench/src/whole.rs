@@ -198,28 +198,10 @@ pub fn request(root: &Root, host: &NopHost, context: u32) -> bool {
     routed
 }
 
-/// One request with a body (headers, then the whole body in one chunk), answered: the action
-/// the request phase ended with (`None`: no stream).
+/// One request whose body arrives in `chunk`-byte pieces (`usize::MAX`: in one), as Envoy hands
+/// a body on (each call sees everything buffered so far), answered: the action that ended the
+/// request phase, after which the remaining pieces pass as they do in Envoy (`None`: no stream).
 pub fn request_with_body(
-    root: &Root,
-    host: &NopHost,
-    context: u32,
-) -> Option<inference_router_core::host::Action> {
-    let mut stream = root.stream(context)?;
-    let len = host.body.borrow().len();
-    let mut action = stream.on_request_headers(host, false);
-    if action == inference_router_core::host::Action::Pause {
-        action = stream.on_request_body(host, len, true);
-    }
-    stream.on_response_headers(host, false);
-    stream.on_done(host);
-    Some(action)
-}
-
-/// One request whose body arrives in `chunk`-byte pieces, as Envoy hands a large body on
-/// (each call sees everything buffered so far), answered: the action that ended the request
-/// phase, after which the remaining pieces pass as they do in Envoy (`None`: no stream).
-pub fn request_in_chunks(
     root: &Root,
     host: &NopHost,
     context: u32,
