@@ -53,6 +53,7 @@ dict_of() {
         decide | lifecycle) echo fuzz/dict/request.dict ;;
         extract_msgpack | bandit_state | spent | health) echo fuzz/dict/msgpack.dict ;;
         extract_json | json_read | json_write | feedback | usage | inspect | callout | fleet | scan | load) echo fuzz/dict/json.dict ;;
+        regex) echo fuzz/dict/regex.dict ;;
         *) echo "" ;;
     esac
 }

@@ -16,10 +16,11 @@
 //!   and `vecmap` (ordering and ordered collections without std's sorts and trees, for size),
 //!   `parse_float` (decimal text to f64 as std reads it, without core's `dec2flt`, for size),
 //!   `substr` (substring search and replacement without std's Two-Way searcher, for size),
+//!   `regex` (detector patterns in regex-lite's syntax, matched by a small NFA, for size),
 //!   `msgpack` (MessagePack by hand, in the forms rmp-serde wrote and read), `json` (JSON and
 //!   its `Value` by hand, in serde_json's forms), `format_float` (f64 as text: ryu's shortest
-//!   digits in Rust's `{}` and `{:.N}` layouts, without core's float formatting). serde and
-//!   serde_json are references for tests only.
+//!   digits in Rust's `{}` and `{:.N}` layouts, without core's float formatting). serde,
+//!   serde_json and regex-lite are references for tests only.
 
 pub mod bandit;
 pub mod callout;
@@ -40,6 +41,7 @@ pub mod payload;
 pub mod plugin;
 pub mod policy;
 pub mod quote;
+pub mod regex;
 pub mod registry;
 pub mod reward;
 pub mod rng;

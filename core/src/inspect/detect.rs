@@ -1,7 +1,7 @@
 //! Sensitive-data detectors over prompt text. A detector says *that* it fired, never what it
 //! matched: the matched text must not leave this function (not in headers, logs or metrics).
 
-use regex_lite::Regex;
+use crate::regex::Regex;
 
 #[derive(Debug)]
 pub enum Detector {

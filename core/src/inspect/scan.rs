@@ -16,15 +16,49 @@ use std::fmt;
 #[cfg(test)]
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::json::read::{Num, Parser};
 use crate::msgpack::read::{Error as MpError, Reader, Token};
 use crate::payload::Format;
 
-/// The keys seen in one object, from what a client sends: a hash set with std's random keys,
-/// O(1) per key whatever they are (a sorted `Vec` would shift on every insert: quadratic on a
-/// hostile body). Not a `BTreeSet`: the module has std's hash table already (regex-lite's), and
-/// not the tree code.
-type SeenKeys = std::collections::HashSet<String>;
+/// The keys seen in one object, from what a client sends: a hash set, O(1) per key whatever
+/// they are (a sorted `Vec` would shift on every insert: quadratic on a hostile body), hashed
+/// with SipHash under a secret key the host draws for each root context (`seed_key_hash`), so
+/// a client cannot choose keys that collide. Not std's `RandomState`: it would link std's own
+/// entropy call and its error table (~4 KB) for what the host already draws.
+type SeenKeys = std::collections::HashSet<String, KeyedHash>;
+
+/// The SipHash key, until the host seeds it: a fixed key (native tests, tools) is still SipHash.
+static SECRET: [AtomicU64; 2] = [
+    AtomicU64::new(0x736f_6d65_7073_6575),
+    AtomicU64::new(0x6c79_6765_6e65_7261),
+];
+
+/// Sets the key objects' keys are hashed with; the host calls it as each root context starts,
+/// with fresh entropy.
+pub fn seed_key_hash(seed: u64) {
+    let mut rng = crate::rng::Rng::seed_from_u64(seed);
+    for half in &SECRET {
+        half.store(rng.next_u64(), Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+struct KeyedHash;
+
+impl BuildHasher for KeyedHash {
+    // SipHash-2-4: std keeps its keyed constructor only under this deprecated name.
+    #[allow(deprecated)]
+    type Hasher = std::hash::SipHasher;
+
+    #[allow(deprecated)]
+    fn build_hasher(&self) -> Self::Hasher {
+        let [k0, k1] = &SECRET;
+        std::hash::SipHasher::new_with_keys(k0.load(Ordering::Relaxed), k1.load(Ordering::Relaxed))
+    }
+}
 
 /// Records a key; `false` when the object already had it.
 fn first_time(keys: &mut SeenKeys, key: String) -> bool {
@@ -276,7 +310,7 @@ fn json_items(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(), (
 
 /// An object's keys and values; a key written twice stops the walk.
 fn json_entries(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> {
-    let mut keys = SeenKeys::new();
+    let mut keys = SeenKeys::default();
     let mut first = true;
     while p.has_next_key(first).map_err(drop)? {
         first = false;
@@ -336,7 +370,7 @@ fn mp_node(r: &mut Reader<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> 
         Token::Str(b) | Token::Bin(b) => pushed(walk, &String::from_utf8_lossy(b)),
         Token::Array(n) => nested(r, walk, u64::from(n), mp_node),
         Token::Map(n) => {
-            let mut keys = SeenKeys::new();
+            let mut keys = SeenKeys::default();
             r.nested(|r| {
                 (0..n).try_for_each(|_| {
                     mp_entry(r, walk, depth, &mut keys).map_err(|()| MpError::Marker)
@@ -464,7 +498,7 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         // Keys seen in this object (a hash set: O(1) whatever order they come in); a second
         // one with the same text is refused.
-        let mut keys = SeenKeys::new();
+        let mut keys = SeenKeys::default();
         loop {
             let mut key = Walk {
                 text: String::new(),
