@@ -45,8 +45,14 @@ pub fn seed_key_hash(seed: u64) {
     }
 }
 
-#[derive(Default)]
-struct KeyedHash;
+/// The key a set was made with, kept for its life: re-seeding never strands its entries.
+struct KeyedHash([u64; 2]);
+
+fn seen_keys() -> SeenKeys {
+    let [k0, k1] = &SECRET;
+    let key = [k0.load(Ordering::Relaxed), k1.load(Ordering::Relaxed)];
+    SeenKeys::with_hasher(KeyedHash(key))
+}
 
 impl BuildHasher for KeyedHash {
     // SipHash-2-4: std keeps its keyed constructor only under this deprecated name.
@@ -55,8 +61,8 @@ impl BuildHasher for KeyedHash {
 
     #[allow(deprecated)]
     fn build_hasher(&self) -> Self::Hasher {
-        let [k0, k1] = &SECRET;
-        std::hash::SipHasher::new_with_keys(k0.load(Ordering::Relaxed), k1.load(Ordering::Relaxed))
+        let [k0, k1] = self.0;
+        std::hash::SipHasher::new_with_keys(k0, k1)
     }
 }
 
@@ -310,7 +316,7 @@ fn json_items(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(), (
 
 /// An object's keys and values; a key written twice stops the walk.
 fn json_entries(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> {
-    let mut keys = SeenKeys::default();
+    let mut keys = seen_keys();
     let mut first = true;
     while p.has_next_key(first).map_err(drop)? {
         first = false;
@@ -370,7 +376,7 @@ fn mp_node(r: &mut Reader<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> 
         Token::Str(b) | Token::Bin(b) => pushed(walk, &String::from_utf8_lossy(b)),
         Token::Array(n) => nested(r, walk, u64::from(n), mp_node),
         Token::Map(n) => {
-            let mut keys = SeenKeys::default();
+            let mut keys = seen_keys();
             r.nested(|r| {
                 (0..n).try_for_each(|_| {
                     mp_entry(r, walk, depth, &mut keys).map_err(|()| MpError::Marker)
@@ -498,7 +504,7 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         // Keys seen in this object (a hash set: O(1) whatever order they come in); a second
         // one with the same text is refused.
-        let mut keys = SeenKeys::default();
+        let mut keys = seen_keys();
         loop {
             let mut key = Walk {
                 text: String::new(),
@@ -535,6 +541,24 @@ mod tests {
 
     fn json(s: &str) -> Result<String, NotScanned> {
         scan(Format::Json, s.as_bytes(), 1 << 20)
+    }
+
+    /// Duplicate keys are found, and distinct ones pass, whatever key the host seeds the hash
+    /// with; a set made before a re-seed still finds its keys.
+    #[test]
+    fn duplicate_keys_are_found_under_any_hash_key() {
+        let doc = r#"{"a":1,"b":{"x":1,"y":2,"x":3}}"#;
+        let mp = rmp_serde::to_vec(&serde_json::json!({"k": 1, "l": 2})).unwrap();
+        for seed in [0, 1, u64::MAX] {
+            seed_key_hash(seed);
+            assert_eq!(json(doc), Err(NotScanned::DuplicateKey));
+            assert!(json(r#"{"a":1,"b":{"x":1,"y":2}}"#).is_ok());
+            assert!(scan(Format::MessagePack, &mp, 1 << 20).is_ok());
+        }
+        let mut keys = seen_keys();
+        assert!(first_time(&mut keys, "k".into()));
+        seed_key_hash(7);
+        assert!(!first_time(&mut keys, "k".into()));
     }
 
     /// A key that ends in newlines keeps them (found by the `scan` fuzz target: a MessagePack
