@@ -55,17 +55,22 @@ pub(super) struct Nfa {
     pub(super) start: u32,
 }
 
-type Built = Result<(u32, u32), &'static str>;
+/// A compiled piece: its first state, and the state its end is patched from.
+type Built = (u32, u32);
 
 pub(super) fn compile(node: &Node) -> Result<Nfa, &'static str> {
     let mut c = Compiler {
         states: Vec::new(),
         groups: 0,
         extra: 0,
+        over: false,
     };
-    let (start, end) = c.capture(0, None, node)?;
-    let matched = c.add(State::Match)?;
-    c.patch(end, matched)?;
+    let (start, end) = c.capture(0, None, node);
+    let matched = c.add(State::Match);
+    c.patch(end, matched);
+    if c.over {
+        return Err(SIZE_LIMIT);
+    }
     Ok(Nfa {
         states: c.states,
         start,
@@ -78,10 +83,15 @@ struct Compiler {
     groups: usize,
     /// Heap bytes beyond the states: ranges, split targets, capture names.
     extra: usize,
+    /// Over the size limit: nothing more is built, and every loop and recursion ends at once.
+    over: bool,
 }
 
 impl Compiler {
     fn node(&mut self, node: &Node) -> Built {
+        if self.over {
+            return (0, 0);
+        }
         match node {
             Node::Empty => self.one(State::Goto(None, 0)),
             Node::Char(c) => self.one(State::Char(*c, 0)),
@@ -100,11 +110,11 @@ impl Compiler {
     }
 
     fn one(&mut self, state: State) -> Built {
-        let id = self.add(state)?;
-        Ok((id, id))
+        let id = self.add(state);
+        (id, id)
     }
 
-    fn split(&mut self) -> Result<u32, &'static str> {
+    fn split(&mut self) -> u32 {
         self.add(State::Split(Vec::new()))
     }
 
@@ -114,12 +124,12 @@ impl Compiler {
             self.groups = index + 1;
             self.extra += name_len.map_or(0, |len| len + size_of::<u32>());
         }
-        let start = self.add(State::Goto(None, 0))?;
-        let inner = self.node(sub)?;
-        let end = self.add(State::Goto(None, 0))?;
-        self.patch(start, inner.0)?;
-        self.patch(inner.1, end)?;
-        Ok((start, end))
+        let start = self.add(State::Goto(None, 0));
+        let inner = self.node(sub);
+        let end = self.add(State::Goto(None, 0));
+        self.patch(start, inner.0);
+        self.patch(inner.1, end);
+        (start, end)
     }
 
     /// `sub` `n` times in a row (an empty state for none).
@@ -127,13 +137,16 @@ impl Compiler {
         let Some(first) = subs.next().filter(|_| n > 0) else {
             return self.one(State::Goto(None, 0));
         };
-        let (start, mut end) = self.node(first)?;
+        let (start, mut end) = self.node(first);
         for sub in subs.take(n - 1) {
-            let next = self.node(sub)?;
-            self.patch(end, next.0)?;
+            if self.over {
+                break;
+            }
+            let next = self.node(sub);
+            self.patch(end, next.0);
             end = next.1;
         }
-        Ok((start, end))
+        (start, end)
     }
 
     fn exactly(&mut self, sub: &Node, n: u32) -> Built {
@@ -145,23 +158,23 @@ impl Compiler {
         let Some(first) = subs.next() else {
             return self.one(State::Fail);
         };
-        let first = self.node(first)?;
+        let first = self.node(first);
         let Some(second) = subs.next() else {
-            return Ok(first);
+            return first;
         };
-        let second = self.node(second)?;
-        let split = self.split()?;
-        let end = self.add(State::Goto(None, 0))?;
+        let second = self.node(second);
+        let split = self.split();
+        let end = self.add(State::Goto(None, 0));
         for branch in [first, second] {
-            self.patch(split, branch.0)?;
-            self.patch(branch.1, end)?;
+            self.patch(split, branch.0);
+            self.patch(branch.1, end);
         }
         for sub in subs {
-            let branch = self.node(sub)?;
-            self.patch(split, branch.0)?;
-            self.patch(branch.1, end)?;
+            let branch = self.node(sub);
+            self.patch(split, branch.0);
+            self.patch(branch.1, end);
         }
-        Ok((split, end))
+        (split, end)
     }
 
     fn repeat(&mut self, sub: &Node, min: u32, max: Option<u32>) -> Built {
@@ -174,98 +187,105 @@ impl Compiler {
     }
 
     fn optional(&mut self, sub: &Node) -> Built {
-        let split = self.split()?;
-        let inner = self.node(sub)?;
-        let empty = self.add(State::Goto(None, 0))?;
-        self.patch(split, inner.0)?;
-        self.patch(split, empty)?;
-        self.patch(inner.1, empty)?;
-        Ok((split, empty))
+        let split = self.split();
+        let inner = self.node(sub);
+        let empty = self.add(State::Goto(None, 0));
+        self.patch(split, inner.0);
+        self.patch(split, empty);
+        self.patch(inner.1, empty);
+        (split, empty)
     }
 
     fn bounded(&mut self, sub: &Node, min: u32, max: u32) -> Built {
-        let prefix = self.exactly(sub, min)?;
-        let empty = self.add(State::Goto(None, 0))?;
+        let prefix = self.exactly(sub, min);
+        let empty = self.add(State::Goto(None, 0));
         let mut end = prefix.1;
         for _ in min..max {
-            let split = self.split()?;
-            let inner = self.node(sub)?;
-            self.patch(end, split)?;
-            self.patch(split, inner.0)?;
-            self.patch(split, empty)?;
+            if self.over {
+                break;
+            }
+            let split = self.split();
+            let inner = self.node(sub);
+            self.patch(end, split);
+            self.patch(split, inner.0);
+            self.patch(split, empty);
             end = inner.1;
         }
-        self.patch(end, empty)?;
-        Ok((prefix.0, empty))
+        self.patch(end, empty);
+        (prefix.0, empty)
     }
 
     fn at_least(&mut self, sub: &Node, n: u32) -> Built {
         if n == 0 && !sub.matches_empty() {
-            let split = self.split()?;
-            let inner = self.node(sub)?;
-            self.patch(split, inner.0)?;
-            self.patch(inner.1, split)?;
-            return Ok((split, split));
+            let split = self.split();
+            let inner = self.node(sub);
+            self.patch(split, inner.0);
+            self.patch(inner.1, split);
+            return (split, split);
         }
         if n == 0 {
-            let inner = self.node(sub)?;
-            let plus = self.split()?;
-            self.patch(inner.1, plus)?;
-            self.patch(plus, inner.0)?;
-            let question = self.split()?;
-            let empty = self.add(State::Goto(None, 0))?;
-            self.patch(question, inner.0)?;
-            self.patch(question, empty)?;
-            self.patch(plus, empty)?;
-            return Ok((question, empty));
+            let inner = self.node(sub);
+            let plus = self.split();
+            self.patch(inner.1, plus);
+            self.patch(plus, inner.0);
+            let question = self.split();
+            let empty = self.add(State::Goto(None, 0));
+            self.patch(question, inner.0);
+            self.patch(question, empty);
+            self.patch(plus, empty);
+            return (question, empty);
         }
         let prefix = if n > 1 {
-            Some(self.exactly(sub, n - 1)?)
+            Some(self.exactly(sub, n - 1))
         } else {
             None
         };
-        let last = self.node(sub)?;
-        let split = self.split()?;
+        let last = self.node(sub);
+        let split = self.split();
         if let Some(prefix) = prefix {
-            self.patch(prefix.1, last.0)?;
+            self.patch(prefix.1, last.0);
         }
-        self.patch(last.1, split)?;
-        self.patch(split, last.0)?;
-        Ok((prefix.map_or(last.0, |p| p.0), split))
+        self.patch(last.1, split);
+        self.patch(split, last.0);
+        (prefix.map_or(last.0, |p| p.0), split)
     }
 
-    fn add(&mut self, state: State) -> Result<u32, &'static str> {
+    /// A new state's id; nothing is added once over the limit (the compile fails then).
+    fn add(&mut self, state: State) -> u32 {
+        if self.over {
+            return 0;
+        }
         if let State::Ranges(ranges, _) = &state {
             self.extra += ranges.len() * size_of::<(char, char)>();
         }
-        let id = u32::try_from(self.states.len()).map_err(|_| SIZE_LIMIT)?;
+        let id = self.states.len() as u32;
         self.states.push(state);
-        self.check()?;
-        Ok(id)
+        self.check();
+        id
     }
 
-    fn patch(&mut self, from: u32, to: u32) -> Result<(), &'static str> {
+    fn patch(&mut self, from: u32, to: u32) {
+        if self.over {
+            return;
+        }
         match self.states.get_mut(from as usize) {
             Some(State::Split(targets)) => {
                 targets.push(to);
                 self.extra += size_of::<u32>();
-                self.check()?;
+                self.check();
             }
             Some(State::Char(_, next) | State::Ranges(_, next) | State::Goto(_, next)) => {
                 *next = to
             }
             _ => {}
         }
-        Ok(())
     }
 
-    fn check(&self) -> Result<(), &'static str> {
+    /// Memory as regex-lite counted it, at most the limit, so state ids fit in a `u32`.
+    fn check(&mut self) {
         let used = self.states.len() * size_of::<CountedState>()
             + self.groups * size_of::<Option<Arc<str>>>()
             + self.extra;
-        if used > SIZE_LIMIT_BYTES {
-            return Err(SIZE_LIMIT);
-        }
-        Ok(())
+        self.over = used > SIZE_LIMIT_BYTES;
     }
 }
