@@ -6,7 +6,7 @@
 //! inserts and removals O(n): one at a time only for what the configuration bounds (models,
 //! targets, rules, a fleet's replicas). What a client sends (a JSON or MessagePack object) is
 //! built whole by [`VecMap::from_entries`], in O(n log n); never insert a client's keys one by
-//! one (`inspect::scan` keeps its seen keys in a `HashSet` for that reason).
+//! one (`inspect::seen` keeps an object's keys in a hash table for that reason).
 //!
 //! The behaviour is `BTreeMap`'s where the crate relies on it: iteration in key order,
 //! `insert` returns the old value and keeps the first key, `collect` keeps a repeated key's last

@@ -104,7 +104,7 @@ pub(crate) fn new_root() -> Root {
         version: VERSION,
         commit: GIT_SHA,
     };
-    inference_router_core::inspect::scan::seed_key_hash(entropy_u64());
+    inference_router_core::inspect::seen::seed_key_hash(entropy_u64());
     Root::new(VmState::new(entropy_u64(), entropy_u64()).with_build(build))
 }
 

@@ -16,60 +16,11 @@ use std::fmt;
 #[cfg(test)]
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::json::read::{Num, Parser};
 use crate::msgpack::read::{Error as MpError, Reader, Token};
 use crate::payload::Format;
 
-/// The keys seen in one object, from what a client sends: a hash set, O(1) per key whatever
-/// they are (a sorted `Vec` would shift on every insert: quadratic on a hostile body), hashed
-/// with SipHash under a secret key the host draws for each root context (`seed_key_hash`), so
-/// a client cannot choose keys that collide. Not std's `RandomState`: it would link std's own
-/// entropy call and its error table (~4 KB) for what the host already draws.
-type SeenKeys = std::collections::HashSet<String, KeyedHash>;
-
-/// The SipHash key, until the host seeds it: a fixed key (native tests, tools) is still SipHash.
-static SECRET: [AtomicU64; 2] = [
-    AtomicU64::new(0x736f_6d65_7073_6575),
-    AtomicU64::new(0x6c79_6765_6e65_7261),
-];
-
-/// Sets the key objects' keys are hashed with; the host calls it as each root context starts,
-/// with fresh entropy.
-pub fn seed_key_hash(seed: u64) {
-    let mut rng = crate::rng::Rng::seed_from_u64(seed);
-    for half in &SECRET {
-        half.store(rng.next_u64(), Ordering::Relaxed);
-    }
-}
-
-/// The key a set was made with, kept for its life: re-seeding never strands its entries.
-struct KeyedHash([u64; 2]);
-
-fn seen_keys() -> SeenKeys {
-    let [k0, k1] = &SECRET;
-    let key = [k0.load(Ordering::Relaxed), k1.load(Ordering::Relaxed)];
-    SeenKeys::with_hasher(KeyedHash(key))
-}
-
-impl BuildHasher for KeyedHash {
-    // SipHash-2-4: std keeps its keyed constructor only under this deprecated name.
-    #[allow(deprecated)]
-    type Hasher = std::hash::SipHasher;
-
-    #[allow(deprecated)]
-    fn build_hasher(&self) -> Self::Hasher {
-        let [k0, k1] = self.0;
-        std::hash::SipHasher::new_with_keys(k0, k1)
-    }
-}
-
-/// Records a key; `false` when the object already had it.
-fn first_time(keys: &mut SeenKeys, key: String) -> bool {
-    keys.insert(key)
-}
+use super::seen::SeenKeys;
 
 /// Nesting deeper than this is not scanned (the wasm stack is 1 MiB); below serde_json's own
 /// limit (128), so the reason is ours.
@@ -316,7 +267,7 @@ fn json_items(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(), (
 
 /// An object's keys and values; a key written twice stops the walk.
 fn json_entries(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> {
-    let mut keys = seen_keys();
+    let mut keys = SeenKeys::new();
     let mut first = true;
     while p.has_next_key(first).map_err(drop)? {
         first = false;
@@ -338,7 +289,7 @@ fn json_entries(p: &mut Parser<'_>, walk: &mut Walk, depth: usize) -> Result<(),
         }
         walk.push(key_line(&key.text))
             .map_err(|why| walk.why = Some(why))?;
-        if !first_time(&mut keys, key.text) {
+        if !keys.first_time(key.text) {
             walk.why = Some(NotScanned::DuplicateKey);
             return Err(());
         }
@@ -376,7 +327,7 @@ fn mp_node(r: &mut Reader<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> 
         Token::Str(b) | Token::Bin(b) => pushed(walk, &String::from_utf8_lossy(b)),
         Token::Array(n) => nested(r, walk, u64::from(n), mp_node),
         Token::Map(n) => {
-            let mut keys = seen_keys();
+            let mut keys = SeenKeys::new();
             r.nested(|r| {
                 (0..n).try_for_each(|_| {
                     mp_entry(r, walk, depth, &mut keys).map_err(|()| MpError::Marker)
@@ -408,7 +359,7 @@ fn mp_entry(
     }
     walk.push(key_line(&key.text))
         .map_err(|why| walk.why = Some(why))?;
-    if !first_time(keys, key.text) {
+    if !keys.first_time(key.text) {
         walk.why = Some(NotScanned::DuplicateKey);
         return Err(());
     }
@@ -504,7 +455,7 @@ impl<'de> Visitor<'de> for Node<'_> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         // Keys seen in this object (a hash set: O(1) whatever order they come in); a second
         // one with the same text is refused.
-        let mut keys = seen_keys();
+        let mut keys = SeenKeys::new();
         loop {
             let mut key = Walk {
                 text: String::new(),
@@ -526,7 +477,7 @@ impl<'de> Visitor<'de> for Node<'_> {
             self.walk
                 .push(key_line(&key.text))
                 .map_err(|why| self.walk.stop::<A::Error>(why))?;
-            if !first_time(&mut keys, key.text) {
+            if !keys.first_time(key.text) {
                 return Err(self.walk.stop(NotScanned::DuplicateKey));
             }
             map.next_value_seed(self.child())?;
@@ -541,24 +492,6 @@ mod tests {
 
     fn json(s: &str) -> Result<String, NotScanned> {
         scan(Format::Json, s.as_bytes(), 1 << 20)
-    }
-
-    /// Duplicate keys are found, and distinct ones pass, whatever key the host seeds the hash
-    /// with; a set made before a re-seed still finds its keys.
-    #[test]
-    fn duplicate_keys_are_found_under_any_hash_key() {
-        let doc = r#"{"a":1,"b":{"x":1,"y":2,"x":3}}"#;
-        let mp = rmp_serde::to_vec(&serde_json::json!({"k": 1, "l": 2})).unwrap();
-        for seed in [0, 1, u64::MAX] {
-            seed_key_hash(seed);
-            assert_eq!(json(doc), Err(NotScanned::DuplicateKey));
-            assert!(json(r#"{"a":1,"b":{"x":1,"y":2}}"#).is_ok());
-            assert!(scan(Format::MessagePack, &mp, 1 << 20).is_ok());
-        }
-        let mut keys = seen_keys();
-        assert!(first_time(&mut keys, "k".into()));
-        seed_key_hash(7);
-        assert!(!first_time(&mut keys, "k".into()));
     }
 
     /// A key that ends in newlines keeps them (found by the `scan` fuzz target: a MessagePack
