@@ -22,15 +22,16 @@ fi
 # `ptr + k` (k < 1024) into a load's or store's offset, which only differs when the sum wraps
 # below address 1024, and no valid pointer is within 1 KiB of 4 GiB (-4.2 KB);
 # --duplicate-function-elimination and --merge-similar-functions make one body of functions that
-# differ only in constants, the others calling it with those (-2.0 KB); --ignore-implicit-traps
-# lets it drop or move loads as if none trapped out of bounds: Rust's code checks its bounds,
-# divisors and casts itself and traps only by an explicit `unreachable`, which stays (-0.6 KB).
+# differ only in constants, the others calling it with those (-2.0 KB). Not
+# --ignore-implicit-traps (-0.6 KB): it lets wasm-opt execute a load on a path that never asked
+# for it, and one through the pointer of an enum variant that was not the live one (a detector,
+# in `Decider::route`) trapped out of bounds on the first request with detectors.
 # A second -Oz finds more after the first (-0.6 KB); --reorder-functions between the two numbers
 # the most called functions first, so more calls take a one- or two-byte index (-2.3 KB). Nothing
 # may come after the last -Oz: any pass there drops its Stack IR optimisation (+1.1 KB).
 wasm-opt --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
     --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
     --low-memory-unused --duplicate-function-elimination --merge-similar-functions \
-    --ignore-implicit-traps -Oz --reorder-functions -Oz "$src" -o "$out.tmp"
+    -Oz --reorder-functions -Oz "$src" -o "$out.tmp"
 mv "$out.tmp" "$out"
 echo "optimize-wasm: $out $(stat -c %s "$src") -> $(stat -c %s "$out") bytes"
