@@ -121,7 +121,7 @@ where
         crate::json::write::to_vec,
         |v: &mut T| f(v),
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| crate::quote::text(&e))
 }
 
 fn read<T: FromText + Default>(host: &dyn Host, key: &str) -> T {
