@@ -22,6 +22,7 @@
 //!   serde_json are references for tests only.
 
 pub mod bandit;
+pub mod be;
 pub mod callout;
 pub mod config;
 pub mod feedback;

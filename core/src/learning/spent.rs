@@ -98,7 +98,7 @@ fn search(bytes: &[u8], nonce: u64) -> Result<usize, usize> {
         let value = bytes
             .get(at..at.saturating_add(NONCE_BYTES))
             .and_then(|b| <[u8; NONCE_BYTES]>::try_from(b).ok())
-            .map_or(0, u64::from_be_bytes);
+            .map_or(0, crate::be::from_be);
         match value.cmp(&nonce) {
             std::cmp::Ordering::Less => lo = mid + 1,
             std::cmp::Ordering::Greater => hi = mid,
@@ -124,7 +124,7 @@ pub fn spend<S: SharedStore + ?Sized>(
                 let at = pos.saturating_mul(NONCE_BYTES);
                 let mut out = Vec::with_capacity(bytes.len().saturating_add(NONCE_BYTES));
                 out.extend_from_slice(bytes.get(..at).unwrap_or_default());
-                out.extend_from_slice(&nonce.to_be_bytes());
+                out.extend_from_slice(&crate::be::to_be(nonce));
                 out.extend_from_slice(bytes.get(at..).unwrap_or_default());
                 Ok(Some(out))
             }
