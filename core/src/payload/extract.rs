@@ -166,11 +166,15 @@ fn json_walk(
     match p.whitespace() {
         Some(b'{') => {
             p.enter()?;
-            p.closed(true, &mut |p| json_object(p, set, children, out))
+            p.closed(true, &mut |p: &mut Parser<'_>| {
+                json_object(p, set, children, out)
+            })
         }
         Some(b'[') => {
             p.enter()?;
-            p.closed(false, &mut |p| json_array(p, set, children, out))
+            p.closed(false, &mut |p: &mut Parser<'_>| {
+                json_array(p, set, children, out)
+            })
         }
         // A leaf: read (and checked) whole, as serde_json handed it to the visitor.
         _ => p.value().map(drop),
