@@ -17,7 +17,7 @@ use std::rc::Rc;
 use super::merge::{merged, Targets};
 use super::settings::{RegistrySettings, Source};
 use super::{json, mlflow};
-use crate::bandit::cas_edit_with;
+use crate::bandit::{cas_edit_with, Edit};
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::ConfigError;
 use crate::host::{Host, HostStore, MetricKind};
@@ -104,11 +104,11 @@ fn update<T>(host: &dyn Host, key: &str, mut f: impl FnMut(&mut T) -> bool) -> R
 where
     T: ToJson + FromText + Default + Clone,
 {
-    update_dyn(host, key, &mut f)
+    update_dyn(host, key, &mut |v: &mut T| f(v))
 }
 
 /// `update`'s body, one copy per record type (a generic edit would make one per change).
-fn update_dyn<T>(host: &dyn Host, key: &str, f: &mut dyn FnMut(&mut T) -> bool) -> Result<T, String>
+fn update_dyn<T>(host: &dyn Host, key: &str, f: &mut dyn Edit<T>) -> Result<T, String>
 where
     T: ToJson + FromText + Default + Clone,
 {
@@ -119,7 +119,7 @@ where
         T::default(),
         |bytes| from_text(bytes).unwrap_or_default(),
         crate::json::write::to_vec,
-        |v: &mut T| f(v),
+        |v: &mut T| f.edit(v),
     )
     .map_err(|e| crate::quote::text(&e))
 }
