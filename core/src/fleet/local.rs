@@ -193,7 +193,7 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
         mut f: impl FnMut(&mut T) -> bool,
     ) -> Result<T, StoreError> {
         // One edit per record type, whatever the change (a `dyn` edit: less code in the module).
-        self.update_dyn(host, &mut |v: &mut T| f(v))
+        self.update_dyn(host, &mut f)
     }
 
     fn update_dyn(&self, host: &dyn Host, f: &mut dyn Edit<T>) -> Result<T, StoreError> {

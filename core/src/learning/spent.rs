@@ -168,21 +168,30 @@ fn change<S: SharedStore + ?Sized>(
     change_dyn(store, key, max_attempts, &mut edit)
 }
 
-/// An edit of a shard's bytes: the bytes to write instead, if any.
-type ShardEdit<'a> = dyn FnMut(&[u8]) -> Result<Option<Vec<u8>>, SpendError> + 'a;
+/// An edit of a shard's bytes: the bytes to write instead, if any. A trait of its own rather
+/// than `dyn FnMut`, whose vtable holds a `call_once` shim per closure that nothing calls.
+trait ShardEdit {
+    fn edit(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, SpendError>;
+}
+
+impl<F: FnMut(&[u8]) -> Result<Option<Vec<u8>>, SpendError>> ShardEdit for F {
+    fn edit(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, SpendError> {
+        self(bytes)
+    }
+}
 
 /// `change`'s body, one copy whatever the edit.
 fn change_dyn<S: SharedStore + ?Sized>(
     store: &S,
     key: &str,
     max_attempts: u32,
-    edit: &mut ShardEdit<'_>,
+    edit: &mut dyn ShardEdit,
 ) -> Result<bool, SpendError> {
     let outcome = cas_update(store, key, max_attempts, &Bytes, &Vec::new(), |bytes| {
         if bytes.len() % NONCE_BYTES != 0 {
             return Err(SpendError::Corrupt);
         }
-        Ok(match edit(&bytes)? {
+        Ok(match edit.edit(&bytes)? {
             Some(next) => Change::Write(next),
             None => Change::Keep(bytes),
         })

@@ -104,7 +104,7 @@ fn update<T>(host: &dyn Host, key: &str, mut f: impl FnMut(&mut T) -> bool) -> R
 where
     T: ToJson + FromText + Default + Clone,
 {
-    update_dyn(host, key, &mut |v: &mut T| f(v))
+    update_dyn(host, key, &mut f)
 }
 
 /// `update`'s body, one copy per record type (a generic edit would make one per change).
