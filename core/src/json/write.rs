@@ -60,9 +60,11 @@ pub fn float(out: &mut Vec<u8>, v: f64) {
     }
     let mut buf = ryu::Buffer::new();
     let text = crate::format_float::shortest(v, &mut buf).as_bytes();
+    // Checked, not `split_at`: `e + 1` is within `text` (it ends in digits), and no panic
+    // path is compiled for it.
     match text.iter().position(|&b| b == b'e') {
         Some(e) if text.get(e + 1) != Some(&b'-') => {
-            let (mantissa, exp) = text.split_at(e + 1);
+            let (mantissa, exp) = text.split_at_checked(e + 1).unwrap_or((text, &[]));
             out.extend_from_slice(mantissa);
             out.push(b'+');
             out.extend_from_slice(exp);
