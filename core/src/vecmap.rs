@@ -232,9 +232,9 @@ fn insert_at<T>(items: &mut Vec<T>, i: usize, item: T) {
     items.insert(i, item);
 }
 
-/// `items.remove(i)` for an `i` a binary search found (below the length): `None` otherwise,
-/// which never happens, so no panic path is compiled.
-fn remove_at<T>(items: &mut Vec<T>, i: usize) -> Option<T> {
+/// `items.remove(i)` for an `i` a search found (below the length): `None` otherwise, which
+/// never happens, so no panic path is compiled.
+pub(crate) fn remove_at<T>(items: &mut Vec<T>, i: usize) -> Option<T> {
     (i < items.len()).then(|| items.remove(i))
 }
 
