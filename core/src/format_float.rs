@@ -50,7 +50,9 @@ impl fmt::Display for Plain {
             f.write_str(digits)?; // 1000000000000000000000
             zeros(f, point.abs_diff(len))
         } else {
-            let (int, frac) = digits.split_at(point.unsigned_abs() as usize); // 12.5
+            // 0 < point < len; checked, not `split_at`: no panic path compiled.
+            let at = point.unsigned_abs() as usize;
+            let (int, frac) = digits.split_at_checked(at).unwrap_or((digits, "")); // 12.5
             f.write_str(int)?;
             f.write_str(".")?;
             f.write_str(frac)

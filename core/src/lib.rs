@@ -23,6 +23,7 @@
 //!   serde_json and regex-lite are references for tests only.
 
 pub mod bandit;
+pub mod be;
 pub mod callout;
 pub mod config;
 pub mod feedback;

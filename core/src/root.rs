@@ -504,7 +504,7 @@ fn evaluated(
             .ok()
             .and_then(|v| v.get("reward").and_then(crate::json::Value::as_f64))
             .ok_or_else(|| "the evaluator's answer has no numeric \"reward\"".to_string())
-            .and_then(|r| crate::bandit::check_reward(r).map_err(|e| e.to_string())),
+            .and_then(|r| crate::bandit::check_reward(r).map_err(|e| crate::quote::text(&e))),
         Some(s) => Err(format!("the evaluator answered status {s}")),
         None => Err("the evaluator did not answer (timeout or connection failure)".into()),
     };

@@ -134,7 +134,7 @@ impl<K: Ord, V> VecMap<K, V> {
                 .get_mut(i)
                 .map(|(_, v)| std::mem::replace(v, value)),
             Err(i) => {
-                self.items.insert(i, (key, value));
+                insert_at(&mut self.items, i, (key, value));
                 None
             }
         }
@@ -145,7 +145,7 @@ impl<K: Ord, V> VecMap<K, V> {
         K: Borrow<Q>,
     {
         let i = self.find(key).ok()?;
-        Some(self.items.remove(i).1)
+        remove_at(&mut self.items, i).map(|(_, v)| v)
     }
 
     pub fn entry(&mut self, key: K) -> Entry<'_, K, V> {
@@ -197,7 +197,7 @@ impl<'a, K, V> Entry<'a, K, V> {
         let i = match self.at {
             Ok(i) => i,
             Err(i) => {
-                self.map.items.insert(i, (self.key, make()));
+                insert_at(&mut self.map.items, i, (self.key, make()));
                 i
             }
         };
@@ -223,6 +223,19 @@ impl<'a, K, V> Entry<'a, K, V> {
     pub fn key(&self) -> &K {
         &self.key
     }
+}
+
+/// `items.insert(i, item)` for an `i` a binary search gave (at most the length): clamped to the
+/// length, which it never exceeds, so no panic path is compiled.
+fn insert_at<T>(items: &mut Vec<T>, i: usize, item: T) {
+    let i = i.min(items.len());
+    items.insert(i, item);
+}
+
+/// `items.remove(i)` for an `i` a search found (below the length): `None` otherwise, which
+/// never happens, so no panic path is compiled.
+pub(crate) fn remove_at<T>(items: &mut Vec<T>, i: usize) -> Option<T> {
+    (i < items.len()).then(|| items.remove(i))
 }
 
 /// Never reached: `Entry` holds an index it found or filled itself. An endless loop, not a
@@ -415,7 +428,7 @@ impl<T: Ord> VecSet<T> {
         match self.find(&value) {
             Ok(_) => false,
             Err(i) => {
-                self.items.insert(i, value);
+                insert_at(&mut self.items, i, value);
                 true
             }
         }
@@ -426,10 +439,7 @@ impl<T: Ord> VecSet<T> {
         T: Borrow<Q>,
     {
         match self.find(value) {
-            Ok(i) => {
-                self.items.remove(i);
-                true
-            }
+            Ok(i) => remove_at(&mut self.items, i).is_some(),
             Err(_) => false,
         }
     }

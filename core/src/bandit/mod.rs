@@ -63,7 +63,8 @@ pub use state::{
 };
 pub use store::{
     cas_edit, cas_edit_with, cas_update, seed, update_state, Bytes, CasOutcome, Change, Codec,
-    MemoryStore, SeedOutcome, SharedStore, StateCodec, StoreError, UpdateFailure, UpdateOutcome,
+    Edit, MemoryStore, SeedOutcome, SharedStore, StateCodec, StoreError, UpdateFailure,
+    UpdateOutcome,
 };
 pub use strategy::{
     check_reward, half_life_to_gamma, ucb1_index, validate, Algorithm, Decay, ParamError, Prior,

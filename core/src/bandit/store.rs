@@ -371,7 +371,9 @@ pub fn cas_edit_with<S: SharedStore + ?Sized, T>(
 ) -> Result<T, StoreError> {
     let seed = encode(&initial);
     let mut now = initial;
-    edit_bytes(store, key, max_attempts, &seed, &mut |bytes| {
+    edit_bytes(store, key, max_attempts, &seed, &mut |bytes: &mut Vec<
+        u8,
+    >| {
         now = decode(bytes);
         let write = f(&mut now);
         if write {
@@ -383,15 +385,28 @@ pub fn cas_edit_with<S: SharedStore + ?Sized, T>(
     Ok(now)
 }
 
+/// An edit of a value in place that says whether to write it, as the edit loops take it behind
+/// `dyn`: a trait of its own rather than `dyn FnMut`, whose vtable holds a `call_once` shim per
+/// closure that nothing calls.
+pub trait Edit<T: ?Sized> {
+    fn edit(&mut self, value: &mut T) -> bool;
+}
+
+impl<T: ?Sized, F: FnMut(&mut T) -> bool> Edit<T> for F {
+    fn edit(&mut self, value: &mut T) -> bool {
+        self(value)
+    }
+}
+
 /// `cas_edit_with`'s loop: one copy whatever the value and the edit.
 fn edit_bytes<S: SharedStore + ?Sized>(
     store: &S,
     key: &str,
     max_attempts: u32,
     seed: &Vec<u8>,
-    edit: &mut dyn FnMut(&mut Vec<u8>) -> bool,
+    edit: &mut dyn Edit<Vec<u8>>,
 ) -> Result<Vec<u8>, StoreError> {
-    cas_edit(store, key, max_attempts, &Bytes, seed, edit)
+    cas_edit(store, key, max_attempts, &Bytes, seed, |v| edit.edit(v))
 }
 
 /// Bounded CAS read-modify-write of the bandit state under `key`: [`cas_update`] with

@@ -66,7 +66,7 @@ pub fn parse_feedback(
         Some(_) => return Err(FeedbackError("reward must be a number".into())),
         None => return Err(FeedbackError("reward is missing".into())),
     };
-    let reward = check_reward(reward).map_err(|e| FeedbackError(e.to_string()))?;
+    let reward = check_reward(reward).map_err(|e| FeedbackError(crate::quote::text(&e)))?;
     let meta = raw.response.as_ref().and_then(|r| r.get("meta"));
     let tagged = meta
         .and_then(|m| m.get("tags"))

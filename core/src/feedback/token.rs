@@ -146,7 +146,9 @@ fn mac(key: &SigningKey, parts: &[&[u8]]) -> Option<HmacSha256> {
 fn feed(mac: &mut HmacSha256, parts: &[&[u8]]) {
     for part in parts {
         // Length-prefixed: no two different part lists feed the MAC the same bytes.
-        mac.update(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+        mac.update(&crate::be::to_be(
+            u64::try_from(part.len()).unwrap_or(u64::MAX),
+        ));
         mac.update(part);
     }
 }
@@ -189,7 +191,7 @@ impl TokenKeys {
         .finalize()
         .into_bytes();
         let first: [u8; 8] = digest.get(..8)?.try_into().ok()?;
-        Some(u64::from_be_bytes(first))
+        Some(crate::be::from_be(first))
     }
 
     /// Signs with the first key; `principal` binds the decision to who asked.

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 
 use super::doc::Learned;
 use super::keys::local;
-use crate::bandit::{cas_edit_with, StoreError};
+use crate::bandit::{cas_edit_with, Edit, StoreError};
 use crate::feedback::DecisionToken;
 use crate::host::{Host, HostStore};
 use crate::json::read::{from_text, text_struct, FromText};
@@ -196,11 +196,7 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
         self.update_dyn(host, &mut f)
     }
 
-    fn update_dyn(
-        &self,
-        host: &dyn Host,
-        f: &mut dyn FnMut(&mut T) -> bool,
-    ) -> Result<T, StoreError> {
+    fn update_dyn(&self, host: &dyn Host, f: &mut dyn Edit<T>) -> Result<T, StoreError> {
         cas_edit_with(
             &HostStore(host),
             &self.key,
@@ -208,23 +204,23 @@ impl<T: ToJson + FromText + Default + Clone> Record<T> {
             T::default(),
             decode,
             crate::json::write::to_vec,
-            f,
+            |v: &mut T| f.edit(v),
         )
     }
 
     /// Changes the record (always written); a lost race or a host failure is logged, not
     /// returned: bookkeeping that a later round redoes.
     pub fn set(&self, host: &dyn Host, mut f: impl FnMut(&mut T)) {
-        self.set_dyn(host, &mut f);
+        self.set_dyn(host, &mut |v: &mut T| {
+            f(v);
+            true
+        });
     }
 
     /// `set`'s body, one copy per record type (inlined, it would be one per change).
     #[inline(never)]
-    fn set_dyn(&self, host: &dyn Host, f: &mut dyn FnMut(&mut T)) {
-        if let Err(e) = self.update_dyn(host, &mut |v| {
-            f(v);
-            true
-        }) {
+    fn set_dyn(&self, host: &dyn Host, f: &mut dyn Edit<T>) {
+        if let Err(e) = self.update_dyn(host, f) {
             say::warn(say::FLEET, format_args!("{} not updated: {e}", self.key));
         }
     }

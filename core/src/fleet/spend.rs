@@ -22,6 +22,7 @@ use crate::plugin::Plugin;
 use crate::quote::quoted;
 use crate::say;
 use crate::substr;
+use crate::vecmap::remove_at;
 
 /// A lost answer's key that etcd still does not show after this long was never written.
 const SETTLE_MS: u64 = 30_000;
@@ -209,7 +210,7 @@ fn take(host: &dyn Host, plugin: &Plugin, nonce: u64) -> Option<InDoubt> {
     let _ = local::in_doubt(&plugin.name).update(host, |list| {
         taken = None;
         let i = list.iter().position(|r| r.token.nonce == nonce);
-        taken = i.map(|i| list.remove(i));
+        taken = i.and_then(|i| remove_at(list, i));
         taken.is_some()
     });
     taken
@@ -311,7 +312,7 @@ pub fn resolved(
                 true
             }
             (Some(_), _) => {
-                list.remove(i);
+                remove_at(list, i);
                 true
             }
             (None, _) => {
@@ -319,7 +320,7 @@ pub fn resolved(
                     .get(i)
                     .is_some_and(|r| now_ms.saturating_sub(r.recorded_ms) > SETTLE_MS);
                 if settled {
-                    list.remove(i);
+                    remove_at(list, i);
                 }
                 settled
             }

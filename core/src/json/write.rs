@@ -60,9 +60,11 @@ pub fn float(out: &mut Vec<u8>, v: f64) {
     }
     let mut buf = ryu::Buffer::new();
     let text = crate::format_float::shortest(v, &mut buf).as_bytes();
+    // Checked, not `split_at`: `e + 1` is within `text` (it ends in digits), and no panic
+    // path is compiled for it.
     match text.iter().position(|&b| b == b'e') {
         Some(e) if text.get(e + 1) != Some(&b'-') => {
-            let (mantissa, exp) = text.split_at(e + 1);
+            let (mantissa, exp) = text.split_at_checked(e + 1).unwrap_or((text, &[]));
             out.extend_from_slice(mantissa);
             out.push(b'+');
             out.extend_from_slice(exp);
@@ -84,14 +86,20 @@ impl<'a> ObjectWriter<'a> {
     }
 
     pub fn field(&mut self, name: &str, value: &(impl ToJson + ?Sized)) -> &mut Self {
+        self.key(name);
+        value.write_json(self.out);
+        self
+    }
+
+    /// The separator, `name` and the colon: one copy, not one per value type.
+    #[inline(never)]
+    fn key(&mut self, name: &str) {
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
         string(self.out, name);
         self.out.push(b':');
-        value.write_json(self.out);
-        self
     }
 
     pub fn end(&mut self) {

@@ -306,7 +306,7 @@ fn read(input: &FeedbackInput<'_>) -> Result<Feedback, Refused> {
     let reward = crate::parse_float::parse_f64(reward.trim())
         .ok_or_else(|| Refused::new(Refusal::Invalid, "x-inference-reward is not a number"))?;
     let reward = crate::bandit::check_reward(reward)
-        .map_err(|e| Refused(Refusal::Invalid, e.to_string()))?;
+        .map_err(|e| Refused(Refusal::Invalid, crate::quote::text(&e)))?;
     Ok(Feedback {
         decision: decision.to_string(),
         reward,

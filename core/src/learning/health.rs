@@ -5,7 +5,7 @@
 #[cfg(any(test, feature = "testing"))]
 use serde::{Deserialize, Serialize};
 
-use crate::bandit::{cas_edit_with, SharedStore, StoreError};
+use crate::bandit::{cas_edit_with, Edit, SharedStore, StoreError};
 
 /// Weight of a new latency sample in the moving average.
 pub const LATENCY_ALPHA: f64 = 0.2;
@@ -194,7 +194,10 @@ fn change<S: SharedStore + ?Sized>(
     targets: usize,
     mut edit: impl FnMut(&mut Health),
 ) -> Result<(), StoreError> {
-    change_dyn(store, key, targets, &mut edit)
+    change_dyn(store, key, targets, &mut |h: &mut Health| {
+        edit(h);
+        true
+    })
 }
 
 /// `change`'s body, one copy whatever the edit.
@@ -202,7 +205,7 @@ fn change_dyn<S: SharedStore + ?Sized>(
     store: &S,
     key: &str,
     targets: usize,
-    edit: &mut dyn FnMut(&mut Health),
+    edit: &mut dyn Edit<Health>,
 ) -> Result<(), StoreError> {
     // `Health::decode` never fails: bytes of another shape give a fresh health.
     cas_edit_with(
@@ -212,10 +215,7 @@ fn change_dyn<S: SharedStore + ?Sized>(
         Health::new(targets),
         |bytes| Health::decode(bytes, targets),
         Health::encode,
-        |h| {
-            edit(h);
-            true
-        },
+        |h| edit.edit(h),
     )
     .map(|_| ())
 }

@@ -133,7 +133,7 @@ pub fn apply_reward<'g, S: SharedStore + ?Sized>(
     })
     .map_err(|e| match e {
         UpdateFailure::Contention { attempts } => ApplyError::Contention { attempts },
-        UpdateFailure::Store { error, .. } => ApplyError::Store(error.to_string()),
+        UpdateFailure::Store { error, .. } => ApplyError::Store(crate::quote::text(&error)),
         UpdateFailure::Rejected(reason) => ApplyError::Rejected(reason),
     })?;
     Ok(Applied {

@@ -98,7 +98,7 @@ fn search(bytes: &[u8], nonce: u64) -> Result<usize, usize> {
         let value = bytes
             .get(at..at.saturating_add(NONCE_BYTES))
             .and_then(|b| <[u8; NONCE_BYTES]>::try_from(b).ok())
-            .map_or(0, u64::from_be_bytes);
+            .map_or(0, crate::be::from_be);
         match value.cmp(&nonce) {
             std::cmp::Ordering::Less => lo = mid + 1,
             std::cmp::Ordering::Greater => hi = mid,
@@ -124,7 +124,7 @@ pub fn spend<S: SharedStore + ?Sized>(
                 let at = pos.saturating_mul(NONCE_BYTES);
                 let mut out = Vec::with_capacity(bytes.len().saturating_add(NONCE_BYTES));
                 out.extend_from_slice(bytes.get(..at).unwrap_or_default());
-                out.extend_from_slice(&nonce.to_be_bytes());
+                out.extend_from_slice(&crate::be::to_be(nonce));
                 out.extend_from_slice(bytes.get(at..).unwrap_or_default());
                 Ok(Some(out))
             }
@@ -168,21 +168,30 @@ fn change<S: SharedStore + ?Sized>(
     change_dyn(store, key, max_attempts, &mut edit)
 }
 
-/// An edit of a shard's bytes: the bytes to write instead, if any.
-type ShardEdit<'a> = dyn FnMut(&[u8]) -> Result<Option<Vec<u8>>, SpendError> + 'a;
+/// An edit of a shard's bytes: the bytes to write instead, if any. A trait of its own rather
+/// than `dyn FnMut`, whose vtable holds a `call_once` shim per closure that nothing calls.
+trait ShardEdit {
+    fn edit(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, SpendError>;
+}
+
+impl<F: FnMut(&[u8]) -> Result<Option<Vec<u8>>, SpendError>> ShardEdit for F {
+    fn edit(&mut self, bytes: &[u8]) -> Result<Option<Vec<u8>>, SpendError> {
+        self(bytes)
+    }
+}
 
 /// `change`'s body, one copy whatever the edit.
 fn change_dyn<S: SharedStore + ?Sized>(
     store: &S,
     key: &str,
     max_attempts: u32,
-    edit: &mut ShardEdit<'_>,
+    edit: &mut dyn ShardEdit,
 ) -> Result<bool, SpendError> {
     let outcome = cas_update(store, key, max_attempts, &Bytes, &Vec::new(), |bytes| {
         if bytes.len() % NONCE_BYTES != 0 {
             return Err(SpendError::Corrupt);
         }
-        Ok(match edit(&bytes)? {
+        Ok(match edit.edit(&bytes)? {
             Some(next) => Change::Write(next),
             None => Change::Keep(bytes),
         })

@@ -180,20 +180,20 @@ impl Codec for TableCodec {
             .filter_map(|e| {
                 let (tag, count) = e.split_first_chunk::<8>()?;
                 let count: [u8; 4] = count.try_into().ok()?;
-                Some((u64::from_be_bytes(*tag), u32::from_be_bytes(count)))
+                Some((crate::be::from_be(*tag), u32::from_be_bytes(count)))
             })
             .collect();
         Ok(Table {
-            minute: u64::from_be_bytes(*head),
+            minute: crate::be::from_be(*head),
             entries,
         })
     }
 
     fn encode(&self, table: &Table) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + table.entries.len() * ENTRY);
-        out.extend_from_slice(&table.minute.to_be_bytes());
+        out.extend_from_slice(&crate::be::to_be(table.minute));
         for (tag, count) in &table.entries {
-            out.extend_from_slice(&tag.to_be_bytes());
+            out.extend_from_slice(&crate::be::to_be(*tag));
             out.extend_from_slice(&count.to_be_bytes());
         }
         out

@@ -79,7 +79,7 @@ pub fn seq_of<'a, T>(
     mut item: impl FnMut(&mut Reader<'a>, Token<'a>) -> Result<T, Error>,
 ) -> Result<Vec<T>, Error> {
     let mut out = Vec::new();
-    each_item(r, t, &mut |r, first, capacity| {
+    each_item(r, t, &mut |r: &mut Reader<'a>, first, capacity| {
         if out.capacity() == 0 {
             out.reserve_exact(capacity);
         }
@@ -89,26 +89,45 @@ pub fn seq_of<'a, T>(
     Ok(out)
 }
 
+/// What [`each_item`] and [`fields`] call, behind `dyn`: traits of their own rather than
+/// `dyn FnMut`, whose vtable holds a `call_once` shim per closure that nothing calls.
+trait Item<'a> {
+    fn item(&mut self, r: &mut Reader<'a>, first: Token<'a>, capacity: usize) -> Result<(), Error>;
+}
+
+impl<'a, F: FnMut(&mut Reader<'a>, Token<'a>, usize) -> Result<(), Error>> Item<'a> for F {
+    fn item(&mut self, r: &mut Reader<'a>, first: Token<'a>, capacity: usize) -> Result<(), Error> {
+        self(r, first, capacity)
+    }
+}
+
+/// See [`Item`].
+trait Field<'a> {
+    fn field(&mut self, i: usize, r: &mut Reader<'a>, first: Token<'a>) -> Result<(), Error>;
+}
+
+impl<'a, F: FnMut(usize, &mut Reader<'a>, Token<'a>) -> Result<(), Error>> Field<'a> for F {
+    fn field(&mut self, i: usize, r: &mut Reader<'a>, first: Token<'a>) -> Result<(), Error> {
+        self(i, r, first)
+    }
+}
+
 /// `seq_of`'s walk, one copy for every item type (a generic body would be one per caller):
 /// hands each item's first token to `item` with the capacity the sequence needs.
-fn each_item<'a>(
-    r: &mut Reader<'a>,
-    t: Token<'a>,
-    item: &mut dyn FnMut(&mut Reader<'a>, Token<'a>, usize) -> Result<(), Error>,
-) -> Result<(), Error> {
+fn each_item<'a>(r: &mut Reader<'a>, t: Token<'a>, item: &mut dyn Item<'a>) -> Result<(), Error> {
     match t {
         Token::Array(n) => r.nested(|r| {
             // Every item takes a byte at least: a count beyond the input is not allocated.
             let capacity = (n as usize).min(r.rest().len());
             for _ in 0..n {
                 let first = r.token()?;
-                item(r, first, capacity)?;
+                item.item(r, first, capacity)?;
             }
             Ok(())
         }),
         Token::Bin(bytes) => {
             for b in bytes {
-                item(r, Token::Uint(u64::from(*b)), bytes.len())?;
+                item.item(r, Token::Uint(u64::from(*b)), bytes.len())?;
             }
             Ok(())
         }
@@ -135,7 +154,7 @@ fn fields<'a>(
     t: Token<'a>,
     names: &[&str],
     required: usize,
-    field: &mut dyn FnMut(usize, &mut Reader<'a>, Token<'a>) -> Result<(), Error>,
+    field: &mut dyn Field<'a>,
 ) -> Result<(), Error> {
     let all = names.len();
     let present = match t {
@@ -143,7 +162,7 @@ fn fields<'a>(
             let n = n as usize;
             for i in 0..all.min(n) {
                 let first = r.token()?;
-                field(i, r, first)?;
+                field.field(i, r, first)?;
             }
             if n > all {
                 return Err(Error::Length(all as u32));
@@ -153,7 +172,7 @@ fn fields<'a>(
         // Bytes past the fields are ignored: rmp-serde does not check that this sequence ended.
         Token::Bin(bytes) => {
             for (i, b) in bytes.iter().take(all).enumerate() {
-                field(i, r, Token::Uint(u64::from(*b)))?;
+                field.field(i, r, Token::Uint(u64::from(*b)))?;
             }
             leading(bytes.len())
         }
@@ -171,7 +190,7 @@ fn fields<'a>(
                 }
                 seen |= 1 << i;
                 let first = r.token()?;
-                field(i, r, first)?;
+                field.field(i, r, first)?;
             }
             Ok(seen)
         })?,

@@ -17,7 +17,7 @@ pub fn unexpected(t: &Token<'_>) -> String {
         Token::Int(n) => format!("integer `{n}`"),
         Token::Float(f) => {
             // serde's `WithDecimalPoint`: a finite float shows a decimal point.
-            let mut s = plain(f).to_string();
+            let mut s = crate::quote::text(&plain(f));
             if f.is_finite() && !s.contains('.') {
                 s.push_str(".0");
             }

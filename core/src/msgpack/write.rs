@@ -24,13 +24,13 @@ pub fn uint(out: &mut Vec<u8>, v: u64) {
         out.extend_from_slice(&(v as u32).to_be_bytes());
     } else {
         out.push(0xcf);
-        out.extend_from_slice(&v.to_be_bytes());
+        out.extend_from_slice(&crate::be::to_be(v));
     }
 }
 
 pub fn float(out: &mut Vec<u8>, v: f64) {
     out.push(0xcb);
-    out.extend_from_slice(&v.to_bits().to_be_bytes());
+    out.extend_from_slice(&crate::be::to_be(v.to_bits()));
 }
 
 pub fn str(out: &mut Vec<u8>, s: &str) {

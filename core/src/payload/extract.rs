@@ -93,7 +93,7 @@ pub fn extract(set: &PointerSet, format: Format, bytes: &[u8]) -> Result<Fields,
             let mut p = Parser::new(bytes);
             json_walk(&mut p, set, 0, &mut out)
                 .and_then(|()| p.end())
-                .map_err(|e| e.to_string())
+                .map_err(|e| crate::quote::text(&e))
         }
         Format::MessagePack => {
             let mut r = Reader::new(bytes, MAX_DEPTH);
@@ -102,7 +102,7 @@ pub fn extract(set: &PointerSet, format: Format, bytes: &[u8]) -> Result<Fields,
                     "{} bytes after the end of the document",
                     r.rest().len()
                 )),
-                other => other.map_err(|e| e.to_string()),
+                other => other.map_err(|e| crate::quote::text(&e)),
             }
         }
     };
@@ -166,11 +166,15 @@ fn json_walk(
     match p.whitespace() {
         Some(b'{') => {
             p.enter()?;
-            p.closed(true, &mut |p| json_object(p, set, children, out))
+            p.closed(true, &mut |p: &mut Parser<'_>| {
+                json_object(p, set, children, out)
+            })
         }
         Some(b'[') => {
             p.enter()?;
-            p.closed(false, &mut |p| json_array(p, set, children, out))
+            p.closed(false, &mut |p: &mut Parser<'_>| {
+                json_array(p, set, children, out)
+            })
         }
         // A leaf: read (and checked) whole, as serde_json handed it to the visitor.
         _ => p.value().map(drop),

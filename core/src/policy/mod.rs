@@ -68,7 +68,7 @@ pub fn jwt_claim<R: RequestView + ?Sized>(
         Ok(text) if !text.contains('\0') => Some(text.to_string()),
         _ => <[u8; 8]>::try_from(bytes.as_slice())
             .ok()
-            .map(|b| crate::format_float::plain(f64::from_le_bytes(b)).to_string()),
+            .map(|b| crate::quote::text(&crate::format_float::plain(f64::from_le_bytes(b)))),
     }
 }
 

@@ -23,7 +23,8 @@ pub fn model_from_path(path: &str) -> Option<PathModel<'_>> {
     }
     if let Some(rest) = path.strip_prefix("/v1/models/") {
         let end = rest.find(['/', ':']).unwrap_or(rest.len());
-        let (name, tail) = rest.split_at(end);
+        // `end` is a char boundary within `rest`; checked, not `split_at`: no panic path.
+        let (name, tail) = rest.split_at_checked(end).unwrap_or((rest, ""));
         if name.is_empty() {
             return None;
         }

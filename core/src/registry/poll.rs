@@ -17,7 +17,7 @@ use std::rc::Rc;
 use super::merge::{merged, Targets};
 use super::settings::{RegistrySettings, Source};
 use super::{json, mlflow};
-use crate::bandit::cas_edit_with;
+use crate::bandit::{cas_edit_with, Edit};
 use crate::callout::{classify, Answer, CalloutAnswer};
 use crate::config::ConfigError;
 use crate::host::{Host, HostStore, MetricKind};
@@ -108,7 +108,7 @@ where
 }
 
 /// `update`'s body, one copy per record type (a generic edit would make one per change).
-fn update_dyn<T>(host: &dyn Host, key: &str, f: &mut dyn FnMut(&mut T) -> bool) -> Result<T, String>
+fn update_dyn<T>(host: &dyn Host, key: &str, f: &mut dyn Edit<T>) -> Result<T, String>
 where
     T: ToJson + FromText + Default + Clone,
 {
@@ -119,9 +119,9 @@ where
         T::default(),
         |bytes| from_text(bytes).unwrap_or_default(),
         crate::json::write::to_vec,
-        |v: &mut T| f(v),
+        |v: &mut T| f.edit(v),
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| crate::quote::text(&e))
 }
 
 fn read<T: FromText + Default>(host: &dyn Host, key: &str) -> T {

@@ -46,7 +46,8 @@ impl SseUsageScanner {
     pub fn feed(&mut self, chunk: &[u8]) {
         let mut rest = chunk;
         while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            let (line, tail) = rest.split_at(pos);
+            // `pos` is within `rest`; checked, not `split_at`: no panic path compiled.
+            let (line, tail) = rest.split_at_checked(pos).unwrap_or((rest, &[]));
             rest = tail.get(1..).unwrap_or_default();
             if self.overflowed {
                 self.overflowed = false;

@@ -103,8 +103,8 @@ impl<'a> At<'a> {
 
     pub(crate) fn error(&self, reason: impl fmt::Display) -> ConfigError {
         ConfigError {
-            field: self.to_string(),
-            reason: reason.to_string(),
+            field: crate::quote::text(self),
+            reason: crate::quote::text(&reason),
         }
     }
 

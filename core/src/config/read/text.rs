@@ -27,7 +27,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<(Value, Vec<Duplicate>), ConfigError
         Ok(v) => Ok((v, track.duplicates)),
         Err(e) => Err(ConfigError {
             field: track.error_at.unwrap_or_default(),
-            reason: e.to_string(),
+            reason: crate::quote::text(&e),
         }),
     }
 }
@@ -42,7 +42,7 @@ struct Track {
 impl Track {
     fn fail(&mut self, at: &At<'_>) {
         if self.error_at.is_none() {
-            self.error_at = Some(at.to_string());
+            self.error_at = Some(crate::quote::text(at));
         }
     }
 }

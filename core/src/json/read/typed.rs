@@ -72,7 +72,41 @@ fn unexpected(n: Num) -> String {
     }
 }
 
-impl Parser<'_> {
+/// The callbacks of the walks below, behind `dyn`: traits of their own rather than `dyn FnMut`,
+/// whose vtables hold a `call_once` shim per closure that nothing calls.
+pub(crate) trait Body<'a> {
+    fn run(&mut self, p: &mut Parser<'a>) -> Result<(), Error>;
+}
+
+impl<'a, F: FnMut(&mut Parser<'a>) -> Result<(), Error>> Body<'a> for F {
+    fn run(&mut self, p: &mut Parser<'a>) -> Result<(), Error> {
+        self(p)
+    }
+}
+
+/// See [`Body`]: an entry of an object, given its key.
+trait Entry<'a> {
+    fn entry(&mut self, p: &mut Parser<'a>, key: String) -> Result<(), Error>;
+}
+
+impl<'a, F: FnMut(&mut Parser<'a>, String) -> Result<(), Error>> Entry<'a> for F {
+    fn entry(&mut self, p: &mut Parser<'a>, key: String) -> Result<(), Error> {
+        self(p, key)
+    }
+}
+
+/// See [`Body`]: the `i`th item of a sequence.
+trait Nth<'a> {
+    fn nth(&mut self, p: &mut Parser<'a>, i: usize) -> Result<(), Error>;
+}
+
+impl<'a, F: FnMut(&mut Parser<'a>, usize) -> Result<(), Error>> Nth<'a> for F {
+    fn nth(&mut self, p: &mut Parser<'a>, i: usize) -> Result<(), Error> {
+        self(p, i)
+    }
+}
+
+impl<'a> Parser<'a> {
     /// The value here is not what `expected` names: read past it and say what it is.
     fn invalid_type(&mut self, expected: &str) -> Error {
         let found: Cow<'static, str> = match self.peek() {
@@ -126,16 +160,13 @@ impl Parser<'_> {
     /// An array, each item read by `item`.
     // One copy for every item type: the generic part is `item` alone.
     #[inline(never)]
-    fn items_by(
-        &mut self,
-        item: &mut dyn FnMut(&mut Self) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn items_by(&mut self, item: &mut dyn Body<'a>) -> Result<(), Error> {
         self.open(b'[', "a sequence")?;
-        self.closed(false, &mut |p| {
+        self.closed(false, &mut |p: &mut Parser<'a>| {
             let mut first = true;
             while p.next_item(first)? {
                 first = false;
-                item(p)?;
+                item.run(p)?;
             }
             Ok(())
         })
@@ -144,17 +175,14 @@ impl Parser<'_> {
     /// An object keyed by strings, each entry read by `entry` (given its key).
     // One copy for every value type: the generic part is `entry` alone.
     #[inline(never)]
-    fn entries_by(
-        &mut self,
-        entry: &mut dyn FnMut(&mut Self, String) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn entries_by(&mut self, entry: &mut dyn Entry<'a>) -> Result<(), Error> {
         self.open(b'{', "a map")?;
-        self.closed(true, &mut |p| {
+        self.closed(true, &mut |p: &mut Parser<'a>| {
             let mut first = true;
             while let Some(key) = p.next_key(first)? {
                 first = false;
                 p.colon()?;
-                entry(p, key.into_owned())?;
+                entry.entry(p, key.into_owned())?;
             }
             Ok(())
         })
@@ -165,12 +193,8 @@ impl Parser<'_> {
     /// placed where the closing left the reader.
     // One copy for every caller (`dyn` bodies throughout): less code in the module.
     #[inline(never)]
-    pub(crate) fn closed(
-        &mut self,
-        by_name: bool,
-        body: &mut dyn FnMut(&mut Self) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        let ret = body(self);
+    pub(crate) fn closed(&mut self, by_name: bool, body: &mut dyn Body<'a>) -> Result<(), Error> {
+        let ret = body.run(self);
         self.leave();
         let end = if by_name {
             self.end_map()
@@ -210,7 +234,7 @@ impl Parser<'_> {
             Some(_) => return Err(self.invalid_type(what)),
         };
         self.enter()?;
-        self.closed(by_name, &mut |p| {
+        self.closed(by_name, &mut |p: &mut Parser<'a>| {
             p.fields(by_name, what, names, absent, slots)
         })
     }
@@ -276,21 +300,16 @@ impl Parser<'_> {
 
     /// A sequence of exactly `n` items (a tuple or an array), `expected` naming it.
     #[inline(never)]
-    fn exactly(
-        &mut self,
-        n: usize,
-        expected: &str,
-        item: &mut dyn FnMut(&mut Self, usize) -> Result<(), Error>,
-    ) -> Result<(), Error> {
+    fn exactly(&mut self, n: usize, expected: &str, item: &mut dyn Nth<'a>) -> Result<(), Error> {
         self.open(b'[', expected)?;
-        self.closed(false, &mut |p| {
+        self.closed(false, &mut |p: &mut Parser<'a>| {
             for i in 0..n {
                 if !p.next_item(i == 0)? {
                     return Err(Error::custom(format!(
                         "invalid length {i}, expected {expected}"
                     )));
                 }
-                item(p, i)?;
+                item.nth(p, i)?;
             }
             Ok(())
         })
@@ -416,13 +435,13 @@ impl<T: FromText> FromText for Option<T> {
 impl<T: FromText> FromText for Vec<T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         let mut items = Vec::new();
-        p.items_by(&mut |p| T::read(p).map(|v| items.push(v)))?;
+        p.items_by(&mut |p: &mut Parser<'_>| T::read(p).map(|v| items.push(v)))?;
         Ok(items)
     }
 
     fn read_some(slot: &mut Option<Self>, p: &mut Parser<'_>) -> Result<(), Error> {
         let items = slot.insert(Vec::new());
-        p.items_by(&mut |p| T::read(p).map(|v| items.push(v)))
+        p.items_by(&mut |p: &mut Parser<'_>| T::read(p).map(|v| items.push(v)))
     }
 }
 
@@ -436,7 +455,7 @@ impl<T: FromText + Default + Copy, const N: usize> FromText for [T; N] {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         let mut out = [T::default(); N];
         let expected = format!("an array of length {N}");
-        p.exactly(N, &expected, &mut |p, i| {
+        p.exactly(N, &expected, &mut |p: &mut Parser<'_>, i| {
             let v = T::read(p)?;
             if let Some(slot) = out.get_mut(i) {
                 *slot = v;
@@ -450,7 +469,7 @@ impl<T: FromText + Default + Copy, const N: usize> FromText for [T; N] {
 impl<A: FromText + Default, B: FromText + Default> FromText for (A, B) {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         let (mut a, mut b) = (A::default(), B::default());
-        p.exactly(2, "a tuple of size 2", &mut |p, i| {
+        p.exactly(2, "a tuple of size 2", &mut |p: &mut Parser<'_>, i| {
             if i == 0 {
                 a = A::read(p)?;
             } else {
@@ -466,13 +485,13 @@ impl<A: FromText + Default, B: FromText + Default> FromText for (A, B) {
 impl<T: FromText> FromText for VecMap<String, T> {
     fn read(p: &mut Parser<'_>) -> Result<Self, Error> {
         let mut map = VecMap::new();
-        p.entries_by(&mut |p, key| T::read(p).map(|v| drop(map.insert(key, v))))?;
+        p.entries_by(&mut |p: &mut Parser<'_>, key| T::read(p).map(|v| drop(map.insert(key, v))))?;
         Ok(map)
     }
 
     fn read_some(slot: &mut Option<Self>, p: &mut Parser<'_>) -> Result<(), Error> {
         let map = slot.insert(VecMap::new());
-        p.entries_by(&mut |p, key| T::read(p).map(|v| drop(map.insert(key, v))))
+        p.entries_by(&mut |p: &mut Parser<'_>, key| T::read(p).map(|v| drop(map.insert(key, v))))
     }
 }
 
