@@ -66,7 +66,7 @@ pub fn decode(s: &str) -> Option<Vec<u8>> {
     }
     let mut bytes = Vec::with_capacity(s.len() / 2);
     for i in (0..s.len()).step_by(2) {
-        bytes.push(u8::from_str_radix(s.get(i..i + 2)?, 16).ok()?);
+        bytes.push(crate::parse_int::unsigned::<u8>(s.get(i..i + 2)?, 16)?);
     }
     Some(bytes)
 }

@@ -15,6 +15,7 @@
 //!   messages, one place for the rule), `say` (every log line, through one call), `rng`, `sort`
 //!   and `vecmap` (ordering and ordered collections without std's sorts and trees, for size),
 //!   `parse_float` (decimal text to f64 as std reads it, without core's `dec2flt`, for size),
+//!   `parse_int` (unsigned integers of every width through std's one `u64` parser, for size),
 //!   `substr` (substring search and replacement without std's Two-Way searcher, for size),
 //!   `regex` (detector patterns in regex-lite's syntax, matched by a small NFA, for size),
 //!   `msgpack` (MessagePack by hand, in the forms rmp-serde wrote and read), `json` (JSON and
@@ -38,6 +39,7 @@ pub mod load;
 pub mod metrics;
 pub mod msgpack;
 pub mod parse_float;
+pub mod parse_int;
 pub mod payload;
 pub mod plugin;
 pub mod policy;

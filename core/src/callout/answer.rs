@@ -17,7 +17,7 @@ pub enum CalloutAnswer {
 
 /// Classifies a callout answer from its `:status` (as the host read it) and body.
 pub fn classify(status: Option<&str>, body: &[u8]) -> CalloutAnswer {
-    let Some(status) = status.and_then(|s| s.trim().parse::<u16>().ok()) else {
+    let Some(status) = status.and_then(|s| crate::parse_int::unsigned::<u16>(s.trim(), 10)) else {
         return CalloutAnswer::Failed("no answer (connection reset or failure)");
     };
     let text = body.trim_ascii();

@@ -72,7 +72,7 @@ pub fn validate(spec: &[InputSpec], body: &[u8]) -> Result<(), SpecError> {
     })?;
     for input in &req.inputs {
         if !spec.iter().any(|s| s.name == input.name) {
-            let names: Vec<&str> = spec.iter().map(|s| s.name.as_str()).collect();
+            let names: Vec<String> = spec.iter().map(|s| s.name.clone()).collect();
             return Err(err(
                 &input.name,
                 format!(

@@ -125,14 +125,26 @@ pub fn summarize(format: Format, body: &[u8]) -> Option<ChatSummary> {
     Some(summary_of(&req))
 }
 
+/// What [`mp_struct`] calls for each field it finds, behind `dyn`: a trait of its own rather than
+/// `dyn FnMut`, whose vtable holds a `call_once` shim per closure that nothing calls.
+trait StructField<'a> {
+    fn field(&mut self, r: &mut Reader<'a>, i: usize) -> Result<(), ()>;
+}
+
+impl<'a, F: FnMut(&mut Reader<'a>, usize) -> Result<(), ()>> StructField<'a> for F {
+    fn field(&mut self, r: &mut Reader<'a>, i: usize) -> Result<(), ()> {
+        self(r, i)
+    }
+}
+
 /// A struct with these fields, as serde's derive read one from rmp-serde: a map (keys by name,
 /// as str or bin, or by index; unknown keys skipped, a field given twice refused), an array (the
 /// fields in order, the missing ones absent, more items refused) or an empty bin. Only whether
 /// it was read matters here, not why not.
-fn mp_struct(
-    r: &mut Reader<'_>,
+fn mp_struct<'a>(
+    r: &mut Reader<'a>,
     fields: &[&str],
-    field: &mut dyn FnMut(&mut Reader<'_>, usize) -> Result<(), ()>,
+    field: &mut dyn StructField<'a>,
 ) -> Result<(), ()> {
     let refused = |_| crate::msgpack::read::Error::Marker;
     match r.token().map_err(drop)? {
@@ -151,7 +163,7 @@ fn mp_struct(
                         Some((_, true)) => return Err(refused(())),
                         Some((i, flag)) => {
                             *flag = true;
-                            field(r, i).map_err(refused)?;
+                            field.field(r, i).map_err(refused)?;
                         }
                         None => r.skip()?,
                     }
@@ -163,7 +175,7 @@ fn mp_struct(
             .nested(|r| {
                 let n = usize::try_from(n).unwrap_or(usize::MAX);
                 for i in 0..n.min(fields.len()) {
-                    field(r, i).map_err(refused)?;
+                    field.field(r, i).map_err(refused)?;
                 }
                 match n > fields.len() {
                     true => Err(refused(())),
@@ -192,9 +204,9 @@ fn mp_value(r: &mut Reader<'_>) -> Result<Value, ()> {
     value(r).map_err(drop)
 }
 
-fn mp_message(r: &mut Reader<'_>) -> Result<Message, ()> {
+fn mp_message<'a>(r: &mut Reader<'a>) -> Result<Message, ()> {
     let mut m = Message { content: None };
-    mp_struct(r, &["content"], &mut |r, _| {
+    mp_struct(r, &["content"], &mut |r: &mut Reader<'a>, _| {
         m.content = mp_option(r, mp_value)?;
         Ok(())
     })?;
@@ -219,7 +231,7 @@ fn mp_messages(r: &mut Reader<'_>) -> Result<Vec<Message>, ()> {
     }
 }
 
-fn mp_request(r: &mut Reader<'_>) -> Result<Request, ()> {
+fn mp_request<'a>(r: &mut Reader<'a>) -> Result<Request, ()> {
     let mut q = Request {
         messages: None,
         prompt: None,
@@ -242,7 +254,7 @@ fn mp_request(r: &mut Reader<'_>) -> Result<Request, ()> {
         "max_tokens",
         "max_completion_tokens",
     ];
-    mp_struct(r, &fields, &mut |r, i| {
+    mp_struct(r, &fields, &mut |r: &mut Reader<'a>, i| {
         let skipped = |r: &mut Reader<'_>| r.skip().map(|()| IgnoredAny).map_err(drop);
         // One read per kind of field, then the slot it fills.
         match i {

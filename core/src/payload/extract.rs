@@ -358,7 +358,7 @@ pub(super) fn array_index(token: &str) -> Option<usize> {
     if !token.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    token.parse().ok()
+    crate::parse_int::unsigned(token, 10)
 }
 
 #[cfg(test)]

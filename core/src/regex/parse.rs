@@ -299,7 +299,7 @@ impl<'a> Parser<'a> {
         if digits.is_empty() {
             return Err(DECIMAL_NO_DIGITS);
         }
-        number(&digits, 10).ok_or(DECIMAL_INVALID)
+        crate::parse_int::unsigned(&digits, 10).ok_or(DECIMAL_INVALID)
     }
 
     /// After a `(`: a look-around (refused), a named or numbered capture, flags for the rest of
@@ -699,14 +699,7 @@ fn item_ranges(item: Node) -> Parsed<Ranges> {
 }
 
 fn scalar(hex: &str) -> Option<char> {
-    number(hex, 16).and_then(char::from_u32)
-}
-
-/// Digits already checked for `radix`, as a `u32`; `None` past `u32::MAX`.
-fn number(digits: &str, radix: u32) -> Option<u32> {
-    digits.chars().try_fold(0u32, |n, c| {
-        n.checked_mul(radix)?.checked_add(c.to_digit(radix)?)
-    })
+    crate::parse_int::unsigned(hex, 16).and_then(char::from_u32)
 }
 
 fn is_meta(c: char) -> bool {

@@ -61,7 +61,7 @@ fn now_and_elapsed(host: &dyn Host, started_ns: u64) -> (u64, u64) {
 /// The HTTP status a `grpc-status` in `map` stands for.
 fn grpc_status(host: &dyn Host, map: Map) -> Option<u16> {
     let value = host.header(map, "grpc-status").ok().flatten()?;
-    let code = value.trim().parse::<u32>().unwrap_or(u32::MAX);
+    let code = crate::parse_int::unsigned::<u32>(value.trim(), 10).unwrap_or(u32::MAX);
     Some(crate::payload::grpc::http_equivalent(code))
 }
 
@@ -98,7 +98,7 @@ impl Observed {
         let (now_ns, elapsed_ms) = now_and_elapsed(host, started_ns);
         let mut status: u16 = host
             .response_header(":status")
-            .and_then(|s| s.parse().ok())
+            .and_then(|s| crate::parse_int::unsigned(&s, 10))
             .unwrap_or(0);
         if grpc && status == 200 {
             // A gRPC call's outcome is its `grpc-status`: here in a trailers-only answer, else

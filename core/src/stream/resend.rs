@@ -527,7 +527,7 @@ impl Stream {
         retry.state = RetryState::Done;
         let status: u16 = host
             .response_header(":status")
-            .and_then(|s| s.parse().ok())
+            .and_then(|s| crate::parse_int::unsigned(&s, 10))
             .unwrap_or(0);
         if !is_failure(status) {
             return None;

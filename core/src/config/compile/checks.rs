@@ -182,8 +182,8 @@ pub(super) fn parse_hhmm(at: &str, key: &str, s: &str) -> Result<u32, Refusal> {
         if h.len() != 2 || m.len() != 2 {
             return None;
         }
-        let h: u32 = h.parse().ok()?;
-        let m: u32 = m.parse().ok()?;
+        let h: u32 = crate::parse_int::unsigned(h, 10)?;
+        let m: u32 = crate::parse_int::unsigned(m, 10)?;
         (h < 24 && m < 60).then_some(h * 60 + m)
     });
     match parsed {

@@ -88,7 +88,7 @@ impl Parser<'_> {
             .ok()
             .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()));
         digits
-            .and_then(|s| u16::from_str_radix(s, 16).ok())
+            .and_then(|s| crate::parse_int::unsigned::<u16>(s, 16))
             .ok_or_else(|| self.error(INVALID_ESCAPE))
     }
 
