@@ -18,6 +18,7 @@
 //!   `parse_int` (unsigned integers of every width through std's one `u64` parser, for size),
 //!   `substr` (substring search and replacement without std's Two-Way searcher, for size),
 //!   `regex` (detector patterns in regex-lite's syntax, matched by a small NFA, for size),
+//!   `utf8` (lossy decoding as std's, without its chunk iterator, for size),
 //!   `msgpack` (MessagePack by hand, in the forms rmp-serde wrote and read), `json` (JSON and
 //!   its `Value` by hand, in serde_json's forms), `format_float` (f64 as text: ryu's shortest
 //!   digits in Rust's `{}` and `{:.N}` layouts, without core's float formatting). serde,
@@ -56,4 +57,5 @@ pub mod substr;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod utf8;
 pub mod vecmap;

@@ -120,7 +120,7 @@ fn node_id(host: &dyn Host) -> String {
         .property(&["xds", "node", "id"])
         .ok()
         .flatten()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map(|b| crate::utf8::lossy(&b).into_owned())
         .unwrap_or_default();
     let safe: String = raw
         .chars()

@@ -33,7 +33,7 @@ fn body_value(content_type: Option<&str>, body: &[u8]) -> Value {
             return v;
         }
     }
-    Value::String(String::from_utf8_lossy(body).into_owned())
+    Value::String(crate::utf8::lossy(body).into_owned())
 }
 
 /// Combines the answers (in target order) into the reply.

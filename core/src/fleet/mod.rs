@@ -58,12 +58,7 @@ pub fn outcome(answer: &Answer) -> Outcome {
         crate::json::read::from_slice(&answer.body)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&answer.body)
-                    .chars()
-                    .take(200)
-                    .collect()
-            })
+            .unwrap_or_else(|| crate::utf8::lossy(&answer.body).chars().take(200).collect())
     };
     match classify(answer.status.as_deref(), &answer.body) {
         CalloutAnswer::Failed("unreachable") => Outcome::NotSent,

@@ -780,7 +780,7 @@ fn retire(
     };
     folded.fold(doc, now_ms);
     let k = keys(plugin, fleet);
-    let (key, retired_key) = (String::from_utf8_lossy(&kv.key).into_owned(), k.retired());
+    let (key, retired_key) = (crate::utf8::lossy(&kv.key).into_owned(), k.retired());
     let value = folded.encode();
     let compares = [
         Compare::ModRevision(&key, kv.mod_revision),

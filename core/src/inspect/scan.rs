@@ -133,7 +133,7 @@ fn proto_text(walk: &mut Walk, message: &[u8], depth: usize) -> Result<(), NotSc
         match field {
             Field::Varint(v) => walk.push(&v.to_string())?,
             Field::Bytes(b) => {
-                walk.push(&String::from_utf8_lossy(b))?;
+                walk.push(&crate::utf8::lossy(b))?;
                 if is_message(b) {
                     proto_text(walk, b, depth + 1)?;
                 }
@@ -324,7 +324,7 @@ fn mp_node(r: &mut Reader<'_>, walk: &mut Walk, depth: usize) -> Result<(), ()> 
             pushed(walk, &format!("{}", v.abs() as u64))
         }
         Token::Float(_) => Ok(()),
-        Token::Str(b) | Token::Bin(b) => pushed(walk, &String::from_utf8_lossy(b)),
+        Token::Str(b) | Token::Bin(b) => pushed(walk, &crate::utf8::lossy(b)),
         Token::Array(n) => nested(r, walk, u64::from(n), mp_node),
         Token::Map(n) => {
             let mut keys = SeenKeys::new();
@@ -412,7 +412,7 @@ impl<'de> Visitor<'de> for Node<'_> {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<(), E> {
-        self.text(&String::from_utf8_lossy(v))
+        self.text(&crate::utf8::lossy(v))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
