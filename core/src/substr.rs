@@ -1,5 +1,6 @@
 //! Substring search and replacement without std's Two-Way searcher (`str::contains`,
-//! `str::replace` with a `&str` pattern link it: ~2.3 KB of module). The patterns here are short
+//! `str::replace` with a `&str` pattern link it: ~2.3 KB of module), and a split at the last
+//! ASCII separator without the reverse character searcher. The patterns here are short
 //! constants, so a plain scan costs no more; the texts searched are answers and configuration.
 
 /// Whether `needle` occurs in `hay` (`true` for an empty needle, as `str::contains`).
@@ -23,6 +24,14 @@ pub fn replace(s: &str, from: &str, to: &str) -> String {
     }
     out.push_str(s.get(start..).unwrap_or_default());
     out
+}
+
+/// `s` split around the last `sep`, an ASCII byte, as `str::rsplit_once(char)` splits it,
+/// without the reverse character searcher that links (~0.5 KB).
+pub fn rsplit_once(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().rposition(|b| b == sep)?;
+    // An ASCII byte is a whole character: both sides are on character boundaries.
+    Some((s.get(..at)?, s.get(at + 1..)?))
 }
 
 /// The first index at or after `from` where `needle` starts in `hay`.
@@ -103,6 +112,22 @@ mod tests {
                 .collect();
             assert_eq!(contains(&text, &pattern), text.contains(&pattern));
             assert_eq!(replace(&text, &pattern, "-"), text.replace(&pattern, "-"));
+            for sep in ['~', '0'] {
+                assert_eq!(
+                    rsplit_once(&text, sep as u8),
+                    text.rsplit_once(sep),
+                    "{text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rsplit_once_as_std() {
+        for t in TEXTS {
+            for sep in [b'~', b':', b'}', b' '] {
+                assert_eq!(rsplit_once(t, sep), t.rsplit_once(char::from(sep)), "{t:?}");
+            }
         }
     }
 }

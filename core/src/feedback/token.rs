@@ -238,7 +238,8 @@ impl TokenKeys {
         value: &str,
         now_unix_secs: u64,
     ) -> Result<DecisionToken, TokenError> {
-        let (payload, tag_hex) = value.rsplit_once('~').ok_or(TokenError::Malformed)?;
+        let (payload, tag_hex) =
+            crate::substr::rsplit_once(value, b'~').ok_or(TokenError::Malformed)?;
         let parts: Vec<&str> = payload.split('~').collect();
         let (fixed, context) = match parts.as_slice() {
             [fixed @ .., last] if parts.len() == 7 => (fixed, Some(*last)),

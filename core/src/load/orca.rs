@@ -54,7 +54,7 @@ fn parse_text(text: &str) -> Result<Report, Invalid> {
     for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         // `name=value`; newer Envoys also write `name:value`.
         let (key, value) = (pair.split_once('='))
-            .or_else(|| pair.rsplit_once(':'))
+            .or_else(|| crate::substr::rsplit_once(pair, b':'))
             .ok_or(Invalid::Malformed)?;
         let value = crate::parse_float::parse_f64(value.trim()).ok_or(Invalid::Malformed)?;
         let name = key.trim().strip_prefix("named_metrics.");
