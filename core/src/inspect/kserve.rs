@@ -59,7 +59,7 @@ fn count_values(v: &Value) -> u64 {
 
 fn shape_text(shape: &[i64]) -> String {
     let dims: Vec<String> = shape.iter().map(i64::to_string).collect();
-    format!("[{}]", dims.join(", "))
+    format!("[{}]", crate::quote::join(&dims, ", "))
 }
 
 /// Checks a JSON KServe v2 inference request against `spec`.
@@ -78,7 +78,7 @@ pub fn validate(spec: &[InputSpec], body: &[u8]) -> Result<(), SpecError> {
                 format!(
                     "input {} is not an input of this model (inputs: {})",
                     quoted(&input.name),
-                    names.join(", ")
+                    crate::quote::join(&names, ", ")
                 ),
             ));
         }

@@ -283,7 +283,7 @@ impl<R: RequestView> Decider<'_, R> {
                     format_args!(
                         "no target of model {} fits {}",
                         crate::quote::quoted(&model.name),
-                        limits.join(" and ")
+                        crate::quote::join(&limits, " and ")
                     ),
                     Some(mi),
                 )))

@@ -601,11 +601,10 @@ fn carry_over(from: &Plugin, to: &Plugin) {
 /// What changed between two plugins' targets, for the log: `model: name→cluster(weight), …`.
 fn changes(old: &Plugin, new: &Plugin) -> String {
     let describe = |m: &crate::config::Model| {
-        m.targets
-            .iter()
+        let targets: Vec<String> = (m.targets.iter())
             .map(|t| format!("{}→{}({})", t.name, t.cluster, t.weight))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .collect();
+        crate::quote::join(&targets, ", ")
     };
     let mut out = Vec::new();
     for m in &new.cfg.models {
@@ -619,6 +618,6 @@ fn changes(old: &Plugin, new: &Plugin) -> String {
     if out.is_empty() {
         "no target changed".into()
     } else {
-        out.join("; ")
+        crate::quote::join(&out, "; ")
     }
 }

@@ -185,7 +185,7 @@ pub(crate) fn unknown(what: &str, name: &str, names: &[&str]) -> String {
         [a, b] => format!("{} or {}", quoted(a), quoted(b)),
         all => format!(
             "one of {}",
-            all.iter().map(quoted).collect::<Vec<_>>().join(", ")
+            crate::quote::join(&all.iter().map(quoted).collect::<Vec<_>>(), ", ")
         ),
     };
     format!("unknown {what} `{name}`, expected {one_of}")
