@@ -54,14 +54,12 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut rng = crate::rng::Rng::seed_from_u64(3);
+        let alphabet = b"+-0123456789abfAF9 ";
         for _ in 0..20_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let len = (seed % 12) as usize;
+            let len = rng.below(12);
             let text: String = (0..len)
-                .map(|i| char::from(b"+-0123456789abfAF9 "[((seed >> (i * 5)) % 19) as usize]))
+                .map(|_| char::from(alphabet[rng.below(alphabet.len() as u64) as usize]))
                 .collect();
             texts.push(text);
         }
