@@ -226,15 +226,7 @@ pub fn set_header(map_type: u32, name: &str, value: &str) -> Result<(), Status> 
 }
 
 pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
-    // By hand rather than `join`: the core's joins are of `String`s, and each element type of
-    // `join` is its own copy of std's code.
-    let mut serialized = String::new();
-    for (i, part) in path.iter().enumerate() {
-        if i > 0 {
-            serialized.push('\0');
-        }
-        serialized.push_str(part);
-    }
+    let serialized = inference_router_core::quote::join(path, "\0");
     let mut data = null_mut();
     let mut size = 0usize;
     // SAFETY: pointers and lengths are of live borrowed slices; out-params are locals.
